@@ -1,0 +1,241 @@
+//! The documents an auditor receives: the proof bundle, the batch header (the leaf of the
+//! epoch tree) and the local ledger entry (the embedded anchor's receipt).
+//!
+//! A bundle is versioned JSON (`"format": "veritrace.proof/1"`):
+//!
+//! ```text
+//! event ──JCS──> leaf hash ──audit path──> batch root   (batch header, per partition)
+//! batch header ──JCS──> epoch leaf ──audit path──> epoch root ──> anchor receipt
+//! ```
+
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::canonical::{self, StrictValue};
+use crate::{merkle, Digest, Error, Result};
+
+/// The proof format this crate writes and reads.
+pub const FORMAT: &str = "veritrace.proof/1";
+
+/// Domain separation prefix of the bytes a local ledger entry's signature covers.
+pub const LEDGER_SIGNING_DOMAIN: &[u8] = b"veritrace.local-ledger/1\n";
+
+/// The sealed description of one batch: what the epoch tree commits to. Batches of a
+/// partition form a hash chain (`prev_root`) and cover contiguous offsets, so a missing or
+/// reordered batch is detectable, not only a changed event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchHeader {
+    /// `{stream}-p{partition}-{first_offset}-{last_offset}`: derived from the input
+    /// position, so re-sealing the same records after a crash yields the same id.
+    pub batch_id: String,
+    /// Source stream (Kafka topic, or `demo` for the in-process channel).
+    pub stream: String,
+    /// Source partition.
+    pub partition: u32,
+    /// Position of this batch in its partition's chain, from 0.
+    pub seq: u64,
+    /// First input offset covered (accepted or rejected).
+    pub first_offset: u64,
+    /// Last input offset covered, inclusive.
+    pub last_offset: u64,
+    /// Input records covered: accepted plus rejected.
+    pub records: u64,
+    /// Accepted events, i.e. leaves of the batch tree.
+    pub size: u64,
+    /// Merkle root over the accepted events' leaf hashes, in offset order.
+    pub root: Digest,
+    /// Root of the previous batch of the same partition (zero for the first).
+    pub prev_root: Digest,
+    /// When the batch was sealed (RFC 3339, UTC).
+    pub sealed_at: String,
+}
+
+impl BatchHeader {
+    /// The epoch-tree leaf hash of this header: `leaf_hash(JCS(header))`.
+    pub fn leaf_hash(&self) -> Result<Digest> {
+        Ok(merkle::leaf_hash(&canonical::to_vec(self)?))
+    }
+}
+
+/// One entry of the embedded local ledger: an append-only, hash-chained file in which each
+/// anchored epoch root is signed with the node's Ed25519 key. It is honest about what it
+/// is: a signature by the operator's node, not a public chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerEntry {
+    /// Epoch anchored by this entry; entries are consecutive from 0.
+    pub epoch_id: u64,
+    /// The epoch root.
+    pub root: Digest,
+    /// Number of batches in the epoch.
+    pub batch_count: u64,
+    /// When the entry was written (RFC 3339, UTC).
+    pub anchored_at: String,
+    /// `entry_hash` of the previous entry (zero for the first).
+    pub prev_entry_hash: Digest,
+    /// Ed25519 public key of the node (64 hex digits).
+    pub public_key: String,
+    /// Ed25519 signature (128 hex digits) over [`LedgerEntry::signing_bytes`].
+    pub signature: String,
+}
+
+/// The fields of a ledger entry that its signature covers (all but the signature).
+#[derive(Serialize)]
+struct LedgerBody<'a> {
+    epoch_id: u64,
+    root: &'a Digest,
+    batch_count: u64,
+    anchored_at: &'a str,
+    prev_entry_hash: &'a Digest,
+    public_key: &'a str,
+}
+
+impl LedgerEntry {
+    /// The bytes the signature covers: [`LEDGER_SIGNING_DOMAIN`] followed by the JCS form of
+    /// every field but `signature`.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>> {
+        let body = LedgerBody {
+            epoch_id: self.epoch_id,
+            root: &self.root,
+            batch_count: self.batch_count,
+            anchored_at: &self.anchored_at,
+            prev_entry_hash: &self.prev_entry_hash,
+            public_key: &self.public_key,
+        };
+        let mut out = LEDGER_SIGNING_DOMAIN.to_vec();
+        out.extend_from_slice(&canonical::to_vec(&body)?);
+        Ok(out)
+    }
+
+    /// `SHA-256(JCS(entry))`, signature included: what the next entry chains to.
+    pub fn entry_hash(&self) -> Result<Digest> {
+        Ok(Digest(Sha256::digest(canonical::to_vec(self)?).into()))
+    }
+
+    /// Checks the Ed25519 signature against the entry's own public key.
+    pub fn verify_signature(&self) -> Result<()> {
+        let bad = |detail: String| Error::BadSignature { seq: self.epoch_id, detail };
+        let mut pk = [0u8; 32];
+        hex::decode_to_slice(&self.public_key, &mut pk).map_err(|e| bad(format!("public key: {e}")))?;
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(&self.signature, &mut sig).map_err(|e| bad(format!("signature: {e}")))?;
+        let key = VerifyingKey::from_bytes(&pk).map_err(|e| bad(format!("public key: {e}")))?;
+        key.verify(&self.signing_bytes()?, &Signature::from_bytes(&sig))
+            .map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// Whether the bundle's epoch root is witnessed by an anchor yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The batch root exists (and maybe the epoch root), but no anchor witnesses it yet.
+    Sealed,
+    /// The epoch root is witnessed by the anchor receipt.
+    Anchored,
+}
+
+impl Status {
+    /// `sealed` or `anchored`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Sealed => "sealed",
+            Status::Anchored => "anchored",
+        }
+    }
+}
+
+/// Position of the event in its batch tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeafProof {
+    /// Leaf index within the batch (0-based); the tree size is the batch header's `size`.
+    pub index: u64,
+    /// `SHA-256(0x00 || JCS(event))`, stated for convenience; the verifier recomputes it.
+    pub hash: Digest,
+    /// Audit path from the leaf to the batch root (RFC 9162).
+    pub audit_path: Vec<Digest>,
+}
+
+/// Position of the batch in its epoch tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochProof {
+    /// Epoch number, consecutive from 0.
+    pub epoch_id: u64,
+    /// Root over the leaf hashes of the epoch's batch headers.
+    pub root: Digest,
+    /// Index of this batch within the epoch.
+    pub batch_index: u64,
+    /// Number of batches (leaves) in the epoch.
+    pub batch_count: u64,
+    /// Audit path from the batch header's leaf to the epoch root.
+    pub audit_path: Vec<Digest>,
+}
+
+/// The anchor receipt: who witnesses the epoch root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Anchor {
+    /// The embedded local ledger: a signed, hash-chained file kept by the node.
+    Local {
+        /// The ledger entry for the epoch, signature included.
+        ledger_entry: LedgerEntry,
+    },
+}
+
+/// A proof that one event was recorded unaltered, as an auditor receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofBundle {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// `sealed` or `anchored`.
+    pub status: Status,
+    /// The canonical event, as a JSON object. Its JCS bytes are the leaf preimage.
+    pub event: Value,
+    /// The event's position and audit path in its batch.
+    pub leaf: LeafProof,
+    /// The batch header; its `root` is what the leaf proves into.
+    pub batch: BatchHeader,
+    /// The batch's position in its epoch, once the epoch is sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<EpochProof>,
+    /// The anchor receipt, once the epoch is anchored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+}
+
+impl ProofBundle {
+    /// Parses a bundle, refusing duplicate keys anywhere and unknown fields.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let v = canonical::parse_strict(bytes).map_err(|e| match e {
+            Error::Malformed { detail, .. } => Error::Malformed { what: "proof bundle", detail },
+            other => other,
+        })?;
+        serde_json::from_value(v).map_err(|e| Error::Malformed {
+            what: "proof bundle",
+            detail: e.to_string(),
+        })
+    }
+
+    /// Pretty JSON for humans; the verifier does not depend on whitespace or key order.
+    pub fn to_json_pretty(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).map_err(|e| Error::Malformed {
+            what: "proof bundle",
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// Parses one ledger line, refusing duplicate keys and unknown fields.
+pub fn parse_ledger_entry(line: &[u8]) -> Result<LedgerEntry> {
+    let StrictValue(v) = StrictValue(canonical::parse_strict(line)?);
+    serde_json::from_value(v).map_err(|e| Error::Malformed {
+        what: "ledger entry",
+        detail: e.to_string(),
+    })
+}

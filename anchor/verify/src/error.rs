@@ -1,0 +1,89 @@
+use crate::Digest;
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a verification or a canonicalisation failed. Every variant is the fault of the input
+/// (a bundle, an event, a ledger file); the verifier has no external systems to blame.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The document is not valid JSON or does not have the expected shape.
+    #[error("malformed {what}: {detail}")]
+    Malformed {
+        /// What was being read (bundle, ledger line, event).
+        what: &'static str,
+        /// Parser message.
+        detail: String,
+    },
+    /// The bundle declares a format version this verifier does not know.
+    #[error("unsupported proof format {found:?} (this verifier reads {supported:?})")]
+    UnsupportedFormat {
+        /// Format string found in the bundle.
+        found: String,
+        /// Format string this verifier supports.
+        supported: &'static str,
+    },
+    /// A JSON object has the same key twice; JCS (I-JSON) forbids it and it would let a
+    /// document show one value to a reader and hash another.
+    #[error("duplicate key {key:?} in JSON object")]
+    DuplicateKey {
+        /// The repeated key.
+        key: String,
+    },
+    /// An integer outside the range that IEEE 754 doubles represent exactly (+-2^53); JCS
+    /// would silently change its value.
+    #[error("number {value} is outside +-2^53 and cannot be canonicalised without loss")]
+    UnsafeInteger {
+        /// The number as written.
+        value: String,
+    },
+    /// A hex field is not 32 bytes of hex.
+    #[error("bad hash {field}: {detail}")]
+    BadHash {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The leaf index is not inside the tree, or the audit path has the wrong length.
+    #[error("bad audit path for {level}: {detail}")]
+    BadPath {
+        /// `batch` or `epoch`.
+        level: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A recomputed hash differs from the one the bundle or the anchor states.
+    #[error("{what} mismatch: expected {expected}, computed {computed}")]
+    RootMismatch {
+        /// Which hash (leaf hash, batch root, epoch root, anchored root, ...).
+        what: &'static str,
+        /// The value stated by the bundle or anchor.
+        expected: Digest,
+        /// The value recomputed from the evidence.
+        computed: Digest,
+    },
+    /// Two fields that must agree do not (event id, epoch id, batch count, status, ...).
+    #[error("inconsistent bundle: {0}")]
+    Inconsistent(String),
+    /// The Ed25519 signature of a ledger entry does not verify.
+    #[error("bad signature on local ledger entry {seq}: {detail}")]
+    BadSignature {
+        /// Ledger sequence number.
+        seq: u64,
+        /// Why.
+        detail: String,
+    },
+    /// The ledger entry was signed by a key other than the one the auditor pinned.
+    #[error("ledger entry signed by key {found}, expected pinned key {expected}")]
+    WrongKey {
+        /// Pinned key (hex).
+        expected: String,
+        /// Key in the entry (hex).
+        found: String,
+    },
+    /// The local ledger file is broken: a hash chain gap, a changed entry, a missing entry.
+    #[error("local ledger: {0}")]
+    Ledger(String),
+}

@@ -1,0 +1,28 @@
+//! # veritrace-verify: the auditor's verifier
+//!
+//! Everything an auditor needs to check a Veritrace proof bundle, and nothing else: no
+//! database, no Kafka, no async runtime. The crate is small enough to read in one sitting
+//! and compiles to WASM. The pipeline uses the very same functions to build what this crate
+//! checks, so there is exactly one definition of each rule:
+//!
+//! - [`canonical`]: RFC 8785 (JCS) canonical JSON, the leaf preimage of every event.
+//! - [`merkle`]: RFC 6962 / RFC 9162 hashing (`leaf = SHA-256(0x00 || bytes)`,
+//!   `node = SHA-256(0x01 || left || right)`), tree roots, audit paths and their verification.
+//! - [`bundle`]: the versioned proof bundle format, the batch header and the local ledger entry.
+//! - [`verify`]: recomputes every hash of a bundle and reports what it checked.
+//!
+//! Key decision: a proof is two-level. An event's leaf proves into its batch root (one
+//! batch per partition and offset range); the batch header proves into the epoch root; the
+//! epoch root is what the anchor (local signed ledger, or a chain) witnesses.
+#![deny(missing_docs)]
+
+pub mod bundle;
+pub mod canonical;
+pub mod merkle;
+pub mod verify;
+
+mod digest;
+mod error;
+
+pub use digest::Digest;
+pub use error::{Error, Result};

@@ -1,0 +1,203 @@
+//! Verification of proof bundles and local ledgers. Pure: the caller reads files.
+
+use crate::bundle::{parse_ledger_entry, Anchor, LedgerEntry, ProofBundle, Status, FORMAT};
+use crate::{canonical, merkle, Digest, Error, Result};
+
+/// What the auditor supplies besides the bundle.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Contents of the node's local ledger file, to check the receipt against the whole
+    /// hash-chained ledger (and pin the key to the ledger's).
+    pub ledger: Option<String>,
+    /// The node's Ed25519 public key (hex) as published by its operator.
+    pub pinned_key: Option<String>,
+}
+
+/// What was checked, in order, for a human or a machine to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The event id, if the event carries one.
+    pub event_id: Option<String>,
+    /// Status stated by the bundle and confirmed by the checks.
+    pub status: Status,
+    /// Each successful check, in the order performed.
+    pub checks: Vec<String>,
+    /// Limits of what was proven (for example: no independent key was supplied).
+    pub notes: Vec<String>,
+}
+
+/// Parses and verifies a bundle.
+pub fn verify_bundle_json(bytes: &[u8], opts: &Options) -> Result<Report> {
+    verify_bundle(&ProofBundle::from_json(bytes)?, opts)
+}
+
+/// Recomputes every hash of the bundle and checks the anchor receipt.
+pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
+    if b.format != FORMAT {
+        return Err(Error::UnsupportedFormat { found: b.format.clone(), supported: FORMAT });
+    }
+    let mut checks = Vec::new();
+    let mut notes = Vec::new();
+    let event_id = b.event.get("event_id").and_then(|v| v.as_str()).map(str::to_owned);
+
+    // 1. The event's canonical bytes give the stated leaf hash.
+    let bytes = canonical::to_vec(&b.event)?;
+    let leaf = merkle::leaf_hash(&bytes);
+    if leaf != b.leaf.hash {
+        return Err(Error::RootMismatch { what: "leaf hash", expected: b.leaf.hash, computed: leaf });
+    }
+    checks.push(format!("event canonicalised (RFC 8785, {} bytes); leaf hash {leaf}", bytes.len()));
+
+    // 2. The leaf proves into the batch root.
+    merkle::verify_inclusion("batch", &leaf, b.leaf.index, b.batch.size, &b.leaf.audit_path, &b.batch.root)?;
+    checks.push(format!(
+        "leaf {} of {} proves into batch root {} (batch {}, {} path hashes)",
+        b.leaf.index,
+        b.batch.size,
+        b.batch.root,
+        b.batch.batch_id,
+        b.leaf.audit_path.len()
+    ));
+    check_batch_header(b)?;
+
+    // 3. The batch header proves into the epoch root.
+    let Some(epoch) = &b.epoch else {
+        if b.status == Status::Anchored {
+            return Err(Error::Inconsistent("status is anchored but the bundle has no epoch proof".into()));
+        }
+        if b.anchor.is_some() {
+            return Err(Error::Inconsistent("anchor receipt without an epoch proof".into()));
+        }
+        notes.push("status sealed: the batch is not yet in an anchored epoch; the batch root is not witnessed by any anchor".into());
+        return Ok(Report { event_id, status: b.status, checks, notes });
+    };
+    let header_leaf = b.batch.leaf_hash()?;
+    merkle::verify_inclusion("epoch", &header_leaf, epoch.batch_index, epoch.batch_count, &epoch.audit_path, &epoch.root)?;
+    checks.push(format!(
+        "batch header {} of {} proves into epoch {} root {}",
+        epoch.batch_index, epoch.batch_count, epoch.epoch_id, epoch.root
+    ));
+
+    // 4. The anchor witnesses the epoch root.
+    let Some(anchor) = &b.anchor else {
+        if b.status == Status::Anchored {
+            return Err(Error::Inconsistent("status is anchored but the bundle has no anchor receipt".into()));
+        }
+        notes.push(format!("status sealed: epoch {} is not anchored yet", epoch.epoch_id));
+        return Ok(Report { event_id, status: b.status, checks, notes });
+    };
+    if b.status != Status::Anchored {
+        return Err(Error::Inconsistent("bundle has an anchor receipt but status is not anchored".into()));
+    }
+    match anchor {
+        Anchor::Local { ledger_entry } => {
+            check_local_entry(ledger_entry, epoch.epoch_id, &epoch.root, epoch.batch_count)?;
+            checks.push(format!(
+                "local ledger entry for epoch {} holds root {} and its Ed25519 signature verifies (key {})",
+                ledger_entry.epoch_id, ledger_entry.root, ledger_entry.public_key
+            ));
+            let mut key_pinned = false;
+            if let Some(text) = &opts.ledger {
+                let entries = verify_ledger(text)?;
+                let found = entries
+                    .iter()
+                    .find(|e| e.epoch_id == ledger_entry.epoch_id)
+                    .ok_or_else(|| Error::Ledger(format!("no entry for epoch {} in the ledger file", ledger_entry.epoch_id)))?;
+                if found != ledger_entry {
+                    return Err(Error::Ledger(format!(
+                        "entry for epoch {} in the ledger file differs from the bundle's receipt",
+                        ledger_entry.epoch_id
+                    )));
+                }
+                checks.push(format!(
+                    "ledger file: {} entries, hash chain and signatures intact, receipt is entry {}",
+                    entries.len(),
+                    ledger_entry.epoch_id
+                ));
+                key_pinned = true;
+            }
+            if let Some(key) = &opts.pinned_key {
+                if !key.eq_ignore_ascii_case(&ledger_entry.public_key) {
+                    return Err(Error::WrongKey { expected: key.clone(), found: ledger_entry.public_key.clone() });
+                }
+                checks.push("signing key matches the pinned key".into());
+                key_pinned = true;
+            }
+            if !key_pinned {
+                notes.push(
+                    "the signing key was taken from the receipt itself: pass --ledger or --key with the operator's published key to tie it to the node".into(),
+                );
+            }
+            notes.push("backend local: the epoch root is witnessed by the node's signed ledger, not by a public chain".into());
+        }
+    }
+    Ok(Report { event_id, status: b.status, checks, notes })
+}
+
+fn check_batch_header(b: &ProofBundle) -> Result<()> {
+    let h = &b.batch;
+    if h.last_offset < h.first_offset || h.records != h.last_offset - h.first_offset + 1 || h.size > h.records {
+        return Err(Error::Inconsistent(format!(
+            "batch header offsets {}..={} do not hold {} records of which {} accepted",
+            h.first_offset, h.last_offset, h.records, h.size
+        )));
+    }
+    Ok(())
+}
+
+fn check_local_entry(e: &LedgerEntry, epoch_id: u64, root: &Digest, batch_count: u64) -> Result<()> {
+    if e.epoch_id != epoch_id {
+        return Err(Error::Inconsistent(format!("ledger entry is for epoch {}, the proof for epoch {epoch_id}", e.epoch_id)));
+    }
+    if &e.root != root {
+        return Err(Error::RootMismatch { what: "anchored epoch root", expected: e.root, computed: *root });
+    }
+    if e.batch_count != batch_count {
+        return Err(Error::Inconsistent(format!(
+            "ledger entry counts {} batches, the epoch proof {batch_count}",
+            e.batch_count
+        )));
+    }
+    e.verify_signature()
+}
+
+/// Checks a whole local ledger file: every line parses, entries are consecutive from epoch
+/// 0, each chains to the previous entry's hash, all are signed by one key, and every
+/// signature verifies. A final line without a newline (a write torn by a crash, which the
+/// node repairs when it restarts) is ignored.
+pub fn verify_ledger(text: &str) -> Result<Vec<LedgerEntry>> {
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    let mut entries: Vec<LedgerEntry> = Vec::new();
+    let mut prev_hash = Digest::ZERO;
+    for (n, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e = parse_ledger_entry(line.as_bytes())
+            .map_err(|err| Error::Ledger(format!("line {}: {err}", n + 1)))?;
+        let want = entries.len() as u64;
+        if e.epoch_id != want {
+            return Err(Error::Ledger(format!("line {}: epoch {} where epoch {want} was expected", n + 1, e.epoch_id)));
+        }
+        if e.prev_entry_hash != prev_hash {
+            return Err(Error::Ledger(format!(
+                "line {}: previous-entry hash {} does not match the hash {} of the entry before it",
+                n + 1,
+                e.prev_entry_hash,
+                prev_hash
+            )));
+        }
+        if let Some(first) = entries.first() {
+            if first.public_key != e.public_key {
+                return Err(Error::Ledger(format!("line {}: signed by a different key than the first entry", n + 1)));
+            }
+        }
+        e.verify_signature()?;
+        prev_hash = e.entry_hash()?;
+        entries.push(e);
+    }
+    Ok(entries)
+}
