@@ -1,1 +1,34 @@
-//! placeholder
+//! # veritrace-anchor: sealing batches and anchoring epochs
+//!
+//! Sits between the processors and the queries. A processor hands a partition's accepted
+//! events (as Arrow columns, with their leaf hashes) and its rejected records here; this
+//! crate makes them durable and verifiable:
+//!
+//! 1. **Batch**: the Merkle root over the leaf hashes is computed ([`veritrace_verify::merkle`]),
+//!    the events and the rejected records are written as Parquet atomically (temp file,
+//!    fsync, rename, fsync of the directory), then a [`BatchHeader`] is appended to the
+//!    partition's manifest. The manifest line is the commit point: input offsets may be
+//!    committed only after [`BatchWriter::seal`] returns.
+//! 2. **Epoch**: every few seconds the sealed batch headers not yet in an epoch form an
+//!    epoch tree ([`EpochLog`]); its root is what gets anchored.
+//! 3. **Anchor**: the embedded backend is [`LocalLedger`], an append-only, hash-chained
+//!    file of Ed25519-signed entries. It is named `local` in every proof.
+//!
+//! Key decision: batch ids derive from the stream, partition and offsets, so re-sealing
+//! the same input after a crash rewrites the same files instead of adding new ones.
+#![deny(missing_docs)]
+
+mod batch;
+mod epoch;
+mod error;
+mod fsutil;
+mod layout;
+mod ledger;
+
+pub use batch::{batch_id, writer_properties, BatchWriter, SealInput};
+pub use epoch::{EpochLog, EpochRecord};
+pub use error::{Error, Result};
+pub use fsutil::{append_line_durable, read_jsonl, write_atomic};
+pub use layout::DataDir;
+pub use ledger::LocalLedger;
+pub use veritrace_verify::bundle::{BatchHeader, LedgerEntry};

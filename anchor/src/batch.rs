@@ -1,0 +1,206 @@
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use tracing::instrument;
+use veritrace_verify::{merkle, Digest};
+
+use crate::fsutil::{append_line_durable, read_jsonl, write_atomic};
+use crate::{BatchHeader, DataDir, Error, Result};
+
+/// The batch id: derived from the input position only, so that re-sealing the same
+/// records after a crash produces the same id and overwrites the same files.
+pub fn batch_id(stream: &str, partition: u32, first_offset: u64, last_offset: u64) -> String {
+    format!("{stream}-p{partition:03}-{first_offset:012}-{last_offset:012}")
+}
+
+/// Parquet settings for Veritrace files: zstd, page-level statistics (page index), and
+/// bloom filters on the given columns (event ids and trace codes make point lookups cheap).
+pub fn writer_properties(rows: usize, bloom_columns: &[&str]) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(rows.max(1)));
+    for c in bloom_columns {
+        b = b
+            .set_column_bloom_filter_enabled((*c).into(), true)
+            .set_column_bloom_filter_max_ndv((*c).into(), rows.max(1) as u64)
+            .set_column_bloom_filter_fpp((*c).into(), 0.01);
+    }
+    b.build()
+}
+
+/// What a processor hands over to seal one batch.
+#[derive(Debug)]
+pub struct SealInput<'a> {
+    /// First input offset covered (accepted or rejected).
+    pub first_offset: u64,
+    /// Last input offset covered, inclusive.
+    pub last_offset: u64,
+    /// Input records in the range (accepted + rejected); offsets may have gaps.
+    pub records: u64,
+    /// Leaf hashes of the accepted events, in leaf order (row order of `events`).
+    pub leaf_hashes: &'a [Digest],
+    /// Accepted events, one row per leaf, already carrying batch id, leaf index and hash.
+    pub events: RecordBatch,
+    /// Rejected records of the range, if any.
+    pub rejected: Option<RecordBatch>,
+    /// Seal time, RFC 3339 UTC.
+    pub sealed_at: String,
+}
+
+/// Seals the batches of one partition of one stream, keeping its hash chain.
+#[derive(Debug)]
+pub struct BatchWriter {
+    dir: DataDir,
+    stream: String,
+    partition: u32,
+    manifest: PathBuf,
+    last: Option<BatchHeader>,
+    bloom_columns: Vec<&'static str>,
+}
+
+impl BatchWriter {
+    /// Opens the partition's manifest, checking its whole hash chain, and removes files of
+    /// batches that were written but never committed to the manifest (a crash between the
+    /// Parquet rename and the manifest append); they will be sealed again from the input.
+    pub fn open(dir: &DataDir, stream: &str, partition: u32, bloom_columns: &[&'static str]) -> Result<Self> {
+        if stream.is_empty() || !stream.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            return Err(Error::Invalid(format!("stream name {stream:?} must be non-empty [A-Za-z0-9._-]")));
+        }
+        let manifest = dir.manifest_file(stream, partition);
+        let headers: Vec<BatchHeader> = read_jsonl(&manifest)?;
+        check_chain(&manifest, stream, partition, &headers)?;
+        let w = BatchWriter {
+            dir: dir.clone(),
+            stream: stream.to_owned(),
+            partition,
+            manifest,
+            last: headers.last().cloned(),
+            bloom_columns: bloom_columns.to_vec(),
+        };
+        w.remove_uncommitted()?;
+        Ok(w)
+    }
+
+    fn remove_uncommitted(&self) -> Result<()> {
+        let after = self.last.as_ref().map(|h| h.last_offset);
+        let prefix = format!("{}-p{:03}-", self.stream, self.partition);
+        for d in [self.dir.events_dir(), self.dir.rejected_dir()] {
+            let entries = std::fs::read_dir(&d).map_err(Error::io("list", &d))?;
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix(&prefix) else { continue };
+                let first: Option<u64> = rest.split('-').next().and_then(|s| s.parse().ok());
+                let stale = name.ends_with(".tmp") || matches!((first, after), (Some(f), Some(a)) if f > a) || (first.is_some() && after.is_none());
+                if stale {
+                    tracing::warn!(file = %e.path().display(), "removing batch file never committed to the manifest");
+                    std::fs::remove_file(e.path()).map_err(Error::io("remove uncommitted", e.path()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The last committed batch header, if any.
+    pub fn last(&self) -> Option<&BatchHeader> {
+        self.last.as_ref()
+    }
+
+    /// Offsets up to and including this one are durable (sealed); resume after it.
+    pub fn committed_offset(&self) -> Option<u64> {
+        self.last.as_ref().map(|h| h.last_offset)
+    }
+
+    /// Writes the batch's files atomically, then appends its header to the manifest (the
+    /// commit point) and returns it.
+    #[instrument(skip_all, fields(stream = %self.stream, partition = self.partition, first = input.first_offset, last = input.last_offset))]
+    pub fn seal(&mut self, input: SealInput<'_>) -> Result<BatchHeader> {
+        if input.last_offset < input.first_offset {
+            return Err(Error::Invalid(format!("offsets {}..={} are reversed", input.first_offset, input.last_offset)));
+        }
+        if let Some(prev) = &self.last {
+            if input.first_offset <= prev.last_offset {
+                return Err(Error::Invalid(format!(
+                    "batch starting at offset {} overlaps the sealed batch {} (up to offset {})",
+                    input.first_offset, prev.batch_id, prev.last_offset
+                )));
+            }
+        }
+        if input.events.num_rows() != input.leaf_hashes.len() {
+            return Err(Error::Invalid(format!(
+                "{} event rows but {} leaf hashes",
+                input.events.num_rows(),
+                input.leaf_hashes.len()
+            )));
+        }
+        let id = batch_id(&self.stream, self.partition, input.first_offset, input.last_offset);
+        let root = merkle::root(input.leaf_hashes);
+
+        write_parquet(&self.dir.events_file(&id), &input.events, &self.bloom_columns)?;
+        if let Some(rej) = &input.rejected {
+            if rej.num_rows() > 0 {
+                write_parquet(&self.dir.rejected_file(&id), rej, &[])?;
+            }
+        }
+        let header = BatchHeader {
+            batch_id: id,
+            stream: self.stream.clone(),
+            partition: self.partition,
+            seq: self.last.as_ref().map_or(0, |h| h.seq + 1),
+            first_offset: input.first_offset,
+            last_offset: input.last_offset,
+            records: input.records,
+            size: input.leaf_hashes.len() as u64,
+            root,
+            prev_root: self.last.as_ref().map_or(Digest::ZERO, |h| h.root),
+            sealed_at: input.sealed_at,
+        };
+        append_line_durable(&self.manifest, &header)?;
+        self.last = Some(header.clone());
+        Ok(header)
+    }
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch, bloom: &[&str]) -> Result<()> {
+    let props = writer_properties(batch.num_rows(), bloom);
+    write_atomic(path, |f: &mut File| {
+        let pe = |source| Error::Parquet { path: path.to_owned(), source };
+        let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props)).map_err(pe)?;
+        w.write(batch).map_err(pe)?;
+        w.close().map_err(pe)?;
+        Ok(())
+    })
+}
+
+/// Checks one partition's manifest: consecutive sequence numbers, increasing offsets,
+/// each batch chained to the previous root, ids derived from offsets.
+pub(crate) fn check_chain(path: &Path, stream: &str, partition: u32, headers: &[BatchHeader]) -> Result<()> {
+    let mut prev: Option<&BatchHeader> = None;
+    for h in headers {
+        let bad = |detail: String| Error::Corrupt { path: path.to_owned(), detail: format!("batch {}: {detail}", h.batch_id) };
+        if h.stream != stream || h.partition != partition {
+            return Err(bad(format!("belongs to {}-p{} not {stream}-p{partition}", h.stream, h.partition)));
+        }
+        if h.batch_id != batch_id(stream, partition, h.first_offset, h.last_offset) {
+            return Err(bad("id does not match its offsets".into()));
+        }
+        let (want_seq, want_prev) = prev.map_or((0, Digest::ZERO), |p| (p.seq + 1, p.root));
+        if h.seq != want_seq {
+            return Err(bad(format!("sequence {} where {want_seq} was expected (a batch is missing)", h.seq)));
+        }
+        if h.prev_root != want_prev {
+            return Err(bad(format!("previous root {} does not match {want_prev}", h.prev_root)));
+        }
+        if let Some(p) = prev {
+            if h.first_offset <= p.last_offset {
+                return Err(bad(format!("offsets overlap the previous batch {}", p.batch_id)));
+            }
+        }
+        prev = Some(h);
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Result};
+
+/// Writes `path` atomically: a temporary sibling is written and fsynced, renamed over the
+/// target, and the directory is fsynced so the rename itself survives a crash.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+    write(&mut f)?;
+    f.sync_all().map_err(Error::io("fsync", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(Error::io("rename", path))?;
+    sync_dir(path)
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))?;
+    }
+    Ok(())
+}
+
+/// Appends one JSON line and fsyncs it. The line is written with a single `write_all` so a
+/// crash leaves at worst a torn last line, which [`read_jsonl`] removes.
+pub fn append_line_durable<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(|e| Error::Bug(e.to_string()))?;
+    line.push(b'\n');
+    let existed = path.exists();
+    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(Error::io("open for append", path))?;
+    f.write_all(&line).map_err(Error::io("append", path))?;
+    f.sync_all().map_err(Error::io("fsync", path))?;
+    if !existed {
+        sync_dir(path)?;
+    }
+    Ok(())
+}
+
+/// Reads a JSON-lines file (missing file: empty). A final line without a newline is a
+/// write torn by a crash: it was never acknowledged, so it is cut off the file. Any other
+/// unparsable line is corruption and an error naming the line.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Io { op: "read", path: path.to_owned(), source: e }),
+    };
+    let complete = match data.iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None => 0,
+    };
+    if complete < data.len() {
+        tracing::warn!(path = %path.display(), torn_bytes = data.len() - complete, "removing torn last line left by a crash");
+        let f = OpenOptions::new().write(true).open(path).map_err(Error::io("open for repair", path))?;
+        f.set_len(complete as u64).map_err(Error::io("truncate torn line", path))?;
+        f.sync_all().map_err(Error::io("fsync", path))?;
+    }
+    let mut out = Vec::new();
+    for (n, line) in data[..complete].split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let v = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
+            path: path.to_owned(),
+            detail: format!("line {}: {e}", n + 1),
+        })?;
+        out.push(v);
+    }
+    Ok(out)
+}

@@ -1,0 +1,100 @@
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// The data directory layout. Everything a query or an auditor needs is under one root:
+///
+/// ```text
+/// events/{batch_id}.parquet      accepted events of one batch (leaf index, leaf hash)
+/// rejected/{batch_id}.parquet    rejected records of the same offset range (original bytes)
+/// batches/{stream}-p{N}.jsonl    hash-chained batch headers of one partition
+/// epochs/epochs.jsonl            epoch records (which batches, epoch root)
+/// ledger/local.jsonl             the local anchor: signed, hash-chained epoch roots
+/// keys/local-ledger.key          the node's Ed25519 seed (0600); .pub is the public key
+/// ```
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Opens (creating if needed) a data directory.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
+        let dir = DataDir { root: root.into() };
+        for sub in ["events", "rejected", "batches", "epochs", "ledger", "keys"] {
+            let p = dir.root.join(sub);
+            std::fs::create_dir_all(&p).map_err(Error::io("create directory", &p))?;
+        }
+        Ok(dir)
+    }
+
+    /// Opens an existing data directory without creating anything.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let dir = DataDir { root: root.into() };
+        let batches = dir.root.join("batches");
+        if !batches.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{} is not a Veritrace data directory (no batches/ inside); run `veritrace demo --data {}` or point --data at one",
+                dir.root.display(),
+                dir.root.display()
+            )));
+        }
+        Ok(dir)
+    }
+
+    /// The root path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `events/`
+    pub fn events_dir(&self) -> PathBuf {
+        self.root.join("events")
+    }
+    /// `rejected/`
+    pub fn rejected_dir(&self) -> PathBuf {
+        self.root.join("rejected")
+    }
+    /// `batches/`
+    pub fn batches_dir(&self) -> PathBuf {
+        self.root.join("batches")
+    }
+    /// Events file of a batch.
+    pub fn events_file(&self, batch_id: &str) -> PathBuf {
+        self.events_dir().join(format!("{batch_id}.parquet"))
+    }
+    /// Rejected-records file of a batch.
+    pub fn rejected_file(&self, batch_id: &str) -> PathBuf {
+        self.rejected_dir().join(format!("{batch_id}.parquet"))
+    }
+    /// Manifest of one partition of one stream.
+    pub fn manifest_file(&self, stream: &str, partition: u32) -> PathBuf {
+        self.batches_dir().join(format!("{stream}-p{partition:03}.jsonl"))
+    }
+    /// `epochs/epochs.jsonl`
+    pub fn epochs_file(&self) -> PathBuf {
+        self.root.join("epochs").join("epochs.jsonl")
+    }
+    /// `ledger/local.jsonl`
+    pub fn ledger_file(&self) -> PathBuf {
+        self.root.join("ledger").join("local.jsonl")
+    }
+    /// `keys/local-ledger.key`
+    pub fn ledger_key_file(&self) -> PathBuf {
+        self.root.join("keys").join("local-ledger.key")
+    }
+    /// All batch headers of all partitions, each manifest in chain order.
+    pub fn all_batch_headers(&self) -> Result<Vec<crate::BatchHeader>> {
+        let dir = self.batches_dir();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(Error::io("list", &dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        let mut out = Vec::new();
+        for f in files {
+            out.extend(crate::fsutil::read_jsonl::<crate::BatchHeader>(&f)?);
+        }
+        Ok(out)
+    }
+}
