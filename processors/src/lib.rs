@@ -1,1 +1,73 @@
-//! placeholder
+//! # veritrace-processors: from raw records to canonical, validated events
+//!
+//! The stream-processing stage. Each input record (a Kafka record value, an HTTP body, a
+//! line of a file) is parsed, structured into the canonical [`event::Event`] and validated
+//! ([`event::process`], pure, no I/O). Accepted events become Merkle leaves; rejected
+//! records keep their original bytes and a stable [`Reason`] code. The
+//! [`partition::PartitionProcessor`] is the I/O shell that owns one partition: it
+//! deduplicates event ids and seals batches through `veritrace-anchor`.
+//!
+//! Key decision: the leaf preimage is the RFC 8785 canonical JSON of the structured event,
+//! produced by the same function the auditor's verifier uses.
+#![deny(missing_docs)]
+
+pub mod columns;
+pub mod event;
+pub mod partition;
+pub mod reason;
+pub mod tracecode;
+
+pub use event::{process, Accepted, Event, EventType, Limits};
+pub use partition::{BatchPolicy, Outcome, PartitionProcessor, Stats};
+pub use reason::{Reason, Rejection};
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the processing stage (not rejections: those are data, see [`Rejection`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Sealing or reading sealed batches failed.
+    #[error(transparent)]
+    Anchor(#[from] veritrace_anchor::Error),
+    /// Building Arrow columns failed (a bug: the schema is ours).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A file could not be read.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Which file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A sealed file does not have the expected content.
+    #[error("corrupt {path}: {detail}")]
+    Corrupt {
+        /// Which file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The caller broke the contract (offsets not increasing, ...).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC with millisecond precision.
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
+}

@@ -1,0 +1,421 @@
+//! Arrow layout of the `events` and `rejected` tables. This is the only definition of the
+//! stored schema; the query layer reads it from here.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::builder::{
+    BinaryBuilder, FixedSizeBinaryBuilder, Float64Builder, ListBuilder, MapBuilder, StringBuilder,
+    TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use veritrace_verify::{canonical, Digest};
+
+use crate::event::Event;
+use crate::reason::Rejection;
+
+/// Columns with bloom filters in the events files: point lookups by id and trace code.
+pub const EVENTS_BLOOM_COLUMNS: [&str; 2] = ["event_id", "trace_code"];
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn utf8_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+fn readings_map() -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("keys", DataType::Utf8, false),
+                Field::new("values", DataType::Float64, true),
+            ])),
+            false,
+        )),
+        false,
+    )
+}
+
+static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("event_time", ts(), false),
+        s("trace_code"),
+        s("gtin"),
+        Field::new("inputs", utf8_list(), true),
+        Field::new("outputs", utf8_list(), true),
+        Field::new("participant_id", DataType::Utf8, false),
+        s("participant_name"),
+        Field::new("participant_role", DataType::Utf8, false),
+        s("counterparty_id"),
+        s("counterparty_name"),
+        s("counterparty_role"),
+        s("operator"),
+        s("result"),
+        s("site"),
+        s("device_id"),
+        Field::new("lat", DataType::Float64, true),
+        Field::new("lon", DataType::Float64, true),
+        s("product_id"),
+        s("batch_number"),
+        s("production_line"),
+        s("production_date"),
+        s("model"),
+        s("spec"),
+        s("expiry_date"),
+        Field::new("quantity", DataType::Float64, true),
+        s("quantity_unit"),
+        Field::new("readings", readings_map(), true),
+        s("attributes"),
+        s("attachments"),
+        Field::new("canonical", DataType::Utf8, false),
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("leaf_index", DataType::UInt64, false),
+        Field::new("leaf_hash", DataType::FixedSizeBinary(32), false),
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("partition", DataType::UInt32, false),
+        Field::new("offset", DataType::UInt64, false),
+    ]))
+});
+
+static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("partition", DataType::UInt32, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("key", DataType::Binary, true),
+        Field::new("payload", DataType::Binary, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("event_id", DataType::Utf8, true),
+        Field::new("rejected_at", ts(), false),
+        Field::new("batch_id", DataType::Utf8, false),
+    ]))
+});
+
+/// Schema of the `events` table (one row per accepted event).
+pub fn events_schema() -> SchemaRef {
+    EVENTS_SCHEMA.clone()
+}
+
+/// Schema of the `rejected` table (one row per rejected input record, original bytes kept).
+pub fn rejected_schema() -> SchemaRef {
+    REJECTED_SCHEMA.clone()
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    match canonical::write_value(v, &mut out) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => v.to_string(),
+    }
+}
+
+/// Accumulates accepted events of one open batch as Arrow columns.
+#[derive(Debug)]
+pub struct EventColumns {
+    event_id: StringBuilder,
+    event_type: StringBuilder,
+    event_time: TimestampMillisecondBuilder,
+    trace_code: StringBuilder,
+    gtin: StringBuilder,
+    inputs: ListBuilder<StringBuilder>,
+    outputs: ListBuilder<StringBuilder>,
+    participant_id: StringBuilder,
+    participant_name: StringBuilder,
+    participant_role: StringBuilder,
+    counterparty_id: StringBuilder,
+    counterparty_name: StringBuilder,
+    counterparty_role: StringBuilder,
+    operator: StringBuilder,
+    result: StringBuilder,
+    site: StringBuilder,
+    device_id: StringBuilder,
+    lat: Float64Builder,
+    lon: Float64Builder,
+    product_id: StringBuilder,
+    batch_number: StringBuilder,
+    production_line: StringBuilder,
+    production_date: StringBuilder,
+    model: StringBuilder,
+    spec: StringBuilder,
+    expiry_date: StringBuilder,
+    quantity: Float64Builder,
+    quantity_unit: StringBuilder,
+    readings: MapBuilder<StringBuilder, Float64Builder>,
+    attributes: StringBuilder,
+    attachments: StringBuilder,
+    canonical: StringBuilder,
+    leaf_hash: FixedSizeBinaryBuilder,
+    offset: UInt64Builder,
+    rows: usize,
+}
+
+impl Default for EventColumns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventColumns {
+    /// Empty builders.
+    pub fn new() -> Self {
+        EventColumns {
+            event_id: StringBuilder::new(),
+            event_type: StringBuilder::new(),
+            event_time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            trace_code: StringBuilder::new(),
+            gtin: StringBuilder::new(),
+            inputs: ListBuilder::new(StringBuilder::new()),
+            outputs: ListBuilder::new(StringBuilder::new()),
+            participant_id: StringBuilder::new(),
+            participant_name: StringBuilder::new(),
+            participant_role: StringBuilder::new(),
+            counterparty_id: StringBuilder::new(),
+            counterparty_name: StringBuilder::new(),
+            counterparty_role: StringBuilder::new(),
+            operator: StringBuilder::new(),
+            result: StringBuilder::new(),
+            site: StringBuilder::new(),
+            device_id: StringBuilder::new(),
+            lat: Float64Builder::new(),
+            lon: Float64Builder::new(),
+            product_id: StringBuilder::new(),
+            batch_number: StringBuilder::new(),
+            production_line: StringBuilder::new(),
+            production_date: StringBuilder::new(),
+            model: StringBuilder::new(),
+            spec: StringBuilder::new(),
+            expiry_date: StringBuilder::new(),
+            quantity: Float64Builder::new(),
+            quantity_unit: StringBuilder::new(),
+            readings: MapBuilder::new(None, StringBuilder::new(), Float64Builder::new()),
+            attributes: StringBuilder::new(),
+            attachments: StringBuilder::new(),
+            canonical: StringBuilder::new(),
+            leaf_hash: FixedSizeBinaryBuilder::new(32),
+            offset: UInt64Builder::new(),
+            rows: 0,
+        }
+    }
+
+    /// Rows accumulated so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no rows are accumulated.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one accepted event.
+    pub fn push(&mut self, e: &Event, canonical: &[u8], leaf: &Digest, offset: u64) -> Result<(), ArrowError> {
+        self.event_id.append_value(&e.event_id);
+        self.event_type.append_value(e.event_type.as_str());
+        self.event_time.append_value(e.event_time_ms);
+        self.trace_code.append_option(e.trace_code.as_deref());
+        self.gtin.append_option(e.gtin());
+        if e.inputs.is_empty() {
+            self.inputs.append_null();
+        } else {
+            for c in &e.inputs {
+                self.inputs.values().append_value(c);
+            }
+            self.inputs.append(true);
+        }
+        if e.outputs.is_empty() {
+            self.outputs.append_null();
+        } else {
+            for c in &e.outputs {
+                self.outputs.values().append_value(c);
+            }
+            self.outputs.append(true);
+        }
+        self.participant_id.append_value(&e.participant.id);
+        self.participant_name.append_option(e.participant.name.as_deref());
+        self.participant_role.append_value(&e.participant.role);
+        let cp = e.counterparty.as_ref();
+        self.counterparty_id.append_option(cp.map(|c| c.id.as_str()));
+        self.counterparty_name.append_option(cp.and_then(|c| c.name.as_deref()));
+        self.counterparty_role.append_option(cp.map(|c| c.role.as_str()));
+        self.operator.append_option(e.operator.as_deref());
+        self.result.append_option(e.result.as_deref());
+        self.site.append_option(e.site.as_deref());
+        self.device_id.append_option(e.device_id.as_deref());
+        self.lat.append_option(e.location.map(|l| l.lat));
+        self.lon.append_option(e.location.map(|l| l.lon));
+        let o = e.object.as_ref();
+        self.product_id.append_option(o.and_then(|o| o.product_id.as_deref()));
+        self.batch_number.append_option(o.and_then(|o| o.batch_number.as_deref()));
+        self.production_line.append_option(o.and_then(|o| o.production_line.as_deref()));
+        self.production_date.append_option(o.and_then(|o| o.production_date.as_deref()));
+        self.model.append_option(o.and_then(|o| o.model.as_deref()));
+        self.spec.append_option(o.and_then(|o| o.spec.as_deref()));
+        self.expiry_date.append_option(o.and_then(|o| o.expiry_date.as_deref()));
+        self.quantity.append_option(e.quantity.as_ref().map(|q| q.value));
+        self.quantity_unit.append_option(e.quantity.as_ref().map(|q| q.unit.as_str()));
+        if e.readings.is_empty() {
+            self.readings.append(false)?;
+        } else {
+            for (k, v) in &e.readings {
+                self.readings.keys().append_value(k);
+                self.readings.values().append_value(*v);
+            }
+            self.readings.append(true)?;
+        }
+        self.attributes.append_option(e.attributes.as_ref().map(json_text));
+        if e.attachments.is_empty() {
+            self.attachments.append_null();
+        } else {
+            let v = serde_json::to_value(&e.attachments).unwrap_or_default();
+            self.attachments.append_value(json_text(&v));
+        }
+        // Canonical bytes are JCS output of a Rust string-keyed value: always UTF-8.
+        self.canonical.append_value(String::from_utf8_lossy(canonical));
+        self.leaf_hash.append_value(leaf.0)?;
+        self.offset.append_value(offset);
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Finishes the batch's columns (leaf index = row number) and resets the builders.
+    pub fn finish(&mut self, batch_id: &str, stream: &str, partition: u32) -> Result<RecordBatch, ArrowError> {
+        let n = self.rows;
+        self.rows = 0;
+        let repeat = |v: &str| Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef;
+        let mut leaf_index = UInt64Builder::with_capacity(n);
+        let mut part = UInt32Builder::with_capacity(n);
+        for i in 0..n {
+            leaf_index.append_value(i as u64);
+            part.append_value(partition);
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.event_type.finish()),
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.trace_code.finish()),
+            Arc::new(self.gtin.finish()),
+            Arc::new(self.inputs.finish()),
+            Arc::new(self.outputs.finish()),
+            Arc::new(self.participant_id.finish()),
+            Arc::new(self.participant_name.finish()),
+            Arc::new(self.participant_role.finish()),
+            Arc::new(self.counterparty_id.finish()),
+            Arc::new(self.counterparty_name.finish()),
+            Arc::new(self.counterparty_role.finish()),
+            Arc::new(self.operator.finish()),
+            Arc::new(self.result.finish()),
+            Arc::new(self.site.finish()),
+            Arc::new(self.device_id.finish()),
+            Arc::new(self.lat.finish()),
+            Arc::new(self.lon.finish()),
+            Arc::new(self.product_id.finish()),
+            Arc::new(self.batch_number.finish()),
+            Arc::new(self.production_line.finish()),
+            Arc::new(self.production_date.finish()),
+            Arc::new(self.model.finish()),
+            Arc::new(self.spec.finish()),
+            Arc::new(self.expiry_date.finish()),
+            Arc::new(self.quantity.finish()),
+            Arc::new(self.quantity_unit.finish()),
+            Arc::new(self.readings.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.attachments.finish()),
+            Arc::new(self.canonical.finish()),
+            repeat(batch_id),
+            Arc::new(leaf_index.finish()),
+            Arc::new(self.leaf_hash.finish()),
+            repeat(stream),
+            Arc::new(part.finish()),
+            Arc::new(self.offset.finish()),
+        ];
+        RecordBatch::try_new(events_schema(), cols)
+    }
+}
+
+/// Accumulates rejected records of one open batch.
+#[derive(Debug)]
+pub struct RejectedColumns {
+    offset: UInt64Builder,
+    key: BinaryBuilder,
+    payload: BinaryBuilder,
+    reason: StringBuilder,
+    detail: StringBuilder,
+    event_id: StringBuilder,
+    rejected_at: TimestampMillisecondBuilder,
+    rows: usize,
+}
+
+impl Default for RejectedColumns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RejectedColumns {
+    /// Empty builders.
+    pub fn new() -> Self {
+        RejectedColumns {
+            offset: UInt64Builder::new(),
+            key: BinaryBuilder::new(),
+            payload: BinaryBuilder::new(),
+            reason: StringBuilder::new(),
+            detail: StringBuilder::new(),
+            event_id: StringBuilder::new(),
+            rejected_at: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            rows: 0,
+        }
+    }
+
+    /// Rows accumulated so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no rows are accumulated.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one rejected record, original bytes kept.
+    pub fn push(&mut self, offset: u64, key: Option<&[u8]>, payload: &[u8], r: &Rejection, now_ms: i64) {
+        self.offset.append_value(offset);
+        self.key.append_option(key);
+        self.payload.append_value(payload);
+        self.reason.append_value(r.reason.as_str());
+        self.detail.append_value(&r.detail);
+        self.event_id.append_option(r.event_id.as_deref());
+        self.rejected_at.append_value(now_ms);
+        self.rows += 1;
+    }
+
+    /// Finishes the columns and resets the builders.
+    pub fn finish(&mut self, batch_id: &str, stream: &str, partition: u32) -> Result<RecordBatch, ArrowError> {
+        let n = self.rows;
+        self.rows = 0;
+        let repeat = |v: &str| Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef;
+        let mut part = UInt32Builder::with_capacity(n);
+        for _ in 0..n {
+            part.append_value(partition);
+        }
+        let cols: Vec<ArrayRef> = vec![
+            repeat(stream),
+            Arc::new(part.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.key.finish()),
+            Arc::new(self.payload.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.detail.finish()),
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.rejected_at.finish()),
+            repeat(batch_id),
+        ];
+        RecordBatch::try_new(rejected_schema(), cols)
+    }
+}

@@ -1,0 +1,719 @@
+//! The canonical event: parsing factory/ERP JSON, structuring it, and validating it.
+//!
+//! Pure: no I/O, no clock (the caller passes `now`). Every failure is a [`Rejection`] with a
+//! stable [`Reason`]; arbitrary bytes never panic (see the property tests).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use veritrace_verify::canonical::{self, StrictValue};
+use veritrace_verify::{merkle, Digest};
+
+use crate::reason::{Reason, Rejection};
+use crate::tracecode::{self, TraceCodeError};
+
+/// Version of the canonical event format, written into every event as `"version"`.
+pub const EVENT_VERSION: u32 = 1;
+
+/// Default largest accepted record, 64 KiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Earliest accepted event time: 2000-01-01T00:00:00Z.
+const MIN_TIME_MS: i64 = 946_684_800_000;
+
+/// Longest id-like string (ids, names, sites, operators).
+const MAX_TEXT: usize = 256;
+
+/// Kinds of event. The names follow the industrial product traceability requirements;
+/// `transformation` and `assembly` also map onto GS1 EPCIS transformation and aggregation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum EventType {
+    Production,
+    QualityCheck,
+    WarehouseIn,
+    WarehouseOut,
+    Transport,
+    Retail,
+    Sale,
+    Assembly,
+    Transformation,
+    Maintenance,
+    Telemetry,
+}
+
+impl EventType {
+    /// Every type.
+    pub const ALL: [EventType; 11] = [
+        EventType::Production,
+        EventType::QualityCheck,
+        EventType::WarehouseIn,
+        EventType::WarehouseOut,
+        EventType::Transport,
+        EventType::Retail,
+        EventType::Sale,
+        EventType::Assembly,
+        EventType::Transformation,
+        EventType::Maintenance,
+        EventType::Telemetry,
+    ];
+
+    /// The snake_case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::Production => "production",
+            EventType::QualityCheck => "quality_check",
+            EventType::WarehouseIn => "warehouse_in",
+            EventType::WarehouseOut => "warehouse_out",
+            EventType::Transport => "transport",
+            EventType::Retail => "retail",
+            EventType::Sale => "sale",
+            EventType::Assembly => "assembly",
+            EventType::Transformation => "transformation",
+            EventType::Maintenance => "maintenance",
+            EventType::Telemetry => "telemetry",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Participant roles.
+pub const ROLES: [&str; 11] = [
+    "supplier",
+    "manufacturer",
+    "assembler",
+    "inspector",
+    "warehouse",
+    "carrier",
+    "distributor",
+    "retailer",
+    "customer",
+    "maintainer",
+    "regulator",
+];
+
+/// Quality check results.
+pub const RESULTS: [&str; 3] = ["pass", "fail", "conditional"];
+
+/// A participant: who records the event, or the counterparty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    /// Participant id (enterprise code, GLN, ...).
+    pub id: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// One of [`ROLES`].
+    pub role: String,
+}
+
+/// Trace object master data.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct TraceObject {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_line: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_date: Option<String>,
+}
+
+/// An amount with its unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantity {
+    /// Non-negative amount.
+    pub value: f64,
+    /// Unit (`kg`, `pcs`, `m`, ...).
+    pub unit: String,
+}
+
+/// WGS 84 position in degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Latitude, -90..=90.
+    pub lat: f64,
+    /// Longitude, -180..=180.
+    pub lon: f64,
+}
+
+/// Unstructured data (a report, a certificate) entering as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    /// File name.
+    pub name: String,
+    /// SHA-256 of the content, lower-case hex.
+    pub sha256: String,
+    /// MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// The canonical, validated event. Its RFC 8785 serialisation is the Merkle leaf preimage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// [`EVENT_VERSION`].
+    pub version: u32,
+    /// Unique id from the source.
+    pub event_id: String,
+    /// What happened.
+    pub event_type: EventType,
+    /// When, normalised to UTC with millisecond precision (`YYYY-MM-DDTHH:MM:SS.sssZ`).
+    pub event_time: String,
+    /// `event_time` as milliseconds since the Unix epoch (not serialised).
+    #[serde(skip)]
+    pub event_time_ms: i64,
+    /// Who records it.
+    pub participant: Participant,
+    /// The trace object (normalised element string); for assembly, the output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_code: Option<String>,
+    /// Consumed or built-in objects (normalised).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+    /// Produced objects (normalised).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Master data of the trace object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<TraceObject>,
+    /// Amount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<Quantity>,
+    /// Operator id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// QC result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Site id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Device id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The other party.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterparty: Option<Participant>,
+    /// Position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// Sensor readings.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub readings: BTreeMap<String, f64>,
+    /// Free attributes (a JSON object).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Value>,
+    /// Attachment hashes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+impl Event {
+    /// The canonical bytes (RFC 8785), i.e. the leaf preimage.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, Rejection> {
+        canonical::to_vec(self).map_err(|e| match e {
+            veritrace_verify::Error::UnsafeInteger { value } => Rejection::new(
+                Reason::NumberOutOfRange,
+                format!("number {value} cannot be represented exactly (beyond +-2^53)"),
+            ),
+            other => Rejection::new(Reason::BadValue, other.to_string()),
+        })
+    }
+
+    /// The GTIN of the trace code, when it is a GTIN-based code.
+    pub fn gtin(&self) -> Option<&str> {
+        let c = self.trace_code.as_deref()?;
+        c.strip_prefix("(01)").map(|rest| &rest[..rest.len().min(14)])
+    }
+}
+
+/// An accepted event with its canonical bytes and leaf hash.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The structured event.
+    pub event: Event,
+    /// RFC 8785 bytes.
+    pub canonical: Vec<u8>,
+    /// `SHA-256(0x00 || canonical)`.
+    pub leaf_hash: Digest,
+}
+
+/// Validation limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted record in bytes.
+    pub max_payload: usize,
+    /// How far in the future an event time may be, in milliseconds (clock skew).
+    pub max_future_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_payload: DEFAULT_MAX_PAYLOAD, max_future_ms: 24 * 3600 * 1000 }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    event_id: String,
+    event_type: String,
+    event_time: String,
+    participant: Participant,
+    #[serde(default)]
+    trace_code: Option<String>,
+    #[serde(default)]
+    inputs: Option<Vec<String>>,
+    #[serde(default)]
+    outputs: Option<Vec<String>>,
+    #[serde(default)]
+    object: Option<TraceObject>,
+    #[serde(default)]
+    quantity: Option<Quantity>,
+    #[serde(default)]
+    operator: Option<String>,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    site: Option<String>,
+    #[serde(default)]
+    device_id: Option<String>,
+    #[serde(default)]
+    counterparty: Option<Participant>,
+    #[serde(default)]
+    location: Option<Location>,
+    #[serde(default)]
+    readings: Option<StrictValue>,
+    #[serde(default)]
+    attributes: Option<StrictValue>,
+    #[serde(default)]
+    attachments: Option<Vec<Attachment>>,
+}
+
+/// Parses, structures and validates one record, then computes its canonical bytes and leaf
+/// hash. `now_ms` bounds event times from above.
+pub fn process(payload: &[u8], now_ms: i64, limits: &Limits) -> Result<Accepted, Rejection> {
+    let event = parse_event(payload, now_ms, limits)?;
+    let canonical = event.canonical_bytes().map_err(|mut r| {
+        r.event_id = Some(event.event_id.clone());
+        r
+    })?;
+    let leaf_hash = merkle::leaf_hash(&canonical);
+    Ok(Accepted { event, canonical, leaf_hash })
+}
+
+/// Parses and validates one record into a canonical [`Event`].
+pub fn parse_event(payload: &[u8], now_ms: i64, limits: &Limits) -> Result<Event, Rejection> {
+    if payload.len() > limits.max_payload {
+        return Err(Rejection::new(
+            Reason::PayloadTooLarge,
+            format!("{} bytes exceeds the limit of {} bytes", payload.len(), limits.max_payload),
+        ));
+    }
+    // serde would also read a struct from a positional array: only objects are events.
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(payload) {
+            Ok(_) => Rejection::new(Reason::NotAnObject, "the record is valid JSON but not an object"),
+            Err(e) => classify_serde_error(payload, &e),
+        });
+    }
+    let raw: RawEvent = serde_json::from_slice(payload).map_err(|e| classify_serde_error(payload, &e))?;
+    let event_id = raw.event_id.clone();
+    structure(raw, now_ms, limits).map_err(|mut r| {
+        r.event_id = Some(event_id);
+        r
+    })
+}
+
+fn classify_serde_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
+    use serde_json::error::Category;
+    let msg = e.to_string();
+    let reason = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => Reason::MalformedJson,
+        Category::Data => {
+            if msg.contains("expected struct RawEvent") {
+                Reason::NotAnObject
+            } else if msg.starts_with("unknown field") {
+                Reason::UnknownField
+            } else if msg.starts_with("missing field") {
+                Reason::MissingField
+            } else if msg.starts_with("duplicate") {
+                Reason::MalformedJson
+            } else {
+                Reason::BadFieldType
+            }
+        }
+    };
+    // Keep details short even for megabyte inputs.
+    let mut detail = msg;
+    detail.truncate(300);
+    if reason == Reason::MalformedJson && std::str::from_utf8(payload).is_err() {
+        detail = format!("not UTF-8 JSON: {detail}");
+    }
+    Rejection::new(reason, detail)
+}
+
+fn text(field: &str, s: &str) -> Result<(), Rejection> {
+    if s.trim().is_empty() {
+        return Err(Rejection::new(Reason::BadValue, format!("{field} is empty")));
+    }
+    if s.chars().count() > MAX_TEXT {
+        return Err(Rejection::new(Reason::BadValue, format!("{field} is longer than {MAX_TEXT} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Rejection::new(Reason::BadValue, format!("{field} contains control characters")));
+    }
+    Ok(())
+}
+
+fn opt_text(field: &str, s: &Option<String>) -> Result<(), Rejection> {
+    match s {
+        Some(s) => text(field, s),
+        None => Ok(()),
+    }
+}
+
+fn trace_code(field: &str, s: &str) -> Result<String, Rejection> {
+    tracecode::parse_trace_code(s).map(|c| c.into_canonical()).map_err(|e| {
+        let reason = match e {
+            TraceCodeError::BadCheckDigit { .. } => Reason::BadGtinCheckDigit,
+            TraceCodeError::Malformed { .. } => Reason::MalformedTraceCode,
+        };
+        Rejection::new(reason, format!("{field}: {e}"))
+    })
+}
+
+fn participant(field: &str, p: &Participant) -> Result<(), Rejection> {
+    text(&format!("{field}.id"), &p.id)?;
+    opt_text(&format!("{field}.name"), &p.name)?;
+    if !ROLES.contains(&p.role.as_str()) {
+        return Err(Rejection::new(
+            Reason::BadValue,
+            format!("{field}.role {:?} is not one of {}", p.role, ROLES.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+fn date(field: &str, s: &Option<String>) -> Result<(), Rejection> {
+    if let Some(s) = s {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|e| Rejection::new(Reason::BadValue, format!("{field} {s:?} is not a YYYY-MM-DD date: {e}")))?;
+    }
+    Ok(())
+}
+
+fn missing(field: &str, ty: EventType) -> Rejection {
+    Rejection::new(Reason::MissingField, format!("missing field `{field}` (required for {})", ty.as_str()))
+}
+
+fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejection> {
+    // Event id.
+    let id = &raw.event_id;
+    if id.is_empty()
+        || id.len() > 128
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:~/-".contains(&b))
+    {
+        return Err(Rejection::new(
+            Reason::BadEventId,
+            format!("event_id must be 1-128 characters of A-Z a-z 0-9 . _ : ~ / - (got {} bytes)", id.len()),
+        ));
+    }
+    let ty = EventType::parse(&raw.event_type).ok_or_else(|| {
+        let mut shown = raw.event_type.clone();
+        shown.truncate(64);
+        Rejection::new(Reason::UnknownEventType, format!("event_type {shown:?} is not a known type"))
+    })?;
+
+    // Time: RFC 3339 with offset, normalised to UTC milliseconds.
+    let t = DateTime::parse_from_rfc3339(&raw.event_time)
+        .map_err(|e| Rejection::new(Reason::BadTimestamp, format!("event_time is not RFC 3339 with an offset: {e}")))?;
+    let ms = t.timestamp_millis();
+    if ms < MIN_TIME_MS || ms > now_ms.saturating_add(limits.max_future_ms) {
+        return Err(Rejection::new(
+            Reason::BadTimestamp,
+            format!("event_time {} is outside 2000-01-01 .. now + {} h", raw.event_time, limits.max_future_ms / 3_600_000),
+        ));
+    }
+    let utc = DateTime::<Utc>::from_timestamp_millis(ms)
+        .ok_or_else(|| Rejection::new(Reason::BadTimestamp, "event_time out of range"))?;
+    let event_time = utc.to_rfc3339_opts(SecondsFormat::Millis, true);
+
+    participant("participant", &raw.participant)?;
+    if let Some(c) = &raw.counterparty {
+        participant("counterparty", c)?;
+    }
+
+    // Trace codes.
+    let code = raw.trace_code.as_deref().map(|c| trace_code("trace_code", c)).transpose()?;
+    let inputs = raw
+        .inputs
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| trace_code(&format!("inputs[{i}]"), c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = raw
+        .outputs
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| trace_code(&format!("outputs[{i}]"), c))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Per-type requirements.
+    use EventType::*;
+    match ty {
+        Production | QualityCheck | WarehouseIn | WarehouseOut | Transport | Retail | Sale | Assembly
+            if code.is_none() =>
+        {
+            return Err(missing("trace_code", ty));
+        }
+        _ => {}
+    }
+    if matches!(ty, Assembly | Transformation) && inputs.is_empty() {
+        return Err(missing("inputs", ty));
+    }
+    if ty == Transformation && outputs.is_empty() {
+        return Err(missing("outputs", ty));
+    }
+    if ty == QualityCheck && raw.result.is_none() {
+        return Err(missing("result", ty));
+    }
+    if matches!(ty, Telemetry | Maintenance) && raw.device_id.is_none() {
+        return Err(missing("device_id", ty));
+    }
+    if ty == Telemetry && raw.readings.is_none() {
+        return Err(missing("readings", ty));
+    }
+    if let Some(r) = &raw.result {
+        if !RESULTS.contains(&r.as_str()) {
+            return Err(Rejection::new(Reason::BadValue, format!("result {r:?} is not one of pass, fail, conditional")));
+        }
+    }
+    if let Some(c) = &code {
+        if inputs.contains(c) {
+            return Err(Rejection::new(Reason::BadValue, format!("{c} is both the output and an input")));
+        }
+    }
+
+    opt_text("operator", &raw.operator)?;
+    opt_text("site", &raw.site)?;
+    opt_text("device_id", &raw.device_id)?;
+
+    if let Some(o) = &raw.object {
+        if let Some(p) = &o.product_id {
+            tracecode::normalise_gtin(p).map_err(|e| {
+                let reason = match e {
+                    TraceCodeError::BadCheckDigit { .. } => Reason::BadGtinCheckDigit,
+                    TraceCodeError::Malformed { .. } => Reason::BadValue,
+                };
+                Rejection::new(reason, format!("object.product_id: {e}"))
+            })?;
+        }
+        for (f, v) in [
+            ("object.batch_number", &o.batch_number),
+            ("object.production_line", &o.production_line),
+            ("object.model", &o.model),
+            ("object.spec", &o.spec),
+        ] {
+            opt_text(f, v)?;
+        }
+        date("object.production_date", &o.production_date)?;
+        date("object.expiry_date", &o.expiry_date)?;
+    }
+    if let Some(q) = &raw.quantity {
+        if !(q.value >= 0.0) || !q.value.is_finite() {
+            return Err(Rejection::new(Reason::NumberOutOfRange, format!("quantity.value {} must be >= 0", q.value)));
+        }
+        text("quantity.unit", &q.unit)?;
+    }
+    if let Some(l) = &raw.location {
+        if !(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon) {
+            return Err(Rejection::new(
+                Reason::LatLonOutOfRange,
+                format!("location ({}, {}) is outside lat -90..90, lon -180..180", l.lat, l.lon),
+            ));
+        }
+    }
+    let mut readings = BTreeMap::new();
+    if let Some(StrictValue(v)) = raw.readings {
+        let Value::Object(map) = v else {
+            return Err(Rejection::new(Reason::BadFieldType, "readings must be an object of name -> number"));
+        };
+        if map.is_empty() {
+            return Err(Rejection::new(Reason::BadValue, "readings is empty"));
+        }
+        for (k, v) in map {
+            text("readings key", &k)?;
+            let n = v.as_f64().ok_or_else(|| {
+                Rejection::new(Reason::BadFieldType, format!("readings.{k} must be a number"))
+            })?;
+            let exact = v.as_u64().map_or(true, |u| u <= 1 << 53) && v.as_i64().map_or(true, |i| i.unsigned_abs() <= 1 << 53);
+            if !exact {
+                return Err(Rejection::new(Reason::NumberOutOfRange, format!("readings.{k} = {v} is beyond +-2^53")));
+            }
+            readings.insert(k, n);
+        }
+    }
+    let attributes = match raw.attributes {
+        None => None,
+        Some(StrictValue(v @ Value::Object(_))) => Some(v),
+        Some(_) => return Err(Rejection::new(Reason::BadFieldType, "attributes must be a JSON object")),
+    };
+    let mut attachments = raw.attachments.unwrap_or_default();
+    for (i, a) in attachments.iter_mut().enumerate() {
+        if a.name.trim().is_empty() || a.name.len() > MAX_TEXT {
+            return Err(Rejection::new(Reason::BadAttachment, format!("attachments[{i}].name is empty or too long")));
+        }
+        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Rejection::new(Reason::BadAttachment, format!("attachments[{i}].sha256 is not 64 hex digits")));
+        }
+        a.sha256.make_ascii_lowercase();
+    }
+
+    Ok(Event {
+        version: EVENT_VERSION,
+        event_id: raw.event_id,
+        event_type: ty,
+        event_time,
+        event_time_ms: ms,
+        participant: raw.participant,
+        trace_code: code,
+        inputs,
+        outputs,
+        object: raw.object,
+        quantity: raw.quantity,
+        operator: raw.operator,
+        result: raw.result,
+        site: raw.site,
+        device_id: raw.device_id,
+        counterparty: raw.counterparty,
+        location: raw.location,
+        readings,
+        attributes,
+        attachments,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_795_000_000_000; // 2026-11-18
+
+    fn ok(json: &str) -> Accepted {
+        process(json.as_bytes(), NOW, &Limits::default()).unwrap_or_else(|r| panic!("rejected: {r}"))
+    }
+
+    fn reason(json: &[u8]) -> Reason {
+        match process(json, NOW, &Limits::default()) {
+            Ok(_) => panic!("accepted: {}", String::from_utf8_lossy(json)),
+            Err(r) => r.reason,
+        }
+    }
+
+    const QC: &str = r#"{"event_id":"e-1","event_type":"quality_check","event_time":"2026-11-01T08:15:02.125+08:00",
+        "trace_code":"https://id.gs1.org/01/9506000134352/21/7QK3M9","participant":{"id":"p1","role":"inspector"},
+        "result":"pass","location":{"lat":31.2304,"lon":121.4737},"readings":{"t":21},
+        "attachments":[{"name":"r.pdf","sha256":"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"}]}"#;
+
+    #[test]
+    fn structures_and_canonicalises() {
+        let a = ok(QC);
+        assert_eq!(a.event.event_time, "2026-11-01T00:15:02.125Z");
+        assert_eq!(a.event.trace_code.as_deref(), Some("(01)09506000134352(21)7QK3M9"));
+        assert_eq!(a.event.gtin(), Some("09506000134352"));
+        let text = String::from_utf8(a.canonical.clone()).expect("utf8");
+        assert!(text.starts_with(r#"{"attachments":[{"name":"r.pdf","sha256":"9f86d0"#), "{text}");
+        assert!(text.contains(r#""readings":{"t":21}"#), "{text}");
+        assert!(text.ends_with(r#""version":1}"#), "{text}");
+        // The verifier re-canonicalises the JSON value and gets the same leaf.
+        let v: Value = serde_json::from_slice(&a.canonical).expect("json");
+        assert_eq!(merkle::leaf_hash(&canonical::to_vec(&v).expect("jcs")), a.leaf_hash);
+    }
+
+    #[test]
+    fn each_reason_code() {
+        let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(70_000));
+        assert_eq!(reason(big.as_bytes()), Reason::PayloadTooLarge);
+        assert_eq!(reason(b"{\"event_id\":"), Reason::MalformedJson);
+        assert_eq!(reason(&[0xff, 0xfe, 0x00]), Reason::MalformedJson);
+        assert_eq!(reason(b"[1,2]"), Reason::NotAnObject);
+        assert_eq!(reason(b"\"str\""), Reason::NotAnObject);
+        assert_eq!(reason(QC.replace("\"operator\"", "x").replace("\"result\":\"pass\"", "\"result\":\"pass\",\"colour\":1").as_bytes()), Reason::UnknownField);
+        assert_eq!(reason(QC.replace("\"result\":\"pass\",", "").as_bytes()), Reason::MissingField);
+        assert_eq!(reason(QC.replace("\"event_id\":\"e-1\",", "").as_bytes()), Reason::MissingField);
+        assert_eq!(reason(QC.replace("\"e-1\"", "7").as_bytes()), Reason::BadFieldType);
+        assert_eq!(reason(QC.replace("\"e-1\"", "\"e 1\"").as_bytes()), Reason::BadEventId);
+        assert_eq!(reason(QC.replace("quality_check", "qc").as_bytes()), Reason::UnknownEventType);
+        assert_eq!(reason(QC.replace("2026-11-01T08:15:02.125+08:00", "2026-11-01 08:15").as_bytes()), Reason::BadTimestamp);
+        assert_eq!(reason(QC.replace("2026-11-01T08:15:02.125+08:00", "1999-11-01T08:15:02Z").as_bytes()), Reason::BadTimestamp);
+        assert_eq!(reason(QC.replace("2026-11-01T08:15:02.125+08:00", "2027-11-01T08:15:02Z").as_bytes()), Reason::BadTimestamp);
+        assert_eq!(reason(QC.replace("31.2304", "91.5").as_bytes()), Reason::LatLonOutOfRange);
+        assert_eq!(reason(QC.replace("9506000134352", "9506000134353").as_bytes()), Reason::BadGtinCheckDigit);
+        assert_eq!(reason(QC.replace("https://id.gs1.org/01/9506000134352/21/7QK3M9", "ABC").as_bytes()), Reason::MalformedTraceCode);
+        assert_eq!(reason(QC.replace("9F86D0", "XX86D0").as_bytes()), Reason::BadAttachment);
+        assert_eq!(reason(QC.replace("inspector", "wizard").as_bytes()), Reason::BadValue);
+        assert_eq!(reason(QC.replace("\"pass\"", "\"maybe\"").as_bytes()), Reason::BadValue);
+        assert_eq!(reason(QC.replace("{\"t\":21}", "{\"t\":9007199254740993}").as_bytes()), Reason::NumberOutOfRange);
+        assert_eq!(reason(QC.replace("\"result\":\"pass\"", "\"result\":\"pass\",\"result\":\"fail\"").as_bytes()), Reason::MalformedJson);
+        assert_eq!(reason(QC.replace("{\"t\":21}", "{\"t\":21,\"t\":22}").as_bytes()), Reason::MalformedJson);
+    }
+
+    #[test]
+    fn assembly_and_transformation_need_inputs_and_outputs() {
+        let asm = r#"{"event_id":"a","event_type":"assembly","event_time":"2026-11-01T00:00:00Z","participant":{"id":"p","role":"assembler"},"trace_code":"(01)09506000134352(21)P1"}"#;
+        assert_eq!(reason(asm.as_bytes()), Reason::MissingField);
+        let ok_asm = asm.replace("\"trace_code\"", "\"inputs\":[\"(01)09506000134352(10)L1\"],\"trace_code\"");
+        assert_eq!(ok(&ok_asm).event.inputs, vec!["(01)09506000134352(10)L1".to_string()]);
+        let tf = r#"{"event_id":"t","event_type":"transformation","event_time":"2026-11-01T00:00:00Z","participant":{"id":"p","role":"manufacturer"},"inputs":["(01)09506000134352(10)L1"]}"#;
+        assert_eq!(reason(tf.as_bytes()), Reason::MissingField);
+    }
+
+    proptest! {
+        /// Arbitrary bytes never panic the processor; they are accepted or rejected.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = process(&bytes, NOW, &Limits::default());
+        }
+
+        /// Mutations of a valid event never panic, and anything accepted re-canonicalises
+        /// to the leaf it was given.
+        #[test]
+        fn mutated_events_never_panic(pos in 0usize..600, byte in any::<u8>(), cut in 0usize..600) {
+            let mut b = QC.as_bytes().to_vec();
+            let p = pos % b.len();
+            b[p] = byte;
+            b.truncate(cut.max(1) + b.len() / 2);
+            if let Ok(a) = process(&b, NOW, &Limits::default()) {
+                let v: Value = serde_json::from_slice(&a.canonical).expect("canonical is JSON");
+                prop_assert_eq!(merkle::leaf_hash(&canonical::to_vec(&v).expect("jcs")), a.leaf_hash);
+            }
+        }
+    }
+}

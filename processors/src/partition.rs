@@ -1,0 +1,259 @@
+//! The partition processor: the I/O shell around [`crate::event::process`]. One instance
+//! owns one partition of one stream (a Kafka partition, or a lane of the in-process
+//! channel): it validates each record, drops nothing (rejections are kept with their
+//! bytes), deduplicates event ids, and seals batches through the anchor crate.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use tracing::instrument;
+use veritrace_anchor::{batch_id, BatchHeader, BatchWriter, DataDir, SealInput};
+use veritrace_verify::Digest;
+
+use crate::columns::{EventColumns, RejectedColumns, EVENTS_BLOOM_COLUMNS};
+use crate::event::{process, Limits};
+use crate::reason::{Reason, Rejection};
+use crate::{Error, Result};
+
+/// When to seal a batch, and how to validate.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    /// Seal after this many input records (accepted + rejected).
+    pub max_records: usize,
+    /// Seal when the oldest unsealed record is this old.
+    pub max_age: Duration,
+    /// Validation limits.
+    pub limits: Limits,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        BatchPolicy { max_records: 10_000, max_age: Duration::from_millis(1000), limits: Limits::default() }
+    }
+}
+
+/// Counters of one processor since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records seen (not counting replays of already-sealed offsets).
+    pub consumed: u64,
+    /// Accepted events.
+    pub accepted: u64,
+    /// Rejections by reason code (duplicates included as `duplicate_event_id`).
+    pub rejected: BTreeMap<Reason, u64>,
+    /// Batches sealed.
+    pub batches: u64,
+    /// Records skipped because their offset was already sealed (replay after restart).
+    pub replayed: u64,
+}
+
+impl Stats {
+    /// Total rejections.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Adds another processor's counters.
+    pub fn merge(&mut self, o: &Stats) {
+        self.consumed += o.consumed;
+        self.accepted += o.accepted;
+        self.batches += o.batches;
+        self.replayed += o.replayed;
+        for (r, n) in &o.rejected {
+            *self.rejected.entry(*r).or_default() += n;
+        }
+    }
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted into the open batch.
+    Accepted,
+    /// Rejected with this reason (kept in the rejected table).
+    Rejected(Reason),
+    /// The offset was already sealed before a restart; nothing to do.
+    AlreadySealed,
+}
+
+/// Processes one partition.
+#[derive(Debug)]
+pub struct PartitionProcessor {
+    stream: String,
+    partition: u32,
+    writer: BatchWriter,
+    policy: BatchPolicy,
+    seen: HashSet<u128>,
+    events: EventColumns,
+    leaves: Vec<Digest>,
+    rejected: RejectedColumns,
+    open_first: Option<u64>,
+    open_last: u64,
+    open_records: u64,
+    opened_at: Option<Instant>,
+    stats: Stats,
+}
+
+fn id_key(event_id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
+}
+
+impl PartitionProcessor {
+    /// Opens the partition: checks its batch chain, removes uncommitted files, and loads
+    /// the ids of already-sealed events so duplicates across restarts are caught.
+    pub fn open(dir: &DataDir, stream: &str, partition: u32, policy: BatchPolicy) -> Result<Self> {
+        let writer = BatchWriter::open(dir, stream, partition, &EVENTS_BLOOM_COLUMNS)?;
+        let mut seen = HashSet::new();
+        let manifest: Vec<BatchHeader> = veritrace_anchor::read_jsonl(&dir.manifest_file(stream, partition))?;
+        for h in manifest.iter().filter(|h| h.size > 0) {
+            load_ids(&dir.events_file(&h.batch_id), &mut seen)?;
+        }
+        Ok(PartitionProcessor {
+            stream: stream.to_owned(),
+            partition,
+            writer,
+            policy,
+            seen,
+            events: EventColumns::new(),
+            leaves: Vec::new(),
+            rejected: RejectedColumns::new(),
+            open_first: None,
+            open_last: 0,
+            open_records: 0,
+            opened_at: None,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The partition number.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The next offset to read: one past the last sealed offset (None: from the start).
+    pub fn resume_offset(&self) -> Option<u64> {
+        self.writer.committed_offset().map(|o| o + 1)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Records in the open (unsealed) batch.
+    pub fn open_records(&self) -> u64 {
+        self.open_records
+    }
+
+    /// Processes one record at `offset` (offsets must increase).
+    pub fn push(&mut self, offset: u64, key: Option<&[u8]>, payload: &[u8], now_ms: i64) -> Result<Outcome> {
+        if self.writer.committed_offset().is_some_and(|c| offset <= c) {
+            self.stats.replayed += 1;
+            return Ok(Outcome::AlreadySealed);
+        }
+        if self.open_first.is_some() && offset <= self.open_last {
+            return Err(Error::Invalid(format!(
+                "offset {offset} of {}-p{} is not after {}",
+                self.stream, self.partition, self.open_last
+            )));
+        }
+        if self.open_first.is_none() {
+            self.open_first = Some(offset);
+            self.opened_at = Some(Instant::now());
+        }
+        self.open_last = offset;
+        self.open_records += 1;
+        self.stats.consumed += 1;
+
+        let outcome = match process(payload, now_ms, &self.policy.limits) {
+            Ok(a) => {
+                if self.seen.insert(id_key(&a.event.event_id)) {
+                    self.events.push(&a.event, &a.canonical, &a.leaf_hash, offset)?;
+                    self.leaves.push(a.leaf_hash);
+                    self.stats.accepted += 1;
+                    Outcome::Accepted
+                } else {
+                    let r = Rejection {
+                        reason: Reason::DuplicateEventId,
+                        detail: format!("event_id {} was already accepted", a.event.event_id),
+                        event_id: Some(a.event.event_id),
+                    };
+                    self.reject(offset, key, payload, &r, now_ms)
+                }
+            }
+            Err(r) => self.reject(offset, key, payload, &r, now_ms),
+        };
+        Ok(outcome)
+    }
+
+    fn reject(&mut self, offset: u64, key: Option<&[u8]>, payload: &[u8], r: &Rejection, now_ms: i64) -> Outcome {
+        self.rejected.push(offset, key, payload, r, now_ms);
+        *self.stats.rejected.entry(r.reason).or_default() += 1;
+        Outcome::Rejected(r.reason)
+    }
+
+    /// True when the open batch is full or old enough to seal.
+    pub fn should_seal(&self, now: Instant) -> bool {
+        self.open_records as usize >= self.policy.max_records
+            || self.opened_at.is_some_and(|t| now.duration_since(t) >= self.policy.max_age)
+    }
+
+    /// How long until the open batch must be sealed (None: nothing open).
+    pub fn seal_deadline(&self) -> Option<Instant> {
+        self.opened_at.map(|t| t + self.policy.max_age)
+    }
+
+    /// Seals the open batch, if any. When this returns, the batch is durable and every
+    /// offset up to its last is safe to commit upstream.
+    #[instrument(skip_all, fields(stream = %self.stream, partition = self.partition, records = self.open_records))]
+    pub fn seal(&mut self, now_ms: i64) -> Result<Option<BatchHeader>> {
+        let Some(first) = self.open_first else { return Ok(None) };
+        let last = self.open_last;
+        let id = batch_id(&self.stream, self.partition, first, last);
+        let events = self.events.finish(&id, &self.stream, self.partition)?;
+        let rejected = if self.rejected.is_empty() {
+            None
+        } else {
+            Some(self.rejected.finish(&id, &self.stream, self.partition)?)
+        };
+        let header = self.writer.seal(SealInput {
+            first_offset: first,
+            last_offset: last,
+            records: self.open_records,
+            leaf_hashes: &self.leaves,
+            events,
+            rejected,
+            sealed_at: crate::rfc3339_ms(now_ms),
+        })?;
+        self.leaves.clear();
+        self.open_first = None;
+        self.open_records = 0;
+        self.opened_at = None;
+        self.stats.batches += 1;
+        Ok(Some(header))
+    }
+}
+
+fn load_ids(path: &std::path::Path, seen: &mut HashSet<u128>) -> Result<()> {
+    let f = File::open(path).map_err(|e| Error::Io { op: "open sealed batch", path: path.to_owned(), source: e })?;
+    let pq = |e: parquet::errors::ParquetError| Error::Corrupt { path: path.to_owned(), detail: e.to_string() };
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pq)?;
+    let idx = b.schema().index_of("event_id").map_err(|e| Error::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+    let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
+    for batch in b.with_projection(mask).build().map_err(pq)? {
+        let batch = batch.map_err(|e| Error::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| Error::Corrupt { path: path.to_owned(), detail: "event_id is not a string column".into() })?;
+        for i in 0..ids.len() {
+            seen.insert(id_key(ids.value(i)));
+        }
+    }
+    Ok(())
+}
