@@ -8,7 +8,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tracing::instrument;
 use veritrace_verify::{merkle, Digest};
 
-use crate::fsutil::{append_line_durable, read_jsonl, write_atomic};
+use crate::fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
 use crate::{BatchHeader, DataDir, Error, Result};
 
 /// The batch id: derived from the input position only, so that re-sealing the same
@@ -72,6 +72,7 @@ impl BatchWriter {
             return Err(Error::Invalid(format!("stream name {stream:?} must be non-empty [A-Za-z0-9._-]")));
         }
         let manifest = dir.manifest_file(stream, partition);
+        repair_torn_tail(&manifest)?;
         let headers: Vec<BatchHeader> = read_jsonl(&manifest)?;
         check_chain(&manifest, stream, partition, &headers)?;
         let w = BatchWriter {

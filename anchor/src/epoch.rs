@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 use veritrace_verify::{merkle, Digest};
 
-use crate::fsutil::{append_line_durable, read_jsonl};
+use crate::fsutil::{append_line_durable, read_jsonl, repair_torn_tail};
 use crate::{BatchHeader, DataDir, Error, Result};
 
 /// One epoch: the batches it covers (in epoch-tree leaf order) and the root over their
@@ -36,9 +36,16 @@ pub struct EpochLog {
 }
 
 impl EpochLog {
-    /// Reads the epoch log (repairing a torn last line) and checks epoch ids are
-    /// consecutive and no batch is in two epochs.
-    pub fn open(dir: &DataDir) -> Result<Self> {
+    /// Opens the epoch log for appending (one writer per data directory): repairs a torn
+    /// last line, then reads it like [`EpochLog::read`].
+    pub fn open_writer(dir: &DataDir) -> Result<Self> {
+        repair_torn_tail(&dir.epochs_file())?;
+        Self::read(dir)
+    }
+
+    /// Reads the epoch log without writing, checking that epoch ids are consecutive and
+    /// that no batch is in two epochs.
+    pub fn read(dir: &DataDir) -> Result<Self> {
         let path = dir.epochs_file();
         let records: Vec<EpochRecord> = read_jsonl(&path)?;
         let mut in_epoch = HashSet::new();

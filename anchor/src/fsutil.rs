@@ -40,25 +40,34 @@ pub fn append_line_durable<T: serde::Serialize>(path: &Path, value: &T) -> Resul
     Ok(())
 }
 
-/// Reads a JSON-lines file (missing file: empty). A final line without a newline is a
-/// write torn by a crash: it was never acknowledged, so it is cut off the file. Any other
-/// unparsable line is corruption and an error naming the line.
-pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+/// Cuts a torn last line (a write interrupted by a crash, never acknowledged) off a
+/// JSON-lines file. Only a writer that owns the file calls this, when it opens it.
+pub fn repair_torn_tail(path: &Path) -> Result<()> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::Io { op: "read", path: path.to_owned(), source: e }),
     };
-    let complete = match data.iter().rposition(|&b| b == b'\n') {
-        Some(i) => i + 1,
-        None => 0,
-    };
+    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if complete < data.len() {
         tracing::warn!(path = %path.display(), torn_bytes = data.len() - complete, "removing torn last line left by a crash");
         let f = OpenOptions::new().write(true).open(path).map_err(Error::io("open for repair", path))?;
         f.set_len(complete as u64).map_err(Error::io("truncate torn line", path))?;
         f.sync_all().map_err(Error::io("fsync", path))?;
     }
+    Ok(())
+}
+
+/// Reads a JSON-lines file (missing file: empty). Never writes: a final line without a
+/// newline is either being appended right now or torn by a crash, and is not yet part of
+/// the file's content either way. Any other unparsable line is corruption, named by line.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Io { op: "read", path: path.to_owned(), source: e }),
+    };
+    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut out = Vec::new();
     for (n, line) in data[..complete].split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {

@@ -38,8 +38,7 @@ impl LocalLedger {
         let key = load_or_create_key(&dir.ledger_key_file())?;
         let public_hex = hex::encode(key.verifying_key().to_bytes());
         let path = dir.ledger_file();
-        // read_jsonl repairs a torn tail; then the verifier's own ledger check runs on it.
-        let _: Vec<LedgerEntry> = crate::fsutil::read_jsonl(&path)?;
+        crate::fsutil::repair_torn_tail(&path)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -55,6 +54,11 @@ impl LocalLedger {
             }
         }
         Ok(LocalLedger { path, key, public_hex, entries })
+    }
+
+    /// Reads the ledger entries without the node key and without writing (for queries).
+    pub fn read_entries(dir: &DataDir) -> Result<Vec<LedgerEntry>> {
+        crate::fsutil::read_jsonl(&dir.ledger_file())
     }
 
     /// The node's public key (hex), to publish so auditors can pin it.

@@ -18,6 +18,7 @@
 //! the same input after a crash rewrites the same files instead of adding new ones.
 #![deny(missing_docs)]
 
+mod anchorer;
 mod batch;
 mod epoch;
 mod error;
@@ -25,10 +26,11 @@ mod fsutil;
 mod layout;
 mod ledger;
 
+pub use anchorer::Anchorer;
 pub use batch::{batch_id, writer_properties, BatchWriter, SealInput};
 pub use epoch::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
-pub use fsutil::{append_line_durable, read_jsonl, write_atomic};
+pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
 pub use layout::DataDir;
 pub use ledger::LocalLedger;
 pub use veritrace_verify::bundle::{BatchHeader, LedgerEntry};

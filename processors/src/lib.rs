@@ -15,6 +15,7 @@ pub mod columns;
 pub mod event;
 pub mod partition;
 pub mod reason;
+pub mod runtime;
 pub mod tracecode;
 
 pub use event::{process, Accepted, Event, EventType, Limits};

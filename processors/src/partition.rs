@@ -139,6 +139,11 @@ impl PartitionProcessor {
         self.writer.committed_offset().map(|o| o + 1)
     }
 
+    /// The sealing policy.
+    pub fn policy(&self) -> &BatchPolicy {
+        &self.policy
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
