@@ -1,0 +1,260 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::ParquetReadOptions;
+use tokio::sync::Mutex;
+use veritrace_anchor::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger};
+use veritrace_processors::columns::{events_schema, rejected_schema};
+use veritrace_verify::bundle::LedgerEntry;
+
+use crate::Result;
+
+/// Manifests, epochs and ledger as last read, with the fingerprint they were read at.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    fingerprint: u64,
+    pub(crate) headers: HashMap<String, BatchHeader>,
+    pub(crate) epochs: Vec<EpochRecord>,
+    pub(crate) ledger: Vec<LedgerEntry>,
+}
+
+/// DataFusion over one data directory.
+pub struct QueryEngine {
+    pub(crate) ctx: SessionContext,
+    pub(crate) dir: DataDir,
+    pub(crate) snapshot: Mutex<Arc<Snapshot>>,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl QueryEngine {
+    /// Opens a data directory for queries (read-only: it never writes there).
+    pub async fn open(root: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let dir = DataDir::open(root)?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_parquet_pruning(true)
+            .with_parquet_bloom_filter_pruning(true)
+            .with_parquet_page_index_pruning(true);
+        let ctx = SessionContext::new_with_config(config);
+        let events_path = format!("{}/", dir.events_dir().display());
+        let es = events_schema();
+        ctx.register_parquet("events", &events_path, ParquetReadOptions::default().schema(&es)).await?;
+        let rejected_path = format!("{}/", dir.rejected_dir().display());
+        let rs = rejected_schema();
+        ctx.register_parquet("rejected", &rejected_path, ParquetReadOptions::default().schema(&rs)).await?;
+        let engine = QueryEngine { ctx, dir, snapshot: Mutex::new(Arc::new(Snapshot::default())) };
+        engine.refresh().await?;
+        Ok(engine)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    /// The DataFusion session (for embedding).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Re-reads manifests, epochs and the ledger if any of them changed, and re-registers
+    /// the `batches` and `epochs` tables. Parquet tables list their files on every scan.
+    pub async fn refresh(&self) -> Result<()> {
+        self.snapshot().await.map(|_| ())
+    }
+
+    /// The current metadata snapshot, re-read if the files changed.
+    pub(crate) async fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let fp = fingerprint(&self.dir);
+        let mut guard = self.snapshot.lock().await;
+        if guard.fingerprint == fp && fp != 0 {
+            return Ok(guard.clone());
+        }
+        let dir = self.dir.clone();
+        let snap = tokio::task::spawn_blocking(move || -> Result<Snapshot> {
+            let all = dir.all_batch_headers()?;
+            let epochs = EpochLog::read(&dir)?.records().to_vec();
+            let ledger = LocalLedger::read_entries(&dir)?;
+            Ok(Snapshot {
+                fingerprint: fp,
+                headers: all.into_iter().map(|h| (h.batch_id.clone(), h)).collect(),
+                epochs,
+                ledger,
+            })
+        })
+        .await
+        .map_err(|e| crate::Error::Corrupt(format!("reading manifests: {e}")))??;
+        let snap = Arc::new(snap);
+        self.register_meta(&snap)?;
+        *guard = snap.clone();
+        Ok(snap)
+    }
+
+    fn register_meta(&self, snap: &Snapshot) -> Result<()> {
+        let mut epoch_of: HashMap<&str, u64> = HashMap::new();
+        for e in &snap.epochs {
+            for b in &e.batch_ids {
+                epoch_of.insert(b.as_str(), e.epoch_id);
+            }
+        }
+        let mut headers: Vec<&BatchHeader> = snap.headers.values().collect();
+        headers.sort_by(|a, b| (&a.stream, a.partition, a.seq).cmp(&(&b.stream, b.partition, b.seq)));
+        let (mut id, mut stream, mut root, mut prev, mut sealed) =
+            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut part, mut seq, mut first, mut last, mut records, mut size, mut epoch) = (
+            UInt32Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+        );
+        for h in headers {
+            id.append_value(&h.batch_id);
+            stream.append_value(&h.stream);
+            part.append_value(h.partition);
+            seq.append_value(h.seq);
+            first.append_value(h.first_offset);
+            last.append_value(h.last_offset);
+            records.append_value(h.records);
+            size.append_value(h.size);
+            root.append_value(h.root.to_hex());
+            prev.append_value(h.prev_root.to_hex());
+            sealed.append_value(&h.sealed_at);
+            epoch.append_option(epoch_of.get(h.batch_id.as_str()).copied());
+        }
+        let u = |n: &str, t: DataType, null: bool| Field::new(n, t, null);
+        let schema = Arc::new(Schema::new(vec![
+            u("batch_id", DataType::Utf8, false),
+            u("stream", DataType::Utf8, false),
+            u("partition", DataType::UInt32, false),
+            u("seq", DataType::UInt64, false),
+            u("first_offset", DataType::UInt64, false),
+            u("last_offset", DataType::UInt64, false),
+            u("records", DataType::UInt64, false),
+            u("size", DataType::UInt64, false),
+            u("root", DataType::Utf8, false),
+            u("prev_root", DataType::Utf8, false),
+            u("sealed_at", DataType::Utf8, false),
+            u("epoch_id", DataType::UInt64, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(id.finish()),
+            Arc::new(stream.finish()),
+            Arc::new(part.finish()),
+            Arc::new(seq.finish()),
+            Arc::new(first.finish()),
+            Arc::new(last.finish()),
+            Arc::new(records.finish()),
+            Arc::new(size.finish()),
+            Arc::new(root.finish()),
+            Arc::new(prev.finish()),
+            Arc::new(sealed.finish()),
+            Arc::new(epoch.finish()),
+        ];
+        let batches = RecordBatch::try_new(schema.clone(), cols)?;
+        self.ctx.deregister_table("batches")?;
+        self.ctx.register_table("batches", Arc::new(MemTable::try_new(schema, vec![vec![batches]])?))?;
+
+        let (mut eid, mut bc, mut ev) = (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
+        let (mut eroot, mut esealed, mut status, mut backend, mut anchored_at, mut pk, mut sig) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        for e in &snap.epochs {
+            eid.append_value(e.epoch_id);
+            eroot.append_value(e.root.to_hex());
+            bc.append_value(e.batch_count);
+            ev.append_value(e.events);
+            esealed.append_value(&e.sealed_at);
+            let entry = snap.ledger.get(e.epoch_id as usize).filter(|l| l.epoch_id == e.epoch_id && l.root == e.root);
+            status.append_value(if entry.is_some() { "anchored" } else { "sealed" });
+            backend.append_option(entry.map(|_| "local"));
+            anchored_at.append_option(entry.map(|l| l.anchored_at.as_str()));
+            pk.append_option(entry.map(|l| l.public_key.as_str()));
+            sig.append_option(entry.map(|l| l.signature.as_str()));
+        }
+        let schema = Arc::new(Schema::new(vec![
+            u("epoch_id", DataType::UInt64, false),
+            u("root", DataType::Utf8, false),
+            u("batch_count", DataType::UInt64, false),
+            u("events", DataType::UInt64, false),
+            u("sealed_at", DataType::Utf8, false),
+            u("status", DataType::Utf8, false),
+            u("backend", DataType::Utf8, true),
+            u("anchored_at", DataType::Utf8, true),
+            u("public_key", DataType::Utf8, true),
+            u("signature", DataType::Utf8, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(eid.finish()),
+            Arc::new(eroot.finish()),
+            Arc::new(bc.finish()),
+            Arc::new(ev.finish()),
+            Arc::new(esealed.finish()),
+            Arc::new(status.finish()),
+            Arc::new(backend.finish()),
+            Arc::new(anchored_at.finish()),
+            Arc::new(pk.finish()),
+            Arc::new(sig.finish()),
+        ];
+        let epochs = RecordBatch::try_new(schema.clone(), cols)?;
+        self.ctx.deregister_table("epochs")?;
+        self.ctx.register_table("epochs", Arc::new(MemTable::try_new(schema, vec![vec![epochs]])?))?;
+        Ok(())
+    }
+
+    /// Runs one read-only SQL statement (DDL, DML and SET are refused) and collects it.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        self.sql_limited(sql, None).await
+    }
+
+    /// Like [`QueryEngine::sql`], stopping after `max_rows` rows when given.
+    pub async fn sql_limited(&self, sql: &str, max_rows: Option<usize>) -> Result<Vec<RecordBatch>> {
+        self.refresh().await?;
+        let opts = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let mut df = self.ctx.sql_with_options(sql, opts).await?;
+        if let Some(n) = max_rows {
+            df = df.limit(0, Some(n))?;
+        }
+        Ok(df.collect().await?)
+    }
+}
+
+/// Cheap change detector: sizes and modification times of the metadata files.
+fn fingerprint(dir: &DataDir) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |x: u64| {
+        h ^= x;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    let mut files = vec![dir.epochs_file(), dir.ledger_file()];
+    if let Ok(rd) = std::fs::read_dir(dir.batches_dir()) {
+        files.extend(rd.flatten().map(|e| e.path()));
+    }
+    files.sort();
+    for f in files {
+        if let Ok(m) = std::fs::metadata(&f) {
+            mix(m.len());
+            if let Ok(t) = m.modified().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).map_err(std::io::Error::other)) {
+                mix(t.as_nanos() as u64);
+            }
+        }
+    }
+    h | 1
+}

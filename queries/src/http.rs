@@ -1,0 +1,177 @@
+//! The HTTP API (axum). Every error is JSON: `{"error": {"code": "...", "message": "..."}}`.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/sql` | body `{"sql": "...", "max_rows": 10000}`: rows as JSON objects |
+//! | `GET /v1/events/{id}` | the canonical event and where it is stored |
+//! | `GET /v1/events/{id}/proof` | the proof bundle (`veritrace verify` checks it) |
+//! | `GET /healthz` | liveness and data directory summary |
+//! | `GET /metrics` | Prometheus exposition |
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{output, Error, Format, QueryEngine};
+
+/// Metric: HTTP requests by route and status class.
+pub const HTTP_REQUESTS_TOTAL: &str = "veritrace_queries_http_requests_total";
+/// Metric: HTTP request latency by route.
+pub const HTTP_REQUEST_SECONDS: &str = "veritrace_queries_http_request_seconds";
+
+/// Default and largest row count returned by `POST /v1/sql`.
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+
+#[derive(Clone)]
+struct AppState {
+    engine: Arc<QueryEngine>,
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+/// Builds the router. `registry` is exposed on `/metrics`; the router adds its own metrics
+/// to it.
+pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, prometheus::Error> {
+    let requests = IntCounterVec::new(Opts::new(HTTP_REQUESTS_TOTAL, "HTTP requests by route and status"), &["route", "status"])?;
+    let latency = HistogramVec::new(HistogramOpts::new(HTTP_REQUEST_SECONDS, "HTTP request latency"), &["route"])?;
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(latency.clone()))?;
+    let state = AppState { engine, registry, requests, latency };
+    Ok(Router::new()
+        .route("/v1/sql", post(sql))
+        .route("/v1/events/{id}", get(event))
+        .route("/v1/events/{id}/proof", get(proof))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state))
+}
+
+async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    // Label by route template, never by the raw path (unbounded event ids).
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    s.latency.with_label_values(&[route.as_str()]).observe(start.elapsed().as_secs_f64());
+    s.requests.with_label_values(&[route.as_str(), resp.status().as_str()]).inc();
+    resp
+}
+
+fn error_response(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message.to_string()}}))).into_response()
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Error::Sql(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Corrupt(_) | Error::Anchor(_) | Error::Output(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        error_response(status, self.code(), &self)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    #[serde(default)]
+    max_rows: Option<usize>,
+}
+
+async fn sql(State(s): State<AppState>, body: Bytes) -> Result<Response, Error> {
+    let req: SqlRequest = serde_json::from_slice(&body)
+        .map_err(|e| Error::BadRequest(format!("body must be JSON {{\"sql\": \"...\", \"max_rows\": N}}: {e}")))?;
+    let max = req.max_rows.unwrap_or(DEFAULT_MAX_ROWS).min(DEFAULT_MAX_ROWS);
+    let batches = s.engine.sql_limited(&req.sql, Some(max + 1)).await?;
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let truncated = total > max;
+    let mut kept = Vec::new();
+    let mut left = max;
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let n = b.num_rows().min(left);
+        left -= n;
+        kept.push(b.slice(0, n));
+    }
+    let columns: Vec<serde_json::Value> = match kept.first() {
+        Some(b) => b.schema().fields().iter().map(|f| json!({"name": f.name(), "type": f.data_type().to_string()})).collect(),
+        None => Vec::new(),
+    };
+    let rows: serde_json::Value = if kept.is_empty() {
+        json!([])
+    } else {
+        serde_json::from_slice(&output::encode(&kept, Format::Json)?).map_err(|e| Error::Output(e.to_string()))?
+    };
+    let row_count = total.min(max);
+    Ok(Json(json!({"columns": columns, "rows": rows, "row_count": row_count, "truncated": truncated})).into_response())
+}
+
+async fn event(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    let loc = s.engine.event(&id).await?;
+    Ok(Json(json!({
+        "event": loc.event,
+        "batch_id": loc.batch_id,
+        "leaf_index": loc.leaf_index,
+        "leaf_hash": loc.leaf_hash,
+        "stream": loc.stream,
+        "partition": loc.partition,
+        "offset": loc.offset,
+    }))
+    .into_response())
+}
+
+async fn proof(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
+    let bundle = s.engine.proof(&id).await?;
+    Ok(Json(bundle).into_response())
+}
+
+async fn healthz(State(s): State<AppState>) -> Result<Response, Error> {
+    let snap = s.engine.snapshot().await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "data_dir": s.engine.data_dir().root().display().to_string(),
+        "batches": snap.headers.len(),
+        "epochs": snap.epochs.len(),
+        "anchored_epochs": snap.ledger.len(),
+    }))
+    .into_response())
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    match TextEncoder::new().encode_to_string(&s.registry.gather()) {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics_error", e),
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "no such route; see GET /healthz, POST /v1/sql, GET /v1/events/{id}[/proof], GET /metrics")
+}
+
+/// Serves the router on an already-bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
