@@ -524,9 +524,10 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     opt_text("site", &raw.site)?;
     opt_text("device_id", &raw.device_id)?;
 
-    if let Some(o) = &raw.object {
-        if let Some(p) = &o.product_id {
-            tracecode::normalise_gtin(p).map_err(|e| {
+    let mut object = raw.object;
+    if let Some(o) = &mut object {
+        if let Some(p) = &mut o.product_id {
+            *p = tracecode::normalise_gtin(p).map_err(|e| {
                 let reason = match e {
                     TraceCodeError::BadCheckDigit { .. } => Reason::BadGtinCheckDigit,
                     TraceCodeError::Malformed { .. } => Reason::BadValue,
@@ -605,7 +606,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         trace_code: code,
         inputs,
         outputs,
-        object: raw.object,
+        object,
         quantity: raw.quantity,
         operator: raw.operator,
         result: raw.result,

@@ -1,0 +1,257 @@
+//! `veritrace demo`: the first command a new user runs. It generates a realistic dataset
+//! (plants, devices, a four-level bill of materials, QC, logistics, sales, plus invalid and
+//! duplicate input), runs it through the production processors and anchor code over an
+//! in-process channel, anchors epochs on the local ledger, proves and verifies a sample
+//! event, and serves the HTTP API.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use veritrace_anchor::DataDir;
+use veritrace_ingest::simulate::{SimConfig, Simulator};
+use veritrace_processors::runtime::{self, Progress, RunReport, RuntimeConfig};
+use veritrace_processors::{BatchPolicy, Reason};
+use veritrace_queries::QueryEngine;
+use veritrace_verify::verify::{self, Options};
+
+/// Marker file that lets the demo recreate its own data directory, and only its own.
+const MARKER: &str = ".veritrace-demo";
+
+/// Flags of `veritrace demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of input records to generate (valid, invalid and duplicate).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Data directory. The demo's own directory is recreated on each run; another
+    /// directory must be empty or absent.
+    #[arg(long, default_value = "veritrace-demo-data")]
+    data: PathBuf,
+    /// Process and verify, then exit instead of serving HTTP.
+    #[arg(long)]
+    no_serve: bool,
+    /// Address for the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Partitions (processor threads), as on a Kafka topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Seed of the generated dataset.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Seal a batch every N records per partition.
+    #[arg(long, default_value_t = 10_000)]
+    batch_size: usize,
+    /// Seal and anchor an epoch every this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    epoch_ms: u64,
+}
+
+fn prepare_dir(path: &Path) -> anyhow::Result<DataDir> {
+    if path.exists() {
+        let marker = path.join(MARKER);
+        let empty = std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?.next().is_none();
+        if marker.exists() {
+            std::fs::remove_dir_all(path).with_context(|| format!("recreating demo directory {}", path.display()))?;
+        } else if !empty {
+            bail!(
+                "{} is not empty and was not made by the demo; pass --data with a new directory",
+                path.display()
+            );
+        }
+    }
+    let dir = DataDir::create(path)?;
+    std::fs::write(path.join(MARKER), "created by `veritrace demo`; the demo recreates this directory\n")?;
+    Ok(dir)
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let dir = prepare_dir(&args.data)?;
+    let root = args.data.canonicalize().unwrap_or_else(|_| args.data.clone());
+    println!(
+        "Veritrace demo: {} records from a simulated multi-plant manufacturer\n  pipeline: in-process channel ({} partitions) -> processors -> Merkle batches -> epochs -> local ledger anchor\n  data directory: {}\n",
+        thousands(args.events),
+        args.partitions,
+        root.display()
+    );
+
+    let cfg = RuntimeConfig {
+        stream: "demo".into(),
+        partitions: args.partitions,
+        policy: BatchPolicy { max_records: args.batch_size, ..BatchPolicy::default() },
+        epoch_interval: Duration::from_millis(args.epoch_ms.max(10)),
+    };
+    let sim = Simulator::new(SimConfig { events: args.events, seed: args.seed, ..SimConfig::default() });
+    let progress = Arc::new(Progress::default());
+    let bar = ProgressBar::new(args.events);
+    bar.set_style(
+        ProgressStyle::with_template("  [{elapsed_precise}] {bar:40.cyan/blue} {human_pos}/{human_len} records  {per_sec}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let ticker = {
+        let bar = bar.clone();
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            while !bar.is_finished() {
+                bar.set_position(progress.processed.load(Ordering::Relaxed));
+                bar.set_message(format!(
+                    "batches {}  epochs {}",
+                    progress.batches.load(Ordering::Relaxed),
+                    progress.epochs.load(Ordering::Relaxed)
+                ));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let source = sim.map(|r| (Some(r.key), r.payload));
+    let report = runtime::run(&dir, &cfg, source, progress.clone());
+    bar.set_position(progress.processed.load(Ordering::Relaxed));
+    bar.finish();
+    let _ = ticker.join();
+    let report = report?;
+    print_summary(&report);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let engine = Arc::new(QueryEngine::open(&root).await?);
+        let sample = sample_event(&engine).await?;
+        let bundle = engine.proof(&sample).await?;
+        let proof_path = root.join("sample-proof.json");
+        std::fs::write(&proof_path, bundle.to_json_pretty()? + "\n")?;
+        let ledger_path = root.join("ledger").join("local.jsonl");
+        let ledger = std::fs::read_to_string(&ledger_path)?;
+        let opts = Options { ledger: Some(ledger), pinned_key: None };
+        let ok = verify::verify_bundle(&bundle, &opts).context("the sample proof did not verify")?;
+        println!("\nSample event {sample}");
+        println!("  proof:    {} ({})", proof_path.display(), ok.status.as_str());
+        println!("  verified: {} checks passed", ok.checks.len());
+
+        // Show that tampering is caught: change the recorded customer of the sale.
+        let mut tampered = bundle.clone();
+        if let Some(obj) = tampered.event.as_object_mut() {
+            obj.insert("operator".into(), serde_json::Value::String("someone-else".into()));
+        }
+        let tampered_path = root.join("sample-proof-tampered.json");
+        std::fs::write(&tampered_path, tampered.to_json_pretty()? + "\n")?;
+        match verify::verify_bundle(&tampered, &opts) {
+            Ok(_) => bail!("a tampered proof verified; this is a bug"),
+            Err(e) => println!("  tampered copy {} is rejected: {e}", tampered_path.display()),
+        }
+
+        let exe = "cargo run --release --";
+        let data = root.display();
+        if args.no_serve {
+            println!("\nTry:\n  {exe} sql --data {data} \"SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY n DESC\"");
+            println!("  {exe} proof --data {data} {sample} --out proof.json");
+            println!("  {exe} verify proof.json --ledger {data}/ledger/local.jsonl");
+            return anyhow::Ok(());
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {} (pass --listen ADDR or --no-serve)", args.listen))?;
+        let addr = listener.local_addr()?;
+        let registry = prometheus::Registry::new();
+        register_pipeline_metrics(&registry, &report)?;
+        let app = veritrace_queries::http::router(engine, registry)?;
+        println!("\nServing the HTTP API on http://{addr} (Ctrl-C to stop). Try:");
+        println!("  curl -s http://{addr}/healthz");
+        println!(
+            "  curl -s http://{addr}/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY n DESC\"}}'"
+        );
+        println!("  curl -s http://{addr}/v1/events/{sample}");
+        println!("  curl -s http://{addr}/v1/events/{sample}/proof > proof.json");
+        println!("  {exe} verify proof.json --ledger {data}/ledger/local.jsonl");
+        println!("  {exe} sql --data {data} \"SELECT reason, count(*) AS n FROM rejected GROUP BY reason ORDER BY n DESC\"");
+        veritrace_queries::http::serve(listener, app, crate::cli::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sample_event(engine: &QueryEngine) -> anyhow::Result<String> {
+    use arrow::array::AsArray;
+    for sql in [
+        "SELECT event_id FROM events WHERE event_type = 'sale' ORDER BY event_id LIMIT 1",
+        "SELECT event_id FROM events ORDER BY event_id LIMIT 1",
+    ] {
+        let batches = engine.sql(sql).await?;
+        if let Some(b) = batches.iter().find(|b| b.num_rows() > 0) {
+            if let Some(a) = b.column(0).as_string_opt::<i32>() {
+                return Ok(a.value(0).to_owned());
+            }
+        }
+    }
+    bail!("no accepted events to prove (was every record rejected?)")
+}
+
+fn register_pipeline_metrics(registry: &prometheus::Registry, report: &RunReport) -> anyhow::Result<()> {
+    use prometheus::{IntGauge, IntGaugeVec, Opts};
+    let g = |name: &str, help: &str, v: u64| -> anyhow::Result<()> {
+        let g = IntGauge::new(name, help)?;
+        g.set(v as i64);
+        registry.register(Box::new(g))?;
+        Ok(())
+    };
+    g("veritrace_processors_accepted_total", "Events accepted by the demo run", report.stats.accepted)?;
+    g("veritrace_anchor_batches_total", "Batches sealed by the demo run", report.stats.batches)?;
+    g("veritrace_anchor_epochs_total", "Epochs anchored by the demo run", report.epochs)?;
+    let rej = IntGaugeVec::new(Opts::new("veritrace_processors_rejected_total", "Records rejected by the demo run, by reason"), &["reason"])?;
+    for (r, n) in &report.stats.rejected {
+        rej.with_label_values(&[r.as_str()]).set(*n as i64);
+    }
+    registry.register(Box::new(rej))?;
+    Ok(())
+}
+
+/// Prints the run summary.
+pub fn print_summary(report: &RunReport) {
+    let s = &report.stats;
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!("\n  consumed   {:>12}", thousands(s.consumed));
+    println!("  accepted   {:>12}", thousands(s.accepted));
+    println!("  rejected   {:>12}", thousands(s.rejected_total()));
+    for r in Reason::ALL {
+        if let Some(n) = s.rejected.get(&r) {
+            println!("    {:<22} {:>8}", r.as_str(), thousands(*n));
+        }
+    }
+    println!("  batches    {:>12}", thousands(s.batches));
+    println!("  epochs     {:>12}  (anchored on the local ledger, node key {})", thousands(report.epochs), report.public_key);
+    println!("  throughput {:>12} records/s ({:.2} s end to end)", thousands((s.consumed as f64 / secs) as u64), secs);
+}
+
+/// Formats with thousands separators.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The partitioning key of a raw JSON record: its trace code, else its first input, else
+/// its device id. Unparsable records get no key (they are rejected on partition 0).
+pub fn key_of(line: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        trace_code: Option<String>,
+        inputs: Option<Vec<String>>,
+        device_id: Option<String>,
+    }
+    let k: Keys = serde_json::from_slice(line).ok()?;
+    k.trace_code
+        .or_else(|| k.inputs.and_then(|i| i.into_iter().next()))
+        .or(k.device_id)
+        .map(String::into_bytes)
+}
