@@ -159,9 +159,11 @@ pub struct Location {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
-    /// File name.
+    /// File name (absent or empty is `bad_attachment`).
+    #[serde(default)]
     pub name: String,
-    /// SHA-256 of the content, lower-case hex.
+    /// SHA-256 of the content, lower-case hex (absent or malformed is `bad_attachment`).
+    #[serde(default)]
     pub sha256: String,
     /// MIME type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -420,6 +422,9 @@ fn participant(field: &str, p: &Participant) -> Result<(), Rejection> {
 
 fn date(field: &str, s: &Option<String>) -> Result<(), Rejection> {
     if let Some(s) = s {
+        if s.len() != 10 {
+            return Err(Rejection::new(Reason::BadValue, format!("{field} {s:?} is not a YYYY-MM-DD date")));
+        }
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map_err(|e| Rejection::new(Reason::BadValue, format!("{field} {s:?} is not a YYYY-MM-DD date: {e}")))?;
     }

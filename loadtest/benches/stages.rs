@@ -1,0 +1,92 @@
+//! Per-stage benchmarks: each stage's own ceiling on one core.
+//! `cargo bench -p veritrace-loadtest --bench stages`
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use veritrace_anchor::{BatchWriter, DataDir, SealInput};
+use veritrace_processors::columns::{EventColumns, EVENTS_BLOOM_COLUMNS};
+use veritrace_processors::event::{parse_event, process, Limits};
+use veritrace_verify::merkle;
+
+const N: usize = 10_000;
+const NOW: i64 = 1_900_000_000_000;
+
+fn stages(c: &mut Criterion) {
+    let w = veritrace_loadtest::workload(N as u64, 7);
+    let accepted: Vec<_> = w.records.iter().filter_map(|(_, p)| process(p, NOW, &Limits::default()).ok()).collect();
+    let events: Vec<_> = accepted.iter().map(|a| a.event.clone()).collect();
+    let leaves: Vec<_> = accepted.iter().map(|a| a.leaf_hash).collect();
+
+    let mut g = c.benchmark_group("stages");
+    g.sample_size(20).measurement_time(Duration::from_secs(5));
+
+    g.throughput(Throughput::Elements(w.records.len() as u64));
+    g.bench_function("parse_validate", |b| {
+        b.iter(|| {
+            for (_, p) in &w.records {
+                let _ = std::hint::black_box(parse_event(p, NOW, &Limits::default()));
+            }
+        })
+    });
+
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("canonicalise_leaf_hash", |b| {
+        b.iter(|| {
+            for e in &events {
+                if let Ok(bytes) = e.canonical_bytes() {
+                    std::hint::black_box(merkle::leaf_hash(&bytes));
+                }
+            }
+        })
+    });
+
+    g.bench_function("merkle_root", |b| b.iter(|| std::hint::black_box(merkle::root(&leaves))));
+
+    g.bench_function("arrow_columns", |b| {
+        b.iter_batched(
+            EventColumns::new,
+            |mut cols| {
+                for (i, a) in accepted.iter().enumerate() {
+                    let _ = cols.push(&a.event, &a.canonical, &a.leaf_hash, i as u64);
+                }
+                std::hint::black_box(cols.finish("b", "s", 0))
+            },
+            BatchSize::LargeInput,
+        )
+    });
+
+    g.bench_function("parquet_seal", |b| {
+        b.iter_custom(|iters| {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let dir = DataDir::create(tmp.path()).expect("dir");
+            let mut w = BatchWriter::open(&dir, "bench", 0, &EVENTS_BLOOM_COLUMNS).expect("writer");
+            let mut cols = EventColumns::new();
+            let mut total = Duration::ZERO;
+            for it in 0..iters {
+                for (i, a) in accepted.iter().enumerate() {
+                    let _ = cols.push(&a.event, &a.canonical, &a.leaf_hash, i as u64);
+                }
+                let first = it * N as u64;
+                let batch = cols.finish("b", "bench", 0).expect("batch");
+                let start = Instant::now();
+                w.seal(SealInput {
+                    first_offset: first,
+                    last_offset: first + N as u64 - 1,
+                    records: N as u64,
+                    leaf_hashes: &leaves,
+                    events: batch,
+                    rejected: None,
+                    sealed_at: String::new(),
+                })
+                .expect("seal");
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);

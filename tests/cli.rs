@@ -1,0 +1,280 @@
+//! End to end through the real binary: demo, sql, proof, verify (valid and tampered), serve.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veritrace"))
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = bin().args(args).output().expect("run veritrace");
+    out
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "veritrace {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
+struct Demo {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    stdout: String,
+}
+
+fn demo(events: u64) -> Demo {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let stdout = ok(&["demo", "--events", &events.to_string(), "--data", data.to_str().expect("path"), "--no-serve", "--epoch-ms", "200", "--batch-size", "2000"]);
+    Demo { _tmp: tmp, data, stdout }
+}
+
+fn sql_json(data: &Path, sql: &str) -> serde_json::Value {
+    let out = ok(&["sql", "--data", data.to_str().expect("path"), "--format", "json", sql]);
+    serde_json::from_str(&out).expect("json rows")
+}
+
+fn count(data: &Path, sql: &str) -> u64 {
+    sql_json(data, sql)[0]["n"].as_u64().expect("count")
+}
+
+#[test]
+fn demo_proves_verifies_and_catches_tampering() {
+    let d = demo(30_000);
+    assert!(d.stdout.contains("accepted"), "{}", d.stdout);
+    assert!(d.stdout.contains("tampered copy"), "{}", d.stdout);
+    let data = &d.data;
+
+    // Every record is accounted for: accepted + rejected = generated.
+    let accepted = count(data, "SELECT count(*) AS n FROM events");
+    let rejected = count(data, "SELECT count(*) AS n FROM rejected");
+    assert_eq!(accepted + rejected, 30_000);
+    assert!(rejected > 0 && accepted > 25_000, "accepted {accepted}, rejected {rejected}");
+    // No event id twice, duplicates were recorded as rejected.
+    assert_eq!(count(data, "SELECT count(DISTINCT event_id) AS n FROM events"), accepted);
+    assert!(count(data, "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'") > 0);
+    // Batches cover every accepted event; every epoch is anchored.
+    assert_eq!(count(data, "SELECT CAST(sum(size) AS BIGINT) AS n FROM batches"), accepted);
+    assert_eq!(count(data, "SELECT count(*) AS n FROM batches WHERE epoch_id IS NULL"), 0);
+    assert_eq!(count(data, "SELECT count(*) AS n FROM epochs WHERE status <> 'anchored'"), 0);
+    assert!(count(data, "SELECT count(*) AS n FROM epochs") >= 1);
+
+    // Proofs of a sample of events verify against the ledger.
+    let ids = sql_json(data, "SELECT event_id FROM events ORDER BY leaf_hash LIMIT 5");
+    let ledger = data.join("ledger/local.jsonl");
+    for row in ids.as_array().expect("rows") {
+        let id = row["event_id"].as_str().expect("id");
+        let proof = data.join(format!("{}.proof.json", id.replace(['/', ':'], "_")));
+        ok(&["proof", "--data", data.to_str().expect("p"), id, "--out", proof.to_str().expect("p")]);
+        let out = ok(&["verify", proof.to_str().expect("p"), "--ledger", ledger.to_str().expect("p")]);
+        assert!(out.starts_with("VALID"), "{out}");
+        assert!(out.contains("anchored"), "{out}");
+    }
+
+    // Any altered byte in event, path, roots or receipt fails with a reason.
+    let sample = std::fs::read_to_string(data.join("sample-proof.json")).expect("sample proof");
+    let bundle: serde_json::Value = serde_json::from_str(&sample).expect("json");
+    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        ("event field", Box::new(|b| b["event"]["event_time"] = "2026-01-01T00:00:00.000Z".into())),
+        ("leaf index", Box::new(|b| b["leaf"]["index"] = (b["leaf"]["index"].as_u64().unwrap_or(0) ^ 1).into())),
+        ("audit path", Box::new(|b| flip_hex(&mut b["leaf"]["audit_path"][0]))),
+        ("batch root", Box::new(|b| flip_hex(&mut b["batch"]["root"]))),
+        ("batch header", Box::new(|b| b["batch"]["sealed_at"] = "2020-01-01T00:00:00.000Z".into())),
+        ("epoch root", Box::new(|b| flip_hex(&mut b["epoch"]["root"]))),
+        ("epoch path", Box::new(|b| flip_hex(&mut b["epoch"]["audit_path"][0]))),
+        ("receipt root", Box::new(|b| flip_hex(&mut b["anchor"]["ledger_entry"]["root"]))),
+        ("receipt signature", Box::new(|b| flip_hex(&mut b["anchor"]["ledger_entry"]["signature"]))),
+        ("receipt time", Box::new(|b| b["anchor"]["ledger_entry"]["anchored_at"] = "2020-01-01T00:00:00.000Z".into())),
+        ("status", Box::new(|b| b["status"] = "sealed".into())),
+        ("format", Box::new(|b| b["format"] = "veritrace.proof/999".into())),
+    ];
+    for (what, edit) in edits {
+        let mut b = bundle.clone();
+        edit(&mut b);
+        let path = data.join("tampered.json");
+        std::fs::write(&path, serde_json::to_vec(&b).expect("json")).expect("write");
+        let out = run(&["verify", path.to_str().expect("p"), "--ledger", ledger.to_str().expect("p")]);
+        assert_eq!(out.status.code(), Some(1), "tampered {what} must fail: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("INVALID"), "{what}");
+    }
+    // A single changed byte anywhere in the raw file: either it no longer parses, or it fails.
+    let raw = sample.as_bytes();
+    let path = data.join("bytes.json");
+    let mut failures = 0;
+    for pos in (0..raw.len()).step_by(raw.len() / 40 + 1) {
+        let mut b = raw.to_vec();
+        if !b[pos].is_ascii_hexdigit() {
+            continue;
+        }
+        b[pos] = if b[pos] == b'0' { b'1' } else { b'0' };
+        std::fs::write(&path, &b).expect("write");
+        let out = run(&["verify", path.to_str().expect("p")]);
+        assert_ne!(out.status.code(), Some(0), "changed byte {pos} verified");
+        failures += 1;
+    }
+    assert!(failures > 10);
+}
+
+fn flip_hex(v: &mut serde_json::Value) {
+    let s = v.as_str().expect("hex string").to_owned();
+    let mut c: Vec<char> = s.chars().collect();
+    c[0] = if c[0] == '0' { '1' } else { '0' };
+    *v = serde_json::Value::String(c.into_iter().collect());
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status: u16 = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status");
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())))
+}
+
+#[test]
+fn http_api_serves_sql_events_and_proofs() {
+    let d = demo(5_000);
+    let mut child = bin()
+        .args(["serve", "--data", d.data.to_str().expect("p"), "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "server did not start");
+        let line = lines.next().expect("server exited").expect("line");
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+
+    let (st, health) = http(&addr, "GET", "/healthz", "");
+    assert_eq!((st, health["status"].as_str()), (200, Some("ok")), "{health}");
+
+    let (st, r) = http(&addr, "POST", "/v1/sql", r#"{"sql":"SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY event_type"}"#);
+    assert_eq!(st, 200, "{r}");
+    assert!(r["row_count"].as_u64().expect("rows") >= 5, "{r}");
+
+    let (st, r) = http(&addr, "POST", "/v1/sql", r#"{"sql":"SELECT event_id FROM events ORDER BY event_id LIMIT 1"}"#);
+    assert_eq!(st, 200);
+    let id = r["rows"][0]["event_id"].as_str().expect("id").to_owned();
+
+    let (st, ev) = http(&addr, "GET", &format!("/v1/events/{id}"), "");
+    assert_eq!(st, 200, "{ev}");
+    assert_eq!(ev["event"]["event_id"].as_str(), Some(id.as_str()));
+
+    let (st, proof) = http(&addr, "GET", &format!("/v1/events/{id}/proof"), "");
+    assert_eq!(st, 200, "{proof}");
+    let report = veritrace_verify::verify::verify_bundle_json(
+        proof.to_string().as_bytes(),
+        &veritrace_verify::verify::Options::default(),
+    )
+    .expect("HTTP proof verifies");
+    assert_eq!(report.status.as_str(), "anchored");
+
+    // Errors are JSON with a code.
+    let (st, e) = http(&addr, "GET", "/v1/events/no-such-event", "");
+    assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
+    let (st, e) = http(&addr, "POST", "/v1/sql", r#"{"sql":"SELEC nonsense"}"#);
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("sql_error")), "{e}");
+    let (st, e) = http(&addr, "POST", "/v1/sql", r#"{"sql":"DROP TABLE events"}"#);
+    assert_eq!(st, 400, "{e}");
+    let (st, e) = http(&addr, "POST", "/v1/sql", "not json");
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("bad_request")), "{e}");
+
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    let mut m = String::new();
+    s.read_to_string(&mut m).expect("read");
+    assert!(m.contains("veritrace_queries_http_requests_total"), "{m}");
+    drop(server);
+}
+
+#[test]
+fn sql_formats_and_bad_input() {
+    let d = demo(2_000);
+    let data = d.data.to_str().expect("p");
+    let csv = ok(&["sql", "--data", data, "--format", "csv", "SELECT count(*) AS n FROM events"]);
+    assert!(csv.starts_with("n\n"), "{csv}");
+    let out = bin().args(["sql", "--data", data, "--format", "arrow", "SELECT 1 AS x"]).output().expect("arrow");
+    assert!(out.status.success() && !out.stdout.is_empty());
+    let table = ok(&["sql", "--data", data, "SELECT reason, count(*) AS n FROM rejected GROUP BY reason"]);
+    assert!(table.contains("reason"), "{table}");
+    // Errors are clear and non-zero.
+    let out = run(&["sql", "--data", data, "SELECT nope FROM events"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    let out = run(&["sql", "--data", "/nonexistent/veritrace", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Veritrace data directory"));
+    let out = run(&["proof", "--data", data, "no-such-event"]);
+    assert_eq!(out.status.code(), Some(2));
+    let garbage = d.data.join("garbage.json");
+    std::fs::write(&garbage, b"{\"format\":").expect("write");
+    let out = run(&["verify", garbage.to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn ingest_file_accepts_rejects_and_dedupes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let file = tmp.path().join("events.jsonl");
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("processors/tests/golden/events/inputs");
+    let mut lines = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&golden).expect("golden").map(|e| e.expect("e").path()).collect();
+    names.sort();
+    let mut valid = 0;
+    for p in &names {
+        let b = std::fs::read(p).expect("read");
+        if b.contains(&b'\n') && b.iter().position(|&c| c == b'\n') != Some(b.len() - 1) {
+            continue;
+        }
+        let line: Vec<u8> = b.into_iter().filter(|&c| c != b'\n').collect();
+        if !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("reject_")) {
+            valid += 1;
+        }
+        lines.push(line);
+    }
+    let mut body = Vec::new();
+    for l in &lines {
+        body.extend_from_slice(l);
+        body.push(b'\n');
+    }
+    std::fs::write(&file, &body).expect("write");
+    let d = data.to_str().expect("p");
+    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
+    // Ingesting the same file again adds nothing: every event is a duplicate.
+    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), valid);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'"), valid);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM rejected"), lines.len() as u64 * 2 - valid);
+}
