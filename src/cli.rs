@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use veritrace_queries::{output, Format, QueryEngine};
+use veritrace_queries::{Format, QueryEngine, output};
 use veritrace_verify::verify::{self, Options};
 
 /// Veritrace: verifiable traceability for industrial products.
@@ -123,11 +123,17 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -154,7 +160,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match a.out {
                 Some(p) => {
                     std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
-                    eprintln!("proof ({}) written to {}", bundle.status.as_str(), p.display());
+                    eprintln!(
+                        "proof ({}) written to {}",
+                        bundle.status.as_str(),
+                        p.display()
+                    );
                 }
                 None => std::io::stdout().write_all(text.as_bytes())?,
             }
@@ -167,8 +177,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let engine = Arc::new(QueryEngine::open(&a.data).await?);
                 let registry = prometheus::Registry::new();
                 let app = veritrace_queries::http::router(engine, registry)?;
-                let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
-                eprintln!("serving {} on http://{}", a.data.display(), listener.local_addr()?);
+                let listener = tokio::net::TcpListener::bind(a.listen)
+                    .await
+                    .with_context(|| format!("binding {}", a.listen))?;
+                eprintln!(
+                    "serving {} on http://{}",
+                    a.data.display(),
+                    listener.local_addr()?
+                );
                 veritrace_queries::http::serve(listener, app, shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
@@ -200,12 +216,19 @@ pub async fn shutdown_signal() {
 }
 
 fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
+    let bytes =
+        std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
     let ledger = match &a.ledger {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading ledger {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading ledger {}", p.display()))?,
+        ),
         None => None,
     };
-    let opts = Options { ledger, pinned_key: a.key.clone() };
+    let opts = Options {
+        ledger,
+        pinned_key: a.key.clone(),
+    };
     match verify::verify_bundle_json(&bytes, &opts) {
         Ok(report) => {
             if a.json {
@@ -218,7 +241,11 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 });
                 println!("{v}");
             } else {
-                println!("VALID  {} ({})", report.event_id.as_deref().unwrap_or("?"), report.status.as_str());
+                println!(
+                    "VALID  {} ({})",
+                    report.event_id.as_deref().unwrap_or("?"),
+                    report.status.as_str()
+                );
                 for c in &report.checks {
                     println!("  ok    {c}");
                 }
@@ -231,7 +258,10 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             if a.json {
-                println!("{}", serde_json::json!({"valid": false, "error": e.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "error": e.to_string()})
+                );
             } else {
                 println!("INVALID  {}: {e}", a.bundle.display());
             }
@@ -247,7 +277,8 @@ fn ingest_file(a: IngestFileArgs) -> anyhow::Result<ExitCode> {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(
-            std::fs::File::open(&a.path).with_context(|| format!("opening {}", a.path.display()))?,
+            std::fs::File::open(&a.path)
+                .with_context(|| format!("opening {}", a.path.display()))?,
         ))
     };
     let mut read_error = None;
@@ -258,10 +289,12 @@ fn ingest_file(a: IngestFileArgs) -> anyhow::Result<ExitCode> {
             None
         }
     });
-    let source = records.filter(|l| !l.iter().all(u8::is_ascii_whitespace)).map(|l| {
-        let key = crate::demo::key_of(&l);
-        (key, l)
-    });
+    let source = records
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|l| {
+            let key = crate::demo::key_of(&l);
+            (key, l)
+        });
     let cfg = veritrace_processors::runtime::RuntimeConfig {
         stream: a.stream.clone(),
         partitions: a.partitions,
@@ -269,7 +302,10 @@ fn ingest_file(a: IngestFileArgs) -> anyhow::Result<ExitCode> {
     };
     let report = veritrace_processors::runtime::run(&dir, &cfg, source, Default::default())?;
     if let Some(e) = read_error {
-        bail!("reading {} stopped early: {e} (everything read before that is sealed)", a.path.display());
+        bail!(
+            "reading {} stopped early: {e} (everything read before that is sealed)",
+            a.path.display()
+        );
     }
     crate::demo::print_summary(&report);
     Ok(ExitCode::SUCCESS)

@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use veritrace_anchor::DataDir;
@@ -56,9 +56,13 @@ pub struct DemoArgs {
 fn prepare_dir(path: &Path) -> anyhow::Result<DataDir> {
     if path.exists() {
         let marker = path.join(MARKER);
-        let empty = std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?.next().is_none();
+        let empty = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .next()
+            .is_none();
         if marker.exists() {
-            std::fs::remove_dir_all(path).with_context(|| format!("recreating demo directory {}", path.display()))?;
+            std::fs::remove_dir_all(path)
+                .with_context(|| format!("recreating demo directory {}", path.display()))?;
         } else if !empty {
             bail!(
                 "{} is not empty and was not made by the demo; pass --data with a new directory",
@@ -67,14 +71,20 @@ fn prepare_dir(path: &Path) -> anyhow::Result<DataDir> {
         }
     }
     let dir = DataDir::create(path)?;
-    std::fs::write(path.join(MARKER), "created by `veritrace demo`; the demo recreates this directory\n")?;
+    std::fs::write(
+        path.join(MARKER),
+        "created by `veritrace demo`; the demo recreates this directory\n",
+    )?;
     Ok(dir)
 }
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = prepare_dir(&args.data)?;
-    let root = args.data.canonicalize().unwrap_or_else(|_| args.data.clone());
+    let root = args
+        .data
+        .canonicalize()
+        .unwrap_or_else(|_| args.data.clone());
     println!(
         "Veritrace demo: {} records from a simulated multi-plant manufacturer\n  pipeline: in-process channel ({} partitions) -> processors -> Merkle batches -> epochs -> local ledger anchor\n  data directory: {}\n",
         thousands(args.events),
@@ -85,10 +95,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let cfg = RuntimeConfig {
         stream: "demo".into(),
         partitions: args.partitions,
-        policy: BatchPolicy { max_records: args.batch_size, ..BatchPolicy::default() },
+        policy: BatchPolicy {
+            max_records: args.batch_size,
+            ..BatchPolicy::default()
+        },
         epoch_interval: Duration::from_millis(args.epoch_ms.max(10)),
     };
-    let sim = Simulator::new(SimConfig { events: args.events, seed: args.seed, ..SimConfig::default() });
+    let sim = Simulator::new(SimConfig {
+        events: args.events,
+        seed: args.seed,
+        ..SimConfig::default()
+    });
     let progress = Arc::new(Progress::default());
     let bar = ProgressBar::new(args.events);
     bar.set_style(
@@ -118,7 +135,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let report = report?;
     print_summary(&report);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let engine = Arc::new(QueryEngine::open(&root).await?);
         let sample = sample_event(&engine).await?;
@@ -191,7 +210,10 @@ async fn sample_event(engine: &QueryEngine) -> anyhow::Result<String> {
     bail!("no accepted events to prove (was every record rejected?)")
 }
 
-fn register_pipeline_metrics(registry: &prometheus::Registry, report: &RunReport) -> anyhow::Result<()> {
+fn register_pipeline_metrics(
+    registry: &prometheus::Registry,
+    report: &RunReport,
+) -> anyhow::Result<()> {
     use prometheus::{IntGauge, IntGaugeVec, Opts};
     let g = |name: &str, help: &str, v: u64| -> anyhow::Result<()> {
         let g = IntGauge::new(name, help)?;
@@ -199,10 +221,28 @@ fn register_pipeline_metrics(registry: &prometheus::Registry, report: &RunReport
         registry.register(Box::new(g))?;
         Ok(())
     };
-    g("veritrace_processors_accepted_total", "Events accepted by the demo run", report.stats.accepted)?;
-    g("veritrace_anchor_batches_total", "Batches sealed by the demo run", report.stats.batches)?;
-    g("veritrace_anchor_epochs_total", "Epochs anchored by the demo run", report.epochs)?;
-    let rej = IntGaugeVec::new(Opts::new("veritrace_processors_rejected_total", "Records rejected by the demo run, by reason"), &["reason"])?;
+    g(
+        "veritrace_processors_accepted_total",
+        "Events accepted by the demo run",
+        report.stats.accepted,
+    )?;
+    g(
+        "veritrace_anchor_batches_total",
+        "Batches sealed by the demo run",
+        report.stats.batches,
+    )?;
+    g(
+        "veritrace_anchor_epochs_total",
+        "Epochs anchored by the demo run",
+        report.epochs,
+    )?;
+    let rej = IntGaugeVec::new(
+        Opts::new(
+            "veritrace_processors_rejected_total",
+            "Records rejected by the demo run, by reason",
+        ),
+        &["reason"],
+    )?;
     for (r, n) in &report.stats.rejected {
         rej.with_label_values(&[r.as_str()]).set(*n as i64);
     }
@@ -223,8 +263,16 @@ pub fn print_summary(report: &RunReport) {
         }
     }
     println!("  batches    {:>12}", thousands(s.batches));
-    println!("  epochs     {:>12}  (anchored on the local ledger, node key {})", thousands(report.epochs), report.public_key);
-    println!("  throughput {:>12} records/s ({:.2} s end to end)", thousands((s.consumed as f64 / secs) as u64), secs);
+    println!(
+        "  epochs     {:>12}  (anchored on the local ledger, node key {})",
+        thousands(report.epochs),
+        report.public_key
+    );
+    println!(
+        "  throughput {:>12} records/s ({:.2} s end to end)",
+        thousands((s.consumed as f64 / secs) as u64),
+        secs
+    );
 }
 
 /// Formats with thousands separators.

@@ -35,12 +35,34 @@ struct Demo {
 fn demo(events: u64) -> Demo {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let stdout = ok(&["demo", "--events", &events.to_string(), "--data", data.to_str().expect("path"), "--no-serve", "--epoch-ms", "200", "--batch-size", "2000"]);
-    Demo { _tmp: tmp, data, stdout }
+    let stdout = ok(&[
+        "demo",
+        "--events",
+        &events.to_string(),
+        "--data",
+        data.to_str().expect("path"),
+        "--no-serve",
+        "--epoch-ms",
+        "200",
+        "--batch-size",
+        "2000",
+    ]);
+    Demo {
+        _tmp: tmp,
+        data,
+        stdout,
+    }
 }
 
 fn sql_json(data: &Path, sql: &str) -> serde_json::Value {
-    let out = ok(&["sql", "--data", data.to_str().expect("path"), "--format", "json", sql]);
+    let out = ok(&[
+        "sql",
+        "--data",
+        data.to_str().expect("path"),
+        "--format",
+        "json",
+        sql,
+    ]);
     serde_json::from_str(&out).expect("json rows")
 }
 
@@ -59,24 +81,65 @@ fn demo_proves_verifies_and_catches_tampering() {
     let accepted = count(data, "SELECT count(*) AS n FROM events");
     let rejected = count(data, "SELECT count(*) AS n FROM rejected");
     assert_eq!(accepted + rejected, 30_000);
-    assert!(rejected > 0 && accepted > 25_000, "accepted {accepted}, rejected {rejected}");
+    assert!(
+        rejected > 0 && accepted > 25_000,
+        "accepted {accepted}, rejected {rejected}"
+    );
     // No event id twice, duplicates were recorded as rejected.
-    assert_eq!(count(data, "SELECT count(DISTINCT event_id) AS n FROM events"), accepted);
-    assert!(count(data, "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'") > 0);
+    assert_eq!(
+        count(data, "SELECT count(DISTINCT event_id) AS n FROM events"),
+        accepted
+    );
+    assert!(
+        count(
+            data,
+            "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'"
+        ) > 0
+    );
     // Batches cover every accepted event; every epoch is anchored.
-    assert_eq!(count(data, "SELECT CAST(sum(size) AS BIGINT) AS n FROM batches"), accepted);
-    assert_eq!(count(data, "SELECT count(*) AS n FROM batches WHERE epoch_id IS NULL"), 0);
-    assert_eq!(count(data, "SELECT count(*) AS n FROM epochs WHERE status <> 'anchored'"), 0);
+    assert_eq!(
+        count(data, "SELECT CAST(sum(size) AS BIGINT) AS n FROM batches"),
+        accepted
+    );
+    assert_eq!(
+        count(
+            data,
+            "SELECT count(*) AS n FROM batches WHERE epoch_id IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            data,
+            "SELECT count(*) AS n FROM epochs WHERE status <> 'anchored'"
+        ),
+        0
+    );
     assert!(count(data, "SELECT count(*) AS n FROM epochs") >= 1);
 
     // Proofs of a sample of events verify against the ledger.
-    let ids = sql_json(data, "SELECT event_id FROM events ORDER BY leaf_hash LIMIT 5");
+    let ids = sql_json(
+        data,
+        "SELECT event_id FROM events ORDER BY leaf_hash LIMIT 5",
+    );
     let ledger = data.join("ledger/local.jsonl");
     for row in ids.as_array().expect("rows") {
         let id = row["event_id"].as_str().expect("id");
         let proof = data.join(format!("{}.proof.json", id.replace(['/', ':'], "_")));
-        ok(&["proof", "--data", data.to_str().expect("p"), id, "--out", proof.to_str().expect("p")]);
-        let out = ok(&["verify", proof.to_str().expect("p"), "--ledger", ledger.to_str().expect("p")]);
+        ok(&[
+            "proof",
+            "--data",
+            data.to_str().expect("p"),
+            id,
+            "--out",
+            proof.to_str().expect("p"),
+        ]);
+        let out = ok(&[
+            "verify",
+            proof.to_str().expect("p"),
+            "--ledger",
+            ledger.to_str().expect("p"),
+        ]);
         assert!(out.starts_with("VALID"), "{out}");
         assert!(out.contains("anchored"), "{out}");
     }
@@ -85,27 +148,77 @@ fn demo_proves_verifies_and_catches_tampering() {
     let sample = std::fs::read_to_string(data.join("sample-proof.json")).expect("sample proof");
     let bundle: serde_json::Value = serde_json::from_str(&sample).expect("json");
     let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-        ("event field", Box::new(|b| b["event"]["event_time"] = "2026-01-01T00:00:00.000Z".into())),
-        ("leaf index", Box::new(|b| b["leaf"]["index"] = (b["leaf"]["index"].as_u64().unwrap_or(0) ^ 1).into())),
-        ("audit path", Box::new(|b| flip_hex(&mut b["leaf"]["audit_path"][0]))),
-        ("batch root", Box::new(|b| flip_hex(&mut b["batch"]["root"]))),
-        ("batch header", Box::new(|b| b["batch"]["sealed_at"] = "2020-01-01T00:00:00.000Z".into())),
-        ("epoch root", Box::new(|b| flip_hex(&mut b["epoch"]["root"]))),
-        ("epoch path", Box::new(|b| flip_hex(&mut b["epoch"]["audit_path"][0]))),
-        ("receipt root", Box::new(|b| flip_hex(&mut b["anchor"]["ledger_entry"]["root"]))),
-        ("receipt signature", Box::new(|b| flip_hex(&mut b["anchor"]["ledger_entry"]["signature"]))),
-        ("receipt time", Box::new(|b| b["anchor"]["ledger_entry"]["anchored_at"] = "2020-01-01T00:00:00.000Z".into())),
+        (
+            "event field",
+            Box::new(|b| b["event"]["event_time"] = "2026-01-01T00:00:00.000Z".into()),
+        ),
+        (
+            "leaf index",
+            Box::new(|b| {
+                b["leaf"]["index"] = (b["leaf"]["index"].as_u64().unwrap_or(0) ^ 1).into()
+            }),
+        ),
+        (
+            "audit path",
+            Box::new(|b| flip_hex(&mut b["leaf"]["audit_path"][0])),
+        ),
+        (
+            "batch root",
+            Box::new(|b| flip_hex(&mut b["batch"]["root"])),
+        ),
+        (
+            "batch header",
+            Box::new(|b| b["batch"]["sealed_at"] = "2020-01-01T00:00:00.000Z".into()),
+        ),
+        (
+            "epoch root",
+            Box::new(|b| flip_hex(&mut b["epoch"]["root"])),
+        ),
+        (
+            "epoch path",
+            Box::new(|b| flip_hex(&mut b["epoch"]["audit_path"][0])),
+        ),
+        (
+            "receipt root",
+            Box::new(|b| flip_hex(&mut b["anchor"]["ledger_entry"]["root"])),
+        ),
+        (
+            "receipt signature",
+            Box::new(|b| flip_hex(&mut b["anchor"]["ledger_entry"]["signature"])),
+        ),
+        (
+            "receipt time",
+            Box::new(|b| {
+                b["anchor"]["ledger_entry"]["anchored_at"] = "2020-01-01T00:00:00.000Z".into()
+            }),
+        ),
         ("status", Box::new(|b| b["status"] = "sealed".into())),
-        ("format", Box::new(|b| b["format"] = "veritrace.proof/999".into())),
+        (
+            "format",
+            Box::new(|b| b["format"] = "veritrace.proof/999".into()),
+        ),
     ];
     for (what, edit) in edits {
         let mut b = bundle.clone();
         edit(&mut b);
         let path = data.join("tampered.json");
         std::fs::write(&path, serde_json::to_vec(&b).expect("json")).expect("write");
-        let out = run(&["verify", path.to_str().expect("p"), "--ledger", ledger.to_str().expect("p")]);
-        assert_eq!(out.status.code(), Some(1), "tampered {what} must fail: {}", String::from_utf8_lossy(&out.stdout));
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("INVALID"), "{what}");
+        let out = run(&[
+            "verify",
+            path.to_str().expect("p"),
+            "--ledger",
+            ledger.to_str().expect("p"),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "tampered {what} must fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("INVALID"),
+            "{what}"
+        );
     }
     // A single changed byte anywhere in the raw file: either it no longer parses, or it fails.
     let raw = sample.as_bytes();
@@ -142,7 +255,8 @@ impl Drop for Server {
 
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -151,16 +265,29 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::V
     .expect("send");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read");
-    let status: u16 = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status");
+    let status: u16 = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())),
+    )
 }
 
 #[test]
 fn http_api_serves_sql_events_and_proofs() {
     let d = demo(5_000);
     let mut child = bin()
-        .args(["serve", "--data", d.data.to_str().expect("p"), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--data",
+            d.data.to_str().expect("p"),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("serve");
@@ -177,13 +304,27 @@ fn http_api_serves_sql_events_and_proofs() {
     };
 
     let (st, health) = http(&addr, "GET", "/healthz", "");
-    assert_eq!((st, health["status"].as_str()), (200, Some("ok")), "{health}");
+    assert_eq!(
+        (st, health["status"].as_str()),
+        (200, Some("ok")),
+        "{health}"
+    );
 
-    let (st, r) = http(&addr, "POST", "/v1/sql", r#"{"sql":"SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY event_type"}"#);
+    let (st, r) = http(
+        &addr,
+        "POST",
+        "/v1/sql",
+        r#"{"sql":"SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY event_type"}"#,
+    );
     assert_eq!(st, 200, "{r}");
     assert!(r["row_count"].as_u64().expect("rows") >= 5, "{r}");
 
-    let (st, r) = http(&addr, "POST", "/v1/sql", r#"{"sql":"SELECT event_id FROM events ORDER BY event_id LIMIT 1"}"#);
+    let (st, r) = http(
+        &addr,
+        "POST",
+        "/v1/sql",
+        r#"{"sql":"SELECT event_id FROM events ORDER BY event_id LIMIT 1"}"#,
+    );
     assert_eq!(st, 200);
     let id = r["rows"][0]["event_id"].as_str().expect("id").to_owned();
 
@@ -202,16 +343,32 @@ fn http_api_serves_sql_events_and_proofs() {
 
     // Errors are JSON with a code.
     let (st, e) = http(&addr, "GET", "/v1/events/no-such-event", "");
-    assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{e}"
+    );
     let (st, e) = http(&addr, "POST", "/v1/sql", r#"{"sql":"SELEC nonsense"}"#);
-    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("sql_error")), "{e}");
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("sql_error")),
+        "{e}"
+    );
     let (st, e) = http(&addr, "POST", "/v1/sql", r#"{"sql":"DROP TABLE events"}"#);
     assert_eq!(st, 400, "{e}");
     let (st, e) = http(&addr, "POST", "/v1/sql", "not json");
-    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("bad_request")), "{e}");
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{e}"
+    );
 
     let mut s = TcpStream::connect(&addr).expect("connect");
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut m = String::new();
     s.read_to_string(&mut m).expect("read");
     assert!(m.contains("veritrace_queries_http_requests_total"), "{m}");
@@ -222,11 +379,26 @@ fn http_api_serves_sql_events_and_proofs() {
 fn sql_formats_and_bad_input() {
     let d = demo(2_000);
     let data = d.data.to_str().expect("p");
-    let csv = ok(&["sql", "--data", data, "--format", "csv", "SELECT count(*) AS n FROM events"]);
+    let csv = ok(&[
+        "sql",
+        "--data",
+        data,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM events",
+    ]);
     assert!(csv.starts_with("n\n"), "{csv}");
-    let out = bin().args(["sql", "--data", data, "--format", "arrow", "SELECT 1 AS x"]).output().expect("arrow");
+    let out = bin()
+        .args(["sql", "--data", data, "--format", "arrow", "SELECT 1 AS x"])
+        .output()
+        .expect("arrow");
     assert!(out.status.success() && !out.stdout.is_empty());
-    let table = ok(&["sql", "--data", data, "SELECT reason, count(*) AS n FROM rejected GROUP BY reason"]);
+    let table = ok(&[
+        "sql",
+        "--data",
+        data,
+        "SELECT reason, count(*) AS n FROM rejected GROUP BY reason",
+    ]);
     assert!(table.contains("reason"), "{table}");
     // Errors are clear and non-zero.
     let out = run(&["sql", "--data", data, "SELECT nope FROM events"]);
@@ -248,9 +420,13 @@ fn ingest_file_accepts_rejects_and_dedupes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let file = tmp.path().join("events.jsonl");
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("processors/tests/golden/events/inputs");
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("processors/tests/golden/events/inputs");
     let mut lines = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(&golden).expect("golden").map(|e| e.expect("e").path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&golden)
+        .expect("golden")
+        .map(|e| e.expect("e").path())
+        .collect();
     names.sort();
     let mut valid = 0;
     for p in &names {
@@ -259,7 +435,11 @@ fn ingest_file_accepts_rejects_and_dedupes() {
             continue;
         }
         let line: Vec<u8> = b.into_iter().filter(|&c| c != b'\n').collect();
-        if !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("reject_")) {
+        if !p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("reject_"))
+        {
             valid += 1;
         }
         lines.push(line);
@@ -275,6 +455,15 @@ fn ingest_file_accepts_rejects_and_dedupes() {
     // Ingesting the same file again adds nothing: every event is a duplicate.
     ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
     assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), valid);
-    assert_eq!(count(&data, "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'"), valid);
-    assert_eq!(count(&data, "SELECT count(*) AS n FROM rejected"), lines.len() as u64 * 2 - valid);
+    assert_eq!(
+        count(
+            &data,
+            "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'"
+        ),
+        valid
+    );
+    assert_eq!(
+        count(&data, "SELECT count(*) AS n FROM rejected"),
+        lines.len() as u64 * 2 - valid
+    );
 }

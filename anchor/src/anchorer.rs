@@ -19,11 +19,21 @@ pub struct Anchorer {
 
 impl Anchorer {
     /// Opens the epoch log and ledger and catches up.
-    pub fn open(dir: &DataDir, interval: Duration, now_rfc3339: impl Fn() -> String) -> Result<Self> {
+    pub fn open(
+        dir: &DataDir,
+        interval: Duration,
+        now_rfc3339: impl Fn() -> String,
+    ) -> Result<Self> {
         let epochs = EpochLog::open_writer(dir)?;
         let ledger = LocalLedger::open(dir)?;
         let pending = epochs.unepoched(dir.all_batch_headers()?);
-        let mut a = Anchorer { epochs, ledger, pending, interval, next_tick: Instant::now() + interval };
+        let mut a = Anchorer {
+            epochs,
+            ledger,
+            pending,
+            interval,
+            next_tick: Instant::now() + interval,
+        };
         a.anchor_unanchored(&now_rfc3339)?;
         Ok(a)
     }
@@ -65,13 +75,20 @@ impl Anchorer {
 
     /// Seals and anchors an epoch if it is due (or `force`), returning what was anchored.
     #[instrument(skip_all, fields(pending = self.pending.len()))]
-    pub fn tick(&mut self, now: Instant, force: bool, now_rfc3339: impl Fn() -> String) -> Result<Option<(EpochRecord, LedgerEntry)>> {
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        force: bool,
+        now_rfc3339: impl Fn() -> String,
+    ) -> Result<Option<(EpochRecord, LedgerEntry)>> {
         if !force && now < self.next_tick {
             return Ok(None);
         }
         self.next_tick = now + self.interval;
         let headers = std::mem::take(&mut self.pending);
-        let Some(rec) = self.epochs.seal(headers, now_rfc3339())? else { return Ok(None) };
+        let Some(rec) = self.epochs.seal(headers, now_rfc3339())? else {
+            return Ok(None);
+        };
         let entry = self.ledger.anchor(&rec, now_rfc3339())?;
         tracing::info!(epoch_id = rec.epoch_id, batches = rec.batch_count, events = rec.events, root = %rec.root, "epoch anchored (local)");
         Ok(Some((rec, entry)))

@@ -6,7 +6,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tracing::instrument;
-use veritrace_verify::{merkle, Digest};
+use veritrace_verify::{Digest, merkle};
 
 use crate::fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
 use crate::{BatchHeader, DataDir, Error, Result};
@@ -67,9 +67,20 @@ impl BatchWriter {
     /// Opens the partition's manifest, checking its whole hash chain, and removes files of
     /// batches that were written but never committed to the manifest (a crash between the
     /// Parquet rename and the manifest append); they will be sealed again from the input.
-    pub fn open(dir: &DataDir, stream: &str, partition: u32, bloom_columns: &[&'static str]) -> Result<Self> {
-        if stream.is_empty() || !stream.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-            return Err(Error::Invalid(format!("stream name {stream:?} must be non-empty [A-Za-z0-9._-]")));
+    pub fn open(
+        dir: &DataDir,
+        stream: &str,
+        partition: u32,
+        bloom_columns: &[&'static str],
+    ) -> Result<Self> {
+        if stream.is_empty()
+            || !stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(Error::Invalid(format!(
+                "stream name {stream:?} must be non-empty [A-Za-z0-9._-]"
+            )));
         }
         let manifest = dir.manifest_file(stream, partition);
         repair_torn_tail(&manifest)?;
@@ -94,12 +105,17 @@ impl BatchWriter {
             let entries = std::fs::read_dir(&d).map_err(Error::io("list", &d))?;
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some(rest) = name.strip_prefix(&prefix) else { continue };
+                let Some(rest) = name.strip_prefix(&prefix) else {
+                    continue;
+                };
                 let first: Option<u64> = rest.split('-').next().and_then(|s| s.parse().ok());
-                let stale = name.ends_with(".tmp") || matches!((first, after), (Some(f), Some(a)) if f > a) || (first.is_some() && after.is_none());
+                let stale = name.ends_with(".tmp")
+                    || matches!((first, after), (Some(f), Some(a)) if f > a)
+                    || (first.is_some() && after.is_none());
                 if stale {
                     tracing::warn!(file = %e.path().display(), "removing batch file never committed to the manifest");
-                    std::fs::remove_file(e.path()).map_err(Error::io("remove uncommitted", e.path()))?;
+                    std::fs::remove_file(e.path())
+                        .map_err(Error::io("remove uncommitted", e.path()))?;
                 }
             }
         }
@@ -121,7 +137,10 @@ impl BatchWriter {
     #[instrument(skip_all, fields(stream = %self.stream, partition = self.partition, first = input.first_offset, last = input.last_offset))]
     pub fn seal(&mut self, input: SealInput<'_>) -> Result<BatchHeader> {
         if input.last_offset < input.first_offset {
-            return Err(Error::Invalid(format!("offsets {}..={} are reversed", input.first_offset, input.last_offset)));
+            return Err(Error::Invalid(format!(
+                "offsets {}..={} are reversed",
+                input.first_offset, input.last_offset
+            )));
         }
         if let Some(prev) = &self.last {
             if input.first_offset <= prev.last_offset {
@@ -138,10 +157,19 @@ impl BatchWriter {
                 input.leaf_hashes.len()
             )));
         }
-        let id = batch_id(&self.stream, self.partition, input.first_offset, input.last_offset);
+        let id = batch_id(
+            &self.stream,
+            self.partition,
+            input.first_offset,
+            input.last_offset,
+        );
         let root = merkle::root(input.leaf_hashes);
 
-        write_parquet(&self.dir.events_file(&id), &input.events, &self.bloom_columns)?;
+        write_parquet(
+            &self.dir.events_file(&id),
+            &input.events,
+            &self.bloom_columns,
+        )?;
         if let Some(rej) = &input.rejected {
             if rej.num_rows() > 0 {
                 write_parquet(&self.dir.rejected_file(&id), rej, &[])?;
@@ -169,7 +197,10 @@ impl BatchWriter {
 fn write_parquet(path: &Path, batch: &RecordBatch, bloom: &[&str]) -> Result<()> {
     let props = writer_properties(batch.num_rows(), bloom);
     write_atomic(path, |f: &mut File| {
-        let pe = |source| Error::Parquet { path: path.to_owned(), source };
+        let pe = |source| Error::Parquet {
+            path: path.to_owned(),
+            source,
+        };
         let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props)).map_err(pe)?;
         w.write(batch).map_err(pe)?;
         w.close().map_err(pe)?;
@@ -179,26 +210,46 @@ fn write_parquet(path: &Path, batch: &RecordBatch, bloom: &[&str]) -> Result<()>
 
 /// Checks one partition's manifest: consecutive sequence numbers, increasing offsets,
 /// each batch chained to the previous root, ids derived from offsets.
-pub(crate) fn check_chain(path: &Path, stream: &str, partition: u32, headers: &[BatchHeader]) -> Result<()> {
+pub(crate) fn check_chain(
+    path: &Path,
+    stream: &str,
+    partition: u32,
+    headers: &[BatchHeader],
+) -> Result<()> {
     let mut prev: Option<&BatchHeader> = None;
     for h in headers {
-        let bad = |detail: String| Error::Corrupt { path: path.to_owned(), detail: format!("batch {}: {detail}", h.batch_id) };
+        let bad = |detail: String| Error::Corrupt {
+            path: path.to_owned(),
+            detail: format!("batch {}: {detail}", h.batch_id),
+        };
         if h.stream != stream || h.partition != partition {
-            return Err(bad(format!("belongs to {}-p{} not {stream}-p{partition}", h.stream, h.partition)));
+            return Err(bad(format!(
+                "belongs to {}-p{} not {stream}-p{partition}",
+                h.stream, h.partition
+            )));
         }
         if h.batch_id != batch_id(stream, partition, h.first_offset, h.last_offset) {
             return Err(bad("id does not match its offsets".into()));
         }
         let (want_seq, want_prev) = prev.map_or((0, Digest::ZERO), |p| (p.seq + 1, p.root));
         if h.seq != want_seq {
-            return Err(bad(format!("sequence {} where {want_seq} was expected (a batch is missing)", h.seq)));
+            return Err(bad(format!(
+                "sequence {} where {want_seq} was expected (a batch is missing)",
+                h.seq
+            )));
         }
         if h.prev_root != want_prev {
-            return Err(bad(format!("previous root {} does not match {want_prev}", h.prev_root)));
+            return Err(bad(format!(
+                "previous root {} does not match {want_prev}",
+                h.prev_root
+            )));
         }
         if let Some(p) = prev {
             if h.first_offset <= p.last_offset {
-                return Err(bad(format!("offsets overlap the previous batch {}", p.batch_id)));
+                return Err(bad(format!(
+                    "offsets overlap the previous batch {}",
+                    p.batch_id
+                )));
             }
         }
         prev = Some(h);

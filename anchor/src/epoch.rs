@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
-use veritrace_verify::{merkle, Digest};
+use veritrace_verify::{Digest, merkle};
 
 use crate::fsutil::{append_line_durable, read_jsonl, repair_torn_tail};
 use crate::{BatchHeader, DataDir, Error, Result};
@@ -51,15 +51,25 @@ impl EpochLog {
         let mut in_epoch = HashSet::new();
         for (i, r) in records.iter().enumerate() {
             if r.epoch_id != i as u64 || r.batch_count != r.batch_ids.len() as u64 {
-                return Err(Error::Corrupt { path: path.clone(), detail: format!("epoch record {i} is out of sequence or miscounted") });
+                return Err(Error::Corrupt {
+                    path: path.clone(),
+                    detail: format!("epoch record {i} is out of sequence or miscounted"),
+                });
             }
             for b in &r.batch_ids {
                 if !in_epoch.insert(b.clone()) {
-                    return Err(Error::Corrupt { path: path.clone(), detail: format!("batch {b} appears in two epochs") });
+                    return Err(Error::Corrupt {
+                        path: path.clone(),
+                        detail: format!("batch {b} appears in two epochs"),
+                    });
                 }
             }
         }
-        Ok(EpochLog { path, records, in_epoch })
+        Ok(EpochLog {
+            path,
+            records,
+            in_epoch,
+        })
     }
 
     /// All epochs, in order.
@@ -72,25 +82,39 @@ impl EpochLog {
         if !self.in_epoch.contains(batch_id) {
             return None;
         }
-        self.records.iter().rev().find(|r| r.batch_ids.iter().any(|b| b == batch_id))
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.batch_ids.iter().any(|b| b == batch_id))
     }
 
     /// The given headers that are not yet in any epoch.
     pub fn unepoched(&self, headers: impl IntoIterator<Item = BatchHeader>) -> Vec<BatchHeader> {
-        headers.into_iter().filter(|h| !self.in_epoch.contains(&h.batch_id)).collect()
+        headers
+            .into_iter()
+            .filter(|h| !self.in_epoch.contains(&h.batch_id))
+            .collect()
     }
 
     /// Seals one epoch over `headers` (ordered by stream, partition, sequence), appends it
     /// durably and returns it; `None` when there is nothing to seal.
     #[instrument(skip_all, fields(epoch_id = self.records.len(), batches = headers.len()))]
-    pub fn seal(&mut self, mut headers: Vec<BatchHeader>, sealed_at: String) -> Result<Option<EpochRecord>> {
+    pub fn seal(
+        &mut self,
+        mut headers: Vec<BatchHeader>,
+        sealed_at: String,
+    ) -> Result<Option<EpochRecord>> {
         headers.retain(|h| !self.in_epoch.contains(&h.batch_id));
         if headers.is_empty() {
             return Ok(None);
         }
-        headers.sort_by(|a, b| (&a.stream, a.partition, a.seq).cmp(&(&b.stream, b.partition, b.seq)));
+        headers
+            .sort_by(|a, b| (&a.stream, a.partition, a.seq).cmp(&(&b.stream, b.partition, b.seq)));
         headers.dedup_by(|a, b| a.batch_id == b.batch_id);
-        let leaves = headers.iter().map(BatchHeader::leaf_hash).collect::<Result<Vec<_>, _>>()?;
+        let leaves = headers
+            .iter()
+            .map(BatchHeader::leaf_hash)
+            .collect::<Result<Vec<_>, _>>()?;
         let rec = EpochRecord {
             epoch_id: self.records.len() as u64,
             root: merkle::root(&leaves),

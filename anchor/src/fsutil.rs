@@ -20,7 +20,9 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
 
 fn sync_dir(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::io("fsync directory", dir))?;
     }
     Ok(())
 }
@@ -31,7 +33,11 @@ pub fn append_line_durable<T: serde::Serialize>(path: &Path, value: &T) -> Resul
     let mut line = serde_json::to_vec(value).map_err(|e| Error::Bug(e.to_string()))?;
     line.push(b'\n');
     let existed = path.exists();
-    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(Error::io("open for append", path))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(Error::io("open for append", path))?;
     f.write_all(&line).map_err(Error::io("append", path))?;
     f.sync_all().map_err(Error::io("fsync", path))?;
     if !existed {
@@ -46,13 +52,23 @@ pub fn repair_torn_tail(path: &Path) -> Result<()> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::Io { op: "read", path: path.to_owned(), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                op: "read",
+                path: path.to_owned(),
+                source: e,
+            });
+        }
     };
     let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if complete < data.len() {
         tracing::warn!(path = %path.display(), torn_bytes = data.len() - complete, "removing torn last line left by a crash");
-        let f = OpenOptions::new().write(true).open(path).map_err(Error::io("open for repair", path))?;
-        f.set_len(complete as u64).map_err(Error::io("truncate torn line", path))?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(Error::io("open for repair", path))?;
+        f.set_len(complete as u64)
+            .map_err(Error::io("truncate torn line", path))?;
         f.sync_all().map_err(Error::io("fsync", path))?;
     }
     Ok(())
@@ -65,7 +81,13 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Io { op: "read", path: path.to_owned(), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                op: "read",
+                path: path.to_owned(),
+                source: e,
+            });
+        }
     };
     let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut out = Vec::new();

@@ -68,7 +68,8 @@ impl DataDir {
     }
     /// Manifest of one partition of one stream.
     pub fn manifest_file(&self, stream: &str, partition: u32) -> PathBuf {
-        self.batches_dir().join(format!("{stream}-p{partition:03}.jsonl"))
+        self.batches_dir()
+            .join(format!("{stream}-p{partition:03}.jsonl"))
     }
     /// `epochs/epochs.jsonl`
     pub fn epochs_file(&self) -> PathBuf {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signer, SigningKey};
 use tracing::instrument;
 use veritrace_verify::bundle::LedgerEntry;
-use veritrace_verify::{verify, Digest};
+use veritrace_verify::{Digest, verify};
 
 use crate::fsutil::append_line_durable;
 use crate::{DataDir, EpochRecord, Error, Result};
@@ -42,18 +42,35 @@ impl LocalLedger {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::Io { op: "read", path, source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    op: "read",
+                    path,
+                    source: e,
+                });
+            }
         };
-        let entries = verify::verify_ledger(&text).map_err(|e| Error::Corrupt { path: path.clone(), detail: e.to_string() })?;
+        let entries = verify::verify_ledger(&text).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         if let Some(first) = entries.first() {
             if first.public_key != public_hex {
                 return Err(Error::Corrupt {
                     path,
-                    detail: format!("ledger is signed by key {} but this node's key is {public_hex}", first.public_key),
+                    detail: format!(
+                        "ledger is signed by key {} but this node's key is {public_hex}",
+                        first.public_key
+                    ),
                 });
             }
         }
-        Ok(LocalLedger { path, key, public_hex, entries })
+        Ok(LocalLedger {
+            path,
+            key,
+            public_hex,
+            entries,
+        })
     }
 
     /// Reads the ledger entries without the node key and without writing (for queries).
@@ -73,7 +90,9 @@ impl LocalLedger {
 
     /// The entry anchoring an epoch, if any.
     pub fn entry(&self, epoch_id: u64) -> Option<&LedgerEntry> {
-        self.entries.get(epoch_id as usize).filter(|e| e.epoch_id == epoch_id)
+        self.entries
+            .get(epoch_id as usize)
+            .filter(|e| e.epoch_id == epoch_id)
     }
 
     /// Anchors an epoch: signs and appends its entry. Epochs are anchored in order; an
@@ -86,12 +105,18 @@ impl LocalLedger {
             }
             return Err(Error::Corrupt {
                 path: self.path.clone(),
-                detail: format!("epoch {} is anchored with root {} but the epoch log says {}", epoch.epoch_id, e.root, epoch.root),
+                detail: format!(
+                    "epoch {} is anchored with root {} but the epoch log says {}",
+                    epoch.epoch_id, e.root, epoch.root
+                ),
             });
         }
         let next = self.entries.len() as u64;
         if epoch.epoch_id != next {
-            return Err(Error::Invalid(format!("epoch {} cannot be anchored before epoch {next}", epoch.epoch_id)));
+            return Err(Error::Invalid(format!(
+                "epoch {} cannot be anchored before epoch {next}",
+                epoch.epoch_id
+            )));
         }
         let prev_entry_hash = match self.entries.last() {
             Some(e) => e.entry_hash()?,
@@ -126,16 +151,24 @@ fn load_or_create_key(path: &Path) -> Result<SigningKey> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| Error::Bug(format!("no OS randomness for the node key: {e}")))?;
+            getrandom::fill(&mut seed)
+                .map_err(|e| Error::Bug(format!("no OS randomness for the node key: {e}")))?;
             let key = SigningKey::from_bytes(&seed);
             write_secret(path, hex::encode(seed).as_bytes())?;
             let pub_path = path.with_extension("pub");
-            std::fs::write(&pub_path, format!("{}\n", hex::encode(key.verifying_key().to_bytes())))
-                .map_err(Error::io("write public key", &pub_path))?;
+            std::fs::write(
+                &pub_path,
+                format!("{}\n", hex::encode(key.verifying_key().to_bytes())),
+            )
+            .map_err(Error::io("write public key", &pub_path))?;
             tracing::info!(public_key = %hex::encode(key.verifying_key().to_bytes()), "created local ledger node key");
             Ok(key)
         }
-        Err(e) => Err(Error::Io { op: "read node key", path: path.to_owned(), source: e }),
+        Err(e) => Err(Error::Io {
+            op: "read node key",
+            path: path.to_owned(),
+            source: e,
+        }),
     }
 }
 
@@ -147,7 +180,10 @@ fn write_secret(path: &Path, data: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(Error::io("create node key", path))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(Error::io("write node key", path))
+    let mut f = opts
+        .open(path)
+        .map_err(Error::io("create node key", path))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(Error::io("write node key", path))
 }
-

@@ -27,7 +27,7 @@ mod layout;
 mod ledger;
 
 pub use anchorer::Anchorer;
-pub use batch::{batch_id, writer_properties, BatchWriter, SealInput};
+pub use batch::{BatchWriter, SealInput, batch_id, writer_properties};
 pub use epoch::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};

@@ -6,14 +6,24 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use veritrace_anchor::{Anchorer, BatchWriter, DataDir, EpochLog, Error, LocalLedger, SealInput};
-use veritrace_verify::{merkle, Digest};
+use veritrace_verify::{Digest, merkle};
 
 fn rows(n: usize) -> (RecordBatch, Vec<Digest>) {
     let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
-    let leaves = ids.iter().map(|s| merkle::leaf_hash(s.as_bytes())).collect();
-    let schema = Arc::new(Schema::new(vec![Field::new("event_id", DataType::Utf8, false)]));
+    let leaves = ids
+        .iter()
+        .map(|s| merkle::leaf_hash(s.as_bytes()))
+        .collect();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "event_id",
+        DataType::Utf8,
+        false,
+    )]));
     let col: ArrayRef = Arc::new(StringArray::from(ids));
-    (RecordBatch::try_new(schema, vec![col]).expect("batch"), leaves)
+    (
+        RecordBatch::try_new(schema, vec![col]).expect("batch"),
+        leaves,
+    )
 }
 
 fn seal(w: &mut BatchWriter, first: u64, n: usize) -> veritrace_anchor::BatchHeader {
@@ -77,12 +87,19 @@ fn torn_manifest_line_and_uncommitted_files_are_cleaned_on_open() {
     let cut = text.len() - 20;
     std::fs::write(&manifest, &text[..cut]).expect("truncate");
     let w = BatchWriter::open(&dir, "s", 1, &[]).expect("reopen after crash");
-    assert_eq!(w.last().map(|h| h.batch_id.clone()), Some(a.batch_id.clone()));
+    assert_eq!(
+        w.last().map(|h| h.batch_id.clone()),
+        Some(a.batch_id.clone())
+    );
     assert_eq!(w.committed_offset(), Some(3));
     // b's Parquet file was never committed: removed, to be sealed again from the input.
     assert!(!dir.events_file(&b.batch_id).exists());
     assert!(dir.events_file(&a.batch_id).exists());
-    assert!(std::fs::read_to_string(&manifest).expect("manifest").ends_with('\n'));
+    assert!(
+        std::fs::read_to_string(&manifest)
+            .expect("manifest")
+            .ends_with('\n')
+    );
 }
 
 #[test]
@@ -112,7 +129,10 @@ fn epochs_anchor_in_order_and_recover_unanchored_work() {
     let mut a = Anchorer::open(&dir, std::time::Duration::from_secs(3600), now).expect("anchorer");
     a.add(seal(&mut w0, 0, 3));
     a.add(seal(&mut w1, 0, 2));
-    let (rec, entry) = a.tick(std::time::Instant::now(), true, now).expect("tick").expect("epoch");
+    let (rec, entry) = a
+        .tick(std::time::Instant::now(), true, now)
+        .expect("tick")
+        .expect("epoch");
     assert_eq!((rec.epoch_id, rec.batch_count, rec.events), (0, 2, 5));
     assert_eq!(entry.root, rec.root);
     entry.verify_signature().expect("signed");
@@ -121,11 +141,16 @@ fn epochs_anchor_in_order_and_recover_unanchored_work() {
     drop(a);
     let mut a = Anchorer::open(&dir, std::time::Duration::from_secs(3600), now).expect("reopen");
     assert_eq!(a.pending_batches(), 1);
-    let (rec, _) = a.tick(std::time::Instant::now(), true, now).expect("tick").expect("epoch");
+    let (rec, _) = a
+        .tick(std::time::Instant::now(), true, now)
+        .expect("tick")
+        .expect("epoch");
     assert_eq!(rec.batch_ids, vec![lost.batch_id]);
     // An epoch sealed but not anchored (crash between the two appends) is anchored on open.
     let mut log = EpochLog::open_writer(&dir).expect("log");
-    log.seal(vec![seal(&mut w1, 2, 1)], now()).expect("seal").expect("epoch 2");
+    log.seal(vec![seal(&mut w1, 2, 1)], now())
+        .expect("seal")
+        .expect("epoch 2");
     drop(log);
     let a = Anchorer::open(&dir, std::time::Duration::from_secs(3600), now).expect("reopen");
     assert_eq!(a.epochs().len(), 3);
@@ -157,13 +182,22 @@ fn an_edited_ledger_entry_is_detected() {
 fn node_key_is_private_and_stable() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
-    let k1 = LocalLedger::open(&dir).expect("open").public_key_hex().to_owned();
-    let k2 = LocalLedger::open(&dir).expect("open").public_key_hex().to_owned();
+    let k1 = LocalLedger::open(&dir)
+        .expect("open")
+        .public_key_hex()
+        .to_owned();
+    let k2 = LocalLedger::open(&dir)
+        .expect("open")
+        .public_key_hex()
+        .to_owned();
     assert_eq!(k1, k2);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.ledger_key_file()).expect("key").permissions().mode();
+        let mode = std::fs::metadata(dir.ledger_key_file())
+            .expect("key")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "key file readable by others: {mode:o}");
     }
     let debug = format!("{:?}", LocalLedger::open(&dir).expect("open"));

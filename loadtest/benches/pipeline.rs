@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn pipeline(c: &mut Criterion) {
     let w = veritrace_loadtest::workload(200_000, 11);

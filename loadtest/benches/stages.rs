@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use veritrace_anchor::{BatchWriter, DataDir, SealInput};
-use veritrace_processors::columns::{EventColumns, EVENTS_BLOOM_COLUMNS};
-use veritrace_processors::event::{parse_event, process, Limits};
+use veritrace_processors::columns::{EVENTS_BLOOM_COLUMNS, EventColumns};
+use veritrace_processors::event::{Limits, parse_event, process};
 use veritrace_verify::merkle;
 
 const N: usize = 10_000;
@@ -14,7 +14,11 @@ const NOW: i64 = 1_900_000_000_000;
 
 fn stages(c: &mut Criterion) {
     let w = veritrace_loadtest::workload(N as u64, 7);
-    let accepted: Vec<_> = w.records.iter().filter_map(|(_, p)| process(p, NOW, &Limits::default()).ok()).collect();
+    let accepted: Vec<_> = w
+        .records
+        .iter()
+        .filter_map(|(_, p)| process(p, NOW, &Limits::default()).ok())
+        .collect();
     let events: Vec<_> = accepted.iter().map(|a| a.event.clone()).collect();
     let leaves: Vec<_> = accepted.iter().map(|a| a.leaf_hash).collect();
 
@@ -41,7 +45,9 @@ fn stages(c: &mut Criterion) {
         })
     });
 
-    g.bench_function("merkle_root", |b| b.iter(|| std::hint::black_box(merkle::root(&leaves))));
+    g.bench_function("merkle_root", |b| {
+        b.iter(|| std::hint::black_box(merkle::root(&leaves)))
+    });
 
     g.bench_function("arrow_columns", |b| {
         b.iter_batched(

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use veritrace_anchor::DataDir;
 use veritrace_ingest::simulate::{SimConfig, Simulator};
-use veritrace_processors::runtime::{self, RunReport, RuntimeConfig};
 use veritrace_processors::BatchPolicy;
+use veritrace_processors::runtime::{self, RunReport, RuntimeConfig};
 
 /// A pre-generated workload: records in memory so generation is not measured.
 #[derive(Debug)]
@@ -25,20 +25,33 @@ pub struct Workload {
 
 /// Generates `n` simulator records with the given seed.
 pub fn workload(n: u64, seed: u64) -> Workload {
-    let records: Vec<(Option<Vec<u8>>, Vec<u8>)> =
-        Simulator::new(SimConfig { events: n, seed, ..SimConfig::default() }).map(|r| (Some(r.key), r.payload)).collect();
+    let records: Vec<(Option<Vec<u8>>, Vec<u8>)> = Simulator::new(SimConfig {
+        events: n,
+        seed,
+        ..SimConfig::default()
+    })
+    .map(|r| (Some(r.key), r.payload))
+    .collect();
     let bytes = records.iter().map(|r| r.1.len() as u64).sum();
     Workload { records, bytes }
 }
 
 /// Runs a workload through the in-process pipeline into a fresh temporary directory.
-pub fn run_pipeline(w: &Workload, partitions: u32, batch_size: usize) -> anyhow::Result<(RunReport, Duration)> {
+pub fn run_pipeline(
+    w: &Workload,
+    partitions: u32,
+    batch_size: usize,
+) -> anyhow::Result<(RunReport, Duration)> {
     let tmp = tempfile::tempdir()?;
     let dir = DataDir::create(tmp.path())?;
     let cfg = RuntimeConfig {
         stream: "load".into(),
         partitions,
-        policy: BatchPolicy { max_records: batch_size, max_age: Duration::from_secs(3600), ..BatchPolicy::default() },
+        policy: BatchPolicy {
+            max_records: batch_size,
+            max_age: Duration::from_secs(3600),
+            ..BatchPolicy::default()
+        },
         epoch_interval: Duration::from_secs(1),
     };
     let start = Instant::now();

@@ -9,7 +9,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use veritrace_verify::{canonical, Digest};
+use veritrace_verify::{Digest, canonical};
 
 use crate::event::Event;
 use crate::reason::Rejection;
@@ -215,7 +215,13 @@ impl EventColumns {
     }
 
     /// Appends one accepted event.
-    pub fn push(&mut self, e: &Event, canonical: &[u8], leaf: &Digest, offset: u64) -> Result<(), ArrowError> {
+    pub fn push(
+        &mut self,
+        e: &Event,
+        canonical: &[u8],
+        leaf: &Digest,
+        offset: u64,
+    ) -> Result<(), ArrowError> {
         self.event_id.append_value(&e.event_id);
         self.event_type.append_value(e.event_type.as_str());
         self.event_time.append_value(e.event_time_ms);
@@ -238,12 +244,16 @@ impl EventColumns {
             self.outputs.append(true);
         }
         self.participant_id.append_value(&e.participant.id);
-        self.participant_name.append_option(e.participant.name.as_deref());
+        self.participant_name
+            .append_option(e.participant.name.as_deref());
         self.participant_role.append_value(&e.participant.role);
         let cp = e.counterparty.as_ref();
-        self.counterparty_id.append_option(cp.map(|c| c.id.as_str()));
-        self.counterparty_name.append_option(cp.and_then(|c| c.name.as_deref()));
-        self.counterparty_role.append_option(cp.map(|c| c.role.as_str()));
+        self.counterparty_id
+            .append_option(cp.map(|c| c.id.as_str()));
+        self.counterparty_name
+            .append_option(cp.and_then(|c| c.name.as_deref()));
+        self.counterparty_role
+            .append_option(cp.map(|c| c.role.as_str()));
         self.operator.append_option(e.operator.as_deref());
         self.result.append_option(e.result.as_deref());
         self.site.append_option(e.site.as_deref());
@@ -251,15 +261,22 @@ impl EventColumns {
         self.lat.append_option(e.location.map(|l| l.lat));
         self.lon.append_option(e.location.map(|l| l.lon));
         let o = e.object.as_ref();
-        self.product_id.append_option(o.and_then(|o| o.product_id.as_deref()));
-        self.batch_number.append_option(o.and_then(|o| o.batch_number.as_deref()));
-        self.production_line.append_option(o.and_then(|o| o.production_line.as_deref()));
-        self.production_date.append_option(o.and_then(|o| o.production_date.as_deref()));
+        self.product_id
+            .append_option(o.and_then(|o| o.product_id.as_deref()));
+        self.batch_number
+            .append_option(o.and_then(|o| o.batch_number.as_deref()));
+        self.production_line
+            .append_option(o.and_then(|o| o.production_line.as_deref()));
+        self.production_date
+            .append_option(o.and_then(|o| o.production_date.as_deref()));
         self.model.append_option(o.and_then(|o| o.model.as_deref()));
         self.spec.append_option(o.and_then(|o| o.spec.as_deref()));
-        self.expiry_date.append_option(o.and_then(|o| o.expiry_date.as_deref()));
-        self.quantity.append_option(e.quantity.as_ref().map(|q| q.value));
-        self.quantity_unit.append_option(e.quantity.as_ref().map(|q| q.unit.as_str()));
+        self.expiry_date
+            .append_option(o.and_then(|o| o.expiry_date.as_deref()));
+        self.quantity
+            .append_option(e.quantity.as_ref().map(|q| q.value));
+        self.quantity_unit
+            .append_option(e.quantity.as_ref().map(|q| q.unit.as_str()));
         if e.readings.is_empty() {
             self.readings.append(false)?;
         } else {
@@ -269,7 +286,8 @@ impl EventColumns {
             }
             self.readings.append(true)?;
         }
-        self.attributes.append_option(e.attributes.as_ref().map(json_text));
+        self.attributes
+            .append_option(e.attributes.as_ref().map(json_text));
         if e.attachments.is_empty() {
             self.attachments.append_null();
         } else {
@@ -277,7 +295,8 @@ impl EventColumns {
             self.attachments.append_value(json_text(&v));
         }
         // Canonical bytes are JCS output of a Rust string-keyed value: always UTF-8.
-        self.canonical.append_value(String::from_utf8_lossy(canonical));
+        self.canonical
+            .append_value(String::from_utf8_lossy(canonical));
         self.leaf_hash.append_value(leaf.0)?;
         self.offset.append_value(offset);
         self.rows += 1;
@@ -285,10 +304,17 @@ impl EventColumns {
     }
 
     /// Finishes the batch's columns (leaf index = row number) and resets the builders.
-    pub fn finish(&mut self, batch_id: &str, stream: &str, partition: u32) -> Result<RecordBatch, ArrowError> {
+    pub fn finish(
+        &mut self,
+        batch_id: &str,
+        stream: &str,
+        partition: u32,
+    ) -> Result<RecordBatch, ArrowError> {
         let n = self.rows;
         self.rows = 0;
-        let repeat = |v: &str| Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef;
+        let repeat = |v: &str| {
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef
+        };
         let mut leaf_index = UInt64Builder::with_capacity(n);
         let mut part = UInt32Builder::with_capacity(n);
         for i in 0..n {
@@ -384,7 +410,14 @@ impl RejectedColumns {
     }
 
     /// Appends one rejected record, original bytes kept.
-    pub fn push(&mut self, offset: u64, key: Option<&[u8]>, payload: &[u8], r: &Rejection, now_ms: i64) {
+    pub fn push(
+        &mut self,
+        offset: u64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        r: &Rejection,
+        now_ms: i64,
+    ) {
         self.offset.append_value(offset);
         self.key.append_option(key);
         self.payload.append_value(payload);
@@ -396,10 +429,17 @@ impl RejectedColumns {
     }
 
     /// Finishes the columns and resets the builders.
-    pub fn finish(&mut self, batch_id: &str, stream: &str, partition: u32) -> Result<RecordBatch, ArrowError> {
+    pub fn finish(
+        &mut self,
+        batch_id: &str,
+        stream: &str,
+        partition: u32,
+    ) -> Result<RecordBatch, ArrowError> {
         let n = self.rows;
         self.rows = 0;
-        let repeat = |v: &str| Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef;
+        let repeat = |v: &str| {
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef
+        };
         let mut part = UInt32Builder::with_capacity(n);
         for _ in 0..n {
             part.append_value(partition);

@@ -18,7 +18,7 @@ pub mod reason;
 pub mod runtime;
 pub mod tracecode;
 
-pub use event::{process, Accepted, Event, EventType, Limits};
+pub use event::{Accepted, Event, EventType, Limits, process};
 pub use partition::{BatchPolicy, Outcome, PartitionProcessor, Stats};
 pub use reason::{Reason, Rejection};
 

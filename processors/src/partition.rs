@@ -8,14 +8,14 @@ use std::fs::File;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, StringArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tracing::instrument;
-use veritrace_anchor::{batch_id, BatchHeader, BatchWriter, DataDir, SealInput};
+use veritrace_anchor::{BatchHeader, BatchWriter, DataDir, SealInput, batch_id};
 use veritrace_verify::Digest;
 
-use crate::columns::{EventColumns, RejectedColumns, EVENTS_BLOOM_COLUMNS};
-use crate::event::{process, Limits};
+use crate::columns::{EVENTS_BLOOM_COLUMNS, EventColumns, RejectedColumns};
+use crate::event::{Limits, process};
 use crate::reason::{Reason, Rejection};
 use crate::{Error, Result};
 
@@ -32,7 +32,11 @@ pub struct BatchPolicy {
 
 impl Default for BatchPolicy {
     fn default() -> Self {
-        BatchPolicy { max_records: 10_000, max_age: Duration::from_millis(1000), limits: Limits::default() }
+        BatchPolicy {
+            max_records: 10_000,
+            max_age: Duration::from_millis(1000),
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -108,7 +112,8 @@ impl PartitionProcessor {
     pub fn open(dir: &DataDir, stream: &str, partition: u32, policy: BatchPolicy) -> Result<Self> {
         let writer = BatchWriter::open(dir, stream, partition, &EVENTS_BLOOM_COLUMNS)?;
         let mut seen = HashSet::new();
-        let manifest: Vec<BatchHeader> = veritrace_anchor::read_jsonl(&dir.manifest_file(stream, partition))?;
+        let manifest: Vec<BatchHeader> =
+            veritrace_anchor::read_jsonl(&dir.manifest_file(stream, partition))?;
         for h in manifest.iter().filter(|h| h.size > 0) {
             load_ids(&dir.events_file(&h.batch_id), &mut seen)?;
         }
@@ -155,7 +160,13 @@ impl PartitionProcessor {
     }
 
     /// Processes one record at `offset` (offsets must increase).
-    pub fn push(&mut self, offset: u64, key: Option<&[u8]>, payload: &[u8], now_ms: i64) -> Result<Outcome> {
+    pub fn push(
+        &mut self,
+        offset: u64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<Outcome> {
         if self.writer.committed_offset().is_some_and(|c| offset <= c) {
             self.stats.replayed += 1;
             return Ok(Outcome::AlreadySealed);
@@ -177,7 +188,8 @@ impl PartitionProcessor {
         let outcome = match process(payload, now_ms, &self.policy.limits) {
             Ok(a) => {
                 if self.seen.insert(id_key(&a.event.event_id)) {
-                    self.events.push(&a.event, &a.canonical, &a.leaf_hash, offset)?;
+                    self.events
+                        .push(&a.event, &a.canonical, &a.leaf_hash, offset)?;
                     self.leaves.push(a.leaf_hash);
                     self.stats.accepted += 1;
                     Outcome::Accepted
@@ -195,7 +207,14 @@ impl PartitionProcessor {
         Ok(outcome)
     }
 
-    fn reject(&mut self, offset: u64, key: Option<&[u8]>, payload: &[u8], r: &Rejection, now_ms: i64) -> Outcome {
+    fn reject(
+        &mut self,
+        offset: u64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        r: &Rejection,
+        now_ms: i64,
+    ) -> Outcome {
         self.rejected.push(offset, key, payload, r, now_ms);
         *self.stats.rejected.entry(r.reason).or_default() += 1;
         Outcome::Rejected(r.reason)
@@ -204,7 +223,9 @@ impl PartitionProcessor {
     /// True when the open batch is full or old enough to seal.
     pub fn should_seal(&self, now: Instant) -> bool {
         self.open_records as usize >= self.policy.max_records
-            || self.opened_at.is_some_and(|t| now.duration_since(t) >= self.policy.max_age)
+            || self
+                .opened_at
+                .is_some_and(|t| now.duration_since(t) >= self.policy.max_age)
     }
 
     /// How long until the open batch must be sealed (None: nothing open).
@@ -216,7 +237,9 @@ impl PartitionProcessor {
     /// offset up to its last is safe to commit upstream.
     #[instrument(skip_all, fields(stream = %self.stream, partition = self.partition, records = self.open_records))]
     pub fn seal(&mut self, now_ms: i64) -> Result<Option<BatchHeader>> {
-        let Some(first) = self.open_first else { return Ok(None) };
+        let Some(first) = self.open_first else {
+            return Ok(None);
+        };
         let last = self.open_last;
         let id = batch_id(&self.stream, self.partition, first, last);
         let events = self.events.finish(&id, &self.stream, self.partition)?;
@@ -244,18 +267,37 @@ impl PartitionProcessor {
 }
 
 fn load_ids(path: &std::path::Path, seen: &mut HashSet<u128>) -> Result<()> {
-    let f = File::open(path).map_err(|e| Error::Io { op: "open sealed batch", path: path.to_owned(), source: e })?;
-    let pq = |e: parquet::errors::ParquetError| Error::Corrupt { path: path.to_owned(), detail: e.to_string() };
+    let f = File::open(path).map_err(|e| Error::Io {
+        op: "open sealed batch",
+        path: path.to_owned(),
+        source: e,
+    })?;
+    let pq = |e: parquet::errors::ParquetError| Error::Corrupt {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pq)?;
-    let idx = b.schema().index_of("event_id").map_err(|e| Error::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+    let idx = b
+        .schema()
+        .index_of("event_id")
+        .map_err(|e| Error::Corrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
     let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
     for batch in b.with_projection(mask).build().map_err(pq)? {
-        let batch = batch.map_err(|e| Error::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+        let batch = batch.map_err(|e| Error::Corrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
         let ids = batch
             .column(0)
             .as_any()
             .downcast_ref::<StringArray>()
-            .ok_or_else(|| Error::Corrupt { path: path.to_owned(), detail: "event_id is not a string column".into() })?;
+            .ok_or_else(|| Error::Corrupt {
+                path: path.to_owned(),
+                detail: "event_id is not a string column".into(),
+            })?;
         for i in 0..ids.len() {
             seen.insert(id_key(ids.value(i)));
         }

@@ -93,7 +93,11 @@ pub struct Rejection {
 
 impl Rejection {
     pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Rejection { reason, detail: detail.into(), event_id: None }
+        Rejection {
+            reason,
+            detail: detail.into(),
+            event_id: None,
+        }
     }
 }
 

@@ -3,16 +3,16 @@
 //! The demo, the tests and the pipeline benchmark use it; the processing code is exactly
 //! the production code, only the transport differs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use veritrace_anchor::{Anchorer, BatchHeader, DataDir};
 
 use crate::partition::{BatchPolicy, PartitionProcessor, Stats};
-use crate::{now_ms, rfc3339_ms, Error, Result};
+use crate::{Error, Result, now_ms, rfc3339_ms};
 
 /// Kafka's default partitioner (murmur2 of the key, positive, modulo the partition count),
 /// so a trace code lands on the same partition number here as on a Kafka topic.
@@ -118,7 +118,12 @@ const CHUNK: usize = 512;
 
 /// Runs `source` (key, payload) records through partition processors and the anchorer
 /// until the source ends, then seals and anchors everything that remains.
-pub fn run<I>(dir: &DataDir, cfg: &RuntimeConfig, source: I, progress: Arc<Progress>) -> Result<RunReport>
+pub fn run<I>(
+    dir: &DataDir,
+    cfg: &RuntimeConfig,
+    source: I,
+    progress: Arc<Progress>,
+) -> Result<RunReport>
 where
     I: IntoIterator<Item = (Option<Vec<u8>>, Vec<u8>)>,
 {
@@ -153,7 +158,8 @@ where
         .map_err(|e| Error::Invalid(format!("cannot start anchor thread: {e}")))?;
 
     // The "producer": partition by key like Kafka, assign per-partition offsets.
-    let mut buffers: Vec<Vec<(u64, Option<Vec<u8>>, Vec<u8>)>> = (0..parts).map(|_| Vec::with_capacity(CHUNK)).collect();
+    let mut buffers: Vec<Vec<(u64, Option<Vec<u8>>, Vec<u8>)>> =
+        (0..parts).map(|_| Vec::with_capacity(CHUNK)).collect();
     let mut send_failed = false;
     for (key, payload) in source {
         let p = key.as_deref().map_or(0, |k| kafka_partition(k, parts)) as usize;
@@ -162,7 +168,9 @@ where
         buffers[p].push((off, key, payload));
         if buffers[p].len() >= CHUNK {
             let records = std::mem::replace(&mut buffers[p], Vec::with_capacity(CHUNK));
-            progress.sent.fetch_add(records.len() as u64, Ordering::Relaxed);
+            progress
+                .sent
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
             if senders[p].send(Chunk { records }).is_err() {
                 send_failed = true;
                 break;
@@ -171,7 +179,9 @@ where
     }
     for (p, records) in buffers.into_iter().enumerate() {
         if !records.is_empty() && !send_failed {
-            progress.sent.fetch_add(records.len() as u64, Ordering::Relaxed);
+            progress
+                .sent
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
             let _ = senders[p].send(Chunk { records });
         }
     }
@@ -198,7 +208,12 @@ where
     if let Some(e) = first_err {
         return Err(e);
     }
-    Ok(RunReport { stats, epochs, public_key, elapsed: start.elapsed() })
+    Ok(RunReport {
+        stats,
+        epochs,
+        public_key,
+        elapsed: start.elapsed(),
+    })
 }
 
 fn partition_loop(
@@ -208,9 +223,9 @@ fn partition_loop(
     progress: Arc<Progress>,
 ) -> Result<Stats> {
     loop {
-        let timeout = proc
-            .seal_deadline()
-            .map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+        let timeout = proc.seal_deadline().map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         match rx.recv_timeout(timeout) {
             Ok(chunk) => {
                 let n = chunk.records.len() as u64;
@@ -239,7 +254,11 @@ fn partition_loop(
     }
 }
 
-fn seal(proc: &mut PartitionProcessor, htx: &SyncSender<BatchHeader>, progress: &Progress) -> Result<()> {
+fn seal(
+    proc: &mut PartitionProcessor,
+    htx: &SyncSender<BatchHeader>,
+    progress: &Progress,
+) -> Result<()> {
     if let Some(h) = proc.seal(now_ms())? {
         progress.batches.fetch_add(1, Ordering::Relaxed);
         // The anchorer only stops after all processors; a send error means it failed,
@@ -284,7 +303,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar") as i32, -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
         assert_eq!(murmur2(b"abc") as i32, 479470107);
     }
 }

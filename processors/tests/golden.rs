@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use veritrace_processors::event::{process, Limits};
+use veritrace_processors::event::{Limits, process};
 use veritrace_processors::tracecode::parse_trace_code;
 
 /// Fixed "now" so the time window check is reproducible: 2026-11-21T00:00:00Z.
@@ -18,9 +18,18 @@ fn check_or_update(path: &Path, actual: &str) {
         std::fs::write(path, actual).expect("write golden file");
         return;
     }
-    let expected = std::fs::read_to_string(path)
-        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1 to create it", path.display()));
-    assert_eq!(expected, actual, "golden mismatch for {}; if intended, rerun with UPDATE_GOLDEN=1", path.display());
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        panic!(
+            "missing {}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        expected,
+        actual,
+        "golden mismatch for {}; if intended, rerun with UPDATE_GOLDEN=1",
+        path.display()
+    );
 }
 
 /// Each event input yields `accepted <leaf hash>\n<canonical JSON>` or `rejected <reason>: <detail>`.
@@ -36,14 +45,25 @@ fn events() {
     for input in inputs {
         let bytes = std::fs::read(&input).expect("read input");
         let actual = match process(&bytes, NOW_MS, &Limits::default()) {
-            Ok(a) => format!("accepted {}\n{}\n", a.leaf_hash, String::from_utf8_lossy(&a.canonical)),
+            Ok(a) => format!(
+                "accepted {}\n{}\n",
+                a.leaf_hash,
+                String::from_utf8_lossy(&a.canonical)
+            ),
             Err(r) => format!("rejected {}: {}\n", r.reason, r.detail),
         };
-        let name = input.file_stem().and_then(|s| s.to_str()).expect("file name");
+        let name = input
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("file name");
         let expected = dir.join("expected").join(format!("{name}.txt"));
         check_or_update(&expected, &actual);
         // A file named reject_* must be rejected and any other accepted.
-        assert_eq!(name.starts_with("reject_"), actual.starts_with("rejected"), "{name}: {actual}");
+        assert_eq!(
+            name.starts_with("reject_"),
+            actual.starts_with("rejected"),
+            "{name}: {actual}"
+        );
     }
 }
 

@@ -31,7 +31,9 @@ pub struct QueryEngine {
 
 impl std::fmt::Debug for QueryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryEngine").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("QueryEngine")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,11 +49,25 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_config(config);
         let events_path = format!("{}/", dir.events_dir().display());
         let es = events_schema();
-        ctx.register_parquet("events", &events_path, ParquetReadOptions::default().schema(&es)).await?;
+        ctx.register_parquet(
+            "events",
+            &events_path,
+            ParquetReadOptions::default().schema(&es),
+        )
+        .await?;
         let rejected_path = format!("{}/", dir.rejected_dir().display());
         let rs = rejected_schema();
-        ctx.register_parquet("rejected", &rejected_path, ParquetReadOptions::default().schema(&rs)).await?;
-        let engine = QueryEngine { ctx, dir, snapshot: Mutex::new(Arc::new(Snapshot::default())) };
+        ctx.register_parquet(
+            "rejected",
+            &rejected_path,
+            ParquetReadOptions::default().schema(&rs),
+        )
+        .await?;
+        let engine = QueryEngine {
+            ctx,
+            dir,
+            snapshot: Mutex::new(Arc::new(Snapshot::default())),
+        };
         engine.refresh().await?;
         Ok(engine)
     }
@@ -107,9 +123,15 @@ impl QueryEngine {
             }
         }
         let mut headers: Vec<&BatchHeader> = snap.headers.values().collect();
-        headers.sort_by(|a, b| (&a.stream, a.partition, a.seq).cmp(&(&b.stream, b.partition, b.seq)));
-        let (mut id, mut stream, mut root, mut prev, mut sealed) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        headers
+            .sort_by(|a, b| (&a.stream, a.partition, a.seq).cmp(&(&b.stream, b.partition, b.seq)));
+        let (mut id, mut stream, mut root, mut prev, mut sealed) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let (mut part, mut seq, mut first, mut last, mut records, mut size, mut epoch) = (
             UInt32Builder::new(),
             UInt64Builder::new(),
@@ -164,9 +186,16 @@ impl QueryEngine {
         ];
         let batches = RecordBatch::try_new(schema.clone(), cols)?;
         self.ctx.deregister_table("batches")?;
-        self.ctx.register_table("batches", Arc::new(MemTable::try_new(schema, vec![vec![batches]])?))?;
+        self.ctx.register_table(
+            "batches",
+            Arc::new(MemTable::try_new(schema, vec![vec![batches]])?),
+        )?;
 
-        let (mut eid, mut bc, mut ev) = (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
+        let (mut eid, mut bc, mut ev) = (
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+        );
         let (mut eroot, mut esealed, mut status, mut backend, mut anchored_at, mut pk, mut sig) = (
             StringBuilder::new(),
             StringBuilder::new(),
@@ -182,8 +211,15 @@ impl QueryEngine {
             bc.append_value(e.batch_count);
             ev.append_value(e.events);
             esealed.append_value(&e.sealed_at);
-            let entry = snap.ledger.get(e.epoch_id as usize).filter(|l| l.epoch_id == e.epoch_id && l.root == e.root);
-            status.append_value(if entry.is_some() { "anchored" } else { "sealed" });
+            let entry = snap
+                .ledger
+                .get(e.epoch_id as usize)
+                .filter(|l| l.epoch_id == e.epoch_id && l.root == e.root);
+            status.append_value(if entry.is_some() {
+                "anchored"
+            } else {
+                "sealed"
+            });
             backend.append_option(entry.map(|_| "local"));
             anchored_at.append_option(entry.map(|l| l.anchored_at.as_str()));
             pk.append_option(entry.map(|l| l.public_key.as_str()));
@@ -215,7 +251,10 @@ impl QueryEngine {
         ];
         let epochs = RecordBatch::try_new(schema.clone(), cols)?;
         self.ctx.deregister_table("epochs")?;
-        self.ctx.register_table("epochs", Arc::new(MemTable::try_new(schema, vec![vec![epochs]])?))?;
+        self.ctx.register_table(
+            "epochs",
+            Arc::new(MemTable::try_new(schema, vec![vec![epochs]])?),
+        )?;
         Ok(())
     }
 
@@ -225,9 +264,16 @@ impl QueryEngine {
     }
 
     /// Like [`QueryEngine::sql`], stopping after `max_rows` rows when given.
-    pub async fn sql_limited(&self, sql: &str, max_rows: Option<usize>) -> Result<Vec<RecordBatch>> {
+    pub async fn sql_limited(
+        &self,
+        sql: &str,
+        max_rows: Option<usize>,
+    ) -> Result<Vec<RecordBatch>> {
         self.refresh().await?;
-        let opts = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let opts = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
         let mut df = self.ctx.sql_with_options(sql, opts).await?;
         if let Some(n) = max_rows {
             df = df.limit(0, Some(n))?;
@@ -251,7 +297,10 @@ fn fingerprint(dir: &DataDir) -> u64 {
     for f in files {
         if let Ok(m) = std::fs::metadata(&f) {
             mix(m.len());
-            if let Ok(t) = m.modified().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).map_err(std::io::Error::other)) {
+            if let Ok(t) = m.modified().and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_err(std::io::Error::other)
+            }) {
                 mix(t.as_nanos() as u64);
             }
         }

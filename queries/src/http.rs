@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +22,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, Tex
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{output, Error, Format, QueryEngine};
+use crate::{Error, Format, QueryEngine, output};
 
 /// Metric: HTTP requests by route and status class.
 pub const HTTP_REQUESTS_TOTAL: &str = "veritrace_queries_http_requests_total";
@@ -43,11 +43,22 @@ struct AppState {
 /// Builds the router. `registry` is exposed on `/metrics`; the router adds its own metrics
 /// to it.
 pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, prometheus::Error> {
-    let requests = IntCounterVec::new(Opts::new(HTTP_REQUESTS_TOTAL, "HTTP requests by route and status"), &["route", "status"])?;
-    let latency = HistogramVec::new(HistogramOpts::new(HTTP_REQUEST_SECONDS, "HTTP request latency"), &["route"])?;
+    let requests = IntCounterVec::new(
+        Opts::new(HTTP_REQUESTS_TOTAL, "HTTP requests by route and status"),
+        &["route", "status"],
+    )?;
+    let latency = HistogramVec::new(
+        HistogramOpts::new(HTTP_REQUEST_SECONDS, "HTTP request latency"),
+        &["route"],
+    )?;
     registry.register(Box::new(requests.clone()))?;
     registry.register(Box::new(latency.clone()))?;
-    let state = AppState { engine, registry, requests, latency };
+    let state = AppState {
+        engine,
+        registry,
+        requests,
+        latency,
+    };
     Ok(Router::new()
         .route("/v1/sql", post(sql))
         .route("/v1/events/{id}", get(event))
@@ -61,16 +72,28 @@ pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, pr
 
 async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     // Label by route template, never by the raw path (unbounded event ids).
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
-    s.latency.with_label_values(&[route.as_str()]).observe(start.elapsed().as_secs_f64());
-    s.requests.with_label_values(&[route.as_str(), resp.status().as_str()]).inc();
+    s.latency
+        .with_label_values(&[route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    s.requests
+        .with_label_values(&[route.as_str(), resp.status().as_str()])
+        .inc();
     resp
 }
 
 fn error_response(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.to_string()}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.to_string()}})),
+    )
+        .into_response()
 }
 
 impl IntoResponse for Error {
@@ -78,7 +101,9 @@ impl IntoResponse for Error {
         let status = match &self {
             Error::Sql(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Corrupt(_) | Error::Anchor(_) | Error::Output(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Corrupt(_) | Error::Anchor(_) | Error::Output(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
@@ -96,9 +121,15 @@ struct SqlRequest {
 }
 
 async fn sql(State(s): State<AppState>, body: Bytes) -> Result<Response, Error> {
-    let req: SqlRequest = serde_json::from_slice(&body)
-        .map_err(|e| Error::BadRequest(format!("body must be JSON {{\"sql\": \"...\", \"max_rows\": N}}: {e}")))?;
-    let max = req.max_rows.unwrap_or(DEFAULT_MAX_ROWS).min(DEFAULT_MAX_ROWS);
+    let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        Error::BadRequest(format!(
+            "body must be JSON {{\"sql\": \"...\", \"max_rows\": N}}: {e}"
+        ))
+    })?;
+    let max = req
+        .max_rows
+        .unwrap_or(DEFAULT_MAX_ROWS)
+        .min(DEFAULT_MAX_ROWS);
     let batches = s.engine.sql_limited(&req.sql, Some(max + 1)).await?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     let truncated = total > max;
@@ -113,16 +144,25 @@ async fn sql(State(s): State<AppState>, body: Bytes) -> Result<Response, Error> 
         kept.push(b.slice(0, n));
     }
     let columns: Vec<serde_json::Value> = match kept.first() {
-        Some(b) => b.schema().fields().iter().map(|f| json!({"name": f.name(), "type": f.data_type().to_string()})).collect(),
+        Some(b) => b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+            .collect(),
         None => Vec::new(),
     };
     let rows: serde_json::Value = if kept.is_empty() {
         json!([])
     } else {
-        serde_json::from_slice(&output::encode(&kept, Format::Json)?).map_err(|e| Error::Output(e.to_string()))?
+        serde_json::from_slice(&output::encode(&kept, Format::Json)?)
+            .map_err(|e| Error::Output(e.to_string()))?
     };
     let row_count = total.min(max);
-    Ok(Json(json!({"columns": columns, "rows": rows, "row_count": row_count, "truncated": truncated})).into_response())
+    Ok(Json(
+        json!({"columns": columns, "rows": rows, "row_count": row_count, "truncated": truncated}),
+    )
+    .into_response())
 }
 
 async fn event(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
@@ -164,7 +204,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "not_found", "no such route; see GET /healthz, POST /v1/sql, GET /v1/events/{id}[/proof], GET /metrics")
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see GET /healthz, POST /v1/sql, GET /v1/events/{id}[/proof], GET /metrics",
+    )
 }
 
 /// Serves the router on an already-bound listener until `shutdown` resolves.
@@ -173,5 +217,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

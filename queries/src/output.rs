@@ -25,7 +25,9 @@ impl std::str::FromStr for Format {
             "json" => Ok(Format::Json),
             "csv" => Ok(Format::Csv),
             "arrow" => Ok(Format::Arrow),
-            other => Err(format!("unknown format {other:?}: use table, json, csv or arrow")),
+            other => Err(format!(
+                "unknown format {other:?}: use table, json, csv or arrow"
+            )),
         }
     }
 }
@@ -50,7 +52,9 @@ pub fn encode(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>> {
             out.push(b'\n');
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
             for b in batches {
                 w.write(b)?;
             }

@@ -1,12 +1,12 @@
 use std::fs::File;
 
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, RecordBatch};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::prelude::{col, lit};
 use serde_json::Value;
-use veritrace_verify::bundle::{Anchor, EpochProof, LeafProof, ProofBundle, Status, FORMAT};
-use veritrace_verify::{merkle, Digest};
+use veritrace_verify::bundle::{Anchor, EpochProof, FORMAT, LeafProof, ProofBundle, Status};
+use veritrace_verify::{Digest, merkle};
 
 use crate::{Error, QueryEngine, Result};
 
@@ -37,20 +37,36 @@ impl QueryEngine {
             .table("events")
             .await?
             .filter(col("event_id").eq(lit(event_id)))?
-            .select_columns(&["canonical", "batch_id", "leaf_index", "leaf_hash", "stream", "partition", "offset"])?;
+            .select_columns(&[
+                "canonical",
+                "batch_id",
+                "leaf_index",
+                "leaf_hash",
+                "stream",
+                "partition",
+                "offset",
+            ])?;
         let batches: Vec<RecordBatch> = df.collect().await?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows == 0 {
-            return Err(Error::NotFound { what: "event", id: event_id.to_owned() });
+            return Err(Error::NotFound {
+                what: "event",
+                id: event_id.to_owned(),
+            });
         }
         if rows > 1 {
-            return Err(Error::Corrupt(format!("event {event_id} is stored {rows} times")));
+            return Err(Error::Corrupt(format!(
+                "event {event_id} is stored {rows} times"
+            )));
         }
         let Some(b) = batches.iter().find(|b| b.num_rows() == 1) else {
             return Err(Error::Corrupt("row vanished".into()));
         };
         let s = |i: usize| -> Result<String> {
-            let a = b.column(i).as_string_opt::<i32>().ok_or_else(|| Error::Corrupt("string column expected".into()))?;
+            let a = b
+                .column(i)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| Error::Corrupt("string column expected".into()))?;
             Ok(a.value(0).to_owned())
         };
         let u64v = |i: usize| -> Result<u64> {
@@ -60,7 +76,8 @@ impl QueryEngine {
                 .ok_or_else(|| Error::Corrupt("u64 column expected".into()))
         };
         let canonical = s(0)?;
-        let event: Value = serde_json::from_str(&canonical).map_err(|e| Error::Corrupt(format!("stored canonical event is not JSON: {e}")))?;
+        let event: Value = serde_json::from_str(&canonical)
+            .map_err(|e| Error::Corrupt(format!("stored canonical event is not JSON: {e}")))?;
         let hash = b
             .column(3)
             .as_any()
@@ -89,26 +106,38 @@ impl QueryEngine {
     pub async fn proof(&self, event_id: &str) -> Result<ProofBundle> {
         let loc = self.event(event_id).await?;
         let snap = self.snapshot().await?;
-        let header = snap
-            .headers
-            .get(&loc.batch_id)
-            .cloned()
-            .ok_or_else(|| Error::Corrupt(format!("batch {} has no manifest entry (not committed yet?)", loc.batch_id)))?;
+        let header = snap.headers.get(&loc.batch_id).cloned().ok_or_else(|| {
+            Error::Corrupt(format!(
+                "batch {} has no manifest entry (not committed yet?)",
+                loc.batch_id
+            ))
+        })?;
         let path = self.dir.events_file(&loc.batch_id);
         let leaves = tokio::task::spawn_blocking(move || read_leaf_hashes(&path))
             .await
             .map_err(|e| Error::Corrupt(e.to_string()))??;
         if leaves.len() as u64 != header.size {
-            return Err(Error::Corrupt(format!("batch {} has {} rows but its header says {}", header.batch_id, leaves.len(), header.size)));
+            return Err(Error::Corrupt(format!(
+                "batch {} has {} rows but its header says {}",
+                header.batch_id,
+                leaves.len(),
+                header.size
+            )));
         }
-        let bytes = veritrace_verify::canonical::to_vec(&loc.event).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let bytes = veritrace_verify::canonical::to_vec(&loc.event)
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
         let leaf = merkle::leaf_hash(&bytes);
         if leaves.get(loc.leaf_index as usize) != Some(&leaf) || leaf != loc.leaf_hash {
-            return Err(Error::Corrupt(format!("stored event {event_id} does not hash to its stored leaf")));
+            return Err(Error::Corrupt(format!(
+                "stored event {event_id} does not hash to its stored leaf"
+            )));
         }
         let tree = merkle::Tree::new(&leaves);
         if tree.root() != header.root {
-            return Err(Error::Corrupt(format!("batch {} leaves do not give its sealed root", header.batch_id)));
+            return Err(Error::Corrupt(format!(
+                "batch {} leaves do not give its sealed root",
+                header.batch_id
+            )));
         }
         let audit_path = tree
             .audit_path(loc.leaf_index as usize)
@@ -117,17 +146,30 @@ impl QueryEngine {
         let mut status = Status::Sealed;
         let mut epoch = None;
         let mut anchor = None;
-        if let Some(rec) = snap.epochs.iter().find(|e| e.batch_ids.iter().any(|b| b == &header.batch_id)) {
+        if let Some(rec) = snap
+            .epochs
+            .iter()
+            .find(|e| e.batch_ids.iter().any(|b| b == &header.batch_id))
+        {
             let mut epoch_leaves = Vec::with_capacity(rec.batch_ids.len());
             for b in &rec.batch_ids {
-                let h = snap.headers.get(b).ok_or_else(|| Error::Corrupt(format!("epoch {} names unknown batch {b}", rec.epoch_id)))?;
+                let h = snap.headers.get(b).ok_or_else(|| {
+                    Error::Corrupt(format!("epoch {} names unknown batch {b}", rec.epoch_id))
+                })?;
                 epoch_leaves.push(h.leaf_hash().map_err(|e| Error::Corrupt(e.to_string()))?);
             }
             let etree = merkle::Tree::new(&epoch_leaves);
             if etree.root() != rec.root {
-                return Err(Error::Corrupt(format!("epoch {} batches do not give its root", rec.epoch_id)));
+                return Err(Error::Corrupt(format!(
+                    "epoch {} batches do not give its root",
+                    rec.epoch_id
+                )));
             }
-            let index = rec.batch_ids.iter().position(|b| b == &header.batch_id).unwrap_or_default();
+            let index = rec
+                .batch_ids
+                .iter()
+                .position(|b| b == &header.batch_id)
+                .unwrap_or_default();
             epoch = Some(EpochProof {
                 epoch_id: rec.epoch_id,
                 root: rec.root,
@@ -135,19 +177,32 @@ impl QueryEngine {
                 batch_count: rec.batch_count,
                 audit_path: etree.audit_path(index).unwrap_or_default(),
             });
-            if let Some(entry) = snap.ledger.get(rec.epoch_id as usize).filter(|l| l.epoch_id == rec.epoch_id) {
+            if let Some(entry) = snap
+                .ledger
+                .get(rec.epoch_id as usize)
+                .filter(|l| l.epoch_id == rec.epoch_id)
+            {
                 if entry.root != rec.root {
-                    return Err(Error::Corrupt(format!("ledger anchors epoch {} with a different root", rec.epoch_id)));
+                    return Err(Error::Corrupt(format!(
+                        "ledger anchors epoch {} with a different root",
+                        rec.epoch_id
+                    )));
                 }
                 status = Status::Anchored;
-                anchor = Some(Anchor::Local { ledger_entry: entry.clone() });
+                anchor = Some(Anchor::Local {
+                    ledger_entry: entry.clone(),
+                });
             }
         }
         Ok(ProofBundle {
             format: FORMAT.to_owned(),
             status,
             event: loc.event,
-            leaf: LeafProof { index: loc.leaf_index, hash: leaf, audit_path },
+            leaf: LeafProof {
+                index: loc.leaf_index,
+                hash: leaf,
+                audit_path,
+            },
             batch: header,
             epoch,
             anchor,
@@ -158,9 +213,14 @@ impl QueryEngine {
 /// Leaf hashes of a batch file, in leaf order (row order is leaf order).
 fn read_leaf_hashes(path: &std::path::Path) -> Result<Vec<Digest>> {
     let f = File::open(path).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-    let pe = |e: datafusion::parquet::errors::ParquetError| Error::Corrupt(format!("{}: {e}", path.display()));
+    let pe = |e: datafusion::parquet::errors::ParquetError| {
+        Error::Corrupt(format!("{}: {e}", path.display()))
+    };
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pe)?;
-    let idx = b.schema().index_of("leaf_hash").map_err(|e| Error::Corrupt(e.to_string()))?;
+    let idx = b
+        .schema()
+        .index_of("leaf_hash")
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
     let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
     let mut out = Vec::new();
     for batch in b.with_projection(mask).build().map_err(pe)? {
@@ -171,7 +231,8 @@ fn read_leaf_hashes(path: &std::path::Path) -> Result<Vec<Digest>> {
             .downcast_ref::<FixedSizeBinaryArray>()
             .ok_or_else(|| Error::Corrupt("leaf_hash is not FixedSizeBinary(32)".into()))?;
         for i in 0..a.len() {
-            let h = <[u8; 32]>::try_from(a.value(i)).map_err(|_| Error::Corrupt("leaf hash length".into()))?;
+            let h = <[u8; 32]>::try_from(a.value(i))
+                .map_err(|_| Error::Corrupt("leaf hash length".into()))?;
             out.push(Digest(h));
         }
     }

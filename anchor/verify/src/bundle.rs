@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::canonical::{self, StrictValue};
-use crate::{merkle, Digest, Error, Result};
+use crate::{Digest, Error, Result, merkle};
 
 /// The proof format this crate writes and reads.
 pub const FORMAT: &str = "veritrace.proof/1";
@@ -117,11 +117,16 @@ impl LedgerEntry {
 
     /// Checks the Ed25519 signature against the entry's own public key.
     pub fn verify_signature(&self) -> Result<()> {
-        let bad = |detail: String| Error::BadSignature { seq: self.epoch_id, detail };
+        let bad = |detail: String| Error::BadSignature {
+            seq: self.epoch_id,
+            detail,
+        };
         let mut pk = [0u8; 32];
-        hex::decode_to_slice(&self.public_key, &mut pk).map_err(|e| bad(format!("public key: {e}")))?;
+        hex::decode_to_slice(&self.public_key, &mut pk)
+            .map_err(|e| bad(format!("public key: {e}")))?;
         let mut sig = [0u8; 64];
-        hex::decode_to_slice(&self.signature, &mut sig).map_err(|e| bad(format!("signature: {e}")))?;
+        hex::decode_to_slice(&self.signature, &mut sig)
+            .map_err(|e| bad(format!("signature: {e}")))?;
         let key = VerifyingKey::from_bytes(&pk).map_err(|e| bad(format!("public key: {e}")))?;
         key.verify(&self.signing_bytes()?, &Signature::from_bytes(&sig))
             .map_err(|e| bad(e.to_string()))
@@ -213,7 +218,10 @@ impl ProofBundle {
     /// Parses a bundle, refusing duplicate keys anywhere and unknown fields.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let v = canonical::parse_strict(bytes).map_err(|e| match e {
-            Error::Malformed { detail, .. } => Error::Malformed { what: "proof bundle", detail },
+            Error::Malformed { detail, .. } => Error::Malformed {
+                what: "proof bundle",
+                detail,
+            },
             other => other,
         })?;
         serde_json::from_value(v).map_err(|e| Error::Malformed {

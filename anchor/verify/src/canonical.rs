@@ -15,8 +15,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::{Error, Result};
@@ -109,7 +109,11 @@ fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<()> {
         }
         None => match n.as_f64() {
             Some(f) => write_f64(f, out)?,
-            None => return Err(Error::UnsafeInteger { value: n.to_string() }),
+            None => {
+                return Err(Error::UnsafeInteger {
+                    value: n.to_string(),
+                });
+            }
         },
     }
     Ok(())
@@ -118,7 +122,9 @@ fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<()> {
 /// Writes a finite double the way ECMAScript does.
 pub fn write_f64(f: f64, out: &mut Vec<u8>) -> Result<()> {
     if !f.is_finite() {
-        return Err(Error::UnsafeInteger { value: f.to_string() });
+        return Err(Error::UnsafeInteger {
+            value: f.to_string(),
+        });
     }
     if f == 0.0 {
         out.push(b'0');
@@ -176,7 +182,10 @@ fn map_strict_error(e: serde_json::Error) -> Error {
         let key = rest.split('\u{0}').next().unwrap_or_default().to_string();
         return Error::DuplicateKey { key };
     }
-    Error::Malformed { what: "json", detail: msg }
+    Error::Malformed {
+        what: "json",
+        detail: msg,
+    }
 }
 
 const DUP_PREFIX: &str = "duplicate key\u{0}";
@@ -193,7 +202,9 @@ impl<'de> Deserialize<'de> for StrictValue {
 }
 
 /// `deserialize_with` helper: an optional free-form JSON object with no duplicate keys.
-pub fn deserialize_strict_opt<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+pub fn deserialize_strict_opt<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Value>, D::Error> {
     Option::<StrictValue>::deserialize(d).map(|o| o.map(|s| s.0))
 }
 
@@ -215,7 +226,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Value, E> {
-        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -282,24 +295,44 @@ mod tests {
 
     #[test]
     fn negative_zero_and_integers() {
-        assert_eq!(canon("[-0.0, 0, -1, 9007199254740992, 1.0, 100]"), "[0,0,-1,9007199254740992,1,100]");
+        assert_eq!(
+            canon("[-0.0, 0, -1, 9007199254740992, 1.0, 100]"),
+            "[0,0,-1,9007199254740992,1,100]"
+        );
     }
 
     #[test]
     fn unsafe_integers_are_refused() {
         let v = parse_strict(b"[9007199254740993]").expect("json");
-        assert!(matches!(write_value(&v, &mut Vec::new()), Err(Error::UnsafeInteger { .. })));
+        assert!(matches!(
+            write_value(&v, &mut Vec::new()),
+            Err(Error::UnsafeInteger { .. })
+        ));
         let v = parse_strict(b"[-9007199254740993]").expect("json");
-        assert!(matches!(write_value(&v, &mut Vec::new()), Err(Error::UnsafeInteger { .. })));
+        assert!(matches!(
+            write_value(&v, &mut Vec::new()),
+            Err(Error::UnsafeInteger { .. })
+        ));
         // A large integer that a double holds exactly is fine, as ECMAScript prints it.
-        assert_eq!(canon("[2382186501757725000, 1e21]"), "[2382186501757725000,1e+21]");
+        assert_eq!(
+            canon("[2382186501757725000, 1e21]"),
+            "[2382186501757725000,1e+21]"
+        );
     }
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {
-        assert!(matches!(parse_strict(br#"{"a":1,"a":2}"#), Err(Error::DuplicateKey { key }) if key == "a"));
-        assert!(matches!(parse_strict(br#"{"x":[{"b":1,"b":1}]}"#), Err(Error::DuplicateKey { .. })));
-        assert!(matches!(parse_strict(br#"{"a":1} x"#), Err(Error::Malformed { .. })));
+        assert!(
+            matches!(parse_strict(br#"{"a":1,"a":2}"#), Err(Error::DuplicateKey { key }) if key == "a")
+        );
+        assert!(matches!(
+            parse_strict(br#"{"x":[{"b":1,"b":1}]}"#),
+            Err(Error::DuplicateKey { .. })
+        ));
+        assert!(matches!(
+            parse_strict(br#"{"a":1} x"#),
+            Err(Error::Malformed { .. })
+        ));
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {
@@ -313,7 +346,8 @@ mod tests {
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-                prop::collection::btree_map(".*", inner, 0..8).prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map(".*", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }

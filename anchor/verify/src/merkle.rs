@@ -84,7 +84,10 @@ pub struct Tree {
 
 impl std::fmt::Debug for Tree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tree").field("size", &self.size).field("root", &self.root()).finish()
+        f.debug_struct("Tree")
+            .field("size", &self.size)
+            .field("root", &self.root())
+            .finish()
     }
 }
 
@@ -131,7 +134,11 @@ pub fn verify_inclusion(
     let computed = root_from_path(level, leaf, index, size, path)?;
     if &computed != expected_root {
         return Err(Error::RootMismatch {
-            what: if level == "batch" { "batch root" } else { "epoch root" },
+            what: if level == "batch" {
+                "batch root"
+            } else {
+                "epoch root"
+            },
             expected: *expected_root,
             computed,
         });
@@ -159,7 +166,10 @@ pub fn root_from_path(
         if snode == 0 {
             return Err(Error::BadPath {
                 level,
-                detail: format!("audit path has {} hashes, more than the tree needs", path.len()),
+                detail: format!(
+                    "audit path has {} hashes, more than the tree needs",
+                    path.len()
+                ),
             });
         }
         if fnode & 1 == 1 || fnode == snode {
@@ -180,7 +190,10 @@ pub fn root_from_path(
     if snode != 0 {
         return Err(Error::BadPath {
             level,
-            detail: format!("audit path has {} hashes, fewer than the tree needs", path.len()),
+            detail: format!(
+                "audit path has {} hashes, fewer than the tree needs",
+                path.len()
+            ),
         });
     }
     Ok(r)
@@ -197,10 +210,19 @@ mod tests {
 
     /// Certificate Transparency reference leaves (transparency-dev/merkle test data).
     fn ct_leaves() -> Vec<Digest> {
-        ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
-            .iter()
-            .map(|x| leaf_hash(&hex::decode(x).expect("hex")))
-            .collect()
+        [
+            "",
+            "00",
+            "10",
+            "2021",
+            "3031",
+            "40414243",
+            "5051525354555657",
+            "606162636465666768696a6b6c6d6e6f",
+        ]
+        .iter()
+        .map(|x| leaf_hash(&hex::decode(x).expect("hex")))
+        .collect()
     }
 
     const CT_ROOTS: [&str; 9] = [
@@ -229,30 +251,53 @@ mod tests {
         let leaves = ct_leaves();
         let cases: [(usize, usize, &[&str]); 5] = [
             (0, 1, &[]),
-            (0, 8, &[
-                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-            ]),
-            (5, 8, &[
-                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-            ]),
-            (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-            (1, 5, &[
-                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            ]),
+            (
+                0,
+                8,
+                &[
+                    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+                ],
+            ),
+            (
+                5,
+                8,
+                &[
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
+            (
+                2,
+                3,
+                &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+            ),
+            (
+                1,
+                5,
+                &[
+                    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                ],
+            ),
         ];
         for (index, size, want) in cases {
             let tree = Tree::new(&leaves[..size]);
             let path = tree.audit_path(index).expect("index in tree");
             let want: Vec<Digest> = want.iter().map(|x| h(x)).collect();
             assert_eq!(path, want, "leaf {index} of {size}");
-            verify_inclusion("batch", &leaves[index], index as u64, size as u64, &path, &h(CT_ROOTS[size]))
-                .expect("reference proof verifies");
+            verify_inclusion(
+                "batch",
+                &leaves[index],
+                index as u64,
+                size as u64,
+                &path,
+                &h(CT_ROOTS[size]),
+            )
+            .expect("reference proof verifies");
         }
     }
 
@@ -263,7 +308,9 @@ mod tests {
     }
 
     fn synthetic(n: usize) -> Vec<Digest> {
-        (0..n).map(|i| leaf_hash(&(i as u64).to_be_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(&(i as u64).to_be_bytes()))
+            .collect()
     }
 
     #[test]
@@ -281,7 +328,10 @@ mod tests {
                 // authenticated by a path alone; the batch header commits to it.)
                 if n > 1 {
                     let other = (i + 1) % n;
-                    assert!(verify_inclusion("batch", &all[i], other as u64, n as u64, &path, &r).is_err());
+                    assert!(
+                        verify_inclusion("batch", &all[i], other as u64, n as u64, &path, &r)
+                            .is_err()
+                    );
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Verification of proof bundles and local ledgers. Pure: the caller reads files.
 
-use crate::bundle::{parse_ledger_entry, Anchor, LedgerEntry, ProofBundle, Status, FORMAT};
-use crate::{canonical, merkle, Digest, Error, Result};
+use crate::bundle::{Anchor, FORMAT, LedgerEntry, ProofBundle, Status, parse_ledger_entry};
+use crate::{Digest, Error, Result, canonical, merkle};
 
 /// What the auditor supplies besides the bundle.
 #[derive(Debug, Default, Clone)]
@@ -34,22 +34,43 @@ pub fn verify_bundle_json(bytes: &[u8], opts: &Options) -> Result<Report> {
 /// Recomputes every hash of the bundle and checks the anchor receipt.
 pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
     if b.format != FORMAT {
-        return Err(Error::UnsupportedFormat { found: b.format.clone(), supported: FORMAT });
+        return Err(Error::UnsupportedFormat {
+            found: b.format.clone(),
+            supported: FORMAT,
+        });
     }
     let mut checks = Vec::new();
     let mut notes = Vec::new();
-    let event_id = b.event.get("event_id").and_then(|v| v.as_str()).map(str::to_owned);
+    let event_id = b
+        .event
+        .get("event_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
 
     // 1. The event's canonical bytes give the stated leaf hash.
     let bytes = canonical::to_vec(&b.event)?;
     let leaf = merkle::leaf_hash(&bytes);
     if leaf != b.leaf.hash {
-        return Err(Error::RootMismatch { what: "leaf hash", expected: b.leaf.hash, computed: leaf });
+        return Err(Error::RootMismatch {
+            what: "leaf hash",
+            expected: b.leaf.hash,
+            computed: leaf,
+        });
     }
-    checks.push(format!("event canonicalised (RFC 8785, {} bytes); leaf hash {leaf}", bytes.len()));
+    checks.push(format!(
+        "event canonicalised (RFC 8785, {} bytes); leaf hash {leaf}",
+        bytes.len()
+    ));
 
     // 2. The leaf proves into the batch root.
-    merkle::verify_inclusion("batch", &leaf, b.leaf.index, b.batch.size, &b.leaf.audit_path, &b.batch.root)?;
+    merkle::verify_inclusion(
+        "batch",
+        &leaf,
+        b.leaf.index,
+        b.batch.size,
+        &b.leaf.audit_path,
+        &b.batch.root,
+    )?;
     checks.push(format!(
         "leaf {} of {} proves into batch root {} (batch {}, {} path hashes)",
         b.leaf.index,
@@ -63,16 +84,32 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
     // 3. The batch header proves into the epoch root.
     let Some(epoch) = &b.epoch else {
         if b.status == Status::Anchored {
-            return Err(Error::Inconsistent("status is anchored but the bundle has no epoch proof".into()));
+            return Err(Error::Inconsistent(
+                "status is anchored but the bundle has no epoch proof".into(),
+            ));
         }
         if b.anchor.is_some() {
-            return Err(Error::Inconsistent("anchor receipt without an epoch proof".into()));
+            return Err(Error::Inconsistent(
+                "anchor receipt without an epoch proof".into(),
+            ));
         }
         notes.push("status sealed: the batch is not yet in an anchored epoch; the batch root is not witnessed by any anchor".into());
-        return Ok(Report { event_id, status: b.status, checks, notes });
+        return Ok(Report {
+            event_id,
+            status: b.status,
+            checks,
+            notes,
+        });
     };
     let header_leaf = b.batch.leaf_hash()?;
-    merkle::verify_inclusion("epoch", &header_leaf, epoch.batch_index, epoch.batch_count, &epoch.audit_path, &epoch.root)?;
+    merkle::verify_inclusion(
+        "epoch",
+        &header_leaf,
+        epoch.batch_index,
+        epoch.batch_count,
+        &epoch.audit_path,
+        &epoch.root,
+    )?;
     checks.push(format!(
         "batch header {} of {} proves into epoch {} root {}",
         epoch.batch_index, epoch.batch_count, epoch.epoch_id, epoch.root
@@ -81,13 +118,25 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
     // 4. The anchor witnesses the epoch root.
     let Some(anchor) = &b.anchor else {
         if b.status == Status::Anchored {
-            return Err(Error::Inconsistent("status is anchored but the bundle has no anchor receipt".into()));
+            return Err(Error::Inconsistent(
+                "status is anchored but the bundle has no anchor receipt".into(),
+            ));
         }
-        notes.push(format!("status sealed: epoch {} is not anchored yet", epoch.epoch_id));
-        return Ok(Report { event_id, status: b.status, checks, notes });
+        notes.push(format!(
+            "status sealed: epoch {} is not anchored yet",
+            epoch.epoch_id
+        ));
+        return Ok(Report {
+            event_id,
+            status: b.status,
+            checks,
+            notes,
+        });
     };
     if b.status != Status::Anchored {
-        return Err(Error::Inconsistent("bundle has an anchor receipt but status is not anchored".into()));
+        return Err(Error::Inconsistent(
+            "bundle has an anchor receipt but status is not anchored".into(),
+        ));
     }
     match anchor {
         Anchor::Local { ledger_entry } => {
@@ -102,7 +151,12 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
                 let found = entries
                     .iter()
                     .find(|e| e.epoch_id == ledger_entry.epoch_id)
-                    .ok_or_else(|| Error::Ledger(format!("no entry for epoch {} in the ledger file", ledger_entry.epoch_id)))?;
+                    .ok_or_else(|| {
+                        Error::Ledger(format!(
+                            "no entry for epoch {} in the ledger file",
+                            ledger_entry.epoch_id
+                        ))
+                    })?;
                 if found != ledger_entry {
                     return Err(Error::Ledger(format!(
                         "entry for epoch {} in the ledger file differs from the bundle's receipt",
@@ -118,7 +172,10 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
             }
             if let Some(key) = &opts.pinned_key {
                 if !key.eq_ignore_ascii_case(&ledger_entry.public_key) {
-                    return Err(Error::WrongKey { expected: key.clone(), found: ledger_entry.public_key.clone() });
+                    return Err(Error::WrongKey {
+                        expected: key.clone(),
+                        found: ledger_entry.public_key.clone(),
+                    });
                 }
                 checks.push("signing key matches the pinned key".into());
                 key_pinned = true;
@@ -131,12 +188,20 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
             notes.push("backend local: the epoch root is witnessed by the node's signed ledger, not by a public chain".into());
         }
     }
-    Ok(Report { event_id, status: b.status, checks, notes })
+    Ok(Report {
+        event_id,
+        status: b.status,
+        checks,
+        notes,
+    })
 }
 
 fn check_batch_header(b: &ProofBundle) -> Result<()> {
     let h = &b.batch;
-    if h.last_offset < h.first_offset || h.records != h.last_offset - h.first_offset + 1 || h.size > h.records {
+    if h.last_offset < h.first_offset
+        || h.records != h.last_offset - h.first_offset + 1
+        || h.size > h.records
+    {
         return Err(Error::Inconsistent(format!(
             "batch header offsets {}..={} do not hold {} records of which {} accepted",
             h.first_offset, h.last_offset, h.records, h.size
@@ -145,12 +210,24 @@ fn check_batch_header(b: &ProofBundle) -> Result<()> {
     Ok(())
 }
 
-fn check_local_entry(e: &LedgerEntry, epoch_id: u64, root: &Digest, batch_count: u64) -> Result<()> {
+fn check_local_entry(
+    e: &LedgerEntry,
+    epoch_id: u64,
+    root: &Digest,
+    batch_count: u64,
+) -> Result<()> {
     if e.epoch_id != epoch_id {
-        return Err(Error::Inconsistent(format!("ledger entry is for epoch {}, the proof for epoch {epoch_id}", e.epoch_id)));
+        return Err(Error::Inconsistent(format!(
+            "ledger entry is for epoch {}, the proof for epoch {epoch_id}",
+            e.epoch_id
+        )));
     }
     if &e.root != root {
-        return Err(Error::RootMismatch { what: "anchored epoch root", expected: e.root, computed: *root });
+        return Err(Error::RootMismatch {
+            what: "anchored epoch root",
+            expected: e.root,
+            computed: *root,
+        });
     }
     if e.batch_count != batch_count {
         return Err(Error::Inconsistent(format!(
@@ -180,7 +257,11 @@ pub fn verify_ledger(text: &str) -> Result<Vec<LedgerEntry>> {
             .map_err(|err| Error::Ledger(format!("line {}: {err}", n + 1)))?;
         let want = entries.len() as u64;
         if e.epoch_id != want {
-            return Err(Error::Ledger(format!("line {}: epoch {} where epoch {want} was expected", n + 1, e.epoch_id)));
+            return Err(Error::Ledger(format!(
+                "line {}: epoch {} where epoch {want} was expected",
+                n + 1,
+                e.epoch_id
+            )));
         }
         if e.prev_entry_hash != prev_hash {
             return Err(Error::Ledger(format!(
@@ -192,7 +273,10 @@ pub fn verify_ledger(text: &str) -> Result<Vec<LedgerEntry>> {
         }
         if let Some(first) = entries.first() {
             if first.public_key != e.public_key {
-                return Err(Error::Ledger(format!("line {}: signed by a different key than the first entry", n + 1)));
+                return Err(Error::Ledger(format!(
+                    "line {}: signed by a different key than the first entry",
+                    n + 1
+                )));
             }
         }
         e.verify_signature()?;
