@@ -108,12 +108,13 @@ pub fn rejected_schema() -> SchemaRef {
     REJECTED_SCHEMA.clone()
 }
 
-fn json_text(v: &serde_json::Value) -> String {
-    let mut out = Vec::new();
-    match canonical::write_value(v, &mut out) {
-        Ok(()) => String::from_utf8(out).unwrap_or_default(),
-        Err(_) => v.to_string(),
-    }
+/// Canonical JSON text of a value already accepted into a canonical event (so it has a
+/// canonical form: the leaf was computed from it).
+fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    canonical::to_vec(v)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
 }
 
 /// Accumulates accepted events of one open batch as Arrow columns.

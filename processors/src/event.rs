@@ -120,29 +120,29 @@ pub struct Participant {
 #[allow(missing_docs)]
 pub struct TraceObject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_number: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub production_line: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub production_date: Option<String>,
+    pub expiry_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<String>,
+    pub product_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiry_date: Option<String>,
+    pub production_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_line: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
 }
 
 /// An amount with its unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quantity {
-    /// Non-negative amount.
-    pub value: f64,
     /// Unit (`kg`, `pcs`, `m`, ...).
     pub unit: String,
+    /// Non-negative amount.
+    pub value: f64,
 }
 
 /// WGS 84 position in degrees.
@@ -159,78 +159,79 @@ pub struct Location {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
+    /// MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
     /// File name (absent or empty is `bad_attachment`).
     #[serde(default)]
     pub name: String,
     /// SHA-256 of the content, lower-case hex (absent or malformed is `bad_attachment`).
     #[serde(default)]
     pub sha256: String,
-    /// MIME type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
     /// Size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
 }
 
 /// The canonical, validated event. Its RFC 8785 serialisation is the Merkle leaf preimage.
+/// Fields are declared in canonical (sorted) order so the JCS serializer streams them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    /// [`EVENT_VERSION`].
-    pub version: u32,
+    /// Attachment hashes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// Free attributes (a JSON object).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Value>,
+    /// The other party.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterparty: Option<Participant>,
+    /// Device id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
     /// Unique id from the source.
     pub event_id: String,
-    /// What happened.
-    pub event_type: EventType,
     /// When, normalised to UTC with millisecond precision (`YYYY-MM-DDTHH:MM:SS.sssZ`).
     pub event_time: String,
     /// `event_time` as milliseconds since the Unix epoch (not serialised).
     #[serde(skip)]
     pub event_time_ms: i64,
-    /// Who records it.
-    pub participant: Participant,
-    /// The trace object (normalised element string); for assembly, the output.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_code: Option<String>,
+    /// What happened.
+    pub event_type: EventType,
     /// Consumed or built-in objects (normalised).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
-    /// Produced objects (normalised).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub outputs: Vec<String>,
+    /// Position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
     /// Master data of the trace object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<TraceObject>,
-    /// Amount.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<Quantity>,
     /// Operator id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// Produced objects (normalised).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Who records it.
+    pub participant: Participant,
+    /// Amount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<Quantity>,
+    /// Sensor readings.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub readings: BTreeMap<String, f64>,
     /// QC result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     /// Site id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
-    /// Device id.
+    /// The trace object (normalised element string); for assembly, the output.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub device_id: Option<String>,
-    /// The other party.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub counterparty: Option<Participant>,
-    /// Position.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<Location>,
-    /// Sensor readings.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub readings: BTreeMap<String, f64>,
-    /// Free attributes (a JSON object).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<Value>,
-    /// Attachment hashes.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<Attachment>,
+    pub trace_code: Option<String>,
+    /// [`EVENT_VERSION`].
+    pub version: u32,
 }
 
 impl Event {

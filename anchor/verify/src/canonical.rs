@@ -22,21 +22,24 @@ use serde_json::{Map, Number, Value};
 use crate::{Error, Result};
 
 /// Largest integer that an IEEE 754 double represents exactly, 2^53.
-const MAX_SAFE: u64 = 1 << 53;
+pub(crate) const MAX_SAFE: u64 = 1 << 53;
 
-/// Canonical JCS bytes of any serialisable value.
+/// Canonical JCS bytes of any serialisable value: a `serde_json::Value` from a proof bundle
+/// and the pipeline's own event struct go through this same serializer.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let v = serde_json::to_value(value).map_err(|e| Error::Malformed {
-        what: "value",
-        detail: e.to_string(),
-    })?;
     let mut out = Vec::with_capacity(512);
-    write_value(&v, &mut out)?;
+    crate::jcs_ser::write(value, &mut out)?;
     Ok(out)
 }
 
 /// Appends the canonical JCS form of `v` to `out`.
 pub fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<()> {
+    crate::jcs_ser::write(v, out)
+}
+
+/// A direct walk over a `serde_json::Value`, kept as the test oracle for the serializer.
+#[cfg(test)]
+fn reference_write(v: &Value, out: &mut Vec<u8>) -> Result<()> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -49,7 +52,7 @@ pub fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<()> {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(item, out)?;
+                reference_write(item, out)?;
             }
             out.push(b']');
         }
@@ -65,7 +68,7 @@ pub fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<()> {
                 }
                 write_string(k, out);
                 out.push(b':');
-                write_value(val, out)?;
+                reference_write(val, out)?;
             }
             out.push(b'}');
         }
@@ -73,13 +76,14 @@ pub fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     if a.is_ascii() && b.is_ascii() {
         return a.cmp(b);
     }
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
+#[cfg(test)]
 fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<()> {
     // Every JSON number is an IEEE 754 double in JCS. Integers up to 2^53 print as
     // themselves. A larger integer is accepted only when the double nearest to it prints
@@ -365,6 +369,17 @@ mod tests {
             prop_assert_eq!(&once, &twice);
             let std_back: Value = serde_json::from_slice(&once).expect("serde_json agrees it is JSON");
             prop_assert_eq!(back, std_back);
+        }
+
+        /// The streaming serializer agrees byte for byte with the direct reference walk.
+        #[test]
+        fn serializer_matches_reference(v in arb_json()) {
+            let mut a = Vec::new();
+            let ra = write_value(&v, &mut a);
+            let mut b = Vec::new();
+            let rb = reference_write(&v, &mut b);
+            prop_assert_eq!(ra.is_ok(), rb.is_ok());
+            prop_assert_eq!(a, b);
         }
 
         /// Arbitrary bytes never panic the strict parser.

@@ -23,6 +23,7 @@ pub mod verify;
 
 mod digest;
 mod error;
+mod jcs_ser;
 
 pub use digest::Digest;
 pub use error::{Error, Result};
