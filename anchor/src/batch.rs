@@ -17,6 +17,17 @@ pub fn batch_id(stream: &str, partition: u32, first_offset: u64, last_offset: u6
     format!("{stream}-p{partition:03}-{first_offset:012}-{last_offset:012}")
 }
 
+/// Columns whose values are unique per row or large documents: dictionary encoding only
+/// costs time there, and min/max statistics on them prune nothing.
+pub(crate) const PLAIN_COLUMNS: [&str; 6] = [
+    "canonical",
+    "leaf_hash",
+    "offset",
+    "attributes",
+    "attachments",
+    "payload",
+];
+
 /// Parquet settings for Veritrace files: zstd, page-level statistics (page index), and
 /// bloom filters on the given columns (event ids and trace codes make point lookups cheap).
 pub fn writer_properties(rows: usize, bloom_columns: &[&str]) -> WriterProperties {
@@ -24,6 +35,13 @@ pub fn writer_properties(rows: usize, bloom_columns: &[&str]) -> WriterPropertie
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(rows.max(1)));
+    for c in PLAIN_COLUMNS {
+        b = b
+            .set_column_dictionary_enabled(c.into(), false)
+            .set_column_statistics_enabled(c.into(), EnabledStatistics::None);
+    }
+    // Ids are unique per row: no dictionary, but keep statistics for range pruning.
+    b = b.set_column_dictionary_enabled("event_id".into(), false);
     for c in bloom_columns {
         b = b
             .set_column_bloom_filter_enabled((*c).into(), true)

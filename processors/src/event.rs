@@ -313,11 +313,75 @@ struct RawEvent {
     #[serde(default)]
     location: Option<Location>,
     #[serde(default)]
-    readings: Option<StrictValue>,
+    readings: Option<Readings>,
     #[serde(default)]
     attributes: Option<StrictValue>,
     #[serde(default)]
     attachments: Option<Vec<Attachment>>,
+}
+
+/// Sensor readings as parsed: a name -> number map, or why it is not one. Built directly
+/// from the JSON (no intermediate `serde_json::Value`); duplicate names are refused.
+enum Readings {
+    Valid(BTreeMap<String, f64>),
+    Invalid(Reason, String),
+}
+
+impl<'de> Deserialize<'de> for Readings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Readings;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of name -> number")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Readings, A::Error> {
+                let mut out = BTreeMap::new();
+                let mut bad: Option<(Reason, String)> = None;
+                while let Some(k) = m.next_key::<String>()? {
+                    let v: StrictValue = m.next_value()?;
+                    if bad.is_some() {
+                        continue;
+                    }
+                    let Some(n) = v.0.as_f64() else {
+                        bad = Some((
+                            Reason::BadFieldType,
+                            format!("readings.{k} must be a number"),
+                        ));
+                        continue;
+                    };
+                    let exact = v.0.as_u64().is_none_or(|u| u <= 1 << 53)
+                        && v.0.as_i64().is_none_or(|i| i.unsigned_abs() <= 1 << 53);
+                    if !exact {
+                        bad = Some((
+                            Reason::NumberOutOfRange,
+                            format!("readings.{k} = {} is beyond +-2^53", v.0),
+                        ));
+                    } else if out.insert(k, n).is_some() {
+                        return Err(serde::de::Error::custom("duplicate key in readings"));
+                    }
+                }
+                Ok(match bad {
+                    Some((r, d)) => Readings::Invalid(r, d),
+                    None => Readings::Valid(out),
+                })
+            }
+        }
+        d.deserialize_any(V).or_else(|e| {
+            let msg = e.to_string();
+            if msg.starts_with("invalid type") {
+                Ok(Readings::Invalid(
+                    Reason::BadFieldType,
+                    "readings must be an object of name -> number".into(),
+                ))
+            } else {
+                Err(e)
+            }
+        })
+    }
 }
 
 /// Parses, structures and validates one record, then computes its canonical bytes and leaf
@@ -426,7 +490,16 @@ fn opt_text(field: &str, s: &Option<String>) -> Result<(), Rejection> {
     }
 }
 
-fn trace_code(field: &str, s: &str) -> Result<String, Rejection> {
+/// `inputs[3]`-style field names, formatted only when an error needs them.
+struct Indexed(&'static str, usize);
+
+impl std::fmt::Display for Indexed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
+fn trace_code(field: impl std::fmt::Display, s: &str) -> Result<String, Rejection> {
     tracecode::parse_trace_code(s)
         .map(|c| c.into_canonical())
         .map_err(|e| {
@@ -438,9 +511,14 @@ fn trace_code(field: &str, s: &str) -> Result<String, Rejection> {
         })
 }
 
-fn participant(field: &str, p: &Participant) -> Result<(), Rejection> {
-    text(&format!("{field}.id"), &p.id)?;
-    opt_text(&format!("{field}.name"), &p.name)?;
+fn participant(field: &'static str, p: &Participant) -> Result<(), Rejection> {
+    let (id, name) = if field == "participant" {
+        ("participant.id", "participant.name")
+    } else {
+        ("counterparty.id", "counterparty.name")
+    };
+    text(id, &p.id)?;
+    opt_text(name, &p.name)?;
     if !ROLES.contains(&p.role.as_str()) {
         return Err(Rejection::new(
             Reason::BadValue,
@@ -543,14 +621,14 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, c)| trace_code(&format!("inputs[{i}]"), c))
+        .map(|(i, c)| trace_code(Indexed("inputs", i), c))
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = raw
         .outputs
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, c)| trace_code(&format!("outputs[{i}]"), c))
+        .map(|(i, c)| trace_code(Indexed("outputs", i), c))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Per-type requirements.
@@ -642,36 +720,19 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
             ));
         }
     }
-    let mut readings = BTreeMap::new();
-    if let Some(StrictValue(v)) = raw.readings {
-        let Value::Object(map) = v else {
-            return Err(Rejection::new(
-                Reason::BadFieldType,
-                "readings must be an object of name -> number",
-            ));
-        };
-        if map.is_empty() {
-            return Err(Rejection::new(Reason::BadValue, "readings is empty"));
-        }
-        for (k, v) in map {
-            text("readings key", &k)?;
-            let n = v.as_f64().ok_or_else(|| {
-                Rejection::new(
-                    Reason::BadFieldType,
-                    format!("readings.{k} must be a number"),
-                )
-            })?;
-            let exact = v.as_u64().map_or(true, |u| u <= 1 << 53)
-                && v.as_i64().map_or(true, |i| i.unsigned_abs() <= 1 << 53);
-            if !exact {
-                return Err(Rejection::new(
-                    Reason::NumberOutOfRange,
-                    format!("readings.{k} = {v} is beyond +-2^53"),
-                ));
+    let readings = match raw.readings {
+        None => BTreeMap::new(),
+        Some(Readings::Invalid(reason, detail)) => return Err(Rejection::new(reason, detail)),
+        Some(Readings::Valid(map)) => {
+            if map.is_empty() {
+                return Err(Rejection::new(Reason::BadValue, "readings is empty"));
             }
-            readings.insert(k, n);
+            for k in map.keys() {
+                text("readings key", k)?;
+            }
+            map
         }
-    }
+    };
     let attributes = match raw.attributes {
         None => None,
         Some(StrictValue(v @ Value::Object(_))) => Some(v),

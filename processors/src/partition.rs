@@ -123,7 +123,7 @@ impl PartitionProcessor {
             writer,
             policy,
             seen,
-            events: EventColumns::new(),
+            events: EventColumns::with_capacity(policy.max_records.min(100_000)),
             leaves: Vec::new(),
             rejected: RejectedColumns::new(),
             open_first: None,
@@ -243,6 +243,7 @@ impl PartitionProcessor {
         let last = self.open_last;
         let id = batch_id(&self.stream, self.partition, first, last);
         let events = self.events.finish(&id, &self.stream, self.partition)?;
+        self.events = EventColumns::with_capacity(self.policy.max_records.min(100_000));
         let rejected = if self.rejected.is_empty() {
             None
         } else {
