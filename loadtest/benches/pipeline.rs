@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+// The same allocator as the shipped binaries, so the numbers describe what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn pipeline(c: &mut Criterion) {

@@ -3,6 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+// The same allocator as the shipped binaries, so the numbers describe what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use veritrace_anchor::{BatchWriter, DataDir, SealInput};
 use veritrace_processors::columns::{EVENTS_BLOOM_COLUMNS, EventColumns};
