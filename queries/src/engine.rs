@@ -278,7 +278,13 @@ impl QueryEngine {
         if let Some(n) = max_rows {
             df = df.limit(0, Some(n))?;
         }
-        Ok(df.collect().await?)
+        let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        if batches.is_empty() {
+            // Keep the column names for an empty result (tables print headers, CSV a header line).
+            return Ok(vec![RecordBatch::new_empty(schema)]);
+        }
+        Ok(batches)
     }
 }
 
