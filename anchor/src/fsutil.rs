@@ -46,21 +46,30 @@ pub fn append_line_durable<T: serde::Serialize>(path: &Path, value: &T) -> Resul
     Ok(())
 }
 
-/// Cuts a torn last line (a write interrupted by a crash, never acknowledged) off a
-/// JSON-lines file. Only a writer that owns the file calls this, when it opens it.
-pub fn repair_torn_tail(path: &Path) -> Result<()> {
+/// The file's bytes and the length of its complete lines (up to the last newline);
+/// `None` when the file does not exist.
+fn read_complete_lines(path: &Path) -> Result<Option<(Vec<u8>, usize)>> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
             return Err(Error::Io {
                 op: "read",
                 path: path.to_owned(),
-                source: e,
+                source,
             });
         }
     };
     let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    Ok(Some((data, complete)))
+}
+
+/// Cuts a torn last line (a write interrupted by a crash, never acknowledged) off a
+/// JSON-lines file. Only a writer that owns the file calls this, when it opens it.
+pub fn repair_torn_tail(path: &Path) -> Result<()> {
+    let Some((data, complete)) = read_complete_lines(path)? else {
+        return Ok(());
+    };
     if complete < data.len() {
         tracing::warn!(path = %path.display(), torn_bytes = data.len() - complete, "removing torn last line left by a crash");
         let f = OpenOptions::new()
@@ -78,18 +87,9 @@ pub fn repair_torn_tail(path: &Path) -> Result<()> {
 /// newline is either being appended right now or torn by a crash, and is not yet part of
 /// the file's content either way. Any other unparsable line is corruption, named by line.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(Error::Io {
-                op: "read",
-                path: path.to_owned(),
-                source: e,
-            });
-        }
+    let Some((data, complete)) = read_complete_lines(path)? else {
+        return Ok(Vec::new());
     };
-    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut out = Vec::new();
     for (n, line) in data[..complete].split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {

@@ -5,9 +5,9 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
     BinaryBuilder, FixedSizeBinaryBuilder, Float64Builder, ListBuilder, MapBuilder, StringBuilder,
-    TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
+    TimestampMillisecondBuilder, UInt64Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use veritrace_verify::{Digest, canonical};
 
@@ -115,6 +115,11 @@ fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default()
+}
+
+/// A column holding the same string in every row (batch id, stream).
+fn constant_str(v: &str, n: usize) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n)))
 }
 
 /// Accumulates accepted events of one open batch as Arrow columns.
@@ -319,15 +324,9 @@ impl EventColumns {
     ) -> Result<RecordBatch, ArrowError> {
         let n = self.rows;
         self.rows = 0;
-        let repeat = |v: &str| {
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef
-        };
-        let mut leaf_index = UInt64Builder::with_capacity(n);
-        let mut part = UInt32Builder::with_capacity(n);
-        for i in 0..n {
-            leaf_index.append_value(i as u64);
-            part.append_value(partition);
-        }
+        let repeat = |v: &str| constant_str(v, n);
+        let leaf_index = UInt64Array::from_iter_values(0..n as u64);
+        let part = UInt32Array::from(vec![partition; n]);
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
             Arc::new(self.event_type.finish()),
@@ -362,10 +361,10 @@ impl EventColumns {
             Arc::new(self.attachments.finish()),
             Arc::new(self.canonical.finish()),
             repeat(batch_id),
-            Arc::new(leaf_index.finish()),
+            Arc::new(leaf_index),
             Arc::new(self.leaf_hash.finish()),
             repeat(stream),
-            Arc::new(part.finish()),
+            Arc::new(part),
             Arc::new(self.offset.finish()),
         ];
         RecordBatch::try_new(events_schema(), cols)
@@ -444,16 +443,11 @@ impl RejectedColumns {
     ) -> Result<RecordBatch, ArrowError> {
         let n = self.rows;
         self.rows = 0;
-        let repeat = |v: &str| {
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef
-        };
-        let mut part = UInt32Builder::with_capacity(n);
-        for _ in 0..n {
-            part.append_value(partition);
-        }
+        let repeat = |v: &str| constant_str(v, n);
+        let part = UInt32Array::from(vec![partition; n]);
         let cols: Vec<ArrayRef> = vec![
             repeat(stream),
-            Arc::new(part.finish()),
+            Arc::new(part),
             Arc::new(self.offset.finish()),
             Arc::new(self.key.finish()),
             Arc::new(self.payload.finish()),
