@@ -467,3 +467,60 @@ fn ingest_file_accepts_rejects_and_dedupes() {
         lines.len() as u64 * 2 - valid
     );
 }
+
+#[test]
+fn unanchored_epoch_gives_a_sealed_proof_that_still_verifies() {
+    let d = demo(3_000);
+    let data = d.data.to_str().expect("p");
+    // Drop the ledger's last entry: that epoch is sealed but not (yet) anchored.
+    let ledger = d.data.join("ledger/local.jsonl");
+    let text = std::fs::read_to_string(&ledger).expect("ledger");
+    let kept: Vec<&str> = text.lines().collect();
+    let last_epoch = kept.len() - 1;
+    std::fs::write(
+        &ledger,
+        kept[..last_epoch]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .expect("write");
+    let status = sql_json(
+        &d.data,
+        &format!("SELECT status FROM epochs WHERE epoch_id = {last_epoch}"),
+    );
+    assert_eq!(status[0]["status"].as_str(), Some("sealed"));
+    let ids = sql_json(
+        &d.data,
+        &format!(
+            "SELECT e.event_id FROM events e JOIN batches b ON e.batch_id = b.batch_id WHERE b.epoch_id = {last_epoch} LIMIT 1"
+        ),
+    );
+    let id = ids[0]["event_id"].as_str().expect("event in last epoch");
+    let proof = d.data.join("sealed.json");
+    ok(&[
+        "proof",
+        "--data",
+        data,
+        id,
+        "--out",
+        proof.to_str().expect("p"),
+    ]);
+    let bundle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&proof).expect("read")).expect("json");
+    assert_eq!(bundle["status"].as_str(), Some("sealed"));
+    assert!(bundle.get("anchor").is_none());
+    let out = ok(&["verify", proof.to_str().expect("p")]);
+    assert!(
+        out.starts_with("VALID") && out.contains("(sealed)") && out.contains("not anchored yet"),
+        "{out}"
+    );
+    // Claiming anchored without a receipt fails.
+    let mut forged = bundle.clone();
+    forged["status"] = "anchored".into();
+    std::fs::write(&proof, serde_json::to_vec(&forged).expect("json")).expect("write");
+    assert_eq!(
+        run(&["verify", proof.to_str().expect("p")]).status.code(),
+        Some(1)
+    );
+}
