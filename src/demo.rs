@@ -201,10 +201,10 @@ async fn sample_event(engine: &QueryEngine) -> anyhow::Result<String> {
         "SELECT event_id FROM events ORDER BY event_id LIMIT 1",
     ] {
         let batches = engine.sql(sql).await?;
-        if let Some(b) = batches.iter().find(|b| b.num_rows() > 0) {
-            if let Some(a) = b.column(0).as_string_opt::<i32>() {
-                return Ok(a.value(0).to_owned());
-            }
+        if let Some(b) = batches.iter().find(|b| b.num_rows() > 0)
+            && let Some(a) = b.column(0).as_string_opt::<i32>()
+        {
+            return Ok(a.value(0).to_owned());
         }
     }
     bail!("no accepted events to prove (was every record rejected?)")
@@ -280,7 +280,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -160,13 +160,13 @@ impl BatchWriter {
                 input.first_offset, input.last_offset
             )));
         }
-        if let Some(prev) = &self.last {
-            if input.first_offset <= prev.last_offset {
-                return Err(Error::Invalid(format!(
-                    "batch starting at offset {} overlaps the sealed batch {} (up to offset {})",
-                    input.first_offset, prev.batch_id, prev.last_offset
-                )));
-            }
+        if let Some(prev) = &self.last
+            && input.first_offset <= prev.last_offset
+        {
+            return Err(Error::Invalid(format!(
+                "batch starting at offset {} overlaps the sealed batch {} (up to offset {})",
+                input.first_offset, prev.batch_id, prev.last_offset
+            )));
         }
         if input.events.num_rows() != input.leaf_hashes.len() {
             return Err(Error::Invalid(format!(
@@ -188,10 +188,10 @@ impl BatchWriter {
             &input.events,
             &self.bloom_columns,
         )?;
-        if let Some(rej) = &input.rejected {
-            if rej.num_rows() > 0 {
-                write_parquet(&self.dir.rejected_file(&id), rej, &[])?;
-            }
+        if let Some(rej) = &input.rejected
+            && rej.num_rows() > 0
+        {
+            write_parquet(&self.dir.rejected_file(&id), rej, &[])?;
         }
         let header = BatchHeader {
             batch_id: id,
@@ -262,13 +262,13 @@ pub(crate) fn check_chain(
                 h.prev_root
             )));
         }
-        if let Some(p) = prev {
-            if h.first_offset <= p.last_offset {
-                return Err(bad(format!(
-                    "offsets overlap the previous batch {}",
-                    p.batch_id
-                )));
-            }
+        if let Some(p) = prev
+            && h.first_offset <= p.last_offset
+        {
+            return Err(bad(format!(
+                "offsets overlap the previous batch {}",
+                p.batch_id
+            )));
         }
         prev = Some(h);
     }

@@ -54,16 +54,16 @@ impl LocalLedger {
             path: path.clone(),
             detail: e.to_string(),
         })?;
-        if let Some(first) = entries.first() {
-            if first.public_key != public_hex {
-                return Err(Error::Corrupt {
-                    path,
-                    detail: format!(
-                        "ledger is signed by key {} but this node's key is {public_hex}",
-                        first.public_key
-                    ),
-                });
-            }
+        if let Some(first) = entries.first()
+            && first.public_key != public_hex
+        {
+            return Err(Error::Corrupt {
+                path,
+                detail: format!(
+                    "ledger is signed by key {} but this node's key is {public_hex}",
+                    first.public_key
+                ),
+            });
         }
         Ok(LocalLedger {
             path,

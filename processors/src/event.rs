@@ -657,21 +657,21 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     if ty == Telemetry && raw.readings.is_none() {
         return Err(missing("readings", ty));
     }
-    if let Some(r) = &raw.result {
-        if !RESULTS.contains(&r.as_str()) {
-            return Err(Rejection::new(
-                Reason::BadValue,
-                format!("result {r:?} is not one of pass, fail, conditional"),
-            ));
-        }
+    if let Some(r) = &raw.result
+        && !RESULTS.contains(&r.as_str())
+    {
+        return Err(Rejection::new(
+            Reason::BadValue,
+            format!("result {r:?} is not one of pass, fail, conditional"),
+        ));
     }
-    if let Some(c) = &code {
-        if inputs.contains(c) {
-            return Err(Rejection::new(
-                Reason::BadValue,
-                format!("{c} is both the output and an input"),
-            ));
-        }
+    if let Some(c) = &code
+        && inputs.contains(c)
+    {
+        return Err(Rejection::new(
+            Reason::BadValue,
+            format!("{c} is both the output and an input"),
+        ));
     }
 
     opt_text("operator", &raw.operator)?;
@@ -701,7 +701,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         date("object.expiry_date", &o.expiry_date)?;
     }
     if let Some(q) = &raw.quantity {
-        if !(q.value >= 0.0) || !q.value.is_finite() {
+        if !q.value.is_finite() || q.value < 0.0 {
             return Err(Rejection::new(
                 Reason::NumberOutOfRange,
                 format!("quantity.value {} must be >= 0", q.value),
@@ -709,16 +709,16 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         }
         text("quantity.unit", &q.unit)?;
     }
-    if let Some(l) = &raw.location {
-        if !(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon) {
-            return Err(Rejection::new(
-                Reason::LatLonOutOfRange,
-                format!(
-                    "location ({}, {}) is outside lat -90..90, lon -180..180",
-                    l.lat, l.lon
-                ),
-            ));
-        }
+    if let Some(l) = &raw.location
+        && (!(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon))
+    {
+        return Err(Rejection::new(
+            Reason::LatLonOutOfRange,
+            format!(
+                "location ({}, {}) is outside lat -90..90, lon -180..180",
+                l.lat, l.lon
+            ),
+        ));
     }
     let readings = match raw.readings {
         None => BTreeMap::new(),

@@ -110,8 +110,11 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
+/// One input record on the in-process channel: offset, key, payload.
+type Record = (u64, Option<Vec<u8>>, Vec<u8>);
+
 struct Chunk {
-    records: Vec<(u64, Option<Vec<u8>>, Vec<u8>)>,
+    records: Vec<Record>,
 }
 
 const CHUNK: usize = 512;
@@ -158,8 +161,7 @@ where
         .map_err(|e| Error::Invalid(format!("cannot start anchor thread: {e}")))?;
 
     // The "producer": partition by key like Kafka, assign per-partition offsets.
-    let mut buffers: Vec<Vec<(u64, Option<Vec<u8>>, Vec<u8>)>> =
-        (0..parts).map(|_| Vec::with_capacity(CHUNK)).collect();
+    let mut buffers: Vec<Vec<Record>> = (0..parts).map(|_| Vec::with_capacity(CHUNK)).collect();
     let mut send_failed = false;
     for (key, payload) in source {
         let p = key.as_deref().map_or(0, |k| kafka_partition(k, parts)) as usize;

@@ -11,8 +11,7 @@ fn bin() -> Command {
 }
 
 fn run(args: &[&str]) -> Output {
-    let out = bin().args(args).output().expect("run veritrace");
-    out
+    bin().args(args).output().expect("run veritrace")
 }
 
 fn ok(args: &[&str]) -> String {
@@ -147,7 +146,8 @@ fn demo_proves_verifies_and_catches_tampering() {
     // Any altered byte in event, path, roots or receipt fails with a reason.
     let sample = std::fs::read_to_string(data.join("sample-proof.json")).expect("sample proof");
     let bundle: serde_json::Value = serde_json::from_str(&sample).expect("json");
-    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "event field",
             Box::new(|b| b["event"]["event_time"] = "2026-01-01T00:00:00.000Z".into()),

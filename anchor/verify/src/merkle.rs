@@ -320,9 +320,9 @@ mod tests {
             let tree = Tree::new(&all[..n]);
             let r = tree.root();
             assert_eq!(r, root(&all[..n]));
-            for i in 0..n {
+            for (i, leaf) in all[..n].iter().enumerate() {
                 let path = tree.audit_path(i).expect("leaf in tree");
-                verify_inclusion("batch", &all[i], i as u64, n as u64, &path, &r)
+                verify_inclusion("batch", leaf, i as u64, n as u64, &path, &r)
                     .unwrap_or_else(|e| panic!("leaf {i} of {n}: {e}"));
                 // The wrong index never verifies the same path. (The tree size is not
                 // authenticated by a path alone; the batch header commits to it.)

@@ -272,13 +272,13 @@ pub fn verify_ledger(text: &str) -> Result<Vec<LedgerEntry>> {
                 prev_hash
             )));
         }
-        if let Some(first) = entries.first() {
-            if first.public_key != e.public_key {
-                return Err(Error::Ledger(format!(
-                    "line {}: signed by a different key than the first entry",
-                    n + 1
-                )));
-            }
+        if let Some(first) = entries.first()
+            && first.public_key != e.public_key
+        {
+            return Err(Error::Ledger(format!(
+                "line {}: signed by a different key than the first entry",
+                n + 1
+            )));
         }
         e.verify_signature()?;
         prev_hash = e.entry_hash()?;
