@@ -11,10 +11,16 @@ use clap::{Args, Parser, Subcommand};
 use veritrace_queries::{Format, QueryEngine, output};
 use veritrace_verify::verify::{self, Options};
 
+use crate::config::Config;
+
 /// Veritrace: verifiable traceability for industrial products.
 #[derive(Debug, Parser)]
 #[command(name = "veritrace", version, about, long_about = None)]
 pub struct Cli {
+    /// Configuration file (default: ./veritrace.toml if present). Environment variables
+    /// VERITRACE__SECTION__KEY override it; flags override both.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,22 +53,22 @@ enum IngestCommand {
 struct IngestFileArgs {
     /// JSON-lines file (`-` for standard input).
     path: PathBuf,
-    /// Data directory (created if missing).
-    #[arg(long, default_value = "veritrace-data")]
-    data: PathBuf,
-    /// Stream name recorded in batch ids.
-    #[arg(long, default_value = "file")]
-    stream: String,
-    /// Partitions (events are spread by trace code, like Kafka).
-    #[arg(long, default_value_t = 1)]
-    partitions: u32,
+    /// Data directory (created if missing) [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Stream name recorded in batch ids [config: pipeline.stream].
+    #[arg(long)]
+    stream: Option<String>,
+    /// Partitions; events are spread by trace code, like Kafka [config: pipeline.partitions].
+    #[arg(long)]
+    partitions: Option<u32>,
 }
 
 #[derive(Debug, Args)]
 struct SqlArgs {
-    /// Data directory.
-    #[arg(long, default_value = "veritrace-data")]
-    data: PathBuf,
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Output format: table, json, csv or arrow (IPC stream).
     #[arg(long, default_value = "table")]
     format: Format,
@@ -72,9 +78,9 @@ struct SqlArgs {
 
 #[derive(Debug, Args)]
 struct ProofArgs {
-    /// Data directory.
-    #[arg(long, default_value = "veritrace-data")]
-    data: PathBuf,
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Write to this file instead of standard output.
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -99,12 +105,12 @@ struct VerifyArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Data directory.
-    #[arg(long, default_value = "veritrace-data")]
-    data: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on [config: http.listen].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
 }
 
 /// Entry point used by `main`.
@@ -137,13 +143,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The demo runs on embedded defaults and its own flags; everything else reads the config.
+    if let Command::Demo(args) = cli.command {
+        return crate::demo::run(args);
+    }
+    let cfg = Config::load(cli.config.as_deref())?;
+    let data_of = |flag: Option<PathBuf>| flag.unwrap_or_else(|| cfg.data_dir.clone());
     match cli.command {
-        Command::Demo(args) => crate::demo::run(args),
-        Command::Ingest(IngestCommand::File(a)) => ingest_file(a),
+        Command::Demo(_) => unreachable!("handled above"),
+        Command::Ingest(IngestCommand::File(a)) => ingest_file(a, &cfg),
         Command::Sql(a) => {
+            let data = data_of(a.data);
             let rt = runtime()?;
             let out = rt.block_on(async {
-                let engine = QueryEngine::open(&a.data).await?;
+                let engine = QueryEngine::open(&data).await?;
                 let batches = engine.sql(&a.sql).await?;
                 output::encode(&batches, a.format)
             })?;
@@ -151,9 +164,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Proof(a) => {
+            let data = data_of(a.data);
             let rt = runtime()?;
             let bundle = rt.block_on(async {
-                let engine = QueryEngine::open(&a.data).await?;
+                let engine = QueryEngine::open(&data).await?;
                 engine.proof(&a.event_id).await
             })?;
             let text = bundle.to_json_pretty()? + "\n";
@@ -172,17 +186,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify(a) => verify_cmd(a),
         Command::Serve(a) => {
+            let data = data_of(a.data);
+            let listen = a.listen.unwrap_or(cfg.http.listen);
             let rt = runtime()?;
             rt.block_on(async {
-                let engine = Arc::new(QueryEngine::open(&a.data).await?);
+                let engine = Arc::new(QueryEngine::open(&data).await?);
                 let registry = prometheus::Registry::new();
                 let app = veritrace_queries::http::router(engine, registry)?;
-                let listener = tokio::net::TcpListener::bind(a.listen)
+                let listener = tokio::net::TcpListener::bind(listen)
                     .await
-                    .with_context(|| format!("binding {}", a.listen))?;
+                    .with_context(|| format!("binding {listen}"))?;
                 eprintln!(
                     "serving {} on http://{}",
-                    a.data.display(),
+                    data.display(),
                     listener.local_addr()?
                 );
                 veritrace_queries::http::serve(listener, app, shutdown_signal()).await?;
@@ -270,9 +286,9 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn ingest_file(a: IngestFileArgs) -> anyhow::Result<ExitCode> {
+fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     use std::io::BufRead;
-    let dir = veritrace_anchor::DataDir::create(&a.data)?;
+    let dir = veritrace_anchor::DataDir::create(a.data.as_ref().unwrap_or(&cfg.data_dir))?;
     let reader: Box<dyn BufRead> = if a.path == Path::new("-") {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -295,12 +311,14 @@ fn ingest_file(a: IngestFileArgs) -> anyhow::Result<ExitCode> {
             let key = crate::demo::key_of(&l);
             (key, l)
         });
-    let cfg = veritrace_processors::runtime::RuntimeConfig {
-        stream: a.stream.clone(),
-        partitions: a.partitions,
-        ..Default::default()
-    };
-    let report = veritrace_processors::runtime::run(&dir, &cfg, source, Default::default())?;
+    let mut rt_cfg = cfg.runtime();
+    if let Some(s) = a.stream {
+        rt_cfg.stream = s;
+    }
+    if let Some(p) = a.partitions {
+        rt_cfg.partitions = p.max(1);
+    }
+    let report = veritrace_processors::runtime::run(&dir, &rt_cfg, source, Default::default())?;
     if let Some(e) = read_error {
         bail!(
             "reading {} stopped early: {e} (everything read before that is sealed)",

@@ -5,4 +5,5 @@
 //! `serve`. See the README for the user guides.
 
 pub mod cli;
+pub mod config;
 pub mod demo;

@@ -524,3 +524,45 @@ fn unanchored_epoch_gives_a_sealed_proof_that_still_verifies() {
         Some(1)
     );
 }
+
+#[test]
+fn config_file_environment_and_typos() {
+    let d = demo(1_000);
+    let dir = d.data.parent().expect("tmp");
+    let cfg = dir.join("veritrace.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data-dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            d.data.to_str().expect("p")
+        ),
+    )
+    .expect("write");
+    // data-dir from the file: no --data needed.
+    let out = ok(&[
+        "sql",
+        "--config",
+        cfg.to_str().expect("p"),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM epochs",
+    ]);
+    assert!(out.starts_with("n\n"), "{out}");
+    // The environment overrides the file.
+    let out = bin()
+        .args(["sql", "--config", cfg.to_str().expect("p"), "SELECT 1"])
+        .env("VERITRACE__DATA_DIR", "/nonexistent/veritrace")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/veritrace"));
+    // A typo names the key.
+    std::fs::write(&cfg, "[pipeline]\nbatch-max-recods = 5\n").expect("write");
+    let out = run(&["sql", "--config", cfg.to_str().expect("p"), "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("batch-max-recods"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

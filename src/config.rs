@@ -1,0 +1,242 @@
+//! Configuration: built-in defaults, then `veritrace.toml` (or `--config FILE`), then
+//! `VERITRACE__SECTION__KEY` environment variables, then command-line flags. A key that does
+//! not exist is an error naming it, never a silent default.
+//!
+//! ```toml
+//! data-dir = "veritrace-data"
+//!
+//! [pipeline]
+//! stream = "erp"
+//! partitions = 4
+//! batch-max-records = 10000
+//! batch-max-age = "1s"
+//! epoch-interval = "10s"
+//! max-payload-bytes = 65536
+//! max-future = "24h"
+//!
+//! [http]
+//! listen = "127.0.0.1:8080"
+//! ```
+//!
+//! Environment example: `VERITRACE__PIPELINE__BATCH_MAX_RECORDS=50000`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use veritrace_processors::runtime::RuntimeConfig;
+use veritrace_processors::{BatchPolicy, Limits};
+
+/// Default config file looked up in the working directory.
+pub const DEFAULT_FILE: &str = "veritrace.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Data directory: events, rejected records, batches, epochs, ledger, keys.
+    pub data_dir: PathBuf,
+    /// Processing settings.
+    pub pipeline: PipelineConfig,
+    /// HTTP API settings.
+    pub http: HttpConfig,
+}
+
+/// How records are processed, batched and anchored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Stream name recorded in batch ids (the Kafka topic, or a name for file imports).
+    pub stream: String,
+    /// Partitions: processor threads, and how records are spread by trace code.
+    pub partitions: u32,
+    /// Seal a batch after this many records (accepted + rejected) of one partition.
+    pub batch_max_records: usize,
+    /// Seal a batch when its oldest record is this old, e.g. `"1s"`, `"250ms"`.
+    #[serde(with = "humantime_serde")]
+    pub batch_max_age: Duration,
+    /// Seal and anchor an epoch this often, e.g. `"10s"`.
+    #[serde(with = "humantime_serde")]
+    pub epoch_interval: Duration,
+    /// Largest accepted record; larger ones are rejected as `payload_too_large`.
+    pub max_payload_bytes: usize,
+    /// How far in the future an event time may be (clock skew), e.g. `"24h"`.
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let policy = BatchPolicy::default();
+        Config {
+            data_dir: PathBuf::from("veritrace-data"),
+            pipeline: PipelineConfig {
+                stream: "file".into(),
+                partitions: 1,
+                batch_max_records: policy.max_records,
+                batch_max_age: policy.max_age,
+                epoch_interval: Duration::from_secs(10),
+                max_payload_bytes: policy.limits.max_payload,
+                max_future: Duration::from_millis(policy.limits.max_future_ms as u64),
+            },
+            http: HttpConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `veritrace.toml` if present), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(p) => {
+                anyhow::ensure!(p.is_file(), "config file {} does not exist", p.display());
+                fig = fig.merge(Toml::file(p));
+            }
+            None if Path::new(DEFAULT_FILE).is_file() => fig = fig.merge(Toml::file(DEFAULT_FILE)),
+            None => {}
+        }
+        fig = fig.merge(env_provider());
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe(e)))
+            .context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let p = &self.pipeline;
+        anyhow::ensure!(p.partitions >= 1, "pipeline.partitions must be at least 1");
+        anyhow::ensure!(
+            p.batch_max_records >= 1,
+            "pipeline.batch-max-records must be at least 1"
+        );
+        anyhow::ensure!(
+            !p.batch_max_age.is_zero(),
+            "pipeline.batch-max-age must be positive"
+        );
+        anyhow::ensure!(
+            !p.epoch_interval.is_zero(),
+            "pipeline.epoch-interval must be positive"
+        );
+        anyhow::ensure!(
+            p.max_payload_bytes >= 256,
+            "pipeline.max-payload-bytes must be at least 256"
+        );
+        Ok(())
+    }
+
+    /// The processors' runtime settings.
+    pub fn runtime(&self) -> RuntimeConfig {
+        let p = &self.pipeline;
+        RuntimeConfig {
+            stream: p.stream.clone(),
+            partitions: p.partitions,
+            policy: BatchPolicy {
+                max_records: p.batch_max_records,
+                max_age: p.batch_max_age,
+                limits: Limits {
+                    max_payload: p.max_payload_bytes,
+                    max_future_ms: p.max_future.as_millis().min(i64::MAX as u128) as i64,
+                },
+            },
+            epoch_interval: p.epoch_interval,
+        }
+    }
+}
+
+/// `VERITRACE__PIPELINE__BATCH_MAX_RECORDS` -> `pipeline.batch-max-records`.
+fn env_provider() -> Env {
+    Env::prefixed("VERITRACE__")
+        .split("__")
+        .map(|k| k.as_str().replace('_', "-").into())
+}
+
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's error type, not ours
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_without_a_file() {
+        figment::Jail::expect_with(|_| {
+            assert_eq!(
+                Config::load(None).map_err(|e| e.to_string())?,
+                Config::default()
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "veritrace.toml",
+                "data-dir = \"/srv/vt\"\n[pipeline]\nbatch-max-age = \"250ms\"\nepoch-interval = \"2s\"\n",
+            )?;
+            jail.set_env("VERITRACE__PIPELINE__BATCH_MAX_RECORDS", "50000");
+            let c = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(c.data_dir, PathBuf::from("/srv/vt"));
+            assert_eq!(c.pipeline.batch_max_age, Duration::from_millis(250));
+            assert_eq!(c.pipeline.epoch_interval, Duration::from_secs(2));
+            assert_eq!(c.pipeline.batch_max_records, 50_000);
+            assert_eq!(c.runtime().policy.max_records, 50_000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_documented_example_is_exactly_the_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("veritrace.toml", include_str!("../deploy/veritrace.toml"))?;
+            assert_eq!(Config::load(None).map_err(|e| format!("{e:#}"))?, Config::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("veritrace.toml", "[pipeline]\nbatch-max-recods = 5\n")?;
+            let err = format!("{:#}", Config::load(None).expect_err("typo must fail"));
+            assert!(err.contains("batch-max-recods"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_durations_and_values_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("veritrace.toml", "[pipeline]\nbatch-max-age = \"soon\"\n")?;
+            let err = format!("{:#}", Config::load(None).expect_err("bad duration"));
+            assert!(err.contains("batch-max-age"), "{err}");
+            jail.create_file("veritrace.toml", "[pipeline]\npartitions = 0\n")?;
+            let err = format!("{:#}", Config::load(None).expect_err("zero partitions"));
+            assert!(err.contains("partitions"), "{err}");
+            Ok(())
+        });
+    }
+}
