@@ -212,7 +212,10 @@ mod tests {
     fn the_documented_example_is_exactly_the_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("veritrace.toml", include_str!("../deploy/veritrace.toml"))?;
-            assert_eq!(Config::load(None).map_err(|e| format!("{e:#}"))?, Config::default());
+            assert_eq!(
+                Config::load(None).map_err(|e| format!("{e:#}"))?,
+                Config::default()
+            );
             Ok(())
         });
     }
