@@ -20,6 +20,15 @@ use veritrace_processors::{BatchPolicy, Reason};
 use veritrace_queries::QueryEngine;
 use veritrace_verify::verify::{self, Options};
 
+/// Metric: events accepted by the demo run.
+pub const ACCEPTED_TOTAL: &str = "veritrace_processors_accepted_total";
+/// Metric: records rejected by the demo run, by reason code.
+pub const REJECTED_TOTAL: &str = "veritrace_processors_rejected_total";
+/// Metric: batches sealed by the demo run.
+pub const BATCHES_TOTAL: &str = "veritrace_anchor_batches_total";
+/// Metric: epochs anchored by the demo run.
+pub const EPOCHS_TOTAL: &str = "veritrace_anchor_epochs_total";
+
 /// Marker file that lets the demo recreate its own data directory, and only its own.
 const MARKER: &str = ".veritrace-demo";
 
@@ -222,23 +231,23 @@ fn register_pipeline_metrics(
         Ok(())
     };
     g(
-        "veritrace_processors_accepted_total",
+        ACCEPTED_TOTAL,
         "Events accepted by the demo run",
         report.stats.accepted,
     )?;
     g(
-        "veritrace_anchor_batches_total",
+        BATCHES_TOTAL,
         "Batches sealed by the demo run",
         report.stats.batches,
     )?;
     g(
-        "veritrace_anchor_epochs_total",
+        EPOCHS_TOTAL,
         "Epochs anchored by the demo run",
         report.epochs,
     )?;
     let rej = IntGaugeVec::new(
         Opts::new(
-            "veritrace_processors_rejected_total",
+            REJECTED_TOTAL,
             "Records rejected by the demo run, by reason",
         ),
         &["reason"],
