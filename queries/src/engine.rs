@@ -2,9 +2,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::ParquetReadOptions;
 use tokio::sync::Mutex;
 use veritrace_anchor::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger};
@@ -12,6 +16,59 @@ use veritrace_processors::columns::{events_schema, rejected_schema};
 use veritrace_verify::bundle::LedgerEntry;
 
 use crate::Result;
+
+/// A table whose contents are replaced as a whole on refresh. Registered once, so a query
+/// planned during a refresh sees either the old or the new contents, never "no such table".
+#[derive(Debug)]
+struct Swappable {
+    schema: SchemaRef,
+    current: std::sync::RwLock<Arc<MemTable>>,
+}
+
+impl Swappable {
+    fn new(schema: SchemaRef) -> Result<Self> {
+        let empty = MemTable::try_new(schema.clone(), vec![vec![]])?;
+        Ok(Swappable {
+            schema,
+            current: std::sync::RwLock::new(Arc::new(empty)),
+        })
+    }
+
+    fn replace(&self, batch: RecordBatch) -> Result<()> {
+        let table = Arc::new(MemTable::try_new(self.schema.clone(), vec![vec![batch]])?);
+        match self.current.write() {
+            Ok(mut g) => *g = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for Swappable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        // Take the current table, then release the lock before awaiting.
+        let table = match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        table.scan(state, projection, filters, limit).await
+    }
+}
 
 /// Manifests, epochs and ledger as last read, with the fingerprint they were read at.
 #[derive(Debug, Default)]
@@ -27,6 +84,8 @@ pub struct QueryEngine {
     pub(crate) ctx: SessionContext,
     pub(crate) dir: DataDir,
     pub(crate) snapshot: Mutex<Arc<Snapshot>>,
+    batches: Arc<Swappable>,
+    epochs: Arc<Swappable>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -63,10 +122,16 @@ impl QueryEngine {
             ParquetReadOptions::default().schema(&rs),
         )
         .await?;
+        let batches = Arc::new(Swappable::new(batches_schema())?);
+        let epochs = Arc::new(Swappable::new(epochs_schema())?);
+        ctx.register_table("batches", batches.clone())?;
+        ctx.register_table("epochs", epochs.clone())?;
         let engine = QueryEngine {
             ctx,
             dir,
             snapshot: Mutex::new(Arc::new(Snapshot::default())),
+            batches,
+            epochs,
         };
         engine.refresh().await?;
         Ok(engine)
@@ -155,21 +220,8 @@ impl QueryEngine {
             sealed.append_value(&h.sealed_at);
             epoch.append_option(epoch_of.get(h.batch_id.as_str()).copied());
         }
-        let u = |n: &str, t: DataType, null: bool| Field::new(n, t, null);
-        let schema = Arc::new(Schema::new(vec![
-            u("batch_id", DataType::Utf8, false),
-            u("stream", DataType::Utf8, false),
-            u("partition", DataType::UInt32, false),
-            u("seq", DataType::UInt64, false),
-            u("first_offset", DataType::UInt64, false),
-            u("last_offset", DataType::UInt64, false),
-            u("records", DataType::UInt64, false),
-            u("size", DataType::UInt64, false),
-            u("root", DataType::Utf8, false),
-            u("prev_root", DataType::Utf8, false),
-            u("sealed_at", DataType::Utf8, false),
-            u("epoch_id", DataType::UInt64, true),
-        ]));
+        let schema = batches_schema();
+
         let cols: Vec<ArrayRef> = vec![
             Arc::new(id.finish()),
             Arc::new(stream.finish()),
@@ -184,12 +236,7 @@ impl QueryEngine {
             Arc::new(sealed.finish()),
             Arc::new(epoch.finish()),
         ];
-        let batches = RecordBatch::try_new(schema.clone(), cols)?;
-        self.ctx.deregister_table("batches")?;
-        self.ctx.register_table(
-            "batches",
-            Arc::new(MemTable::try_new(schema, vec![vec![batches]])?),
-        )?;
+        self.batches.replace(RecordBatch::try_new(schema, cols)?)?;
 
         let (mut eid, mut bc, mut ev) = (
             UInt64Builder::new(),
@@ -225,18 +272,8 @@ impl QueryEngine {
             pk.append_option(entry.map(|l| l.public_key.as_str()));
             sig.append_option(entry.map(|l| l.signature.as_str()));
         }
-        let schema = Arc::new(Schema::new(vec![
-            u("epoch_id", DataType::UInt64, false),
-            u("root", DataType::Utf8, false),
-            u("batch_count", DataType::UInt64, false),
-            u("events", DataType::UInt64, false),
-            u("sealed_at", DataType::Utf8, false),
-            u("status", DataType::Utf8, false),
-            u("backend", DataType::Utf8, true),
-            u("anchored_at", DataType::Utf8, true),
-            u("public_key", DataType::Utf8, true),
-            u("signature", DataType::Utf8, true),
-        ]));
+        let schema = epochs_schema();
+
         let cols: Vec<ArrayRef> = vec![
             Arc::new(eid.finish()),
             Arc::new(eroot.finish()),
@@ -249,12 +286,7 @@ impl QueryEngine {
             Arc::new(pk.finish()),
             Arc::new(sig.finish()),
         ];
-        let epochs = RecordBatch::try_new(schema.clone(), cols)?;
-        self.ctx.deregister_table("epochs")?;
-        self.ctx.register_table(
-            "epochs",
-            Arc::new(MemTable::try_new(schema, vec![vec![epochs]])?),
-        )?;
+        self.epochs.replace(RecordBatch::try_new(schema, cols)?)?;
         Ok(())
     }
 
@@ -286,6 +318,44 @@ impl QueryEngine {
         }
         Ok(batches)
     }
+}
+
+fn u(name: &str, t: DataType, nullable: bool) -> Field {
+    Field::new(name, t, nullable)
+}
+
+/// Schema of the `batches` table.
+fn batches_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        u("batch_id", DataType::Utf8, false),
+        u("stream", DataType::Utf8, false),
+        u("partition", DataType::UInt32, false),
+        u("seq", DataType::UInt64, false),
+        u("first_offset", DataType::UInt64, false),
+        u("last_offset", DataType::UInt64, false),
+        u("records", DataType::UInt64, false),
+        u("size", DataType::UInt64, false),
+        u("root", DataType::Utf8, false),
+        u("prev_root", DataType::Utf8, false),
+        u("sealed_at", DataType::Utf8, false),
+        u("epoch_id", DataType::UInt64, true),
+    ]))
+}
+
+/// Schema of the `epochs` table.
+fn epochs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        u("epoch_id", DataType::UInt64, false),
+        u("root", DataType::Utf8, false),
+        u("batch_count", DataType::UInt64, false),
+        u("events", DataType::UInt64, false),
+        u("sealed_at", DataType::Utf8, false),
+        u("status", DataType::Utf8, false),
+        u("backend", DataType::Utf8, true),
+        u("anchored_at", DataType::Utf8, true),
+        u("public_key", DataType::Utf8, true),
+        u("signature", DataType::Utf8, true),
+    ]))
 }
 
 /// Cheap change detector: sizes and modification times of the metadata files.
