@@ -896,55 +896,26 @@ impl World {
                 Some((def.lat, def.lon)),
             );
             let r = def.region;
-            let mfr = party(
-                &mut parties,
-                &id,
-                Some(&name),
-                "manufacturer",
-                loc,
-                tz,
-                false,
-                r,
-            );
-            let asm = party(
-                &mut parties,
-                &id,
-                Some(&name),
-                "assembler",
-                loc,
-                tz,
-                false,
-                r,
-            );
-            let wh = party(
-                &mut parties,
+            // The plant's own participants share its location, time zone and region.
+            let mut plant_party = |pid: &str, pname: &str, role: &str| {
+                party(&mut parties, pid, Some(pname), role, loc, tz, false, r)
+            };
+            let mfr = plant_party(&id, &name, "manufacturer");
+            let asm = plant_party(&id, &name, "assembler");
+            let wh = plant_party(
                 &format!("{id}-wh"),
-                Some(&format!("{name} Warehouse")),
+                &format!("{name} Warehouse"),
                 "warehouse",
-                loc,
-                tz,
-                false,
-                r,
             );
-            let iqc = party(
-                &mut parties,
+            let iqc = plant_party(
                 &format!("{id}-iqc"),
-                Some(&format!("{name} Incoming Quality Control")),
+                &format!("{name} Incoming Quality Control"),
                 "inspector",
-                loc,
-                tz,
-                false,
-                r,
             );
-            let mnt = party(
-                &mut parties,
+            let mnt = plant_party(
                 &format!("{id}-mnt"),
-                Some(&format!("{name} Maintenance")),
+                &format!("{name} Maintenance"),
                 "maintainer",
-                loc,
-                tz,
-                false,
-                r,
             );
             let lines = [1, 2, 3, 4].map(|l| format!("{id}/line-{l}"));
             for &(line, kind, inst) in &PLANT_DEVICES {
