@@ -2,11 +2,11 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use veritrace_queries::{Format, QueryEngine, output};
 use veritrace_verify::verify::{self, Options};
@@ -40,19 +40,48 @@ enum Command {
     Verify(VerifyArgs),
     /// Serve the HTTP API over a data directory.
     Serve(ServeArgs),
+    /// Consume Kafka topics as a consumer group member: validate, seal, anchor (runs until
+    /// SIGTERM or Ctrl-C). All processors of a group share one data directory.
+    Process(crate::process::ProcessArgs),
+    /// Kafka topic administration.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create the raw and rejected topics (existing ones are left unchanged).
+    Create(crate::process::TopicsCreateArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum IngestCommand {
-    /// Process a JSON-lines file (one event per line) into a data directory, embedded
-    /// (no Kafka): validate, batch, seal and anchor on the local ledger.
+    /// Import a file of events: JSON lines, a JSON array, or CSV with a column mapping.
+    /// Embedded by default (validate, batch, seal and anchor into a data directory, no
+    /// Kafka); with --kafka, publish to the raw topic for the processors instead.
     File(IngestFileArgs),
 }
 
 #[derive(Debug, Args)]
 struct IngestFileArgs {
-    /// JSON-lines file (`-` for standard input).
+    /// The file (`-` for standard input).
     path: PathBuf,
+    /// jsonl, json (an array) or csv; detected from the name and content when omitted.
+    #[arg(long)]
+    format: Option<veritrace_ingest::file::FileFormat>,
+    /// Column mapping for CSV (TOML; see `veritrace_ingest::file`).
+    #[arg(long)]
+    csv_map: Option<PathBuf>,
+    /// Publish to Kafka (idempotent producer, keyed by trace code) instead of processing
+    /// embedded.
+    #[arg(long)]
+    kafka: bool,
+    /// Bootstrap servers, with --kafka [config: kafka.brokers].
+    #[arg(long, requires = "kafka")]
+    brokers: Option<String>,
+    /// Topic, with --kafka [config: kafka.raw-topic].
+    #[arg(long, requires = "kafka")]
+    topic: Option<String>,
     /// Data directory (created if missing) [config: data-dir].
     #[arg(long)]
     data: Option<PathBuf>,
@@ -135,7 +164,7 @@ fn init_tracing() {
         .try_init();
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -152,6 +181,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
         Command::Ingest(IngestCommand::File(a)) => ingest_file(a, &cfg),
+        Command::Process(a) => crate::process::process(a, cfg),
+        Command::Topics(TopicsCommand::Create(a)) => crate::process::topics_create(a, cfg),
         Command::Sql(a) => {
             let data = data_of(a.data);
             let rt = runtime()?;
@@ -287,30 +318,18 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
-    use std::io::BufRead;
-    let dir = veritrace_anchor::DataDir::create(a.data.as_ref().unwrap_or(&cfg.data_dir))?;
-    let reader: Box<dyn BufRead> = if a.path == Path::new("-") {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(&a.path)
-                .with_context(|| format!("opening {}", a.path.display()))?,
-        ))
+    let mapping = match &a.csv_map {
+        Some(p) => Some(veritrace_ingest::file::CsvMapping::load(p)?),
+        None => None,
     };
-    let mut read_error = None;
-    let records = reader.split(b'\n').map_while(|line| match line {
-        Ok(l) => Some(l),
-        Err(e) => {
-            read_error = Some(e);
-            None
-        }
-    });
+    let records = veritrace_ingest::file::read_records(&a.path, a.format, mapping.as_ref())?;
+    if a.kafka {
+        return crate::process::ingest_to_kafka(records, cfg, a.brokers, a.topic);
+    }
+    let dir = veritrace_anchor::DataDir::create(a.data.as_ref().unwrap_or(&cfg.data_dir))?;
     let source = records
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|l| {
-            let key = crate::demo::key_of(&l);
-            (key, l)
-        });
+        .into_iter()
+        .map(|r| (veritrace_ingest::key_of(&r), r));
     let mut rt_cfg = cfg.runtime();
     if let Some(s) = a.stream {
         rt_cfg.stream = s;
@@ -319,12 +338,6 @@ fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
         rt_cfg.partitions = p.max(1);
     }
     let report = veritrace_processors::runtime::run(&dir, &rt_cfg, source, Default::default())?;
-    if let Some(e) = read_error {
-        bail!(
-            "reading {} stopped early: {e} (everything read before that is sealed)",
-            a.path.display()
-        );
-    }
     crate::demo::print_summary(&report);
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,17 @@
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
+//!
+//! [kafka]
+//! brokers = "kafka-1:9093,kafka-2:9093"
+//! group = "veritrace-processors"
+//!
+//! [kafka.properties]
+//! "security.protocol" = "SASL_SSL"
+//! "sasl.mechanism" = "SCRAM-SHA-512"
+//! "sasl.username" = "veritrace"
+//! "sasl.password" = "${file:/run/secrets/kafka-password}"
+//! "ssl.ca.location" = "/etc/veritrace/ca.pem"
 //! ```
 //!
 //! Environment example: `VERITRACE__PIPELINE__BATCH_MAX_RECORDS=50000`.
@@ -28,6 +39,7 @@ use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use veritrace_processors::kafka::{ClientSettings, Properties, RAW_TOPIC, REJECTED_TOPIC};
 use veritrace_processors::runtime::RuntimeConfig;
 use veritrace_processors::{BatchPolicy, Limits};
 
@@ -44,6 +56,54 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// HTTP API settings.
     pub http: HttpConfig,
+    /// Kafka: the production path (`veritrace process`, `ingest file --kafka`).
+    pub kafka: KafkaConfig,
+}
+
+/// Kafka settings. Properties are passed to librdkafka unchanged, so any cluster setup
+/// works (`security.protocol`, `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, ...).
+/// Secret values can be indirections, `"${env:NAME}"` or `"${file:/run/secrets/x}"`, and
+/// are never printed (`***`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Consumer group of the processors.
+    pub group: String,
+    /// Topics the processors consume.
+    pub topics: Vec<String>,
+    /// Topic producers write raw events to (`ingest file --kafka`, the load generator).
+    pub raw_topic: String,
+    /// Topic rejected records are published to (original bytes, reason in headers).
+    pub rejected_topic: String,
+    /// Static membership id (`group.instance.id`), unique per processor; a restarted
+    /// processor then takes its partitions back at once. Empty: dynamic membership.
+    pub group_instance_id: String,
+    /// Idempotent producers (no duplicates from retries). Turn off only for brokers
+    /// without support.
+    pub idempotent: bool,
+    /// librdkafka properties for every client.
+    pub properties: Properties,
+    /// librdkafka properties for consumers only.
+    pub consumer_properties: Properties,
+    /// librdkafka properties for producers only.
+    pub producer_properties: Properties,
+    /// Where `veritrace process` serves /metrics and /healthz.
+    pub metrics_listen: SocketAddr,
+}
+
+impl KafkaConfig {
+    /// The client settings for librdkafka.
+    pub fn client(&self) -> ClientSettings {
+        ClientSettings {
+            brokers: self.brokers.clone(),
+            properties: self.properties.clone(),
+            consumer: self.consumer_properties.clone(),
+            producer: self.producer_properties.clone(),
+            idempotent: self.idempotent,
+        }
+    }
 }
 
 /// How records are processed, batched and anchored.
@@ -94,6 +154,19 @@ impl Default for Config {
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             },
+            kafka: KafkaConfig {
+                brokers: "127.0.0.1:9092".into(),
+                group: "veritrace-processors".into(),
+                topics: vec![RAW_TOPIC.into()],
+                raw_topic: RAW_TOPIC.into(),
+                rejected_topic: REJECTED_TOPIC.into(),
+                group_instance_id: String::new(),
+                idempotent: true,
+                properties: Properties::default(),
+                consumer_properties: Properties::default(),
+                producer_properties: Properties::default(),
+                metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            },
         }
     }
 }
@@ -137,6 +210,16 @@ impl Config {
         anyhow::ensure!(
             p.max_payload_bytes >= 256,
             "pipeline.max-payload-bytes must be at least 256"
+        );
+        let k = &self.kafka;
+        anyhow::ensure!(!k.group.is_empty(), "kafka.group must not be empty");
+        anyhow::ensure!(
+            !k.topics.is_empty() && k.topics.iter().all(|t| !t.is_empty()),
+            "kafka.topics must name at least one topic"
+        );
+        anyhow::ensure!(
+            !k.topics.contains(&k.rejected_topic),
+            "kafka.rejected-topic must not be one of kafka.topics (rejections would be re-read)"
         );
         Ok(())
     }
@@ -226,6 +309,27 @@ mod tests {
             jail.create_file("veritrace.toml", "[pipeline]\nbatch-max-recods = 5\n")?;
             let err = format!("{:#}", Config::load(None).expect_err("typo must fail"));
             assert!(err.contains("batch-max-recods"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_and_secrets_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "veritrace.toml",
+                "[kafka]\nbrokers = \"k1:9093\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"hunter2-secret\"\n",
+            )?;
+            let c = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            let client = c.kafka.client();
+            let cc = client
+                .consumer_config("g", None)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(cc.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(cc.get("sasl.password"), Some("hunter2-secret"));
+            assert_eq!(cc.get("bootstrap.servers"), Some("k1:9093"));
+            let shown = format!("{c:?} {client:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
             Ok(())
         });
     }

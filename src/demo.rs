@@ -296,19 +296,3 @@ pub fn thousands(n: u64) -> String {
     }
     out
 }
-
-/// The partitioning key of a raw JSON record: its trace code, else its first input, else
-/// its device id. Unparsable records get no key (they are rejected on partition 0).
-pub fn key_of(line: &[u8]) -> Option<Vec<u8>> {
-    #[derive(serde::Deserialize)]
-    struct Keys {
-        trace_code: Option<String>,
-        inputs: Option<Vec<String>>,
-        device_id: Option<String>,
-    }
-    let k: Keys = serde_json::from_slice(line).ok()?;
-    k.trace_code
-        .or_else(|| k.inputs.and_then(|i| i.into_iter().next()))
-        .or(k.device_id)
-        .map(String::into_bytes)
-}

@@ -1,9 +1,10 @@
 //! # veritrace: the command-line front end
 //!
 //! Thin glue over the pipeline crates: `demo` (the whole pipeline on embedded defaults),
-//! `ingest file` (JSON lines through the same processors), `sql`, `proof`, `verify` and
-//! `serve`. See the README for the user guides.
+//! `ingest file` (JSON lines, arrays or mapped CSV, embedded or to Kafka), `process` (the
+//! Kafka consumer group), `topics create`, `sql`, `proof`, `verify` and `serve`. See the README for the user guides.
 
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod process;

@@ -63,6 +63,15 @@ impl Anchorer {
         self.pending.len()
     }
 
+    /// Replaces the pending batches with every sealed batch of the data directory that is in
+    /// no epoch yet. Used when other processes seal batches into the same directory (the
+    /// manifests are the source of truth; a line being appended right now is skipped and
+    /// picked up next time).
+    pub fn rescan(&mut self, dir: &DataDir) -> Result<()> {
+        self.pending = self.epochs.unepoched(dir.all_batch_headers()?);
+        Ok(())
+    }
+
     /// Adds a freshly sealed batch.
     pub fn add(&mut self, header: BatchHeader) {
         self.pending.push(header);

@@ -8,6 +8,8 @@ use crate::{Error, Result};
 /// events/{batch_id}.parquet      accepted events of one batch (leaf index, leaf hash)
 /// rejected/{batch_id}.parquet    rejected records of the same offset range (original bytes)
 /// batches/{stream}-p{N}.jsonl    hash-chained batch headers of one partition
+/// batches/{stream}-p{N}.lock     held by the process that owns the partition
+/// epochs/anchorer.lock           held by the process that seals and anchors epochs
 /// epochs/epochs.jsonl            epoch records (which batches, epoch root)
 /// ledger/local.jsonl             the local anchor: signed, hash-chained epoch roots
 /// keys/local-ledger.key          the node's Ed25519 seed (0600); .pub is the public key
@@ -70,6 +72,15 @@ impl DataDir {
     pub fn manifest_file(&self, stream: &str, partition: u32) -> PathBuf {
         self.batches_dir()
             .join(format!("{stream}-p{partition:03}.jsonl"))
+    }
+    /// Lock file of one partition of one stream: held by the process that owns it.
+    pub fn partition_lock_file(&self, stream: &str, partition: u32) -> PathBuf {
+        self.batches_dir()
+            .join(format!("{stream}-p{partition:03}.lock"))
+    }
+    /// Lock file of the anchorer: one process per data directory seals and anchors epochs.
+    pub fn anchorer_lock_file(&self) -> PathBuf {
+        self.root.join("epochs").join("anchorer.lock")
     }
     /// `epochs/epochs.jsonl`
     pub fn epochs_file(&self) -> PathBuf {

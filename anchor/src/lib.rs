@@ -25,6 +25,7 @@ mod error;
 mod fsutil;
 mod layout;
 mod ledger;
+mod lock;
 
 pub use anchorer::Anchorer;
 pub use batch::{BatchWriter, SealInput, batch_id, writer_properties};
@@ -33,4 +34,5 @@ pub use error::{Error, Result};
 pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
 pub use layout::DataDir;
 pub use ledger::LocalLedger;
+pub use lock::DirLock;
 pub use veritrace_verify::bundle::{BatchHeader, LedgerEntry};

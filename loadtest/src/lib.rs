@@ -6,6 +6,8 @@
 //! pipeline; the `veritrace-loadtest` binary runs larger end-to-end loads.
 #![deny(missing_docs)]
 
+pub mod kafka;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,9 @@ use veritrace_anchor::DataDir;
 use veritrace_ingest::simulate::{SimConfig, Simulator};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::runtime::{self, RunReport, RuntimeConfig};
+
+/// The raw topic.
+pub const RAW_TOPIC: &str = veritrace_processors::kafka::RAW_TOPIC;
 
 /// A pre-generated workload: records in memory so generation is not measured.
 #[derive(Debug)]

@@ -13,6 +13,7 @@
 
 pub mod columns;
 pub mod event;
+pub mod kafka;
 pub mod partition;
 pub mod reason;
 pub mod runtime;
@@ -56,6 +57,18 @@ pub enum Error {
     /// The caller broke the contract (offsets not increasing, ...).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A setting is missing or unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The Kafka client failed in a way that stops processing.
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+impl From<rdkafka::error::KafkaError> for Error {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        Error::Kafka(e.to_string())
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

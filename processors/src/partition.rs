@@ -78,8 +78,8 @@ impl Stats {
 pub enum Outcome {
     /// Accepted into the open batch.
     Accepted,
-    /// Rejected with this reason (kept in the rejected table).
-    Rejected(Reason),
+    /// Rejected (kept in the rejected table); the reason code and its detail.
+    Rejected(Rejection),
     /// The offset was already sealed before a restart; nothing to do.
     AlreadySealed,
 }
@@ -228,10 +228,10 @@ impl PartitionProcessor {
                         detail: format!("event_id {} was already accepted", a.event.event_id),
                         event_id: Some(a.event.event_id),
                     };
-                    self.reject(offset, key, payload, &r, now_ms)
+                    self.reject(offset, key, payload, r, now_ms)
                 }
             }
-            Err(r) => self.reject(offset, key, payload, &r, now_ms),
+            Err(r) => self.reject(offset, key, payload, r, now_ms),
         };
         Ok(outcome)
     }
@@ -241,12 +241,12 @@ impl PartitionProcessor {
         offset: u64,
         key: Option<&[u8]>,
         payload: &[u8],
-        r: &Rejection,
+        r: Rejection,
         now_ms: i64,
     ) -> Outcome {
-        self.rejected.push(offset, key, payload, r, now_ms);
+        self.rejected.push(offset, key, payload, &r, now_ms);
         *self.stats.rejected.entry(r.reason).or_default() += 1;
-        Outcome::Rejected(r.reason)
+        Outcome::Rejected(r)
     }
 
     /// True when the open batch is full or old enough to seal.

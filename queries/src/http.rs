@@ -211,6 +211,53 @@ async fn not_found() -> Response {
     )
 }
 
+/// A health check for [`metrics_router`]: `Ok(detail)` is healthy, `Err(reason)` is not.
+pub type HealthCheck = Arc<dyn Fn() -> Result<serde_json::Value, String> + Send + Sync>;
+
+/// The router of a process that serves only operations endpoints (`veritrace process`):
+/// `GET /metrics` (Prometheus) and `GET /healthz` (200 when healthy, 503 with the reason).
+pub fn metrics_router(registry: Registry, health: HealthCheck) -> Router {
+    let reg = registry.clone();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let reg = reg.clone();
+                async move {
+                    match TextEncoder::new().encode_to_string(&reg.gather()) {
+                        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+                            .into_response(),
+                        Err(e) => {
+                            error_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics_error", e)
+                        }
+                    }
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    match health() {
+                        Ok(detail) => Json(serde_json::json!({"status": "ok", "detail": detail}))
+                            .into_response(),
+                        Err(reason) => {
+                            error_response(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", reason)
+                        }
+                    }
+                }
+            }),
+        )
+        .fallback(|| async {
+            error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see GET /healthz, GET /metrics",
+            )
+        })
+}
+
 /// Serves the router on an already-bound listener until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,

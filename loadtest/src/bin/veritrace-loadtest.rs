@@ -1,22 +1,81 @@
-//! End-to-end load run of the in-process pipeline: `cargo run --release -p veritrace-loadtest -- --events 1000000`.
+//! Load runs: `cargo run --release -p veritrace-loadtest -- <command>`.
+//!
+//! - `inprocess`: the simulator's records through the in-process pipeline.
+//! - `generate`: write simulator records as JSON lines (for `veritrace ingest file`).
+//! - `produce`: publish simulator records to Kafka at the broker's maximum rate.
+//! - `bare-consume`: a consumer that does nothing with the records (the peer rate).
+//! - `kafka`: the end-to-end benchmark: produce while `veritrace process` consumes, then
+//!   report sustained events/s, event-to-sealed latency, and the bare consume rate.
 
-use clap::Parser;
+use std::io::Write;
+use std::path::PathBuf;
 
-/// Runs the simulator's records through the whole in-process pipeline and reports rates.
+use clap::{Parser, Subcommand};
+
 #[derive(Debug, Parser)]
-struct Args {
-    /// Records to generate.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
-    /// Partitions (processor threads).
-    #[arg(long, default_value_t = 1)]
-    partitions: u32,
-    /// Records per batch.
-    #[arg(long, default_value_t = 10_000)]
-    batch_size: usize,
-    /// Dataset seed.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Runs the simulator's records through the in-process pipeline and reports rates.
+    Inprocess {
+        /// Records to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Partitions (processor threads).
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Records per batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch_size: usize,
+        /// Dataset seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Writes simulator records as JSON lines.
+    Generate {
+        /// Records to generate.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Dataset seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output file (`-`: standard output).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
+    /// Publishes simulator records to Kafka as fast as the broker takes them.
+    Produce {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic.
+        #[arg(long, default_value = "veritrace.raw")]
+        topic: String,
+        /// Records to publish.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Dataset seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Reads a topic with a consumer that does nothing with the records.
+    BareConsume {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic.
+        #[arg(long, default_value = "veritrace.raw")]
+        topic: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        events: u64,
+    },
+    /// End-to-end: publish while `veritrace process` consumes; report rates and latency.
+    Kafka(veritrace_loadtest::kafka::E2eArgs),
 }
 
 // mimalloc: the pipeline allocates on one thread and frees on another (records cross a
@@ -25,25 +84,68 @@ struct Args {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
-    let t = std::time::Instant::now();
-    let w = veritrace_loadtest::workload(a.events, a.seed);
-    let generated = t.elapsed();
-    let (report, elapsed) = veritrace_loadtest::run_pipeline(&w, a.partitions, a.batch_size)?;
-    let s = &report.stats;
-    let out = serde_json::json!({
-        "records": s.consumed,
-        "accepted": s.accepted,
-        "rejected": s.rejected_total(),
-        "batches": s.batches,
-        "epochs": report.epochs,
-        "payload_mb": w.bytes as f64 / 1e6,
-        "generate_s": generated.as_secs_f64(),
-        "pipeline_s": elapsed.as_secs_f64(),
-        "records_per_s": s.consumed as f64 / elapsed.as_secs_f64(),
-        "partitions": a.partitions,
-        "batch_size": a.batch_size,
-    });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match Cli::parse().cmd {
+        Cmd::Inprocess {
+            events,
+            partitions,
+            batch_size,
+            seed,
+        } => {
+            let t = std::time::Instant::now();
+            let w = veritrace_loadtest::workload(events, seed);
+            let generated = t.elapsed();
+            let (report, elapsed) = veritrace_loadtest::run_pipeline(&w, partitions, batch_size)?;
+            let s = &report.stats;
+            let out = serde_json::json!({
+                "records": s.consumed,
+                "accepted": s.accepted,
+                "rejected": s.rejected_total(),
+                "batches": s.batches,
+                "epochs": report.epochs,
+                "payload_mb": w.bytes as f64 / 1e6,
+                "generate_s": generated.as_secs_f64(),
+                "pipeline_s": elapsed.as_secs_f64(),
+                "records_per_s": s.consumed as f64 / elapsed.as_secs_f64(),
+                "partitions": partitions,
+                "batch_size": batch_size,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Cmd::Generate { events, seed, out } => {
+            let w = veritrace_loadtest::workload(events, seed);
+            let mut sink: Box<dyn Write> = if out == std::path::Path::new("-") {
+                Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+            } else {
+                Box::new(std::io::BufWriter::new(std::fs::File::create(&out)?))
+            };
+            for (_, payload) in &w.records {
+                sink.write_all(payload)?;
+                sink.write_all(b"\n")?;
+            }
+            sink.flush()?;
+        }
+        Cmd::Produce {
+            brokers,
+            topic,
+            events,
+            seed,
+        } => {
+            let w = veritrace_loadtest::workload(events, seed);
+            let r = veritrace_loadtest::kafka::produce(&brokers, &topic, &w)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::BareConsume {
+            brokers,
+            topic,
+            events,
+        } => {
+            let r = veritrace_loadtest::kafka::bare_consume(&brokers, &topic, events)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Kafka(a) => {
+            let r = veritrace_loadtest::kafka::end_to_end(&a)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,570 @@
+//! Reading event files: JSON lines, a JSON array, or CSV exported from an ERP with a
+//! mapping from columns to event fields.
+//!
+//! Every input unit becomes exactly one record, even when it is broken: a line or array
+//! element that is not valid JSON is passed on byte for byte, so the processors reject it
+//! with a reason code and keep the original. Nothing is skipped except blank lines.
+//!
+//! ## CSV mapping
+//!
+//! A TOML file maps event fields (dotted paths for nested ones) to a CSV column or a
+//! constant. Optional per field: `type` (`string`, `number`, `integer`, `bool`, `list`),
+//! `split` (separator for `list`), `prefix`, and `map` (value translation, e.g. ERP
+//! movement types to event types). An empty cell omits the field.
+//!
+//! ```toml
+//! [fields]
+//! event_id = { column = "Material Doc", prefix = "sap:mb51:" }
+//! event_type = { column = "MvT", map = { "101" = "warehouse_in", "601" = "sale" } }
+//! event_time = { column = "Entry Time" }
+//! trace_code = { column = "Batch" }
+//! "participant.id" = { value = "plant-sh-01" }
+//! "participant.role" = { value = "manufacturer" }
+//! "quantity.value" = { column = "Qty", type = "number" }
+//! "quantity.unit" = { column = "UoM" }
+//! site = { column = "Plant" }
+//! inputs = { column = "Components", type = "list", split = ";" }
+//! ```
+//!
+//! A value that cannot be converted (a `number` cell reading `n/a`) is kept as a string, so
+//! validation rejects the record with `bad_field_type` instead of the row disappearing.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Input file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// One JSON object per line.
+    JsonLines,
+    /// One JSON array of objects.
+    JsonArray,
+    /// CSV with a header row, mapped to events by a [`CsvMapping`].
+    Csv,
+}
+
+impl std::str::FromStr for FileFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "jsonl" | "ndjson" | "json-lines" => Ok(FileFormat::JsonLines),
+            "json" | "json-array" => Ok(FileFormat::JsonArray),
+            "csv" => Ok(FileFormat::Csv),
+            other => Err(format!(
+                "unknown format {other:?} (expected jsonl, json or csv)"
+            )),
+        }
+    }
+}
+
+impl FileFormat {
+    /// Guesses the format from the file name, then from the first non-blank byte.
+    pub fn detect(path: &Path, head: &[u8]) -> FileFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => return FileFormat::Csv,
+            Some("jsonl" | "ndjson") => return FileFormat::JsonLines,
+            _ => {}
+        }
+        match head.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => FileFormat::JsonArray,
+            _ => FileFormat::JsonLines,
+        }
+    }
+}
+
+/// Errors reading a file (not bad records: those become rejections downstream).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// Which file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The CSV mapping is unusable.
+    #[error("csv mapping {path}: {detail}")]
+    Mapping {
+        /// Which mapping file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The CSV file itself is unreadable (no header row, ...).
+    #[error("csv {path}: {detail}")]
+    Csv {
+        /// Which file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Reads a whole input (`-` is standard input).
+pub fn read_input(path: &Path) -> Result<Vec<u8>, FileError> {
+    let io = |source| FileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(io)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).map_err(io)
+    }
+}
+
+/// Splits JSON lines: each non-blank line is one record (a trailing `\r` is removed).
+pub fn json_lines(data: &[u8]) -> Vec<Vec<u8>> {
+    data.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Splits a JSON array into its elements' original bytes without parsing them (each is
+/// validated downstream). If the text is not an array, or breaks off, the unparsable
+/// remainder becomes one last record, so it is rejected and kept rather than lost.
+pub fn json_array(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < data.len() && data[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    skip_ws(&mut i);
+    if data.get(i) != Some(&b'[') {
+        if i < data.len() {
+            out.push(data[i..].to_vec());
+        }
+        return out;
+    }
+    i += 1;
+    loop {
+        skip_ws(&mut i);
+        match data.get(i) {
+            None => return out,
+            Some(b']') => {
+                i += 1;
+                skip_ws(&mut i);
+                if i < data.len() {
+                    out.push(data[i..].to_vec());
+                }
+                return out;
+            }
+            Some(b',') => {
+                i += 1;
+                continue;
+            }
+            Some(_) => {}
+        }
+        let start = i;
+        let (mut depth, mut in_str, mut esc) = (0i64, false, false);
+        while i < data.len() {
+            let b = data[i];
+            if in_str {
+                if esc {
+                    esc = false;
+                } else if b == b'\\' {
+                    esc = true;
+                } else if b == b'"' {
+                    in_str = false;
+                }
+            } else {
+                match b {
+                    b'"' => in_str = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth > 0 => depth -= 1,
+                    b']' | b',' if depth == 0 => break,
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        let mut end = i;
+        while end > start && data[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        out.push(data[start..end].to_vec());
+        if i >= data.len() {
+            return out;
+        }
+    }
+}
+
+/// How one event field is filled from a CSV row.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMap {
+    /// The CSV column (header name).
+    pub column: Option<String>,
+    /// A constant instead of a column.
+    pub value: Option<toml::Value>,
+    /// Conversion: string (default), number, integer, bool, list.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// Separator for `list`.
+    pub split: Option<String>,
+    /// Text put before the cell value.
+    pub prefix: Option<String>,
+    /// Value translation table.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+}
+
+/// A CSV-to-event mapping (see the module docs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvMapping {
+    /// Field delimiter (default `,`).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// Event field (dotted path) -> how to fill it.
+    pub fields: BTreeMap<String, FieldMap>,
+}
+
+impl CsvMapping {
+    /// Loads and checks a mapping file.
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        let bad = |detail: String| FileError::Mapping {
+            path: path.display().to_string(),
+            detail,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        Self::parse(&text).map_err(bad)
+    }
+
+    /// Parses and checks a mapping.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let m: CsvMapping = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (field, f) in &m.fields {
+            if f.column.is_some() == f.value.is_some() {
+                return Err(format!(
+                    "field {field}: give exactly one of `column` or `value`"
+                ));
+            }
+            match f.kind.as_deref() {
+                None | Some("string" | "number" | "integer" | "bool" | "list") => {}
+                Some(k) => {
+                    return Err(format!(
+                        "field {field}: unknown type {k:?} (string, number, integer, bool, list)"
+                    ));
+                }
+            }
+            if field.split('.').any(str::is_empty) {
+                return Err(format!("field {field:?}: empty path segment"));
+            }
+        }
+        if !m.fields.contains_key("event_id") {
+            return Err("no mapping for event_id: every event needs its source id".into());
+        }
+        Ok(m)
+    }
+
+    /// Converts a CSV file into one JSON record per data row. A row that cannot be read as
+    /// text becomes a record holding its raw bytes (rejected downstream, kept).
+    pub fn records(&self, csv_path: &str, data: &[u8]) -> Result<Vec<Vec<u8>>, FileError> {
+        let bad = |detail: String| FileError::Csv {
+            path: csv_path.to_owned(),
+            detail,
+        };
+        let mut rdr = csv::ReaderBuilder::new()
+            .delimiter(self.delimiter.unwrap_or(',') as u8)
+            .flexible(true)
+            .from_reader(data);
+        let headers = rdr
+            .byte_headers()
+            .map_err(|e| bad(format!("header row: {e}")))?
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+            .collect::<Vec<_>>();
+        let mut index = BTreeMap::new();
+        for (field, f) in &self.fields {
+            if let Some(c) = &f.column {
+                let i = headers.iter().position(|h| h == c).ok_or_else(|| {
+                    bad(format!(
+                        "field {field} maps column {c:?}, which is not in the header ({})",
+                        headers.join(", ")
+                    ))
+                })?;
+                index.insert(field.as_str(), i);
+            }
+        }
+        let mut out = Vec::new();
+        let mut row = csv::ByteRecord::new();
+        loop {
+            match rdr.read_byte_record(&mut row) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return Err(bad(format!("{e}"))),
+            }
+            let cells: Option<Vec<&str>> =
+                row.iter().map(|c| std::str::from_utf8(c).ok()).collect();
+            let Some(cells) = cells else {
+                let raw: Vec<u8> = row.iter().collect::<Vec<_>>().join(&b","[..]);
+                out.push(raw);
+                continue;
+            };
+            let mut obj = Map::new();
+            for (field, f) in &self.fields {
+                let v = match (&f.value, index.get(field.as_str())) {
+                    (Some(c), _) => toml_to_json(c),
+                    (None, Some(&i)) => {
+                        let cell = cells.get(i).map_or("", |c| c.trim());
+                        if cell.is_empty() {
+                            continue;
+                        }
+                        convert(f, cell)
+                    }
+                    (None, None) => continue,
+                };
+                insert_path(&mut obj, field, v);
+            }
+            out.push(serde_json::to_vec(&Value::Object(obj)).unwrap_or_default());
+        }
+        Ok(out)
+    }
+}
+
+fn convert(f: &FieldMap, cell: &str) -> Value {
+    let mapped = f.map.get(cell).map_or(cell, String::as_str);
+    let text = match &f.prefix {
+        Some(p) => format!("{p}{mapped}"),
+        None => mapped.to_owned(),
+    };
+    match f.kind.as_deref() {
+        Some("number") => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::String(text), Value::Number),
+        Some("integer") => text
+            .parse::<i64>()
+            .map_or(Value::String(text), |n| Value::Number(n.into())),
+        Some("bool") => match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "y" => Value::Bool(true),
+            "false" | "no" | "0" | "n" => Value::Bool(false),
+            _ => Value::String(text),
+        },
+        Some("list") => {
+            let sep = f.split.as_deref().unwrap_or(";");
+            Value::Array(
+                text.split(sep)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            )
+        }
+        _ => Value::String(text),
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::Number((*i).into()),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn insert_path(obj: &mut Map<String, Value>, path: &str, v: Value) {
+    match path.split_once('.') {
+        None => {
+            obj.insert(path.to_owned(), v);
+        }
+        Some((head, rest)) => {
+            let child = obj
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !child.is_object() {
+                *child = Value::Object(Map::new());
+            }
+            if let Value::Object(m) = child {
+                insert_path(m, rest, v);
+            }
+        }
+    }
+}
+
+/// The partition key of a record: its trace code, else its first input, else its device
+/// id (the same choice as the simulator), so one object's events share a partition.
+pub fn key_of(record: &[u8]) -> Option<Vec<u8>> {
+    #[derive(Deserialize)]
+    struct Keys {
+        trace_code: Option<String>,
+        inputs: Option<Vec<String>>,
+        device_id: Option<String>,
+    }
+    let k: Keys = serde_json::from_slice(record).ok()?;
+    k.trace_code
+        .or_else(|| k.inputs.and_then(|i| i.into_iter().next()))
+        .or(k.device_id)
+        .map(String::into_bytes)
+}
+
+/// Reads `path` in `format` (detected when `None`) into records.
+pub fn read_records(
+    path: &Path,
+    format: Option<FileFormat>,
+    mapping: Option<&CsvMapping>,
+) -> Result<Vec<Vec<u8>>, FileError> {
+    let data = read_input(path)?;
+    let format = format.unwrap_or_else(|| FileFormat::detect(path, &data[..data.len().min(4096)]));
+    match format {
+        FileFormat::JsonLines => Ok(json_lines(&data)),
+        FileFormat::JsonArray => Ok(json_array(&data)),
+        FileFormat::Csv => {
+            let m = mapping.ok_or_else(|| FileError::Csv {
+                path: path.display().to_string(),
+                detail: "CSV needs a column mapping (--csv-map FILE.toml)".into(),
+            })?;
+            m.records(&path.display().to_string(), &data)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn json_array_keeps_each_elements_bytes() {
+        let recs = json_array(br#" [ {"a":"x,]}"} , {"b":[1,2,{"c":"\""}]},{} ] "#);
+        assert_eq!(
+            recs,
+            vec![
+                br#"{"a":"x,]}"}"#.to_vec(),
+                br#"{"b":[1,2,{"c":"\""}]}"#.to_vec(),
+                b"{}".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_broken_array_loses_nothing() {
+        assert_eq!(
+            json_array(b"[{\"a\":1}, {\"b\":"),
+            vec![b"{\"a\":1}".to_vec(), b"{\"b\":".to_vec()]
+        );
+        assert_eq!(
+            json_array(b"{\"not\":\"array\"}"),
+            vec![b"{\"not\":\"array\"}".to_vec()]
+        );
+        assert_eq!(
+            json_array(b"[1] trailing"),
+            vec![b"1".to_vec(), b"trailing".to_vec()]
+        );
+        assert!(json_array(b"  ").is_empty());
+    }
+
+    #[test]
+    fn json_lines_skip_only_blank_lines() {
+        assert_eq!(
+            json_lines(b"{\"a\":1}\r\n\n  \nnot json\n"),
+            vec![b"{\"a\":1}".to_vec(), b"not json".to_vec()]
+        );
+    }
+
+    const MAP: &str = r#"
+        [fields]
+        event_id = { column = "Doc", prefix = "erp:" }
+        event_type = { column = "MvT", map = { "601" = "sale", "101" = "warehouse_in" } }
+        event_time = { column = "Time" }
+        trace_code = { column = "Batch" }
+        "participant.id" = { value = "plant-1" }
+        "participant.role" = { value = "manufacturer" }
+        "quantity.value" = { column = "Qty", type = "number" }
+        "quantity.unit" = { column = "UoM" }
+        inputs = { column = "Parts", type = "list", split = ";" }
+    "#;
+
+    #[test]
+    fn csv_rows_map_to_events() {
+        let m = CsvMapping::parse(MAP).unwrap();
+        let csv = "Doc,MvT,Time,Batch,Qty,UoM,Parts\n\
+                   1,601,2026-11-21T08:00:00Z,(10)LOT1,12.5,KG,\n\
+                   2,999,2026-11-21T08:00:00Z,,n/a,,A;B\n";
+        let recs = m.records("x.csv", csv.as_bytes()).unwrap();
+        assert_eq!(recs.len(), 2);
+        let a: Value = serde_json::from_slice(&recs[0]).unwrap();
+        assert_eq!(a["event_id"], "erp:1");
+        assert_eq!(a["event_type"], "sale");
+        assert_eq!(a["quantity"]["value"], 12.5);
+        assert_eq!(a["participant"]["role"], "manufacturer");
+        assert!(a.get("inputs").is_none());
+        let b: Value = serde_json::from_slice(&recs[1]).unwrap();
+        assert_eq!(
+            b["event_type"], "999",
+            "unmapped values pass through to validation"
+        );
+        assert_eq!(
+            b["quantity"]["value"], "n/a",
+            "unconvertible cells stay visible"
+        );
+        assert_eq!(b["inputs"], serde_json::json!(["A", "B"]));
+        assert!(b.get("trace_code").is_none());
+    }
+
+    #[test]
+    fn csv_mapping_errors_are_clear() {
+        assert!(
+            CsvMapping::parse("[fields]\nsite = { column = \"S\" }")
+                .unwrap_err()
+                .contains("event_id")
+        );
+        assert!(
+            CsvMapping::parse("[fields]\nevent_id = { column = \"a\", value = \"b\" }")
+                .unwrap_err()
+                .contains("exactly one")
+        );
+        let m = CsvMapping::parse("[fields]\nevent_id = { column = \"Nope\" }").unwrap();
+        let e = m.records("f.csv", b"Doc\n1\n").unwrap_err().to_string();
+        assert!(e.contains("Nope") && e.contains("Doc"), "{e}");
+    }
+
+    #[test]
+    fn non_utf8_csv_rows_are_kept_raw() {
+        let m = CsvMapping::parse("[fields]\nevent_id = { column = \"Doc\" }").unwrap();
+        let recs = m.records("f.csv", b"Doc,X\nok,1\n\xff\xfe,2\n").unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1], b"\xff\xfe,2".to_vec());
+    }
+
+    proptest! {
+        #[test]
+        fn splitters_never_panic_and_keep_every_non_blank_byte_run(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = json_array(&data);
+            let lines = json_lines(&data);
+            let total: usize = lines.iter().map(Vec::len).sum();
+            prop_assert!(total <= data.len());
+        }
+
+        #[test]
+        fn arrays_of_objects_split_exactly(n in 0usize..20) {
+            let elems: Vec<String> = (0..n).map(|i| format!("{{\"id\":\"e{i}\",\"s\":\"a,]\\\"b\"}}")).collect();
+            let text = format!("[{}]", elems.join(" ,\n"));
+            let got = json_array(text.as_bytes());
+            prop_assert_eq!(got, elems.iter().map(|e| e.as_bytes().to_vec()).collect::<Vec<_>>());
+        }
+    }
+}

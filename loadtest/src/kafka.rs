@@ -1,0 +1,350 @@
+//! Kafka load runs: producing at the broker's maximum rate, a bare consumer as the peer,
+//! and the end-to-end run against `veritrace process` (see `BENCHMARKS.md`).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use serde::Serialize;
+use veritrace_ingest::kafka::Publisher;
+use veritrace_processors::kafka::ClientSettings;
+
+use crate::Workload;
+
+/// Result of a produce run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProduceReport {
+    /// Records acknowledged.
+    pub delivered: u64,
+    /// Seconds from first send to last acknowledgement.
+    pub seconds: f64,
+    /// Records per second.
+    pub records_per_s: f64,
+}
+
+/// Publishes the workload (keyed, idempotent) and waits for every acknowledgement.
+pub fn produce(brokers: &str, topic: &str, w: &Workload) -> anyhow::Result<ProduceReport> {
+    let mut p = Publisher::new(&ClientSettings::new(brokers), topic, "veritrace-loadtest")?;
+    for (k, v) in &w.records {
+        p.send(k.as_deref(), v)?;
+    }
+    let r = p.finish(Duration::from_secs(120));
+    if r.failed > 0 || r.unacknowledged() > 0 {
+        bail!(
+            "{} failed, {} unacknowledged: {:?}",
+            r.failed,
+            r.unacknowledged(),
+            r.first_error
+        );
+    }
+    let seconds = r.elapsed.as_secs_f64();
+    Ok(ProduceReport {
+        delivered: r.delivered,
+        seconds,
+        records_per_s: r.delivered as f64 / seconds,
+    })
+}
+
+/// Result of a bare consume run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumeReport {
+    /// Records read.
+    pub records: u64,
+    /// Seconds from the first record to the last.
+    pub seconds: f64,
+    /// Records per second.
+    pub records_per_s: f64,
+}
+
+/// Reads `events` records of `topic` with a fresh consumer group, touching only their
+/// length: the broker-and-client ceiling the processor is compared with.
+pub fn bare_consume(brokers: &str, topic: &str, events: u64) -> anyhow::Result<ConsumeReport> {
+    let group = format!("bare-{}", std::process::id());
+    let consumer: BaseConsumer = ClientSettings::new(brokers)
+        .consumer_config(&group, None)?
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut n = 0u64;
+    let mut bytes = 0u64;
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while n < events {
+        if Instant::now() > deadline {
+            bail!("only {n} of {events} records arrived within 10 minutes");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                bytes += m.payload().map_or(0, <[u8]>::len) as u64;
+                n += 1;
+            }
+            Some(Err(e)) => tracing_warn(&e.to_string()),
+            None => {}
+        }
+    }
+    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    std::hint::black_box(bytes);
+    Ok(ConsumeReport {
+        records: n,
+        seconds,
+        records_per_s: n as f64 / seconds,
+    })
+}
+
+fn tracing_warn(msg: &str) {
+    eprintln!("consumer: {msg}");
+}
+
+/// Flags of the end-to-end run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct E2eArgs {
+    /// The tansu binary (a broker is started on a free loopback port for the run).
+    #[arg(long)]
+    pub tansu: PathBuf,
+    /// The `veritrace` binary (release build).
+    #[arg(long)]
+    pub veritrace: PathBuf,
+    /// Records to publish.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Topic partitions.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Dataset seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Result of the end-to-end run.
+#[derive(Debug, Clone, Serialize)]
+pub struct E2eReport {
+    /// Records published.
+    pub events: u64,
+    /// The producer alone (while the processor consumed).
+    pub produce: ProduceReport,
+    /// Seconds from the first publish until every record was in a durable batch.
+    pub end_to_end_seconds: f64,
+    /// Records per second end to end.
+    pub end_to_end_per_s: f64,
+    /// Event-to-sealed latency percentiles (seconds, from histogram buckets).
+    pub latency_p50_s: f64,
+    /// 99th percentile.
+    pub latency_p99_s: f64,
+    /// The bare consumer on the same topic, same broker, same run.
+    pub bare_consume: ConsumeReport,
+    /// Processor rate / bare consume rate.
+    pub ratio_to_bare: f64,
+}
+
+struct Proc(Child, &'static str);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Stop by PID: SIGTERM first so the processor seals and commits, then make sure.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{} did not stop on SIGTERM; killing", self.1);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > until {
+            bail!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Fetches `/metrics` from a local processor.
+pub fn scrape(port: u16) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
+}
+
+/// The value of an unlabelled (or first matching) sample.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A quantile from a Prometheus histogram's cumulative buckets (linear inside a bucket).
+pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let v: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, v))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for (le, c) in buckets {
+        if c >= rank {
+            if le.is_infinite() {
+                return Some(prev.0);
+            }
+            let frac = if c > prev.1 {
+                (rank - prev.1) / (c - prev.1)
+            } else {
+                1.0
+            };
+            return Some(prev.0 + (le - prev.0) * frac);
+        }
+        prev = (le, c);
+    }
+    None
+}
+
+/// The end-to-end run (see the module docs).
+pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
+    let work = tempfile::tempdir()?;
+    let port = free_port()?;
+    let brokers = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{brokers}");
+    let broker_dir = work.path().join("broker");
+    std::fs::create_dir_all(&broker_dir)?;
+    let _broker = Proc(
+        Command::new(&a.tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(&broker_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", a.tansu.display()))?,
+        "broker",
+    );
+    wait_port(port, "the broker")?;
+    let vt = |args: &[&str]| -> anyhow::Result<()> {
+        let st = Command::new(&a.veritrace).args(args).status()?;
+        anyhow::ensure!(st.success(), "veritrace {args:?} failed");
+        Ok(())
+    };
+    vt(&[
+        "topics",
+        "create",
+        "--brokers",
+        &brokers,
+        "--partitions",
+        &a.partitions.to_string(),
+    ])?;
+    eprintln!("generating {} records", a.events);
+    let w = crate::workload(a.events, a.seed);
+
+    let mport = free_port()?;
+    let data = work.path().join("data");
+    let _proc = Proc(
+        Command::new(&a.veritrace)
+            .args(["process", "--brokers", &brokers, "--data"])
+            .arg(&data)
+            .args(["--metrics-listen", &format!("127.0.0.1:{mport}")])
+            .stdout(Stdio::null())
+            .spawn()?,
+        "processor",
+    );
+    wait_port(mport, "the processor's metrics endpoint")?;
+    // Let the processor join the group before the clock starts.
+    let until = Instant::now() + Duration::from_secs(60);
+    while metric(&scrape(mport)?, "veritrace_assigned_partitions").unwrap_or(0.0)
+        < a.partitions as f64
+    {
+        anyhow::ensure!(Instant::now() < until, "the processor got no partitions");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    eprintln!("publishing while the processor consumes");
+    let start = Instant::now();
+    let produce = produce(&brokers, crate::RAW_TOPIC, &w)?;
+    let name = "veritrace_event_to_sealed_seconds";
+    let text = loop {
+        let t = scrape(mport)?;
+        if metric(&t, &format!("{name}_count")).unwrap_or(0.0) >= a.events as f64 {
+            break t;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(1800),
+            "not everything was sealed within 30 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let e2e = start.elapsed().as_secs_f64();
+    eprintln!("measuring the bare consumer on the same topic");
+    let bare = bare_consume(&brokers, crate::RAW_TOPIC, a.events)?;
+    let per_s = a.events as f64 / e2e;
+    Ok(E2eReport {
+        events: a.events,
+        produce,
+        end_to_end_seconds: e2e,
+        end_to_end_per_s: per_s,
+        latency_p50_s: histogram_quantile(&text, name, 0.5).unwrap_or(f64::NAN),
+        latency_p99_s: histogram_quantile(&text, name, 0.99).unwrap_or(f64::NAN),
+        ratio_to_bare: per_s / bare.records_per_s,
+        bare_consume: bare,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_from_buckets() {
+        let t = "x_bucket{le=\"0.1\"} 50\nx_bucket{le=\"0.2\"} 90\nx_bucket{le=\"+Inf\"} 100\nx_count 100\n";
+        assert!((histogram_quantile(t, "x", 0.5).unwrap() - 0.1).abs() < 1e-9);
+        assert!((histogram_quantile(t, "x", 0.7).unwrap() - 0.15).abs() < 1e-9);
+        assert_eq!(histogram_quantile(t, "x", 0.99), Some(0.2));
+        assert_eq!(metric(t, "x_count"), Some(100.0));
+    }
+}

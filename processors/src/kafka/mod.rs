@@ -1,0 +1,608 @@
+//! The Kafka runtime of `veritrace process`: a consumer group member that runs one
+//! [`PartitionProcessor`](crate::PartitionProcessor) task per assigned partition.
+//!
+//! Guarantees, and how they are kept with a broker that has no transactions:
+//! - **Nothing lost**: offsets are committed only after the batch is durable, and the
+//!   data directory's manifest (not the group offset) decides where a partition resumes.
+//!   Rejected records reach the rejected table (same batch) and the rejected topic (acked
+//!   before the batch is sealed).
+//! - **Nothing doubled**: batch ids derive from partition and offsets; a record at or below
+//!   the manifest's last offset is never processed again; event ids are deduplicated per
+//!   partition across restarts.
+//! - **One writer per partition**: an OS lock per partition in the shared data directory.
+//!   A process that has not let go (slow revoke, zombie) blocks the new owner instead of
+//!   writing beside it; `kill -9` releases the lock.
+//! - **Rebalance**: on revocation each task seals what it holds (so little is re-read),
+//!   releases the partition and commits; the new owner resumes after the last seal.
+//!
+//! Every process sharing a data directory can anchor; one at a time does (the anchorer
+//! lock), reading all partitions' manifests, so anchoring continues when processes come
+//! and go.
+
+pub mod admin;
+pub mod metrics;
+pub mod settings;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, config::RDKafkaLogLevel};
+use veritrace_anchor::{Anchorer, BatchHeader, DataDir, DirLock};
+
+pub use metrics::Metrics;
+pub use settings::{ClientSettings, Properties};
+
+use crate::partition::{BatchPolicy, Stats};
+use crate::{Error, Result, now_ms, rfc3339_ms};
+use worker::{Msg, Rec, WorkerCtx};
+
+/// The topic raw events are produced to.
+pub const RAW_TOPIC: &str = "veritrace.raw";
+/// The topic rejected records are published to.
+pub const REJECTED_TOPIC: &str = "veritrace.rejected";
+
+/// Settings of `veritrace process`.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// How to reach the cluster.
+    pub client: ClientSettings,
+    /// Consumer group id.
+    pub group: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Where rejected records go.
+    pub rejected_topic: String,
+    /// Static group membership id (`group.instance.id`): a restarted process takes its
+    /// partitions straight back instead of waiting for the session timeout.
+    pub instance_id: Option<String>,
+    /// Batch sealing policy.
+    pub policy: BatchPolicy,
+    /// Epoch interval.
+    pub epoch_interval: Duration,
+}
+
+/// What a run did (this process only).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessReport {
+    /// Summed counters of the partition tasks that finished.
+    pub stats: Stats,
+    /// Epochs this process anchored.
+    pub epochs: u64,
+}
+
+/// Records per hand-off to a partition task.
+const CHUNK: usize = 512;
+/// Chunks queued per partition task before the poll loop waits (back-pressure).
+const QUEUE: usize = 16;
+/// Longest a record waits in the poll loop's buffer before it is handed off.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+struct Task {
+    topic: String,
+    partition: i32,
+    tx: SyncSender<Msg>,
+    buf: Vec<Rec>,
+    cancel: Arc<AtomicBool>,
+    join: JoinHandle<Result<worker::Exit>>,
+}
+
+struct Shared {
+    dir: DataDir,
+    cfg: ProcessConfig,
+    producer: FutureProducer,
+    metrics: Metrics,
+    commits_tx: Sender<(String, i32, i64)>,
+    tasks: Mutex<Vec<Task>>,
+    stats: Mutex<Stats>,
+    fatal: Mutex<Option<Error>>,
+    holder: String,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("cfg", &self.cfg).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        tracing::error!(error = %e, "processing stopped");
+        lock(&self.fatal).get_or_insert(e);
+    }
+
+    fn failed(&self) -> bool {
+        lock(&self.fatal).is_some()
+    }
+
+    /// Starts a task for each partition of `tpl`, positioning each at one past its last
+    /// sealed offset.
+    fn assign(&self, tpl: &mut TopicPartitionList) {
+        let elems: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, p) in elems {
+            let resume = match veritrace_anchor::read_jsonl::<BatchHeader>(
+                &self.dir.manifest_file(&topic, p as u32),
+            ) {
+                Ok(h) => h.last().map(|h| h.last_offset as i64 + 1),
+                Err(e) => {
+                    self.fail(e.into());
+                    return;
+                }
+            };
+            if let Some(o) = resume
+                && let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(o))
+            {
+                self.fail(e.into());
+                return;
+            }
+            let (tx, rx) = sync_channel(QUEUE);
+            let cancel = Arc::new(AtomicBool::new(false));
+            let ctx = WorkerCtx {
+                dir: self.dir.clone(),
+                topic: topic.clone(),
+                partition: p,
+                policy: self.cfg.policy,
+                producer: self.producer.clone(),
+                rejected_topic: self.cfg.rejected_topic.clone(),
+                metrics: self.metrics.clone(),
+                cancel: cancel.clone(),
+                commits: self.commits_tx.clone(),
+                expected_start: resume,
+                holder: self.holder.clone(),
+            };
+            tracing::info!(topic = %topic, partition = p, ?resume, "partition assigned");
+            let spawned = std::thread::Builder::new()
+                .name(format!("p{p}-{topic}"))
+                .spawn(move || worker::run(ctx, rx));
+            match spawned {
+                Ok(join) => lock(&self.tasks).push(Task {
+                    topic,
+                    partition: p,
+                    tx,
+                    buf: Vec::with_capacity(CHUNK),
+                    cancel,
+                    join,
+                }),
+                Err(e) => {
+                    self.fail(Error::Invalid(format!(
+                        "cannot start a partition task: {e}"
+                    )));
+                    return;
+                }
+            }
+        }
+        self.metrics.assigned.set(lock(&self.tasks).len() as i64);
+    }
+
+    /// Stops the tasks of the given partitions (all when `None`): each seals what it
+    /// holds and releases its lock. Returns the positions to commit.
+    fn revoke(&self, which: Option<&[(String, i32)]>) -> TopicPartitionList {
+        let mut tasks = lock(&self.tasks);
+        let (stop, keep): (Vec<Task>, Vec<Task>) =
+            std::mem::take(&mut *tasks).into_iter().partition(|t| {
+                which.is_none_or(|w| w.iter().any(|(tp, p)| *tp == t.topic && *p == t.partition))
+            });
+        *tasks = keep;
+        drop(tasks);
+        let mut commit = TopicPartitionList::new();
+        for mut t in stop {
+            if !t.buf.is_empty() {
+                let _ = t.tx.send(Msg::Records(std::mem::take(&mut t.buf)));
+            }
+            t.cancel.store(true, Ordering::Relaxed);
+            let _ = t.tx.send(Msg::Stop { seal: true });
+            drop(t.tx);
+            match t.join.join() {
+                Ok(Ok(exit)) => {
+                    lock(&self.stats).merge(&exit.stats);
+                    if let Some(o) = exit.next_offset {
+                        let _ =
+                            commit.add_partition_offset(&t.topic, t.partition, Offset::Offset(o));
+                    }
+                }
+                Ok(Err(e)) => self.fail(e),
+                Err(_) => self.fail(Error::Invalid(format!(
+                    "the task of {}-p{} panicked",
+                    t.topic, t.partition
+                ))),
+            }
+            self.metrics
+                .lag
+                .remove_label_values(&[t.topic.as_str(), &t.partition.to_string()])
+                .ok();
+            tracing::info!(topic = %t.topic, partition = t.partition, "partition released");
+        }
+        self.metrics.assigned.set(lock(&self.tasks).len() as i64);
+        commit
+    }
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{msg}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{msg}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{msg}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{msg}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, reason, "kafka client error (retrying)");
+    }
+
+    fn stats(&self, s: Statistics) {
+        let tasks = lock(&self.shared.tasks);
+        for t in tasks.iter() {
+            let Some(p) = s
+                .topics
+                .get(&t.topic)
+                .and_then(|tp| tp.partitions.get(&t.partition))
+            else {
+                continue;
+            };
+            if p.consumer_lag >= 0 {
+                self.shared
+                    .metrics
+                    .lag
+                    .with_label_values(&[t.topic.as_str(), &t.partition.to_string()])
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            rdkafka::consumer::RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.shared
+                    .metrics
+                    .rebalances
+                    .with_label_values(&["assign"])
+                    .inc();
+                self.shared.assign(tpl);
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    self.shared.fail(e.into());
+                }
+            }
+            other => {
+                let kind = if other == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    "revoke"
+                } else {
+                    tracing::warn!(error = ?other, "rebalance error; releasing all partitions");
+                    "error"
+                };
+                self.shared
+                    .metrics
+                    .rebalances
+                    .with_label_values(&[kind])
+                    .inc();
+                let which: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                let commits = self
+                    .shared
+                    .revoke(if cooperative { Some(&which) } else { None });
+                if commits.count() > 0 && !consumer.assignment_lost() {
+                    commit(consumer, &self.shared.metrics, &commits, CommitMode::Sync);
+                }
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+        }
+    }
+}
+
+fn commit(
+    consumer: &BaseConsumer<Ctx>,
+    metrics: &Metrics,
+    tpl: &TopicPartitionList,
+    mode: CommitMode,
+) {
+    match consumer.commit(tpl, mode) {
+        Ok(()) => {
+            for e in tpl.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    metrics
+                        .committed
+                        .with_label_values(&[e.topic(), &e.partition().to_string()])
+                        .set(o);
+                }
+            }
+        }
+        Err(e) => {
+            metrics.commit_failures.inc();
+            tracing::warn!(error = %e, "offset commit failed; the batches are durable and the next commit supersedes it");
+        }
+    }
+}
+
+/// Runs `veritrace process` until `stop` is set (or a fatal error), then seals what is
+/// open, commits, anchors, and leaves the group.
+pub fn run(
+    dir: &DataDir,
+    cfg: &ProcessConfig,
+    metrics: Metrics,
+    stop: Arc<AtomicBool>,
+) -> Result<ProcessReport> {
+    if cfg.topics.is_empty() {
+        return Err(Error::Config("no topics to consume (kafka.topics)".into()));
+    }
+    let producer: FutureProducer = cfg
+        .client
+        .producer_config("veritrace-process")?
+        .create()
+        .map_err(|e| Error::Kafka(format!("creating the rejected-topic producer: {e}")))?;
+    let (commits_tx, commits_rx) = channel();
+    let holder = format!("veritrace process group={} host={}", cfg.group, hostname());
+    let shared = Arc::new(Shared {
+        dir: dir.clone(),
+        cfg: cfg.clone(),
+        producer: producer.clone(),
+        metrics: metrics.clone(),
+        commits_tx,
+        tasks: Mutex::new(Vec::new()),
+        stats: Mutex::new(Stats::default()),
+        fatal: Mutex::new(None),
+        holder: holder.clone(),
+    });
+    let consumer: BaseConsumer<Ctx> = cfg
+        .client
+        .consumer_config(&cfg.group, cfg.instance_id.as_deref())?
+        .set_log_level(RDKafkaLogLevel::Warning)
+        .create_with_context(Ctx {
+            shared: shared.clone(),
+        })
+        .map_err(|e| Error::Kafka(format!("creating the consumer: {e}")))?;
+
+    let mut needed: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    needed.push(&cfg.rejected_topic);
+    admin::require_topics(&consumer, &needed, Duration::from_secs(15))?;
+
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(group = %cfg.group, topics = ?cfg.topics, brokers = %cfg.client.brokers, "consumer subscribed");
+
+    let anchor_stop = Arc::new(AtomicBool::new(false));
+    let anchor = {
+        let dir = dir.clone();
+        let interval = cfg.epoch_interval;
+        let stop = anchor_stop.clone();
+        let metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("anchor".into())
+            .spawn(move || anchor_loop(&dir, interval, &stop, &metrics, &holder))
+            .map_err(|e| Error::Invalid(format!("cannot start the anchor thread: {e}")))?
+    };
+
+    poll_loop(&consumer, &shared, &stop, &commits_rx);
+
+    // Shutdown: seal what is open, commit it, leave the group, anchor what was sealed.
+    let final_commits = shared.revoke(None);
+    drain_commits(&consumer, &shared.metrics, &commits_rx);
+    if final_commits.count() > 0 {
+        commit(&consumer, &metrics, &final_commits, CommitMode::Sync);
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    let _ = producer.flush(Duration::from_secs(10));
+    anchor_stop.store(true, Ordering::Relaxed);
+    let epochs = match anchor.join() {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            shared.fail(e);
+            0
+        }
+        Err(_) => {
+            shared.fail(Error::Invalid("the anchor thread panicked".into()));
+            0
+        }
+    };
+    if let Some(e) = lock(&shared.fatal).take() {
+        return Err(e);
+    }
+    let stats = lock(&shared.stats).clone();
+    Ok(ProcessReport { stats, epochs })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn drain_commits(
+    consumer: &BaseConsumer<Ctx>,
+    metrics: &Metrics,
+    rx: &Receiver<(String, i32, i64)>,
+) {
+    let mut tpl = TopicPartitionList::new();
+    let mut any = false;
+    while let Ok((t, p, o)) = rx.try_recv() {
+        // Later positions of the same partition replace earlier ones.
+        if tpl.set_partition_offset(&t, p, Offset::Offset(o)).is_err() {
+            let _ = tpl.add_partition_offset(&t, p, Offset::Offset(o));
+        }
+        any = true;
+    }
+    // Synchronous: one broker round trip per sealed batch, and the metric then tells
+    // the truth about what the group holds.
+    if any {
+        commit(consumer, metrics, &tpl, CommitMode::Sync);
+    }
+}
+
+fn poll_loop(
+    consumer: &BaseConsumer<Ctx>,
+    shared: &Shared,
+    stop: &AtomicBool,
+    commits_rx: &Receiver<(String, i32, i64)>,
+) {
+    let mut last_flush = Instant::now();
+    let mut warned_at: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) && !shared.failed() {
+        drain_commits(consumer, &shared.metrics, commits_rx);
+        let polled = consumer.poll(Duration::from_millis(50));
+        let idle = polled.is_none();
+        match polled {
+            Some(Ok(m)) => {
+                let rec = Rec {
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                };
+                let (topic, partition) = (m.topic(), m.partition());
+                let mut tasks = lock(&shared.tasks);
+                let Some(t) = tasks
+                    .iter_mut()
+                    .find(|t| t.partition == partition && t.topic == topic)
+                else {
+                    // Not ours (any more): not committed either, so its owner reads it.
+                    continue;
+                };
+                t.buf.push(rec);
+                if t.buf.len() >= CHUNK {
+                    let chunk = std::mem::replace(&mut t.buf, Vec::with_capacity(CHUNK));
+                    hand_off(shared, t, chunk);
+                }
+            }
+            Some(Err(e)) => {
+                if warned_at.is_none_or(|w| w.elapsed() > Duration::from_secs(10)) {
+                    warned_at = Some(Instant::now());
+                    tracing::warn!(error = %e, "consumer error (the client retries)");
+                }
+            }
+            None => {}
+        }
+        if idle || last_flush.elapsed() >= FLUSH_EVERY {
+            last_flush = Instant::now();
+            let mut tasks = lock(&shared.tasks);
+            for t in tasks.iter_mut() {
+                if !t.buf.is_empty() {
+                    let chunk = std::mem::replace(&mut t.buf, Vec::with_capacity(CHUNK));
+                    hand_off(shared, t, chunk);
+                }
+            }
+            for t in tasks.iter() {
+                if t.join.is_finished() {
+                    // A task only ends early on an error; `revoke` collects it.
+                    shared.fail(Error::Invalid(format!(
+                        "the task of {}-p{} stopped",
+                        t.topic, t.partition
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Hands records to a task, waiting while its queue is full (back-pressure on the
+/// consumer); a task that died is noticed by the poll loop.
+fn hand_off(shared: &Shared, t: &Task, chunk: Vec<Rec>) {
+    match t.tx.try_send(Msg::Records(chunk)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(msg)) => {
+            if t.tx.send(msg).is_err() {
+                shared.fail(Error::Invalid(format!(
+                    "the task of {}-p{} stopped",
+                    t.topic, t.partition
+                )));
+            }
+        }
+        Err(TrySendError::Disconnected(_)) => shared.fail(Error::Invalid(format!(
+            "the task of {}-p{} stopped",
+            t.topic, t.partition
+        ))),
+    }
+}
+
+/// Seals and anchors epochs while this process holds the anchorer lock; otherwise keeps
+/// trying to take it (another process of the group is anchoring).
+fn anchor_loop(
+    dir: &DataDir,
+    interval: Duration,
+    stop: &AtomicBool,
+    metrics: &Metrics,
+    holder: &str,
+) -> Result<u64> {
+    let mut held: Option<(DirLock, Anchorer)> = None;
+    let mut anchored = 0u64;
+    let now_s = || rfc3339_ms(now_ms());
+    let mut next = Instant::now() + interval;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if held.is_none()
+            && let Some(l) = DirLock::try_acquire(&dir.anchorer_lock_file(), holder)?
+        {
+            let a = Anchorer::open(dir, interval, now_s)?;
+            tracing::info!("this process anchors epochs for the data directory");
+            held = Some((l, a));
+        }
+        if let Some((_, a)) = &mut held
+            && (stopping || Instant::now() >= next)
+        {
+            a.rescan(dir)?;
+            metrics.pending_batches.set(a.pending_batches() as i64);
+            if a.tick(Instant::now(), true, now_s)?.is_some() {
+                anchored += 1;
+                metrics.epochs.inc();
+                metrics.pending_batches.set(0);
+            }
+            next = Instant::now() + interval;
+        }
+        if stopping {
+            return Ok(anchored);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

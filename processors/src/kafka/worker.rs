@@ -1,0 +1,419 @@
+//! One task per assigned partition: takes the partition's lock in the data directory,
+//! runs the foundation's parse -> structure -> validate -> batch path, publishes rejected
+//! records to the rejected topic, seals, and asks for the offset commit.
+//!
+//! Order at each seal (the commit protocol):
+//! 1. every rejected record of the batch is acknowledged by the rejected topic,
+//! 2. the batch's Parquet files and manifest line are durable ([`PartitionProcessor::seal`]),
+//! 3. the next offset is committed to the consumer group.
+//!
+//! A crash before 2 re-reads the whole batch (rejected records may reach the topic twice,
+//! with the same source offset header; never zero times). A crash between 2 and 3 is
+//! harmless: the manifest, not the group offset, says where to resume.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use veritrace_anchor::{DataDir, DirLock};
+
+use super::metrics::Metrics;
+use crate::partition::{BatchPolicy, Outcome, PartitionProcessor, Stats};
+use crate::reason::Reason;
+use crate::{Error, Result, now_ms};
+
+/// One record copied out of the consumer.
+#[derive(Debug)]
+pub(crate) struct Rec {
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) timestamp_ms: Option<i64>,
+}
+
+/// What the poll loop sends a worker.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Records(Vec<Rec>),
+    /// Seal what is open (when `seal`), then stop and release the partition.
+    Stop {
+        seal: bool,
+    },
+}
+
+/// How a worker ended.
+#[derive(Debug, Default)]
+pub(crate) struct Exit {
+    /// Next offset to read (one past the last sealed offset), if anything is sealed.
+    pub(crate) next_offset: Option<i64>,
+    pub(crate) stats: Stats,
+}
+
+/// Everything a worker needs from the process.
+pub(crate) struct WorkerCtx {
+    pub(crate) dir: DataDir,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) policy: BatchPolicy,
+    pub(crate) producer: FutureProducer,
+    pub(crate) rejected_topic: String,
+    pub(crate) metrics: Metrics,
+    /// Set when the process is stopping or the partition was revoked: stop waiting.
+    pub(crate) cancel: Arc<AtomicBool>,
+    /// Sealed positions go here; the poll loop commits them.
+    pub(crate) commits: std::sync::mpsc::Sender<(String, i32, i64)>,
+    /// Where the assign callback positioned the consumer (one past the last sealed offset).
+    pub(crate) expected_start: Option<i64>,
+    pub(crate) holder: String,
+}
+
+impl std::fmt::Debug for WorkerCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerCtx")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The largest rejected payload copied to the rejected topic; larger originals are cut
+/// (header `veritrace-truncated-from` gives the full length). The rejected table always
+/// keeps the whole original.
+const MAX_TOPIC_PAYLOAD: usize = 900 * 1024;
+const MAX_DETAIL: usize = 1000;
+
+struct PendingReject {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    reason: Reason,
+    detail: String,
+    truncated_from: Option<usize>,
+    delivery: Option<DeliveryFuture>,
+    failed: bool,
+}
+
+pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
+    let lock_path = ctx
+        .dir
+        .partition_lock_file(&ctx.topic, ctx.partition as u32);
+    let started = Instant::now();
+    let mut warned = Instant::now();
+    let _lock = loop {
+        if let Some(l) = DirLock::try_acquire(&lock_path, &ctx.holder)? {
+            break l;
+        }
+        if ctx.cancel.load(Ordering::Relaxed) {
+            return Ok(Exit::default());
+        }
+        if warned.elapsed() > Duration::from_secs(5) {
+            warned = Instant::now();
+            tracing::warn!(
+                topic = %ctx.topic,
+                partition = ctx.partition,
+                holder = %DirLock::holder(&lock_path),
+                waited_s = started.elapsed().as_secs(),
+                "partition is assigned to this process but another process still holds its lock in the data directory; waiting"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let proc = PartitionProcessor::open(&ctx.dir, &ctx.topic, ctx.partition as u32, ctx.policy)?;
+    let resume = proc.resume_offset().map(|o| o as i64);
+    if resume != ctx.expected_start {
+        tracing::info!(topic = %ctx.topic, partition = ctx.partition, ?resume, assigned = ?ctx.expected_start,
+            "the manifest moved while the partition was being assigned; records before the resume offset are skipped");
+    }
+    tracing::info!(topic = %ctx.topic, partition = ctx.partition, ?resume, "partition opened");
+    let mut w = Worker {
+        ctx,
+        proc,
+        pending: Vec::new(),
+        timestamps: Vec::new(),
+        resume,
+        last_offset: None,
+    };
+    let r = w.main_loop(&rx);
+    let mut exit = Exit {
+        next_offset: w.proc.resume_offset().map(|o| o as i64),
+        stats: w.proc.stats().clone(),
+    };
+    if let Err(e) = r {
+        exit.next_offset = None;
+        return Err(e);
+    }
+    Ok(exit)
+}
+
+struct Worker {
+    ctx: WorkerCtx,
+    proc: PartitionProcessor,
+    pending: Vec<PendingReject>,
+    timestamps: Vec<i64>,
+    resume: Option<i64>,
+    last_offset: Option<i64>,
+}
+
+impl Worker {
+    fn main_loop(&mut self, rx: &Receiver<Msg>) -> Result<()> {
+        loop {
+            let timeout = self
+                .proc
+                .seal_deadline()
+                .map_or(Duration::from_millis(500), |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+            match rx.recv_timeout(timeout) {
+                Ok(Msg::Records(recs)) => {
+                    self.records(recs)?;
+                    if self.proc.should_seal(Instant::now()) {
+                        self.seal(false)?;
+                    }
+                }
+                Ok(Msg::Stop { seal }) => {
+                    if seal {
+                        self.seal(true)?;
+                    }
+                    return Ok(());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.proc.should_seal(Instant::now()) {
+                        self.seal(false)?;
+                    }
+                }
+                // The poll loop is gone without a stop: the process is failing. Unsealed
+                // records are not committed and will be read again.
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    fn records(&mut self, recs: Vec<Rec>) -> Result<()> {
+        let now = now_ms();
+        let (mut accepted, mut consumed, mut dups) = (0u64, 0u64, 0u64);
+        for r in recs {
+            if let Some(resume) = self.resume
+                && r.offset < resume
+            {
+                if self.last_offset.is_none() {
+                    return Err(Error::Invalid(format!(
+                        "{}-p{} delivered offset {} but this data directory has sealed it up to {}: \
+                         the topic was recreated or the data directory belongs to another cluster; \
+                         refusing to mix them (nothing was written)",
+                        self.ctx.topic,
+                        self.ctx.partition,
+                        r.offset,
+                        resume - 1
+                    )));
+                }
+                continue;
+            }
+            if self.last_offset.is_some_and(|l| r.offset <= l) {
+                // A re-delivery after a seek; already in the open batch.
+                continue;
+            }
+            self.last_offset = Some(r.offset);
+            consumed += 1;
+            let outcome = self
+                .proc
+                .push(r.offset as u64, r.key.as_deref(), &r.payload, now)?;
+            match outcome {
+                Outcome::Accepted => {
+                    accepted += 1;
+                    self.timestamps.push(r.timestamp_ms.unwrap_or(now));
+                }
+                Outcome::Rejected(rej) => {
+                    if rej.reason == Reason::DuplicateEventId {
+                        dups += 1;
+                    }
+                    self.ctx
+                        .metrics
+                        .rejected
+                        .with_label_values(&[rej.reason.as_str()])
+                        .inc();
+                    self.timestamps.push(r.timestamp_ms.unwrap_or(now));
+                    let mut detail = rej.detail;
+                    if detail.len() > MAX_DETAIL {
+                        let mut cut = MAX_DETAIL;
+                        while !detail.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        detail.truncate(cut);
+                    }
+                    let mut p = PendingReject {
+                        offset: r.offset,
+                        key: r.key,
+                        payload: r.payload,
+                        reason: rej.reason,
+                        detail,
+                        truncated_from: None,
+                        delivery: None,
+                        failed: false,
+                    };
+                    if p.payload.len() > MAX_TOPIC_PAYLOAD {
+                        p.truncated_from = Some(p.payload.len());
+                        p.payload.truncate(MAX_TOPIC_PAYLOAD);
+                    }
+                    self.send(&mut p)?;
+                    self.pending.push(p);
+                }
+                Outcome::AlreadySealed => {}
+            }
+            if self.proc.open_records() as usize >= self.proc.policy().max_records {
+                self.seal(false)?;
+            }
+        }
+        let m = &self.ctx.metrics;
+        m.consumed.inc_by(consumed);
+        m.accepted.inc_by(accepted);
+        m.duplicates.inc_by(dups);
+        Ok(())
+    }
+
+    /// Hands one rejected record to the producer (not waiting for the broker).
+    fn send(&self, p: &mut PendingReject) -> Result<()> {
+        let source = format!("{}/{}/{}", self.ctx.topic, self.ctx.partition, p.offset);
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "veritrace-reason",
+                value: Some(p.reason.as_str()),
+            })
+            .insert(Header {
+                key: "veritrace-detail",
+                value: Some(p.detail.as_str()),
+            })
+            .insert(Header {
+                key: "veritrace-source",
+                value: Some(source.as_str()),
+            });
+        let truncated;
+        if let Some(n) = p.truncated_from {
+            truncated = n.to_string();
+            headers = headers.insert(Header {
+                key: "veritrace-truncated-from",
+                value: Some(truncated.as_str()),
+            });
+        }
+        loop {
+            let mut rec = FutureRecord::to(&self.ctx.rejected_topic)
+                .payload(&p.payload)
+                .headers(headers.clone());
+            if let Some(k) = &p.key {
+                rec = rec.key(k);
+            }
+            match self.ctx.producer.send_result(rec) {
+                Ok(f) => {
+                    p.delivery = Some(f);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))
+                    if p.payload.len() > 1024 =>
+                {
+                    p.truncated_from.get_or_insert(p.payload.len());
+                    let half = p.payload.len() / 2;
+                    p.payload.truncate(half);
+                    return self.send(p);
+                }
+                Err((e, _)) => {
+                    return Err(Error::Kafka(format!(
+                        "cannot queue a rejected record for {}: {e}",
+                        self.ctx.rejected_topic
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Waits until the rejected topic has acknowledged every pending record, re-sending
+    /// failures with backoff. Returns false when cancelled first (the batch must not be
+    /// sealed then).
+    fn deliver_rejected(&mut self, stopping: bool) -> Result<bool> {
+        let mut backoff = Duration::from_millis(100);
+        let give_up_at = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut last_err = None;
+            for p in &mut self.pending {
+                p.failed = match p.delivery.take() {
+                    Some(f) => match futures::executor::block_on(f) {
+                        Ok(Ok(_)) => false,
+                        Ok(Err((e, _))) => {
+                            last_err = Some(e.to_string());
+                            true
+                        }
+                        Err(_) => {
+                            last_err = Some("delivery cancelled".into());
+                            true
+                        }
+                    },
+                    None => true,
+                };
+            }
+            let before = self.pending.len();
+            self.pending.retain(|p| p.failed);
+            self.ctx
+                .metrics
+                .rejected_published
+                .inc_by((before - self.pending.len()) as u64);
+            if self.pending.is_empty() {
+                return Ok(true);
+            }
+            tracing::warn!(
+                topic = %self.ctx.rejected_topic,
+                undelivered = self.pending.len(),
+                error = last_err.as_deref().unwrap_or(""),
+                "rejected records not yet acknowledged; the batch waits (nothing is dropped)"
+            );
+            if self.ctx.cancel.load(Ordering::Relaxed) && (!stopping || Instant::now() > give_up_at)
+            {
+                return Ok(false);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            let mut pending = std::mem::take(&mut self.pending);
+            for p in &mut pending {
+                self.send(p)?;
+            }
+            self.pending = pending;
+        }
+    }
+
+    fn seal(&mut self, stopping: bool) -> Result<()> {
+        if self.proc.open_records() == 0 {
+            return Ok(());
+        }
+        if !self.deliver_rejected(stopping)? {
+            tracing::warn!(topic = %self.ctx.topic, partition = self.ctx.partition, records = self.proc.open_records(),
+                "stopping without sealing: the rejected topic did not acknowledge; the next owner reads these records again");
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let Some(h) = self.proc.seal(now_ms())? else {
+            return Ok(());
+        };
+        let m = &self.ctx.metrics;
+        m.seal_seconds.observe(t0.elapsed().as_secs_f64());
+        m.batches.inc();
+        let now = now_ms();
+        let hist = m
+            .event_to_sealed
+            .with_label_values(&[self.ctx.topic.as_str()]);
+        for t in self.timestamps.drain(..) {
+            hist.observe((now - t).max(0) as f64 / 1000.0);
+        }
+        // Committing is the poll loop's job; if it is gone, the manifest still says where
+        // to resume.
+        let _ = self.ctx.commits.send((
+            self.ctx.topic.clone(),
+            self.ctx.partition,
+            h.last_offset as i64 + 1,
+        ));
+        Ok(())
+    }
+}
