@@ -91,6 +91,9 @@ pub struct KafkaConfig {
     pub producer_properties: Properties,
     /// Where `veritrace process` serves /metrics and /healthz.
     pub metrics_listen: SocketAddr,
+    /// Records re-read before a partition's resume offset, for brokers that cannot fetch
+    /// from inside a record batch (tansu 0.6). 0 on Apache Kafka or Redpanda.
+    pub resume_rewind: u64,
 }
 
 impl KafkaConfig {
@@ -166,6 +169,7 @@ impl Default for Config {
                 consumer_properties: Properties::default(),
                 producer_properties: Properties::default(),
                 metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+                resume_rewind: veritrace_processors::kafka::DEFAULT_RESUME_REWIND,
             },
         }
     }

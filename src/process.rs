@@ -111,6 +111,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         instance_id: (!k.group_instance_id.is_empty()).then(|| k.group_instance_id.clone()),
         policy: rt_cfg.policy,
         epoch_interval: rt_cfg.epoch_interval,
+        resume_rewind: k.resume_rewind,
     };
     tracing::info!(config = ?pcfg, data = %data.display(), "starting processor");
 

@@ -69,7 +69,17 @@ pub struct ProcessConfig {
     pub policy: BatchPolicy,
     /// Epoch interval.
     pub epoch_interval: Duration,
+    /// Records to re-read before the resume offset (see [`DEFAULT_RESUME_REWIND`]).
+    pub resume_rewind: u64,
 }
+
+/// Broker gap: tansu 0.6 answers a fetch with the record batches that *start* at or after
+/// the fetch offset, so a resume offset inside a producer batch would skip the rest of
+/// that batch (Kafka returns the batch holding the offset). The processor therefore asks
+/// for this many records before its resume offset and discards those it already sealed.
+/// It must be at least the largest producer batch in records (librdkafka's default
+/// `batch.num.messages` is 10,000). Set 0 on Apache Kafka or Redpanda.
+pub const DEFAULT_RESUME_REWIND: u64 = 10_000;
 
 /// What a run did (this process only).
 #[derive(Debug, Clone, Default)]
@@ -146,7 +156,8 @@ impl Shared {
                     return;
                 }
             };
-            if let Some(o) = resume
+            let start = resume.map(|o| o.saturating_sub(self.cfg.resume_rewind as i64).max(0));
+            if let Some(o) = start
                 && let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(o))
             {
                 self.fail(e.into());

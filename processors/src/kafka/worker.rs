@@ -196,21 +196,22 @@ impl Worker {
         let now = now_ms();
         let (mut accepted, mut consumed, mut dups) = (0u64, 0u64, 0u64);
         for r in recs {
-            if let Some(resume) = self.resume
-                && r.offset < resume
-            {
-                if self.last_offset.is_none() {
-                    return Err(Error::Invalid(format!(
-                        "{}-p{} delivered offset {} but this data directory has sealed it up to {}: \
-                         the topic was recreated or the data directory belongs to another cluster; \
-                         refusing to mix them (nothing was written)",
-                        self.ctx.topic,
-                        self.ctx.partition,
-                        r.offset,
-                        resume - 1
-                    )));
+            if let Some(resume) = self.resume {
+                // Re-read on purpose (resume rewind) or re-delivered: already sealed.
+                if r.offset < resume {
+                    continue;
                 }
-                continue;
+                if self.last_offset.is_none() && r.offset > resume {
+                    tracing::warn!(
+                        topic = %self.ctx.topic,
+                        partition = self.ctx.partition,
+                        expected = resume,
+                        first = r.offset,
+                        "the broker did not deliver offsets {resume}..{} (compacted, expired by retention, \
+                         transaction markers, or a resume rewind smaller than the producer's batches)",
+                        r.offset - 1
+                    );
+                }
             }
             if self.last_offset.is_some_and(|l| r.offset <= l) {
                 // A re-delivery after a seek; already in the open batch.
