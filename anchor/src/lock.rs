@@ -63,6 +63,7 @@ impl Drop for DirLock {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -336,6 +336,7 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

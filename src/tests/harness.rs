@@ -74,15 +74,44 @@ pub struct Broker {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    storage: String,
 }
 
 impl Broker {
+    /// A broker with in-memory storage.
     pub fn start() -> Broker {
-        let bin = tansu();
+        Self::spawn(
+            tempfile::tempdir().expect("broker dir"),
+            free_port(),
+            "memory://tansu/",
+        )
+    }
+
+    /// A broker with in-memory storage on a given port.
+    pub fn start_on(port: u16) -> Broker {
+        Self::spawn(
+            tempfile::tempdir().expect("broker dir"),
+            port,
+            "memory://tansu/",
+        )
+    }
+
+    /// A broker whose data survives a restart (SQLite in its directory).
+    pub fn start_durable() -> Broker {
         let dir = tempfile::tempdir().expect("broker dir");
-        let port = free_port();
+        // Relative to the broker's working directory (tansu resolves it there).
+        let storage = "sqlite://broker.db".to_owned();
+        Self::spawn(dir, free_port(), &storage)
+    }
+
+    fn spawn(dir: tempfile::TempDir, port: u16, storage: &str) -> Broker {
+        let bin = tansu();
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("broker.log"))
+            .expect("log");
         let child = Command::new(bin)
             .args([
                 "broker",
@@ -91,14 +120,40 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", storage])
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start tansu");
         wait_port(port, "tansu", &dir.path().join("broker.log"));
-        Broker { child, port, dir }
+        Broker {
+            child,
+            port,
+            dir,
+            storage: storage.to_owned(),
+        }
+    }
+
+    /// Kills the broker (-9) and returns what is needed to start it again.
+    pub fn crash(mut self) -> (tempfile::TempDir, u16, String) {
+        kill(&mut self.child, "-KILL");
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("placeholder"));
+        (dir, self.port, self.storage.clone())
+    }
+
+    /// Starts a crashed broker again on the same port and storage.
+    pub fn restart((dir, port, storage): (tempfile::TempDir, u16, String)) -> Broker {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            // The port may linger briefly after the old process died.
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() || Instant::now() > until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self::spawn(dir, port, &storage)
     }
 
     pub fn addr(&self) -> String {
@@ -141,6 +196,16 @@ pub struct Processor {
 
 impl Processor {
     pub fn start(brokers: &str, data: &Path, name: &str, extra: &[&str]) -> Processor {
+        Self::start_with_env(brokers, data, name, extra, &[])
+    }
+
+    pub fn start_with_env(
+        brokers: &str,
+        data: &Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Processor {
         let metrics_port = free_port();
         let log = data
             .parent()
@@ -156,6 +221,7 @@ impl Processor {
             .env("VERITRACE__PIPELINE__BATCH_MAX_RECORDS", "2000")
             .env("VERITRACE__PIPELINE__BATCH_MAX_AGE", "300ms")
             .env("VERITRACE__PIPELINE__EPOCH_INTERVAL", "1s")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
@@ -406,9 +472,7 @@ pub fn check_data(data: &Path, want: &Expected, proofs: usize) {
                 .entry((h.stream.clone(), h.partition))
                 .or_default()
                 .push(h);
-            if h.size > 0 {
-                files.insert(format!("{}.parquet", h.batch_id));
-            }
+            files.insert(format!("{}.parquet", h.batch_id));
         }
         for ((s, p), hs) in &by_part {
             for (i, h) in hs.iter().enumerate() {

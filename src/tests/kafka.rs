@@ -395,3 +395,211 @@ fn resuming_in_the_middle_of_a_producer_batch_skips_nothing() {
     p.stop();
     check_data(&data, &want, 10);
 }
+
+#[test]
+fn a_broker_that_goes_down_mid_stream_delays_work_and_loses_nothing() {
+    let broker = Broker::start_durable();
+    broker.create_topics(2);
+    let records = sim(30_000, 31);
+    let want = Expected::from_sim(&records);
+    let keyed = keyed(&records);
+    produce(&broker.addr(), RAW, &keyed[..15_000]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let p = Processor::start(&broker.addr(), &data, "p", &[]);
+    p.wait_for("progress", LONG, |m| {
+        metric(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= 3_000.0
+    });
+    let addr = broker.addr();
+    let down = broker.crash();
+    std::thread::sleep(Duration::from_secs(3));
+    // Still running and healthy while the broker is away.
+    assert!(
+        harness::scrape(p.metrics_port).is_ok(),
+        "processor died with the broker"
+    );
+    let broker = Broker::restart(down);
+    assert_eq!(broker.addr(), addr);
+    produce(&broker.addr(), RAW, &keyed[15_000..]);
+    let until = std::time::Instant::now() + LONG;
+    while sealed_offsets(&data) < records.len() as u64 {
+        assert!(
+            std::time::Instant::now() < until,
+            "sealed {} of {}; log:\n{}",
+            sealed_offsets(&data),
+            records.len(),
+            harness::tail(&p.log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p.stop();
+    check_data(&data, &want, 20);
+}
+
+#[test]
+fn a_processor_started_before_its_broker_waits_for_it() {
+    let port = harness::free_port();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let brokers = format!("127.0.0.1:{port}");
+    let p = Processor::start(&brokers, &data, "early", &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        harness::scrape(p.metrics_port).is_ok(),
+        "processor gave up without a broker"
+    );
+    let broker = Broker::start_on(port);
+    broker.create_topics(1);
+    let records = sim(3_000, 41);
+    let want = Expected::from_sim(&records);
+    produce(&broker.addr(), RAW, &keyed(&records));
+    wait_all_sealed(&[&p], records.len());
+    p.stop();
+    check_data(&data, &want, 5);
+}
+
+#[test]
+fn a_missing_topic_is_a_clear_error() {
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veritrace"))
+        .args([
+            "process",
+            "--brokers",
+            &broker.addr(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(tmp.path().join("data"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("veritrace.raw") && err.contains("topics create"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_in_kafka_properties_never_reach_the_logs() {
+    let broker = Broker::start();
+    broker.create_topics(1);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("veritrace.toml");
+    std::fs::write(
+        &cfg,
+        "[kafka.properties]\n\"sasl.username\" = \"veritrace\"\n\"sasl.password\" = \"${env:VT_TEST_KAFKA_PASSWORD}\"\n\
+         [kafka.producer-properties]\n\"ssl.key.password\" = \"literal-key-secret-7\"\n",
+    )
+    .expect("config");
+    let data = tmp.path().join("data");
+    let p = Processor::start_with_env(
+        &broker.addr(),
+        &data,
+        "secret",
+        &["--config", cfg.to_str().expect("path")],
+        &[
+            ("VT_TEST_KAFKA_PASSWORD", "env-secret-hunter2"),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    p.wait_for("assignment", LONG, |m| {
+        metric(m, "veritrace_assigned_partitions") == Some(1.0)
+    });
+    let log = p.log.clone();
+    p.stop();
+    let text = std::fs::read_to_string(log).expect("log");
+    assert!(
+        text.contains("sasl.username"),
+        "the config is logged (redacted)"
+    );
+    for secret in ["env-secret-hunter2", "literal-key-secret-7"] {
+        assert!(!text.contains(secret), "{secret} leaked into the log");
+    }
+}
+
+#[test]
+fn csv_exports_and_json_arrays_are_published_and_processed() {
+    let broker = Broker::start();
+    broker.create_topics(2);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let csv = tmp.path().join("mb51.csv");
+    std::fs::write(
+        &csv,
+        "Doc,MvT,Time,Batch,Qty,UoM\n\
+         4900001,101,2026-11-21T08:00:00Z,(01)09506000134352(10)LOT-A,100,KG\n\
+         4900002,601,2026-11-21T09:00:00Z,(01)09506000134352(10)LOT-A,12.5,KG\n\
+         4900003,999,2026-11-21T09:30:00Z,(01)09506000134352(10)LOT-A,1,KG\n",
+    )
+    .expect("csv");
+    let map = tmp.path().join("erp.toml");
+    std::fs::write(
+        &map,
+        r#"[fields]
+event_id = { column = "Doc", prefix = "sap:mb51:" }
+event_type = { column = "MvT", map = { "101" = "warehouse_in", "601" = "sale" } }
+event_time = { column = "Time" }
+trace_code = { column = "Batch" }
+"participant.id" = { value = "plant-sh-01" }
+"participant.role" = { value = "manufacturer" }
+"quantity.value" = { column = "Qty", type = "number" }
+"quantity.unit" = { column = "UoM" }
+"#,
+    )
+    .expect("map");
+    let arr = tmp.path().join("events.json");
+    std::fs::write(
+        &arr,
+        r#"[
+  {"event_id": "arr-1", "event_type": "production", "event_time": "2026-11-21T07:00:00Z",
+   "trace_code": "(01)09506000134352(10)LOT-A", "participant": {"id": "plant-sh-01", "role": "manufacturer"}},
+  {"event_id": "arr-2", "event_type": "production", "event_time": "2026-11-21T07:00:00Z"
+]"#,
+    )
+    .expect("array");
+    let vt = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_veritrace"))
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let b = broker.addr();
+    let (csv_s, map_s, arr_s) = (
+        csv.to_str().expect("p"),
+        map.to_str().expect("p"),
+        arr.to_str().expect("p"),
+    );
+    vt(&[
+        "ingest",
+        "file",
+        csv_s,
+        "--csv-map",
+        map_s,
+        "--kafka",
+        "--brokers",
+        &b,
+    ]);
+    vt(&["ingest", "file", arr_s, "--kafka", "--brokers", &b]);
+    let data = tmp.path().join("data");
+    let p = Processor::start(&b, &data, "p", &[]);
+    wait_all_sealed(&[&p], 5);
+    p.stop();
+    let mut rejected = BTreeMap::new();
+    rejected.insert("unknown_event_type".to_owned(), 1);
+    rejected.insert("malformed_json".to_owned(), 1);
+    let want = Expected {
+        valid_ids: ["sap:mb51:4900001", "sap:mb51:4900002", "arr-1"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        rejected,
+    };
+    check_data(&data, &want, 3);
+}

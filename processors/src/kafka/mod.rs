@@ -90,6 +90,9 @@ pub struct ProcessReport {
     pub epochs: u64,
 }
 
+/// How long a missing topic is waited for at start before it is reported as an error.
+const TOPIC_GRACE: Duration = Duration::from_secs(10);
+
 /// Records per hand-off to a partition task.
 const CHUNK: usize = 512;
 /// Chunks queued per partition task before the poll loop waits (back-pressure).
@@ -417,7 +420,33 @@ pub fn run(
 
     let mut needed: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     needed.push(&cfg.rejected_topic);
-    admin::require_topics(&consumer, &needed, Duration::from_secs(15))?;
+    // Brokers that are down delay the start. A missing topic is a configuration error once
+    // it stays missing for a grace period (an init job may be creating it right now).
+    let mut backoff = Duration::from_millis(500);
+    let mut missing_since: Option<Instant> = None;
+    loop {
+        match admin::require_topics(&consumer, &needed, Duration::from_secs(10)) {
+            Ok(()) => break,
+            Err(e @ Error::Config(_)) => {
+                let since = *missing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= TOPIC_GRACE {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "waiting for the topic to appear");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "brokers not reachable yet; waiting");
+            }
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(ProcessReport::default());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
@@ -527,13 +556,11 @@ fn poll_loop(
                     hand_off(shared, t, chunk);
                 }
             }
-            Some(Err(e)) => {
-                if warned_at.is_none_or(|w| w.elapsed() > Duration::from_secs(10)) {
-                    warned_at = Some(Instant::now());
-                    tracing::warn!(error = %e, "consumer error (the client retries)");
-                }
+            Some(Err(e)) if warned_at.is_none_or(|w| w.elapsed() > Duration::from_secs(10)) => {
+                warned_at = Some(Instant::now());
+                tracing::warn!(error = %e, "consumer error (the client retries)");
             }
-            None => {}
+            Some(Err(_)) | None => {}
         }
         if idle || last_flush.elapsed() >= FLUSH_EVERY {
             last_flush = Instant::now();
