@@ -95,10 +95,21 @@ const TOPIC_GRACE: Duration = Duration::from_secs(10);
 
 /// Records per hand-off to a partition task.
 const CHUNK: usize = 512;
-/// Chunks queued per partition task before the poll loop waits (back-pressure).
-const QUEUE: usize = 16;
+/// Chunks queued per process, shared out among its partition tasks, before the poll loop
+/// waits (back-pressure): about 256k records (about 120 MB of 456-byte records) in flight.
+/// The poll loop receives each partition's records in runs of a fetch response, so a small
+/// per-partition queue makes it wait on one full partition while the others starve.
+/// Measured draining a 1M-record backlog on 4 partitions, 2 cores: 32 chunks per partition
+/// sustain 159k records/s, 128 chunks 188k-196k/s.
+const QUEUE_BUDGET: usize = 512;
+/// The smallest queue of one partition task, in chunks.
+const QUEUE_MIN: usize = 4;
 /// Longest a record waits in the poll loop's buffer before it is handed off.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+fn queue_chunks(partitions: usize) -> usize {
+    (QUEUE_BUDGET / partitions.max(1)).max(QUEUE_MIN)
+}
 
 struct Task {
     topic: String,
@@ -149,6 +160,7 @@ impl Shared {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
+        let n_partitions = elems.len() + lock(&self.tasks).len();
         for (topic, p) in elems {
             let resume = match veritrace_anchor::read_jsonl::<BatchHeader>(
                 &self.dir.manifest_file(&topic, p as u32),
@@ -166,7 +178,7 @@ impl Shared {
                 self.fail(e.into());
                 return;
             }
-            let (tx, rx) = sync_channel(QUEUE);
+            let (tx, rx) = sync_channel(queue_chunks(n_partitions));
             let cancel = Arc::new(AtomicBool::new(false));
             let ctx = WorkerCtx {
                 dir: self.dir.clone(),
@@ -217,10 +229,13 @@ impl Shared {
         drop(tasks);
         let mut commit = TopicPartitionList::new();
         for mut t in stop {
+            // Cancel first: a task still waiting for its partition lock gives up (its
+            // queue is dropped, so the sends below cannot block); a running task drains
+            // its queue, seals and stops.
+            t.cancel.store(true, Ordering::Relaxed);
             if !t.buf.is_empty() {
                 let _ = t.tx.send(Msg::Records(std::mem::take(&mut t.buf)));
             }
-            t.cancel.store(true, Ordering::Relaxed);
             let _ = t.tx.send(Msg::Stop { seal: true });
             drop(t.tx);
             match t.join.join() {
