@@ -27,10 +27,25 @@ pub struct ProduceReport {
     pub records_per_s: f64,
 }
 
-/// Publishes the workload (keyed, idempotent) and waits for every acknowledgement.
-pub fn produce(brokers: &str, topic: &str, w: &Workload) -> anyhow::Result<ProduceReport> {
+/// Publishes the workload (keyed, idempotent) and waits for every acknowledgement;
+/// `rate` caps records per second (None: as fast as the broker takes them).
+pub fn produce_at(
+    brokers: &str,
+    topic: &str,
+    w: &Workload,
+    rate: Option<u64>,
+) -> anyhow::Result<ProduceReport> {
     let mut p = Publisher::new(&ClientSettings::new(brokers), topic, "veritrace-loadtest")?;
-    for (k, v) in &w.records {
+    let start = Instant::now();
+    for (i, (k, v)) in w.records.iter().enumerate() {
+        if let Some(r) = rate
+            && i % 1000 == 0
+        {
+            let due = Duration::from_secs_f64(i as f64 / r.max(1) as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         p.send(k.as_deref(), v)?;
     }
     let r = p.finish(Duration::from_secs(120));
@@ -48,6 +63,11 @@ pub fn produce(brokers: &str, topic: &str, w: &Workload) -> anyhow::Result<Produ
         seconds,
         records_per_s: r.delivered as f64 / seconds,
     })
+}
+
+/// Publishes the workload as fast as the broker takes it.
+pub fn produce(brokers: &str, topic: &str, w: &Workload) -> anyhow::Result<ProduceReport> {
+    produce_at(brokers, topic, w, None)
 }
 
 /// Result of a bare consume run.
@@ -118,6 +138,10 @@ pub struct E2eArgs {
     /// Dataset seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Publish at this many records per second (default: the broker's maximum). Below the
+    /// processor's capacity, event-to-sealed latency shows batching, not queueing.
+    #[arg(long)]
+    pub rate: Option<u64>,
     /// Publish everything before the processor starts (measures the processor draining a
     /// backlog, without the producer competing for the cores).
     #[arg(long)]
@@ -300,7 +324,11 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
     );
     wait_port(port, "the broker")?;
     let vt = |args: &[&str]| -> anyhow::Result<()> {
-        let st = Command::new(&a.veritrace).args(args).status()?;
+        // Its report goes to stderr: stdout carries only this run's JSON.
+        let st = Command::new(&a.veritrace)
+            .args(args)
+            .stdout(std::io::stderr())
+            .status()?;
         anyhow::ensure!(st.success(), "veritrace {args:?} failed");
         Ok(())
     };
@@ -344,34 +372,40 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // A sampler watches the processor's counters from the start, also while publishing.
+    let total = a.events as f64;
+    let sampler = std::thread::spawn(move || -> anyhow::Result<(Vec<(Instant, f64)>, String)> {
+        let mut series = Vec::new();
+        let until = Instant::now() + Duration::from_secs(1800);
+        loop {
+            let t = scrape(mport)?;
+            series.push((
+                Instant::now(),
+                metric(&t, "veritrace_consumed_records_total").unwrap_or(0.0),
+            ));
+            if metric(&t, "veritrace_event_to_sealed_seconds_count").unwrap_or(0.0) >= total {
+                return Ok((series, t));
+            }
+            anyhow::ensure!(Instant::now() < until, "not everything was sealed within 30 minutes");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
     let (start, produce) = match prefilled {
         Some(p) => (start, p),
         None => {
             eprintln!("publishing while the processor consumes");
-            (Instant::now(), produce(&brokers, crate::RAW_TOPIC, &w)?)
+            (
+                Instant::now(),
+                produce_at(&brokers, crate::RAW_TOPIC, &w, a.rate)?,
+            )
         }
     };
+    let (series, text) = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sampler panicked"))??;
     let name = "veritrace_event_to_sealed_seconds";
-    let (mut t10, mut t90) = (None, None);
-    let text = loop {
-        let t = scrape(mport)?;
-        let consumed = metric(&t, "veritrace_consumed_records_total").unwrap_or(0.0);
-        if consumed >= 0.1 * a.events as f64 && t10.is_none() {
-            t10 = Some((Instant::now(), consumed));
-        }
-        if consumed >= 0.9 * a.events as f64 && t90.is_none() {
-            t90 = Some((Instant::now(), consumed));
-        }
-        if metric(&t, &format!("{name}_count")).unwrap_or(0.0) >= a.events as f64 {
-            break t;
-        }
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(1800),
-            "not everything was sealed within 30 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let sustained_per_s = match (t10, t90) {
+    let at = |frac: f64| series.iter().find(|(_, c)| *c >= frac * total).copied();
+    let sustained_per_s = match (at(0.1), at(0.9)) {
         (Some((a0, c0)), Some((a1, c1))) if a1 > a0 => (c1 - c0) / (a1 - a0).as_secs_f64(),
         _ => f64::NAN,
     };
