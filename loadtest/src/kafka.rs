@@ -386,7 +386,10 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
             if metric(&t, "veritrace_event_to_sealed_seconds_count").unwrap_or(0.0) >= total {
                 return Ok((series, t));
             }
-            anyhow::ensure!(Instant::now() < until, "not everything was sealed within 30 minutes");
+            anyhow::ensure!(
+                Instant::now() < until,
+                "not everything was sealed within 30 minutes"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     });

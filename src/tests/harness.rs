@@ -75,6 +75,7 @@ pub struct Broker {
     pub port: u16,
     pub dir: tempfile::TempDir,
     storage: String,
+    extra: Vec<String>,
 }
 
 impl Broker {
@@ -84,6 +85,7 @@ impl Broker {
             tempfile::tempdir().expect("broker dir"),
             free_port(),
             "memory://tansu/",
+            &[],
         )
     }
 
@@ -93,6 +95,7 @@ impl Broker {
             tempfile::tempdir().expect("broker dir"),
             port,
             "memory://tansu/",
+            &[],
         )
     }
 
@@ -101,10 +104,29 @@ impl Broker {
         let dir = tempfile::tempdir().expect("broker dir");
         // Relative to the broker's working directory (tansu resolves it there).
         let storage = "sqlite://broker.db".to_owned();
-        Self::spawn(dir, free_port(), &storage)
+        Self::spawn(dir, free_port(), &storage, &[])
     }
 
-    fn spawn(dir: tempfile::TempDir, port: u16, storage: &str) -> Broker {
+    /// A durable broker that requires SASL/SCRAM-SHA-512 with one user. tansu 0.6 cannot
+    /// create users once authentication is on, so the user is created first and the broker
+    /// restarted with `--authentication` on the same storage.
+    pub fn start_authenticated(user: &str, password: &str) -> Broker {
+        let b = Self::start_durable();
+        let out = Command::new(tansu())
+            .args(["user", "create", "--broker", &format!("tcp://{}", b.addr())])
+            .args([user, password, "--mechanism", "scram512"])
+            .output()
+            .expect("tansu user create");
+        assert!(
+            out.status.success(),
+            "user create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (dir, port, storage, _) = b.crash();
+        Self::restart((dir, port, storage, vec!["--authentication".to_owned()]))
+    }
+
+    fn spawn(dir: tempfile::TempDir, port: u16, storage: &str, extra: &[String]) -> Broker {
         let bin = tansu();
         let url = format!("tcp://127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new()
@@ -121,6 +143,7 @@ impl Broker {
                 &url,
             ])
             .args(["--storage-engine", storage])
+            .args(extra)
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(log)
@@ -132,19 +155,22 @@ impl Broker {
             port,
             dir,
             storage: storage.to_owned(),
+            extra: extra.to_vec(),
         }
     }
 
     /// Kills the broker (-9) and returns what is needed to start it again.
-    pub fn crash(mut self) -> (tempfile::TempDir, u16, String) {
+    pub fn crash(mut self) -> (tempfile::TempDir, u16, String, Vec<String>) {
         kill(&mut self.child, "-KILL");
         let _ = self.child.wait();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("placeholder"));
-        (dir, self.port, self.storage.clone())
+        (dir, self.port, self.storage.clone(), self.extra.clone())
     }
 
     /// Starts a crashed broker again on the same port and storage.
-    pub fn restart((dir, port, storage): (tempfile::TempDir, u16, String)) -> Broker {
+    pub fn restart(
+        (dir, port, storage, extra): (tempfile::TempDir, u16, String, Vec<String>),
+    ) -> Broker {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             // The port may linger briefly after the old process died.
@@ -153,7 +179,7 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self::spawn(dir, port, &storage)
+        Self::spawn(dir, port, &storage, &extra)
     }
 
     pub fn addr(&self) -> String {
@@ -161,7 +187,12 @@ impl Broker {
     }
 
     pub fn create_topics(&self, partitions: u32) {
+        self.create_topics_with(partitions, &[]);
+    }
+
+    pub fn create_topics_with(&self, partitions: u32, config: &[&str]) {
         let out = Command::new(env!("CARGO_BIN_EXE_veritrace"))
+            .args(config)
             .args([
                 "topics",
                 "create",

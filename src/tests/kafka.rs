@@ -603,3 +603,72 @@ trace_code = { column = "Batch" }
     };
     check_data(&data, &want, 3);
 }
+
+#[test]
+fn sasl_scram_settings_pass_through_to_an_authenticating_broker() {
+    let broker = Broker::start_authenticated("veritrace", "scram-pass-77");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let secret = tmp.path().join("kafka-password");
+    std::fs::write(&secret, "scram-pass-77\n").expect("secret");
+    let props = |password: &str| {
+        format!(
+            "[kafka.properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\
+             \"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"veritrace\"\n\
+             \"sasl.password\" = \"{password}\"\n"
+        )
+    };
+    let good = tmp.path().join("good.toml");
+    std::fs::write(&good, props(&format!("${{file:{}}}", secret.display()))).expect("cfg");
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, props("wrong-pass-13")).expect("cfg");
+    let good_s = good.to_str().expect("path");
+    broker.create_topics_with(2, &["--config", good_s]);
+
+    let records = sim(3_000, 53);
+    let want = Expected::from_sim(&records);
+    let file = tmp.path().join("events.jsonl");
+    let mut text = Vec::new();
+    for r in &records {
+        if !r.payload.contains(&b'\n') {
+            text.extend_from_slice(&r.payload);
+            text.push(b'\n');
+        }
+    }
+    std::fs::write(&file, &text).expect("events");
+    let ingest = |cfg: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_veritrace"))
+            .args(["--config", cfg, "ingest", "file"])
+            .arg(&file)
+            .args(["--kafka", "--brokers", &broker.addr()])
+            .output()
+            .expect("ingest")
+    };
+    // A wrong password is refused (and never printed).
+    let refused = ingest(bad.to_str().expect("path"));
+    assert!(
+        !refused.status.success(),
+        "the broker accepted a wrong password"
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!err.contains("wrong-pass-13"), "{err}");
+    let ok = ingest(good_s);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let data = tmp.path().join("data");
+    let p = Processor::start(&broker.addr(), &data, "sasl", &["--config", good_s]);
+    let lines = text.iter().filter(|&&b| b == b'\n').count();
+    wait_all_sealed(&[&p], lines);
+    p.stop();
+    // Records with an embedded newline were not in the file: expect only what was sent.
+    let sent: Vec<SimRecord> = records
+        .into_iter()
+        .filter(|r| !r.payload.contains(&b'\n'))
+        .collect();
+    let want_sent = Expected::from_sim(&sent);
+    assert!(want_sent.valid_ids.len() <= want.valid_ids.len());
+    check_data(&data, &want_sent, 5);
+}

@@ -37,7 +37,8 @@ pub fn topic_partitions<C: ClientContext>(
 ) -> Result<usize> {
     let md = client.fetch_metadata(Some(topic), timeout).map_err(|e| {
         Error::Kafka(format!(
-            "cannot read metadata of topic {topic} (are the brokers reachable?): {e}"
+            "cannot read metadata of topic {topic} (are the brokers reachable, and do \
+             security.protocol and the SASL/TLS properties match the cluster?): {e}"
         ))
     })?;
     Ok(md

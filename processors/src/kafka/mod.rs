@@ -473,9 +473,18 @@ pub fn run(
         let interval = cfg.epoch_interval;
         let stop = anchor_stop.clone();
         let metrics = metrics.clone();
+        let shared = shared.clone();
         std::thread::Builder::new()
             .name("anchor".into())
-            .spawn(move || anchor_loop(&dir, interval, &stop, &metrics, &holder))
+            .spawn(move || {
+                // An anchoring failure stops the process at once (it restarts and catches
+                // up), rather than processing on while nothing gets anchored.
+                let r = anchor_loop(&dir, interval, &stop, &metrics, &holder);
+                if let Err(e) = &r {
+                    shared.fail(Error::Invalid(format!("anchoring failed: {e}")));
+                }
+                r
+            })
             .map_err(|e| Error::Invalid(format!("cannot start the anchor thread: {e}")))?
     };
 
@@ -493,10 +502,8 @@ pub fn run(
     anchor_stop.store(true, Ordering::Relaxed);
     let epochs = match anchor.join() {
         Ok(Ok(n)) => n,
-        Ok(Err(e)) => {
-            shared.fail(e);
-            0
-        }
+        Ok(Err(_)) => 0, // already recorded by the thread
+
         Err(_) => {
             shared.fail(Error::Invalid("the anchor thread panicked".into()));
             0
