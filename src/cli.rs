@@ -322,13 +322,20 @@ fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
         Some(p) => Some(veritrace_ingest::file::CsvMapping::load(p)?),
         None => None,
     };
-    let records = veritrace_ingest::file::read_records(&a.path, a.format, mapping.as_ref())?;
+    let records = veritrace_ingest::file::open_records(&a.path, a.format, mapping.as_ref())?;
     if a.kafka {
         return crate::process::ingest_to_kafka(records, cfg, a.brokers, a.topic);
     }
     let dir = veritrace_anchor::DataDir::create(a.data.as_ref().unwrap_or(&cfg.data_dir))?;
+    let mut read_error = None;
     let source = records
-        .into_iter()
+        .map_while(|r| match r {
+            Ok(rec) => Some(rec),
+            Err(e) => {
+                read_error = Some(e);
+                None
+            }
+        })
         .map(|r| (veritrace_ingest::key_of(&r), r));
     let mut rt_cfg = cfg.runtime();
     if let Some(s) = a.stream {
@@ -339,5 +346,8 @@ fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     }
     let report = veritrace_processors::runtime::run(&dir, &rt_cfg, source, Default::default())?;
     crate::demo::print_summary(&report);
+    if let Some(e) = read_error {
+        anyhow::bail!("{e}; everything read before that is sealed");
+    }
     Ok(ExitCode::SUCCESS)
 }

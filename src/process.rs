@@ -194,7 +194,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
 
 /// `veritrace ingest file --kafka`: publishes a file's records to the raw topic.
 pub fn ingest_to_kafka(
-    records: Vec<Vec<u8>>,
+    records: veritrace_ingest::file::Records,
     cfg: &Config,
     brokers: Option<String>,
     topic: Option<String>,
@@ -204,15 +204,24 @@ pub fn ingest_to_kafka(
     let topic = topic.unwrap_or_else(|| cfg.kafka.raw_topic.clone());
     let mut p =
         veritrace_ingest::kafka::Publisher::new(&cfg.kafka.client(), &topic, "veritrace-ingest")?;
-    for r in &records {
-        let key = veritrace_ingest::key_of(r);
-        p.send(key.as_deref(), r)?;
+    let mut read_error = None;
+    for r in records {
+        match r {
+            Ok(r) => {
+                let key = veritrace_ingest::key_of(&r);
+                p.send(key.as_deref(), &r)?;
+            }
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
     }
     let report = p.finish(Duration::from_secs(60));
     eprintln!(
         "published {} of {} records to {topic} in {:.2}s",
         report.delivered,
-        records.len(),
+        report.sent,
         report.elapsed.as_secs_f64()
     );
     if report.failed > 0 || report.unacknowledged() > 0 {
@@ -221,6 +230,12 @@ pub fn ingest_to_kafka(
             report.failed,
             report.unacknowledged(),
             report.first_error.as_deref().unwrap_or("flush timed out")
+        );
+    }
+    if let Some(e) = read_error {
+        bail!(
+            "{e}; the {} records read before that were published",
+            report.delivered
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -30,7 +30,7 @@
 //! validation rejects the record with `bad_field_type` instead of the row disappearing.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -103,21 +103,6 @@ pub enum FileError {
         /// What is wrong.
         detail: String,
     },
-}
-
-/// Reads a whole input (`-` is standard input).
-pub fn read_input(path: &Path) -> Result<Vec<u8>, FileError> {
-    let io = |source| FileError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).map_err(io)?;
-        Ok(buf)
-    } else {
-        std::fs::read(path).map_err(io)
-    }
 }
 
 /// Splits JSON lines: each non-blank line is one record (a trailing `\r` is removed).
@@ -421,25 +406,108 @@ pub fn key_of(record: &[u8]) -> Option<Vec<u8>> {
         .map(String::into_bytes)
 }
 
+/// Records of a file, in order. JSON lines are streamed (a file of any size is read in
+/// constant memory); a JSON array or CSV is read whole, then split.
+pub struct Records {
+    inner: RecordsInner,
+    path: String,
+}
+
+enum RecordsInner {
+    Lines(Box<dyn BufRead>),
+    Buffered(std::vec::IntoIter<Vec<u8>>),
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Vec<u8>, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            RecordsInner::Buffered(it) => it.next().map(Ok),
+            RecordsInner::Lines(r) => loop {
+                let mut line = Vec::new();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) => return None,
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                        if !line.iter().all(u8::is_ascii_whitespace) {
+                            return Some(Ok(line));
+                        }
+                    }
+                    Err(source) => {
+                        return Some(Err(FileError::Io {
+                            path: self.path.clone(),
+                            source,
+                        }));
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Opens `path` (`-`: standard input) as records in `format` (detected from the name and
+/// the first bytes when `None`).
+pub fn open_records(
+    path: &Path,
+    format: Option<FileFormat>,
+    mapping: Option<&CsvMapping>,
+) -> Result<Records, FileError> {
+    let name = path.display().to_string();
+    let io = |source| FileError::Io {
+        path: name.clone(),
+        source,
+    };
+    let raw: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(io)?)
+    };
+    let mut reader: Box<dyn BufRead> = Box::new(std::io::BufReader::with_capacity(1 << 20, raw));
+    let format = match format {
+        Some(f) => f,
+        None => FileFormat::detect(path, reader.fill_buf().map_err(io)?),
+    };
+    let inner = match format {
+        FileFormat::JsonLines => RecordsInner::Lines(reader),
+        FileFormat::JsonArray | FileFormat::Csv => {
+            let mut data = Vec::new();
+            reader.read_to_end(&mut data).map_err(io)?;
+            let recs = if format == FileFormat::JsonArray {
+                json_array(&data)
+            } else {
+                let m = mapping.ok_or_else(|| FileError::Csv {
+                    path: name.clone(),
+                    detail: "CSV needs a column mapping (--csv-map FILE.toml)".into(),
+                })?;
+                m.records(&name, &data)?
+            };
+            RecordsInner::Buffered(recs.into_iter())
+        }
+    };
+    Ok(Records { inner, path: name })
+}
+
 /// Reads `path` in `format` (detected when `None`) into records.
 pub fn read_records(
     path: &Path,
     format: Option<FileFormat>,
     mapping: Option<&CsvMapping>,
 ) -> Result<Vec<Vec<u8>>, FileError> {
-    let data = read_input(path)?;
-    let format = format.unwrap_or_else(|| FileFormat::detect(path, &data[..data.len().min(4096)]));
-    match format {
-        FileFormat::JsonLines => Ok(json_lines(&data)),
-        FileFormat::JsonArray => Ok(json_array(&data)),
-        FileFormat::Csv => {
-            let m = mapping.ok_or_else(|| FileError::Csv {
-                path: path.display().to_string(),
-                detail: "CSV needs a column mapping (--csv-map FILE.toml)".into(),
-            })?;
-            m.records(&path.display().to_string(), &data)
-        }
-    }
+    open_records(path, format, mapping)?.collect()
 }
 
 #[cfg(test)]
@@ -476,6 +544,31 @@ mod tests {
             vec![b"1".to_vec(), b"trailing".to_vec()]
         );
         assert!(json_array(b"  ").is_empty());
+    }
+
+    #[test]
+    fn streamed_lines_match_the_in_memory_splitter() {
+        let d = tempfile::tempdir().unwrap();
+        let text = b"{\"a\":1}\r\n\n  \nnot json\nlast-without-newline";
+        let p = d.path().join("x.jsonl");
+        std::fs::write(&p, text).unwrap();
+        let streamed = read_records(&p, None, None).unwrap();
+        assert_eq!(streamed, json_lines(text));
+        assert_eq!(streamed.len(), 3);
+        let arr = d.path().join("x.json");
+        std::fs::write(&arr, b"  [1, 2]").unwrap();
+        assert_eq!(
+            read_records(&arr, None, None).unwrap(),
+            vec![b"1".to_vec(), b"2".to_vec()]
+        );
+        let csv = d.path().join("x.csv");
+        std::fs::write(&csv, b"a\n1\n").unwrap();
+        assert!(
+            read_records(&csv, None, None)
+                .unwrap_err()
+                .to_string()
+                .contains("--csv-map")
+        );
     }
 
     #[test]
