@@ -674,3 +674,49 @@ fn sasl_scram_settings_pass_through_to_an_authenticating_broker() {
     assert!(want_sent.valid_ids.len() <= want.valid_ids.len());
     check_data(&data, &want_sent, 5);
 }
+
+#[test]
+fn a_recreated_topic_is_refused_not_skipped() {
+    let broker = Broker::start();
+    broker.create_topics(1);
+    let records = sim(3_000, 61);
+    produce(&broker.addr(), RAW, &keyed(&records));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let p = Processor::start(&broker.addr(), &data, "before", &[]);
+    wait_all_sealed(&[&p], records.len());
+    p.stop();
+    // The topic is deleted and created again: its offsets restart at 0.
+    let out = std::process::Command::new(harness::tansu())
+        .args([
+            "topic",
+            "delete",
+            "--broker",
+            &format!("tcp://{}", broker.addr()),
+            RAW,
+        ])
+        .output()
+        .expect("tansu topic delete");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    broker.create_topics(1);
+    produce(&broker.addr(), RAW, &keyed(&sim(100, 62)));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veritrace"))
+        .args([
+            "process",
+            "--brokers",
+            &broker.addr(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("recreated"), "{err}");
+}
