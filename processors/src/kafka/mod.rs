@@ -154,11 +154,7 @@ impl Shared {
 
     /// Starts a task for each partition of `tpl`, positioning each at one past its last
     /// sealed offset.
-    fn assign(
-        &self,
-        tpl: &mut TopicPartitionList,
-        high_watermark: impl Fn(&str, i32) -> Option<i64>,
-    ) {
+    fn assign(&self, tpl: &mut TopicPartitionList) {
         let elems: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -175,20 +171,6 @@ impl Shared {
                     return;
                 }
             };
-            // A partition holding fewer records than this directory sealed from it was
-            // recreated (or belongs to another cluster): refuse rather than skip its records.
-            if let Some(r) = resume
-                && let Some(high) = high_watermark(&topic, p)
-                && high < r
-            {
-                self.fail(Error::Invalid(format!(
-                    "{topic}-p{p} ends at offset {high} but this data directory sealed it up to {}: \
-                     the topic was recreated or the data directory belongs to another cluster; \
-                     refusing to skip or mix records (nothing was written)",
-                    r - 1
-                )));
-                return;
-            }
             let start = resume.map(|o| o.saturating_sub(self.cfg.resume_rewind as i64).max(0));
             if let Some(o) = start
                 && let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(o))
@@ -343,15 +325,7 @@ impl ConsumerContext for Ctx {
                     .rebalances
                     .with_label_values(&["assign"])
                     .inc();
-                self.shared.assign(tpl, |topic, p| {
-                    consumer
-                        .fetch_watermarks(topic, p, Duration::from_secs(5))
-                        .map_err(|e| {
-                            tracing::warn!(topic, partition = p, error = %e, "cannot read the high watermark; resuming without the recreated-topic check");
-                        })
-                        .ok()
-                        .map(|(_, high)| high)
-                });
+                self.shared.assign(tpl);
                 let r = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
