@@ -1,0 +1,133 @@
+//! The anchor contract on a real EVM node (Anvil from tools/evm, started on a free loopback
+//! port and stopped when the test ends): deploy, anchor, look up, and the refusals.
+
+use std::path::PathBuf;
+
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{B256, U256};
+use alloy::providers::ProviderBuilder;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use alloy::sol_types::SolEvent;
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    VeritraceAnchor,
+    "contracts/VeritraceAnchor.json"
+);
+
+fn anvil() -> AnvilInstance {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tools/evm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    assert!(
+        bin.is_file(),
+        "no EVM node for this test: {} is missing; run scripts/test (it runs `npm ci --prefix tools/evm`)",
+        bin.display()
+    );
+    Anvil::at(bin)
+        .arg("--host")
+        .arg("127.0.0.1")
+        .try_spawn()
+        .expect("start anvil")
+}
+
+/// A provider for `signer`. Nonces are read from the chain for every transaction: alloy's
+/// default cached nonce manager consumes a nonce even when gas estimation fails (a revert),
+/// and the next transaction then waits forever behind the gap.
+fn provider(
+    signer: PrivateKeySigner,
+    url: alloy::transports::http::reqwest::Url,
+) -> impl alloy::providers::Provider + Clone {
+    ProviderBuilder::default()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(signer)
+        .connect_http(url)
+}
+
+#[tokio::test]
+async fn anchors_once_per_root_and_only_for_writers() {
+    let node = anvil();
+    let owner: PrivateKeySigner = node.keys()[0].clone().into();
+    let stranger: PrivateKeySigner = node.keys()[1].clone().into();
+    let writer: PrivateKeySigner = node.keys()[2].clone().into();
+    let p = provider(owner, node.endpoint_url());
+    let c = VeritraceAnchor::deploy(&p).await.expect("deploy");
+
+    let root = B256::repeat_byte(0xab);
+    assert_eq!(c.anchoredAt(root).call().await.expect("lookup"), U256::ZERO);
+    let receipt = c
+        .anchor(root, 7, 12)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("receipt");
+    assert!(receipt.status());
+    let block = receipt.block_number.expect("mined");
+    assert_eq!(
+        c.anchoredAt(root).call().await.expect("lookup"),
+        U256::from(block)
+    );
+    let log = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|l| VeritraceAnchor::Anchored::decode_log(&l.inner).ok())
+        .expect("Anchored log");
+    assert_eq!((log.root, log.epochId, log.batchCount), (root, 7, 12));
+
+    // The same root again: AlreadyAnchored, naming the first block.
+    let again = c
+        .anchor(root, 8, 1)
+        .send()
+        .await
+        .expect_err("re-anchoring must revert");
+    let e = again
+        .as_decoded_interface_error::<VeritraceAnchor::VeritraceAnchorErrors>()
+        .expect("custom error");
+    assert!(
+        matches!(e, VeritraceAnchor::VeritraceAnchorErrors::AlreadyAnchored(ref a) if a.root == root && a.blockNumber == U256::from(block)),
+        "{e:?}"
+    );
+
+    // A stranger cannot anchor; a writer the owner allowed can.
+    let as_stranger = VeritraceAnchor::new(
+        *c.address(),
+        provider(stranger.clone(), node.endpoint_url()),
+    );
+    let refused = as_stranger
+        .anchor(B256::repeat_byte(1), 9, 1)
+        .send()
+        .await
+        .expect_err("a stranger must be refused");
+    let e = refused
+        .as_decoded_interface_error::<VeritraceAnchor::VeritraceAnchorErrors>()
+        .expect("custom error");
+    assert!(
+        matches!(e, VeritraceAnchor::VeritraceAnchorErrors::NotWriter(ref n) if n.caller == stranger.address()),
+        "{e:?}"
+    );
+    c.setWriter(writer.address(), true)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("receipt");
+    let as_writer = VeritraceAnchor::new(*c.address(), provider(writer, node.endpoint_url()));
+    let r = as_writer
+        .anchor(B256::repeat_byte(2), 9, 3)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("receipt");
+    assert!(r.status());
+    // The zero root is never an epoch root.
+    assert!(c.anchor(B256::ZERO, 10, 1).send().await.is_err());
+}
