@@ -46,6 +46,26 @@ enum Command {
     /// Kafka topic administration.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// On-chain anchoring (EVM).
+    #[command(subcommand)]
+    Anchor(AnchorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AnchorCommand {
+    /// Deploy the VeritraceAnchor contract; prints chain id, address, transaction and block
+    /// as JSON. The deploying key becomes the contract's owner.
+    Deploy(DeployArgs),
+}
+
+#[derive(Debug, Args)]
+struct DeployArgs {
+    /// JSON-RPC endpoint of the chain, e.g. http://127.0.0.1:8545.
+    #[arg(long)]
+    rpc: String,
+    /// File holding the owner's private key (hex); default: the VERITRACE_EVM_KEY variable.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +203,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(IngestCommand::File(a)) => ingest_file(a, &cfg),
         Command::Process(a) => crate::process::process(a, cfg),
         Command::Topics(TopicsCommand::Create(a)) => crate::process::topics_create(a, cfg),
+        Command::Anchor(AnchorCommand::Deploy(a)) => {
+            use veritrace_anchor::evm;
+            let key = evm::load_key(a.key_file.as_deref())?;
+            let rt = runtime()?;
+            let d = rt.block_on(evm::deploy(&a.rpc, key, evm::DEFAULT_POLL_INTERVAL))?;
+            println!("{}", serde_json::to_string_pretty(&d)?);
+            eprintln!(
+                "deployed VeritraceAnchor at {} on chain {} (block {}); owner {}",
+                d.contract, d.chain_id, d.block_number, d.owner
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sql(a) => {
             let data = data_of(a.data);
             let rt = runtime()?;

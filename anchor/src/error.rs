@@ -38,6 +38,9 @@ pub enum Error {
     /// The caller asked for something impossible (sealing offsets out of order, ...).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The chain (JSON-RPC node) refused or failed a request; anchoring retries later.
+    #[error("chain: {0}")]
+    Chain(String),
     /// Hashing or canonicalisation of our own structures failed (a bug).
     #[error("internal error: {0}")]
     Bug(String),

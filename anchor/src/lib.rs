@@ -22,6 +22,7 @@ mod anchorer;
 mod batch;
 mod epoch;
 mod error;
+pub mod evm;
 mod fsutil;
 mod layout;
 mod ledger;

@@ -131,3 +131,40 @@ async fn anchors_once_per_root_and_only_for_writers() {
     // The zero root is never an epoch root.
     assert!(c.anchor(B256::ZERO, 10, 1).send().await.is_err());
 }
+
+#[tokio::test]
+async fn the_deploy_operation_creates_the_contract_owned_by_the_key() {
+    use alloy::providers::Provider;
+    let node = anvil();
+    let key: PrivateKeySigner = node.keys()[3].clone().into();
+    let owner = key.address();
+    let d = veritrace_anchor::evm::deploy(
+        node.endpoint_url().as_str(),
+        key,
+        std::time::Duration::from_millis(50),
+    )
+    .await
+    .expect("deploy");
+    assert_eq!(d.chain_id, node.chain_id());
+    assert_eq!(d.owner, owner);
+    let p = ProviderBuilder::new().connect_http(node.endpoint_url());
+    let code = p.get_code_at(d.contract).await.expect("code");
+    assert!(!code.is_empty(), "no code at {}", d.contract);
+    let c = VeritraceAnchor::new(d.contract, &p);
+    assert_eq!(c.owner().call().await.expect("owner"), owner);
+
+    // A chain that is not there is a clear error, not a hang.
+    let key: PrivateKeySigner = node.keys()[4].clone().into();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let e = veritrace_anchor::evm::deploy(
+        &format!("http://127.0.0.1:{port}"),
+        key,
+        std::time::Duration::from_millis(50),
+    )
+    .await
+    .expect_err("no chain");
+    assert!(e.to_string().contains("eth_chainId"), "{e}");
+}

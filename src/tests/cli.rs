@@ -580,3 +580,15 @@ fn config_file_environment_and_typos() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn anchor_deploy_without_a_key_says_where_to_put_it() {
+    let out = bin()
+        .args(["anchor", "deploy", "--rpc", "http://127.0.0.1:1"])
+        .env_remove("VERITRACE_EVM_KEY")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("VERITRACE_EVM_KEY") && err.contains("--key-file"), "{err}");
+}
