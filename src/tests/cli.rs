@@ -590,5 +590,8 @@ fn anchor_deploy_without_a_key_says_where_to_put_it() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("VERITRACE_EVM_KEY") && err.contains("--key-file"), "{err}");
+    assert!(
+        err.contains("VERITRACE_EVM_KEY") && err.contains("--key-file"),
+        "{err}"
+    );
 }
