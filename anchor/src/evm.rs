@@ -2,8 +2,9 @@
 //! `anchor/contracts/VeritraceAnchor.sol` into the committed artifact this module embeds
 //! (so building never needs node), and the operations on it over JSON-RPC.
 //!
-//! Today: loading the writer key and deploying the contract. Anchoring epochs with
-//! confirmations, receipts in proofs and chain-side verification build on this.
+//! Today: loading the writer key, deploying the contract, and anchoring one root with its
+//! receipt. Driving epochs through it (confirmations, retries, reorgs), receipts in proofs
+//! and chain-side verification build on this.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEvent;
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -84,19 +86,30 @@ fn rpc_url(rpc: &str) -> Result<alloy::transports::http::reqwest::Url> {
         .map_err(|e| Error::Invalid(format!("--rpc {rpc:?} is not a URL: {e}")))
 }
 
-/// Deploys `VeritraceAnchor` with `key` as its owner and waits for the receipt.
-pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<Deployment> {
-    let owner = key.address();
-    // Nonces are read from the chain for every transaction: alloy's cached nonce manager
-    // consumes a nonce even when gas estimation fails (a revert), leaving a gap that
-    // blocks every later transaction.
-    let provider = ProviderBuilder::default()
+/// A signing provider for `key` on the Ethereum network type (every EVM chain we target).
+/// Nonces are read from the chain for every transaction: alloy's cached nonce manager
+/// consumes a nonce even when gas estimation fails (a revert), leaving a gap that blocks
+/// every later transaction.
+fn wallet_provider(
+    rpc: &str,
+    key: PrivateKeySigner,
+    poll: Duration,
+) -> Result<impl Provider<alloy::network::Ethereum> + Clone> {
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
         .with_gas_estimation()
         .with_simple_nonce_management()
         .fetch_chain_id()
         .wallet(EthereumWallet::from(key))
         .connect_http(rpc_url(rpc)?);
     provider.client().set_poll_interval(poll);
+    Ok(provider)
+}
+
+/// Deploys `VeritraceAnchor` with `key` as its owner and waits for the receipt.
+pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<Deployment> {
+    let owner = key.address();
+    let provider = wallet_provider(rpc, key, poll)?;
     let rpc_err = |what: &str| {
         let what = what.to_owned();
         move |e: alloy::transports::TransportError| Error::Chain(format!("{what} via {rpc}: {e}"))
@@ -128,6 +141,102 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
         block_number: receipt.block_number.unwrap_or_default(),
         owner,
     })
+}
+
+/// Where an epoch root landed on chain: everything a proof bundle needs to name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvmReceipt {
+    /// The chain's id.
+    pub chain_id: u64,
+    /// The contract holding the root.
+    pub contract: Address,
+    /// The anchoring transaction.
+    pub tx_hash: B256,
+    /// Its block number.
+    pub block_number: u64,
+    /// Its block hash (a reorg changes it).
+    pub block_hash: B256,
+    /// Index of the `Anchored` log in the block.
+    pub log_index: u64,
+}
+
+/// A writer connected to one deployed contract.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    rpc: String,
+    key: PrivateKeySigner,
+    contract: Address,
+    poll: Duration,
+}
+
+impl Writer {
+    /// A writer for `contract` on the chain at `rpc`.
+    pub fn new(rpc: &str, key: PrivateKeySigner, contract: Address, poll: Duration) -> Self {
+        Writer {
+            rpc: rpc.to_owned(),
+            key,
+            contract,
+            poll,
+        }
+    }
+
+    /// Anchors `root` and waits for its receipt. A root that is already on chain is an
+    /// error naming the block (the caller looks the receipt up instead of writing twice).
+    pub async fn anchor(&self, root: B256, epoch_id: u64, batch_count: u64) -> Result<EvmReceipt> {
+        let provider = wallet_provider(&self.rpc, self.key.clone(), self.poll)?;
+        let rpc = &self.rpc;
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .map_err(|e| Error::Chain(format!("eth_chainId via {rpc}: {e}")))?;
+        let c = VeritraceAnchor::new(self.contract, &provider);
+        let pending = match c.anchor(root, epoch_id, batch_count).send().await {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(VeritraceAnchor::VeritraceAnchorErrors::AlreadyAnchored(a)) =
+                    e.as_decoded_interface_error::<VeritraceAnchor::VeritraceAnchorErrors>()
+                {
+                    return Err(Error::Chain(format!(
+                        "root {root} is already anchored in block {}",
+                        a.blockNumber
+                    )));
+                }
+                return Err(Error::Chain(format!(
+                    "sending anchor({root}) via {rpc}: {e}"
+                )));
+            }
+        };
+        let tx_hash = *pending.tx_hash();
+        let receipt: alloy::rpc::types::TransactionReceipt = pending
+            .with_timeout(Some(Duration::from_secs(120)))
+            .get_receipt()
+            .await
+            .map_err(|e| Error::Chain(format!("waiting for anchor tx {tx_hash}: {e}")))?;
+        if !receipt.status() {
+            return Err(Error::Chain(format!("anchor tx {tx_hash} reverted")));
+        }
+        let log = receipt
+            .inner
+            .logs()
+            .iter()
+            .find(|l| {
+                l.address() == self.contract
+                    && VeritraceAnchor::Anchored::decode_log(&l.inner).is_ok_and(|d| d.root == root)
+            })
+            .ok_or_else(|| {
+                Error::Chain(format!(
+                    "anchor tx {tx_hash} has no Anchored log for {root}"
+                ))
+            })?;
+        Ok(EvmReceipt {
+            chain_id,
+            contract: self.contract,
+            tx_hash,
+            block_number: receipt.block_number.unwrap_or_default(),
+            block_hash: receipt.block_hash.unwrap_or_default(),
+            log_index: log.log_index.unwrap_or_default(),
+        })
+    }
 }
 
 #[cfg(test)]
