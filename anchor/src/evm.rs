@@ -106,6 +106,23 @@ fn wallet_provider(
     Ok(provider)
 }
 
+/// Waits (up to two minutes) for a sent transaction's receipt; a revert is an error.
+async fn mined(
+    pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+    what: &str,
+) -> Result<(B256, alloy::rpc::types::TransactionReceipt)> {
+    let tx_hash = *pending.tx_hash();
+    let receipt = pending
+        .with_timeout(Some(Duration::from_secs(120)))
+        .get_receipt()
+        .await
+        .map_err(|e| Error::Chain(format!("waiting for {what} {tx_hash}: {e}")))?;
+    if !receipt.status() {
+        return Err(Error::Chain(format!("{what} {tx_hash} reverted")));
+    }
+    Ok((tx_hash, receipt))
+}
+
 /// Deploys `VeritraceAnchor` with `key` as its owner and waits for the receipt.
 pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<Deployment> {
     let owner = key.address();
@@ -122,15 +139,7 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
         .send()
         .await
         .map_err(|e| Error::Chain(format!("sending the deployment via {rpc}: {e}")))?;
-    let tx_hash = *pending.tx_hash();
-    let receipt: alloy::rpc::types::TransactionReceipt = pending
-        .with_timeout(Some(Duration::from_secs(120)))
-        .get_receipt()
-        .await
-        .map_err(|e| Error::Chain(format!("waiting for deployment {tx_hash}: {e}")))?;
-    if !receipt.status() {
-        return Err(Error::Chain(format!("deployment {tx_hash} reverted")));
-    }
+    let (tx_hash, receipt) = mined(pending, "deployment").await?;
     let contract = receipt
         .contract_address
         .ok_or_else(|| Error::Chain(format!("deployment {tx_hash} created no contract")))?;
@@ -206,15 +215,7 @@ impl Writer {
                 )));
             }
         };
-        let tx_hash = *pending.tx_hash();
-        let receipt: alloy::rpc::types::TransactionReceipt = pending
-            .with_timeout(Some(Duration::from_secs(120)))
-            .get_receipt()
-            .await
-            .map_err(|e| Error::Chain(format!("waiting for anchor tx {tx_hash}: {e}")))?;
-        if !receipt.status() {
-            return Err(Error::Chain(format!("anchor tx {tx_hash} reverted")));
-        }
+        let (tx_hash, receipt) = mined(pending, "anchor tx").await?;
         let log = receipt
             .inner
             .logs()

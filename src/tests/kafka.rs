@@ -182,17 +182,7 @@ fn kill_9_at_random_points_loses_and_doubles_nothing() {
     p.wait_for("all partitions assigned", LONG, |m| {
         metric(m, "veritrace_assigned_partitions") == Some(4.0)
     });
-    let until = std::time::Instant::now() + LONG;
-    while sealed_offsets(&data) < records.len() as u64 {
-        assert!(
-            std::time::Instant::now() < until,
-            "sealed {} of {}; log:\n{}",
-            sealed_offsets(&data),
-            records.len(),
-            harness::tail(&p.log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_sealed(&data, records.len(), &p);
     p.stop();
     check_data(&data, &want, 60);
 
@@ -269,6 +259,21 @@ fn two_processors_joining_and_leaving_one_group_process_each_event_once() {
     assert!(b_consumed > 0.0);
     a.stop();
     check_data(&data, &want, 40);
+}
+
+/// Waits until the data directory's manifests cover `n` records (whichever process sealed
+/// them).
+fn wait_sealed(data: &std::path::Path, n: usize, p: &Processor) {
+    let until = std::time::Instant::now() + LONG;
+    while sealed_offsets(data) < n as u64 {
+        assert!(
+            std::time::Instant::now() < until,
+            "sealed {} of {n}; log:\n{}",
+            sealed_offsets(data),
+            harness::tail(&p.log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Records covered by sealed batches (sum over manifests of last offset + 1).
@@ -385,15 +390,7 @@ fn resuming_in_the_middle_of_a_producer_batch_skips_nothing() {
         "everything sealed before the kill"
     );
     let p = Processor::start(&broker.addr(), &data, "second", &[]);
-    let until = std::time::Instant::now() + LONG;
-    while sealed_offsets(&data) < records.len() as u64 {
-        assert!(
-            std::time::Instant::now() < until,
-            "stuck; log:\n{}",
-            harness::tail(&p.log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_sealed(&data, records.len(), &p);
     p.stop();
     check_data(&data, &want, 10);
 }
@@ -423,17 +420,7 @@ fn a_broker_that_goes_down_mid_stream_delays_work_and_loses_nothing() {
     let broker = Broker::restart(down);
     assert_eq!(broker.addr(), addr);
     produce(&broker.addr(), RAW, &keyed[15_000..]);
-    let until = std::time::Instant::now() + LONG;
-    while sealed_offsets(&data) < records.len() as u64 {
-        assert!(
-            std::time::Instant::now() < until,
-            "sealed {} of {}; log:\n{}",
-            sealed_offsets(&data),
-            records.len(),
-            harness::tail(&p.log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_sealed(&data, records.len(), &p);
     p.stop();
     check_data(&data, &want, 20);
 }
