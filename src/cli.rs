@@ -36,7 +36,8 @@ enum Command {
     Sql(SqlArgs),
     /// Write the proof bundle of one event.
     Proof(ProofArgs),
-    /// Verify a proof bundle offline; exits 0 when valid, 1 when not.
+    /// Verify a proof bundle (offline, or against the chain with --rpc); exits 0 when
+    /// valid, 1 when not, 2 when it could not be checked (file unreadable, RPC down).
     Verify(VerifyArgs),
     /// Serve the HTTP API over a data directory.
     Serve(ServeArgs),
@@ -147,6 +148,17 @@ struct VerifyArgs {
     /// The node's published Ed25519 public key (hex) to pin the signer.
     #[arg(long)]
     key: Option<String>,
+    /// JSON-RPC URL of the chain an `evm` receipt names: reads the root back from the
+    /// contract and the Anchored log from the receipt's block. Without it the chain is
+    /// not consulted (and the report says so).
+    #[arg(long)]
+    rpc: Option<String>,
+    /// The operator's published VeritraceAnchor address, to pin the contract (with --rpc).
+    #[arg(long, requires = "rpc")]
+    contract: Option<String>,
+    /// Deadline of each JSON-RPC request, in seconds.
+    #[arg(long, default_value_t = 10)]
+    rpc_timeout: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -295,6 +307,7 @@ pub async fn shutdown_signal() {
 }
 
 fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    use veritrace_verify::bundle::{Anchor, ProofBundle};
     let bytes =
         std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
     let ledger = match &a.ledger {
@@ -304,49 +317,113 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let pinned_contract = match &a.contract {
+        Some(c) => Some(
+            c.parse::<veritrace_anchor::evm::Address>()
+                .map_err(|_| anyhow::anyhow!("--contract {c:?} is not an address"))?,
+        ),
+        None => None,
+    };
     let opts = Options {
         ledger,
         pinned_key: a.key.clone(),
     };
-    match verify::verify_bundle_json(&bytes, &opts) {
-        Ok(report) => {
-            if a.json {
-                let v = serde_json::json!({
-                    "valid": true,
-                    "event_id": report.event_id,
-                    "status": report.status.as_str(),
-                    "checks": report.checks,
-                    "notes": report.notes,
-                });
-                println!("{v}");
-            } else {
-                println!(
-                    "VALID  {} ({})",
-                    report.event_id.as_deref().unwrap_or("?"),
-                    report.status.as_str()
-                );
-                for c in &report.checks {
-                    println!("  ok    {c}");
-                }
-                for n in &report.notes {
-                    println!("  note  {n}");
-                }
-                println!("  note  chain: no public chain consulted (local backend)");
-            }
-            Ok(ExitCode::SUCCESS)
+    let invalid = |code: &str, msg: String| -> anyhow::Result<ExitCode> {
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"valid": false, "code": code, "error": msg})
+            );
+        } else {
+            println!("INVALID  {}: {msg}", a.bundle.display());
         }
-        Err(e) => {
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"valid": false, "error": e.to_string()})
-                );
-            } else {
-                println!("INVALID  {}: {e}", a.bundle.display());
+        Ok(ExitCode::from(1))
+    };
+    let bundle = match ProofBundle::from_json(&bytes) {
+        Ok(b) => b,
+        Err(e) => return invalid("malformed", e.to_string()),
+    };
+    let mut report = match verify::verify_bundle(&bundle, &opts) {
+        Ok(r) => r,
+        Err(e) => return invalid("proof", e.to_string()),
+    };
+    // The chain, when asked and when the receipt names one.
+    let mut chain_note = None;
+    match (&a.rpc, &bundle.anchor, &bundle.epoch) {
+        (Some(rpc), Some(Anchor::Evm { receipt }), Some(epoch)) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let checked = rt.block_on(veritrace_anchor::evm::check_on_chain(
+                rpc,
+                receipt,
+                &epoch.root,
+                epoch.epoch_id,
+                epoch.batch_count,
+                pinned_contract,
+                std::time::Duration::from_secs(a.rpc_timeout.max(1)),
+            ));
+            match checked {
+                Ok(checks) => {
+                    report.checks.extend(checks);
+                    report
+                        .notes
+                        .retain(|n| !n.starts_with("the chain was not consulted"));
+                    if pinned_contract.is_none() {
+                        report.notes.push(format!(
+                            "the contract address was taken from the receipt: pass --contract with the operator's published address to pin it ({})",
+                            receipt.contract
+                        ));
+                    }
+                }
+                Err(veritrace_anchor::evm::ChainCheckError::Failed { code, detail }) => {
+                    return invalid(code, format!("chain check failed ({code}): {detail}"));
+                }
+                Err(e @ veritrace_anchor::evm::ChainCheckError::Unreachable(_)) => {
+                    // Nothing proven either way: not a verdict on the bundle.
+                    anyhow::bail!("{e}");
+                }
             }
-            Ok(ExitCode::from(1))
+        }
+        (Some(_), Some(Anchor::Local { .. }), _) => {
+            chain_note = Some(
+                "chain: this bundle is anchored on the local ledger; --rpc has nothing to check",
+            );
+        }
+        (Some(_), None, _) => {
+            chain_note = Some("chain: the bundle is not anchored yet; --rpc has nothing to check");
+        }
+        (None, Some(Anchor::Local { .. }), _) => {
+            chain_note = Some("chain: no public chain consulted (local backend)");
+        }
+        _ => {}
+    }
+    if let Some(n) = chain_note {
+        report.notes.push(n.to_owned());
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "valid": true,
+            "event_id": report.event_id,
+            "status": report.status.as_str(),
+            "checks": report.checks,
+            "notes": report.notes,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "VALID  {} ({})",
+            report.event_id.as_deref().unwrap_or("?"),
+            report.status.as_str()
+        );
+        for c in &report.checks {
+            println!("  ok    {c}");
+        }
+        for n in &report.notes {
+            println!("  note  {n}");
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
@@ -369,7 +446,7 @@ fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
             }
         })
         .map(|r| (veritrace_ingest::key_of(&r), r));
-    let mut rt_cfg = cfg.runtime();
+    let mut rt_cfg = cfg.runtime()?;
     if let Some(s) = a.stream {
         rt_cfg.stream = s;
     }

@@ -27,6 +27,15 @@
 //! "sasl.username" = "veritrace"
 //! "sasl.password" = "${file:/run/secrets/kafka-password}"
 //! "ssl.ca.location" = "/etc/veritrace/ca.pem"
+//!
+//! [anchor]
+//! backend = "evm"
+//!
+//! [anchor.evm]
+//! rpc = "https://rpc.example.net"
+//! contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+//! key-file = "/run/secrets/anchor-key"
+//! confirmations = 12
 //! ```
 //!
 //! Environment example: `VERITRACE__PIPELINE__BATCH_MAX_RECORDS=50000`.
@@ -58,6 +67,108 @@ pub struct Config {
     pub http: HttpConfig,
     /// Kafka: the production path (`veritrace process`, `ingest file --kafka`).
     pub kafka: KafkaConfig,
+    /// Who anchors epoch roots: the local ledger or an EVM chain.
+    pub anchor: AnchorConfig,
+}
+
+/// Anchor backend choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The embedded local ledger (signed, hash-chained file).
+    Local,
+    /// An EVM chain over JSON-RPC.
+    Evm,
+}
+
+/// `[anchor]`: the backend, and the EVM settings used when it is `evm`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AnchorConfig {
+    /// `local` or `evm`.
+    pub backend: BackendKind,
+    /// `[anchor.evm]`.
+    pub evm: EvmConfig,
+}
+
+/// `[anchor.evm]`: how epochs are anchored on an EVM chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EvmConfig {
+    /// JSON-RPC URL of the chain (HTTP). Only its scheme, host and port are ever logged.
+    pub rpc: String,
+    /// The VeritraceAnchor contract (`veritrace anchor deploy` prints it). Required.
+    pub contract: String,
+    /// File holding the writer's private key (hex). Empty: the VERITRACE_EVM_KEY variable.
+    pub key_file: String,
+    /// Blocks (the anchoring block included) before an epoch counts as anchored.
+    pub confirmations: u64,
+    /// How often the chain is polled for receipts and new blocks.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Gas limit per anchoring transaction (one anchor uses about 50,000).
+    pub gas_limit: u64,
+    /// Highest fee per gas ever offered, in gwei (EIP-1559 max fee or legacy gas price).
+    pub max_fee_per_gas_gwei: f64,
+    /// Highest EIP-1559 priority fee (tip) per gas, in gwei.
+    pub max_priority_fee_per_gas_gwei: f64,
+    /// Anchoring transactions in flight at once (catching up after an outage).
+    pub max_in_flight: usize,
+    /// Deadline of one JSON-RPC request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest pause between retries while the chain is failing (doubles from 1 s).
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Anchored epochs this many blocks deep or less are re-checked for reorgs.
+    pub reorg_depth: u64,
+    /// At the end of `ingest file` (and the demo), how long to wait for the last epochs'
+    /// anchors; epochs still waiting stay sealed and the next run anchors them.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl EvmConfig {
+    /// The backend settings, loading the key (from `key-file` or VERITRACE_EVM_KEY).
+    pub fn settings(&self) -> anyhow::Result<veritrace_anchor::evm::EvmSettings> {
+        use veritrace_anchor::evm;
+        anyhow::ensure!(
+            !self.contract.is_empty(),
+            "anchor.evm.contract is not set: deploy the contract with `veritrace anchor deploy --rpc URL` and put its address there"
+        );
+        let contract = self.contract.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "anchor.evm.contract {:?} is not an address (0x and 40 hex digits)",
+                self.contract
+            )
+        })?;
+        let key_file = (!self.key_file.is_empty()).then(|| PathBuf::from(&self.key_file));
+        let key = evm::load_key(key_file.as_deref())?;
+        Ok(self.settings_with(contract, key))
+    }
+
+    /// The backend settings for a given contract and key.
+    pub fn settings_with(
+        &self,
+        contract: veritrace_anchor::evm::Address,
+        key: veritrace_anchor::evm::PrivateKeySigner,
+    ) -> veritrace_anchor::evm::EvmSettings {
+        let wei = |gwei: f64| (gwei * 1e9) as u128;
+        veritrace_anchor::evm::EvmSettings {
+            rpc: self.rpc.clone(),
+            contract,
+            key,
+            confirmations: self.confirmations,
+            poll_interval: self.poll_interval,
+            gas_limit: self.gas_limit,
+            max_fee_per_gas: wei(self.max_fee_per_gas_gwei),
+            max_priority_fee_per_gas: wei(self.max_priority_fee_per_gas_gwei),
+            max_in_flight: self.max_in_flight,
+            request_timeout: self.request_timeout,
+            retry_max: self.retry_max,
+            reorg_depth: self.reorg_depth,
+        }
+    }
 }
 
 /// Kafka settings. Properties are passed to librdkafka unchanged, so any cluster setup
@@ -171,6 +282,24 @@ impl Default for Config {
                 metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
                 resume_rewind: veritrace_processors::kafka::DEFAULT_RESUME_REWIND,
             },
+            anchor: AnchorConfig {
+                backend: BackendKind::Local,
+                evm: EvmConfig {
+                    rpc: "http://127.0.0.1:8545".into(),
+                    contract: String::new(),
+                    key_file: String::new(),
+                    confirmations: 3,
+                    poll_interval: Duration::from_secs(1),
+                    gas_limit: 200_000,
+                    max_fee_per_gas_gwei: 200.0,
+                    max_priority_fee_per_gas_gwei: 2.0,
+                    max_in_flight: 16,
+                    request_timeout: Duration::from_secs(10),
+                    retry_max: Duration::from_secs(60),
+                    reorg_depth: 64,
+                    drain_timeout: Duration::from_secs(120),
+                },
+            },
         }
     }
 }
@@ -225,13 +354,44 @@ impl Config {
             !k.topics.contains(&k.rejected_topic),
             "kafka.rejected-topic must not be one of kafka.topics (rejections would be re-read)"
         );
+        let e = &self.anchor.evm;
+        anyhow::ensure!(
+            e.confirmations >= 1,
+            "anchor.evm.confirmations must be at least 1"
+        );
+        anyhow::ensure!(
+            !e.poll_interval.is_zero() && !e.request_timeout.is_zero(),
+            "anchor.evm.poll-interval and request-timeout must be positive"
+        );
+        anyhow::ensure!(
+            e.max_in_flight >= 1,
+            "anchor.evm.max-in-flight must be at least 1"
+        );
+        anyhow::ensure!(
+            e.max_fee_per_gas_gwei >= 0.0
+                && e.max_priority_fee_per_gas_gwei >= 0.0
+                && e.max_priority_fee_per_gas_gwei <= e.max_fee_per_gas_gwei,
+            "anchor.evm fee limits must be non-negative, the priority fee at most the max fee"
+        );
+        anyhow::ensure!(
+            e.gas_limit >= 30_000,
+            "anchor.evm.gas-limit below 30000 cannot anchor"
+        );
         Ok(())
     }
 
-    /// The processors' runtime settings.
-    pub fn runtime(&self) -> RuntimeConfig {
+    /// The anchor backend (loads the EVM key when the backend is `evm`).
+    pub fn backend(&self) -> anyhow::Result<veritrace_anchor::Backend> {
+        Ok(match self.anchor.backend {
+            BackendKind::Local => veritrace_anchor::Backend::Local,
+            BackendKind::Evm => veritrace_anchor::Backend::Evm(self.anchor.evm.settings()?),
+        })
+    }
+
+    /// The processors' runtime settings (loads the EVM key when the backend is `evm`).
+    pub fn runtime(&self) -> anyhow::Result<RuntimeConfig> {
         let p = &self.pipeline;
-        RuntimeConfig {
+        Ok(RuntimeConfig {
             stream: p.stream.clone(),
             partitions: p.partitions,
             policy: BatchPolicy {
@@ -243,7 +403,9 @@ impl Config {
                 },
             },
             epoch_interval: p.epoch_interval,
-        }
+            backend: self.backend()?,
+            anchor_drain: self.anchor.evm.drain_timeout,
+        })
     }
 }
 
@@ -290,7 +452,10 @@ mod tests {
             assert_eq!(c.pipeline.batch_max_age, Duration::from_millis(250));
             assert_eq!(c.pipeline.epoch_interval, Duration::from_secs(2));
             assert_eq!(c.pipeline.batch_max_records, 50_000);
-            assert_eq!(c.runtime().policy.max_records, 50_000);
+            assert_eq!(
+                c.runtime().map_err(|e| e.to_string())?.policy.max_records,
+                50_000
+            );
             Ok(())
         });
     }

@@ -60,6 +60,62 @@ pub struct DemoArgs {
     /// Seal and anchor an epoch every this many milliseconds.
     #[arg(long, default_value_t = 1000)]
     epoch_ms: u64,
+    /// Where epoch roots are anchored: `local` (the node's signed ledger) or `evm` (a real
+    /// chain: needs --rpc and a key in --key-file or VERITRACE_EVM_KEY).
+    #[arg(long, value_enum, default_value = "local")]
+    chain: ChainArg,
+    /// JSON-RPC URL of the EVM chain, with --chain evm.
+    #[arg(long)]
+    rpc: Option<String>,
+    /// An already deployed VeritraceAnchor contract; without it the demo deploys one.
+    #[arg(long)]
+    contract: Option<String>,
+    /// File holding the writer key (hex); default: the VERITRACE_EVM_KEY variable.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Confirmations before an epoch counts as anchored, with --chain evm.
+    #[arg(long, default_value_t = 1)]
+    confirmations: u64,
+}
+
+/// `--chain` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChainArg {
+    /// The embedded local ledger.
+    Local,
+    /// An EVM chain over JSON-RPC.
+    Evm,
+}
+
+/// Builds the EVM backend for the demo, deploying a contract when none is given.
+fn evm_backend(args: &DemoArgs) -> anyhow::Result<veritrace_anchor::Backend> {
+    use veritrace_anchor::evm;
+    let Some(rpc) = &args.rpc else {
+        bail!("--chain evm needs --rpc URL (for example an Anvil node: http://127.0.0.1:8545)");
+    };
+    let key = evm::load_key(args.key_file.as_deref())?;
+    let contract = match &args.contract {
+        Some(c) => c
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--contract {c:?} is not an address"))?,
+        None => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let d = rt.block_on(evm::deploy(rpc, key.clone(), evm::DEFAULT_POLL_INTERVAL))?;
+            println!(
+                "  deployed VeritraceAnchor at {} on chain {} (block {}), owner {}",
+                d.contract, d.chain_id, d.block_number, d.owner
+            );
+            d.contract
+        }
+    };
+    let defaults = crate::config::Config::default().anchor.evm;
+    let mut s = defaults.settings_with(contract, key);
+    s.rpc = rpc.clone();
+    s.confirmations = args.confirmations.max(1);
+    s.poll_interval = evm::DEFAULT_POLL_INTERVAL;
+    Ok(veritrace_anchor::Backend::Evm(s))
 }
 
 fn prepare_dir(path: &Path) -> anyhow::Result<DataDir> {
@@ -89,15 +145,23 @@ fn prepare_dir(path: &Path) -> anyhow::Result<DataDir> {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let backend = match args.chain {
+        ChainArg::Local => veritrace_anchor::Backend::Local,
+        ChainArg::Evm => evm_backend(&args)?,
+    };
     let dir = prepare_dir(&args.data)?;
     let root = args
         .data
         .canonicalize()
         .unwrap_or_else(|_| args.data.clone());
     println!(
-        "Veritrace demo: {} records from a simulated multi-plant manufacturer\n  pipeline: in-process channel ({} partitions) -> processors -> Merkle batches -> epochs -> local ledger anchor\n  data directory: {}\n",
+        "Veritrace demo: {} records from a simulated multi-plant manufacturer\n  pipeline: in-process channel ({} partitions) -> processors -> Merkle batches -> epochs -> {} anchor\n  data directory: {}\n",
         thousands(args.events),
         args.partitions,
+        match args.chain {
+            ChainArg::Local => "local ledger",
+            ChainArg::Evm => "EVM chain",
+        },
         root.display()
     );
 
@@ -109,6 +173,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ..BatchPolicy::default()
         },
         epoch_interval: Duration::from_millis(args.epoch_ms.max(10)),
+        backend,
+        anchor_drain: Duration::from_secs(120),
     };
     let sim = Simulator::new(SimConfig {
         events: args.events,
@@ -154,12 +220,39 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let proof_path = root.join("sample-proof.json");
         std::fs::write(&proof_path, bundle.to_json_pretty()? + "\n")?;
         let ledger_path = root.join("ledger").join("local.jsonl");
-        let ledger = std::fs::read_to_string(&ledger_path)?;
-        let opts = Options { ledger: Some(ledger), pinned_key: None };
+        let opts = match args.chain {
+            ChainArg::Local => Options {
+                ledger: Some(std::fs::read_to_string(&ledger_path)?),
+                pinned_key: None,
+            },
+            ChainArg::Evm => Options::default(),
+        };
         let ok = verify::verify_bundle(&bundle, &opts).context("the sample proof did not verify")?;
         println!("\nSample event {sample}");
         println!("  proof:    {} ({})", proof_path.display(), ok.status.as_str());
         println!("  verified: {} checks passed", ok.checks.len());
+        if let (Some(rpc), Some(veritrace_verify::bundle::Anchor::Evm { receipt }), Some(epoch)) =
+            (&args.rpc, &bundle.anchor, &bundle.epoch)
+        {
+            let checks = veritrace_anchor::evm::check_on_chain(
+                rpc,
+                receipt,
+                &epoch.root,
+                epoch.epoch_id,
+                epoch.batch_count,
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+            .context("the chain does not back the sample proof")?;
+            println!(
+                "  on chain: {} checks passed (chain {}, tx {}, block {})",
+                checks.len(),
+                receipt.chain_id,
+                receipt.tx_hash,
+                receipt.block_number
+            );
+        }
 
         // Show that tampering is caught: change the recorded customer of the sale.
         let mut tampered = bundle.clone();
@@ -175,10 +268,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
         let exe = "cargo run --release --";
         let data = root.display();
+        let verify_hint = match &args.rpc {
+            Some(rpc) if args.chain == ChainArg::Evm => format!("--rpc {rpc}"),
+            _ => format!("--ledger {data}/ledger/local.jsonl"),
+        };
         if args.no_serve {
             println!("\nTry:\n  {exe} sql --data {data} \"SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY n DESC\"");
             println!("  {exe} proof --data {data} {sample} --out proof.json");
-            println!("  {exe} verify proof.json --ledger {data}/ledger/local.jsonl");
+            println!("  {exe} verify proof.json {verify_hint}");
             return anyhow::Ok(());
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -195,7 +292,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  curl -s http://{addr}/v1/events/{sample}");
         println!("  curl -s http://{addr}/v1/events/{sample}/proof > proof.json");
-        println!("  {exe} verify proof.json --ledger {data}/ledger/local.jsonl");
+        println!("  {exe} verify proof.json {verify_hint}");
         println!("  {exe} sql --data {data} \"SELECT reason, count(*) AS n FROM rejected GROUP BY reason ORDER BY n DESC\"");
         veritrace_queries::http::serve(listener, app, crate::cli::shutdown_signal()).await?;
         anyhow::Ok(())
@@ -273,10 +370,16 @@ pub fn print_summary(report: &RunReport) {
     }
     println!("  batches    {:>12}", thousands(s.batches));
     println!(
-        "  epochs     {:>12}  (anchored on the local ledger, node key {})",
+        "  epochs     {:>12}  (anchored: {})",
         thousands(report.epochs),
-        report.public_key
+        report.witness
     );
+    if report.unanchored > 0 {
+        println!(
+            "  waiting    {:>12}  epochs sealed but not anchored yet (the chain was not reachable or slow); they stay sealed and the next run anchors them",
+            thousands(report.unanchored as u64)
+        );
+    }
     println!(
         "  throughput {:>12} records/s ({:.2} s end to end)",
         thousands((s.consumed as f64 / secs) as u64),

@@ -101,7 +101,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     let listen = a.metrics_listen.unwrap_or(cfg.kafka.metrics_listen);
     let data = a.data.unwrap_or_else(|| cfg.data_dir.clone());
     let dir = veritrace_anchor::DataDir::create(&data)?;
-    let rt_cfg = cfg.runtime();
+    let rt_cfg = cfg.runtime()?;
     let k = &cfg.kafka;
     let pcfg = ProcessConfig {
         client: k.client(),
@@ -111,6 +111,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         instance_id: (!k.group_instance_id.is_empty()).then(|| k.group_instance_id.clone()),
         policy: rt_cfg.policy,
         epoch_interval: rt_cfg.epoch_interval,
+        backend: rt_cfg.backend.clone(),
         resume_rewind: k.resume_rewind,
     };
     tracing::info!(config = ?pcfg, data = %data.display(), "starting processor");

@@ -2,55 +2,130 @@ use std::time::{Duration, Instant};
 
 use tracing::instrument;
 
-use crate::{BatchHeader, DataDir, EpochLog, EpochRecord, LedgerEntry, LocalLedger, Result};
+use crate::evm::{AnchorStatus, EvmAnchorer, EvmSettings};
+use crate::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger, Result};
+
+/// Which witness anchors epoch roots.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The embedded local ledger (signed, hash-chained file): the demo default.
+    Local,
+    /// An EVM chain over JSON-RPC.
+    Evm(EvmSettings),
+}
+
+/// An epoch that became anchored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchoredEpoch {
+    /// The epoch.
+    pub epoch_id: u64,
+    /// From the epoch's seal to its anchor (confirmations included), when known.
+    pub latency: Option<Duration>,
+    /// Gas of the anchoring transaction (EVM only).
+    pub gas_used: Option<u64>,
+}
+
+enum Witness {
+    Local(LocalLedger, Vec<AnchoredEpoch>),
+    Evm(Box<EvmAnchorer>),
+}
 
 /// Drives epochs for one data directory: collects sealed batch headers, seals an epoch
-/// every `interval`, and anchors each epoch root on the local ledger, in order. On start it
+/// every `interval`, and anchors each epoch root with the backend, in order. On start it
 /// catches up on whatever a crash left behind: batches sealed but in no epoch, epochs
 /// sealed but not anchored. There is one anchorer per data directory.
-#[derive(Debug)]
+///
+/// The local ledger anchors at once; the EVM backend anchors as the chain allows, from
+/// [`Anchorer::drive`], which callers invoke regularly.
 pub struct Anchorer {
     epochs: EpochLog,
-    ledger: LocalLedger,
+    witness: Witness,
     pending: Vec<BatchHeader>,
     interval: Duration,
     next_tick: Instant,
 }
 
+impl std::fmt::Debug for Anchorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anchorer")
+            .field("epochs", &self.epochs.records().len())
+            .field("pending", &self.pending.len())
+            .field("backend", &self.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Anchorer {
-    /// Opens the epoch log and ledger and catches up.
+    /// Opens the epoch log and the backend and catches up (the local ledger anchors every
+    /// sealed epoch now; the EVM backend on the next [`Anchorer::drive`]).
     pub fn open(
         dir: &DataDir,
         interval: Duration,
+        backend: Backend,
         now_rfc3339: impl Fn() -> String,
     ) -> Result<Self> {
         let epochs = EpochLog::open_writer(dir)?;
-        let ledger = LocalLedger::open(dir)?;
+        let witness = match backend {
+            Backend::Local => Witness::Local(LocalLedger::open(dir)?, Vec::new()),
+            Backend::Evm(s) => Witness::Evm(Box::new(EvmAnchorer::open(dir, s)?)),
+        };
         let pending = epochs.unepoched(dir.all_batch_headers()?);
         let mut a = Anchorer {
             epochs,
-            ledger,
+            witness,
             pending,
             interval,
             next_tick: Instant::now() + interval,
         };
-        a.anchor_unanchored(&now_rfc3339)?;
+        a.anchor_local(&now_rfc3339)?;
         Ok(a)
     }
 
-    fn anchor_unanchored(&mut self, now: &impl Fn() -> String) -> Result<Vec<LedgerEntry>> {
-        let mut out = Vec::new();
-        let from = self.ledger.entries().len();
-        let todo: Vec<EpochRecord> = self.epochs.records().iter().skip(from).cloned().collect();
-        for e in todo {
-            out.push(self.ledger.anchor(&e, now())?);
+    /// Local backend: anchors every sealed epoch the ledger lacks.
+    fn anchor_local(&mut self, now: &impl Fn() -> String) -> Result<()> {
+        let Witness::Local(ledger, done) = &mut self.witness else {
+            return Ok(());
+        };
+        let from = ledger.entries().len();
+        for e in self.epochs.records().iter().skip(from) {
+            ledger.anchor(e, now())?;
+            done.push(AnchoredEpoch {
+                epoch_id: e.epoch_id,
+                latency: humantime::parse_rfc3339_weak(&e.sealed_at)
+                    .ok()
+                    .and_then(|t| std::time::SystemTime::now().duration_since(t).ok()),
+                gas_used: None,
+            });
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// The node's public key.
-    pub fn public_key_hex(&self) -> &str {
-        self.ledger.public_key_hex()
+    /// `local` or `evm`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.witness {
+            Witness::Local(..) => "local",
+            Witness::Evm(_) => "evm",
+        }
+    }
+
+    /// Who witnesses the roots, for people: the node key, or the chain and contract.
+    pub fn witness_description(&self) -> String {
+        match &self.witness {
+            Witness::Local(l, _) => format!("local ledger, node key {}", l.public_key_hex()),
+            Witness::Evm(e) => format!(
+                "EVM contract {} (writer {})",
+                e.settings().contract,
+                e.writer()
+            ),
+        }
+    }
+
+    /// The local ledger's public key (None on the EVM backend).
+    pub fn public_key_hex(&self) -> Option<&str> {
+        match &self.witness {
+            Witness::Local(l, _) => Some(l.public_key_hex()),
+            Witness::Evm(_) => None,
+        }
     }
 
     /// Epochs sealed so far.
@@ -61,6 +136,22 @@ impl Anchorer {
     /// Batches waiting for the next epoch.
     pub fn pending_batches(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Sealed epochs that are not anchored yet.
+    pub fn unanchored_epochs(&self) -> usize {
+        match &self.witness {
+            Witness::Local(l, _) => self.epochs.records().len() - l.entries().len(),
+            Witness::Evm(e) => e.status(self.epochs.records()).unanchored,
+        }
+    }
+
+    /// The EVM backend's status (None on the local ledger).
+    pub fn chain_status(&self) -> Option<AnchorStatus> {
+        match &self.witness {
+            Witness::Local(..) => None,
+            Witness::Evm(e) => Some(e.status(self.epochs.records())),
+        }
     }
 
     /// Replaces the pending batches with every sealed batch of the data directory that is in
@@ -82,14 +173,15 @@ impl Anchorer {
         self.next_tick
     }
 
-    /// Seals and anchors an epoch if it is due (or `force`), returning what was anchored.
+    /// Seals an epoch over the pending batches if it is due (or `force`) and, on the local
+    /// ledger, anchors it. Returns the sealed epoch.
     #[instrument(skip_all, fields(pending = self.pending.len()))]
     pub fn tick(
         &mut self,
         now: Instant,
         force: bool,
         now_rfc3339: impl Fn() -> String,
-    ) -> Result<Option<(EpochRecord, LedgerEntry)>> {
+    ) -> Result<Option<EpochRecord>> {
         if !force && now < self.next_tick {
             return Ok(None);
         }
@@ -98,8 +190,37 @@ impl Anchorer {
         let Some(rec) = self.epochs.seal(headers, now_rfc3339())? else {
             return Ok(None);
         };
-        let entry = self.ledger.anchor(&rec, now_rfc3339())?;
-        tracing::info!(epoch_id = rec.epoch_id, batches = rec.batch_count, events = rec.events, root = %rec.root, "epoch anchored (local)");
-        Ok(Some((rec, entry)))
+        tracing::info!(epoch_id = rec.epoch_id, batches = rec.batch_count, events = rec.events, root = %rec.root, backend = self.backend_name(), "epoch sealed");
+        self.anchor_local(&now_rfc3339)?;
+        Ok(Some(rec))
+    }
+
+    /// Makes anchoring progress and returns the epochs anchored since the last call. The
+    /// EVM backend polls the chain when due (chain errors are retried with backoff, not
+    /// returned); the local ledger has already anchored in [`Anchorer::tick`].
+    pub fn drive(&mut self) -> Result<Vec<AnchoredEpoch>> {
+        match &mut self.witness {
+            Witness::Local(_, done) => Ok(std::mem::take(done)),
+            Witness::Evm(e) => e.drive(self.epochs.records()),
+        }
+    }
+
+    /// Drives anchoring until every sealed epoch is anchored or `timeout` passes; returns
+    /// the epochs anchored meanwhile. Those still unanchored stay sealed for the next run.
+    pub fn drain(&mut self, timeout: Duration) -> Result<Vec<AnchoredEpoch>> {
+        let deadline = Instant::now() + timeout;
+        let mut out = self.drive()?;
+        while self.unanchored_epochs() > 0 && Instant::now() < deadline {
+            let wake = match &self.witness {
+                Witness::Evm(e) => e.next_poll().min(deadline),
+                Witness::Local(..) => deadline,
+            };
+            std::thread::sleep(
+                wake.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(200)),
+            );
+            out.extend(self.drive()?);
+        }
+        Ok(out)
     }
 }

@@ -12,6 +12,7 @@ use crate::{Error, Result};
 /// epochs/anchorer.lock           held by the process that seals and anchors epochs
 /// epochs/epochs.jsonl            epoch records (which batches, epoch root)
 /// ledger/local.jsonl             the local anchor: signed, hash-chained epoch roots
+/// anchors/evm.jsonl              the EVM anchor journal: signed txs, receipts, reorgs
 /// keys/local-ledger.key          the node's Ed25519 seed (0600); .pub is the public key
 /// ```
 #[derive(Debug, Clone)]
@@ -23,7 +24,9 @@ impl DataDir {
     /// Opens (creating if needed) a data directory.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
         let dir = DataDir { root: root.into() };
-        for sub in ["events", "rejected", "batches", "epochs", "ledger", "keys"] {
+        for sub in [
+            "events", "rejected", "batches", "epochs", "ledger", "anchors", "keys",
+        ] {
             let p = dir.root.join(sub);
             std::fs::create_dir_all(&p).map_err(Error::io("create directory", &p))?;
         }
@@ -89,6 +92,10 @@ impl DataDir {
     /// `ledger/local.jsonl`
     pub fn ledger_file(&self) -> PathBuf {
         self.root.join("ledger").join("local.jsonl")
+    }
+    /// `anchors/evm.jsonl`: the EVM backend's journal (see [`crate::evm`]).
+    pub fn evm_journal_file(&self) -> PathBuf {
+        self.root.join("anchors").join("evm.jsonl")
     }
     /// `keys/local-ledger.key`
     pub fn ledger_key_file(&self) -> PathBuf {

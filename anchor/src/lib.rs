@@ -12,7 +12,9 @@
 //! 2. **Epoch**: every few seconds the sealed batch headers not yet in an epoch form an
 //!    epoch tree ([`EpochLog`]); its root is what gets anchored.
 //! 3. **Anchor**: the embedded backend is [`LocalLedger`], an append-only, hash-chained
-//!    file of Ed25519-signed entries. It is named `local` in every proof.
+//!    file of Ed25519-signed entries, named `local` in every proof. The [`evm`] backend
+//!    anchors each epoch root on an EVM chain with one transaction; its receipt goes into
+//!    every proof of the epoch.
 //!
 //! Key decision: batch ids derive from the stream, partition and offsets, so re-sealing
 //! the same input after a crash rewrites the same files instead of adding new ones.
@@ -28,7 +30,7 @@ mod layout;
 mod ledger;
 mod lock;
 
-pub use anchorer::Anchorer;
+pub use anchorer::{AnchoredEpoch, Anchorer, Backend};
 pub use batch::{BatchWriter, SealInput, batch_id, writer_properties};
 pub use epoch::{EpochLog, EpochRecord};
 pub use error::{Error, Result};

@@ -168,39 +168,3 @@ async fn the_deploy_operation_creates_the_contract_owned_by_the_key() {
     .expect_err("no chain");
     assert!(e.to_string().contains("eth_chainId"), "{e}");
 }
-
-#[tokio::test]
-async fn a_writer_anchors_roots_and_returns_full_receipts() {
-    use veritrace_anchor::evm::{Writer, deploy};
-    let node = anvil();
-    let key: PrivateKeySigner = node.keys()[5].clone().into();
-    let poll = std::time::Duration::from_millis(50);
-    let d = deploy(node.endpoint_url().as_str(), key.clone(), poll)
-        .await
-        .expect("deploy");
-    let w = Writer::new(node.endpoint_url().as_str(), key, d.contract, poll);
-    let mut blocks = Vec::new();
-    for epoch in 0..5u64 {
-        let root = B256::from(U256::from(epoch + 1));
-        let r = w.anchor(root, epoch, 3).await.expect("anchor");
-        assert_eq!((r.chain_id, r.contract), (d.chain_id, d.contract));
-        assert_ne!(r.block_hash, B256::ZERO);
-        blocks.push(r.block_number);
-        let p = ProviderBuilder::new().connect_http(node.endpoint_url());
-        let c = VeritraceAnchor::new(d.contract, &p);
-        assert_eq!(
-            c.anchoredAt(root).call().await.expect("lookup"),
-            U256::from(r.block_number)
-        );
-    }
-    assert!(blocks.windows(2).all(|w| w[0] < w[1]), "{blocks:?}");
-    // The same root twice is refused with the block it is in: never anchored twice.
-    let e = w
-        .anchor(B256::from(U256::from(1)), 9, 1)
-        .await
-        .expect_err("second anchor of a root");
-    assert!(
-        e.to_string().contains(&format!("block {}", blocks[0])),
-        "{e}"
-    );
-}

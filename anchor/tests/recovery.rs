@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use veritrace_anchor::{Anchorer, BatchWriter, DataDir, EpochLog, Error, LocalLedger, SealInput};
+use veritrace_anchor::{
+    Anchorer, Backend, BatchWriter, DataDir, EpochLog, Error, LocalLedger, SealInput,
+};
 use veritrace_verify::{Digest, merkle};
 
 fn rows(n: usize) -> (RecordBatch, Vec<Digest>) {
@@ -126,22 +128,38 @@ fn epochs_anchor_in_order_and_recover_unanchored_work() {
     let mut w0 = BatchWriter::open(&dir, "s", 0, &[]).expect("open");
     let mut w1 = BatchWriter::open(&dir, "s", 1, &[]).expect("open");
     let now = || "2026-11-21T00:00:00.000Z".to_string();
-    let mut a = Anchorer::open(&dir, std::time::Duration::from_secs(3600), now).expect("anchorer");
+    let mut a = Anchorer::open(
+        &dir,
+        std::time::Duration::from_secs(3600),
+        Backend::Local,
+        now,
+    )
+    .expect("anchorer");
     a.add(seal(&mut w0, 0, 3));
     a.add(seal(&mut w1, 0, 2));
-    let (rec, entry) = a
+    let rec = a
         .tick(std::time::Instant::now(), true, now)
         .expect("tick")
         .expect("epoch");
     assert_eq!((rec.epoch_id, rec.batch_count, rec.events), (0, 2, 5));
+    let done = a.drive().expect("drive");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].epoch_id, 0);
+    let entry = LocalLedger::read_entries(&dir).expect("ledger").remove(0);
     assert_eq!(entry.root, rec.root);
     entry.verify_signature().expect("signed");
     // A batch sealed but never handed to the anchorer (crash) is picked up on next open.
     let lost = seal(&mut w0, 3, 2);
     drop(a);
-    let mut a = Anchorer::open(&dir, std::time::Duration::from_secs(3600), now).expect("reopen");
+    let mut a = Anchorer::open(
+        &dir,
+        std::time::Duration::from_secs(3600),
+        Backend::Local,
+        now,
+    )
+    .expect("reopen");
     assert_eq!(a.pending_batches(), 1);
-    let (rec, _) = a
+    let rec = a
         .tick(std::time::Instant::now(), true, now)
         .expect("tick")
         .expect("epoch");
@@ -152,7 +170,13 @@ fn epochs_anchor_in_order_and_recover_unanchored_work() {
         .expect("seal")
         .expect("epoch 2");
     drop(log);
-    let a = Anchorer::open(&dir, std::time::Duration::from_secs(3600), now).expect("reopen");
+    let a = Anchorer::open(
+        &dir,
+        std::time::Duration::from_secs(3600),
+        Backend::Local,
+        now,
+    )
+    .expect("reopen");
     assert_eq!(a.epochs().len(), 3);
     assert_eq!(LocalLedger::read_entries(&dir).expect("ledger").len(), 3);
 }
@@ -163,7 +187,13 @@ fn an_edited_ledger_entry_is_detected() {
     let dir = DataDir::create(tmp.path()).expect("dir");
     let mut w = BatchWriter::open(&dir, "s", 0, &[]).expect("open");
     let now = || "2026-11-21T00:00:00.000Z".to_string();
-    let mut a = Anchorer::open(&dir, std::time::Duration::from_secs(3600), now).expect("anchorer");
+    let mut a = Anchorer::open(
+        &dir,
+        std::time::Duration::from_secs(3600),
+        Backend::Local,
+        now,
+    )
+    .expect("anchorer");
     for i in 0..3 {
         a.add(seal(&mut w, i * 2, 2));
         a.tick(std::time::Instant::now(), true, now).expect("tick");

@@ -58,6 +58,7 @@ pub fn run_pipeline(
             ..BatchPolicy::default()
         },
         epoch_interval: Duration::from_secs(1),
+        ..RuntimeConfig::default()
     };
     let start = Instant::now();
     let report = runtime::run(&dir, &cfg, w.records.iter().cloned(), Arc::default())?;

@@ -71,6 +71,7 @@ fn every_record_gets_the_intended_outcome() {
             ..BatchPolicy::default()
         },
         epoch_interval: Duration::from_millis(200),
+        ..RuntimeConfig::default()
     };
     let source = Simulator::new(SimConfig {
         events: N,

@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use veritrace_anchor::{Anchorer, BatchHeader, DataDir};
+use veritrace_anchor::{AnchoredEpoch, Anchorer, Backend, BatchHeader, DataDir};
 
 use crate::partition::{BatchPolicy, PartitionProcessor, Stats};
 use crate::{Error, Result, now_ms, rfc3339_ms};
@@ -71,6 +71,11 @@ pub struct RuntimeConfig {
     pub policy: BatchPolicy,
     /// Epoch interval.
     pub epoch_interval: Duration,
+    /// Who anchors epoch roots.
+    pub backend: Backend,
+    /// At the end of a run, how long to wait for the backend to anchor the last epochs;
+    /// epochs still waiting stay sealed and are anchored by the next run.
+    pub anchor_drain: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -80,6 +85,8 @@ impl Default for RuntimeConfig {
             partitions: 4,
             policy: BatchPolicy::default(),
             epoch_interval: Duration::from_secs(10),
+            backend: Backend::Local,
+            anchor_drain: Duration::from_secs(120),
         }
     }
 }
@@ -104,8 +111,12 @@ pub struct RunReport {
     pub stats: Stats,
     /// Epochs anchored during the run.
     pub epochs: u64,
-    /// The local ledger's public key.
-    pub public_key: String,
+    /// Sealed epochs still waiting for the anchor backend when the run ended.
+    pub unanchored: usize,
+    /// Who witnesses the roots (the local node key, or the chain contract).
+    pub witness: String,
+    /// Seal-to-anchored latency of each epoch anchored during the run.
+    pub anchored: Vec<AnchoredEpoch>,
     /// Wall time from first record to last anchor.
     pub elapsed: Duration,
 }
@@ -132,8 +143,11 @@ where
 {
     let start = Instant::now();
     let parts = cfg.partitions.max(1);
-    let anchorer = Anchorer::open(dir, cfg.epoch_interval, || rfc3339_ms(now_ms()))?;
-    let public_key = anchorer.public_key_hex().to_owned();
+    let anchorer = Anchorer::open(dir, cfg.epoch_interval, cfg.backend.clone(), || {
+        rfc3339_ms(now_ms())
+    })?;
+    let witness = anchorer.witness_description();
+    let drain = cfg.anchor_drain;
     let (htx, hrx) = sync_channel::<BatchHeader>(1024);
 
     let mut senders: Vec<SyncSender<Chunk>> = Vec::new();
@@ -157,7 +171,7 @@ where
     let anchor_progress = progress.clone();
     let anchor_thread = thread::Builder::new()
         .name("anchor".into())
-        .spawn(move || anchor_loop(anchorer, hrx, anchor_progress))
+        .spawn(move || anchor_loop(anchorer, hrx, anchor_progress, drain))
         .map_err(|e| Error::Invalid(format!("cannot start anchor thread: {e}")))?;
 
     // The "producer": partition by key like Kafka, assign per-partition offsets.
@@ -202,7 +216,7 @@ where
             }
         }
     }
-    let epochs = match anchor_thread.join() {
+    let (anchored, unanchored) = match anchor_thread.join() {
         Ok(Ok(n)) => n,
         Ok(Err(e)) => return Err(first_err.unwrap_or(e)),
         Err(_) => return Err(Error::Invalid("the anchor thread panicked".into())),
@@ -212,8 +226,10 @@ where
     }
     Ok(RunReport {
         stats,
-        epochs,
-        public_key,
+        epochs: anchored.len() as u64,
+        unanchored,
+        witness,
+        anchored,
         elapsed: start.elapsed(),
     })
 }
@@ -271,26 +287,39 @@ fn seal(
     Ok(())
 }
 
-fn anchor_loop(mut a: Anchorer, rx: Receiver<BatchHeader>, progress: Arc<Progress>) -> Result<u64> {
-    let mut anchored = 0u64;
+fn anchor_loop(
+    mut a: Anchorer,
+    rx: Receiver<BatchHeader>,
+    progress: Arc<Progress>,
+    drain: Duration,
+) -> Result<(Vec<AnchoredEpoch>, usize)> {
+    let mut anchored = Vec::new();
     let now_s = || rfc3339_ms(now_ms());
     loop {
-        let timeout = a.next_tick().saturating_duration_since(Instant::now());
+        // Wake for the next epoch, and at least every 100 ms to drive the chain backend.
+        let timeout = a
+            .next_tick()
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
         match rx.recv_timeout(timeout) {
             Ok(h) => a.add(h),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                if a.tick(Instant::now(), true, now_s)?.is_some() {
-                    anchored += 1;
-                    progress.epochs.fetch_add(1, Ordering::Relaxed);
-                }
-                return Ok(anchored);
+                a.tick(Instant::now(), true, now_s)?;
+                let done = a.drain(drain)?;
+                progress
+                    .epochs
+                    .fetch_add(done.len() as u64, Ordering::Relaxed);
+                anchored.extend(done);
+                return Ok((anchored, a.unanchored_epochs()));
             }
         }
-        if a.tick(Instant::now(), false, now_s)?.is_some() {
-            anchored += 1;
-            progress.epochs.fetch_add(1, Ordering::Relaxed);
-        }
+        a.tick(Instant::now(), false, now_s)?;
+        let done = a.drive()?;
+        progress
+            .epochs
+            .fetch_add(done.len() as u64, Ordering::Relaxed);
+        anchored.extend(done);
     }
 }
 

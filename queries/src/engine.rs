@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder};
@@ -13,7 +13,8 @@ use datafusion::prelude::ParquetReadOptions;
 use tokio::sync::Mutex;
 use veritrace_anchor::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger};
 use veritrace_processors::columns::{events_schema, rejected_schema};
-use veritrace_verify::bundle::LedgerEntry;
+use veritrace_verify::Digest;
+use veritrace_verify::bundle::{EvmReceipt, LedgerEntry};
 
 use crate::Result;
 
@@ -77,6 +78,8 @@ pub(crate) struct Snapshot {
     pub(crate) headers: HashMap<String, BatchHeader>,
     pub(crate) epochs: Vec<EpochRecord>,
     pub(crate) ledger: Vec<LedgerEntry>,
+    /// EVM receipts by epoch id, with the root each anchors.
+    pub(crate) evm: BTreeMap<u64, (Digest, EvmReceipt)>,
 }
 
 /// DataFusion over one data directory.
@@ -165,11 +168,13 @@ impl QueryEngine {
             let all = dir.all_batch_headers()?;
             let epochs = EpochLog::read(&dir)?.records().to_vec();
             let ledger = LocalLedger::read_entries(&dir)?;
+            let evm = veritrace_anchor::evm::read_receipts(&dir)?;
             Ok(Snapshot {
                 fingerprint: fp,
                 headers: all.into_iter().map(|h| (h.batch_id.clone(), h)).collect(),
                 epochs,
                 ledger,
+                evm,
             })
         })
         .await
@@ -252,6 +257,12 @@ impl QueryEngine {
             StringBuilder::new(),
             StringBuilder::new(),
         );
+        let (mut chain, mut contract, mut tx, mut block) = (
+            UInt64Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            UInt64Builder::new(),
+        );
         for e in &snap.epochs {
             eid.append_value(e.epoch_id);
             eroot.append_value(e.root.to_hex());
@@ -262,15 +273,29 @@ impl QueryEngine {
                 .ledger
                 .get(e.epoch_id as usize)
                 .filter(|l| l.epoch_id == e.epoch_id && l.root == e.root);
-            status.append_value(if entry.is_some() {
+            let evm = snap
+                .evm
+                .get(&e.epoch_id)
+                .filter(|(root, _)| *root == e.root)
+                .map(|(_, r)| r);
+            status.append_value(if entry.is_some() || evm.is_some() {
                 "anchored"
             } else {
                 "sealed"
             });
-            backend.append_option(entry.map(|_| "local"));
+            // A chain receipt is the stronger witness and is what proofs carry.
+            backend.append_option(if evm.is_some() {
+                Some("evm")
+            } else {
+                entry.map(|_| "local")
+            });
             anchored_at.append_option(entry.map(|l| l.anchored_at.as_str()));
             pk.append_option(entry.map(|l| l.public_key.as_str()));
             sig.append_option(entry.map(|l| l.signature.as_str()));
+            chain.append_option(evm.map(|r| r.chain_id));
+            contract.append_option(evm.map(|r| r.contract.as_str()));
+            tx.append_option(evm.map(|r| r.tx_hash.as_str()));
+            block.append_option(evm.map(|r| r.block_number));
         }
         let schema = epochs_schema();
 
@@ -285,6 +310,10 @@ impl QueryEngine {
             Arc::new(anchored_at.finish()),
             Arc::new(pk.finish()),
             Arc::new(sig.finish()),
+            Arc::new(chain.finish()),
+            Arc::new(contract.finish()),
+            Arc::new(tx.finish()),
+            Arc::new(block.finish()),
         ];
         self.epochs.replace(RecordBatch::try_new(schema, cols)?)?;
         Ok(())
@@ -355,6 +384,10 @@ fn epochs_schema() -> SchemaRef {
         u("anchored_at", DataType::Utf8, true),
         u("public_key", DataType::Utf8, true),
         u("signature", DataType::Utf8, true),
+        u("chain_id", DataType::UInt64, true),
+        u("contract", DataType::Utf8, true),
+        u("tx_hash", DataType::Utf8, true),
+        u("block_number", DataType::UInt64, true),
     ]))
 }
 
@@ -365,7 +398,7 @@ fn fingerprint(dir: &DataDir) -> u64 {
         h ^= x;
         h = h.wrapping_mul(0x0100_0000_01b3);
     };
-    let mut files = vec![dir.epochs_file(), dir.ledger_file()];
+    let mut files = vec![dir.epochs_file(), dir.ledger_file(), dir.evm_journal_file()];
     if let Ok(rd) = std::fs::read_dir(dir.batches_dir()) {
         files.extend(rd.flatten().map(|e| e.path()));
     }

@@ -177,7 +177,18 @@ impl QueryEngine {
                 batch_count: rec.batch_count,
                 audit_path: etree.audit_path(index).unwrap_or_default(),
             });
-            if let Some(entry) = snap
+            if let Some((root, receipt)) = snap.evm.get(&rec.epoch_id) {
+                if *root != rec.root {
+                    return Err(Error::Corrupt(format!(
+                        "the EVM journal anchors epoch {} with a different root",
+                        rec.epoch_id
+                    )));
+                }
+                status = Status::Anchored;
+                anchor = Some(Anchor::Evm {
+                    receipt: receipt.clone(),
+                });
+            } else if let Some(entry) = snap
                 .ledger
                 .get(rec.epoch_id as usize)
                 .filter(|l| l.epoch_id == rec.epoch_id)

@@ -7,6 +7,9 @@
 //! event ──JCS──> leaf hash ──audit path──> batch root   (batch header, per partition)
 //! batch header ──JCS──> epoch leaf ──audit path──> epoch root ──> anchor receipt
 //! ```
+//!
+//! The anchor receipt is either a local ledger entry (`"backend": "local"`) or an EVM
+//! receipt (`"backend": "evm"`: chain id, contract, transaction, block, log index).
 
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -181,6 +184,48 @@ pub struct EpochProof {
     pub audit_path: Vec<Digest>,
 }
 
+/// Where an epoch root landed on an EVM chain: the transaction that called
+/// `VeritraceAnchor.anchor(root, epochId, batchCount)` and the `Anchored` log it emitted.
+/// Hex fields are `0x`-prefixed as on every EVM tool (explorers, `cast`, JSON-RPC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvmReceipt {
+    /// The chain's id (`eth_chainId`), e.g. 1 for Ethereum mainnet.
+    pub chain_id: u64,
+    /// The `VeritraceAnchor` contract address (20 bytes).
+    pub contract: String,
+    /// The anchoring transaction's hash (32 bytes).
+    pub tx_hash: String,
+    /// The block that holds the transaction.
+    pub block_number: u64,
+    /// That block's hash (32 bytes): a reorg that drops the block changes it.
+    pub block_hash: String,
+    /// Index of the `Anchored` log in the block.
+    pub log_index: u64,
+}
+
+impl EvmReceipt {
+    /// Checks that the hex fields have the right shape (`0x` and 40 or 64 hex digits).
+    pub fn check_shape(&self) -> Result<()> {
+        for (field, value, digits) in [
+            ("contract", &self.contract, 40),
+            ("tx_hash", &self.tx_hash, 64),
+            ("block_hash", &self.block_hash, 64),
+        ] {
+            let ok = value
+                .strip_prefix("0x")
+                .is_some_and(|h| h.len() == digits && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok {
+                return Err(Error::Malformed {
+                    what: "evm receipt",
+                    detail: format!("{field} {value:?} is not 0x followed by {digits} hex digits"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The anchor receipt: who witnesses the epoch root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
@@ -189,6 +234,11 @@ pub enum Anchor {
     Local {
         /// The ledger entry for the epoch, signature included.
         ledger_entry: LedgerEntry,
+    },
+    /// An EVM chain: the epoch root is stored by the `VeritraceAnchor` contract.
+    Evm {
+        /// Where the root landed.
+        receipt: EvmReceipt,
     },
 }
 

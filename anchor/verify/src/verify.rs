@@ -187,6 +187,21 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
             }
             notes.push("backend local: the epoch root is witnessed by the node's signed ledger, not by a public chain".into());
         }
+        Anchor::Evm { receipt } => {
+            receipt.check_shape()?;
+            checks.push(format!(
+                "evm receipt names chain {} contract {} tx {} block {} log {}",
+                receipt.chain_id,
+                receipt.contract,
+                receipt.tx_hash,
+                receipt.block_number,
+                receipt.log_index
+            ));
+            notes.push(format!(
+                "the chain was not consulted: pass --rpc URL to read root {} back from contract {} on chain {}",
+                epoch.root, receipt.contract, receipt.chain_id
+            ));
+        }
     }
     Ok(Report {
         event_id,

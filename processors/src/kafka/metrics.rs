@@ -39,6 +39,16 @@ pub mod names {
     pub const PENDING_BATCHES: &str = "veritrace_pending_batches";
     /// Offset commits that failed (the data is durable; the next commit supersedes it).
     pub const COMMIT_FAILURES: &str = "veritrace_commit_failures_total";
+    /// Sealed epochs the anchor backend has not anchored yet (when this process anchors).
+    pub const UNANCHORED_EPOCHS: &str = "veritrace_unanchored_epochs";
+    /// Time from an epoch's seal to its anchor (chain confirmations included).
+    pub const ANCHOR_SECONDS: &str = "veritrace_anchor_latency_seconds";
+    /// Gas used by anchoring transactions (EVM backend).
+    pub const ANCHOR_GAS: &str = "veritrace_anchor_gas_used_total";
+    /// Chain polls that failed (RPC down, refused or reverted transaction, fees over the limit).
+    pub const ANCHOR_FAILURES: &str = "veritrace_anchor_failures_total";
+    /// Reorgs that removed an anchored epoch's block (the epoch is anchored again).
+    pub const ANCHOR_REORGS: &str = "veritrace_anchor_reorgs_total";
 }
 
 /// The processor's metrics, registered in one registry.
@@ -74,6 +84,16 @@ pub struct Metrics {
     pub pending_batches: IntGauge,
     /// See [`names::COMMIT_FAILURES`].
     pub commit_failures: IntCounter,
+    /// See [`names::UNANCHORED_EPOCHS`].
+    pub unanchored_epochs: IntGauge,
+    /// See [`names::ANCHOR_SECONDS`].
+    pub anchor_seconds: Histogram,
+    /// See [`names::ANCHOR_GAS`].
+    pub anchor_gas: IntCounter,
+    /// See [`names::ANCHOR_FAILURES`].
+    pub anchor_failures: IntCounter,
+    /// See [`names::ANCHOR_REORGS`].
+    pub anchor_reorgs: IntCounter,
 }
 
 const LATENCY_BUCKETS: [f64; 18] = [
@@ -149,6 +169,31 @@ impl Metrics {
             )
             .map_err(e)?,
             commit_failures: counter(names::COMMIT_FAILURES, "Offset commits that failed")?,
+            unanchored_epochs: IntGauge::new(
+                names::UNANCHORED_EPOCHS,
+                "Sealed epochs not yet anchored by the backend",
+            )
+            .map_err(e)?,
+            anchor_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    names::ANCHOR_SECONDS,
+                    "Time from an epoch's seal to its anchor, confirmations included",
+                )
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+                    3600.0,
+                ]),
+            )
+            .map_err(e)?,
+            anchor_gas: counter(names::ANCHOR_GAS, "Gas used by anchoring transactions")?,
+            anchor_failures: counter(
+                names::ANCHOR_FAILURES,
+                "Chain polls that failed; anchoring retries with backoff",
+            )?,
+            anchor_reorgs: counter(
+                names::ANCHOR_REORGS,
+                "Reorgs that removed an anchored epoch's block",
+            )?,
         };
         for c in [
             Box::new(m.rejected.clone()) as Box<dyn prometheus::core::Collector>,
@@ -159,6 +204,8 @@ impl Metrics {
             Box::new(m.assigned.clone()),
             Box::new(m.rebalances.clone()),
             Box::new(m.pending_batches.clone()),
+            Box::new(m.unanchored_epochs.clone()),
+            Box::new(m.anchor_seconds.clone()),
         ] {
             registry.register(c).map_err(e)?;
         }

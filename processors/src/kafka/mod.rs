@@ -37,7 +37,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
-use veritrace_anchor::{Anchorer, BatchHeader, DataDir, DirLock};
+use veritrace_anchor::{Anchorer, Backend, BatchHeader, DataDir, DirLock};
 
 pub use metrics::Metrics;
 pub use settings::{ClientSettings, Properties};
@@ -69,6 +69,8 @@ pub struct ProcessConfig {
     pub policy: BatchPolicy,
     /// Epoch interval.
     pub epoch_interval: Duration,
+    /// Who anchors epoch roots.
+    pub backend: Backend,
     /// Records to re-read before the resume offset (see [`DEFAULT_RESUME_REWIND`]).
     pub resume_rewind: u64,
 }
@@ -471,6 +473,7 @@ pub fn run(
     let anchor = {
         let dir = dir.clone();
         let interval = cfg.epoch_interval;
+        let backend = cfg.backend.clone();
         let stop = anchor_stop.clone();
         let metrics = metrics.clone();
         let shared = shared.clone();
@@ -479,7 +482,7 @@ pub fn run(
             .spawn(move || {
                 // An anchoring failure stops the process at once (it restarts and catches
                 // up), rather than processing on while nothing gets anchored.
-                let r = anchor_loop(&dir, interval, &stop, &metrics, &holder);
+                let r = anchor_loop(&dir, interval, &backend, &stop, &metrics, &holder);
                 if let Err(e) = &r {
                     shared.fail(Error::Invalid(format!("anchoring failed: {e}")));
                 }
@@ -627,10 +630,13 @@ fn hand_off(shared: &Shared, t: &Task, chunk: Vec<Rec>) {
 }
 
 /// Seals and anchors epochs while this process holds the anchorer lock; otherwise keeps
-/// trying to take it (another process of the group is anchoring).
+/// trying to take it (another process of the group is anchoring). On stop it seals a last
+/// epoch and gives the backend a short grace to anchor; the rest stays sealed for the
+/// next start.
 fn anchor_loop(
     dir: &DataDir,
     interval: Duration,
+    backend: &Backend,
     stop: &AtomicBool,
     metrics: &Metrics,
     holder: &str,
@@ -639,26 +645,56 @@ fn anchor_loop(
     let mut anchored = 0u64;
     let now_s = || rfc3339_ms(now_ms());
     let mut next = Instant::now() + interval;
+    let mut seen_chain = (0u64, 0u64);
+    let record = |done: Vec<veritrace_anchor::AnchoredEpoch>, anchored: &mut u64| {
+        for d in done {
+            *anchored += 1;
+            metrics.epochs.inc();
+            if let Some(l) = d.latency {
+                metrics.anchor_seconds.observe(l.as_secs_f64());
+            }
+            if let Some(g) = d.gas_used {
+                metrics.anchor_gas.inc_by(g);
+            }
+        }
+    };
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         if held.is_none()
             && let Some(l) = DirLock::try_acquire(&dir.anchorer_lock_file(), holder)?
         {
-            let a = Anchorer::open(dir, interval, now_s)?;
-            tracing::info!("this process anchors epochs for the data directory");
+            let a = Anchorer::open(dir, interval, backend.clone(), now_s)?;
+            tracing::info!(
+                backend = a.backend_name(),
+                "this process anchors epochs for the data directory"
+            );
             held = Some((l, a));
         }
-        if let Some((_, a)) = &mut held
-            && (stopping || Instant::now() >= next)
-        {
-            a.rescan(dir)?;
-            metrics.pending_batches.set(a.pending_batches() as i64);
-            if a.tick(Instant::now(), true, now_s)?.is_some() {
-                anchored += 1;
-                metrics.epochs.inc();
-                metrics.pending_batches.set(0);
+        if let Some((_, a)) = &mut held {
+            if stopping || Instant::now() >= next {
+                a.rescan(dir)?;
+                metrics.pending_batches.set(a.pending_batches() as i64);
+                if a.tick(Instant::now(), true, now_s)?.is_some() {
+                    metrics.pending_batches.set(0);
+                }
+                next = Instant::now() + interval;
             }
-            next = Instant::now() + interval;
+            let done = if stopping {
+                a.drain(STOP_ANCHOR_GRACE)?
+            } else {
+                a.drive()?
+            };
+            record(done, &mut anchored);
+            metrics.unanchored_epochs.set(a.unanchored_epochs() as i64);
+            if let Some(st) = a.chain_status() {
+                metrics
+                    .anchor_failures
+                    .inc_by(st.failures.saturating_sub(seen_chain.0));
+                metrics
+                    .anchor_reorgs
+                    .inc_by(st.reorgs.saturating_sub(seen_chain.1));
+                seen_chain = (st.failures, st.reorgs);
+            }
         }
         if stopping {
             return Ok(anchored);
@@ -666,3 +702,6 @@ fn anchor_loop(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// How long a stopping processor waits for the chain to anchor its last epochs.
+const STOP_ANCHOR_GRACE: Duration = Duration::from_secs(5);

@@ -1,22 +1,37 @@
-//! The EVM anchor backend (in progress): the `VeritraceAnchor` contract, compiled from
+//! The EVM anchor backend: the `VeritraceAnchor` contract, compiled from
 //! `anchor/contracts/VeritraceAnchor.sol` into the committed artifact this module embeds
-//! (so building never needs node), and the operations on it over JSON-RPC.
+//! (so building never needs node), and everything done with it over JSON-RPC:
 //!
-//! Today: loading the writer key, deploying the contract, and anchoring one root with its
-//! receipt. Driving epochs through it (confirmations, retries, reorgs), receipts in proofs
-//! and chain-side verification build on this.
+//! - [`deploy`]: `veritrace anchor deploy --rpc URL`.
+//! - [`EvmAnchorer`]: anchors sealed epochs in order, one transaction each, waits for the
+//!   configured confirmations, retries with backoff while the chain is down, and re-anchors
+//!   an epoch whose block a reorg removed. Every transaction is signed and written to the
+//!   journal (`anchors/evm.jsonl`) *before* it is broadcast, so a restart finds it again
+//!   instead of sending a second one; the contract refuses a root twice in any case.
+//! - [`check_on_chain`]: what `veritrace verify --rpc URL` asks the chain.
+//!
+//! The writer key comes from a file or [`KEY_ENV`] and never appears in a log line or an
+//! error. The key should be used by Veritrace only (nonces are managed here).
 
 use std::path::Path;
 use std::time::Duration;
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::{Address, B256};
+use alloy::primitives::B256;
 use alloy::providers::{Provider, ProviderBuilder};
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolEvent;
 use serde::Serialize;
 
 use crate::{Error, Result};
+
+mod check;
+mod engine;
+mod journal;
+
+pub use alloy::primitives::Address;
+pub use alloy::signers::local::PrivateKeySigner;
+pub use check::{ChainCheckError, check_on_chain};
+pub use engine::{AnchorStatus, EvmAnchorer, EvmSettings};
+pub use journal::{JournalRecord, read_receipts};
 
 alloy::sol!(
     #[sol(rpc)]
@@ -81,7 +96,7 @@ pub struct Deployment {
     pub owner: Address,
 }
 
-fn rpc_url(rpc: &str) -> Result<alloy::transports::http::reqwest::Url> {
+pub(crate) fn rpc_url(rpc: &str) -> Result<alloy::transports::http::reqwest::Url> {
     rpc.parse()
         .map_err(|e| Error::Invalid(format!("--rpc {rpc:?} is not a URL: {e}")))
 }
@@ -107,7 +122,7 @@ fn wallet_provider(
 }
 
 /// Waits (up to two minutes) for a sent transaction's receipt; a revert is an error.
-async fn mined(
+pub(crate) async fn mined(
     pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
     what: &str,
 ) -> Result<(B256, alloy::rpc::types::TransactionReceipt)> {
@@ -150,94 +165,6 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
         block_number: receipt.block_number.unwrap_or_default(),
         owner,
     })
-}
-
-/// Where an epoch root landed on chain: everything a proof bundle needs to name it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EvmReceipt {
-    /// The chain's id.
-    pub chain_id: u64,
-    /// The contract holding the root.
-    pub contract: Address,
-    /// The anchoring transaction.
-    pub tx_hash: B256,
-    /// Its block number.
-    pub block_number: u64,
-    /// Its block hash (a reorg changes it).
-    pub block_hash: B256,
-    /// Index of the `Anchored` log in the block.
-    pub log_index: u64,
-}
-
-/// A writer connected to one deployed contract.
-#[derive(Debug, Clone)]
-pub struct Writer {
-    rpc: String,
-    key: PrivateKeySigner,
-    contract: Address,
-    poll: Duration,
-}
-
-impl Writer {
-    /// A writer for `contract` on the chain at `rpc`.
-    pub fn new(rpc: &str, key: PrivateKeySigner, contract: Address, poll: Duration) -> Self {
-        Writer {
-            rpc: rpc.to_owned(),
-            key,
-            contract,
-            poll,
-        }
-    }
-
-    /// Anchors `root` and waits for its receipt. A root that is already on chain is an
-    /// error naming the block (the caller looks the receipt up instead of writing twice).
-    pub async fn anchor(&self, root: B256, epoch_id: u64, batch_count: u64) -> Result<EvmReceipt> {
-        let provider = wallet_provider(&self.rpc, self.key.clone(), self.poll)?;
-        let rpc = &self.rpc;
-        let chain_id = provider
-            .get_chain_id()
-            .await
-            .map_err(|e| Error::Chain(format!("eth_chainId via {rpc}: {e}")))?;
-        let c = VeritraceAnchor::new(self.contract, &provider);
-        let pending = match c.anchor(root, epoch_id, batch_count).send().await {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(VeritraceAnchor::VeritraceAnchorErrors::AlreadyAnchored(a)) =
-                    e.as_decoded_interface_error::<VeritraceAnchor::VeritraceAnchorErrors>()
-                {
-                    return Err(Error::Chain(format!(
-                        "root {root} is already anchored in block {}",
-                        a.blockNumber
-                    )));
-                }
-                return Err(Error::Chain(format!(
-                    "sending anchor({root}) via {rpc}: {e}"
-                )));
-            }
-        };
-        let (tx_hash, receipt) = mined(pending, "anchor tx").await?;
-        let log = receipt
-            .inner
-            .logs()
-            .iter()
-            .find(|l| {
-                l.address() == self.contract
-                    && VeritraceAnchor::Anchored::decode_log(&l.inner).is_ok_and(|d| d.root == root)
-            })
-            .ok_or_else(|| {
-                Error::Chain(format!(
-                    "anchor tx {tx_hash} has no Anchored log for {root}"
-                ))
-            })?;
-        Ok(EvmReceipt {
-            chain_id,
-            contract: self.contract,
-            tx_hash,
-            block_number: receipt.block_number.unwrap_or_default(),
-            block_hash: receipt.block_hash.unwrap_or_default(),
-            log_index: log.log_index.unwrap_or_default(),
-        })
-    }
 }
 
 #[cfg(test)]
