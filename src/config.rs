@@ -384,7 +384,9 @@ impl Config {
     pub fn backend(&self) -> anyhow::Result<veritrace_anchor::Backend> {
         Ok(match self.anchor.backend {
             BackendKind::Local => veritrace_anchor::Backend::Local,
-            BackendKind::Evm => veritrace_anchor::Backend::Evm(self.anchor.evm.settings()?),
+            BackendKind::Evm => {
+                veritrace_anchor::Backend::Evm(Box::new(self.anchor.evm.settings()?))
+            }
         })
     }
 

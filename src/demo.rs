@@ -115,7 +115,7 @@ fn evm_backend(args: &DemoArgs) -> anyhow::Result<veritrace_anchor::Backend> {
     s.rpc = rpc.clone();
     s.confirmations = args.confirmations.max(1);
     s.poll_interval = evm::DEFAULT_POLL_INTERVAL;
-    Ok(veritrace_anchor::Backend::Evm(s))
+    Ok(veritrace_anchor::Backend::Evm(Box::new(s)))
 }
 
 fn prepare_dir(path: &Path) -> anyhow::Result<DataDir> {

@@ -11,7 +11,7 @@ pub enum Backend {
     /// The embedded local ledger (signed, hash-chained file): the demo default.
     Local,
     /// An EVM chain over JSON-RPC.
-    Evm(EvmSettings),
+    Evm(Box<EvmSettings>),
 }
 
 /// An epoch that became anchored.
@@ -26,7 +26,7 @@ pub struct AnchoredEpoch {
 }
 
 enum Witness {
-    Local(LocalLedger, Vec<AnchoredEpoch>),
+    Local(Box<LocalLedger>, Vec<AnchoredEpoch>),
     Evm(Box<EvmAnchorer>),
 }
 
@@ -66,8 +66,8 @@ impl Anchorer {
     ) -> Result<Self> {
         let epochs = EpochLog::open_writer(dir)?;
         let witness = match backend {
-            Backend::Local => Witness::Local(LocalLedger::open(dir)?, Vec::new()),
-            Backend::Evm(s) => Witness::Evm(Box::new(EvmAnchorer::open(dir, s)?)),
+            Backend::Local => Witness::Local(Box::new(LocalLedger::open(dir)?), Vec::new()),
+            Backend::Evm(s) => Witness::Evm(Box::new(EvmAnchorer::open(dir, *s)?)),
         };
         let pending = epochs.unepoched(dir.all_batch_headers()?);
         let mut a = Anchorer {

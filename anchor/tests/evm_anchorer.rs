@@ -278,13 +278,18 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     let dir = DataDir::create(tmp.path()).expect("dir");
     let mut s = settings(&proxy.url(), key, contract);
     s.confirmations = 2;
-    let mut a =
-        Anchorer::open(&dir, Duration::from_secs(3600), Backend::Evm(s), now).expect("anchorer");
+    let mut a = Anchorer::open(
+        &dir,
+        Duration::from_secs(3600),
+        Backend::Evm(Box::new(s)),
+        now,
+    )
+    .expect("anchorer");
     for n in 0..12 {
         seal_epoch(&mut a, n);
     }
     drain_all(&mut a, Duration::from_secs(60));
-    check_all(&dir, &a, &node.endpoint_url().to_string(), contract);
+    check_all(&dir, &a, node.endpoint_url().as_ref(), contract);
     // Receipts are in epoch order: blocks never go backwards.
     let receipts = evm::read_receipts(&dir).expect("receipts");
     let blocks: Vec<u64> = receipts.values().map(|(_, r)| r.block_number).collect();
@@ -312,7 +317,7 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     // ... and comes back: everything is anchored, each root once.
     proxy.set_up(true);
     drain_all(&mut a, Duration::from_secs(60));
-    check_all(&dir, &a, &node.endpoint_url().to_string(), contract);
+    check_all(&dir, &a, node.endpoint_url().as_ref(), contract);
 }
 
 #[test]
@@ -342,7 +347,7 @@ fn a_crash_with_transactions_in_flight_never_anchors_twice() {
     let mut a = Anchorer::open(
         &dir,
         Duration::from_secs(3600),
-        Backend::Evm(s.clone()),
+        Backend::Evm(Box::new(s.clone())),
         now,
     )
     .expect("anchorer");
@@ -368,8 +373,13 @@ fn a_crash_with_transactions_in_flight_never_anchors_twice() {
     rt.block_on(p.raw_request::<_, serde_json::Value>("anvil_dropTransaction".into(), (dropped,)))
         .expect("drop tx");
 
-    let mut a =
-        Anchorer::open(&dir, Duration::from_secs(3600), Backend::Evm(s), now).expect("reopen");
+    let mut a = Anchorer::open(
+        &dir,
+        Duration::from_secs(3600),
+        Backend::Evm(Box::new(s)),
+        now,
+    )
+    .expect("reopen");
     a.drive().expect("drive"); // re-broadcasts the forgotten transaction, signs nothing new
     for _ in 0..3 {
         rt.block_on(p.raw_request::<_, String>("evm_mine".into(), ()))
@@ -413,7 +423,7 @@ fn a_reorg_that_drops_anchored_blocks_is_detected_and_reanchored() {
     let mut a = Anchorer::open(
         &dir,
         Duration::from_secs(3600),
-        Backend::Evm(settings(&rpc, key, contract)),
+        Backend::Evm(Box::new(settings(&rpc, key, contract))),
         now,
     )
     .expect("anchorer");
@@ -479,7 +489,7 @@ fn a_key_the_contract_does_not_allow_is_refused_until_the_owner_allows_it() {
     let mut a = Anchorer::open(
         &dir,
         Duration::from_secs(3600),
-        Backend::Evm(settings(&rpc, stranger.clone(), contract)),
+        Backend::Evm(Box::new(settings(&rpc, stranger.clone(), contract))),
         now,
     )
     .expect("anchorer");
@@ -524,8 +534,13 @@ fn fees_above_the_limit_wait_and_a_wrong_contract_is_named() {
     let dir = DataDir::create(tmp.path()).expect("dir");
     let mut s = settings(&rpc, key.clone(), contract);
     s.max_fee_per_gas = 10_000_000_000; // 10 gwei, below the 50 gwei base fee
-    let mut a =
-        Anchorer::open(&dir, Duration::from_secs(3600), Backend::Evm(s), now).expect("anchorer");
+    let mut a = Anchorer::open(
+        &dir,
+        Duration::from_secs(3600),
+        Backend::Evm(Box::new(s)),
+        now,
+    )
+    .expect("anchorer");
     seal_epoch(&mut a, 0);
     a.drain(Duration::from_millis(500)).expect("drain");
     let err = a.chain_status().and_then(|s| s.last_error).expect("error");
@@ -543,7 +558,7 @@ fn fees_above_the_limit_wait_and_a_wrong_contract_is_named() {
     let mut a = Anchorer::open(
         &dir,
         Duration::from_secs(3600),
-        Backend::Evm(settings(&rpc, key, nowhere)),
+        Backend::Evm(Box::new(settings(&rpc, key, nowhere))),
         now,
     )
     .expect("anchorer");
