@@ -57,6 +57,21 @@ enum AnchorCommand {
     /// Deploy the VeritraceAnchor contract; prints chain id, address, transaction and block
     /// as JSON. The deploying key becomes the contract's owner.
     Deploy(DeployArgs),
+    /// Seal batches that are in no epoch yet and anchor every sealed epoch with the
+    /// configured backend ([anchor] in the config), waiting up to --timeout-secs. For data
+    /// directories fed by `ingest file` whose run ended before the chain answered. Exits 0
+    /// when everything is anchored, 3 when epochs still wait (they stay sealed).
+    Run(AnchorRunArgs),
+}
+
+#[derive(Debug, Args)]
+struct AnchorRunArgs {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// How long to wait for the chain.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +241,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 d.contract, d.chain_id, d.block_number, d.owner
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Anchor(AnchorCommand::Run(a)) => {
+            anchor_run(&data_of(a.data), a.timeout_secs, &cfg)
         }
         Command::Sql(a) => {
             let data = data_of(a.data);
@@ -422,6 +440,44 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         for n in &report.notes {
             println!("  note  {n}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn anchor_run(data: &std::path::Path, timeout_secs: u64, cfg: &Config) -> anyhow::Result<ExitCode> {
+    use veritrace_anchor::{Anchorer, DataDir, DirLock};
+    use veritrace_processors::{now_ms, rfc3339_ms};
+    let dir = DataDir::open(data)?;
+    let holder = format!("veritrace anchor run (pid {})", std::process::id());
+    let Some(_lock) = DirLock::try_acquire(&dir.anchorer_lock_file(), &holder)? else {
+        anyhow::bail!(
+            "another process anchors {} ({}); it anchors these epochs itself",
+            data.display(),
+            DirLock::holder(&dir.anchorer_lock_file())
+        );
+    };
+    let now = || rfc3339_ms(now_ms());
+    let mut a = Anchorer::open(&dir, cfg.pipeline.epoch_interval, cfg.backend()?, now)?;
+    a.rescan(&dir)?;
+    if let Some(e) = a.tick(std::time::Instant::now(), true, now)? {
+        eprintln!("sealed epoch {} over {} batches", e.epoch_id, e.batch_count);
+    }
+    let before = a.unanchored_epochs();
+    let done = a.drain(std::time::Duration::from_secs(timeout_secs))?;
+    let left = a.unanchored_epochs();
+    println!(
+        "{} epochs anchored ({}), {} of {} waiting before, {} still waiting",
+        done.len(),
+        a.witness_description(),
+        before,
+        a.epochs().len(),
+        left
+    );
+    if left > 0 {
+        if let Some(err) = a.chain_status().and_then(|s| s.last_error) {
+            println!("last chain error: {err}");
+        }
+        return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }

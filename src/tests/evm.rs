@@ -1,0 +1,498 @@
+//! The EVM backend through the real binary against a real Anvil (tools/evm, free loopback
+//! port, stopped by PID): `demo --chain evm`, proofs that `verify --rpc` checks against the
+//! chain and tampered receipts that it refuses with a reason code, and an import killed
+//! with -9 while its anchor transactions wait in the mempool, finished by `anchor run`
+//! without a second transaction for any epoch. A missing Anvil fails, never skips.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Anvil's first well-known development key (public test data, never a real secret).
+const DEV_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_veritrace"));
+    c.env("VERITRACE_EVM_KEY", DEV_KEY);
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run veritrace")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "veritrace {args:?} failed: {so}\n{se}"
+    );
+    assert!(
+        !so.contains(&DEV_KEY[2..]) && !se.contains(&DEV_KEY[2..]),
+        "the key leaked into the output of {args:?}"
+    );
+    so.into_owned()
+}
+
+struct Anvil {
+    child: Child,
+    port: u16,
+    _log: tempfile::NamedTempFile,
+}
+
+impl Anvil {
+    fn start(extra: &[&str]) -> Anvil {
+        let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tools/evm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        assert!(
+            bin.is_file(),
+            "no EVM node for this test: {} is missing; run scripts/test (it runs `npm ci --prefix tools/evm`)",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let log = tempfile::NamedTempFile::new().expect("log");
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(extra)
+            .stdout(log.reopen().expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start anvil");
+        let a = Anvil {
+            child,
+            port,
+            _log: log,
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while a.try_rpc("eth_chainId", json!([])).is_none() {
+            assert!(Instant::now() < until, "anvil did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        a
+    }
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    fn try_rpc(&self, method: &str, params: Value) -> Option<Value> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let v: Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1)?).ok()?;
+        v.get("result").cloned()
+    }
+    fn rpc(&self, method: &str, params: Value) -> Value {
+        self.try_rpc(method, params)
+            .unwrap_or_else(|| panic!("{method} failed"))
+    }
+    /// `Anchored` logs of a contract: (root topic, tx hash).
+    fn anchored_logs(&self, contract: &str) -> Vec<(String, String)> {
+        // keccak256("Anchored(bytes32,uint64,uint64)")
+        let topic = self.rpc(
+            "web3_sha3",
+            json!([format!("0x{}", hex(b"Anchored(bytes32,uint64,uint64)"))]),
+        );
+        let logs = self.rpc(
+            "eth_getLogs",
+            json!([{"address": contract, "fromBlock": "0x0", "toBlock": "latest", "topics": [topic]}]),
+        );
+        logs.as_array()
+            .expect("logs")
+            .iter()
+            .map(|l| {
+                (
+                    l["topics"][1].as_str().expect("root").to_owned(),
+                    l["transactionHash"].as_str().expect("tx").to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn sql_json(data: &Path, sql: &str) -> Value {
+    let out = ok(&[
+        "sql",
+        "--data",
+        data.to_str().expect("p"),
+        "--format",
+        "json",
+        sql,
+    ]);
+    serde_json::from_str(&out).expect("json")
+}
+
+fn verify(bundle: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["verify", bundle.to_str().expect("p"), "--json"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn a_demo_on_a_real_chain_verifies_against_it_and_forged_receipts_fail() {
+    let node = Anvil::start(&[]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let out = ok(&[
+        "demo",
+        "--chain",
+        "evm",
+        "--rpc",
+        &node.url(),
+        "--events",
+        "20000",
+        "--data",
+        data.to_str().expect("p"),
+        "--no-serve",
+        "--epoch-ms",
+        "200",
+        "--batch-size",
+        "2000",
+    ]);
+    assert!(out.contains("deployed VeritraceAnchor at"), "{out}");
+    assert!(out.contains("on chain:"), "{out}");
+    let epochs = sql_json(
+        &data,
+        "SELECT epoch_id, status, backend, contract, tx_hash, block_number FROM epochs ORDER BY epoch_id",
+    );
+    let epochs = epochs.as_array().expect("rows");
+    assert!(epochs.len() >= 2, "{epochs:?}");
+    let contract = epochs[0]["contract"].as_str().expect("contract").to_owned();
+    for e in epochs {
+        assert_eq!(e["status"], "anchored", "{e}");
+        assert_eq!(e["backend"], "evm", "{e}");
+        assert!(e["tx_hash"].as_str().is_some_and(|t| t.len() == 66), "{e}");
+    }
+    // One transaction per epoch, each root once.
+    let logs = node.anchored_logs(&contract);
+    assert_eq!(logs.len(), epochs.len());
+
+    let ids = sql_json(
+        &data,
+        "SELECT event_id FROM events ORDER BY event_id LIMIT 5",
+    );
+    for row in ids.as_array().expect("rows") {
+        let id = row["event_id"].as_str().expect("id");
+        let p = tmp.path().join(format!("{id}.json"));
+        ok(&[
+            "proof",
+            "--data",
+            data.to_str().expect("p"),
+            id,
+            "--out",
+            p.to_str().expect("p"),
+        ]);
+        let (code, v) = verify(&p, &["--rpc", &node.url(), "--contract", &contract]);
+        assert_eq!(code, 0, "{v}");
+        assert!(v["checks"].to_string().contains("anchoredAt"), "{v}");
+        let (code, v) = verify(&p, &[]);
+        assert_eq!(code, 0, "{v}");
+        assert!(
+            v["notes"].to_string().contains("chain was not consulted"),
+            "{v}"
+        );
+    }
+
+    // Forged or stale receipts: each refused with its reason code.
+    let row = &ids[0]["event_id"];
+    let good: Value = serde_json::from_slice(
+        &std::fs::read(
+            tmp.path()
+                .join(format!("{}.json", row.as_str().expect("id"))),
+        )
+        .expect("bundle"),
+    )
+    .expect("json");
+    let other = serde_json::from_str::<Value>(&ok(&["anchor", "deploy", "--rpc", &node.url()]))
+        .expect("deployment")["contract"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let pin = ["--contract", contract.as_str()];
+    let cases: Vec<(&str, Edit, &[&str])> = vec![
+        (
+            "block_hash_mismatch",
+            Box::new(|b| {
+                let h = b["anchor"]["receipt"]["block_hash"].as_str().expect("h");
+                let flipped = format!("0x{}{}", if &h[2..3] == "0" { "1" } else { "0" }, &h[3..]);
+                b["anchor"]["receipt"]["block_hash"] = flipped.into();
+            }),
+            &[],
+        ),
+        (
+            "block_mismatch",
+            Box::new(|b| {
+                let n = b["anchor"]["receipt"]["block_number"].as_u64().expect("n");
+                b["anchor"]["receipt"]["block_number"] = (n + 1).into();
+            }),
+            &[],
+        ),
+        (
+            "chain_mismatch",
+            Box::new(|b| b["anchor"]["receipt"]["chain_id"] = 1.into()),
+            &[],
+        ),
+        (
+            "log_missing",
+            Box::new(|b| {
+                let n = b["anchor"]["receipt"]["log_index"].as_u64().expect("n");
+                b["anchor"]["receipt"]["log_index"] = (n + 7).into();
+            }),
+            &[],
+        ),
+        (
+            "no_contract",
+            Box::new(|b| {
+                b["anchor"]["receipt"]["contract"] =
+                    "0x4242424242424242424242424242424242424242".into()
+            }),
+            &[],
+        ),
+        (
+            "root_not_on_chain",
+            Box::new({
+                let other = other.clone();
+                move |b| b["anchor"]["receipt"]["contract"] = other.clone().into()
+            }),
+            &[],
+        ),
+        (
+            "contract_mismatch",
+            Box::new({
+                let other = other.clone();
+                move |b| b["anchor"]["receipt"]["contract"] = other.clone().into()
+            }),
+            &pin,
+        ),
+        (
+            "proof",
+            Box::new(|b| b["event"]["operator"] = "someone-else".into()),
+            &[],
+        ),
+    ];
+    for (want, edit, extra) in &cases {
+        let mut b = good.clone();
+        edit(&mut b);
+        let p = tmp.path().join(format!("tampered-{want}.json"));
+        std::fs::write(&p, serde_json::to_vec_pretty(&b).expect("json")).expect("write");
+        let mut args = vec!["--rpc".to_owned(), node.url()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, v) = verify(&p, &args);
+        assert_eq!(code, 1, "{want}: {v}");
+        assert_eq!(v["code"], *want, "{want}: {v}");
+    }
+
+    // A chain that cannot be reached proves nothing either way: exit 2, not "invalid".
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let p = tmp
+        .path()
+        .join(format!("{}.json", row.as_str().expect("id")));
+    let out = run(&[
+        "verify",
+        p.to_str().expect("p"),
+        "--rpc",
+        &format!("http://127.0.0.1:{dead}"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot consult the chain"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction() {
+    // No mining: anchor transactions wait in the mempool while the import dies.
+    let node = Anvil::start(&["--no-mining"]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Deploy (mined on demand).
+    let deploying = {
+        let url = node.url();
+        std::thread::spawn(move || {
+            let out = bin()
+                .args(["anchor", "deploy", "--rpc", &url])
+                .output()
+                .expect("deploy");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+            v["contract"].as_str().expect("address").to_owned()
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while !deploying.is_finished() {
+        assert!(Instant::now() < until, "deployment did not finish");
+        node.rpc("evm_mine", json!([]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let contract = deploying.join().expect("deploy thread");
+
+    // Events as JSON lines, from the simulator.
+    let file = tmp.path().join("events.jsonl");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).expect("file"));
+        for r in veritrace_ingest::simulate::Simulator::new(veritrace_ingest::simulate::SimConfig {
+            events: 30_000,
+            seed: 9,
+            ..Default::default()
+        }) {
+            f.write_all(&r.payload).expect("write");
+            f.write_all(b"\n").expect("write");
+        }
+    }
+    let data = tmp.path().join("data");
+    let env = [
+        ("VERITRACE__ANCHOR__BACKEND", "evm".to_owned()),
+        ("VERITRACE__ANCHOR__EVM__RPC", node.url()),
+        ("VERITRACE__ANCHOR__EVM__CONTRACT", contract.clone()),
+        ("VERITRACE__ANCHOR__EVM__CONFIRMATIONS", "1".to_owned()),
+        ("VERITRACE__ANCHOR__EVM__POLL_INTERVAL", "50ms".to_owned()),
+        ("VERITRACE__PIPELINE__EPOCH_INTERVAL", "150ms".to_owned()),
+        ("VERITRACE__PIPELINE__BATCH_MAX_RECORDS", "2000".to_owned()),
+    ];
+    let mut import = bin()
+        .args([
+            "ingest",
+            "file",
+            file.to_str().expect("p"),
+            "--data",
+            data.to_str().expect("p"),
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("import");
+    // Kill it once at least two anchor transactions wait in the mempool.
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending = node.rpc("txpool_status", json!([]))["pending"]
+            .as_str()
+            .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            .or_else(|| node.rpc("txpool_status", json!([]))["pending"].as_u64())
+            .unwrap_or(0);
+        if pending >= 2 {
+            break;
+        }
+        assert!(
+            import.try_wait().expect("wait").is_none(),
+            "the import ended before any anchor transaction was pending"
+        );
+        assert!(Instant::now() < until, "no anchor transaction appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-9", &import.id().to_string()])
+        .status();
+    let _ = import.wait();
+    // The chain goes on: the orphaned transactions are mined while nobody watches.
+    node.rpc("evm_mine", json!([]));
+    node.rpc("evm_setAutomine", json!([true]));
+
+    let mut finish = bin();
+    finish
+        .args([
+            "anchor",
+            "run",
+            "--data",
+            data.to_str().expect("p"),
+            "--timeout-secs",
+            "60",
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let out = finish.output().expect("anchor run");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every epoch anchored; one signed transaction per epoch, each root on chain once.
+    let journal = std::fs::read_to_string(data.join("anchors/evm.jsonl")).expect("journal");
+    let mut submitted: std::collections::BTreeMap<u64, usize> = Default::default();
+    for line in journal.lines() {
+        let v: Value = serde_json::from_str(line).expect("line");
+        if v["kind"] == "submitted" {
+            *submitted
+                .entry(v["epoch_id"].as_u64().expect("id"))
+                .or_default() += 1;
+        }
+    }
+    let epochs = sql_json(
+        &data,
+        "SELECT epoch_id, status FROM epochs ORDER BY epoch_id",
+    );
+    let epochs = epochs.as_array().expect("rows");
+    assert!(
+        epochs.iter().all(|e| e["status"] == "anchored"),
+        "{epochs:?}"
+    );
+    assert_eq!(submitted.len(), epochs.len(), "{submitted:?}");
+    assert!(submitted.values().all(|n| *n == 1), "{submitted:?}");
+    let logs = node.anchored_logs(&contract);
+    assert_eq!(logs.len(), epochs.len(), "{logs:?}");
+    let mut roots: Vec<&String> = logs.iter().map(|(r, _)| r).collect();
+    roots.sort();
+    roots.dedup();
+    assert_eq!(roots.len(), logs.len(), "a root was anchored twice");
+
+    // And the proofs check out against the chain.
+    let id = sql_json(
+        &data,
+        "SELECT event_id FROM events ORDER BY event_id LIMIT 1",
+    )[0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let p = tmp.path().join("p.json");
+    ok(&[
+        "proof",
+        "--data",
+        data.to_str().expect("p"),
+        &id,
+        "--out",
+        p.to_str().expect("p"),
+    ]);
+    let (code, v) = verify(&p, &["--rpc", &node.url(), "--contract", &contract]);
+    assert_eq!(code, 0, "{v}");
+}
