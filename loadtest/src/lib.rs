@@ -6,6 +6,7 @@
 //! pipeline; the `veritrace-loadtest` binary runs larger end-to-end loads.
 #![deny(missing_docs)]
 
+pub mod evm;
 pub mod kafka;
 
 use std::sync::Arc;

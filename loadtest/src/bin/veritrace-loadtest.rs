@@ -6,6 +6,7 @@
 //! - `bare-consume`: a consumer that does nothing with the records (the peer rate).
 //! - `kafka`: the end-to-end benchmark: produce while `veritrace process` consumes, then
 //!   report sustained events/s, event-to-sealed latency, and the bare consume rate.
+//! - `evm`: anchoring on Anvil: gas per epoch, seal-to-anchored latency, per-event peer.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -76,6 +77,9 @@ enum Cmd {
     },
     /// End-to-end: publish while `veritrace process` consumes; report rates and latency.
     Kafka(veritrace_loadtest::kafka::E2eArgs),
+    /// Anchoring on a real EVM node (Anvil): gas per epoch, seal-to-anchored latency, and
+    /// the per-event-transaction peer on the same node.
+    Evm(veritrace_loadtest::evm::EvmArgs),
 }
 
 // mimalloc: the pipeline allocates on one thread and frees on another (records cross a
@@ -144,6 +148,10 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Kafka(a) => {
             let r = veritrace_loadtest::kafka::end_to_end(&a)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Evm(a) => {
+            let r = veritrace_loadtest::evm::run(&a)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }
