@@ -184,8 +184,7 @@ pub fn run(a: &EvmArgs) -> anyhow::Result<EvmReport> {
             "{} epochs were not anchored",
             report.unanchored
         );
-        let journal: Vec<JournalRecord> =
-            veritrace_anchor::read_jsonl(&dir.evm_journal_file())?;
+        let journal: Vec<JournalRecord> = veritrace_anchor::read_jsonl(&dir.evm_journal_file())?;
         let mut gas = Vec::new();
         let mut lat = Vec::new();
         for r in journal {
@@ -235,7 +234,9 @@ pub fn run(a: &EvmArgs) -> anyhow::Result<EvmReport> {
 async fn per_event_peer(rpc: &str, key: PrivateKeySigner, n: u64) -> anyhow::Result<PerEventPeer> {
     let from = key.address();
     let wallet = EthereumWallet::from(key.clone());
-    let c = evm::deploy(rpc, key, Duration::from_millis(50)).await?.contract;
+    let c = evm::deploy(rpc, key, Duration::from_millis(50))
+        .await?
+        .contract;
     let p = RootProvider::<alloy::network::Ethereum>::new_http(rpc.parse()?);
     p.client().set_poll_interval(Duration::from_millis(50));
     let chain_id = p.get_chain_id().await?;
@@ -265,7 +266,10 @@ async fn per_event_peer(rpc: &str, key: PrivateKeySigner, n: u64) -> anyhow::Res
     for (_, r) in &raw {
         let _pending = p.send_raw_transaction(r).await?;
     }
-    let last = raw.last().map(|(h, _)| *h).ok_or_else(|| anyhow::anyhow!("no txs"))?;
+    let last = raw
+        .last()
+        .map(|(h, _)| *h)
+        .ok_or_else(|| anyhow::anyhow!("no txs"))?;
     let receipt = loop {
         if let Some(r) = p.get_transaction_receipt(last).await? {
             break r;

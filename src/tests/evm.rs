@@ -4,16 +4,16 @@
 //! with -9 while its anchor transactions wait in the mempool, finished by `anchor run`
 //! without a second transaction for any epoch. A missing Anvil fails, never skips.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Anvil's first well-known development key (public test data, never a real secret).
-const DEV_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+mod anvil;
+
+use anvil::{Anvil, DEV_KEY};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_veritrace"));
@@ -40,103 +40,6 @@ fn ok(args: &[&str]) -> String {
         "the key leaked into the output of {args:?}"
     );
     so.into_owned()
-}
-
-struct Anvil {
-    child: Child,
-    port: u16,
-    _log: tempfile::NamedTempFile,
-}
-
-impl Anvil {
-    fn start(extra: &[&str]) -> Anvil {
-        let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tools/evm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-        assert!(
-            bin.is_file(),
-            "no EVM node for this test: {} is missing; run scripts/test (it runs `npm ci --prefix tools/evm`)",
-            bin.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let log = tempfile::NamedTempFile::new().expect("log");
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(extra)
-            .stdout(log.reopen().expect("log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start anvil");
-        let a = Anvil {
-            child,
-            port,
-            _log: log,
-        };
-        let until = Instant::now() + Duration::from_secs(30);
-        while a.try_rpc("eth_chainId", json!([])).is_none() {
-            assert!(Instant::now() < until, "anvil did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        a
-    }
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-    fn try_rpc(&self, method: &str, params: Value) -> Option<Value> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let body =
-            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        write!(
-            s,
-            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .ok()?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).ok()?;
-        let v: Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1)?).ok()?;
-        v.get("result").cloned()
-    }
-    fn rpc(&self, method: &str, params: Value) -> Value {
-        self.try_rpc(method, params)
-            .unwrap_or_else(|| panic!("{method} failed"))
-    }
-    /// `Anchored` logs of a contract: (root topic, tx hash).
-    fn anchored_logs(&self, contract: &str) -> Vec<(String, String)> {
-        // keccak256("Anchored(bytes32,uint64,uint64)")
-        let topic = self.rpc(
-            "web3_sha3",
-            json!([format!("0x{}", hex(b"Anchored(bytes32,uint64,uint64)"))]),
-        );
-        let logs = self.rpc(
-            "eth_getLogs",
-            json!([{"address": contract, "fromBlock": "0x0", "toBlock": "latest", "topics": [topic]}]),
-        );
-        logs.as_array()
-            .expect("logs")
-            .iter()
-            .map(|l| {
-                (
-                    l["topics"][1].as_str().expect("root").to_owned(),
-                    l["transactionHash"].as_str().expect("tx").to_owned(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn sql_json(data: &Path, sql: &str) -> Value {
@@ -342,30 +245,7 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
     // No mining: anchor transactions wait in the mempool while the import dies.
     let node = Anvil::start(&["--no-mining"]);
     let tmp = tempfile::tempdir().expect("tmp");
-    // Deploy (mined on demand).
-    let deploying = {
-        let url = node.url();
-        std::thread::spawn(move || {
-            let out = bin()
-                .args(["anchor", "deploy", "--rpc", &url])
-                .output()
-                .expect("deploy");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-            v["contract"].as_str().expect("address").to_owned()
-        })
-    };
-    let until = Instant::now() + Duration::from_secs(30);
-    while !deploying.is_finished() {
-        assert!(Instant::now() < until, "deployment did not finish");
-        node.rpc("evm_mine", json!([]));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let contract = deploying.join().expect("deploy thread");
+    let contract = anvil::deploy(&node);
 
     // Events as JSON lines, from the simulator.
     let file = tmp.path().join("events.jsonl");

@@ -2,6 +2,7 @@
 //! `veritrace process` binary: end to end, crash safety under kill -9, two processors in
 //! one group, and bad input at volume.
 
+mod anvil;
 mod harness;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -660,4 +661,56 @@ fn sasl_scram_settings_pass_through_to_an_authenticating_broker() {
     let want_sent = Expected::from_sim(&sent);
     assert!(want_sent.valid_ids.len() <= want.valid_ids.len());
     check_data(&data, &want_sent, 5);
+}
+
+#[test]
+fn processing_with_chain_anchoring_shows_pending_epochs_and_anchor_latency() {
+    // A chain that does not mine yet: epochs are sealed and their transactions wait.
+    let node = anvil::Anvil::start(&["--no-mining"]);
+    let contract = anvil::deploy(&node);
+    let broker = Broker::start();
+    broker.create_topics(2);
+    let records = sim(6_000, 17);
+    produce(&broker.addr(), RAW, &keyed(&records));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let url = node.url();
+    let env = [
+        ("VERITRACE_EVM_KEY", anvil::DEV_KEY),
+        ("VERITRACE__ANCHOR__BACKEND", "evm"),
+        ("VERITRACE__ANCHOR__EVM__RPC", url.as_str()),
+        ("VERITRACE__ANCHOR__EVM__CONTRACT", contract.as_str()),
+        ("VERITRACE__ANCHOR__EVM__CONFIRMATIONS", "1"),
+        ("VERITRACE__ANCHOR__EVM__POLL_INTERVAL", "50ms"),
+    ];
+    let p = Processor::start_with_env(&broker.addr(), &data, "p", &[], &env);
+    p.wait_for(
+        "epochs waiting for the chain",
+        Duration::from_secs(60),
+        |m| metric(m, "veritrace_unanchored_epochs").is_some_and(|v| v >= 1.0),
+    );
+    assert_eq!(p.metric("veritrace_epochs_anchored_total"), 0.0);
+    // The chain starts mining: every epoch gets anchored and the latency is observed.
+    node.rpc("evm_setAutomine", serde_json::json!([true]));
+    node.rpc("evm_mine", serde_json::json!([]));
+    wait_all_sealed(&[&p], records.len());
+    p.wait_for("all epochs anchored", Duration::from_secs(60), |m| {
+        metric(m, "veritrace_unanchored_epochs") == Some(0.0)
+            && metric(m, "veritrace_epochs_anchored_total").is_some_and(|v| v >= 1.0)
+    });
+    let m = p.metrics();
+    let anchored = metric(&m, "veritrace_epochs_anchored_total").expect("anchored");
+    assert_eq!(
+        metric(&m, "veritrace_anchor_latency_seconds_count"),
+        Some(anchored)
+    );
+    assert!(metric(&m, "veritrace_anchor_latency_seconds_sum").is_some_and(|s| s > 0.0));
+    let gas = metric(&m, "veritrace_anchor_gas_used_total").expect("gas");
+    assert!(
+        gas >= 40_000.0 * anchored,
+        "{gas} gas for {anchored} epochs"
+    );
+    // One transaction per epoch on chain.
+    assert_eq!(node.anchored_logs(&contract).len() as f64, anchored);
+    p.stop();
 }
