@@ -114,3 +114,76 @@ pub fn read_receipts(dir: &DataDir) -> Result<BTreeMap<u64, (Digest, EvmReceipt)
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn anchored(epoch_id: u64, block: u64) -> JournalRecord {
+        JournalRecord::Anchored {
+            epoch_id,
+            root: Digest([epoch_id as u8 + 1; 32]),
+            receipt: EvmReceipt {
+                chain_id: 1,
+                contract: format!("0x{}", "11".repeat(20)),
+                tx_hash: format!("0x{}", "22".repeat(32)),
+                block_number: block,
+                block_hash: format!("0x{:064x}", block),
+                log_index: 0,
+            },
+            gas_used: 48_000,
+            confirmations: 1,
+            sealed_at: "2026-11-21T00:00:00.000Z".into(),
+            at: "2026-11-21T00:00:01.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn receipts_follow_reorgs_and_bad_lines_are_named_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = DataDir::create(d.path()).unwrap();
+        assert!(read_receipts(&dir).unwrap().is_empty());
+        let path = dir.evm_journal_file();
+        let a0 = anchored(0, 5);
+        let JournalRecord::Anchored { receipt: r0, .. } = a0.clone() else {
+            unreachable!()
+        };
+        for rec in [
+            a0,
+            anchored(1, 6),
+            JournalRecord::Reorged {
+                epoch_id: 0,
+                receipt: r0,
+                detail: "block 5 is now 0x..".into(),
+                at: "x".into(),
+            },
+        ] {
+            crate::append_line_durable(&path, &rec).unwrap();
+        }
+        let got = read_receipts(&dir).unwrap();
+        assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1]);
+        // Re-anchored after the reorg.
+        crate::append_line_durable(&path, &anchored(0, 9)).unwrap();
+        assert_eq!(read_receipts(&dir).unwrap()[&0].1.block_number, 9);
+        // A torn last line (crash mid-append) is ignored; a bad complete line is an error
+        // naming the file and line.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"kind\":\"anch")
+            .unwrap();
+        assert_eq!(read_receipts(&dir).unwrap().len(), 2);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"ored\",\"bogus\":1}\n")
+            .unwrap();
+        let e = read_receipts(&dir).unwrap_err().to_string();
+        assert!(e.contains("evm.jsonl") && e.contains("line 5"), "{e}");
+    }
+
+    use std::io::Write as _;
+}

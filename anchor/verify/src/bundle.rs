@@ -297,3 +297,62 @@ pub fn parse_ledger_entry(line: &[u8]) -> Result<LedgerEntry> {
         detail: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn receipt() -> EvmReceipt {
+        EvmReceipt {
+            chain_id: 31337,
+            contract: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+            tx_hash: format!("0x{}", "ab".repeat(32)),
+            block_number: 7,
+            block_hash: format!("0x{}", "cd".repeat(32)),
+            log_index: 0,
+        }
+    }
+
+    #[test]
+    fn evm_receipts_round_trip_and_bad_shapes_are_named() {
+        let a = Anchor::Evm { receipt: receipt() };
+        let json = serde_json::to_value(&a).expect("json");
+        assert_eq!(json["backend"], "evm");
+        let back: Anchor = serde_json::from_value(json.clone()).expect("parse");
+        assert_eq!(back, a);
+        receipt().check_shape().expect("valid");
+        for (field, bad) in [
+            ("contract", "5FbDB2315678afecb367f032d93F642f64180aa3"),
+            ("contract", "0x5FbDB2315678afecb367f032d93F642f64180a"),
+            ("tx_hash", "0xzz"),
+            ("block_hash", ""),
+        ] {
+            let mut r = receipt();
+            match field {
+                "contract" => r.contract = bad.into(),
+                "tx_hash" => r.tx_hash = bad.into(),
+                _ => r.block_hash = bad.into(),
+            }
+            let e = r.check_shape().expect_err(bad).to_string();
+            assert!(e.contains(field), "{e}");
+        }
+        // Unknown fields are refused (no field an auditor's tool would silently ignore).
+        let mut j = json;
+        j["receipt"]["extra"] = 1.into();
+        assert!(serde_json::from_value::<Anchor>(j).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Arbitrary receipt fields never panic the shape check, and it accepts exactly
+        /// `0x` plus the right number of hex digits.
+        #[test]
+        fn receipt_shape_check_is_exact(s in "(0x)?[0-9a-fA-Fg-z]{0,70}") {
+            let mut r = receipt();
+            r.tx_hash = s.clone();
+            let valid = s.len() == 66 && s.starts_with("0x") && s[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            prop_assert_eq!(r.check_shape().is_ok(), valid);
+        }
+    }
+}
