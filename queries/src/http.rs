@@ -191,7 +191,18 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Error> {
         "data_dir": s.engine.data_dir().root().display().to_string(),
         "batches": snap.headers.len(),
         "epochs": snap.epochs.len(),
-        "anchored_epochs": snap.ledger.len(),
+        // An epoch counts once, whichever witness (local ledger or chain) anchors it.
+        "anchored_epochs": snap
+            .epochs
+            .iter()
+            .filter(|e| {
+                snap.evm.get(&e.epoch_id).is_some_and(|(r, _)| *r == e.root)
+                    || snap
+                        .ledger
+                        .get(e.epoch_id as usize)
+                        .is_some_and(|l| l.epoch_id == e.epoch_id && l.root == e.root)
+            })
+            .count(),
     }))
     .into_response())
 }
