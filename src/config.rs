@@ -122,6 +122,10 @@ pub struct EvmConfig {
     pub retry_max: Duration,
     /// Anchored epochs this many blocks deep or less are re-checked for reorgs.
     pub reorg_depth: u64,
+    /// A transaction pending this long is replaced (same nonce, fees +25%, within the
+    /// limits).
+    #[serde(with = "humantime_serde")]
+    pub resubmit_after: Duration,
     /// At the end of `ingest file` (and the demo), how long to wait for the last epochs'
     /// anchors; epochs still waiting stay sealed and the next run anchors them.
     #[serde(with = "humantime_serde")]
@@ -167,6 +171,7 @@ impl EvmConfig {
             request_timeout: self.request_timeout,
             retry_max: self.retry_max,
             reorg_depth: self.reorg_depth,
+            resubmit_after: self.resubmit_after,
         }
     }
 }
@@ -297,6 +302,7 @@ impl Default for Config {
                     request_timeout: Duration::from_secs(10),
                     retry_max: Duration::from_secs(60),
                     reorg_depth: 64,
+                    resubmit_after: Duration::from_secs(180),
                     drain_timeout: Duration::from_secs(120),
                 },
             },

@@ -49,6 +49,8 @@ fn anvil(extra: &[&str]) -> AnvilInstance {
 struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
+    /// Milliseconds added before each request is forwarded: a slow node.
+    delay_ms: Arc<AtomicU64>,
     generation: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -61,7 +63,13 @@ impl Proxy {
         let up = Arc::new(AtomicBool::new(true));
         let generation = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (u, g, s) = (up.clone(), generation.clone(), stop.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (u, g, s, d) = (
+            up.clone(),
+            generation.clone(),
+            stop.clone(),
+            delay_ms.clone(),
+        );
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -74,14 +82,15 @@ impl Proxy {
                             continue;
                         };
                         let my_gen = g.load(Ordering::Relaxed);
-                        for (mut from, mut to) in [
+                        for (mut from, mut to, delayed) in [
                             (
                                 client.try_clone().expect("clone"),
                                 server.try_clone().expect("clone"),
+                                true,
                             ),
-                            (server, client),
+                            (server, client, false),
                         ] {
-                            let (u, g) = (u.clone(), g.clone());
+                            let (u, g, d) = (u.clone(), g.clone(), d.clone());
                             std::thread::spawn(move || {
                                 let _ = from.set_nonblocking(false);
                                 let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
@@ -100,6 +109,10 @@ impl Proxy {
                                             return;
                                         }
                                         Ok(n) => {
+                                            let wait = d.load(Ordering::Relaxed);
+                                            if delayed && wait > 0 {
+                                                std::thread::sleep(Duration::from_millis(wait));
+                                            }
                                             if to.write_all(&buf[..n]).is_err() {
                                                 return;
                                             }
@@ -123,6 +136,7 @@ impl Proxy {
         Proxy {
             port,
             up,
+            delay_ms,
             generation,
             stop,
         }
@@ -156,6 +170,7 @@ fn settings(rpc: &str, key: PrivateKeySigner, contract: Address) -> EvmSettings 
         request_timeout: Duration::from_secs(3),
         retry_max: Duration::from_millis(400),
         reorg_depth: 64,
+        resubmit_after: Duration::from_secs(600),
     }
 }
 
@@ -300,14 +315,14 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     for n in 12..17 {
         seal_epoch(&mut a, n);
     }
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
+    let until = Instant::now() + Duration::from_secs(30);
+    while a.chain_status().expect("evm status").failures < 3 {
+        assert!(Instant::now() < until, "{:?}", a.chain_status());
         a.drive().expect("drive");
         std::thread::sleep(Duration::from_millis(20));
     }
     let st = a.chain_status().expect("evm status");
     assert_eq!(st.unanchored, 5, "{st:?}");
-    assert!(st.failures >= 2, "{st:?}");
     assert!(
         st.last_error
             .as_deref()
@@ -315,6 +330,32 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
         "{st:?}"
     );
     // ... and comes back: everything is anchored, each root once.
+    proxy.set_up(true);
+    drain_all(&mut a, Duration::from_secs(60));
+    check_all(&dir, &a, node.endpoint_url().as_ref(), contract);
+
+    // A node slower than the request deadline: requests time out, epochs wait.
+    proxy.delay_ms.store(4_000, Ordering::Relaxed);
+    for n in 17..19 {
+        seal_epoch(&mut a, n);
+    }
+    let failures = a.chain_status().expect("status").failures;
+    let until = Instant::now() + Duration::from_secs(60);
+    while a.chain_status().expect("status").failures < failures + 2 {
+        assert!(Instant::now() < until, "{:?}", a.chain_status());
+        a.drive().expect("drive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = a.chain_status().expect("status");
+    assert!(st.unanchored >= 1, "{st:?}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no answer within")),
+        "{st:?}"
+    );
+    // Back to normal speed: everything is anchored, each root once.
+    proxy.delay_ms.store(0, Ordering::Relaxed);
     proxy.set_up(true);
     drain_all(&mut a, Duration::from_secs(60));
     check_all(&dir, &a, node.endpoint_url().as_ref(), contract);
@@ -566,4 +607,89 @@ fn fees_above_the_limit_wait_and_a_wrong_contract_is_named() {
     a.drain(Duration::from_millis(300)).expect("drain");
     let err = a.chain_status().and_then(|s| s.last_error).expect("error");
     assert!(err.contains("no contract at"), "{err}");
+}
+
+#[test]
+fn a_transaction_pending_too_long_is_replaced_with_higher_fees_and_lands_once() {
+    let node = anvil(&["--no-mining"]);
+    let rpc = node.endpoint_url().to_string();
+    let key: PrivateKeySigner = node.keys()[6].clone().into();
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let p = ProviderBuilder::new().connect_http(node.endpoint_url());
+    let mine = || {
+        rt.block_on(p.raw_request::<_, String>("evm_mine".into(), ()))
+            .expect("mine")
+    };
+    let contract = {
+        let (k, r) = (key.clone(), rpc.clone());
+        let h = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .expect("rt")
+                .block_on(evm::deploy(&r, k, Duration::from_millis(20)))
+        });
+        while !h.is_finished() {
+            mine();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        h.join().expect("join").expect("deploy").contract
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = DataDir::create(tmp.path()).expect("dir");
+    let mut s = settings(&rpc, key, contract);
+    s.resubmit_after = Duration::from_millis(300);
+    let mut a = Anchorer::open(
+        &dir,
+        Duration::from_secs(3600),
+        Backend::Evm(Box::new(s)),
+        now,
+    )
+    .expect("anchorer");
+    seal_epoch(&mut a, 0);
+    let submitted = |dir: &DataDir| -> Vec<(u64, String, String)> {
+        journal(dir)
+            .into_iter()
+            .filter_map(|r| match r {
+                JournalRecord::Submitted {
+                    nonce,
+                    tx_hash,
+                    raw,
+                    ..
+                } => Some((nonce, tx_hash, raw)),
+                _ => None,
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while submitted(&dir).len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", a.chain_status());
+        a.drive().expect("drive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let subs = submitted(&dir);
+    assert_eq!(subs[0].0, subs[1].0, "the replacement reuses the nonce");
+    assert_ne!(subs[0].1, subs[1].1);
+    // The replacement offers more: read both fees back from the signed bytes.
+    let fee = |raw: &str| {
+        use alloy::consensus::Transaction as _;
+        use alloy::eips::eip2718::Decodable2718;
+        let bytes: alloy::primitives::Bytes = raw.parse().expect("hex");
+        alloy::consensus::TxEnvelope::decode_2718(&mut bytes.as_ref())
+            .expect("tx")
+            .max_fee_per_gas()
+    };
+    assert!(fee(&subs[1].2) > fee(&subs[0].2) * 5 / 4);
+    mine();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.unanchored_epochs() > 0 {
+        assert!(Instant::now() < deadline, "{:?}", a.chain_status());
+        a.drive().expect("drive");
+        mine();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check_all(&dir, &a, &rpc, contract);
+    let receipts = evm::read_receipts(&dir).expect("receipts");
+    assert!(
+        subs.iter().any(|(_, h, _)| *h == receipts[&0].1.tx_hash),
+        "the receipt names one of the journaled transactions"
+    );
 }

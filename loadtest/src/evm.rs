@@ -167,6 +167,7 @@ pub fn run(a: &EvmArgs) -> anyhow::Result<EvmReport> {
             request_timeout: Duration::from_secs(10),
             retry_max: Duration::from_secs(5),
             reorg_depth: 64,
+            resubmit_after: Duration::from_secs(180),
         };
         let cfg = RuntimeConfig {
             stream: "bench".into(),

@@ -687,7 +687,7 @@ fn processing_with_chain_anchoring_shows_pending_epochs_and_anchor_latency() {
     p.wait_for(
         "epochs waiting for the chain",
         Duration::from_secs(60),
-        |m| metric(m, "veritrace_unanchored_epochs").is_some_and(|v| v >= 1.0),
+        |m| metric(m, "veritrace_anchor_pending_epochs").is_some_and(|v| v >= 1.0),
     );
     assert_eq!(p.metric("veritrace_epochs_anchored_total"), 0.0);
     // The chain starts mining: every epoch gets anchored and the latency is observed.
@@ -695,7 +695,7 @@ fn processing_with_chain_anchoring_shows_pending_epochs_and_anchor_latency() {
     node.rpc("evm_mine", serde_json::json!([]));
     wait_all_sealed(&[&p], records.len());
     p.wait_for("all epochs anchored", Duration::from_secs(60), |m| {
-        metric(m, "veritrace_unanchored_epochs") == Some(0.0)
+        metric(m, "veritrace_anchor_pending_epochs") == Some(0.0)
             && metric(m, "veritrace_epochs_anchored_total").is_some_and(|v| v >= 1.0)
     });
     let m = p.metrics();

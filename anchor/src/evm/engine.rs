@@ -62,6 +62,9 @@ pub struct EvmSettings {
     pub retry_max: Duration,
     /// Anchored epochs whose block is this close to the head are re-checked for reorgs.
     pub reorg_depth: u64,
+    /// A transaction pending this long is replaced (same nonce) with fees raised by a
+    /// quarter, within the limits.
+    pub resubmit_after: Duration,
 }
 
 impl std::fmt::Debug for EvmSettings {
@@ -140,9 +143,45 @@ impl EpochState {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
 enum Fees {
     Eip1559 { max: u128, tip: u128 },
     Legacy { price: u128 },
+}
+
+/// Fees and gas of a signed transaction, read back from its bytes.
+struct Signed {
+    fees: Fees,
+    gas: u64,
+}
+
+impl Signed {
+    fn max_fee(&self) -> u128 {
+        match self.fees {
+            Fees::Eip1559 { max, .. } => max,
+            Fees::Legacy { price } => price,
+        }
+    }
+}
+
+fn decode_fees(raw: &Bytes) -> Result<Signed> {
+    use alloy::consensus::{Transaction as _, TxEnvelope};
+    use alloy::eips::eip2718::Decodable2718;
+    let tx = TxEnvelope::decode_2718(&mut raw.as_ref())
+        .map_err(|e| Error::Bug(format!("a journaled transaction does not decode: {e}")))?;
+    let fees = match tx.max_priority_fee_per_gas() {
+        Some(tip) => Fees::Eip1559 {
+            max: tx.max_fee_per_gas(),
+            tip,
+        },
+        None => Fees::Legacy {
+            price: tx.gas_price().unwrap_or_default(),
+        },
+    };
+    Ok(Signed {
+        fees,
+        gas: tx.gas_limit(),
+    })
 }
 
 /// Anchors epochs on an EVM chain. Open one per data directory (under the anchorer lock).
@@ -175,7 +214,6 @@ impl std::fmt::Debug for EvmAnchorer {
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const STUCK_AFTER: Duration = Duration::from_secs(300);
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
@@ -586,8 +624,9 @@ impl EvmAnchorer {
                 .await?
                 .is_some();
             if known {
-                if sub.since.elapsed() > STUCK_AFTER && self.warned_stuck.insert(sub.tx_hash) {
-                    tracing::warn!(epoch_id = id, tx = %sub.tx_hash, pending = ?sub.since.elapsed(), "anchor transaction still pending; fees may be too low for this chain (anchor.evm.max-fee-per-gas)");
+                let newest = subs.last().is_some_and(|l| l.tx_hash == sub.tx_hash);
+                if newest && sub.since.elapsed() > self.s.resubmit_after {
+                    self.bump(chain_id, e, sub).await?;
                 }
                 return Ok(());
             }
@@ -889,46 +928,101 @@ impl EvmAnchorer {
                 nonce += 1;
             }
             used.insert(nonce);
-            let req = req
-                .with_nonce(nonce)
-                .with_chain_id(chain_id)
-                .with_gas_limit(gas);
-            let req = match fees {
-                Fees::Eip1559 { max, tip } => req
-                    .with_max_fee_per_gas(max)
-                    .with_max_priority_fee_per_gas(tip),
-                Fees::Legacy { price } => req.with_gas_price(price),
-            };
-            let envelope = req
-                .build(&self.wallet)
-                .await
-                .map_err(|e| Error::Bug(format!("signing the anchor transaction: {e}")))?;
-            let tx_hash = *envelope.tx_hash();
-            let raw = Bytes::from(envelope.encoded_2718());
-            // Durable before it can exist anywhere else: a restart finds it again.
-            self.journal(&JournalRecord::Submitted {
-                epoch_id: id,
-                root: e.root,
-                chain_id,
-                contract: self.s.contract.to_string(),
-                from: self.from.to_string(),
-                nonce,
-                tx_hash: hex32(&tx_hash),
-                raw: raw.to_string(),
-                at: now_rfc3339(),
-            })?;
-            let sub = Sub {
-                tx_hash,
-                nonce,
-                raw,
-                chain_id,
-                since: Instant::now(),
-            };
-            self.states.entry(id).or_default().subs.push(sub.clone());
-            tracing::debug!(epoch_id = id, tx = %tx_hash, nonce, gas, "anchor transaction sent");
-            self.broadcast(id, &sub).await?;
+            self.sign_and_send(chain_id, e, nonce, gas, fees).await?;
         }
         Ok(())
+    }
+
+    /// Signs the anchor call of epoch `e` with the given nonce, gas and fees, journals it
+    /// (durable before it can exist anywhere else: a restart finds it again), and
+    /// broadcasts it.
+    async fn sign_and_send(
+        &mut self,
+        chain_id: u64,
+        e: &EpochRecord,
+        nonce: u64,
+        gas: u64,
+        fees: Fees,
+    ) -> Result<()> {
+        let id = e.epoch_id;
+        let input = VeritraceAnchor::anchorCall {
+            root: digest_b256(&e.root),
+            epochId: e.epoch_id,
+            batchCount: e.batch_count,
+        }
+        .abi_encode();
+        let req = TransactionRequest::default()
+            .with_from(self.from)
+            .with_to(self.s.contract)
+            .with_input(input)
+            .with_nonce(nonce)
+            .with_chain_id(chain_id)
+            .with_gas_limit(gas);
+        let req = match fees {
+            Fees::Eip1559 { max, tip } => req
+                .with_max_fee_per_gas(max)
+                .with_max_priority_fee_per_gas(tip),
+            Fees::Legacy { price } => req.with_gas_price(price),
+        };
+        let envelope = req
+            .build(&self.wallet)
+            .await
+            .map_err(|e| Error::Bug(format!("signing the anchor transaction: {e}")))?;
+        let tx_hash = *envelope.tx_hash();
+        let raw = Bytes::from(envelope.encoded_2718());
+        self.journal(&JournalRecord::Submitted {
+            epoch_id: id,
+            root: e.root,
+            chain_id,
+            contract: self.s.contract.to_string(),
+            from: self.from.to_string(),
+            nonce,
+            tx_hash: hex32(&tx_hash),
+            raw: raw.to_string(),
+            at: now_rfc3339(),
+        })?;
+        let sub = Sub {
+            tx_hash,
+            nonce,
+            raw,
+            chain_id,
+            since: Instant::now(),
+        };
+        self.states.entry(id).or_default().subs.push(sub.clone());
+        tracing::debug!(epoch_id = id, tx = %tx_hash, nonce, gas, "anchor transaction sent");
+        self.broadcast(id, &sub).await
+    }
+
+    /// A transaction pending longer than `resubmit_after`: the same call with the same
+    /// nonce and fees raised by a quarter (nodes replace a pending transaction only for a
+    /// higher fee, commonly at least +10%), within the configured limits. Whichever of
+    /// the two is mined anchors the epoch; the other becomes invalid.
+    async fn bump(&mut self, chain_id: u64, e: &EpochRecord, sub: &Sub) -> Result<()> {
+        let old = decode_fees(&sub.raw)?;
+        let market = self.fees().await?;
+        let up = |x: u128| x + x / 4 + 1;
+        let (fees, at_limit) = match (old.fees, market) {
+            (Fees::Eip1559 { max, tip }, Fees::Eip1559 { max: m, tip: t }) => {
+                let tip = up(tip).max(t).min(self.s.max_priority_fee_per_gas);
+                let max = up(max).max(m).min(self.s.max_fee_per_gas).max(tip);
+                (Fees::Eip1559 { max, tip }, max <= old.max_fee())
+            }
+            (Fees::Legacy { price }, Fees::Legacy { price: p }) => {
+                let price = up(price).max(p).min(self.s.max_fee_per_gas);
+                (Fees::Legacy { price }, price <= old.max_fee())
+            }
+            // The chain changed fee markets under a pending transaction: offer the market.
+            (_, m) => (m, false),
+        };
+        if at_limit {
+            if self.warned_stuck.insert(sub.tx_hash) {
+                tracing::warn!(epoch_id = e.epoch_id, tx = %sub.tx_hash, pending = ?sub.since.elapsed(), "anchor transaction still pending at anchor.evm.max-fee-per-gas-gwei; raise the limit to get it mined");
+            }
+            return Ok(());
+        }
+        tracing::info!(epoch_id = e.epoch_id, replaced = %sub.tx_hash, nonce = sub.nonce, "anchor transaction pending too long; replacing it with higher fees");
+        self.sign_and_send(chain_id, e, sub.nonce, old.gas, fees)
+            .await
     }
 
     /// Broadcasts signed bytes. A node that refuses them (an RPC error answer) abandons

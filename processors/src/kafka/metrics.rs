@@ -40,7 +40,7 @@ pub mod names {
     /// Offset commits that failed (the data is durable; the next commit supersedes it).
     pub const COMMIT_FAILURES: &str = "veritrace_commit_failures_total";
     /// Sealed epochs the anchor backend has not anchored yet (when this process anchors).
-    pub const UNANCHORED_EPOCHS: &str = "veritrace_unanchored_epochs";
+    pub const PENDING_EPOCHS: &str = "veritrace_anchor_pending_epochs";
     /// Time from an epoch's seal to its anchor (chain confirmations included).
     pub const ANCHOR_SECONDS: &str = "veritrace_anchor_latency_seconds";
     /// Gas used by anchoring transactions (EVM backend).
@@ -84,7 +84,7 @@ pub struct Metrics {
     pub pending_batches: IntGauge,
     /// See [`names::COMMIT_FAILURES`].
     pub commit_failures: IntCounter,
-    /// See [`names::UNANCHORED_EPOCHS`].
+    /// See [`names::PENDING_EPOCHS`].
     pub unanchored_epochs: IntGauge,
     /// See [`names::ANCHOR_SECONDS`].
     pub anchor_seconds: Histogram,
@@ -170,7 +170,7 @@ impl Metrics {
             .map_err(e)?,
             commit_failures: counter(names::COMMIT_FAILURES, "Offset commits that failed")?,
             unanchored_epochs: IntGauge::new(
-                names::UNANCHORED_EPOCHS,
+                names::PENDING_EPOCHS,
                 "Sealed epochs not yet anchored by the backend",
             )
             .map_err(e)?,
