@@ -359,11 +359,11 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let bundle = match ProofBundle::from_json(&bytes) {
         Ok(b) => b,
-        Err(e) => return invalid("malformed", e.to_string()),
+        Err(e) => return invalid(e.code(), e.to_string()),
     };
     let mut report = match verify::verify_bundle(&bundle, &opts) {
         Ok(r) => r,
-        Err(e) => return invalid("proof", e.to_string()),
+        Err(e) => return invalid(e.code(), e.to_string()),
     };
     // The chain, when asked and when the receipt names one.
     let mut chain_note = None;

@@ -200,8 +200,13 @@ fn a_demo_on_a_real_chain_verifies_against_it_and_forged_receipts_fail() {
             &pin,
         ),
         (
-            "proof",
+            "root_mismatch",
             Box::new(|b| b["event"]["operator"] = "someone-else".into()),
+            &[],
+        ),
+        (
+            "malformed",
+            Box::new(|b| b["anchor"]["receipt"]["tx_hash"] = "0x12".into()),
             &[],
         ),
     ];

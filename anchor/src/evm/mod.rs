@@ -59,7 +59,7 @@ pub fn load_key(file: Option<&Path>) -> Result<PrivateKeySigner> {
         None => (
             std::env::var(KEY_ENV).map_err(|_| {
                 Error::Invalid(format!(
-                    "no EVM key: pass --key-file FILE or set {KEY_ENV} (hex private key)"
+                    "no EVM key: set {KEY_ENV} (hex private key), or give a key file (--key-file FILE, or anchor.evm.key-file in the config)"
                 ))
             })?,
             format!("${KEY_ENV}"),

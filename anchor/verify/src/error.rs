@@ -87,3 +87,22 @@ pub enum Error {
     #[error("local ledger: {0}")]
     Ledger(String),
 }
+
+impl Error {
+    /// A stable reason code for scripts (`veritrace verify --json` prints it).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Malformed { .. } => "malformed",
+            Error::UnsupportedFormat { .. } => "unsupported_format",
+            Error::DuplicateKey { .. } => "duplicate_key",
+            Error::UnsafeInteger { .. } => "unsafe_integer",
+            Error::BadHash { .. } => "bad_hash",
+            Error::BadPath { .. } => "bad_path",
+            Error::RootMismatch { .. } => "root_mismatch",
+            Error::Inconsistent(_) => "inconsistent",
+            Error::BadSignature { .. } => "bad_signature",
+            Error::WrongKey { .. } => "wrong_key",
+            Error::Ledger(_) => "ledger",
+        }
+    }
+}
