@@ -66,6 +66,8 @@ pub struct SealInput<'a> {
     pub events: RecordBatch,
     /// Rejected records of the range, if any.
     pub rejected: Option<RecordBatch>,
+    /// Trace-graph edges of the accepted events, if any.
+    pub edges: Option<RecordBatch>,
     /// Seal time, RFC 3339 UTC.
     pub sealed_at: String,
 }
@@ -119,7 +121,15 @@ impl BatchWriter {
     fn remove_uncommitted(&self) -> Result<()> {
         let after = self.last.as_ref().map(|h| h.last_offset);
         let prefix = format!("{}-p{:03}-", self.stream, self.partition);
-        for d in [self.dir.events_dir(), self.dir.rejected_dir()] {
+        for d in [
+            self.dir.events_dir(),
+            self.dir.rejected_dir(),
+            self.dir.edges_dir(),
+        ] {
+            // Data directories made before the edges table have no edges/ yet.
+            if !d.exists() {
+                std::fs::create_dir_all(&d).map_err(Error::io("create directory", &d))?;
+            }
             let entries = std::fs::read_dir(&d).map_err(Error::io("list", &d))?;
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -192,6 +202,11 @@ impl BatchWriter {
             && rej.num_rows() > 0
         {
             write_parquet(&self.dir.rejected_file(&id), rej, &[])?;
+        }
+        if let Some(edges) = &input.edges
+            && edges.num_rows() > 0
+        {
+            write_parquet(&self.dir.edges_file(&id), edges, &["parent", "child"])?;
         }
         let header = BatchHeader {
             batch_id: id,

@@ -7,6 +7,7 @@ use crate::{Error, Result};
 /// ```text
 /// events/{batch_id}.parquet      accepted events of one batch (leaf index, leaf hash)
 /// rejected/{batch_id}.parquet    rejected records of the same offset range (original bytes)
+/// edges/{batch_id}.parquet       trace-graph edges (input -> output) of the batch's events
 /// batches/{stream}-p{N}.jsonl    hash-chained batch headers of one partition
 /// batches/{stream}-p{N}.lock     held by the process that owns the partition
 /// epochs/anchorer.lock           held by the process that seals and anchors epochs
@@ -25,7 +26,7 @@ impl DataDir {
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
         let dir = DataDir { root: root.into() };
         for sub in [
-            "events", "rejected", "batches", "epochs", "ledger", "anchors", "keys",
+            "events", "rejected", "edges", "batches", "epochs", "ledger", "anchors", "keys",
         ] {
             let p = dir.root.join(sub);
             std::fs::create_dir_all(&p).map_err(Error::io("create directory", &p))?;
@@ -59,6 +60,10 @@ impl DataDir {
     pub fn rejected_dir(&self) -> PathBuf {
         self.root.join("rejected")
     }
+    /// `edges/`
+    pub fn edges_dir(&self) -> PathBuf {
+        self.root.join("edges")
+    }
     /// `batches/`
     pub fn batches_dir(&self) -> PathBuf {
         self.root.join("batches")
@@ -70,6 +75,11 @@ impl DataDir {
     /// Rejected-records file of a batch.
     pub fn rejected_file(&self, batch_id: &str) -> PathBuf {
         self.rejected_dir().join(format!("{batch_id}.parquet"))
+    }
+    /// Trace-graph edges of a batch (only when the batch has assembly or transformation
+    /// events).
+    pub fn edges_file(&self, batch_id: &str) -> PathBuf {
+        self.edges_dir().join(format!("{batch_id}.parquet"))
     }
     /// Manifest of one partition of one stream.
     pub fn manifest_file(&self, stream: &str, partition: u32) -> PathBuf {

@@ -37,6 +37,7 @@ fn seal(w: &mut BatchWriter, first: u64, n: usize) -> veritrace_anchor::BatchHea
         leaf_hashes: &leaves,
         events,
         rejected: None,
+        edges: None,
         sealed_at: "2026-11-21T00:00:00.000Z".into(),
     })
     .expect("seal")
@@ -70,6 +71,7 @@ fn overlapping_offsets_are_refused() {
         leaf_hashes: &leaves,
         events,
         rejected: None,
+        edges: None,
         sealed_at: String::new(),
     });
     assert!(matches!(r, Err(Error::Invalid(_))));

@@ -87,6 +87,7 @@ fn stages(c: &mut Criterion) {
                     leaf_hashes: &leaves,
                     events: batch,
                     rejected: None,
+                    edges: None,
                     sealed_at: String::new(),
                 })
                 .expect("seal");

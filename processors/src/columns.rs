@@ -1,5 +1,5 @@
-//! Arrow layout of the `events` and `rejected` tables. This is the only definition of the
-//! stored schema; the query layer reads it from here.
+//! Arrow layout of the `events`, `rejected` and `edges` tables. This is the only definition
+//! of the stored schema; the query layer reads it from here.
 
 use std::sync::{Arc, LazyLock};
 
@@ -97,6 +97,96 @@ static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("batch_id", DataType::Utf8, false),
     ]))
 });
+
+static EDGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("parent", DataType::Utf8, false),
+        Field::new("child", DataType::Utf8, false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("event_time", ts(), false),
+        Field::new("batch_id", DataType::Utf8, false),
+    ]))
+});
+
+/// Columns with bloom filters in the edges files.
+pub const EDGES_BLOOM_COLUMNS: [&str; 2] = ["parent", "child"];
+
+/// Schema of the `edges` table: one row per trace-graph edge, `parent` (an input: a raw
+/// batch, a part lot, a sub-assembly, a product packed on a pallet) -> `child` (what it went
+/// into), with the assembly or transformation event that made the edge.
+pub fn edges_schema() -> SchemaRef {
+    EDGES_SCHEMA.clone()
+}
+
+/// Accumulates the trace-graph edges of one open batch: an `assembly` links each input to
+/// its output (`trace_code`); a `transformation` links each input to each output (a split
+/// fans out, a merge fans in).
+#[derive(Debug)]
+pub struct EdgeColumns {
+    parent: StringBuilder,
+    child: StringBuilder,
+    event_id: StringBuilder,
+    event_type: StringBuilder,
+    event_time: TimestampMillisecondBuilder,
+    rows: usize,
+}
+
+impl Default for EdgeColumns {
+    fn default() -> Self {
+        EdgeColumns {
+            parent: StringBuilder::new(),
+            child: StringBuilder::new(),
+            event_id: StringBuilder::new(),
+            event_type: StringBuilder::new(),
+            event_time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            rows: 0,
+        }
+    }
+}
+
+impl EdgeColumns {
+    /// Adds the edges an accepted event defines (none for most event types).
+    pub fn push(&mut self, e: &Event) {
+        let children: Vec<&str> = match e.event_type {
+            crate::event::EventType::Assembly => e.trace_code.as_deref().into_iter().collect(),
+            crate::event::EventType::Transformation => {
+                e.outputs.iter().map(String::as_str).collect()
+            }
+            _ => return,
+        };
+        for input in &e.inputs {
+            for child in &children {
+                self.parent.append_value(input);
+                self.child.append_value(child);
+                self.event_id.append_value(&e.event_id);
+                self.event_type.append_value(e.event_type.as_str());
+                self.event_time.append_value(e.event_time_ms);
+                self.rows += 1;
+            }
+        }
+    }
+
+    /// True when no edges are accumulated.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Finishes the batch's edges.
+    pub fn finish(&mut self, batch_id: &str) -> Result<RecordBatch, ArrowError> {
+        let n = self.rows;
+        self.rows = 0;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.parent.finish()),
+            Arc::new(self.child.finish()),
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.event_type.finish()),
+            Arc::new(self.event_time.finish()),
+            constant_str(batch_id, n),
+        ];
+        RecordBatch::try_new(edges_schema(), cols)
+    }
+}
 
 /// Schema of the `events` table (one row per accepted event).
 pub fn events_schema() -> SchemaRef {

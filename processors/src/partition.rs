@@ -14,7 +14,7 @@ use tracing::instrument;
 use veritrace_anchor::{BatchHeader, BatchWriter, DataDir, SealInput, batch_id};
 use veritrace_verify::Digest;
 
-use crate::columns::{EVENTS_BLOOM_COLUMNS, EventColumns, RejectedColumns};
+use crate::columns::{EVENTS_BLOOM_COLUMNS, EdgeColumns, EventColumns, RejectedColumns};
 use crate::event::{Limits, process};
 use crate::reason::{Reason, Rejection};
 use crate::{Error, Result};
@@ -93,6 +93,7 @@ pub struct PartitionProcessor {
     policy: BatchPolicy,
     seen: IdSet,
     events: EventColumns,
+    edges: EdgeColumns,
     leaves: Vec<Digest>,
     rejected: RejectedColumns,
     open_first: Option<u64>,
@@ -153,6 +154,7 @@ impl PartitionProcessor {
             policy,
             seen,
             events: EventColumns::with_capacity(policy.max_records.min(100_000)),
+            edges: EdgeColumns::default(),
             leaves: Vec::new(),
             rejected: RejectedColumns::new(),
             open_first: None,
@@ -219,6 +221,7 @@ impl PartitionProcessor {
                 if self.seen.insert(id_key(&a.event.event_id)) {
                     self.events
                         .push(&a.event, &a.canonical, &a.leaf_hash, offset)?;
+                    self.edges.push(&a.event);
                     self.leaves.push(a.leaf_hash);
                     self.stats.accepted += 1;
                     Outcome::Accepted
@@ -278,6 +281,11 @@ impl PartitionProcessor {
         } else {
             Some(self.rejected.finish(&id, &self.stream, self.partition)?)
         };
+        let edges = if self.edges.is_empty() {
+            None
+        } else {
+            Some(self.edges.finish(&id)?)
+        };
         let header = self.writer.seal(SealInput {
             first_offset: first,
             last_offset: last,
@@ -285,6 +293,7 @@ impl PartitionProcessor {
             leaf_hashes: &self.leaves,
             events,
             rejected,
+            edges,
             sealed_at: crate::rfc3339_ms(now_ms),
         })?;
         self.leaves.clear();

@@ -12,7 +12,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::ParquetReadOptions;
 use tokio::sync::Mutex;
 use veritrace_anchor::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger};
-use veritrace_processors::columns::{events_schema, rejected_schema};
+use veritrace_processors::columns::{edges_schema, events_schema, rejected_schema};
+
+use crate::trace::{Direction, EdgeIndex, TraceFunction, Walk};
 use veritrace_verify::Digest;
 use veritrace_verify::bundle::{EvmReceipt, LedgerEntry};
 
@@ -89,6 +91,10 @@ pub struct QueryEngine {
     pub(crate) snapshot: Mutex<Arc<Snapshot>>,
     batches: Arc<Swappable>,
     epochs: Arc<Swappable>,
+    /// The trace graph, shared with the SQL table functions.
+    pub(crate) edges: Arc<std::sync::RwLock<Arc<EdgeIndex>>>,
+    /// The `events` table, for trace plans.
+    pub(crate) events: Arc<dyn TableProvider>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -125,16 +131,45 @@ impl QueryEngine {
             ParquetReadOptions::default().schema(&rs),
         )
         .await?;
+        let es_edges = edges_schema();
+        if dir.edges_dir().is_dir() {
+            ctx.register_parquet(
+                "edges",
+                &format!("{}/", dir.edges_dir().display()),
+                ParquetReadOptions::default().schema(&es_edges),
+            )
+            .await?;
+        } else {
+            // A data directory from before the edges table: no edges yet.
+            ctx.register_table(
+                "edges",
+                Arc::new(MemTable::try_new(es_edges, vec![vec![]])?),
+            )?;
+        }
         let batches = Arc::new(Swappable::new(batches_schema())?);
         let epochs = Arc::new(Swappable::new(epochs_schema())?);
         ctx.register_table("batches", batches.clone())?;
         ctx.register_table("epochs", epochs.clone())?;
+        let events = ctx.table_provider("events").await?;
+        let edges = Arc::new(std::sync::RwLock::new(Arc::new(EdgeIndex::default())));
+        for d in [Direction::Backward, Direction::Forward] {
+            let name = match d {
+                Direction::Backward => "trace_backward",
+                Direction::Forward => "trace_forward",
+            };
+            ctx.register_udtf(
+                name,
+                Arc::new(TraceFunction::new(d, edges.clone(), events.clone())),
+            );
+        }
         let engine = QueryEngine {
             ctx,
             dir,
             snapshot: Mutex::new(Arc::new(Snapshot::default())),
             batches,
             epochs,
+            edges,
+            events,
         };
         engine.refresh().await?;
         Ok(engine)
@@ -164,8 +199,22 @@ impl QueryEngine {
             return Ok(guard.clone());
         }
         let dir = self.dir.clone();
+        let edges = self.edges.clone();
         let snap = tokio::task::spawn_blocking(move || -> Result<Snapshot> {
             let all = dir.all_batch_headers()?;
+            // New committed batches' edges join the trace graph (loaded once each).
+            let current = match edges.read() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            let mut next = (*current).clone();
+            next.load_batches(&dir, all.iter().map(|h| h.batch_id.as_str()))?;
+            if next.len() != current.len() {
+                match edges.write() {
+                    Ok(mut g) => *g = Arc::new(next),
+                    Err(p) => *p.into_inner() = Arc::new(next),
+                }
+            }
             let epochs = EpochLog::read(&dir)?.records().to_vec();
             let ledger = LocalLedger::read_entries(&dir)?;
             let evm = veritrace_anchor::evm::read_receipts(&dir)?;
@@ -317,6 +366,26 @@ impl QueryEngine {
         ];
         self.epochs.replace(RecordBatch::try_new(schema, cols)?)?;
         Ok(())
+    }
+
+    /// Traces `code` (any accepted trace-code form) backward or forward, at most
+    /// `max_depth` levels: the walk (nodes, edge events, cycles) and every event of it.
+    pub async fn trace(
+        &self,
+        code: &str,
+        direction: Direction,
+        max_depth: Option<u32>,
+    ) -> Result<(Walk, Vec<RecordBatch>)> {
+        let code = crate::trace::normalise(code)?;
+        self.refresh().await?;
+        let index = match self.edges.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let walk = index.walk(&code, direction, max_depth);
+        let plan = crate::trace::plan(self.events.clone(), &walk)?;
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        Ok((walk, batches))
     }
 
     /// Runs one read-only SQL statement (DDL, DML and SET are refused) and collects it.

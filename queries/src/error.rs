@@ -8,7 +8,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The SQL failed to plan or run (syntax, unknown column, forbidden statement, ...).
-    #[error("{0}")]
+    #[error(transparent)]
     Sql(#[from] datafusion::error::DataFusionError),
     /// No such event (or other object).
     #[error("{what} {id:?} not found")]

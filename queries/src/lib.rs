@@ -1,14 +1,19 @@
 //! # veritrace-queries: SQL, proofs and the HTTP API over a data directory
 //!
 //! The query stage. Apache DataFusion reads the sealed Parquet files in place and exposes
-//! four tables:
+//! five tables:
 //!
 //! | table | one row per | source |
 //! |---|---|---|
 //! | `events` | accepted event (with batch id, leaf index, leaf hash, canonical JSON) | `events/*.parquet` |
 //! | `rejected` | rejected input record (original bytes, reason code) | `rejected/*.parquet` |
 //! | `batches` | sealed batch (root, previous root, offsets, epoch) | `batches/*.jsonl` |
-//! | `epochs` | epoch (root, batch count, anchor status and receipt) | `epochs/`, `ledger/` |
+//! | `epochs` | epoch (root, batch count, anchor status and receipt) | `epochs/`, `ledger/`, `anchors/` |
+//! | `edges` | trace-graph edge (input -> what it went into, with the event) | `edges/*.parquet` |
+//!
+//! Table functions `trace_backward('<code>' [, depth])` and `trace_forward(...)` return
+//! every event of a trace through the graph ([`trace`]); [`QueryEngine::trace`] is the
+//! same for the CLI and HTTP.
 //!
 //! [`QueryEngine::proof`] assembles a proof bundle for any event from the same files; the
 //! bundle format and the hashing live in `veritrace-verify`, shared with the auditor.
@@ -19,6 +24,7 @@ mod error;
 pub mod http;
 pub mod output;
 mod proof;
+pub mod trace;
 
 pub use engine::QueryEngine;
 pub use error::{Error, Result};

@@ -1,0 +1,587 @@
+//! Forward and backward tracing over the trace graph.
+//!
+//! The processors write one `edges/{batch_id}.parquet` per sealed batch: `parent -> child`
+//! for every input of an `assembly` (input -> the assembled object) and every input/output
+//! pair of a `transformation` (a split fans out, a merge fans in). [`EdgeIndex`] holds the
+//! committed edges in memory as an interned adjacency list (loaded incrementally as batches
+//! are sealed), so a walk through any number of levels costs microseconds per node; the
+//! events of the nodes reached are then read from Parquet by trace code, where the bloom
+//! filters and statistics prune files and row groups.
+//!
+//! A walk is breadth-first from the root: every node once, at its shortest distance, every
+//! event once. Cycles (bad data: an object among its own inputs) are found with a separate
+//! depth-first pass over the nodes reached, reported, and never looped on.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use arrow::array::{AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::TableFunctionArgs;
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::{MemTable, TableProvider, ViewTable, provider_as_source};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+use veritrace_anchor::DataDir;
+
+use crate::{Error, Result};
+
+/// Which way a trace goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Towards the inputs: what went into it (parts, lots, raw material batches).
+    Backward,
+    /// Towards the outputs: where it went (sub-assemblies, products, pallets).
+    Forward,
+}
+
+impl std::str::FromStr for Direction {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "backward" | "back" | "b" => Ok(Direction::Backward),
+            "forward" | "fwd" | "f" => Ok(Direction::Forward),
+            other => Err(Error::BadRequest(format!(
+                "direction {other:?} is neither backward nor forward"
+            ))),
+        }
+    }
+}
+
+/// The trace graph: interned trace codes with parent and child adjacency.
+#[derive(Debug, Default, Clone)]
+pub struct EdgeIndex {
+    codes: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+    /// Event ids of the edges, interned.
+    events: Vec<Arc<str>>,
+    event_ids: HashMap<Arc<str>, u32>,
+    /// node -> (parent, edge event)
+    parents: Vec<Vec<(u32, u32)>>,
+    /// node -> (child, edge event)
+    children: Vec<Vec<(u32, u32)>>,
+    /// Batches whose edges are loaded.
+    loaded: HashSet<String>,
+    edges: u64,
+}
+
+impl EdgeIndex {
+    fn intern_code(&mut self, c: &str) -> u32 {
+        if let Some(&i) = self.ids.get(c) {
+            return i;
+        }
+        let i = self.codes.len() as u32;
+        let a: Arc<str> = Arc::from(c);
+        self.codes.push(a.clone());
+        self.ids.insert(a, i);
+        self.parents.push(Vec::new());
+        self.children.push(Vec::new());
+        i
+    }
+
+    fn intern_event(&mut self, e: &str) -> u32 {
+        if let Some(&i) = self.event_ids.get(e) {
+            return i;
+        }
+        let i = self.events.len() as u32;
+        let a: Arc<str> = Arc::from(e);
+        self.events.push(a.clone());
+        self.event_ids.insert(a, i);
+        i
+    }
+
+    /// Adds one edge.
+    pub fn add(&mut self, parent: &str, child: &str, event_id: &str) {
+        let p = self.intern_code(parent);
+        let c = self.intern_code(child);
+        let e = self.intern_event(event_id);
+        self.children[p as usize].push((c, e));
+        self.parents[c as usize].push((p, e));
+        self.edges += 1;
+    }
+
+    /// Edges loaded.
+    pub fn len(&self) -> u64 {
+        self.edges
+    }
+
+    /// True when there are no edges.
+    pub fn is_empty(&self) -> bool {
+        self.edges == 0
+    }
+
+    /// Loads the edges of the given committed batches that are not loaded yet (a batch
+    /// without assembly or transformation events has no edges file).
+    pub fn load_batches<'a>(
+        &mut self,
+        dir: &DataDir,
+        batch_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        for b in batch_ids {
+            if self.loaded.contains(b) {
+                continue;
+            }
+            let path = dir.edges_file(b);
+            match std::fs::File::open(&path) {
+                Ok(f) => self.load_file(&path, f)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Corrupt(format!("{}: {e}", path.display()))),
+            }
+            self.loaded.insert(b.to_owned());
+        }
+        Ok(())
+    }
+
+    fn load_file(&mut self, path: &std::path::Path, f: std::fs::File) -> Result<()> {
+        let bad = |e: &dyn std::fmt::Display| Error::Corrupt(format!("{}: {e}", path.display()));
+        let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
+        let schema = b.schema().clone();
+        let idx = ["parent", "child", "event_id"].map(|n| schema.index_of(n).map_err(|e| bad(&e)));
+        let [p, c, e] = idx;
+        let (p, c, e) = (p?, c?, e?);
+        let mask = ProjectionMask::roots(b.parquet_schema(), [p, c, e]);
+        for batch in b.with_projection(mask).build().map_err(|e| bad(&e))? {
+            let batch = batch.map_err(|e| bad(&e))?;
+            let s = batch.schema();
+            let get = |name: &str| -> Result<&StringArray> {
+                let i = s.index_of(name).map_err(|e| bad(&e))?;
+                batch
+                    .column(i)
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| bad(&format!("{name} is not a string column")))
+            };
+            let (pa, ca, ea) = (get("parent")?, get("child")?, get("event_id")?);
+            for i in 0..batch.num_rows() {
+                self.add(pa.value(i), ca.value(i), ea.value(i));
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks from `root` in `direction`, at most `max_depth` levels (None: all).
+    pub fn walk(&self, root: &str, direction: Direction, max_depth: Option<u32>) -> Walk {
+        let mut w = Walk {
+            root: root.to_owned(),
+            direction,
+            nodes: vec![TraceNode {
+                code: root.to_owned(),
+                depth: 0,
+                via_event: None,
+                from: None,
+            }],
+            edge_events: Vec::new(),
+            cycles: Vec::new(),
+            depth_limited: false,
+        };
+        let Some(&start) = self.ids.get(root) else {
+            return w;
+        };
+        let adj = match direction {
+            Direction::Backward => &self.parents,
+            Direction::Forward => &self.children,
+        };
+        let mut depth: HashMap<u32, u32> = HashMap::from([(start, 0)]);
+        let mut seen_events: HashSet<u32> = HashSet::new();
+        let mut queue = VecDeque::from([start]);
+        while let Some(n) = queue.pop_front() {
+            let d = depth[&n];
+            if max_depth.is_some_and(|m| d >= m) {
+                if !adj[n as usize].is_empty() {
+                    w.depth_limited = true;
+                }
+                continue;
+            }
+            for &(next, ev) in &adj[n as usize] {
+                if seen_events.insert(ev) {
+                    w.edge_events.push(EdgeEvent {
+                        event_id: self.events[ev as usize].to_string(),
+                        node: self.codes[n as usize].to_string(),
+                        depth: d,
+                    });
+                }
+                if let std::collections::hash_map::Entry::Vacant(v) = depth.entry(next) {
+                    v.insert(d + 1);
+                    w.nodes.push(TraceNode {
+                        code: self.codes[next as usize].to_string(),
+                        depth: d + 1,
+                        via_event: Some(self.events[ev as usize].to_string()),
+                        from: Some(self.codes[n as usize].to_string()),
+                    });
+                    queue.push_back(next);
+                }
+            }
+        }
+        w.cycles = self.cycles(&depth, adj, max_depth);
+        w
+    }
+
+    /// Cycles among the nodes reached (iterative depth-first search, three colours); each
+    /// reported as the codes along it, the first repeated at the end. At most 16.
+    fn cycles(
+        &self,
+        reached: &HashMap<u32, u32>,
+        adj: &[Vec<(u32, u32)>],
+        max_depth: Option<u32>,
+    ) -> Vec<Vec<String>> {
+        const MAX: usize = 16;
+        let mut out = Vec::new();
+        // 0 white, 1 on the stack, 2 done
+        let mut colour: HashMap<u32, u8> = HashMap::with_capacity(reached.len());
+        let mut roots: Vec<u32> = reached.keys().copied().collect();
+        roots.sort_unstable();
+        for r in roots {
+            if colour.get(&r).copied().unwrap_or(0) != 0 {
+                continue;
+            }
+            let mut stack: Vec<(u32, usize)> = vec![(r, 0)];
+            colour.insert(r, 1);
+            while let Some((n, i)) = stack.last().copied() {
+                let edges = &adj[n as usize];
+                let expand = max_depth.is_none_or(|m| reached.get(&n).is_some_and(|d| *d < m));
+                if i < edges.len() && expand {
+                    if let Some(top) = stack.last_mut() {
+                        top.1 += 1;
+                    }
+                    let next = edges[i].0;
+                    if !reached.contains_key(&next) {
+                        continue;
+                    }
+                    match colour.get(&next).copied().unwrap_or(0) {
+                        0 => {
+                            colour.insert(next, 1);
+                            stack.push((next, 0));
+                        }
+                        1 if out.len() < MAX => {
+                            let from = stack.iter().position(|(x, _)| *x == next).unwrap_or(0);
+                            let mut cyc: Vec<String> = stack[from..]
+                                .iter()
+                                .map(|(x, _)| self.codes[*x as usize].to_string())
+                                .collect();
+                            cyc.push(self.codes[next as usize].to_string());
+                            out.push(cyc);
+                        }
+                        _ => {}
+                    }
+                } else {
+                    colour.insert(n, 2);
+                    stack.pop();
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A node reached by a walk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceNode {
+    /// Its trace code (canonical form).
+    pub code: String,
+    /// Levels from the root (0 for the root).
+    pub depth: u32,
+    /// The assembly or transformation event that first linked it.
+    pub via_event: Option<String>,
+    /// The node it was reached from.
+    pub from: Option<String>,
+}
+
+/// An assembly or transformation event crossed by a walk, with the node it was crossed
+/// from (the object being made, backward; the object consumed, forward).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EdgeEvent {
+    /// The event.
+    pub event_id: String,
+    /// The node it belongs to in this trace.
+    pub node: String,
+    /// That node's depth.
+    pub depth: u32,
+}
+
+/// The result of a walk: the nodes (each once, breadth-first), the edge events crossed,
+/// and any cycles found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Walk {
+    /// The code traced from.
+    pub root: String,
+    /// Which way.
+    pub direction: Direction,
+    /// Nodes in breadth-first order, the root first.
+    pub nodes: Vec<TraceNode>,
+    /// Edge events crossed, each once.
+    pub edge_events: Vec<EdgeEvent>,
+    /// Cycles among the nodes reached (bad data), each as its codes.
+    pub cycles: Vec<Vec<String>>,
+    /// True when the depth limit stopped the walk before the graph ended.
+    pub depth_limited: bool,
+}
+
+/// The plan that returns every event of a walk, once: the events of each node (by trace
+/// code) and the edge events crossed that name no node as their trace code (a
+/// transformation has none), each with the node it belongs to and that node's depth.
+pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
+    let codes: Vec<&str> = w.nodes.iter().map(|n| n.code.as_str()).collect();
+    let node_table = mem(
+        vec![
+            Field::new("trace_node", DataType::Utf8, false),
+            Field::new("trace_depth", DataType::UInt32, false),
+        ],
+        vec![
+            Arc::new(StringArray::from(codes.clone())),
+            Arc::new(UInt32Array::from(
+                w.nodes.iter().map(|n| n.depth).collect::<Vec<_>>(),
+            )),
+        ],
+    )?;
+    let edge_table = mem(
+        vec![
+            Field::new("edge_event_id", DataType::Utf8, false),
+            Field::new("trace_node", DataType::Utf8, false),
+            Field::new("trace_depth", DataType::UInt32, false),
+        ],
+        vec![
+            Arc::new(StringArray::from(
+                w.edge_events
+                    .iter()
+                    .map(|e| e.event_id.as_str())
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                w.edge_events
+                    .iter()
+                    .map(|e| e.node.as_str())
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(UInt32Array::from(
+                w.edge_events.iter().map(|e| e.depth).collect::<Vec<_>>(),
+            )),
+        ],
+    )?;
+    let code_list: Vec<Expr> = codes.iter().map(|c| lit(*c)).collect();
+    let event_cols: Vec<Expr> = events
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| col(format!("events.{}", f.name())))
+        .collect();
+    let out_cols = |node: &str| -> Vec<Expr> {
+        let mut v = vec![
+            col(format!("{node}.trace_node")),
+            col(format!("{node}.trace_depth")),
+        ];
+        v.extend(event_cols.iter().cloned());
+        v
+    };
+    let by_code = LogicalPlanBuilder::scan("events", provider_as_source(events.clone()), None)?
+        .filter(col("trace_code").in_list(code_list.clone(), false))?
+        .join(
+            LogicalPlanBuilder::scan("n", provider_as_source(node_table), None)?.build()?,
+            JoinType::Inner,
+            (vec!["trace_code"], vec!["trace_node"]),
+            None,
+        )?
+        .project(out_cols("n"))?
+        .build()?;
+    if w.edge_events.is_empty() {
+        return sorted(by_code);
+    }
+    let edge_ids: Vec<Expr> = w
+        .edge_events
+        .iter()
+        .map(|e| lit(e.event_id.as_str()))
+        .collect();
+    let by_edge = LogicalPlanBuilder::scan("events", provider_as_source(events), None)?
+        .filter(
+            col("event_id").in_list(edge_ids, false).and(
+                col("trace_code")
+                    .is_null()
+                    .or(col("trace_code").in_list(code_list, true)),
+            ),
+        )?
+        .join(
+            LogicalPlanBuilder::scan("x", provider_as_source(edge_table), None)?.build()?,
+            JoinType::Inner,
+            (vec!["event_id"], vec!["edge_event_id"]),
+            None,
+        )?
+        .project(out_cols("x"))?
+        .build()?;
+    sorted(LogicalPlanBuilder::from(by_code).union(by_edge)?.build()?)
+}
+
+fn sorted(p: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(LogicalPlanBuilder::from(p)
+        .sort(vec![
+            col("trace_depth").sort(true, false),
+            col("trace_node").sort(true, false),
+            col("event_time").sort(true, false),
+            col("event_id").sort(true, false),
+        ])?
+        .build()?)
+}
+
+fn mem(fields: Vec<Field>, cols: Vec<arrow::array::ArrayRef>) -> Result<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// Normalises a trace code as the processors do (a Digital Link and an element string
+/// naming the same object trace the same).
+pub fn normalise(code: &str) -> Result<String> {
+    veritrace_processors::tracecode::parse_trace_code(code)
+        .map(|c| c.into_canonical())
+        .map_err(|e| Error::BadRequest(format!("{e} ({})", e.reason_code())))
+}
+
+/// `trace_backward('code' [, depth])` and `trace_forward('code' [, depth])` in SQL.
+#[derive(Debug)]
+pub struct TraceFunction {
+    direction: Direction,
+    index: Arc<RwLock<Arc<EdgeIndex>>>,
+    events: Arc<dyn TableProvider>,
+}
+
+impl TraceFunction {
+    /// The function for one direction over the shared index and the events table.
+    pub fn new(
+        direction: Direction,
+        index: Arc<RwLock<Arc<EdgeIndex>>>,
+        events: Arc<dyn TableProvider>,
+    ) -> Self {
+        TraceFunction {
+            direction,
+            index,
+            events,
+        }
+    }
+}
+
+impl TableFunctionImpl for TraceFunction {
+    fn call_with_args(
+        &self,
+        args: TableFunctionArgs,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let name = match self.direction {
+            Direction::Backward => "trace_backward",
+            Direction::Forward => "trace_forward",
+        };
+        let usage = || {
+            datafusion::error::DataFusionError::Plan(format!(
+                "usage: {name}('<trace code>' [, max_depth])"
+            ))
+        };
+        let exprs = args.exprs();
+        let code = match exprs.first() {
+            Some(Expr::Literal(ScalarValue::Utf8(Some(s)), _))
+            | Some(Expr::Literal(ScalarValue::LargeUtf8(Some(s)), _))
+            | Some(Expr::Literal(ScalarValue::Utf8View(Some(s)), _)) => s.clone(),
+            _ => return Err(usage()),
+        };
+        let depth = match exprs.get(1) {
+            None => None,
+            Some(Expr::Literal(v, _)) => Some(
+                match v {
+                    ScalarValue::Int64(Some(d)) => u32::try_from(*d).ok(),
+                    ScalarValue::Int32(Some(d)) => u32::try_from(*d).ok(),
+                    ScalarValue::UInt64(Some(d)) => u32::try_from(*d).ok(),
+                    ScalarValue::UInt32(Some(d)) => Some(*d),
+                    _ => None,
+                }
+                .ok_or_else(usage)?,
+            ),
+            Some(_) => return Err(usage()),
+        };
+        if exprs.len() > 2 {
+            return Err(usage());
+        }
+        let code = normalise(&code)
+            .map_err(|e| datafusion::error::DataFusionError::Plan(format!("{name}: {e}")))?;
+        let index = match self.index.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let w = index.walk(&code, self.direction, depth);
+        if !w.cycles.is_empty() {
+            tracing::warn!(root = %code, cycles = ?w.cycles, "trace graph has cycles (bad data); each node is reported once");
+        }
+        let p = plan(self.events.clone(), &w)
+            .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
+        Ok(Arc::new(ViewTable::new(p, None)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(edges: &[(&str, &str, &str)]) -> EdgeIndex {
+        let mut i = EdgeIndex::default();
+        for (p, c, e) in edges {
+            i.add(p, c, e);
+        }
+        i
+    }
+
+    #[test]
+    fn walks_visit_each_node_once_at_its_shortest_depth_through_forks_and_merges() {
+        // raw B1, B2 -> merge M -> lots L1, L2 (split) ; L1 + L2 -> S ; S -> P ; B1 -> L3 -> P
+        let i = index(&[
+            ("B1", "L1", "t1"),
+            ("B1", "L2", "t1"),
+            ("B2", "L1", "t1"),
+            ("B2", "L2", "t1"),
+            ("L1", "S", "a1"),
+            ("L2", "S", "a1"),
+            ("S", "P", "a2"),
+            ("B1", "L3", "t2"),
+            ("L3", "P", "a2"),
+        ]);
+        let w = i.walk("P", Direction::Backward, None);
+        let got: Vec<(&str, u32)> = w.nodes.iter().map(|n| (n.code.as_str(), n.depth)).collect();
+        assert_eq!(got.len(), 7);
+        let d = |c: &str| got.iter().find(|(x, _)| *x == c).map(|(_, d)| *d);
+        assert_eq!(d("P"), Some(0));
+        assert_eq!(d("S"), Some(1));
+        assert_eq!(d("L3"), Some(1));
+        assert_eq!(d("B1"), Some(2));
+        assert_eq!(d("B2"), Some(3));
+        let mut ev: Vec<&str> = w.edge_events.iter().map(|e| e.event_id.as_str()).collect();
+        ev.sort_unstable();
+        assert_eq!(ev, vec!["a1", "a2", "t1", "t2"]);
+        assert!(w.cycles.is_empty());
+        let f = i.walk("B2", Direction::Forward, None);
+        let mut codes: Vec<&str> = f.nodes.iter().map(|n| n.code.as_str()).collect();
+        codes.sort_unstable();
+        assert_eq!(codes, vec!["B2", "L1", "L2", "P", "S"]);
+        let limited = i.walk("B2", Direction::Forward, Some(1));
+        assert_eq!(limited.nodes.len(), 3);
+        assert!(limited.depth_limited);
+        // Unknown codes trace to themselves only.
+        assert_eq!(i.walk("nope", Direction::Forward, None).nodes.len(), 1);
+    }
+
+    #[test]
+    fn cycles_are_reported_not_looped_on() {
+        let i = index(&[
+            ("A", "B", "e1"),
+            ("B", "C", "e2"),
+            ("C", "A", "e3"),
+            ("C", "D", "e4"),
+        ]);
+        let w = i.walk("A", Direction::Forward, None);
+        assert_eq!(w.nodes.len(), 4);
+        assert_eq!(w.cycles.len(), 1, "{:?}", w.cycles);
+        let c = &w.cycles[0];
+        assert_eq!(c.first(), c.last());
+        assert_eq!(c.len(), 4);
+        let self_loop = index(&[("X", "X", "e")]);
+        assert_eq!(
+            self_loop.walk("X", Direction::Backward, None).cycles.len(),
+            1
+        );
+    }
+}
