@@ -34,6 +34,9 @@ enum Command {
     Ingest(IngestCommand),
     /// Run a SQL query over a data directory (tables: events, rejected, batches, epochs).
     Sql(SqlArgs),
+    /// Trace a product, part or batch: backward (what went into it) or forward (where it
+    /// went), through any number of assembly and transformation levels.
+    Trace(TraceArgs),
     /// Write the proof bundle of one event.
     Proof(ProofArgs),
     /// Verify a proof bundle (offline, or against the chain with --rpc); exits 0 when
@@ -139,6 +142,28 @@ struct SqlArgs {
     format: Format,
     /// The SQL statement.
     sql: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("direction").required(true).args(["backward", "forward"])))]
+struct TraceArgs {
+    /// The trace code (GS1 element string or Digital Link).
+    code: String,
+    /// What went into it: inputs down to raw material batches.
+    #[arg(long)]
+    backward: bool,
+    /// Where it went: sub-assemblies, products, pallets, shipments, customers.
+    #[arg(long)]
+    forward: bool,
+    /// At most this many levels.
+    #[arg(long)]
+    depth: Option<u32>,
+    /// tree (nodes and their events), table, json, csv or arrow (every event column).
+    #[arg(long, default_value = "tree")]
+    format: String,
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +303,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(a) => verify_cmd(a),
+        Command::Trace(a) => {
+            let data = data_of(a.data.clone());
+            trace_cmd(a, &data)
+        }
         Command::Serve(a) => {
             let data = data_of(a.data);
             let listen = a.listen.unwrap_or(cfg.http.listen);
@@ -440,6 +469,64 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         for n in &report.notes {
             println!("  note  {n}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use veritrace_queries::trace::{self, Direction};
+    let direction = if a.backward {
+        Direction::Backward
+    } else {
+        Direction::Forward
+    };
+    let tree = a.format == "tree";
+    let format: Format = if tree {
+        Format::Table
+    } else {
+        a.format
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("{e} (or tree, the default)"))?
+    };
+    let rt = runtime()?;
+    let (walk, batches) = rt.block_on(async {
+        let engine = QueryEngine::open(data).await?;
+        engine.trace(&a.code, direction, a.depth).await
+    })?;
+    let out = if tree {
+        trace::render_tree(&walk, &batches).into_bytes()
+    } else if format == Format::Table {
+        output::encode(&trace::project(&batches, &trace::SUMMARY_COLUMNS)?, format)?
+    } else {
+        output::encode(&batches, format)?
+    };
+    std::io::stdout().write_all(&out)?;
+    let events: usize = batches.iter().map(|b| b.num_rows()).sum();
+    eprintln!(
+        "{} trace of {}: {} nodes, {} events, {} levels",
+        match direction {
+            Direction::Backward => "backward",
+            Direction::Forward => "forward",
+        },
+        walk.root,
+        walk.nodes.len(),
+        events,
+        walk.nodes.iter().map(|n| n.depth).max().unwrap_or(0)
+    );
+    if walk.depth_limited {
+        eprintln!(
+            "note: stopped at --depth {}; the graph goes further",
+            a.depth.unwrap_or(0)
+        );
+    }
+    for c in &walk.cycles {
+        eprintln!(
+            "warning: cycle in the trace graph (bad data), reported once: {}",
+            c.join(" -> ")
+        );
+    }
+    if walk.nodes.len() == 1 && events == 0 {
+        eprintln!("note: no events and no edges for {}", walk.root);
     }
     Ok(ExitCode::SUCCESS)
 }

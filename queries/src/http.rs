@@ -5,6 +5,7 @@
 //! | `POST /v1/sql` | body `{"sql": "...", "max_rows": 10000}`: rows as JSON objects |
 //! | `GET /v1/events/{id}` | the canonical event and where it is stored |
 //! | `GET /v1/events/{id}/proof` | the proof bundle (`veritrace verify` checks it) |
+//! | `GET /v1/trace/{code}?direction=backward\|forward&depth=N` | the trace: nodes, edge events, cycles, and every event (code percent-encoded) |
 //! | `GET /healthz` | liveness and data directory summary |
 //! | `GET /metrics` | Prometheus exposition |
 
@@ -63,6 +64,7 @@ pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, pr
         .route("/v1/sql", post(sql))
         .route("/v1/events/{id}", get(event))
         .route("/v1/events/{id}/proof", get(proof))
+        .route("/v1/trace/{code}", get(trace))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -110,6 +112,36 @@ impl IntoResponse for Error {
         }
         error_response(status, self.code(), &self)
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceQuery {
+    direction: String,
+    #[serde(default)]
+    depth: Option<u32>,
+}
+
+async fn trace(
+    State(s): State<AppState>,
+    Path(code): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<TraceQuery>,
+) -> Result<Response, Error> {
+    let direction: crate::trace::Direction = q.direction.parse()?;
+    let (walk, batches) = s.engine.trace(&code, direction, q.depth).await?;
+    let rows = crate::trace::project(&batches, &crate::trace::SUMMARY_COLUMNS)?;
+    let events: serde_json::Value = serde_json::from_slice(&output::encode(&rows, Format::Json)?)
+        .map_err(|e| Error::Output(e.to_string()))?;
+    Ok(Json(json!({
+        "root": walk.root,
+        "direction": walk.direction,
+        "nodes": walk.nodes,
+        "edge_events": walk.edge_events,
+        "cycles": walk.cycles,
+        "depth_limited": walk.depth_limited,
+        "events": events,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]

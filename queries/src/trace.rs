@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableFunctionArgs;
 use datafusion::catalog::TableFunctionImpl;
@@ -427,6 +427,119 @@ fn mem(fields: Vec<Field>, cols: Vec<arrow::array::ArrayRef>) -> Result<Arc<dyn 
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), cols)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// The columns a person reads in a trace listing (the full rows carry every event column).
+pub const SUMMARY_COLUMNS: [&str; 11] = [
+    "trace_depth",
+    "trace_node",
+    "event_time",
+    "event_type",
+    "event_id",
+    "participant_id",
+    "site",
+    "operator",
+    "result",
+    "counterparty_id",
+    "device_id",
+];
+
+/// Keeps only `columns` (in that order) of trace result batches.
+pub fn project(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<RecordBatch>> {
+    batches
+        .iter()
+        .map(|b| {
+            let idx: Vec<usize> = columns
+                .iter()
+                .map(|c| b.schema().index_of(c))
+                .collect::<std::result::Result<_, _>>()?;
+            Ok(b.project(&idx)?)
+        })
+        .collect()
+}
+
+/// Renders a walk and its events as an indented tree: each node once, under the node it
+/// was first reached from, with its events (time, type, site, result).
+pub fn render_tree(w: &Walk, batches: &[RecordBatch]) -> String {
+    use std::fmt::Write as _;
+    let mut events: HashMap<&str, Vec<String>> = HashMap::new();
+    for b in batches {
+        let s = b.schema();
+        let get = |n: &str| s.index_of(n).ok().map(|i| b.column(i).clone());
+        let (Some(node), Some(ty), Some(time), Some(site), Some(result)) = (
+            get("trace_node"),
+            get("event_type"),
+            get("event_time"),
+            get("site"),
+            get("result"),
+        ) else {
+            continue;
+        };
+        let (Some(node), Some(ty), Some(site), Some(result)) = (
+            node.as_string_opt::<i32>(),
+            ty.as_string_opt::<i32>(),
+            site.as_string_opt::<i32>(),
+            result.as_string_opt::<i32>(),
+        ) else {
+            continue;
+        };
+        let time = arrow::util::display::ArrayFormatter::try_new(
+            time.as_ref(),
+            &arrow::util::display::FormatOptions::default(),
+        );
+        for i in 0..b.num_rows() {
+            let mut line = String::new();
+            if let Ok(f) = &time {
+                let _ = write!(line, "{} ", f.value(i));
+            }
+            line.push_str(ty.value(i));
+            if !site.is_null(i) {
+                let _ = write!(line, " at {}", site.value(i));
+            }
+            if !result.is_null(i) {
+                let _ = write!(line, " ({})", result.value(i));
+            }
+            // Node names live in the walk; the map borrows them from there.
+            if let Some(n) = w.nodes.iter().find(|n| n.code == node.value(i)) {
+                events.entry(n.code.as_str()).or_default().push(line);
+            }
+        }
+    }
+    let mut kids: HashMap<&str, Vec<&TraceNode>> = HashMap::new();
+    for n in &w.nodes {
+        if let Some(f) = &n.from {
+            kids.entry(f.as_str()).or_default().push(n);
+        }
+    }
+    let mut out = String::new();
+    let mut stack: Vec<(&TraceNode, String, bool)> = Vec::new();
+    if let Some(root) = w.nodes.first() {
+        stack.push((root, String::new(), true));
+    }
+    while let Some((n, prefix, last)) = stack.pop() {
+        let (branch, cont) = if n.depth == 0 {
+            ("", "")
+        } else if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
+        let _ = writeln!(out, "{prefix}{branch}{}", n.code);
+        let inner = format!("{prefix}{cont}");
+        let children = kids.get(n.code.as_str()).cloned().unwrap_or_default();
+        let bar = if children.is_empty() { "  " } else { "│ " };
+        for e in events
+            .get(n.code.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let _ = writeln!(out, "{inner}{bar}  · {e}");
+        }
+        for (i, c) in children.iter().enumerate().rev() {
+            stack.push((c, inner.clone(), i + 1 == children.len()));
+        }
+    }
+    out
 }
 
 /// Normalises a trace code as the processors do (a Digital Link and an element string
