@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod evm;
+pub mod genealogy;
 pub mod kafka;
 
 use std::sync::Arc;

@@ -77,6 +77,23 @@ enum Cmd {
     },
     /// End-to-end: publish while `veritrace process` consumes; report rates and latency.
     Kafka(veritrace_loadtest::kafka::E2eArgs),
+    /// Writes a genealogy whose truth is known: `events.jsonl` (for `veritrace ingest
+    /// file`) and `truth.json` (every node's parents and children, and the events of
+    /// each), through splits, merges, shared inputs and 7 levels.
+    Genealogy {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Raw material batches.
+        #[arg(long, default_value_t = 60)]
+        raw_batches: usize,
+        /// Items per assembly level.
+        #[arg(long, default_value_t = 150)]
+        items: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Anchoring on a real EVM node (Anvil): gas per epoch, seal-to-anchored latency, and
     /// the per-event-transaction peer on the same node.
     Evm(veritrace_loadtest::evm::EvmArgs),
@@ -149,6 +166,36 @@ fn main() -> anyhow::Result<()> {
         Cmd::Kafka(a) => {
             let r = veritrace_loadtest::kafka::end_to_end(&a)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Genealogy {
+            out,
+            raw_batches,
+            items,
+            seed,
+        } => {
+            let g = veritrace_loadtest::genealogy::Genealogy::generate(
+                &veritrace_loadtest::genealogy::Shape {
+                    raw_batches,
+                    items_per_level: items,
+                    seed,
+                    ..Default::default()
+                },
+            );
+            std::fs::create_dir_all(&out)?;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("events.jsonl"))?);
+            for (_, payload) in &g.records {
+                f.write_all(payload)?;
+                f.write_all(b"\n")?;
+            }
+            f.flush()?;
+            std::fs::write(out.join("truth.json"), serde_json::to_vec(&g)?)?;
+            eprintln!(
+                "{} events, {} nodes, {} edge events in {}",
+                g.records.len(),
+                g.codes.len(),
+                g.edge_events.len(),
+                out.display()
+            );
         }
         Cmd::Evm(a) => {
             let r = veritrace_loadtest::evm::run(&a)?;
