@@ -56,7 +56,7 @@ pub fn encode(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>> {
                 .with_header(true)
                 .build(&mut out);
             for b in batches {
-                w.write(b)?;
+                w.write(&flatten_nested(b)?)?;
             }
         }
         Format::Arrow => {
@@ -71,4 +71,48 @@ pub fn encode(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>> {
         }
     }
     Ok(out)
+}
+
+/// CSV has no nested values: lists, maps and structs become their text form
+/// (`[a, b]`, `{k: v}`), nulls stay empty.
+fn flatten_nested(b: &RecordBatch) -> Result<RecordBatch> {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, ArrayRef, StringBuilder};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let nested = |t: &DataType| {
+        matches!(
+            t,
+            DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::FixedSizeList(..)
+                | DataType::Map(..)
+                | DataType::Struct(_)
+        )
+    };
+    if !b.schema().fields().iter().any(|f| nested(f.data_type())) {
+        return Ok(b.clone());
+    }
+    let mut fields = Vec::with_capacity(b.num_columns());
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(b.num_columns());
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if !nested(f.data_type()) {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+            continue;
+        }
+        let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
+        let mut s = StringBuilder::with_capacity(c.len(), c.len() * 16);
+        for i in 0..c.len() {
+            if c.is_null(i) {
+                s.append_null();
+            } else {
+                s.append_value(fmt.value(i).to_string());
+            }
+        }
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        cols.push(Arc::new(s.finish()));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }

@@ -373,6 +373,62 @@ fn http_api_serves_sql_events_and_proofs() {
         "{e}"
     );
 
+    // Traces: the code is a path segment, percent-encoded ("/" and parentheses).
+    let (st, r) = http(
+        &addr,
+        "POST",
+        "/v1/sql",
+        r#"{"sql":"SELECT trace_code FROM events WHERE event_type = 'assembly' ORDER BY event_time DESC, event_id LIMIT 1"}"#,
+    );
+    assert_eq!(st, 200, "{r}");
+    let product = r["rows"][0]["trace_code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let enc: String = product
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let (st, t) = http(
+        &addr,
+        "GET",
+        &format!("/v1/trace/{enc}?direction=backward"),
+        "",
+    );
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(t["root"].as_str(), Some(product.as_str()));
+    assert!(t["nodes"].as_array().expect("nodes").len() > 1, "{t}");
+    assert!(
+        t["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["event_type"] == "assembly")
+    );
+    let (st, e) = http(
+        &addr,
+        "GET",
+        &format!("/v1/trace/{enc}?direction=sideways"),
+        "",
+    );
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{e}"
+    );
+    let (st, e) = http(&addr, "GET", "/v1/trace/nonsense?direction=forward", "");
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{e}"
+    );
+
     let mut s = TcpStream::connect(&addr).expect("connect");
     write!(
         s,
@@ -594,4 +650,80 @@ fn anchor_deploy_without_a_key_says_where_to_put_it() {
         err.contains("VERITRACE_EVM_KEY") && err.contains("--key-file"),
         "{err}"
     );
+}
+
+#[test]
+fn trace_backward_and_forward_from_the_cli() {
+    let d = demo(20_000);
+    let data = d.data.to_str().expect("p");
+    let q = |sql: &str| -> serde_json::Value { sql_json(&d.data, sql) };
+    let product = q(
+        "SELECT trace_code FROM events WHERE event_type = 'assembly' ORDER BY event_time DESC, event_id LIMIT 1",
+    )[0]["trace_code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let tree = ok(&["trace", &product, "--backward", "--data", data]);
+    assert!(tree.starts_with(&product), "{tree}");
+    assert!(tree.contains("── ") && tree.contains("assembly"), "{tree}");
+    // JSON rows: the same events as the SQL table function, each once.
+    let rows: serde_json::Value = serde_json::from_str(&ok(&[
+        "trace",
+        &product,
+        "--backward",
+        "--format",
+        "json",
+        "--data",
+        data,
+    ]))
+    .expect("json");
+    let rows = rows.as_array().expect("rows");
+    let sql_count = count(
+        &d.data,
+        &format!("SELECT count(DISTINCT event_id) AS n FROM trace_backward('{product}')"),
+    );
+    assert_eq!(rows.len() as u64, sql_count);
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["event_id"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), rows.len());
+    // Forward from one of its raw inputs reaches the product again.
+    let deepest = rows
+        .iter()
+        .max_by_key(|r| r["trace_depth"].as_u64().unwrap_or(0))
+        .expect("row");
+    let raw = deepest["trace_node"].as_str().expect("node");
+    let fwd = ok(&["trace", raw, "--forward", "--format", "csv", "--data", data]);
+    assert!(
+        fwd.contains(&product),
+        "forward from {raw} misses {product}"
+    );
+    let shallow = ok(&[
+        "trace",
+        &product,
+        "--backward",
+        "--depth",
+        "1",
+        "--format",
+        "json",
+        "--data",
+        data,
+    ]);
+    let shallow: serde_json::Value = serde_json::from_str(&shallow).expect("json");
+    assert!(
+        shallow
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|r| r["trace_depth"].as_u64() <= Some(1))
+    );
+    // A malformed code is a clear error.
+    let out = run(&["trace", "not-a-code", "--forward", "--data", data]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("malformed_trace_code"));
+    let out = run(&["trace", &product, "--data", data]);
+    assert_eq!(out.status.code(), Some(2), "a direction is required");
 }
