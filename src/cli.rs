@@ -161,6 +161,10 @@ struct TraceArgs {
     /// tree (nodes and their events), table, json, csv or arrow (every event column).
     #[arg(long, default_value = "tree")]
     format: String,
+    /// Also write a trace certificate: every event of the trace with its proof, in one
+    /// file that `veritrace verify` checks offline.
+    #[arg(long)]
+    certificate: Option<PathBuf>,
     /// Data directory [config: data-dir].
     #[arg(long)]
     data: Option<PathBuf>,
@@ -386,6 +390,11 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     };
+    if serde_json::from_slice::<serde_json::Value>(&bytes)
+        .is_ok_and(|v| v["format"] == veritrace_verify::certificate::CERTIFICATE_FORMAT)
+    {
+        return verify_certificate_cmd(&a, &bytes, &opts, pinned_contract);
+    }
     let bundle = match ProofBundle::from_json(&bytes) {
         Ok(b) => b,
         Err(e) => return invalid(e.code(), e.to_string()),
@@ -473,6 +482,136 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn verify_certificate_cmd(
+    a: &VerifyArgs,
+    bytes: &[u8],
+    opts: &Options,
+    pinned_contract: Option<veritrace_anchor::evm::Address>,
+) -> anyhow::Result<ExitCode> {
+    use veritrace_verify::bundle::Anchor;
+    use veritrace_verify::certificate::{Certificate, verify_certificate};
+    let cert = match Certificate::from_json(bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "code": e.code(), "error": e.to_string()})
+                );
+            } else {
+                println!("INVALID  {}: {e}", a.bundle.display());
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut report = verify_certificate(&cert, opts)?;
+    // Each epoch receipt once against the chain, when asked.
+    let mut chain_failures = Vec::new();
+    if let Some(rpc) = &a.rpc {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        for (epoch_id, anchor) in &cert.anchors {
+            let Anchor::Evm { receipt } = anchor else {
+                continue;
+            };
+            let Some(ep) = cert
+                .batches
+                .values()
+                .filter_map(|b| b.epoch.as_ref())
+                .find(|e| e.epoch_id == *epoch_id)
+            else {
+                continue;
+            };
+            match rt.block_on(veritrace_anchor::evm::check_on_chain(
+                rpc,
+                receipt,
+                &ep.root,
+                ep.epoch_id,
+                ep.batch_count,
+                pinned_contract,
+                std::time::Duration::from_secs(a.rpc_timeout.max(1)),
+            )) {
+                Ok(_) => report.checks.push(format!(
+                    "epoch {epoch_id}: root read back from contract {} in block {}",
+                    receipt.contract, receipt.block_number
+                )),
+                Err(veritrace_anchor::evm::ChainCheckError::Failed { code, detail }) => {
+                    chain_failures.push(format!("epoch {epoch_id}: {code}: {detail}"));
+                }
+                Err(e) => anyhow::bail!("{e}"),
+            }
+        }
+    }
+    report.problems.extend(chain_failures);
+    let valid = report.valid();
+    if a.json {
+        let events: Vec<serde_json::Value> = report
+            .events
+            .iter()
+            .map(|e| match &e.result {
+                Ok(r) => serde_json::json!({"event_id": e.event_id, "node": e.node, "valid": true, "status": r.status.as_str()}),
+                Err(err) => serde_json::json!({"event_id": e.event_id, "node": e.node, "valid": false, "code": err.code(), "error": err.to_string()}),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "valid": valid,
+                "root": cert.trace.root,
+                "direction": cert.trace.direction,
+                "events": events,
+                "checks": report.checks,
+                "problems": report.problems,
+                "notes": report.notes,
+            })
+        );
+    } else {
+        println!(
+            "{}  certificate: {} trace of {} ({} events)",
+            if valid { "VALID" } else { "INVALID" },
+            cert.trace.direction,
+            cert.trace.root,
+            report.events.len()
+        );
+        for e in &report.events {
+            match &e.result {
+                Ok(r) => println!(
+                    "  ok    {} ({}) [{}]",
+                    e.event_id,
+                    r.status.as_str(),
+                    e.node
+                ),
+                Err(err) => println!("  FAIL  {} [{}]: {err}", e.event_id, e.node),
+            }
+        }
+        for c in &report.checks {
+            println!("  ok    {c}");
+        }
+        for p in &report.problems {
+            println!("  FAIL  {p}");
+        }
+        for n in &report.notes {
+            println!("  note  {n}");
+        }
+        if a.rpc.is_none()
+            && cert
+                .anchors
+                .values()
+                .any(|x| matches!(x, Anchor::Evm { .. }))
+        {
+            println!(
+                "  note  the chain was not consulted: pass --rpc URL to read the epoch roots back"
+            );
+        }
+    }
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
     use veritrace_queries::trace::{self, Direction};
     let direction = if a.backward {
@@ -489,10 +628,26 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
             .map_err(|e: String| anyhow::anyhow!("{e} (or tree, the default)"))?
     };
     let rt = runtime()?;
-    let (walk, batches) = rt.block_on(async {
+    let (walk, batches, cert) = rt.block_on(async {
         let engine = QueryEngine::open(data).await?;
-        engine.trace(&a.code, direction, a.depth).await
+        let (walk, batches) = engine.trace(&a.code, direction, a.depth).await?;
+        let cert = match &a.certificate {
+            Some(_) => Some(engine.certificate(&a.code, direction, a.depth).await?),
+            None => None,
+        };
+        Ok::<_, veritrace_queries::Error>((walk, batches, cert))
     })?;
+    if let (Some(path), Some(cert)) = (&a.certificate, &cert) {
+        std::fs::write(path, serde_json::to_vec_pretty(cert)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "certificate: {} events, {} batches, {} epoch receipts -> {}",
+            cert.events.len(),
+            cert.batches.len(),
+            cert.anchors.len(),
+            path.display()
+        );
+    }
     let out = if tree {
         trace::render_tree(&walk, &batches).into_bytes()
     } else if format == Format::Table {

@@ -8,6 +8,9 @@ use serde_json::Value;
 use veritrace_verify::bundle::{Anchor, EpochProof, FORMAT, LeafProof, ProofBundle, Status};
 use veritrace_verify::{Digest, merkle};
 
+use veritrace_anchor::BatchHeader;
+
+use crate::engine::Snapshot;
 use crate::{Error, QueryEngine, Result};
 
 /// Where an event sits, as stored in the events table.
@@ -112,99 +115,19 @@ impl QueryEngine {
                 loc.batch_id
             ))
         })?;
-        let path = self.dir.events_file(&loc.batch_id);
-        let leaves = tokio::task::spawn_blocking(move || read_leaf_hashes(&path))
-            .await
-            .map_err(|e| Error::Corrupt(e.to_string()))??;
-        if leaves.len() as u64 != header.size {
-            return Err(Error::Corrupt(format!(
-                "batch {} has {} rows but its header says {}",
-                header.batch_id,
-                leaves.len(),
-                header.size
-            )));
-        }
+        let tree = self.batch_tree(&header).await?;
         let bytes = veritrace_verify::canonical::to_vec(&loc.event)
             .map_err(|e| Error::Corrupt(e.to_string()))?;
         let leaf = merkle::leaf_hash(&bytes);
-        if leaves.get(loc.leaf_index as usize) != Some(&leaf) || leaf != loc.leaf_hash {
+        if tree.leaf(loc.leaf_index as usize) != Some(leaf) || leaf != loc.leaf_hash {
             return Err(Error::Corrupt(format!(
                 "stored event {event_id} does not hash to its stored leaf"
-            )));
-        }
-        let tree = merkle::Tree::new(&leaves);
-        if tree.root() != header.root {
-            return Err(Error::Corrupt(format!(
-                "batch {} leaves do not give its sealed root",
-                header.batch_id
             )));
         }
         let audit_path = tree
             .audit_path(loc.leaf_index as usize)
             .ok_or_else(|| Error::Corrupt("leaf index outside batch".into()))?;
-
-        let mut status = Status::Sealed;
-        let mut epoch = None;
-        let mut anchor = None;
-        if let Some(rec) = snap
-            .epochs
-            .iter()
-            .find(|e| e.batch_ids.iter().any(|b| b == &header.batch_id))
-        {
-            let mut epoch_leaves = Vec::with_capacity(rec.batch_ids.len());
-            for b in &rec.batch_ids {
-                let h = snap.headers.get(b).ok_or_else(|| {
-                    Error::Corrupt(format!("epoch {} names unknown batch {b}", rec.epoch_id))
-                })?;
-                epoch_leaves.push(h.leaf_hash().map_err(|e| Error::Corrupt(e.to_string()))?);
-            }
-            let etree = merkle::Tree::new(&epoch_leaves);
-            if etree.root() != rec.root {
-                return Err(Error::Corrupt(format!(
-                    "epoch {} batches do not give its root",
-                    rec.epoch_id
-                )));
-            }
-            let index = rec
-                .batch_ids
-                .iter()
-                .position(|b| b == &header.batch_id)
-                .unwrap_or_default();
-            epoch = Some(EpochProof {
-                epoch_id: rec.epoch_id,
-                root: rec.root,
-                batch_index: index as u64,
-                batch_count: rec.batch_count,
-                audit_path: etree.audit_path(index).unwrap_or_default(),
-            });
-            if let Some((root, receipt)) = snap.evm.get(&rec.epoch_id) {
-                if *root != rec.root {
-                    return Err(Error::Corrupt(format!(
-                        "the EVM journal anchors epoch {} with a different root",
-                        rec.epoch_id
-                    )));
-                }
-                status = Status::Anchored;
-                anchor = Some(Anchor::Evm {
-                    receipt: receipt.clone(),
-                });
-            } else if let Some(entry) = snap
-                .ledger
-                .get(rec.epoch_id as usize)
-                .filter(|l| l.epoch_id == rec.epoch_id)
-            {
-                if entry.root != rec.root {
-                    return Err(Error::Corrupt(format!(
-                        "ledger anchors epoch {} with a different root",
-                        rec.epoch_id
-                    )));
-                }
-                status = Status::Anchored;
-                anchor = Some(Anchor::Local {
-                    ledger_entry: entry.clone(),
-                });
-            }
-        }
+        let (status, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
         Ok(ProofBundle {
             format: FORMAT.to_owned(),
             status,
@@ -219,6 +142,242 @@ impl QueryEngine {
             anchor,
         })
     }
+}
+
+impl QueryEngine {
+    /// A trace certificate: the trace of `code` and every event of it with its proof; batch
+    /// headers, epoch paths and anchor receipts are stored once per batch and epoch.
+    pub async fn certificate(
+        &self,
+        code: &str,
+        direction: crate::trace::Direction,
+        max_depth: Option<u32>,
+    ) -> Result<veritrace_verify::certificate::Certificate> {
+        use std::collections::BTreeMap;
+        use veritrace_verify::certificate::{
+            CERTIFICATE_FORMAT, CertBatch, CertEvent, CertNode, CertTrace, Certificate,
+        };
+        let (walk, batches) = self.trace(code, direction, max_depth).await?;
+        let snap = self.snapshot().await?;
+        struct Row {
+            node: String,
+            canonical: String,
+            batch_id: String,
+            leaf_index: u64,
+        }
+        let mut rows = Vec::new();
+        for b in &batches {
+            let s = b.schema();
+            let col_str = |n: &str| -> Result<&arrow::array::StringArray> {
+                let i = s.index_of(n).map_err(|e| Error::Corrupt(e.to_string()))?;
+                b.column(i)
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| Error::Corrupt(format!("{n} is not a string column")))
+            };
+            let (node, canonical, batch) = (
+                col_str("trace_node")?,
+                col_str("canonical")?,
+                col_str("batch_id")?,
+            );
+            let li = s
+                .index_of("leaf_index")
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            let leaf = b
+                .column(li)
+                .as_primitive_opt::<arrow::datatypes::UInt64Type>()
+                .ok_or_else(|| Error::Corrupt("leaf_index column".into()))?;
+            for r in 0..b.num_rows() {
+                rows.push(Row {
+                    node: node.value(r).to_owned(),
+                    canonical: canonical.value(r).to_owned(),
+                    batch_id: batch.value(r).to_owned(),
+                    leaf_index: leaf.value(r),
+                });
+            }
+        }
+        let mut cert_batches: BTreeMap<String, CertBatch> = BTreeMap::new();
+        let mut anchors = BTreeMap::new();
+        let mut trees: std::collections::HashMap<String, BatchTree> = Default::default();
+        let mut events = Vec::with_capacity(rows.len());
+        for r in rows {
+            if !trees.contains_key(&r.batch_id) {
+                let header = snap.headers.get(&r.batch_id).cloned().ok_or_else(|| {
+                    Error::Corrupt(format!("batch {} has no manifest entry", r.batch_id))
+                })?;
+                let tree = self.batch_tree(&header).await?;
+                let (_, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
+                if let (Some(ep), Some(a)) = (&epoch, anchor) {
+                    anchors.insert(ep.epoch_id, a);
+                }
+                cert_batches.insert(r.batch_id.clone(), CertBatch { header, epoch });
+                trees.insert(r.batch_id.clone(), tree);
+            }
+            let tree = &trees[&r.batch_id];
+            let event: Value = serde_json::from_str(&r.canonical)
+                .map_err(|e| Error::Corrupt(format!("stored canonical event is not JSON: {e}")))?;
+            let bytes = veritrace_verify::canonical::to_vec(&event)
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            let hash = merkle::leaf_hash(&bytes);
+            if tree.leaf(r.leaf_index as usize) != Some(hash) {
+                return Err(Error::Corrupt(format!(
+                    "an event of batch {} does not hash to its stored leaf {}",
+                    r.batch_id, r.leaf_index
+                )));
+            }
+            let audit_path = tree
+                .audit_path(r.leaf_index as usize)
+                .ok_or_else(|| Error::Corrupt("leaf index outside batch".into()))?;
+            events.push(CertEvent {
+                node: r.node,
+                event,
+                batch_id: r.batch_id,
+                leaf: LeafProof {
+                    index: r.leaf_index,
+                    hash,
+                    audit_path,
+                },
+            });
+        }
+        Ok(Certificate {
+            format: CERTIFICATE_FORMAT.to_owned(),
+            trace: CertTrace {
+                root: walk.root.clone(),
+                direction: match walk.direction {
+                    crate::trace::Direction::Backward => "backward".into(),
+                    crate::trace::Direction::Forward => "forward".into(),
+                },
+                nodes: walk
+                    .nodes
+                    .iter()
+                    .map(|n| CertNode {
+                        code: n.code.clone(),
+                        depth: n.depth,
+                        via_event: n.via_event.clone(),
+                        from: n.from.clone(),
+                    })
+                    .collect(),
+                cycles: walk.cycles.clone(),
+                depth_limited: walk.depth_limited,
+            },
+            batches: cert_batches,
+            anchors,
+            events,
+        })
+    }
+}
+
+/// A batch's Merkle tree, rebuilt from its stored leaf hashes and checked against its header.
+#[derive(Debug)]
+pub(crate) struct BatchTree {
+    leaves: Vec<Digest>,
+    tree: merkle::Tree,
+}
+
+impl BatchTree {
+    pub(crate) fn leaf(&self, i: usize) -> Option<Digest> {
+        self.leaves.get(i).copied()
+    }
+    pub(crate) fn audit_path(&self, i: usize) -> Option<Vec<Digest>> {
+        self.tree.audit_path(i)
+    }
+}
+
+impl QueryEngine {
+    /// Reads a committed batch's leaf hashes and rebuilds its tree; a count or root that
+    /// differs from the sealed header is reported as corruption.
+    pub(crate) async fn batch_tree(&self, header: &BatchHeader) -> Result<BatchTree> {
+        let path = self.dir.events_file(&header.batch_id);
+        let leaves = tokio::task::spawn_blocking(move || read_leaf_hashes(&path))
+            .await
+            .map_err(|e| Error::Corrupt(e.to_string()))??;
+        if leaves.len() as u64 != header.size {
+            return Err(Error::Corrupt(format!(
+                "batch {} has {} rows but its header says {}",
+                header.batch_id,
+                leaves.len(),
+                header.size
+            )));
+        }
+        let tree = merkle::Tree::new(&leaves);
+        if tree.root() != header.root {
+            return Err(Error::Corrupt(format!(
+                "batch {} leaves do not give its sealed root",
+                header.batch_id
+            )));
+        }
+        Ok(BatchTree { leaves, tree })
+    }
+}
+
+/// The batch's place in its epoch and the epoch's anchor receipt, as far as they exist
+/// (a chain receipt is preferred to the local ledger).
+pub(crate) fn epoch_and_anchor(
+    snap: &Snapshot,
+    header: &BatchHeader,
+) -> Result<(Status, Option<EpochProof>, Option<Anchor>)> {
+    let mut status = Status::Sealed;
+    let mut epoch = None;
+    let mut anchor = None;
+    if let Some(rec) = snap
+        .epochs
+        .iter()
+        .find(|e| e.batch_ids.iter().any(|b| b == &header.batch_id))
+    {
+        let mut epoch_leaves = Vec::with_capacity(rec.batch_ids.len());
+        for b in &rec.batch_ids {
+            let h = snap.headers.get(b).ok_or_else(|| {
+                Error::Corrupt(format!("epoch {} names unknown batch {b}", rec.epoch_id))
+            })?;
+            epoch_leaves.push(h.leaf_hash().map_err(|e| Error::Corrupt(e.to_string()))?);
+        }
+        let etree = merkle::Tree::new(&epoch_leaves);
+        if etree.root() != rec.root {
+            return Err(Error::Corrupt(format!(
+                "epoch {} batches do not give its root",
+                rec.epoch_id
+            )));
+        }
+        let index = rec
+            .batch_ids
+            .iter()
+            .position(|b| b == &header.batch_id)
+            .unwrap_or_default();
+        epoch = Some(EpochProof {
+            epoch_id: rec.epoch_id,
+            root: rec.root,
+            batch_index: index as u64,
+            batch_count: rec.batch_count,
+            audit_path: etree.audit_path(index).unwrap_or_default(),
+        });
+        if let Some((root, receipt)) = snap.evm.get(&rec.epoch_id) {
+            if *root != rec.root {
+                return Err(Error::Corrupt(format!(
+                    "the EVM journal anchors epoch {} with a different root",
+                    rec.epoch_id
+                )));
+            }
+            status = Status::Anchored;
+            anchor = Some(Anchor::Evm {
+                receipt: receipt.clone(),
+            });
+        } else if let Some(entry) = snap
+            .ledger
+            .get(rec.epoch_id as usize)
+            .filter(|l| l.epoch_id == rec.epoch_id)
+        {
+            if entry.root != rec.root {
+                return Err(Error::Corrupt(format!(
+                    "ledger anchors epoch {} with a different root",
+                    rec.epoch_id
+                )));
+            }
+            status = Status::Anchored;
+            anchor = Some(Anchor::Local {
+                ledger_entry: entry.clone(),
+            });
+        }
+    }
+    Ok((status, epoch, anchor))
 }
 
 /// Leaf hashes of a batch file, in leaf order (row order is leaf order).

@@ -727,3 +727,131 @@ fn trace_backward_and_forward_from_the_cli() {
     let out = run(&["trace", &product, "--data", data]);
     assert_eq!(out.status.code(), Some(2), "a direction is required");
 }
+
+#[test]
+fn trace_certificates_verify_offline_and_tampering_is_reported_per_event() {
+    let d = demo(20_000);
+    let data = d.data.to_str().expect("p");
+    let product = sql_json(
+        &d.data,
+        "SELECT trace_code FROM events WHERE event_type = 'assembly' ORDER BY event_time DESC, event_id LIMIT 1",
+    )[0]["trace_code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cert_path = dir.path().join("cert.json");
+    ok(&[
+        "trace",
+        &product,
+        "--backward",
+        "--format",
+        "json",
+        "--certificate",
+        cert_path.to_str().expect("p"),
+        "--data",
+        data,
+    ]);
+    let ledger = d.data.join("ledger/local.jsonl");
+    let verify = |p: &Path| -> (i32, serde_json::Value) {
+        let out = run(&[
+            "verify",
+            p.to_str().expect("p"),
+            "--json",
+            "--ledger",
+            ledger.to_str().expect("p"),
+        ]);
+        (
+            out.status.code().unwrap_or(-1),
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        )
+    };
+    let (code, v) = verify(&cert_path);
+    assert_eq!(code, 0, "{v}");
+    let cert: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cert_path).expect("read")).expect("json");
+    let n = cert["events"].as_array().expect("events").len();
+    let want = count(
+        &d.data,
+        &format!("SELECT count(*) AS n FROM trace_backward('{product}')"),
+    );
+    assert_eq!(n as u64, want);
+    assert_eq!(v["events"].as_array().expect("per event").len(), n);
+    assert!(
+        v["events"]
+            .as_array()
+            .expect("e")
+            .iter()
+            .all(|e| e["valid"] == true)
+    );
+    // Batches are shared: fewer batch entries than events.
+    assert!(cert["batches"].as_object().expect("batches").len() < n);
+
+    let write = |name: &str, c: &serde_json::Value| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, serde_json::to_vec(c).expect("json")).expect("write");
+        p
+    };
+    // One event altered: that event fails, by id, with its reason; the others pass.
+    let mut c = cert.clone();
+    c["events"][1]["event"]["operator"] = "someone-else".into();
+    let (code, v) = verify(&write("altered.json", &c));
+    assert_eq!(code, 1, "{v}");
+    let bad: Vec<&serde_json::Value> = v["events"]
+        .as_array()
+        .expect("e")
+        .iter()
+        .filter(|e| e["valid"] == false)
+        .collect();
+    assert_eq!(bad.len(), 1, "{v}");
+    assert_eq!(bad[0]["code"], "root_mismatch");
+    // A link event removed: the trace no longer holds together.
+    let mut c = cert.clone();
+    let via = c["trace"]["nodes"][1]["via_event"]
+        .as_str()
+        .expect("via")
+        .to_owned();
+    c["events"]
+        .as_array_mut()
+        .expect("e")
+        .retain(|e| e["event"]["event_id"] != via.as_str());
+    let (code, v) = verify(&write("unlinked.json", &c));
+    assert_eq!(code, 1, "{v}");
+    assert!(v["problems"].to_string().contains(&via), "{v}");
+    // A node claimed to come from elsewhere.
+    let mut c = cert.clone();
+    c["trace"]["nodes"][1]["from"] = c["trace"]["nodes"][2]["code"].clone();
+    let (code, _) = verify(&write("relinked.json", &c));
+    assert_eq!(code, 1);
+    // An event listed twice.
+    let mut c = cert.clone();
+    let first = c["events"][0].clone();
+    c["events"].as_array_mut().expect("e").push(first);
+    let (code, v) = verify(&write("twice.json", &c));
+    assert_eq!(code, 1);
+    assert!(v["problems"].to_string().contains("twice"), "{v}");
+    // A shared batch header changed: every event of that batch fails.
+    let mut c = cert.clone();
+    let batch = c["events"][0]["batch_id"].as_str().expect("b").to_owned();
+    c["batches"][&batch]["header"]["sealed_at"] = "2020-01-01T00:00:00.000Z".into();
+    let (code, v) = verify(&write("header.json", &c));
+    assert_eq!(code, 1);
+    let in_batch = cert["events"]
+        .as_array()
+        .expect("e")
+        .iter()
+        .filter(|e| e["batch_id"] == batch.as_str())
+        .count();
+    let failed = v["events"]
+        .as_array()
+        .expect("e")
+        .iter()
+        .filter(|e| e["valid"] == false)
+        .count();
+    assert_eq!(failed, in_batch, "{v}");
+    // Unknown fields are refused.
+    let mut c = cert.clone();
+    c["extra"] = 1.into();
+    let (code, v) = verify(&write("extra.json", &c));
+    assert_eq!((code, v["code"].as_str()), (1, Some("malformed")), "{v}");
+}

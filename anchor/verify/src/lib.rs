@@ -10,6 +10,8 @@
 //!   `node = SHA-256(0x01 || left || right)`), tree roots, audit paths and their verification.
 //! - [`bundle`]: the versioned proof bundle format, the batch header and the local ledger entry.
 //! - [`verify`]: recomputes every hash of a bundle and reports what it checked.
+//! - [`certificate`]: a whole trace (its nodes and every event with its proof, shared
+//!   batch and epoch parts) as one document, verified event by event.
 //!
 //! Key decision: a proof is two-level. An event's leaf proves into its batch root (one
 //! batch per partition and offset range); the batch header proves into the epoch root; the
@@ -18,6 +20,7 @@
 
 pub mod bundle;
 pub mod canonical;
+pub mod certificate;
 pub mod merkle;
 pub mod verify;
 

@@ -1,0 +1,300 @@
+//! Trace certificates: a whole trace (the nodes of a backward or forward trace and every
+//! event of it) as one document, each event with its proof. Batch headers, their epoch
+//! paths and the epochs' anchor receipts are stored once and shared by every event of the
+//! batch or epoch; only the leaf audit path is per event.
+//!
+//! ```text
+//! {"format": "veritrace.certificate/1",
+//!  "trace":   {"root", "direction", "nodes": [{code, depth, via_event, from}], "cycles", "depth_limited"},
+//!  "batches": {batch_id: {"header": BatchHeader, "epoch": EpochProof?}},
+//!  "anchors": {epoch_id: Anchor},
+//!  "events":  [{"node", "event", "batch_id", "leaf": LeafProof}]}
+//! ```
+//!
+//! Verifying it checks every event's proof exactly as a single bundle's, and that the trace
+//! holds together: each node is linked to the node it was reached from by an event in the
+//! certificate whose own content names both. What it cannot prove is absence: that no
+//! other event about these objects exists.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::bundle::{Anchor, BatchHeader, EpochProof, FORMAT, LeafProof, ProofBundle, Status};
+use crate::verify::{Options, Report, verify_bundle};
+use crate::{Error, Result, canonical};
+
+/// The certificate format this crate writes and reads.
+pub const CERTIFICATE_FORMAT: &str = "veritrace.certificate/1";
+
+/// A node of the trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertNode {
+    /// Trace code (canonical).
+    pub code: String,
+    /// Levels from the root.
+    pub depth: u32,
+    /// The event that linked it to `from`.
+    pub via_event: Option<String>,
+    /// The node it was reached from.
+    pub from: Option<String>,
+}
+
+/// The trace the certificate covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertTrace {
+    /// The code traced from.
+    pub root: String,
+    /// `backward` or `forward`.
+    pub direction: String,
+    /// Nodes, breadth-first, the root first.
+    pub nodes: Vec<CertNode>,
+    /// Cycles found in the data (bad data), each as its codes.
+    pub cycles: Vec<Vec<String>>,
+    /// True when a depth limit cut the trace.
+    pub depth_limited: bool,
+}
+
+/// A batch's header and its place in its epoch, shared by its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertBatch {
+    /// The sealed batch header.
+    pub header: BatchHeader,
+    /// The batch's path into its epoch root, once the epoch is sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<EpochProof>,
+}
+
+/// One event of the trace and its leaf proof.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertEvent {
+    /// The node the event belongs to.
+    pub node: String,
+    /// The canonical event.
+    pub event: Value,
+    /// Its batch (a key of `batches`).
+    pub batch_id: String,
+    /// Its position and audit path in the batch.
+    pub leaf: LeafProof,
+}
+
+/// A trace certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// Always [`CERTIFICATE_FORMAT`].
+    pub format: String,
+    /// The trace.
+    pub trace: CertTrace,
+    /// Batches, by id.
+    pub batches: BTreeMap<String, CertBatch>,
+    /// Anchor receipts, by epoch id.
+    pub anchors: BTreeMap<u64, Anchor>,
+    /// The events.
+    pub events: Vec<CertEvent>,
+}
+
+impl Certificate {
+    /// Parses a certificate, refusing duplicate keys anywhere and unknown fields.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let v = canonical::parse_strict(bytes).map_err(|e| match e {
+            Error::Malformed { detail, .. } => Error::Malformed {
+                what: "trace certificate",
+                detail,
+            },
+            other => other,
+        })?;
+        serde_json::from_value(v).map_err(|e| Error::Malformed {
+            what: "trace certificate",
+            detail: e.to_string(),
+        })
+    }
+
+    /// The single-event bundle of event `i` (what [`verify_bundle`] checks).
+    pub fn bundle(&self, i: usize) -> Result<ProofBundle> {
+        let e = self
+            .events
+            .get(i)
+            .ok_or_else(|| Error::Inconsistent(format!("certificate has no event {i}")))?;
+        let b = self.batches.get(&e.batch_id).ok_or_else(|| {
+            Error::Inconsistent(format!(
+                "event {i} names batch {} which the certificate does not hold",
+                e.batch_id
+            ))
+        })?;
+        let anchor = b
+            .epoch
+            .as_ref()
+            .and_then(|ep| self.anchors.get(&ep.epoch_id))
+            .cloned();
+        Ok(ProofBundle {
+            format: FORMAT.to_owned(),
+            status: if anchor.is_some() {
+                Status::Anchored
+            } else {
+                Status::Sealed
+            },
+            event: e.event.clone(),
+            leaf: e.leaf.clone(),
+            batch: b.header.clone(),
+            epoch: b.epoch.clone(),
+            anchor,
+        })
+    }
+}
+
+/// The outcome for one event.
+#[derive(Debug)]
+pub struct EventOutcome {
+    /// The event id (or its position when it has none).
+    pub event_id: String,
+    /// The node it belongs to.
+    pub node: String,
+    /// Its verification.
+    pub result: Result<Report>,
+}
+
+/// What a certificate verification found.
+#[derive(Debug)]
+pub struct CertificateReport {
+    /// Per event, in certificate order.
+    pub events: Vec<EventOutcome>,
+    /// Checks of the trace as a whole.
+    pub checks: Vec<String>,
+    /// Problems of the trace as a whole (the certificate is invalid if any).
+    pub problems: Vec<String>,
+    /// Limits of what was proven.
+    pub notes: Vec<String>,
+}
+
+impl CertificateReport {
+    /// True when every event verified and the trace holds together.
+    pub fn valid(&self) -> bool {
+        self.problems.is_empty() && self.events.iter().all(|e| e.result.is_ok())
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<&str> {
+    match v {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Verifies a certificate: every event's proof, and the links of the trace.
+pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<CertificateReport> {
+    if c.format != CERTIFICATE_FORMAT {
+        return Err(Error::UnsupportedFormat {
+            found: c.format.clone(),
+            supported: CERTIFICATE_FORMAT,
+        });
+    }
+    let mut checks = Vec::new();
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    let mut outcomes = Vec::with_capacity(c.events.len());
+    let nodes: HashSet<&str> = c.trace.nodes.iter().map(|n| n.code.as_str()).collect();
+    let mut by_id: HashMap<&str, &Value> = HashMap::new();
+    for (i, e) in c.events.iter().enumerate() {
+        let id = e
+            .event
+            .get("event_id")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("#{i}"), str::to_owned);
+        if !nodes.contains(e.node.as_str()) {
+            problems.push(format!(
+                "event {id} belongs to {}, which is not a node of the trace",
+                e.node
+            ));
+        }
+        if let Some(eid) = e.event.get("event_id").and_then(Value::as_str)
+            && by_id.insert(eid, &e.event).is_some()
+        {
+            problems.push(format!("event {eid} appears twice"));
+        }
+        let result = c.bundle(i).and_then(|b| verify_bundle(&b, opts));
+        outcomes.push(EventOutcome {
+            event_id: id,
+            node: e.node.clone(),
+            result,
+        });
+    }
+    // Every node but the root is linked to the node it was reached from by an event the
+    // certificate holds, and that event's own content names both.
+    let backward = c.trace.direction == "backward";
+    let mut linked = 0usize;
+    for n in c.trace.nodes.iter().filter(|n| n.depth > 0) {
+        let (Some(via), Some(from)) = (&n.via_event, &n.from) else {
+            problems.push(format!("node {} has no link to the trace", n.code));
+            continue;
+        };
+        let Some(ev) = by_id.get(via.as_str()) else {
+            problems.push(format!(
+                "node {} is linked by event {via}, which the certificate does not hold",
+                n.code
+            ));
+            continue;
+        };
+        let inputs = strings(ev.get("inputs"));
+        let mut made: Vec<&str> = strings(ev.get("outputs"));
+        if let Some(t) = ev.get("trace_code").and_then(Value::as_str) {
+            made.push(t);
+        }
+        let (input, output) = if backward {
+            (n.code.as_str(), from.as_str())
+        } else {
+            (from.as_str(), n.code.as_str())
+        };
+        if inputs.contains(&input) && made.contains(&output) {
+            linked += 1;
+        } else {
+            problems.push(format!(
+                "event {via} does not link {input} into {output} as the trace says"
+            ));
+        }
+    }
+    if c.trace.nodes.first().map(|n| n.code.as_str()) != Some(c.trace.root.as_str()) {
+        problems.push("the first node is not the root".into());
+    }
+    checks.push(format!(
+        "{} nodes; {linked} links between them are backed by events in the certificate",
+        c.trace.nodes.len()
+    ));
+    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    checks.push(format!("{ok} of {} event proofs verify", outcomes.len()));
+    let anchored = outcomes
+        .iter()
+        .filter(|o| {
+            o.result
+                .as_ref()
+                .is_ok_and(|r| r.status == Status::Anchored)
+        })
+        .count();
+    checks.push(format!(
+        "{anchored} events anchored, {} sealed; {} batches and {} epoch receipts shared",
+        ok - anchored.min(ok),
+        c.batches.len(),
+        c.anchors.len()
+    ));
+    if !c.trace.cycles.is_empty() {
+        notes.push(format!(
+            "the data has {} cycle(s) among these objects (bad data), reported once each",
+            c.trace.cycles.len()
+        ));
+    }
+    if c.trace.depth_limited {
+        notes.push("the trace was cut by a depth limit; the graph goes further".into());
+    }
+    notes.push("a certificate proves each listed event was recorded unaltered and how the objects link; it cannot prove that no other event about them exists".into());
+    Ok(CertificateReport {
+        events: outcomes,
+        checks,
+        problems,
+        notes,
+    })
+}
