@@ -216,6 +216,9 @@ struct ServeArgs {
     /// Address to listen on [config: http.listen].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address for Arrow Flight SQL (gRPC) [config: http.flight-listen].
+    #[arg(long)]
+    flight_listen: Option<SocketAddr>,
 }
 
 /// Entry point used by `main`.
@@ -314,20 +317,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => {
             let data = data_of(a.data);
             let listen = a.listen.unwrap_or(cfg.http.listen);
+            let flight_listen = a.flight_listen.unwrap_or(cfg.http.flight_listen);
             let rt = runtime()?;
             rt.block_on(async {
                 let engine = Arc::new(QueryEngine::open(&data).await?);
                 let registry = prometheus::Registry::new();
-                let app = veritrace_queries::http::router(engine, registry)?;
+                let app = veritrace_queries::http::router(engine.clone(), registry)?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("binding {listen}"))?;
+                let flight = tokio::net::TcpListener::bind(flight_listen)
+                    .await
+                    .with_context(|| format!("binding {flight_listen} for Flight SQL"))?;
                 eprintln!(
-                    "serving {} on http://{}",
+                    "serving {} on http://{} and Flight SQL on grpc://{}",
                     data.display(),
-                    listener.local_addr()?
+                    listener.local_addr()?,
+                    flight.local_addr()?
                 );
-                veritrace_queries::http::serve(listener, app, shutdown_signal()).await?;
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let flight_stop = {
+                    let mut rx = stop_rx.clone();
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    }
+                };
+                let flight_task = tokio::spawn(veritrace_queries::flight::serve(
+                    flight,
+                    engine.clone(),
+                    flight_stop,
+                ));
+                let http_stop = async move {
+                    shutdown_signal().await;
+                    let _ = stop_tx.send(true);
+                };
+                veritrace_queries::http::serve(listener, app, http_stop).await?;
+                flight_task
+                    .await
+                    .context("the Flight SQL server task")?
+                    .context("Flight SQL server")?;
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

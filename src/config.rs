@@ -254,6 +254,8 @@ pub struct PipelineConfig {
 pub struct HttpConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Where `veritrace serve` also answers Arrow Flight SQL (gRPC).
+    pub flight_listen: SocketAddr,
 }
 
 impl Default for Config {
@@ -272,6 +274,7 @@ impl Default for Config {
             },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                flight_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             },
             kafka: KafkaConfig {
                 brokers: "127.0.0.1:9092".into(),

@@ -388,6 +388,35 @@ impl QueryEngine {
         Ok((walk, batches))
     }
 
+    /// Plans one read-only SQL statement and returns its result schema (no execution).
+    pub async fn sql_schema(&self, sql: &str) -> Result<arrow::datatypes::SchemaRef> {
+        Ok(Arc::new(
+            self.dataframe(sql).await?.schema().as_arrow().clone(),
+        ))
+    }
+
+    /// Runs one read-only SQL statement as a stream of record batches.
+    pub async fn sql_stream(
+        &self,
+        sql: &str,
+    ) -> Result<(
+        arrow::datatypes::SchemaRef,
+        datafusion::physical_plan::SendableRecordBatchStream,
+    )> {
+        let df = self.dataframe(sql).await?;
+        let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.execute_stream().await?))
+    }
+
+    async fn dataframe(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        self.refresh().await?;
+        let opts = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        Ok(self.ctx.sql_with_options(sql, opts).await?)
+    }
+
     /// Runs one read-only SQL statement (DDL, DML and SET are refused) and collects it.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         self.sql_limited(sql, None).await
@@ -399,12 +428,7 @@ impl QueryEngine {
         sql: &str,
         max_rows: Option<usize>,
     ) -> Result<Vec<RecordBatch>> {
-        self.refresh().await?;
-        let opts = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let mut df = self.ctx.sql_with_options(sql, opts).await?;
+        let mut df = self.dataframe(sql).await?;
         if let Some(n) = max_rows {
             df = df.limit(0, Some(n))?;
         }

@@ -21,6 +21,7 @@
 
 mod engine;
 mod error;
+pub mod flight;
 pub mod http;
 pub mod output;
 mod proof;

@@ -1,0 +1,149 @@
+//! Arrow Flight SQL through a client nobody here wrote: Python's ADBC Flight SQL driver
+//! (tools/python, installed by scripts/test) against `veritrace serve` on free loopback
+//! ports. Its rows must equal what `veritrace sql` returns for the same statements, a trace
+//! table function included; writing is refused. A missing Python environment fails the
+//! test, never skips it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veritrace"))
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("VERITRACE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/veritrace/pyenv/bin/python")
+        });
+    assert!(
+        p.is_file(),
+        "no Python with the ADBC Flight SQL driver: {} is missing; run scripts/test (it installs tools/python/requirements.txt)",
+        p.display()
+    );
+    p
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sql_json(data: &std::path::Path, sql: &str) -> serde_json::Value {
+    let out = bin()
+        .args([
+            "sql",
+            "--data",
+            data.to_str().expect("p"),
+            "--format",
+            "json",
+            sql,
+        ])
+        .output()
+        .expect("sql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn an_adbc_flight_sql_client_queries_and_traces() {
+    let py = python();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let out = bin()
+        .args([
+            "demo",
+            "--events",
+            "20000",
+            "--data",
+            data.to_str().expect("p"),
+            "--no-serve",
+        ])
+        .output()
+        .expect("demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = bin()
+        .args([
+            "serve",
+            "--data",
+            data.to_str().expect("p"),
+            "--listen",
+            "127.0.0.1:0",
+            "--flight-listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let _server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let grpc = loop {
+        assert!(Instant::now() < deadline, "server did not start");
+        let line = lines.next().expect("server exited").expect("line");
+        if let Some(rest) = line.split("grpc://").nth(1) {
+            break format!("grpc://{}", rest.trim());
+        }
+    };
+    let product = sql_json(
+        &data,
+        "SELECT trace_code FROM events WHERE event_type = 'assembly' ORDER BY event_time DESC, event_id LIMIT 1",
+    )[0]["trace_code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let statements = [
+        "SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY event_type"
+            .to_owned(),
+        format!(
+            "SELECT trace_depth, trace_node, event_id, event_type FROM trace_backward('{product}') ORDER BY trace_depth, trace_node, event_id"
+        ),
+        "SELECT reason, count(*) AS n FROM rejected GROUP BY reason ORDER BY reason".to_owned(),
+        "DROP TABLE events".to_owned(),
+    ];
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/flight_sql_query.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(&grpc)
+        .args(&statements)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "ADBC client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("client json");
+    let results = got["results"].as_array().expect("results");
+    assert_eq!(results.len(), statements.len());
+    for (i, sql) in statements[..3].iter().enumerate() {
+        let want = sql_json(&data, sql);
+        assert_eq!(results[i]["rows"], want, "{sql}");
+        assert!(
+            want.as_array().is_some_and(|r| !r.is_empty()),
+            "{sql} returned nothing"
+        );
+    }
+    let refused = results[3]["error"].as_str().expect("DROP must fail");
+    assert!(
+        refused.contains("not supported") || refused.contains("DDL"),
+        "{refused}"
+    );
+}

@@ -1,0 +1,35 @@
+"""Runs SQL statements against a Flight SQL server with the ADBC Flight SQL driver and
+prints every result as JSON: {"results": [[row objects], ...]}. Used by the Flight SQL test
+(src/tests/flight.rs); any failure exits non-zero with the driver's message.
+
+usage: flight_sql_query.py grpc://HOST:PORT SQL [SQL ...]
+"""
+
+import json
+import sys
+import warnings
+
+import adbc_driver_flightsql.dbapi as flight_sql
+
+
+def main() -> int:
+    uri, statements = sys.argv[1], sys.argv[2:]
+    results = []
+    # The server has no transactions; ADBC warns that autocommit cannot be turned off.
+    warnings.simplefilter("ignore")
+    with flight_sql.connect(uri) as conn:
+        cur = conn.cursor()
+        for sql in statements:
+            try:
+                cur.execute(sql)
+                table = cur.fetch_arrow_table()
+                results.append({"columns": table.column_names, "rows": table.to_pylist()})
+            except Exception as e:  # the error is the result, for refusal checks
+                results.append({"error": f"{type(e).__name__}: {e}"})
+        cur.close()
+    json.dump({"results": results}, sys.stdout, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
