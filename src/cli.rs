@@ -37,6 +37,9 @@ enum Command {
     /// Trace a product, part or batch: backward (what went into it) or forward (where it
     /// went), through any number of assembly and transformation levels.
     Trace(TraceArgs),
+    /// Compact the sealed batches' small events files into large files sorted by trace code
+    /// (every proof still verifies; queries never see an event twice or miss one).
+    Compact(CompactArgs),
     /// Write the proof bundle of one event.
     Proof(ProofArgs),
     /// Verify a proof bundle (offline, or against the chain with --rpc); exits 0 when
@@ -168,6 +171,26 @@ struct TraceArgs {
     /// Data directory [config: data-dir].
     #[arg(long)]
     data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CompactArgs {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Rows per compacted file (each is sorted in memory: about 1 KB per row).
+    #[arg(long, default_value_t = 250_000)]
+    target_rows: usize,
+    /// Do nothing until this many batch files are uncompacted.
+    #[arg(long, default_value_t = 8)]
+    min_files: usize,
+    /// Delete superseded batch files this many seconds after their compaction (queries
+    /// planned before it may still read them).
+    #[arg(long, default_value_t = 120)]
+    grace_secs: u64,
+    /// At most this many compacted files per run.
+    #[arg(long, default_value_t = 64)]
+    max_files: usize,
 }
 
 #[derive(Debug, Args)]
@@ -310,6 +333,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(a) => verify_cmd(a),
+        Command::Compact(a) => {
+            let dir = veritrace_anchor::DataDir::open(data_of(a.data))?;
+            let opts = veritrace_anchor::compact::CompactOptions {
+                target_rows: a.target_rows.max(1),
+                min_files: a.min_files,
+                grace: std::time::Duration::from_secs(a.grace_secs),
+                max_files: a.max_files.max(1),
+                ..Default::default()
+            };
+            match veritrace_anchor::compact::compact(&dir, &opts)? {
+                Some(r) => {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!(
+                        "another compactor is running on {} ({})",
+                        dir.root().display(),
+                        veritrace_anchor::DirLock::holder(&dir.compactor_lock_file())
+                    );
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
         Command::Trace(a) => {
             let data = data_of(a.data.clone());
             trace_cmd(a, &data)

@@ -8,6 +8,9 @@ use crate::{Error, Result};
 /// events/{batch_id}.parquet      accepted events of one batch (leaf index, leaf hash)
 /// rejected/{batch_id}.parquet    rejected records of the same offset range (original bytes)
 /// edges/{batch_id}.parquet       trace-graph edges (input -> output) of the batch's events
+/// compacted/*.parquet            many batches' events in one file, sorted by trace code
+/// compacted/compactions.jsonl    committed compactions (which batches each file holds)
+/// leaves/{batch_id}.leaves       leaf hashes of a compacted batch, in leaf order
 /// batches/{stream}-p{N}.jsonl    hash-chained batch headers of one partition
 /// batches/{stream}-p{N}.lock     held by the process that owns the partition
 /// epochs/anchorer.lock           held by the process that seals and anchors epochs
@@ -63,6 +66,26 @@ impl DataDir {
     /// `edges/`
     pub fn edges_dir(&self) -> PathBuf {
         self.root.join("edges")
+    }
+    /// `compacted/`
+    pub fn compacted_dir(&self) -> PathBuf {
+        self.root.join("compacted")
+    }
+    /// `compacted/compactions.jsonl`
+    pub fn compactions_file(&self) -> PathBuf {
+        self.compacted_dir().join("compactions.jsonl")
+    }
+    /// `compacted/compactor.lock`
+    pub fn compactor_lock_file(&self) -> PathBuf {
+        self.compacted_dir().join("compactor.lock")
+    }
+    /// `leaves/`
+    pub fn leaves_dir(&self) -> PathBuf {
+        self.root.join("leaves")
+    }
+    /// Leaf hashes of a compacted batch (32 bytes each, leaf order).
+    pub fn leaves_file(&self, batch_id: &str) -> PathBuf {
+        self.leaves_dir().join(format!("{batch_id}.leaves"))
     }
     /// `batches/`
     pub fn batches_dir(&self) -> PathBuf {

@@ -22,6 +22,7 @@
 
 mod anchorer;
 mod batch;
+pub mod compact;
 mod epoch;
 mod error;
 pub mod evm;

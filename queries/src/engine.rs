@@ -25,7 +25,7 @@ use crate::Result;
 #[derive(Debug)]
 struct Swappable {
     schema: SchemaRef,
-    current: std::sync::RwLock<Arc<MemTable>>,
+    current: std::sync::RwLock<Arc<dyn TableProvider>>,
 }
 
 impl Swappable {
@@ -39,11 +39,22 @@ impl Swappable {
 
     fn replace(&self, batch: RecordBatch) -> Result<()> {
         let table = Arc::new(MemTable::try_new(self.schema.clone(), vec![vec![batch]])?);
+        self.replace_provider(table);
+        Ok(())
+    }
+
+    fn replace_provider(&self, table: Arc<dyn TableProvider>) {
         match self.current.write() {
             Ok(mut g) => *g = table,
             Err(poisoned) => *poisoned.into_inner() = table,
         }
-        Ok(())
+    }
+
+    fn current(&self) -> Arc<dyn TableProvider> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 }
 
@@ -57,6 +68,14 @@ impl TableProvider for Swappable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        // Parquet pruning (statistics, bloom filters, page index) needs the filters.
+        self.current().supports_filters_pushdown(filters)
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
@@ -65,10 +84,7 @@ impl TableProvider for Swappable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         // Take the current table, then release the lock before awaiting.
-        let table = match self.current.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let table = self.current();
         table.scan(state, projection, filters, limit).await
     }
 }
@@ -82,6 +98,8 @@ pub(crate) struct Snapshot {
     pub(crate) ledger: Vec<LedgerEntry>,
     /// EVM receipts by epoch id, with the root each anchors.
     pub(crate) evm: BTreeMap<u64, (Digest, EvmReceipt)>,
+    /// The events files to scan (committed compacted files, then uncompacted batches).
+    pub(crate) event_files: Vec<std::path::PathBuf>,
 }
 
 /// DataFusion over one data directory.
@@ -95,6 +113,7 @@ pub struct QueryEngine {
     pub(crate) edges: Arc<std::sync::RwLock<Arc<EdgeIndex>>>,
     /// The `events` table, for trace plans.
     pub(crate) events: Arc<dyn TableProvider>,
+    events_table: Arc<Swappable>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -115,14 +134,11 @@ impl QueryEngine {
             .with_parquet_bloom_filter_pruning(true)
             .with_parquet_page_index_pruning(true);
         let ctx = SessionContext::new_with_config(config);
-        let events_path = format!("{}/", dir.events_dir().display());
+        // `events` is the committed files only (compacted files plus batches no compaction
+        // covers), swapped as a whole on refresh: never an event twice, never a miss.
         let es = events_schema();
-        ctx.register_parquet(
-            "events",
-            &events_path,
-            ParquetReadOptions::default().schema(&es),
-        )
-        .await?;
+        let events_table = Arc::new(Swappable::new(es.clone())?);
+        ctx.register_table("events", events_table.clone())?;
         let rejected_path = format!("{}/", dir.rejected_dir().display());
         let rs = rejected_schema();
         ctx.register_parquet(
@@ -150,7 +166,7 @@ impl QueryEngine {
         let epochs = Arc::new(Swappable::new(epochs_schema())?);
         ctx.register_table("batches", batches.clone())?;
         ctx.register_table("epochs", epochs.clone())?;
-        let events = ctx.table_provider("events").await?;
+        let events: Arc<dyn TableProvider> = events_table.clone();
         let edges = Arc::new(std::sync::RwLock::new(Arc::new(EdgeIndex::default())));
         for d in [Direction::Backward, Direction::Forward] {
             let name = match d {
@@ -170,6 +186,7 @@ impl QueryEngine {
             epochs,
             edges,
             events,
+            events_table,
         };
         engine.refresh().await?;
         Ok(engine)
@@ -218,8 +235,11 @@ impl QueryEngine {
             let epochs = EpochLog::read(&dir)?.records().to_vec();
             let ledger = LocalLedger::read_entries(&dir)?;
             let evm = veritrace_anchor::evm::read_receipts(&dir)?;
+            let compactions = veritrace_anchor::compact::read_compactions(&dir)?;
+            let event_files = veritrace_anchor::compact::event_files(&dir, &all, &compactions);
             Ok(Snapshot {
                 fingerprint: fp,
+                event_files,
                 headers: all.into_iter().map(|h| (h.batch_id.clone(), h)).collect(),
                 epochs,
                 ledger,
@@ -234,7 +254,32 @@ impl QueryEngine {
         Ok(snap)
     }
 
+    fn register_events(&self, snap: &Snapshot) -> Result<()> {
+        use datafusion::datasource::file_format::options::ReadOptions;
+        use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
+        let schema = events_schema();
+        if snap.event_files.is_empty() {
+            self.events_table
+                .replace_provider(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+            return Ok(());
+        }
+        let urls = snap
+            .event_files
+            .iter()
+            .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let options = ParquetReadOptions::default()
+            .to_listing_options(&self.ctx.copied_config(), self.ctx.copied_table_options());
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(schema);
+        self.events_table
+            .replace_provider(Arc::new(ListingTable::try_new(config)?));
+        Ok(())
+    }
+
     fn register_meta(&self, snap: &Snapshot) -> Result<()> {
+        self.register_events(snap)?;
         let mut epoch_of: HashMap<&str, u64> = HashMap::new();
         for e in &snap.epochs {
             for b in &e.batch_ids {
@@ -491,7 +536,12 @@ fn fingerprint(dir: &DataDir) -> u64 {
         h ^= x;
         h = h.wrapping_mul(0x0100_0000_01b3);
     };
-    let mut files = vec![dir.epochs_file(), dir.ledger_file(), dir.evm_journal_file()];
+    let mut files = vec![
+        dir.epochs_file(),
+        dir.ledger_file(),
+        dir.evm_journal_file(),
+        dir.compactions_file(),
+    ];
     if let Ok(rd) = std::fs::read_dir(dir.batches_dir()) {
         files.extend(rd.flatten().map(|e| e.path()));
     }

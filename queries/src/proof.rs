@@ -1,8 +1,4 @@
-use std::fs::File;
-
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, RecordBatch};
-use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::prelude::{col, lit};
 use serde_json::Value;
 use veritrace_verify::bundle::{Anchor, EpochProof, FORMAT, LeafProof, ProofBundle, Status};
@@ -286,10 +282,12 @@ impl QueryEngine {
     /// Reads a committed batch's leaf hashes and rebuilds its tree; a count or root that
     /// differs from the sealed header is reported as corruption.
     pub(crate) async fn batch_tree(&self, header: &BatchHeader) -> Result<BatchTree> {
-        let path = self.dir.events_file(&header.batch_id);
-        let leaves = tokio::task::spawn_blocking(move || read_leaf_hashes(&path))
-            .await
-            .map_err(|e| Error::Corrupt(e.to_string()))??;
+        let dir = self.dir.clone();
+        let id = header.batch_id.clone();
+        let leaves =
+            tokio::task::spawn_blocking(move || veritrace_anchor::compact::batch_leaves(&dir, &id))
+                .await
+                .map_err(|e| Error::Corrupt(e.to_string()))??;
         if leaves.len() as u64 != header.size {
             return Err(Error::Corrupt(format!(
                 "batch {} has {} rows but its header says {}",
@@ -378,33 +376,4 @@ pub(crate) fn epoch_and_anchor(
         }
     }
     Ok((status, epoch, anchor))
-}
-
-/// Leaf hashes of a batch file, in leaf order (row order is leaf order).
-fn read_leaf_hashes(path: &std::path::Path) -> Result<Vec<Digest>> {
-    let f = File::open(path).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-    let pe = |e: datafusion::parquet::errors::ParquetError| {
-        Error::Corrupt(format!("{}: {e}", path.display()))
-    };
-    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pe)?;
-    let idx = b
-        .schema()
-        .index_of("leaf_hash")
-        .map_err(|e| Error::Corrupt(e.to_string()))?;
-    let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
-    let mut out = Vec::new();
-    for batch in b.with_projection(mask).build().map_err(pe)? {
-        let batch = batch.map_err(|e| Error::Corrupt(e.to_string()))?;
-        let a = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<FixedSizeBinaryArray>()
-            .ok_or_else(|| Error::Corrupt("leaf_hash is not FixedSizeBinary(32)".into()))?;
-        for i in 0..a.len() {
-            let h = <[u8; 32]>::try_from(a.value(i))
-                .map_err(|_| Error::Corrupt("leaf hash length".into()))?;
-            out.push(Digest(h));
-        }
-    }
-    Ok(out)
 }

@@ -1,0 +1,402 @@
+//! Compaction: sealing writes one small events file per batch; the compactor rewrites
+//! committed batches into large files sorted by trace code (bloom filters on event id and
+//! trace code, page index), so lookups and traces touch few files and row groups.
+//!
+//! Nothing a proof needs changes: every row keeps its batch id, leaf index, leaf hash and
+//! canonical JSON, and each batch's leaf hashes (in leaf order) are kept beside it in
+//! `leaves/{batch_id}.leaves` (32 bytes per leaf), checked against the sealed batch root
+//! whenever a proof is built.
+//!
+//! Queries never see an event twice or miss one: the commit point is one line in
+//! `compacted/compactions.jsonl`. Readers take the committed compacted files plus the batch
+//! files of batches no committed compaction covers, so before the line they read the small
+//! files and after it the large one. Small files are deleted only a grace period after the
+//! commit (queries planned before it may still be reading them); a crash at any point
+//! leaves either an uncommitted compacted file (removed by the next run) or superseded
+//! small files (removed by the next run after the grace period).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+use veritrace_verify::Digest;
+
+use crate::fsutil::{append_line_durable, read_jsonl, write_atomic};
+use crate::{BatchHeader, DataDir, Error, Result, writer_properties};
+
+/// One committed compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compaction {
+    /// File name in `compacted/`.
+    pub file: String,
+    /// The batches it holds (their small files are superseded).
+    pub batch_ids: Vec<String>,
+    /// Rows (events).
+    pub rows: u64,
+    /// When it was committed (RFC 3339).
+    pub committed_at: String,
+}
+
+/// How to compact.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Rows per compacted file (bounded memory: a file is sorted in memory).
+    pub target_rows: usize,
+    /// Do nothing until at least this many uncompacted batch files exist.
+    pub min_files: usize,
+    /// Delete superseded small files this long after their compaction committed.
+    pub grace: Duration,
+    /// Rows per row group in compacted files.
+    pub row_group_rows: usize,
+    /// At most this many compacted files per run (bounded work; the next run goes on).
+    pub max_files: usize,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions {
+            target_rows: 250_000,
+            min_files: 8,
+            grace: Duration::from_secs(120),
+            row_group_rows: 65_536,
+            max_files: 64,
+        }
+    }
+}
+
+/// What a compaction run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CompactReport {
+    /// Compacted files written and committed.
+    pub files_written: usize,
+    /// Batches they cover.
+    pub batches_compacted: usize,
+    /// Rows rewritten.
+    pub rows: u64,
+    /// Superseded small files deleted.
+    pub small_files_deleted: usize,
+    /// Uncommitted compacted files (from a crash) removed.
+    pub orphans_removed: usize,
+}
+
+/// Reads the committed compactions (a torn last line is ignored).
+pub fn read_compactions(dir: &DataDir) -> Result<Vec<Compaction>> {
+    read_jsonl(&dir.compactions_file())
+}
+
+/// The events files a reader should scan: committed compacted files, then the batch files
+/// of committed batches no compaction covers.
+pub fn event_files(
+    dir: &DataDir,
+    headers: &[BatchHeader],
+    compactions: &[Compaction],
+) -> Vec<PathBuf> {
+    let covered: HashSet<&str> = compactions
+        .iter()
+        .flat_map(|c| c.batch_ids.iter().map(String::as_str))
+        .collect();
+    let mut files: Vec<PathBuf> = compactions
+        .iter()
+        .map(|c| dir.compacted_dir().join(&c.file))
+        .collect();
+    files.extend(
+        headers
+            .iter()
+            .filter(|h| !covered.contains(h.batch_id.as_str()))
+            .map(|h| dir.events_file(&h.batch_id))
+            .filter(|p| p.exists()),
+    );
+    files
+}
+
+/// A batch's leaf hashes in leaf order: from its events file while it exists, else from
+/// the sidecar compaction wrote. The caller checks them against the sealed root.
+pub fn batch_leaves(dir: &DataDir, batch_id: &str) -> Result<Vec<Digest>> {
+    let events = dir.events_file(batch_id);
+    if events.exists() {
+        return leaves_from_events(&events);
+    }
+    let side = dir.leaves_file(batch_id);
+    let bytes = std::fs::read(&side).map_err(Error::io("read leaf hashes", &side))?;
+    if bytes.len() % 32 != 0 {
+        return Err(Error::Corrupt {
+            path: side,
+            detail: format!(
+                "{} bytes is not a whole number of 32-byte hashes",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut d = [0u8; 32];
+            d.copy_from_slice(c);
+            Digest(d)
+        })
+        .collect())
+}
+
+fn leaves_from_events(path: &std::path::Path) -> Result<Vec<Digest>> {
+    let bad = |detail: String| Error::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    let f = File::open(path).map_err(Error::io("open", path))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(e.to_string()))?;
+    let idx = b
+        .schema()
+        .index_of("leaf_hash")
+        .map_err(|e| bad(e.to_string()))?;
+    let mask = parquet::arrow::ProjectionMask::roots(b.parquet_schema(), [idx]);
+    let mut out = Vec::new();
+    for batch in b
+        .with_projection(mask)
+        .build()
+        .map_err(|e| bad(e.to_string()))?
+    {
+        let batch = batch.map_err(|e| bad(e.to_string()))?;
+        let a = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .ok_or_else(|| bad("leaf_hash is not FixedSizeBinary(32)".into()))?;
+        for i in 0..a.len() {
+            let h = <[u8; 32]>::try_from(a.value(i)).map_err(|_| bad("leaf hash length".into()))?;
+            out.push(Digest(h));
+        }
+    }
+    Ok(out)
+}
+
+fn read_all(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
+    let f = File::open(path).map_err(Error::io("open", path))?;
+    let r = ParquetRecordBatchReaderBuilder::try_new(f)
+        .and_then(|b| b.build())
+        .map_err(|source| Error::Parquet {
+            path: path.to_owned(),
+            source,
+        })?;
+    r.collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Corrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Runs one compaction pass over a data directory. One compactor at a time per directory
+/// (it takes `compacted/compactor.lock`); returns `Ok(None)` when another holds it.
+#[instrument(skip_all)]
+pub fn compact(dir: &DataDir, opts: &CompactOptions) -> Result<Option<CompactReport>> {
+    std::fs::create_dir_all(dir.compacted_dir())
+        .map_err(Error::io("create directory", dir.compacted_dir()))?;
+    std::fs::create_dir_all(dir.leaves_dir())
+        .map_err(Error::io("create directory", dir.leaves_dir()))?;
+    let holder = format!("compactor (pid {})", std::process::id());
+    let Some(_lock) = crate::DirLock::try_acquire(&dir.compactor_lock_file(), &holder)? else {
+        return Ok(None);
+    };
+    crate::fsutil::repair_torn_tail(&dir.compactions_file())?;
+    let mut report = CompactReport::default();
+    let done = read_compactions(dir)?;
+    report.orphans_removed = remove_orphans(dir, &done)?;
+    report.small_files_deleted += delete_superseded(dir, &done, opts.grace)?;
+
+    let covered: HashSet<String> = done.iter().flat_map(|c| c.batch_ids.clone()).collect();
+    let mut todo: Vec<BatchHeader> = dir
+        .all_batch_headers()?
+        .into_iter()
+        .filter(|h| !covered.contains(&h.batch_id) && dir.events_file(&h.batch_id).exists())
+        .collect();
+    if todo.len() < opts.min_files.max(1) {
+        return Ok(Some(report));
+    }
+    todo.sort_by(|a, b| (&a.stream, a.partition, a.seq).cmp(&(&b.stream, b.partition, b.seq)));
+    let mut unit: Vec<BatchHeader> = Vec::new();
+    let mut rows = 0u64;
+    let mut units = Vec::new();
+    for h in todo {
+        rows += h.size;
+        unit.push(h);
+        if rows >= opts.target_rows as u64 {
+            units.push(std::mem::take(&mut unit));
+            rows = 0;
+        }
+    }
+    // A last, smaller unit is compacted only when it is worth a file on its own.
+    if unit.len() >= opts.min_files.max(1) {
+        units.push(unit);
+    }
+    for u in units.into_iter().take(opts.max_files.max(1)) {
+        let c = compact_unit(dir, &u, opts)?;
+        report.files_written += 1;
+        report.batches_compacted += c.batch_ids.len();
+        report.rows += c.rows;
+    }
+    let done = read_compactions(dir)?;
+    report.small_files_deleted += delete_superseded(dir, &done, opts.grace)?;
+    Ok(Some(report))
+}
+
+fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> Result<Compaction> {
+    let mut batches = Vec::new();
+    for h in unit {
+        let path = dir.events_file(&h.batch_id);
+        let parts = read_all(&path)?;
+        // The leaf hashes in leaf order (row order of the batch file), for proofs.
+        let mut side = Vec::with_capacity(h.size as usize * 32);
+        for p in &parts {
+            let i = p
+                .schema()
+                .index_of("leaf_hash")
+                .map_err(|e| Error::Corrupt {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+            let a = p
+                .column(i)
+                .as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .ok_or_else(|| Error::Corrupt {
+                    path: path.clone(),
+                    detail: "leaf_hash is not FixedSizeBinary(32)".into(),
+                })?;
+            for r in 0..a.len() {
+                side.extend_from_slice(a.value(r));
+            }
+        }
+        if side.len() as u64 != h.size * 32 {
+            return Err(Error::Corrupt {
+                path,
+                detail: format!("{} leaves, the header says {}", side.len() / 32, h.size),
+            });
+        }
+        let leaves_path = dir.leaves_file(&h.batch_id);
+        write_atomic(&leaves_path, |f| {
+            use std::io::Write;
+            f.write_all(&side).map_err(Error::io("write", &leaves_path))
+        })?;
+        batches.extend(parts);
+    }
+    let Some(first) = batches.first() else {
+        return Err(Error::Invalid("nothing to compact".into()));
+    };
+    let schema = first.schema();
+    let all = arrow_select::concat::concat_batches(&schema, &batches)
+        .map_err(|e| Error::Bug(format!("concatenating batches: {e}")))?;
+    drop(batches);
+    // Sorted by trace code (then time, batch, leaf) so a code's events sit together.
+    let col = |n: &str| -> Result<ArrayRef> {
+        schema
+            .index_of(n)
+            .map(|i| all.column(i).clone())
+            .map_err(|e| Error::Bug(e.to_string()))
+    };
+    let sort = [
+        ("trace_code", col("trace_code")?),
+        ("event_time", col("event_time")?),
+        ("batch_id", col("batch_id")?),
+        ("leaf_index", col("leaf_index")?),
+    ]
+    .map(|(_, c)| arrow_ord::sort::SortColumn {
+        values: c,
+        options: Some(arrow_ord::sort::SortOptions {
+            descending: false,
+            nulls_first: false,
+        }),
+    });
+    let idx = arrow_ord::sort::lexsort_to_indices(&sort, None)
+        .map_err(|e| Error::Bug(format!("sorting: {e}")))?;
+    let sorted = arrow_select::take::take_record_batch(&all, &idx)
+        .map_err(|e| Error::Bug(format!("sorting: {e}")))?;
+    drop(all);
+    let rows = sorted.num_rows() as u64;
+    let (Some(a), Some(b)) = (unit.first(), unit.last()) else {
+        return Err(Error::Invalid("empty compaction unit".into()));
+    };
+    let name = format!(
+        "c-{}-p{:03}-{:012}-p{:03}-{:012}.parquet",
+        a.stream, a.partition, a.first_offset, b.partition, b.last_offset
+    );
+    let path = dir.compacted_dir().join(&name);
+    let props = writer_properties(opts.row_group_rows, &["event_id", "trace_code"]);
+    write_atomic(&path, |f: &mut File| {
+        let pe = |source| Error::Parquet {
+            path: path.clone(),
+            source,
+        };
+        let mut w = ArrowWriter::try_new(f, sorted.schema(), Some(props)).map_err(pe)?;
+        w.write(&sorted).map_err(pe)?;
+        w.close().map_err(pe)?;
+        Ok(())
+    })?;
+    let c = Compaction {
+        file: name,
+        batch_ids: unit.iter().map(|h| h.batch_id.clone()).collect(),
+        rows,
+        committed_at: now_rfc3339(),
+    };
+    // The commit point.
+    append_line_durable(&dir.compactions_file(), &c)?;
+    tracing::info!(file = %c.file, batches = c.batch_ids.len(), rows, "compacted");
+    Ok(c)
+}
+
+fn remove_orphans(dir: &DataDir, done: &[Compaction]) -> Result<usize> {
+    let named: HashSet<&str> = done.iter().map(|c| c.file.as_str()).collect();
+    let mut removed = 0;
+    let d = dir.compacted_dir();
+    for e in std::fs::read_dir(&d)
+        .map_err(Error::io("list", &d))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let parquet = name.ends_with(".parquet") || name.ends_with(".tmp");
+        if parquet && !named.contains(name.as_str()) {
+            tracing::warn!(file = %e.path().display(), "removing a compacted file that was never committed");
+            std::fs::remove_file(e.path()).map_err(Error::io("remove", e.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn delete_superseded(dir: &DataDir, done: &[Compaction], grace: Duration) -> Result<usize> {
+    let now = SystemTime::now();
+    let mut deleted = 0;
+    for c in done {
+        let old_enough = humantime::parse_rfc3339_weak(&c.committed_at)
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= grace);
+        if !old_enough {
+            continue;
+        }
+        for b in &c.batch_ids {
+            let p = dir.events_file(b);
+            match std::fs::remove_file(&p) {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: "remove superseded",
+                        path: p,
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+    Ok(deleted)
+}
