@@ -9,6 +9,7 @@
 pub mod evm;
 pub mod genealogy;
 pub mod kafka;
+pub mod traces;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -462,6 +462,28 @@ impl QueryEngine {
         Ok(self.ctx.sql_with_options(sql, opts).await?)
     }
 
+    /// The walk of a trace alone (nodes, edge events, cycles), without reading events.
+    pub async fn trace_walk(
+        &self,
+        code: &str,
+        direction: Direction,
+        max_depth: Option<u32>,
+    ) -> Result<Walk> {
+        let code = crate::trace::normalise(code)?;
+        self.refresh().await?;
+        let index = match self.edges.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        Ok(index.walk(&code, direction, max_depth))
+    }
+
+    /// The events files queries scan now (committed compacted files, then uncompacted
+    /// batches).
+    pub async fn event_files(&self) -> Result<Vec<std::path::PathBuf>> {
+        Ok(self.snapshot().await?.event_files.clone())
+    }
+
     /// Runs one read-only SQL statement (DDL, DML and SET are refused) and collects it.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         self.sql_limited(sql, None).await

@@ -309,7 +309,11 @@ fn http_api_serves_sql_events_and_proofs() {
         assert!(Instant::now() < deadline, "server did not start");
         let line = lines.next().expect("server exited").expect("line");
         if let Some(rest) = line.split("http://").nth(1) {
-            break rest.split_whitespace().next().unwrap_or_default().to_owned();
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
         }
     };
 

@@ -6,6 +6,7 @@
 //! - `bare-consume`: a consumer that does nothing with the records (the peer rate).
 //! - `kafka`: the end-to-end benchmark: produce while `veritrace process` consumes, then
 //!   report sustained events/s, event-to-sealed latency, and the bare consume rate.
+//! - `traces`: trace analytics questions, cold and warm, against DuckDB on the same files.
 //! - `evm`: anchoring on Anvil: gas per epoch, seal-to-anchored latency, per-event peer.
 
 use std::io::Write;
@@ -94,6 +95,9 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Trace analytics: point lookup, backward and forward traces, GROUP BY; cold and warm,
+    /// against DuckDB on the same Parquet files.
+    Traces(veritrace_loadtest::traces::TracesArgs),
     /// Anchoring on a real EVM node (Anvil): gas per epoch, seal-to-anchored latency, and
     /// the per-event-transaction peer on the same node.
     Evm(veritrace_loadtest::evm::EvmArgs),
@@ -196,6 +200,10 @@ fn main() -> anyhow::Result<()> {
                 g.edge_events.len(),
                 out.display()
             );
+        }
+        Cmd::Traces(a) => {
+            let r = veritrace_loadtest::traces::run(&a)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
         }
         Cmd::Evm(a) => {
             let r = veritrace_loadtest::evm::run(&a)?;

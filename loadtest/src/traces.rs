@@ -1,0 +1,293 @@
+//! The trace analytics benchmark: a data directory filled by the simulator (realistic bill
+//! of materials), compacted, then the questions data teams ask, cold and warm, against
+//! Veritrace and against DuckDB (PyPI `duckdb`, recursive CTEs for the traces) on the same
+//! Parquet files in the same invocation.
+//!
+//! Questions: all events of one trace code; the backward trace of a finished product; the
+//! forward trace of the raw material batch that reached the most objects; a GROUP BY over
+//! all events. "Cold" is a fresh engine (a fresh DuckDB connection) answering its first
+//! question: metadata, file footers and the trace graph are read then; the operating
+//! system's page cache is not dropped (that needs privileges CI does not have). "Warm" is
+//! the median of the repeats that follow.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arrow::array::Array;
+use serde::Serialize;
+use veritrace_anchor::DataDir;
+use veritrace_anchor::compact::{CompactOptions, compact};
+use veritrace_ingest::simulate::{SimConfig, Simulator};
+use veritrace_processors::BatchPolicy;
+use veritrace_processors::runtime::{self, RuntimeConfig};
+use veritrace_queries::QueryEngine;
+use veritrace_queries::trace::Direction;
+
+/// Flags of `veritrace-loadtest traces`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TracesArgs {
+    /// Data directory: filled with `--events` simulator records when empty or absent.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Records to generate into an empty data directory.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Warm repeats per question.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Python with `duckdb` (default: the venv scripts/test builds).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}
+
+/// One question's timings.
+#[derive(Debug, Serialize)]
+pub struct Timing {
+    /// The question.
+    pub question: String,
+    /// Rows returned (both engines must agree).
+    pub rows: u64,
+    /// Veritrace, cold (ms).
+    pub veritrace_cold_ms: f64,
+    /// Veritrace, warm median (ms).
+    pub veritrace_warm_ms: f64,
+    /// DuckDB, cold (ms).
+    pub duckdb_cold_ms: f64,
+    /// DuckDB, warm median (ms).
+    pub duckdb_warm_ms: f64,
+    /// DuckDB warm / Veritrace warm (above 1: Veritrace is faster).
+    pub warm_ratio: f64,
+}
+
+/// The report.
+#[derive(Debug, Serialize)]
+pub struct TracesReport {
+    /// Accepted events in the data directory.
+    pub events: u64,
+    /// Parquet bytes of the events files.
+    pub events_bytes: u64,
+    /// Events files scanned.
+    pub event_files: usize,
+    /// Trace-graph edges.
+    pub edges: u64,
+    /// The questions.
+    pub timings: Vec<Timing>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Fills an empty data directory with `n` simulator records (streamed, 4 partitions) and
+/// compacts it.
+fn fill(path: &Path, n: u64) -> anyhow::Result<()> {
+    let dir = DataDir::create(path)?;
+    let cfg = RuntimeConfig {
+        stream: "bench".into(),
+        partitions: 4,
+        policy: BatchPolicy::default(),
+        epoch_interval: Duration::from_secs(10),
+        ..RuntimeConfig::default()
+    };
+    let start = Instant::now();
+    let sim = Simulator::new(SimConfig {
+        events: n,
+        seed: 42,
+        ..SimConfig::default()
+    })
+    .map(|r| (Some(r.key), r.payload));
+    let report = runtime::run(&dir, &cfg, sim, Arc::default())?;
+    eprintln!(
+        "filled {}: {} events in {:.1} s",
+        path.display(),
+        report.stats.accepted,
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let opts = CompactOptions {
+        grace: Duration::ZERO,
+        max_files: usize::MAX,
+        min_files: 1,
+        ..CompactOptions::default()
+    };
+    while let Some(r) = compact(&dir, &opts)? {
+        if r.files_written == 0 {
+            break;
+        }
+    }
+    eprintln!("compacted in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn count(engine: &QueryEngine, sql: &str) -> anyhow::Result<u64> {
+    let b = engine.sql(sql).await?;
+    let a = b
+        .first()
+        .map(|b| b.column(0).clone())
+        .context("no result")?;
+    Ok(arrow::array::cast::as_primitive_array::<arrow::datatypes::Int64Type>(&a).value(0) as u64)
+}
+
+async fn first_string(engine: &QueryEngine, sql: &str) -> anyhow::Result<String> {
+    use arrow::array::AsArray;
+    let b = engine.sql(sql).await?;
+    let b = b.iter().find(|b| b.num_rows() > 0).context("no row")?;
+    Ok(b.column(0).as_string::<i32>().value(0).to_owned())
+}
+
+/// Runs the benchmark.
+pub fn run(a: &TracesArgs) -> anyhow::Result<TracesReport> {
+    let empty = !a.data.join("batches").is_dir();
+    if empty {
+        fill(&a.data, a.events)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let dir = DataDir::open(&a.data)?;
+    // Pick the questions' codes.
+    let (product, raw, files, edges_count) = rt.block_on(async {
+        let engine = QueryEngine::open(&a.data).await?;
+        // A sold product; in a short run, the last assembled one.
+        let product = match first_string(
+            &engine,
+            "SELECT trace_code FROM events WHERE event_type = 'sale' ORDER BY event_id LIMIT 1",
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(_) => {
+                first_string(
+                    &engine,
+                    "SELECT trace_code FROM events WHERE event_type = 'assembly' ORDER BY event_time DESC, event_id LIMIT 1",
+                )
+                .await?
+            }
+        };
+        // The raw batch (a lot with a warehouse_out to a line) that reaches the most objects.
+        let candidates = engine
+            .sql("SELECT DISTINCT parent FROM edges WHERE event_type = 'transformation' LIMIT 400")
+            .await?;
+        let mut best = (0usize, String::new());
+        for b in &candidates {
+            use arrow::array::AsArray;
+            let col = b.column(0).as_string::<i32>();
+            for i in 0..col.len() {
+                let code = col.value(i);
+                let walk = engine.trace_walk(code, Direction::Forward, None).await?;
+                if walk.nodes.len() > best.0 {
+                    best = (walk.nodes.len(), code.to_owned());
+                }
+            }
+        }
+        let edges_count = count(&engine, "SELECT count(*) FROM edges").await?;
+        anyhow::Ok((product, best.1, engine.event_files().await?, edges_count))
+    })?;
+    let events_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let edge_files: Vec<PathBuf> = std::fs::read_dir(dir.edges_dir())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    let questions: Vec<(String, String)> = vec![
+        (
+            "all events of one trace code".into(),
+            format!("SELECT count(*) FROM (SELECT * FROM events WHERE trace_code = '{product}')"),
+        ),
+        (
+            "backward trace of a finished product".into(),
+            format!("SELECT count(*) FROM (SELECT * FROM trace_backward('{product}'))"),
+        ),
+        (
+            "forward trace of a raw material batch".into(),
+            format!("SELECT count(*) FROM (SELECT * FROM trace_forward('{raw}'))"),
+        ),
+        (
+            "GROUP BY over all events".into(),
+            "SELECT count(*) FROM (SELECT event_type, site, count(*) FROM events GROUP BY event_type, site)".into(),
+        ),
+    ];
+    // Veritrace: a fresh engine per question for the cold time, then warm repeats.
+    let mut vt = Vec::new();
+    for (_, sql) in &questions {
+        let (cold, rows, warm) = rt.block_on(async {
+            let t = Instant::now();
+            let engine = QueryEngine::open(&a.data).await?;
+            let rows = count(&engine, sql).await?;
+            let cold = t.elapsed();
+            let mut warm = Vec::new();
+            for _ in 0..a.repeat.max(1) {
+                let t = Instant::now();
+                count(&engine, sql).await?;
+                warm.push(ms(t.elapsed()));
+            }
+            anyhow::Ok((ms(cold), rows, median(warm)))
+        })?;
+        vt.push((cold, rows, warm));
+    }
+    // DuckDB over the same files.
+    let python = a.python.clone().unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/veritrace/pyenv/bin/python")
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/python/duckdb_traces.py");
+    let input = serde_json::json!({
+        "events": files,
+        "edges": edge_files,
+        "product": product,
+        "raw": raw,
+        "repeat": a.repeat.max(1),
+    });
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(input.to_string())
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "duckdb run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let duck: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let mut timings = Vec::new();
+    for (i, (q, _)) in questions.iter().enumerate() {
+        let d = &duck["questions"][i];
+        let (cold, rows, warm) = vt[i];
+        let d_rows = d["rows"].as_u64().unwrap_or(u64::MAX);
+        anyhow::ensure!(
+            d_rows == rows,
+            "{q}: Veritrace returned {rows} rows, DuckDB {d_rows}"
+        );
+        let dw = d["warm_ms"].as_f64().unwrap_or_default();
+        timings.push(Timing {
+            question: q.clone(),
+            rows,
+            veritrace_cold_ms: cold,
+            veritrace_warm_ms: warm,
+            duckdb_cold_ms: d["cold_ms"].as_f64().unwrap_or_default(),
+            duckdb_warm_ms: dw,
+            warm_ratio: dw / warm.max(1e-9),
+        });
+    }
+    let events = rt.block_on(async {
+        let engine = QueryEngine::open(&a.data).await?;
+        count(&engine, "SELECT count(*) FROM events").await
+    })?;
+    Ok(TracesReport {
+        events,
+        events_bytes,
+        event_files: files.len(),
+        edges: edges_count,
+        timings,
+    })
+}
