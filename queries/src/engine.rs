@@ -219,18 +219,15 @@ impl QueryEngine {
         let edges = self.edges.clone();
         let snap = tokio::task::spawn_blocking(move || -> Result<Snapshot> {
             let all = dir.all_batch_headers()?;
-            // New committed batches' edges join the trace graph (loaded once each).
-            let current = match edges.read() {
-                Ok(g) => g.clone(),
-                Err(p) => p.into_inner().clone(),
-            };
-            let mut next = (*current).clone();
-            next.load_batches(&dir, all.iter().map(|h| h.batch_id.as_str()))?;
-            if next.len() != current.len() {
-                match edges.write() {
-                    Ok(mut g) => *g = Arc::new(next),
-                    Err(p) => *p.into_inner() = Arc::new(next),
-                }
+            // New committed batches' edges join the trace graph (loaded once each), in
+            // place: the index is copied only if a trace is reading it right now.
+            {
+                let mut guard = match edges.write() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                let idx = Arc::make_mut(&mut *guard);
+                idx.load_batches(&dir, all.iter().map(|h| h.batch_id.as_str()))?;
             }
             let epochs = EpochLog::read(&dir)?.records().to_vec();
             let ledger = LocalLedger::read_entries(&dir)?;
