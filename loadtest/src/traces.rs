@@ -97,11 +97,18 @@ fn fill(path: &Path, n: u64) -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     };
     let start = Instant::now();
-    let sim = Simulator::new(SimConfig {
-        events: n,
-        seed: 42,
-        ..SimConfig::default()
-    })
+    // A long run starts early enough to end now: no event time in the future.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let sim = Simulator::new(
+        SimConfig {
+            events: n,
+            seed: 42,
+            ..SimConfig::default()
+        }
+        .ending_by(now_ms - 3_600_000),
+    )
     .map(|r| (Some(r.key), r.payload));
     let report = runtime::run(&dir, &cfg, sim, Arc::default())?;
     eprintln!(
@@ -248,9 +255,12 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<TracesReport> {
         "raw": raw,
         "repeat": a.repeat.max(1),
     });
+    // The file lists go through a file: thousands of paths do not fit an argument list.
+    let input_file = tempfile::NamedTempFile::new()?;
+    std::fs::write(input_file.path(), input.to_string())?;
     let out = std::process::Command::new(&python)
         .arg(&script)
-        .arg(input.to_string())
+        .arg(format!("@{}", input_file.path().display()))
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     anyhow::ensure!(

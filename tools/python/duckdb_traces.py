@@ -4,6 +4,7 @@ events of every object reached plus the transformation events crossed). Prints J
 row counts and cold/warm times.
 
 usage: duckdb_traces.py '{"events": [...], "edges": [...], "product": ..., "raw": ..., "repeat": 5}'
+       duckdb_traces.py @input.json
 """
 
 import json
@@ -35,7 +36,11 @@ def trace_sql(code: str, backward: bool) -> str:
 
 
 def main() -> int:
-    inp = json.loads(sys.argv[1])
+    arg = sys.argv[1]
+    if arg.startswith("@"):
+        with open(arg[1:]) as f:
+            arg = f.read()
+    inp = json.loads(arg)
     files = lambda key: "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in inp[key]) + "]"
     product = inp["product"].replace("'", "''")
     questions = [
