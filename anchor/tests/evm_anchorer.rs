@@ -693,3 +693,37 @@ fn a_transaction_pending_too_long_is_replaced_with_higher_fees_and_lands_once() 
         "the receipt names one of the journaled transactions"
     );
 }
+
+#[test]
+fn https_rpc_endpoints_are_spoken_to_over_tls() {
+    // A listener that accepts and answers with plain text: an https client fails in the
+    // TLS handshake (it did try TLS), never on "unsupported scheme".
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten().take(4) {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nnot tls");
+        }
+    });
+    let key = PrivateKeySigner::random();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = DataDir::create(tmp.path()).expect("dir");
+    let mut a = Anchorer::open(
+        &dir,
+        Duration::from_secs(3600),
+        Backend::Evm(Box::new(settings(
+            &format!("https://127.0.0.1:{port}/v3/secret-api-key"),
+            key,
+            Address::repeat_byte(1),
+        ))),
+        now,
+    )
+    .expect("anchorer");
+    seal_epoch(&mut a, 0);
+    a.drain(Duration::from_millis(300)).expect("drain");
+    let err = a.chain_status().and_then(|s| s.last_error).expect("error");
+    assert!(!err.to_lowercase().contains("scheme"), "{err}");
+    // The URL's path (where providers put API keys) never shows.
+    assert!(!err.contains("secret-api-key"), "{err}");
+    assert!(err.contains(&format!("https://127.0.0.1:{port}")), "{err}");
+}

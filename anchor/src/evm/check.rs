@@ -14,7 +14,7 @@ use veritrace_verify::Digest;
 use veritrace_verify::bundle::EvmReceipt;
 
 use super::VeritraceAnchor;
-use super::engine::redact_url;
+use super::engine::{redact_url, scrub_url};
 
 /// Why the chain does not back a receipt. `code` is stable (for scripts); `detail` is for
 /// people.
@@ -54,15 +54,16 @@ pub async fn check_on_chain(
     let p = RootProvider::<Ethereum>::new_http(url);
     let shown = redact_url(rpc);
     async fn ask<T, E: std::fmt::Display>(
-        shown: &str,
+        (shown, rpc): (&str, &str),
         timeout: Duration,
         what: &str,
         f: impl IntoFuture<Output = Result<T, E>>,
     ) -> Result<T, ChainCheckError> {
         match tokio::time::timeout(timeout, f.into_future()).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(ChainCheckError::Unreachable(format!(
-                "{what} via {shown}: {e}"
+            Ok(Err(e)) => Err(ChainCheckError::Unreachable(scrub_url(
+                &format!("{what} via {shown}: {e}"),
+                rpc,
             ))),
             Err(_) => Err(ChainCheckError::Unreachable(format!(
                 "{what} via {shown}: no answer within {timeout:?}"
@@ -95,7 +96,7 @@ pub async fn check_on_chain(
         }
         checks.push(format!("contract {contract} is the expected contract"));
     }
-    let chain_id = ask(&shown, timeout, "eth_chainId", p.get_chain_id()).await?;
+    let chain_id = ask((&shown, rpc), timeout, "eth_chainId", p.get_chain_id()).await?;
     if chain_id != receipt.chain_id {
         return Err(fail(
             "chain_mismatch",
@@ -105,7 +106,13 @@ pub async fn check_on_chain(
             ),
         ));
     }
-    let code = ask(&shown, timeout, "eth_getCode", p.get_code_at(contract)).await?;
+    let code = ask(
+        (&shown, rpc),
+        timeout,
+        "eth_getCode",
+        p.get_code_at(contract),
+    )
+    .await?;
     if code.is_empty() {
         return Err(fail(
             "no_contract",
@@ -123,7 +130,13 @@ pub async fn check_on_chain(
     ));
     let root_b = B256::from(root.0);
     let c = VeritraceAnchor::new(contract, &p);
-    let at = ask(&shown, timeout, "anchoredAt", c.anchoredAt(root_b).call()).await?;
+    let at = ask(
+        (&shown, rpc),
+        timeout,
+        "anchoredAt",
+        c.anchoredAt(root_b).call(),
+    )
+    .await?;
     if at.is_zero() {
         return Err(fail(
             "root_not_on_chain",
@@ -144,7 +157,7 @@ pub async fn check_on_chain(
         receipt.block_number
     ));
     let block = ask(
-        &shown,
+        (&shown, rpc),
         timeout,
         "eth_getBlockByNumber",
         p.get_block_by_number(BlockNumberOrTag::Number(receipt.block_number)),
@@ -170,7 +183,7 @@ pub async fn check_on_chain(
         .event_signature(VeritraceAnchor::Anchored::SIGNATURE_HASH)
         .topic1(root_b)
         .at_block_hash(block_hash);
-    let logs = ask(&shown, timeout, "eth_getLogs", p.get_logs(&filter)).await?;
+    let logs = ask((&shown, rpc), timeout, "eth_getLogs", p.get_logs(&filter)).await?;
     let log = logs
         .iter()
         .find(|l| l.log_index == Some(receipt.log_index) && l.transaction_hash == Some(tx))
@@ -194,7 +207,13 @@ pub async fn check_on_chain(
             ),
         ));
     }
-    let head = ask(&shown, timeout, "eth_blockNumber", p.get_block_number()).await?;
+    let head = ask(
+        (&shown, rpc),
+        timeout,
+        "eth_blockNumber",
+        p.get_block_number(),
+    )
+    .await?;
     checks.push(format!(
         "block {} hash {block_hash} is canonical; tx {tx} emitted Anchored(root, epoch {epoch_id}, {batch_count} batches) as log {}; {} confirmations",
         receipt.block_number,

@@ -98,6 +98,27 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
+/// Removes an RPC URL's secrets (path, query, credentials: where providers put API keys)
+/// from a message that may quote it, as transport errors do.
+pub(crate) fn scrub_url(msg: &str, rpc: &str) -> String {
+    let shown = redact_url(rpc);
+    let mut out = msg.replace(rpc, &shown);
+    if let Ok(u) = rpc.parse::<alloy::transports::http::reqwest::Url>() {
+        out = out.replace(u.as_str(), &shown);
+        out = out.replace(u.as_str().trim_end_matches('/'), &shown);
+        if u.path().len() > 1 {
+            out = out.replace(u.path(), "/…");
+        }
+        if let Some(q) = u.query() {
+            out = out.replace(q, "…");
+        }
+        if let Some(p) = u.password() {
+            out = out.replace(p, "…");
+        }
+    }
+    out
+}
+
 /// What the backend is doing, for metrics and status output.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnchorStatus {
@@ -372,6 +393,7 @@ impl EvmAnchorer {
                     self.next_poll = Instant::now() + self.s.poll_interval;
                 }
                 Err(Error::Chain(msg)) => {
+                    let msg = scrub_url(&msg, &self.s.rpc);
                     self.status.failures += 1;
                     tracing::warn!(error = %msg, retry_in = ?self.backoff, "anchoring on the chain is delayed; epochs stay sealed");
                     self.status.last_error = Some(msg);
@@ -1040,6 +1062,7 @@ impl EvmAnchorer {
                 if msg.contains("already known") || msg.contains("AlreadyKnown") {
                     return Ok(());
                 }
+                let msg = scrub_url(&msg, &self.s.rpc);
                 self.abandon(id, sub.tx_hash, format!("the node refused it: {msg}"))?;
                 Err(Error::Chain(format!(
                     "the node refused the anchor transaction of epoch {id}: {msg}"

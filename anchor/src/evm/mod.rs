@@ -144,7 +144,12 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
     let provider = wallet_provider(rpc, key, poll)?;
     let rpc_err = |what: &str| {
         let what = what.to_owned();
-        move |e: alloy::transports::TransportError| Error::Chain(format!("{what} via {rpc}: {e}"))
+        move |e: alloy::transports::TransportError| {
+            Error::Chain(engine::scrub_url(
+                &format!("{what} via {}: {e}", engine::redact_url(rpc)),
+                rpc,
+            ))
+        }
     };
     let chain_id = provider
         .get_chain_id()
@@ -153,8 +158,19 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
     let pending = VeritraceAnchor::deploy_builder::<_, alloy::network::Ethereum>(&provider)
         .send()
         .await
-        .map_err(|e| Error::Chain(format!("sending the deployment via {rpc}: {e}")))?;
-    let (tx_hash, receipt) = mined(pending, "deployment").await?;
+        .map_err(|e| {
+            Error::Chain(engine::scrub_url(
+                &format!(
+                    "sending the deployment via {}: {e}",
+                    engine::redact_url(rpc)
+                ),
+                rpc,
+            ))
+        })?;
+    let (tx_hash, receipt) = mined(pending, "deployment").await.map_err(|e| match e {
+        Error::Chain(m) => Error::Chain(engine::scrub_url(&m, rpc)),
+        other => other,
+    })?;
     let contract = receipt
         .contract_address
         .ok_or_else(|| Error::Chain(format!("deployment {tx_hash} created no contract")))?;
