@@ -227,6 +227,24 @@ fn deploy(node: &AnvilInstance, key: &PrivateKeySigner) -> Address {
     .contract
 }
 
+/// Deploys on a node that does not mine by itself, mining until the deployment lands.
+fn deploy_mining(node: &AnvilInstance, key: &PrivateKeySigner) -> Address {
+    let (k, rpc) = (key.clone(), node.endpoint_url().to_string());
+    let h = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .expect("rt")
+            .block_on(evm::deploy(&rpc, k, Duration::from_millis(20)))
+    });
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let p = ProviderBuilder::new().connect_http(node.endpoint_url());
+    while !h.is_finished() {
+        rt.block_on(p.raw_request::<_, String>("evm_mine".into(), ()))
+            .expect("mine");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    h.join().expect("join").expect("deploy").contract
+}
+
 /// Every `Anchored` log of the contract, as (root, tx).
 fn chain_anchors(rpc: &str, contract: Address) -> Vec<(B256, B256)> {
     let rt = tokio::runtime::Runtime::new().expect("rt");
@@ -369,19 +387,7 @@ fn a_crash_with_transactions_in_flight_never_anchors_twice() {
     let key: PrivateKeySigner = node.keys()[1].clone().into();
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let p = ProviderBuilder::new().connect_http(node.endpoint_url());
-    // Deploy with one mined block.
-    let contract = {
-        let pk = key.clone();
-        let rpc2 = rpc.clone();
-        let h = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("rt");
-            rt.block_on(evm::deploy(&rpc2, pk, Duration::from_millis(20)))
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        rt.block_on(p.raw_request::<_, String>("evm_mine".into(), ()))
-            .expect("mine");
-        h.join().expect("join").expect("deploy").contract
-    };
+    let contract = deploy_mining(&node, &key);
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
     let s = settings(&rpc, key, contract);
@@ -620,19 +626,7 @@ fn a_transaction_pending_too_long_is_replaced_with_higher_fees_and_lands_once() 
         rt.block_on(p.raw_request::<_, String>("evm_mine".into(), ()))
             .expect("mine")
     };
-    let contract = {
-        let (k, r) = (key.clone(), rpc.clone());
-        let h = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .expect("rt")
-                .block_on(evm::deploy(&r, k, Duration::from_millis(20)))
-        });
-        while !h.is_finished() {
-            mine();
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        h.join().expect("join").expect("deploy").contract
-    };
+    let contract = deploy_mining(&node, &key);
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
     let mut s = settings(&rpc, key, contract);

@@ -416,18 +416,31 @@ impl EvmAnchorer {
         what: &str,
         call: impl IntoFuture<Output = std::result::Result<T, E>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.s.request_timeout, call.into_future()).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::Chain(format!(
-                "{what} via {}: {e}",
-                redact_url(&self.s.rpc)
-            ))),
-            Err(_) => Err(Error::Chain(format!(
-                "{what} via {}: no answer within {:?}",
-                redact_url(&self.s.rpc),
-                self.s.request_timeout
-            ))),
-        }
+        self.deadline(what, call)
+            .await?
+            .map_err(|e| self.chain_err(what, e))
+    }
+
+    /// Runs one request under the request deadline; a timeout is a chain error, the
+    /// request's own error is returned for the caller to inspect.
+    async fn deadline<T, E>(
+        &self,
+        what: &str,
+        call: impl IntoFuture<Output = std::result::Result<T, E>>,
+    ) -> Result<std::result::Result<T, E>> {
+        tokio::time::timeout(self.s.request_timeout, call.into_future())
+            .await
+            .map_err(|_| {
+                Error::Chain(format!(
+                    "{what} via {}: no answer within {:?}",
+                    redact_url(&self.s.rpc),
+                    self.s.request_timeout
+                ))
+            })
+    }
+
+    fn chain_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Chain(format!("{what} via {}: {e}", redact_url(&self.s.rpc)))
     }
 
     fn journal(&self, rec: &JournalRecord) -> Result<()> {
@@ -900,14 +913,12 @@ impl EvmAnchorer {
                 .with_from(self.from)
                 .with_to(self.s.contract)
                 .with_input(input);
-            let est = match tokio::time::timeout(
-                self.s.request_timeout,
-                self.provider.estimate_gas(req.clone()).into_future(),
-            )
-            .await
+            let est = match self
+                .deadline("eth_estimateGas", self.provider.estimate_gas(req.clone()))
+                .await?
             {
-                Ok(Ok(g)) => g,
-                Ok(Err(err)) => {
+                Ok(g) => g,
+                Err(err) => {
                     let decoded = err.as_error_resp().and_then(|p| {
                         p.as_decoded_interface_error::<VeritraceAnchor::VeritraceAnchorErrors>()
                     });
@@ -924,18 +935,8 @@ impl EvmAnchorer {
                                 a.blockNumber
                             ))
                         }
-                        _ => Error::Chain(format!(
-                            "estimating gas to anchor epoch {id} via {}: {err}",
-                            redact_url(&self.s.rpc)
-                        )),
+                        _ => self.chain_err(&format!("estimating gas to anchor epoch {id}"), err),
                     });
-                }
-                Err(_) => {
-                    return Err(Error::Chain(format!(
-                        "eth_estimateGas via {}: no answer within {:?}",
-                        redact_url(&self.s.rpc),
-                        self.s.request_timeout
-                    )));
                 }
             };
             if est > self.s.gas_limit {
@@ -1050,14 +1051,15 @@ impl EvmAnchorer {
     /// Broadcasts signed bytes. A node that refuses them (an RPC error answer) abandons
     /// the submission; a transport failure keeps it, since it may have arrived.
     async fn broadcast(&mut self, id: u64, sub: &Sub) -> Result<()> {
-        let sent = tokio::time::timeout(
-            self.s.request_timeout,
-            self.provider.send_raw_transaction(&sub.raw),
-        )
-        .await;
+        let sent = self
+            .deadline(
+                "eth_sendRawTransaction",
+                self.provider.send_raw_transaction(&sub.raw),
+            )
+            .await?;
         match sent {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.as_error_resp().is_some() => {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_error_resp().is_some() => {
                 let msg = e.to_string();
                 if msg.contains("already known") || msg.contains("AlreadyKnown") {
                     return Ok(());
@@ -1068,15 +1070,7 @@ impl EvmAnchorer {
                     "the node refused the anchor transaction of epoch {id}: {msg}"
                 )))
             }
-            Ok(Err(e)) => Err(Error::Chain(format!(
-                "eth_sendRawTransaction via {}: {e}",
-                redact_url(&self.s.rpc)
-            ))),
-            Err(_) => Err(Error::Chain(format!(
-                "eth_sendRawTransaction via {}: no answer within {:?}",
-                redact_url(&self.s.rpc),
-                self.s.request_timeout
-            ))),
+            Err(e) => Err(self.chain_err("eth_sendRawTransaction", e)),
         }
     }
 }
