@@ -191,6 +191,16 @@ struct CompactArgs {
     /// At most this many compacted files per run.
     #[arg(long, default_value_t = 64)]
     max_files: usize,
+    /// Merge sorted runs of similar size (within 4x) into one once this many exist, so
+    /// lookups by trace code open one file per run (0: never merge).
+    #[arg(long, default_value_t = 8)]
+    merge_fanin: usize,
+    /// Rows per file of a merged run.
+    #[arg(long, default_value_t = 1_000_000)]
+    merge_file_rows: usize,
+    /// Merge every sorted run into one now (after a bulk import; rewrites everything).
+    #[arg(long)]
+    full_merge: bool,
 }
 
 #[derive(Debug, Args)]
@@ -340,6 +350,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 min_files: a.min_files,
                 grace: std::time::Duration::from_secs(a.grace_secs),
                 max_files: a.max_files.max(1),
+                merge_fanin: a.merge_fanin,
+                merge_file_rows: a.merge_file_rows.max(1),
+                full_merge: a.full_merge,
                 ..Default::default()
             };
             match veritrace_anchor::compact::compact(&dir, &opts)? {

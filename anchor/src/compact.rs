@@ -28,6 +28,7 @@ use tracing::instrument;
 use veritrace_verify::Digest;
 
 use crate::fsutil::{append_line_durable, read_jsonl, write_atomic};
+use crate::merge::{merge, merge_candidates};
 use crate::{BatchHeader, DataDir, Error, Result, writer_properties};
 
 /// One committed compaction.
@@ -42,6 +43,231 @@ pub struct Compaction {
     pub rows: u64,
     /// When it was committed (RFC 3339).
     pub committed_at: String,
+    /// The file's key range. Present on files sorted by [`SORT_KEY`] (absent on files from
+    /// before it, which are never merged and always scanned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeyRange>,
+}
+
+/// The order of rows in compacted files: trace code (rows without one last), then event id.
+/// Rows without a trace code (telemetry, maintenance, transformations) are thus ordered by
+/// event id, so an event-id lookup among them prunes pages too.
+pub const SORT_KEY: [&str; 2] = ["trace_code", "event_id"];
+
+/// What a compacted file holds, for choosing files without opening them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRange {
+    /// Smallest trace code (None: no row has one).
+    pub code_min: Option<String>,
+    /// Largest trace code.
+    pub code_max: Option<String>,
+    /// Rows without a trace code (sorted last, by event id).
+    pub null_rows: u64,
+    /// Smallest event id among the rows without a trace code.
+    pub null_event_min: Option<String>,
+    /// Largest event id among them.
+    pub null_event_max: Option<String>,
+}
+
+impl KeyRange {
+    /// True when a row with trace code `code` may be in the file.
+    pub fn may_hold_code(&self, code: &str) -> bool {
+        match (&self.code_min, &self.code_max) {
+            (Some(lo), Some(hi)) => lo.as_str() <= code && code <= hi.as_str(),
+            _ => false,
+        }
+    }
+
+    /// True when any of `codes` (sorted ascending) may be in the file.
+    pub fn may_hold_any_code(&self, codes: &[String]) -> bool {
+        let (Some(lo), Some(hi)) = (&self.code_min, &self.code_max) else {
+            return false;
+        };
+        let i = codes.partition_point(|c| c.as_str() < lo.as_str());
+        codes.get(i).is_some_and(|c| c.as_str() <= hi.as_str())
+    }
+
+    /// True when a row without a trace code and with one of `event_ids` (sorted ascending)
+    /// may be in the file.
+    pub fn may_hold_null_code_event(&self, event_ids: &[String]) -> bool {
+        let (Some(lo), Some(hi)) = (&self.null_event_min, &self.null_event_max) else {
+            return false;
+        };
+        let i = event_ids.partition_point(|c| c.as_str() < lo.as_str());
+        self.null_rows > 0 && event_ids.get(i).is_some_and(|c| c.as_str() <= hi.as_str())
+    }
+
+    /// Widens this range to cover the rows of `b` (sorted by [`SORT_KEY`]).
+    pub(crate) fn extend(&mut self, b: &RecordBatch) -> Result<()> {
+        let strings = |name: &str| -> Result<arrow_array::StringArray> {
+            let i = b
+                .schema()
+                .index_of(name)
+                .map_err(|e| Error::Bug(e.to_string()))?;
+            b.column(i)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .cloned()
+                .ok_or_else(|| Error::Bug(format!("{name} is not a string column")))
+        };
+        let (codes, ids) = (strings("trace_code")?, strings("event_id")?);
+        let widen_min = |slot: &mut Option<String>, v: &str| {
+            if slot.as_deref().is_none_or(|m| v < m) {
+                *slot = Some(v.to_owned());
+            }
+        };
+        let widen_max = |slot: &mut Option<String>, v: &str| {
+            if slot.as_deref().is_none_or(|m| v > m) {
+                *slot = Some(v.to_owned());
+            }
+        };
+        // Sorted: the first and last non-null codes bound the batch; nulls come last.
+        let non_null = b.num_rows() - codes.null_count();
+        if non_null > 0 {
+            widen_min(&mut self.code_min, codes.value(0));
+            widen_max(&mut self.code_max, codes.value(non_null - 1));
+        }
+        for i in non_null..b.num_rows() {
+            if !codes.is_null(i) {
+                return Err(Error::Bug("rows are not sorted by trace code".into()));
+            }
+            widen_min(&mut self.null_event_min, ids.value(i));
+            widen_max(&mut self.null_event_max, ids.value(i));
+        }
+        self.null_rows += (b.num_rows() - non_null) as u64;
+        Ok(())
+    }
+}
+
+/// A committed merge: compacted files rewritten as one sorted run (files in key order,
+/// key ranges disjoint), so a lookup by trace code opens one file of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Merge {
+    /// The compacted files it replaces (superseded; deleted after the grace period).
+    pub merged: Vec<String>,
+    /// The run, in key order.
+    pub files: Vec<RunFile>,
+    /// Rows (equal to the rows of the files it replaces).
+    pub rows: u64,
+    /// When it was committed (RFC 3339).
+    pub committed_at: String,
+}
+
+/// One file of a merged run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFile {
+    /// File name in `compacted/`.
+    pub file: String,
+    /// Rows.
+    pub rows: u64,
+    /// Its key range.
+    pub keys: KeyRange,
+}
+
+/// A line of `compacted/compactions.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum LogLine {
+    Merge(Merge),
+    Compaction(Compaction),
+}
+
+/// Everything committed in `compacted/compactions.jsonl`, in commit order.
+#[derive(Debug, Clone, Default)]
+pub struct CompactionLog {
+    /// Batch compactions.
+    pub compactions: Vec<Compaction>,
+    /// Merges of compacted files into sorted runs.
+    pub merges: Vec<Merge>,
+}
+
+/// A compacted file queries read now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFile {
+    /// File name in `compacted/`.
+    pub file: String,
+    /// Rows.
+    pub rows: u64,
+    /// Key range (None: a file from before key ranges were kept).
+    pub keys: Option<KeyRange>,
+    /// The sorted run it belongs to (a batch compaction's file is a run of its own).
+    pub run: String,
+}
+
+impl CompactionLog {
+    /// Reads the log (a torn last line is ignored).
+    pub fn read(dir: &DataDir) -> Result<Self> {
+        let mut log = CompactionLog::default();
+        for line in read_jsonl::<LogLine>(&dir.compactions_file())? {
+            match line {
+                LogLine::Merge(m) => log.merges.push(m),
+                LogLine::Compaction(c) => log.compactions.push(c),
+            }
+        }
+        Ok(log)
+    }
+
+    /// Batches whose rows are in compacted files.
+    pub fn covered_batches(&self) -> HashSet<&str> {
+        self.compactions
+            .iter()
+            .flat_map(|c| c.batch_ids.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Compacted files replaced by a merge.
+    pub fn superseded_files(&self) -> HashSet<&str> {
+        self.merges
+            .iter()
+            .flat_map(|m| m.merged.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The compacted files readers scan: every file committed and not replaced by a merge.
+    pub fn live_files(&self) -> Vec<LiveFile> {
+        let gone = self.superseded_files();
+        let mut out: Vec<LiveFile> = self
+            .compactions
+            .iter()
+            .filter(|c| !gone.contains(c.file.as_str()))
+            .map(|c| LiveFile {
+                file: c.file.clone(),
+                rows: c.rows,
+                keys: c.keys.clone(),
+                run: c.file.clone(),
+            })
+            .collect();
+        for (i, m) in self.merges.iter().enumerate() {
+            out.extend(
+                m.files
+                    .iter()
+                    .filter(|f| !gone.contains(f.file.as_str()))
+                    .map(|f| LiveFile {
+                        file: f.file.clone(),
+                        rows: f.rows,
+                        keys: Some(f.keys.clone()),
+                        run: format!("merge-{i}"),
+                    }),
+            );
+        }
+        out
+    }
+
+    /// Every file name the log commits (live or superseded).
+    fn named_files(&self) -> HashSet<&str> {
+        self.compactions
+            .iter()
+            .map(|c| c.file.as_str())
+            .chain(
+                self.merges
+                    .iter()
+                    .flat_map(|m| m.files.iter().map(|f| f.file.as_str())),
+            )
+            .collect()
+    }
 }
 
 /// How to compact.
@@ -57,6 +283,12 @@ pub struct CompactOptions {
     pub row_group_rows: usize,
     /// At most this many compacted files per run (bounded work; the next run goes on).
     pub max_files: usize,
+    /// Merge sorted runs of similar size once this many exist (0: never merge).
+    pub merge_fanin: usize,
+    /// Rows per file of a merged run.
+    pub merge_file_rows: usize,
+    /// Merge every sorted run into one now, whatever their sizes (after a bulk import).
+    pub full_merge: bool,
 }
 
 impl Default for CompactOptions {
@@ -67,6 +299,9 @@ impl Default for CompactOptions {
             grace: Duration::from_secs(120),
             row_group_rows: 65_536,
             max_files: 64,
+            merge_fanin: 8,
+            merge_file_rows: 1_000_000,
+            full_merge: false,
         }
     }
 }
@@ -84,34 +319,47 @@ pub struct CompactReport {
     pub small_files_deleted: usize,
     /// Uncommitted compacted files (from a crash) removed.
     pub orphans_removed: usize,
+    /// Compacted files merged into a sorted run.
+    pub files_merged: usize,
+    /// Files of the sorted runs written.
+    pub run_files_written: usize,
+    /// Compacted files replaced by a merge and deleted.
+    pub merged_files_deleted: usize,
 }
 
-/// Reads the committed compactions (a torn last line is ignored).
+/// Reads the committed batch compactions (a torn last line is ignored).
 pub fn read_compactions(dir: &DataDir) -> Result<Vec<Compaction>> {
-    read_jsonl(&dir.compactions_file())
+    Ok(CompactionLog::read(dir)?.compactions)
 }
 
-/// The events files a reader should scan: committed compacted files, then the batch files
-/// of committed batches no compaction covers.
-pub fn event_files(
-    dir: &DataDir,
-    headers: &[BatchHeader],
-    compactions: &[Compaction],
-) -> Vec<PathBuf> {
-    let covered: HashSet<&str> = compactions
-        .iter()
-        .flat_map(|c| c.batch_ids.iter().map(String::as_str))
-        .collect();
-    let mut files: Vec<PathBuf> = compactions
-        .iter()
-        .map(|c| dir.compacted_dir().join(&c.file))
+/// An events file to scan, with its key range when known (compacted files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFile {
+    /// The Parquet file.
+    pub path: PathBuf,
+    /// Key range (None: unknown, always scanned).
+    pub keys: Option<KeyRange>,
+}
+
+/// The events files a reader should scan: live compacted files, then the batch files of
+/// committed batches no compaction covers.
+pub fn event_files(dir: &DataDir, headers: &[BatchHeader], log: &CompactionLog) -> Vec<EventFile> {
+    let covered = log.covered_batches();
+    let mut files: Vec<EventFile> = log
+        .live_files()
+        .into_iter()
+        .map(|f| EventFile {
+            path: dir.compacted_dir().join(&f.file),
+            keys: f.keys,
+        })
         .collect();
     files.extend(
         headers
             .iter()
             .filter(|h| !covered.contains(h.batch_id.as_str()))
             .map(|h| dir.events_file(&h.batch_id))
-            .filter(|p| p.exists()),
+            .filter(|p| p.exists())
+            .map(|path| EventFile { path, keys: None }),
     );
     files
 }
@@ -209,18 +457,18 @@ pub fn compact(dir: &DataDir, opts: &CompactOptions) -> Result<Option<CompactRep
     };
     crate::fsutil::repair_torn_tail(&dir.compactions_file())?;
     let mut report = CompactReport::default();
-    let done = read_compactions(dir)?;
+    let done = CompactionLog::read(dir)?;
     report.orphans_removed = remove_orphans(dir, &done)?;
-    report.small_files_deleted += delete_superseded(dir, &done, opts.grace)?;
+    delete_superseded(dir, &done, opts.grace, &mut report)?;
 
-    let covered: HashSet<String> = done.iter().flat_map(|c| c.batch_ids.clone()).collect();
+    let covered = done.covered_batches();
     let mut todo: Vec<BatchHeader> = dir
         .all_batch_headers()?
         .into_iter()
-        .filter(|h| !covered.contains(&h.batch_id) && dir.events_file(&h.batch_id).exists())
+        .filter(|h| !covered.contains(h.batch_id.as_str()) && dir.events_file(&h.batch_id).exists())
         .collect();
     if todo.len() < opts.min_files.max(1) {
-        return Ok(Some(report));
+        todo.clear();
     }
     todo.sort_by(|a, b| (&a.stream, a.partition, a.seq).cmp(&(&b.stream, b.partition, b.seq)));
     let mut unit: Vec<BatchHeader> = Vec::new();
@@ -244,8 +492,14 @@ pub fn compact(dir: &DataDir, opts: &CompactOptions) -> Result<Option<CompactRep
         report.batches_compacted += c.batch_ids.len();
         report.rows += c.rows;
     }
-    let done = read_compactions(dir)?;
-    report.small_files_deleted += delete_superseded(dir, &done, opts.grace)?;
+    let log = CompactionLog::read(dir)?;
+    if let Some(inputs) = merge_candidates(&log, opts) {
+        let m = merge(dir, &inputs, opts)?;
+        report.files_merged += m.merged.len();
+        report.run_files_written += m.files.len();
+    }
+    let done = CompactionLog::read(dir)?;
+    delete_superseded(dir, &done, opts.grace, &mut report)?;
     Ok(Some(report))
 }
 
@@ -296,32 +550,33 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
     let all = arrow_select::concat::concat_batches(&schema, &batches)
         .map_err(|e| Error::Bug(format!("concatenating batches: {e}")))?;
     drop(batches);
-    // Sorted by trace code (then time, batch, leaf) so a code's events sit together.
+    // Sorted by trace code (rows without one last), then event id: a code's events sit
+    // together, and so do the events without a code, by id.
     let col = |n: &str| -> Result<ArrayRef> {
         schema
             .index_of(n)
             .map(|i| all.column(i).clone())
             .map_err(|e| Error::Bug(e.to_string()))
     };
-    let sort = [
-        ("trace_code", col("trace_code")?),
-        ("event_time", col("event_time")?),
-        ("batch_id", col("batch_id")?),
-        ("leaf_index", col("leaf_index")?),
-    ]
-    .map(|(_, c)| arrow_ord::sort::SortColumn {
-        values: c,
-        options: Some(arrow_ord::sort::SortOptions {
-            descending: false,
-            nulls_first: false,
-        }),
+    let sort = SORT_KEY.map(|n| -> Result<arrow_ord::sort::SortColumn> {
+        Ok(arrow_ord::sort::SortColumn {
+            values: col(n)?,
+            options: Some(arrow_ord::sort::SortOptions {
+                descending: false,
+                nulls_first: false,
+            }),
+        })
     });
+    let [a, b] = sort;
+    let sort = [a?, b?];
     let idx = arrow_ord::sort::lexsort_to_indices(&sort, None)
         .map_err(|e| Error::Bug(format!("sorting: {e}")))?;
     let sorted = arrow_select::take::take_record_batch(&all, &idx)
         .map_err(|e| Error::Bug(format!("sorting: {e}")))?;
     drop(all);
     let rows = sorted.num_rows() as u64;
+    let mut keys = KeyRange::default();
+    keys.extend(&sorted)?;
     let (Some(a), Some(b)) = (unit.first(), unit.last()) else {
         return Err(Error::Invalid("empty compaction unit".into()));
     };
@@ -346,6 +601,7 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
         batch_ids: unit.iter().map(|h| h.batch_id.clone()).collect(),
         rows,
         committed_at: now_rfc3339(),
+        keys: Some(keys),
     };
     // The commit point.
     append_line_durable(&dir.compactions_file(), &c)?;
@@ -353,8 +609,8 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
     Ok(c)
 }
 
-fn remove_orphans(dir: &DataDir, done: &[Compaction]) -> Result<usize> {
-    let named: HashSet<&str> = done.iter().map(|c| c.file.as_str()).collect();
+fn remove_orphans(dir: &DataDir, done: &CompactionLog) -> Result<usize> {
+    let named = done.named_files();
     let mut removed = 0;
     let d = dir.compacted_dir();
     for e in std::fs::read_dir(&d)
@@ -372,31 +628,49 @@ fn remove_orphans(dir: &DataDir, done: &[Compaction]) -> Result<usize> {
     Ok(removed)
 }
 
-fn delete_superseded(dir: &DataDir, done: &[Compaction], grace: Duration) -> Result<usize> {
+fn old_enough(committed_at: &str, now: SystemTime, grace: Duration) -> bool {
+    humantime::parse_rfc3339_weak(committed_at)
+        .ok()
+        .and_then(|t| now.duration_since(t).ok())
+        .is_some_and(|age| age >= grace)
+}
+
+/// Removes `p` if it exists; true when it did.
+fn remove_if_present(p: PathBuf) -> Result<bool> {
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::Io {
+            op: "remove superseded",
+            path: p,
+            source: e,
+        }),
+    }
+}
+
+/// Deletes batch files covered by a compaction and compacted files replaced by a merge,
+/// once the commit that superseded them is `grace` old.
+fn delete_superseded(
+    dir: &DataDir,
+    done: &CompactionLog,
+    grace: Duration,
+    report: &mut CompactReport,
+) -> Result<()> {
     let now = SystemTime::now();
-    let mut deleted = 0;
-    for c in done {
-        let old_enough = humantime::parse_rfc3339_weak(&c.committed_at)
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age >= grace);
-        if !old_enough {
-            continue;
-        }
-        for b in &c.batch_ids {
-            let p = dir.events_file(b);
-            match std::fs::remove_file(&p) {
-                Ok(()) => deleted += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::Io {
-                        op: "remove superseded",
-                        path: p,
-                        source: e,
-                    });
-                }
+    for c in &done.compactions {
+        if old_enough(&c.committed_at, now, grace) {
+            for b in &c.batch_ids {
+                report.small_files_deleted += usize::from(remove_if_present(dir.events_file(b))?);
             }
         }
     }
-    Ok(deleted)
+    for m in &done.merges {
+        if old_enough(&m.committed_at, now, grace) {
+            for f in &m.merged {
+                report.merged_files_deleted +=
+                    usize::from(remove_if_present(dir.compacted_dir().join(f))?);
+            }
+        }
+    }
+    Ok(())
 }

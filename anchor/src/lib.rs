@@ -30,6 +30,7 @@ mod fsutil;
 mod layout;
 mod ledger;
 mod lock;
+mod merge;
 
 pub use anchorer::{AnchoredEpoch, Anchorer, Backend};
 pub use batch::{BatchWriter, SealInput, batch_id, writer_properties};

@@ -25,6 +25,13 @@ use veritrace_processors::runtime::{self, RuntimeConfig};
 use veritrace_queries::QueryEngine;
 use veritrace_queries::trace::Direction;
 
+/// GTIN prefix (in `(01)`) of the simulator's e-bikes: its company prefix 6975412, item
+/// references 10300-10303.
+const BIKE_GTIN_PREFIX: &str = "(01)069754121030";
+/// The simulator's powder coating batches (GTINs of its two coating suppliers).
+const COATING_HUACAI: &str = "(01)06951187102381";
+const COATING_NORDPULVER: &str = "(01)04056731102557";
+
 /// Flags of `veritrace-loadtest traces`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TracesArgs {
@@ -40,6 +47,9 @@ pub struct TracesArgs {
     /// Python with `duckdb` (default: the venv scripts/test builds).
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// Fill the data directory and stop (no compaction, no questions).
+    #[arg(long)]
+    pub fill_only: bool,
 }
 
 /// One question's timings.
@@ -85,8 +95,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Fills an empty data directory with `n` simulator records (streamed, 4 partitions) and
-/// compacts it.
+/// Fills an empty data directory with `n` simulator records (streamed, 4 partitions).
 fn fill(path: &Path, n: u64) -> anyhow::Result<()> {
     let dir = DataDir::create(path)?;
     let cfg = RuntimeConfig {
@@ -117,19 +126,47 @@ fn fill(path: &Path, n: u64) -> anyhow::Result<()> {
         report.stats.accepted,
         start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Compacts every batch (`veritrace compact`), then merges all compacted files into one
+/// sorted run (`veritrace compact --full-merge`), as after a bulk import.
+fn compact_all(path: &Path) -> anyhow::Result<()> {
+    let dir = DataDir::open(path)?;
     let start = Instant::now();
     let opts = CompactOptions {
         grace: Duration::ZERO,
         max_files: usize::MAX,
         min_files: 1,
+        merge_fanin: 0,
         ..CompactOptions::default()
     };
+    let mut files = 0;
     while let Some(r) = compact(&dir, &opts)? {
+        files += r.files_written;
         if r.files_written == 0 {
             break;
         }
     }
-    eprintln!("compacted in {:.1} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "compacted into {files} files in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let r = compact(
+        &dir,
+        &CompactOptions {
+            full_merge: true,
+            ..opts
+        },
+    )?
+    .context("another compactor holds the lock")?;
+    eprintln!(
+        "merged {} files into a sorted run of {} in {:.1} s",
+        r.files_merged,
+        r.run_files_written,
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -149,12 +186,16 @@ async fn first_string(engine: &QueryEngine, sql: &str) -> anyhow::Result<String>
     Ok(b.column(0).as_string::<i32>().value(0).to_owned())
 }
 
-/// Runs the benchmark.
-pub fn run(a: &TracesArgs) -> anyhow::Result<TracesReport> {
+/// Runs the benchmark (None with `--fill-only`).
+pub fn run(a: &TracesArgs) -> anyhow::Result<Option<TracesReport>> {
     let empty = !a.data.join("batches").is_dir();
     if empty {
         fill(&a.data, a.events)?;
     }
+    if a.fill_only {
+        return Ok(None);
+    }
+    compact_all(&a.data)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -178,9 +219,16 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<TracesReport> {
                 .await?
             }
         };
-        // The raw batch (a lot with a warehouse_out to a line) that reaches the most objects.
+        // The raw material batch whose forward trace reaches the most finished products
+        // (e-bikes): candidates are the batches split into part lots and the bulk powder
+        // coating batches every frame set draws from.
         let candidates = engine
-            .sql("SELECT DISTINCT parent FROM edges WHERE event_type = 'transformation' LIMIT 400")
+            .sql(&format!(
+                "SELECT DISTINCT parent FROM edges WHERE parent LIKE '{COATING_HUACAI}%' \
+                 OR parent LIKE '{COATING_NORDPULVER}%' \
+                 UNION SELECT * FROM (SELECT DISTINCT parent FROM edges \
+                 WHERE event_type = 'transformation' LIMIT 400)"
+            ))
             .await?;
         let mut best = (0usize, String::new());
         for b in &candidates {
@@ -189,14 +237,21 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<TracesReport> {
             for i in 0..col.len() {
                 let code = col.value(i);
                 let walk = engine.trace_walk(code, Direction::Forward, None).await?;
-                if walk.nodes.len() > best.0 {
-                    best = (walk.nodes.len(), code.to_owned());
+                let products = walk
+                    .nodes
+                    .iter()
+                    .filter(|n| n.code.starts_with(BIKE_GTIN_PREFIX) && n.code.contains("(21)"))
+                    .count();
+                if products > best.0 {
+                    best = (products, code.to_owned());
                 }
             }
         }
         let edges_count = count(&engine, "SELECT count(*) FROM edges").await?;
-        anyhow::Ok((product, best.1, engine.event_files().await?, edges_count))
+        eprintln!("forward trace root {}: reaches {} products", best.1, best.0);
+        anyhow::Ok((product, best, engine.event_files().await?, edges_count))
     })?;
+    let (raw_products, raw) = raw;
     let events_bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
@@ -216,7 +271,7 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<TracesReport> {
             format!("SELECT count(*) FROM (SELECT * FROM trace_backward('{product}'))"),
         ),
         (
-            "forward trace of a raw material batch".into(),
+            format!("forward trace of a raw material batch ({raw_products} products)"),
             format!("SELECT count(*) FROM (SELECT * FROM trace_forward('{raw}'))"),
         ),
         (
@@ -293,11 +348,11 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<TracesReport> {
         let engine = QueryEngine::open(&a.data).await?;
         count(&engine, "SELECT count(*) FROM events").await
     })?;
-    Ok(TracesReport {
+    Ok(Some(TracesReport {
         events,
         events_bytes,
         event_files: files.len(),
         edges: edges_count,
         timings,
-    })
+    }))
 }

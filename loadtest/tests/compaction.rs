@@ -1,6 +1,7 @@
 //! Compaction under load: queries run continuously while the compactor rewrites batch
-//! files into large sorted files; every query sees every event exactly once, and every
-//! proof taken before compaction is the same bundle, still valid, after it.
+//! files into large sorted files and merges those into sorted runs; every query sees every
+//! event exactly once, lookups by trace code return the same rows, and every proof taken
+//! before compaction is the same bundle, still valid, after it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray};
 use veritrace_anchor::DataDir;
-use veritrace_anchor::compact::{CompactOptions, compact, read_compactions};
+use veritrace_anchor::compact::{CompactOptions, CompactionLog, compact, read_compactions};
 use veritrace_ingest::simulate::{SimConfig, Simulator};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::runtime::{self, RuntimeConfig};
@@ -29,6 +30,33 @@ async fn counts(engine: &QueryEngine) -> (i64, i64) {
         .as_primitive::<arrow::datatypes::Int64Type>()
         .value(0);
     (n, d)
+}
+
+/// Sets the flag when dropped (also while unwinding).
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The event ids of one trace code, sorted.
+async fn by_code(engine: &QueryEngine, code: &str) -> Vec<String> {
+    let b = engine
+        .sql(&format!(
+            "SELECT event_id FROM events WHERE trace_code = '{code}' ORDER BY event_id"
+        ))
+        .await
+        .expect("lookup");
+    b.iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.value(i).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +106,23 @@ async fn queries_see_every_event_once_while_compacting_and_proofs_survive() {
     for id in &ids {
         before.push(engine.proof(id).await.expect("proof"));
     }
+    let codes = engine
+        .sql("SELECT DISTINCT trace_code FROM events WHERE trace_code IS NOT NULL ORDER BY trace_code LIMIT 40")
+        .await
+        .expect("codes");
+    let codes: Vec<String> = codes
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.value(i).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut by_code_before = std::collections::HashMap::new();
+    for c in &codes {
+        by_code_before.insert(c.as_str(), by_code(&engine, c).await);
+    }
 
     // The compactor, in small steps so that many commits happen while queries run.
     let done = Arc::new(AtomicBool::new(false));
@@ -85,26 +130,36 @@ async fn queries_see_every_event_once_while_compacting_and_proofs_survive() {
         let dir = dir.clone();
         let done = done.clone();
         std::thread::spawn(move || {
+            // Stop the queries even if this thread panics (the join reports it).
+            let _done = SetOnDrop(done);
             let opts = CompactOptions {
                 target_rows: 4_000,
                 min_files: 2,
                 grace: Duration::from_millis(500),
                 row_group_rows: 1_024,
                 max_files: 1,
+                merge_fanin: 3,
+                merge_file_rows: 5_000,
+                full_merge: false,
             };
             let mut passes = 0;
             loop {
                 let r = compact(&dir, &opts).expect("compact").expect("lock");
                 passes += 1;
-                if r.files_written == 0 {
+                if r.files_written == 0 && r.files_merged == 0 {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(30));
             }
+            // Everything into one sorted run, while queries go on.
+            let full = CompactOptions {
+                full_merge: true,
+                ..opts.clone()
+            };
+            compact(&dir, &full).expect("compact").expect("lock");
             // Let the grace period pass, then remove the superseded files.
             std::thread::sleep(Duration::from_millis(600));
             compact(&dir, &opts).expect("compact").expect("lock");
-            done.store(true, Ordering::SeqCst);
             passes
         })
     };
@@ -128,31 +183,62 @@ async fn queries_see_every_event_once_while_compacting_and_proofs_survive() {
         "{left} batch files left of {files_before}"
     );
 
-    // Compacted files are sorted by trace code.
-    for c in &compactions {
-        let f = std::fs::File::open(dir.compacted_dir().join(&c.file)).expect("open");
-        let r =
-            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-                .expect("reader")
-                .build()
-                .expect("build");
-        let mut prev: Option<String> = None;
+    // One sorted run is left: its files hold disjoint, ascending key ranges, each file is
+    // sorted by (trace code, rows without one last, event id) and matches its recorded range.
+    let log = CompactionLog::read(&dir).expect("log");
+    assert!(log.merges.len() >= 2, "{} merges", log.merges.len());
+    let live = log.live_files();
+    assert!(live.len() >= 2);
+    assert!(live.iter().all(|f| f.run == live[0].run), "one run");
+    let mut rows = 0;
+    let mut prev_file_max: Option<(bool, String)> = None;
+    for f in &live {
+        let keys = f.keys.clone().expect("key range");
+        let file = std::fs::File::open(dir.compacted_dir().join(&f.file)).expect("open");
+        let r = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            file,
+        )
+        .expect("reader")
+        .build()
+        .expect("build");
+        let (mut first, mut last): (Option<(bool, String)>, Option<(bool, String)>) = (None, None);
+        let mut nulls = 0;
         for b in r {
             let b = b.expect("batch");
-            let i = b.schema().index_of("trace_code").expect("col");
-            let a = b.column(i).as_string::<i32>();
-            for r in 0..a.len() {
-                if a.is_null(r) {
-                    prev = Some(String::from("\u{10FFFF}"));
-                    continue;
+            let code = b.column(b.schema().index_of("trace_code").expect("col"));
+            let code = code.as_string::<i32>();
+            let id = b.column(b.schema().index_of("event_id").expect("col"));
+            let id = id.as_string::<i32>();
+            for r in 0..b.num_rows() {
+                rows += 1;
+                // (no code, code or id): rows with a code first, in code order, then by id.
+                let key = if code.is_null(r) {
+                    nulls += 1;
+                    (true, id.value(r).to_owned())
+                } else {
+                    (false, format!("{}\u{0}{}", code.value(r), id.value(r)))
+                };
+                if let Some(p) = &last {
+                    assert!(*p <= key, "{} not sorted: {p:?} > {key:?}", f.file);
                 }
-                let v = a.value(r).to_owned();
-                if let Some(p) = &prev {
-                    assert!(p.as_str() <= v.as_str(), "{} not sorted: {p} > {v}", c.file);
-                }
-                prev = Some(v);
+                first.get_or_insert_with(|| key.clone());
+                last = Some(key);
             }
         }
+        assert_eq!(nulls, keys.null_rows, "{}", f.file);
+        if let (Some(p), Some(first)) = (&prev_file_max, &first) {
+            assert!(p < first, "{} overlaps the file before it", f.file);
+        }
+        prev_file_max = last;
+    }
+    assert_eq!(rows, total, "the run holds every event once");
+    // Lookups by trace code (pruned to the run's file holding it) find what they did.
+    for code in &codes {
+        assert_eq!(
+            by_code(&engine, code).await,
+            by_code_before[code.as_str()],
+            "{code}"
+        );
     }
 
     // Every proof is the same bundle and still verifies.

@@ -106,6 +106,7 @@ static EDGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("event_type", DataType::Utf8, false),
         Field::new("event_time", ts(), false),
         Field::new("batch_id", DataType::Utf8, false),
+        Field::new("event_trace_code", DataType::Utf8, true),
     ]))
 });
 
@@ -114,7 +115,9 @@ pub const EDGES_BLOOM_COLUMNS: [&str; 2] = ["parent", "child"];
 
 /// Schema of the `edges` table: one row per trace-graph edge, `parent` (an input: a raw
 /// batch, a part lot, a sub-assembly, a product packed on a pallet) -> `child` (what it went
-/// into), with the assembly or transformation event that made the edge.
+/// into), with the assembly or transformation event that made the edge and that event's own
+/// trace code (`event_trace_code`: an assembly's output; a transformation's, when it names
+/// one), so a trace finds the event by trace code instead of searching for its id.
 pub fn edges_schema() -> SchemaRef {
     EDGES_SCHEMA.clone()
 }
@@ -129,6 +132,7 @@ pub struct EdgeColumns {
     event_id: StringBuilder,
     event_type: StringBuilder,
     event_time: TimestampMillisecondBuilder,
+    event_trace_code: StringBuilder,
     rows: usize,
 }
 
@@ -140,6 +144,7 @@ impl Default for EdgeColumns {
             event_id: StringBuilder::new(),
             event_type: StringBuilder::new(),
             event_time: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            event_trace_code: StringBuilder::new(),
             rows: 0,
         }
     }
@@ -162,6 +167,7 @@ impl EdgeColumns {
                 self.event_id.append_value(&e.event_id);
                 self.event_type.append_value(e.event_type.as_str());
                 self.event_time.append_value(e.event_time_ms);
+                self.event_trace_code.append_option(e.trace_code.as_deref());
                 self.rows += 1;
             }
         }
@@ -183,6 +189,7 @@ impl EdgeColumns {
             Arc::new(self.event_type.finish()),
             Arc::new(self.event_time.finish()),
             constant_str(batch_id, n),
+            Arc::new(self.event_trace_code.finish()),
         ];
         RecordBatch::try_new(edges_schema(), cols)
     }

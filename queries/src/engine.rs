@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use veritrace_anchor::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger};
 use veritrace_processors::columns::{edges_schema, events_schema, rejected_schema};
 
+use crate::events_table::EventsTable;
 use crate::trace::{Direction, EdgeIndex, TraceFunction, Walk};
 use veritrace_verify::Digest;
 use veritrace_verify::bundle::{EvmReceipt, LedgerEntry};
@@ -99,7 +100,7 @@ pub(crate) struct Snapshot {
     /// EVM receipts by epoch id, with the root each anchors.
     pub(crate) evm: BTreeMap<u64, (Digest, EvmReceipt)>,
     /// The events files to scan (committed compacted files, then uncompacted batches).
-    pub(crate) event_files: Vec<std::path::PathBuf>,
+    pub(crate) event_files: Vec<veritrace_anchor::compact::EventFile>,
 }
 
 /// DataFusion over one data directory.
@@ -128,11 +129,14 @@ impl QueryEngine {
     /// Opens a data directory for queries (read-only: it never writes there).
     pub async fn open(root: impl Into<std::path::PathBuf>) -> Result<Self> {
         let dir = DataDir::open(root)?;
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_parquet_pruning(true)
             .with_parquet_bloom_filter_pruning(true)
             .with_parquet_page_index_pruning(true);
+        // Traces filter by `IN` lists of hundreds of codes; prune row groups and pages by
+        // them too (DataFusion stops at 20 by default).
+        config.options_mut().execution.parquet.max_in_list_size = MAX_PRUNED_IN_LIST;
         let ctx = SessionContext::new_with_config(config);
         // `events` is the committed files only (compacted files plus batches no compaction
         // covers), swapped as a whole on refresh: never an event twice, never a miss.
@@ -216,24 +220,13 @@ impl QueryEngine {
             return Ok(guard.clone());
         }
         let dir = self.dir.clone();
-        let edges = self.edges.clone();
         let snap = tokio::task::spawn_blocking(move || -> Result<Snapshot> {
             let all = dir.all_batch_headers()?;
-            // New committed batches' edges join the trace graph (loaded once each), in
-            // place: the index is copied only if a trace is reading it right now.
-            {
-                let mut guard = match edges.write() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-                let idx = Arc::make_mut(&mut *guard);
-                idx.load_batches(&dir, all.iter().map(|h| h.batch_id.as_str()))?;
-            }
             let epochs = EpochLog::read(&dir)?.records().to_vec();
             let ledger = LocalLedger::read_entries(&dir)?;
             let evm = veritrace_anchor::evm::read_receipts(&dir)?;
-            let compactions = veritrace_anchor::compact::read_compactions(&dir)?;
-            let event_files = veritrace_anchor::compact::event_files(&dir, &all, &compactions);
+            let log = veritrace_anchor::compact::CompactionLog::read(&dir)?;
+            let event_files = veritrace_anchor::compact::event_files(&dir, &all, &log);
             Ok(Snapshot {
                 fingerprint: fp,
                 event_files,
@@ -251,27 +244,47 @@ impl QueryEngine {
         Ok(snap)
     }
 
+    /// Brings the trace graph up to the committed batches of the current snapshot. Loaded
+    /// on the first trace, not at open: lookups and aggregates never wait for it.
+    pub(crate) async fn ensure_edges(&self) -> Result<()> {
+        let snap = self.snapshot().await?;
+        let edges = self.edges.clone();
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut guard = match edges.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let pending = snap.headers.keys().any(|b| !guard.is_loaded(b.as_str()));
+            if pending {
+                // In place: the index is copied only if a trace is reading it right now.
+                let idx = Arc::make_mut(&mut *guard);
+                idx.load_batches(&dir, snap.headers.keys().map(String::as_str))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| crate::Error::Corrupt(format!("loading the trace graph: {e}")))?
+    }
+
+    /// The trace graph as loaded now (after [`QueryEngine::ensure_edges`]).
+    pub(crate) fn edge_index(&self) -> Arc<EdgeIndex> {
+        match self.edges.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     fn register_events(&self, snap: &Snapshot) -> Result<()> {
         use datafusion::datasource::file_format::options::ReadOptions;
-        use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
-        let schema = events_schema();
-        if snap.event_files.is_empty() {
-            self.events_table
-                .replace_provider(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
-            return Ok(());
-        }
-        let urls = snap
-            .event_files
-            .iter()
-            .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
         let options = ParquetReadOptions::default()
             .to_listing_options(&self.ctx.copied_config(), self.ctx.copied_table_options());
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(schema);
         self.events_table
-            .replace_provider(Arc::new(ListingTable::try_new(config)?));
+            .replace_provider(Arc::new(EventsTable::new(
+                events_schema(),
+                snap.event_files.clone(),
+                options,
+            )));
         Ok(())
     }
 
@@ -419,12 +432,8 @@ impl QueryEngine {
         max_depth: Option<u32>,
     ) -> Result<(Walk, Vec<RecordBatch>)> {
         let code = crate::trace::normalise(code)?;
-        self.refresh().await?;
-        let index = match self.edges.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        let walk = index.walk(&code, direction, max_depth);
+        self.ensure_edges().await?;
+        let walk = self.edge_index().walk(&code, direction, max_depth);
         let plan = crate::trace::plan(self.events.clone(), &walk)?;
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         Ok((walk, batches))
@@ -452,6 +461,11 @@ impl QueryEngine {
 
     async fn dataframe(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
         self.refresh().await?;
+        // The trace functions walk the graph while the statement is planned.
+        let lower = sql.to_ascii_lowercase();
+        if lower.contains("trace_backward") || lower.contains("trace_forward") {
+            self.ensure_edges().await?;
+        }
         let opts = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -467,18 +481,20 @@ impl QueryEngine {
         max_depth: Option<u32>,
     ) -> Result<Walk> {
         let code = crate::trace::normalise(code)?;
-        self.refresh().await?;
-        let index = match self.edges.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        Ok(index.walk(&code, direction, max_depth))
+        self.ensure_edges().await?;
+        Ok(self.edge_index().walk(&code, direction, max_depth))
     }
 
     /// The events files queries scan now (committed compacted files, then uncompacted
     /// batches).
     pub async fn event_files(&self) -> Result<Vec<std::path::PathBuf>> {
-        Ok(self.snapshot().await?.event_files.clone())
+        Ok(self
+            .snapshot()
+            .await?
+            .event_files
+            .iter()
+            .map(|f| f.path.clone())
+            .collect())
     }
 
     /// Runs one read-only SQL statement (DDL, DML and SET are refused) and collects it.
@@ -505,6 +521,9 @@ impl QueryEngine {
         Ok(batches)
     }
 }
+
+/// The longest `IN` list whose values prune row groups and pages (a trace's node list).
+const MAX_PRUNED_IN_LIST: usize = 2_000;
 
 fn u(name: &str, t: DataType, nullable: bool) -> Field {
     Field::new(name, t, nullable)

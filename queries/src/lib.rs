@@ -5,7 +5,7 @@
 //!
 //! | table | one row per | source |
 //! |---|---|---|
-//! | `events` | accepted event (with batch id, leaf index, leaf hash, canonical JSON) | `events/*.parquet` |
+//! | `events` | accepted event (with batch id, leaf index, leaf hash, canonical JSON) | `compacted/*.parquet`, then `events/*.parquet` not compacted yet |
 //! | `rejected` | rejected input record (original bytes, reason code) | `rejected/*.parquet` |
 //! | `batches` | sealed batch (root, previous root, offsets, epoch) | `batches/*.jsonl` |
 //! | `epochs` | epoch (root, batch count, anchor status and receipt) | `epochs/`, `ledger/`, `anchors/` |
@@ -21,6 +21,7 @@
 
 mod engine;
 mod error;
+mod events_table;
 pub mod flight;
 pub mod http;
 pub mod output;

@@ -52,6 +52,11 @@ impl std::str::FromStr for Direction {
     }
 }
 
+/// An edge event without a trace code of its own (a transformation naming none).
+const NULL_CODE: u32 = u32::MAX - 1;
+/// An edge event whose own trace code the edges file does not say.
+const UNKNOWN_CODE: u32 = u32::MAX;
+
 /// The trace graph: interned trace codes with parent and child adjacency.
 #[derive(Debug, Default, Clone)]
 pub struct EdgeIndex {
@@ -60,6 +65,9 @@ pub struct EdgeIndex {
     /// Event ids of the edges, interned.
     events: Vec<Arc<str>>,
     event_ids: HashMap<Arc<str>, u32>,
+    /// Each edge event's own trace code: a code id, [`NULL_CODE`] or [`UNKNOWN_CODE`]
+    /// (edges files from before the column was written).
+    event_codes: Vec<u32>,
     /// node -> (parent, edge event)
     parents: Vec<Vec<(u32, u32)>>,
     /// node -> (child, edge event)
@@ -91,17 +99,42 @@ impl EdgeIndex {
         let a: Arc<str> = Arc::from(e);
         self.events.push(a.clone());
         self.event_ids.insert(a, i);
+        self.event_codes.push(UNKNOWN_CODE);
         i
     }
 
-    /// Adds one edge.
+    /// Adds one edge made by an event whose own trace code is unknown.
     pub fn add(&mut self, parent: &str, child: &str, event_id: &str) {
+        self.add_with_code(parent, child, event_id, None, false);
+    }
+
+    /// Adds one edge; `known` tells whether `event_code` (the event's own trace code) is
+    /// known (None then means the event has none).
+    pub fn add_with_code(
+        &mut self,
+        parent: &str,
+        child: &str,
+        event_id: &str,
+        event_code: Option<&str>,
+        known: bool,
+    ) {
         let p = self.intern_code(parent);
         let c = self.intern_code(child);
         let e = self.intern_event(event_id);
+        if known {
+            self.event_codes[e as usize] = match event_code {
+                Some(code) => self.intern_code(code),
+                None => NULL_CODE,
+            };
+        }
         self.children[p as usize].push((c, e));
         self.parents[c as usize].push((p, e));
         self.edges += 1;
+    }
+
+    /// True when the batch's edges are loaded.
+    pub fn is_loaded(&self, batch_id: &str) -> bool {
+        self.loaded.contains(batch_id)
     }
 
     /// Edges loaded.
@@ -140,10 +173,14 @@ impl EdgeIndex {
         let bad = |e: &dyn std::fmt::Display| Error::Corrupt(format!("{}: {e}", path.display()));
         let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
         let schema = b.schema().clone();
-        let idx = ["parent", "child", "event_id"].map(|n| schema.index_of(n).map_err(|e| bad(&e)));
-        let [p, c, e] = idx;
-        let (p, c, e) = (p?, c?, e?);
-        let mask = ProjectionMask::roots(b.parquet_schema(), [p, c, e]);
+        let mut roots = Vec::new();
+        for n in ["parent", "child", "event_id"] {
+            roots.push(schema.index_of(n).map_err(|e| bad(&e))?);
+        }
+        // Files from before `event_trace_code` lack it: their events' codes are unknown.
+        let has_code = schema.index_of("event_trace_code").ok();
+        roots.extend(has_code);
+        let mask = ProjectionMask::roots(b.parquet_schema(), roots);
         for batch in b.with_projection(mask).build().map_err(|e| bad(&e))? {
             let batch = batch.map_err(|e| bad(&e))?;
             let s = batch.schema();
@@ -155,8 +192,13 @@ impl EdgeIndex {
                     .ok_or_else(|| bad(&format!("{name} is not a string column")))
             };
             let (pa, ca, ea) = (get("parent")?, get("child")?, get("event_id")?);
+            let code = match has_code {
+                Some(_) => Some(get("event_trace_code")?),
+                None => None,
+            };
             for i in 0..batch.num_rows() {
-                self.add(pa.value(i), ca.value(i), ea.value(i));
+                let own = code.and_then(|c| (!c.is_null(i)).then(|| c.value(i)));
+                self.add_with_code(pa.value(i), ca.value(i), ea.value(i), own, code.is_some());
             }
         }
         Ok(())
@@ -197,10 +239,16 @@ impl EdgeIndex {
             }
             for &(next, ev) in &adj[n as usize] {
                 if seen_events.insert(ev) {
+                    let lookup = match self.event_codes[ev as usize] {
+                        UNKNOWN_CODE => EventLookup::Unknown,
+                        NULL_CODE => EventLookup::NoCode,
+                        c => EventLookup::Code(self.codes[c as usize].to_string()),
+                    };
                     w.edge_events.push(EdgeEvent {
                         event_id: self.events[ev as usize].to_string(),
                         node: self.codes[n as usize].to_string(),
                         depth: d,
+                        lookup,
                     });
                 }
                 if let std::collections::hash_map::Entry::Vacant(v) = depth.entry(next) {
@@ -299,6 +347,21 @@ pub struct EdgeEvent {
     pub node: String,
     /// That node's depth.
     pub depth: u32,
+    /// How to find the event among all events.
+    #[serde(skip)]
+    pub lookup: EventLookup,
+}
+
+/// How a trace finds an edge event's row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EventLookup {
+    /// By this trace code (its own).
+    Code(String),
+    /// Among the events without a trace code, by id.
+    NoCode,
+    /// Its own code is not known (edges written before it was kept): by id among all.
+    #[default]
+    Unknown,
 }
 
 /// The result of a walk: the nodes (each once, breadth-first), the edge events crossed,
@@ -321,9 +384,13 @@ pub struct Walk {
 
 /// The plan that returns every event of a walk, once: the events of each node (by trace
 /// code) and the edge events crossed that name no node as their trace code (a
-/// transformation has none), each with the node it belongs to and that node's depth.
+/// transformation usually has none), each with the node it belongs to and that node's
+/// depth. Every lookup is by trace code, or by event id among the events without a code
+/// (sorted by id in compacted files), so both prune to few files, row groups and pages;
+/// only edges written before event codes were kept need a search by id among all events.
 pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
     let codes: Vec<&str> = w.nodes.iter().map(|n| n.code.as_str()).collect();
+    let node_set: HashSet<&str> = codes.iter().copied().collect();
     let node_table = mem(
         vec![
             Field::new("trace_node", DataType::Utf8, false),
@@ -336,31 +403,6 @@ pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
             )),
         ],
     )?;
-    let edge_table = mem(
-        vec![
-            Field::new("edge_event_id", DataType::Utf8, false),
-            Field::new("trace_node", DataType::Utf8, false),
-            Field::new("trace_depth", DataType::UInt32, false),
-        ],
-        vec![
-            Arc::new(StringArray::from(
-                w.edge_events
-                    .iter()
-                    .map(|e| e.event_id.as_str())
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                w.edge_events
-                    .iter()
-                    .map(|e| e.node.as_str())
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(UInt32Array::from(
-                w.edge_events.iter().map(|e| e.depth).collect::<Vec<_>>(),
-            )),
-        ],
-    )?;
-    let code_list: Vec<Expr> = codes.iter().map(|c| lit(*c)).collect();
     let event_cols: Vec<Expr> = events
         .schema()
         .fields()
@@ -375,8 +417,9 @@ pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
         v.extend(event_cols.iter().cloned());
         v
     };
+    let code_list = |codes: &[&str]| -> Vec<Expr> { codes.iter().map(|c| lit(*c)).collect() };
     let by_code = LogicalPlanBuilder::scan("events", provider_as_source(events.clone()), None)?
-        .filter(col("trace_code").in_list(code_list.clone(), false))?
+        .filter(col("trace_code").in_list(code_list(&codes), false))?
         .join(
             LogicalPlanBuilder::scan("n", provider_as_source(node_table), None)?.build()?,
             JoinType::Inner,
@@ -385,22 +428,78 @@ pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
         )?
         .project(out_cols("n"))?
         .build()?;
-    if w.edge_events.is_empty() {
+    // Edge events whose own code is a node are among that node's events already.
+    let (mut no_code, mut other_code, mut other_ids, mut unknown) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut wanted: Vec<&EdgeEvent> = Vec::new();
+    for e in &w.edge_events {
+        match &e.lookup {
+            EventLookup::Code(c) if node_set.contains(c.as_str()) => continue,
+            EventLookup::Code(c) => {
+                other_code.push(c.as_str());
+                other_ids.push(lit(e.event_id.as_str()));
+            }
+            EventLookup::NoCode => no_code.push(lit(e.event_id.as_str())),
+            EventLookup::Unknown => unknown.push(lit(e.event_id.as_str())),
+        }
+        wanted.push(e);
+    }
+    if wanted.is_empty() {
         return sorted(by_code);
     }
-    let edge_ids: Vec<Expr> = w
-        .edge_events
-        .iter()
-        .map(|e| lit(e.event_id.as_str()))
-        .collect();
-    let by_edge = LogicalPlanBuilder::scan("events", provider_as_source(events), None)?
-        .filter(
-            col("event_id").in_list(edge_ids, false).and(
+    let edge_table = mem(
+        vec![
+            Field::new("edge_event_id", DataType::Utf8, false),
+            Field::new("trace_node", DataType::Utf8, false),
+            Field::new("trace_depth", DataType::UInt32, false),
+        ],
+        vec![
+            Arc::new(StringArray::from(
+                wanted
+                    .iter()
+                    .map(|e| e.event_id.as_str())
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                wanted.iter().map(|e| e.node.as_str()).collect::<Vec<_>>(),
+            )),
+            Arc::new(UInt32Array::from(
+                wanted.iter().map(|e| e.depth).collect::<Vec<_>>(),
+            )),
+        ],
+    )?;
+    let mut terms: Vec<Expr> = Vec::new();
+    if !no_code.is_empty() {
+        terms.push(
+            col("trace_code")
+                .is_null()
+                .and(col("event_id").in_list(no_code, false)),
+        );
+    }
+    if !other_code.is_empty() {
+        other_code.sort_unstable();
+        other_code.dedup();
+        terms.push(
+            col("trace_code")
+                .in_list(code_list(&other_code), false)
+                .and(col("event_id").in_list(other_ids, false)),
+        );
+    }
+    if !unknown.is_empty() {
+        terms.push(
+            col("event_id").in_list(unknown, false).and(
                 col("trace_code")
                     .is_null()
-                    .or(col("trace_code").in_list(code_list, true)),
+                    .or(col("trace_code").in_list(code_list(&codes), true)),
             ),
-        )?
+        );
+    }
+    let filter = terms
+        .into_iter()
+        .reduce(Expr::or)
+        .ok_or_else(|| Error::Corrupt("no edge event lookup".into()))?;
+    let by_edge = LogicalPlanBuilder::scan("events", provider_as_source(events), None)?
+        .filter(filter)?
         .join(
             LogicalPlanBuilder::scan("x", provider_as_source(edge_table), None)?.build()?,
             JoinType::Inner,

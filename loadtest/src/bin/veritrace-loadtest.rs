@@ -202,8 +202,9 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Cmd::Traces(a) => {
-            let r = veritrace_loadtest::traces::run(&a)?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            if let Some(r) = veritrace_loadtest::traces::run(&a)? {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            }
         }
         Cmd::Evm(a) => {
             let r = veritrace_loadtest::evm::run(&a)?;
