@@ -52,6 +52,65 @@ pub struct TracesArgs {
     pub fill_only: bool,
 }
 
+/// Flags of `veritrace-loadtest sql`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SqlArgs {
+    /// Data directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Warm repeats per statement.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// The statements.
+    #[arg(required = true)]
+    pub sql: Vec<String>,
+}
+
+/// One statement's timings from `veritrace-loadtest sql`.
+#[derive(Debug, Serialize)]
+pub struct SqlTiming {
+    /// The statement.
+    pub sql: String,
+    /// Rows returned.
+    pub rows: usize,
+    /// A fresh engine's open plus its first answer (ms).
+    pub cold_ms: f64,
+    /// Every warm repeat (ms).
+    pub warm_ms: Vec<f64>,
+    /// Their median (ms).
+    pub warm_median_ms: f64,
+}
+
+/// Times each statement cold (a fresh engine) and warm.
+pub fn time_sql(a: &SqlArgs) -> anyhow::Result<Vec<SqlTiming>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for sql in &a.sql {
+            let t = Instant::now();
+            let engine = QueryEngine::open(&a.data).await?;
+            let rows: usize = engine.sql(sql).await?.iter().map(|b| b.num_rows()).sum();
+            let cold_ms = ms(t.elapsed());
+            let mut warm_ms = Vec::new();
+            for _ in 0..a.repeat.max(1) {
+                let t = Instant::now();
+                engine.sql(sql).await?;
+                warm_ms.push(ms(t.elapsed()));
+            }
+            out.push(SqlTiming {
+                sql: sql.clone(),
+                rows,
+                cold_ms,
+                warm_median_ms: median(warm_ms.clone()),
+                warm_ms,
+            });
+        }
+        Ok(out)
+    })
+}
+
 /// One question's timings.
 #[derive(Debug, Serialize)]
 pub struct Timing {

@@ -129,14 +129,19 @@ impl QueryEngine {
     /// Opens a data directory for queries (read-only: it never writes there).
     pub async fn open(root: impl Into<std::path::PathBuf>) -> Result<Self> {
         let dir = DataDir::open(root)?;
-        let mut config = SessionConfig::new()
+        // DataFusion settings can be tuned from the environment (`DATAFUSION_EXECUTION_...`,
+        // e.g. DATAFUSION_EXECUTION_BATCH_SIZE); the ones below are what Veritrace needs.
+        let env_in_list = std::env::var_os("DATAFUSION_EXECUTION_PARQUET_MAX_IN_LIST_SIZE");
+        let mut config = SessionConfig::from_env()?
             .with_information_schema(true)
             .with_parquet_pruning(true)
             .with_parquet_bloom_filter_pruning(true)
             .with_parquet_page_index_pruning(true);
         // Traces filter by `IN` lists of hundreds of codes; prune row groups and pages by
         // them too (DataFusion stops at 20 by default).
-        config.options_mut().execution.parquet.max_in_list_size = MAX_PRUNED_IN_LIST;
+        if env_in_list.is_none() {
+            config.options_mut().execution.parquet.max_in_list_size = MAX_PRUNED_IN_LIST;
+        }
         let ctx = SessionContext::new_with_config(config);
         // `events` is the committed files only (compacted files plus batches no compaction
         // covers), swapped as a whole on refresh: never an event twice, never a miss.
@@ -258,8 +263,13 @@ impl QueryEngine {
             let pending = snap.headers.keys().any(|b| !guard.is_loaded(b.as_str()));
             if pending {
                 // In place: the index is copied only if a trace is reading it right now.
+                // Batch order (not hash order) keeps walks the same from run to run.
+                let mut ids: Vec<&BatchHeader> = snap.headers.values().collect();
+                ids.sort_by(|a, b| {
+                    (&a.stream, a.partition, a.seq).cmp(&(&b.stream, b.partition, b.seq))
+                });
                 let idx = Arc::make_mut(&mut *guard);
-                idx.load_batches(&dir, snap.headers.keys().map(String::as_str))?;
+                idx.load_batches(&dir, ids.iter().map(|h| h.batch_id.as_str()))?;
             }
             Ok(())
         })

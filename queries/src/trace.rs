@@ -148,60 +148,55 @@ impl EdgeIndex {
     }
 
     /// Loads the edges of the given committed batches that are not loaded yet (a batch
-    /// without assembly or transformation events has no edges file).
+    /// without assembly or transformation events has no edges file), in the order given.
+    /// Files are decoded on a second thread while the decoded ones are added.
     pub fn load_batches<'a>(
         &mut self,
         dir: &DataDir,
         batch_ids: impl IntoIterator<Item = &'a str>,
     ) -> Result<()> {
-        for b in batch_ids {
-            if self.loaded.contains(b) {
-                continue;
+        let todo: Vec<&str> = batch_ids
+            .into_iter()
+            .filter(|b| !self.loaded.contains(*b))
+            .collect();
+        const CHUNK: usize = 64;
+        let mut chunks = todo.chunks(CHUNK);
+        let decode = |ids: &[&str]| -> Vec<(String, Result<Option<EdgeRows>>)> {
+            ids.iter()
+                .map(|b| (b.to_string(), read_edges_file(&dir.edges_file(b))))
+                .collect()
+        };
+        let mut current = chunks.next().map(decode);
+        std::thread::scope(|scope| -> Result<()> {
+            while let Some(decoded) = current.take() {
+                let next = chunks.next().map(|ids| scope.spawn(move || decode(ids)));
+                for (b, rows) in decoded {
+                    if let Some(rows) = rows? {
+                        self.add_rows(&rows);
+                    }
+                    self.loaded.insert(b);
+                }
+                current = match next {
+                    Some(h) => Some(
+                        h.join()
+                            .map_err(|_| Error::Corrupt("decoding edges files panicked".into()))?,
+                    ),
+                    None => None,
+                };
             }
-            let path = dir.edges_file(b);
-            match std::fs::File::open(&path) {
-                Ok(f) => self.load_file(&path, f)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::Corrupt(format!("{}: {e}", path.display()))),
-            }
-            self.loaded.insert(b.to_owned());
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    fn load_file(&mut self, path: &std::path::Path, f: std::fs::File) -> Result<()> {
-        let bad = |e: &dyn std::fmt::Display| Error::Corrupt(format!("{}: {e}", path.display()));
-        let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
-        let schema = b.schema().clone();
-        let mut roots = Vec::new();
-        for n in ["parent", "child", "event_id"] {
-            roots.push(schema.index_of(n).map_err(|e| bad(&e))?);
-        }
-        // Files from before `event_trace_code` lack it: their events' codes are unknown.
-        let has_code = schema.index_of("event_trace_code").ok();
-        roots.extend(has_code);
-        let mask = ProjectionMask::roots(b.parquet_schema(), roots);
-        for batch in b.with_projection(mask).build().map_err(|e| bad(&e))? {
-            let batch = batch.map_err(|e| bad(&e))?;
-            let s = batch.schema();
-            let get = |name: &str| -> Result<&StringArray> {
-                let i = s.index_of(name).map_err(|e| bad(&e))?;
-                batch
-                    .column(i)
-                    .as_string_opt::<i32>()
-                    .ok_or_else(|| bad(&format!("{name} is not a string column")))
-            };
-            let (pa, ca, ea) = (get("parent")?, get("child")?, get("event_id")?);
-            let code = match has_code {
-                Some(_) => Some(get("event_trace_code")?),
-                None => None,
-            };
-            for i in 0..batch.num_rows() {
+    fn add_rows(&mut self, rows: &EdgeRows) {
+        for batch in &rows.batches {
+            let (pa, ca, ea) = (&batch[0], &batch[1], &batch[2]);
+            let code = batch.get(3);
+            for i in 0..pa.len() {
                 let own = code.and_then(|c| (!c.is_null(i)).then(|| c.value(i)));
                 self.add_with_code(pa.value(i), ca.value(i), ea.value(i), own, code.is_some());
             }
         }
-        Ok(())
     }
 
     /// Walks from `root` in `direction`, at most `max_depth` levels (None: all).
@@ -322,6 +317,52 @@ impl EdgeIndex {
         }
         out
     }
+}
+
+/// The string columns of one edges file: parent, child, event id and, when the file has it,
+/// the event's own trace code.
+struct EdgeRows {
+    batches: Vec<Vec<StringArray>>,
+}
+
+/// Reads an edges file (None: the batch has none).
+fn read_edges_file(path: &std::path::Path) -> Result<Option<EdgeRows>> {
+    let bad = |e: &dyn std::fmt::Display| Error::Corrupt(format!("{}: {e}", path.display()));
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(&e)),
+    };
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
+    let schema = b.schema().clone();
+    let mut names = vec!["parent", "child", "event_id"];
+    // Files from before `event_trace_code` lack it: their events' codes are unknown.
+    if schema.index_of("event_trace_code").is_ok() {
+        names.push("event_trace_code");
+    }
+    let mut roots = Vec::new();
+    for n in &names {
+        roots.push(schema.index_of(n).map_err(|e| bad(&e))?);
+    }
+    let mask = ProjectionMask::roots(b.parquet_schema(), roots);
+    let mut out = EdgeRows {
+        batches: Vec::new(),
+    };
+    for batch in b.with_projection(mask).build().map_err(|e| bad(&e))? {
+        let batch = batch.map_err(|e| bad(&e))?;
+        let s = batch.schema();
+        let mut cols = Vec::with_capacity(names.len());
+        for n in &names {
+            let i = s.index_of(n).map_err(|e| bad(&e))?;
+            let c = batch
+                .column(i)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| bad(&format!("{n} is not a string column")))?;
+            cols.push(c.clone());
+        }
+        out.batches.push(cols);
+    }
+    Ok(Some(out))
 }
 
 /// A node reached by a walk.

@@ -98,6 +98,8 @@ enum Cmd {
     /// Trace analytics: point lookup, backward and forward traces, GROUP BY; cold and warm,
     /// against DuckDB on the same Parquet files.
     Traces(veritrace_loadtest::traces::TracesArgs),
+    /// Times SQL statements on a data directory: each cold (a fresh engine) then warm.
+    Sql(veritrace_loadtest::traces::SqlArgs),
     /// Anchoring on a real EVM node (Anvil): gas per epoch, seal-to-anchored latency, and
     /// the per-event-transaction peer on the same node.
     Evm(veritrace_loadtest::evm::EvmArgs),
@@ -200,6 +202,10 @@ fn main() -> anyhow::Result<()> {
                 g.edge_events.len(),
                 out.display()
             );
+        }
+        Cmd::Sql(a) => {
+            let r = veritrace_loadtest::traces::time_sql(&a)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
         }
         Cmd::Traces(a) => {
             if let Some(r) = veritrace_loadtest::traces::run(&a)? {
