@@ -12,7 +12,10 @@
 //! event once. Cycles (bad data: an object among its own inputs) are found with a separate
 //! depth-first pass over the nodes reached, reported, and never looped on.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// foldhash: the trace graph hashes tens of millions of codes while it loads.
+use datafusion::common::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt32Array};
@@ -57,14 +60,60 @@ const NULL_CODE: u32 = u32::MAX - 1;
 /// An edge event whose own trace code the edges file does not say.
 const UNKNOWN_CODE: u32 = u32::MAX;
 
+/// Interned strings: one byte arena, ids in insertion order, a table of (hash, id).
+#[derive(Debug, Default, Clone)]
+struct Interner {
+    bytes: String,
+    /// End offset of each string in `bytes`.
+    ends: Vec<usize>,
+    table: hashbrown::HashTable<(u64, u32)>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+fn arena_str<'a>(bytes: &'a str, ends: &[usize], i: u32) -> &'a str {
+    let i = i as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &bytes[start..ends[i]]
+}
+
+impl Interner {
+    fn name(&self, i: u32) -> &str {
+        arena_str(&self.bytes, &self.ends, i)
+    }
+
+    fn get(&self, s: &str) -> Option<u32> {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(s);
+        self.table
+            .find(h, |&(eh, i)| eh == h && self.name(i) == s)
+            .map(|&(_, i)| i)
+    }
+
+    /// The id of `s`, and whether it is new.
+    fn intern(&mut self, s: &str) -> (u32, bool) {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(s);
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        if let Some(&(_, i)) = self
+            .table
+            .find(h, |&(eh, i)| eh == h && arena_str(bytes, ends, i) == s)
+        {
+            return (i, false);
+        }
+        let i = self.ends.len() as u32;
+        self.bytes.push_str(s);
+        self.ends.push(self.bytes.len());
+        self.table.insert_unique(h, (h, i), |&(eh, _)| eh);
+        (i, true)
+    }
+}
+
 /// The trace graph: interned trace codes with parent and child adjacency.
 #[derive(Debug, Default, Clone)]
 pub struct EdgeIndex {
-    codes: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, u32>,
+    codes: Interner,
     /// Event ids of the edges, interned.
-    events: Vec<Arc<str>>,
-    event_ids: HashMap<Arc<str>, u32>,
+    events: Interner,
     /// Each edge event's own trace code: a code id, [`NULL_CODE`] or [`UNKNOWN_CODE`]
     /// (edges files from before the column was written).
     event_codes: Vec<u32>,
@@ -79,27 +128,19 @@ pub struct EdgeIndex {
 
 impl EdgeIndex {
     fn intern_code(&mut self, c: &str) -> u32 {
-        if let Some(&i) = self.ids.get(c) {
-            return i;
+        let (i, new) = self.codes.intern(c);
+        if new {
+            self.parents.push(Vec::new());
+            self.children.push(Vec::new());
         }
-        let i = self.codes.len() as u32;
-        let a: Arc<str> = Arc::from(c);
-        self.codes.push(a.clone());
-        self.ids.insert(a, i);
-        self.parents.push(Vec::new());
-        self.children.push(Vec::new());
         i
     }
 
     fn intern_event(&mut self, e: &str) -> u32 {
-        if let Some(&i) = self.event_ids.get(e) {
-            return i;
+        let (i, new) = self.events.intern(e);
+        if new {
+            self.event_codes.push(UNKNOWN_CODE);
         }
-        let i = self.events.len() as u32;
-        let a: Arc<str> = Arc::from(e);
-        self.events.push(a.clone());
-        self.event_ids.insert(a, i);
-        self.event_codes.push(UNKNOWN_CODE);
         i
     }
 
@@ -214,7 +255,7 @@ impl EdgeIndex {
             cycles: Vec::new(),
             depth_limited: false,
         };
-        let Some(&start) = self.ids.get(root) else {
+        let Some(start) = self.codes.get(root) else {
             return w;
         };
         let adj = match direction {
@@ -237,22 +278,22 @@ impl EdgeIndex {
                     let lookup = match self.event_codes[ev as usize] {
                         UNKNOWN_CODE => EventLookup::Unknown,
                         NULL_CODE => EventLookup::NoCode,
-                        c => EventLookup::Code(self.codes[c as usize].to_string()),
+                        c => EventLookup::Code(self.codes.name(c).to_string()),
                     };
                     w.edge_events.push(EdgeEvent {
-                        event_id: self.events[ev as usize].to_string(),
-                        node: self.codes[n as usize].to_string(),
+                        event_id: self.events.name(ev).to_string(),
+                        node: self.codes.name(n).to_string(),
                         depth: d,
                         lookup,
                     });
                 }
-                if let std::collections::hash_map::Entry::Vacant(v) = depth.entry(next) {
+                if let datafusion::common::hash_map::Entry::Vacant(v) = depth.entry(next) {
                     v.insert(d + 1);
                     w.nodes.push(TraceNode {
-                        code: self.codes[next as usize].to_string(),
+                        code: self.codes.name(next).to_string(),
                         depth: d + 1,
-                        via_event: Some(self.events[ev as usize].to_string()),
-                        from: Some(self.codes[n as usize].to_string()),
+                        via_event: Some(self.events.name(ev).to_string()),
+                        from: Some(self.codes.name(n).to_string()),
                     });
                     queue.push_back(next);
                 }
@@ -302,9 +343,9 @@ impl EdgeIndex {
                             let from = stack.iter().position(|(x, _)| *x == next).unwrap_or(0);
                             let mut cyc: Vec<String> = stack[from..]
                                 .iter()
-                                .map(|(x, _)| self.codes[*x as usize].to_string())
+                                .map(|(x, _)| self.codes.name(*x).to_string())
                                 .collect();
-                            cyc.push(self.codes[next as usize].to_string());
+                            cyc.push(self.codes.name(next).to_string());
                             out.push(cyc);
                         }
                         _ => {}
