@@ -160,12 +160,17 @@ impl Genealogy {
                 }
                 seq += 1;
                 let id = format!("gen:xform:{seq:07}");
-                let v = serde_json::json!({
+                let mut v = serde_json::json!({
                     "event_id": id, "event_type": "transformation", "event_time": time(tick(&mut rng)),
                     "inputs": inputs.iter().map(|&i| g.codes[i].clone()).collect::<Vec<_>>(),
                     "outputs": outputs.iter().map(|&o| g.codes[o].clone()).collect::<Vec<_>>(),
                     "participant": {"id": "plant-1", "role": "manufacturer"}, "site": format!("plant-1/stage-{stage}"),
                 });
+                // Every third names its work order as its trace code: an object outside the
+                // graph, so a trace must find the event by that code, not by a node's.
+                if seq % 3 == 0 {
+                    v["trace_code"] = format!("(01){}(10)WO{seq:07}", gtin(900)).into();
+                }
                 let key = g.codes[inputs[0]].clone();
                 push(&mut g, &key, v);
                 for &o in &outputs {
