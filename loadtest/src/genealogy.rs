@@ -168,7 +168,7 @@ impl Genealogy {
                 });
                 // Every third names its work order as its trace code: an object outside the
                 // graph, so a trace must find the event by that code, not by a node's.
-                if seq % 3 == 0 {
+                if seq.is_multiple_of(3) {
                     v["trace_code"] = format!("(01){}(10)WO{seq:07}", gtin(900)).into();
                 }
                 let key = g.codes[inputs[0]].clone();

@@ -32,6 +32,9 @@ async fn counts(engine: &QueryEngine) -> (i64, i64) {
     (n, d)
 }
 
+/// A row's place in the sort order: (no trace code, code and id, or id).
+type RowKey = (bool, String);
+
 /// Sets the flag when dropped (also while unwinding).
 struct SetOnDrop(Arc<AtomicBool>);
 
@@ -191,7 +194,7 @@ async fn queries_see_every_event_once_while_compacting_and_proofs_survive() {
     assert!(live.len() >= 2);
     assert!(live.iter().all(|f| f.run == live[0].run), "one run");
     let mut rows = 0;
-    let mut prev_file_max: Option<(bool, String)> = None;
+    let mut prev_file_max: Option<RowKey> = None;
     for f in &live {
         let keys = f.keys.clone().expect("key range");
         let file = std::fs::File::open(dir.compacted_dir().join(&f.file)).expect("open");
@@ -201,7 +204,8 @@ async fn queries_see_every_event_once_while_compacting_and_proofs_survive() {
         .expect("reader")
         .build()
         .expect("build");
-        let (mut first, mut last): (Option<(bool, String)>, Option<(bool, String)>) = (None, None);
+        let mut first: Option<RowKey> = None;
+        let mut last: Option<RowKey> = None;
         let mut nulls = 0;
         for b in r {
             let b = b.expect("batch");

@@ -181,10 +181,10 @@ impl Pred {
                 right,
             }) => {
                 for (a, b) in [(left, right), (right, left)] {
-                    if is_null_code(a) {
-                        if let Some(ids) = values_of(b, "event_id") {
-                            return Pred::NoCodeEvents(ids);
-                        }
+                    if is_null_code(a)
+                        && let Some(ids) = values_of(b, "event_id")
+                    {
+                        return Pred::NoCodeEvents(ids);
                     }
                 }
                 Pred::And(vec![Pred::compile(left), Pred::compile(right)])
