@@ -6,7 +6,8 @@
 //! compaction's file is a run of one file; an earlier merge's files are one run, read in key
 //! order) into a new run whose files cover disjoint, ascending key ranges. Each output row is
 //! an input row unchanged (batch id, leaf index and leaf hash included), so proofs are not
-//! affected. Memory holds one decoded batch per input run plus one output row group.
+//! affected. Memory holds one decoded batch of 1,024 rows per input run plus one output row
+//! group.
 //!
 //! The commit point is one `Merge` line in `compacted/compactions.jsonl`: before it readers
 //! use the inputs, after it the run; the inputs are deleted a grace period later.
@@ -29,6 +30,9 @@ use crate::{DataDir, Error, Result, writer_properties};
 const MAX_INPUT_RUNS: usize = 256;
 /// Rows per output batch handed to the writer.
 const CHUNK_ROWS: usize = 8192;
+/// Rows per decoded input batch: one per input run is held (about 1 KB a row), so 256 runs
+/// hold about 256 MB.
+const CURSOR_ROWS: usize = 1024;
 
 /// The compacted files to merge now, if any: all runs when `full_merge`, else the smallest
 /// size tier (runs within 4x of its smallest) once it has `merge_fanin` runs. Files from
@@ -120,7 +124,7 @@ impl Merger {
                 };
                 let f = File::open(&p).map_err(Error::io("open", &p))?;
                 let r = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .and_then(|b| b.with_batch_size(CHUNK_ROWS).build())
+                    .and_then(|b| b.with_batch_size(CURSOR_ROWS).build())
                     .map_err(|source| Error::Parquet {
                         path: p.clone(),
                         source,
