@@ -400,3 +400,100 @@ pub(crate) fn merge(dir: &DataDir, inputs: &[LiveFile], opts: &CompactOptions) -
     );
     Ok(merge)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compact::Compaction;
+
+    fn log(sizes: &[u64]) -> CompactionLog {
+        CompactionLog {
+            compactions: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &rows)| Compaction {
+                    file: format!("c{i}.parquet"),
+                    batch_ids: vec![format!("b{i}")],
+                    rows,
+                    committed_at: "2026-11-21T00:00:00Z".into(),
+                    keys: Some(KeyRange::default()),
+                })
+                .collect(),
+            merges: Vec::new(),
+        }
+    }
+
+    fn picked(l: &CompactionLog, opts: &CompactOptions) -> Vec<String> {
+        let mut v: Vec<String> = merge_candidates(l, opts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.file)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_smallest_tier_with_enough_runs_is_merged() {
+        let opts = CompactOptions {
+            merge_fanin: 3,
+            ..CompactOptions::default()
+        };
+        // Two small runs and one huge: no tier has three.
+        assert!(picked(&log(&[100, 120, 10_000]), &opts).is_empty());
+        // Three runs within 4x of the smallest are merged; the huge one waits.
+        assert_eq!(
+            picked(&log(&[100, 300, 390, 10_000]), &opts),
+            ["c0.parquet", "c1.parquet", "c2.parquet"]
+        );
+        // Tiers of large runs merge too once they have enough members.
+        assert_eq!(
+            picked(&log(&[50, 10_000, 12_000, 30_000]), &opts),
+            ["c1.parquet", "c2.parquet", "c3.parquet"]
+        );
+        // Full merges take everything; fan-in 0 never merges; one run is never merged.
+        let full = CompactOptions {
+            full_merge: true,
+            ..opts.clone()
+        };
+        assert_eq!(picked(&log(&[1, 10_000]), &full).len(), 2);
+        assert!(picked(&log(&[7]), &full).is_empty());
+        let never = CompactOptions {
+            merge_fanin: 0,
+            ..opts.clone()
+        };
+        assert!(picked(&log(&[100, 100, 100, 100]), &never).is_empty());
+        // Files from before key ranges were kept are not sorted by the key: never merged.
+        let mut l = log(&[100, 100, 100]);
+        l.compactions[0].keys = None;
+        assert!(picked(&l, &opts).is_empty());
+    }
+
+    #[test]
+    fn files_of_one_merged_run_count_as_one_run() {
+        let mut l = log(&[100, 100]);
+        l.merges.push(Merge {
+            merged: vec![],
+            files: (0..5)
+                .map(|i| RunFile {
+                    file: format!("m{i}.parquet"),
+                    rows: 60,
+                    keys: KeyRange::default(),
+                })
+                .collect(),
+            rows: 300,
+            committed_at: "2026-11-21T00:00:00Z".into(),
+        });
+        let opts = CompactOptions {
+            merge_fanin: 3,
+            ..CompactOptions::default()
+        };
+        // Runs: 100, 100, 300 (five files): one tier of three runs, seven files.
+        assert_eq!(picked(&l, &opts).len(), 7);
+        let four = CompactOptions {
+            merge_fanin: 4,
+            ..opts
+        };
+        assert!(picked(&l, &four).is_empty());
+    }
+}
