@@ -494,7 +494,7 @@ pub fn compact(dir: &DataDir, opts: &CompactOptions) -> Result<Option<CompactRep
     }
     let log = CompactionLog::read(dir)?;
     if let Some(inputs) = merge_candidates(&log, opts) {
-        let m = merge(dir, &inputs, opts)?;
+        let m = merge(dir, &inputs, log.merges.len(), opts)?;
         report.files_merged += m.merged.len();
         report.run_files_written += m.files.len();
     }

@@ -271,9 +271,15 @@ impl Merger {
     }
 }
 
-/// Merges `inputs` (live compacted files, grouped by run) into one sorted run and commits it.
+/// Merges `inputs` (live compacted files, grouped by run) into one sorted run and commits it
+/// as merge number `seq` (the merges committed before it), which names its files.
 #[instrument(skip_all, fields(files = inputs.len()))]
-pub(crate) fn merge(dir: &DataDir, inputs: &[LiveFile], opts: &CompactOptions) -> Result<Merge> {
+pub(crate) fn merge(
+    dir: &DataDir,
+    inputs: &[LiveFile],
+    seq: usize,
+    opts: &CompactOptions,
+) -> Result<Merge> {
     let started = std::time::Instant::now();
     let mut runs: Vec<(String, Vec<&LiveFile>)> = Vec::new();
     for f in inputs {
@@ -325,7 +331,6 @@ pub(crate) fn merge(dir: &DataDir, inputs: &[LiveFile], opts: &CompactOptions) -
     for i in (0..m.heap.len() / 2).rev() {
         m.sift_down(i);
     }
-    let seq = CompactionLog::read(dir)?.merges.len();
     let props = writer_properties(opts.row_group_rows, &["event_id", "trace_code"]);
     let file_rows = opts.merge_file_rows.max(1) as u64;
     let mut files: Vec<RunFile> = Vec::new();

@@ -4190,20 +4190,27 @@ mod tests {
             .any(|&s| code.contains(&w.supplier_gtin[s].g14[1..]))
     }
 
-    /// The bulk coating batch fans out to every frame set (and so every bike) painted while
-    /// it is open: about 2,800 bikes a plant a day. 250k records are about 21 hours.
-    #[test]
-    fn coating_batch_reaches_thousands_of_bikes() {
+    /// Bikes reached per raw batch in a run of `events` records (most first), and those of
+    /// the coating batches alone.
+    fn coating_reach(events: u64) -> (World, Vec<(usize, String)>, Vec<usize>) {
         let w = World::build(3);
         let reach = bikes_per_raw_batch(SimConfig {
-            events: 250_000,
+            events,
             ..SimConfig::default()
         });
-        let coating: Vec<usize> = reach
+        let coating = reach
             .iter()
             .filter(|(_, c)| is_coating(&w, c))
             .map(|r| r.0)
             .collect();
+        (w, reach, coating)
+    }
+
+    /// The bulk coating batch fans out to every frame set (and so every bike) painted while
+    /// it is open: about 2,800 bikes a plant a day. 250k records are about 21 hours.
+    #[test]
+    fn coating_batch_reaches_thousands_of_bikes() {
+        let (w, reach, coating) = coating_reach(250_000);
         // One batch open per plant from the start, none used up yet.
         assert_eq!(coating.len(), 3, "{reach:?}");
         assert!(coating.iter().all(|&b| b >= 2_000), "{coating:?}");
@@ -4219,16 +4226,7 @@ mod tests {
     #[test]
     #[ignore = "slow in debug builds"]
     fn coating_batches_reach_ten_thousand_bikes() {
-        let w = World::build(3);
-        let reach = bikes_per_raw_batch(SimConfig {
-            events: 5_000_000,
-            ..SimConfig::default()
-        });
-        let coating: Vec<usize> = reach
-            .iter()
-            .filter(|(_, c)| is_coating(&w, c))
-            .map(|r| r.0)
-            .collect();
+        let (_, _, coating) = coating_reach(5_000_000);
         eprintln!("bikes per coating batch: {coating:?}");
         // Per plant, all but the batch still open at the end (and maybe its successor).
         assert!(

@@ -44,14 +44,9 @@ impl Drop for SetOnDrop {
     }
 }
 
-/// The event ids of one trace code, sorted.
-async fn by_code(engine: &QueryEngine, code: &str) -> Vec<String> {
-    let b = engine
-        .sql(&format!(
-            "SELECT event_id FROM events WHERE trace_code = '{code}' ORDER BY event_id"
-        ))
-        .await
-        .expect("lookup");
+/// The first column of a query's rows, as strings.
+async fn strings(engine: &QueryEngine, sql: &str) -> Vec<String> {
+    let b = engine.sql(sql).await.expect(sql);
     b.iter()
         .flat_map(|b| {
             let a = b.column(0).as_string::<i32>();
@@ -60,6 +55,15 @@ async fn by_code(engine: &QueryEngine, code: &str) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// The event ids of one trace code, sorted.
+async fn by_code(engine: &QueryEngine, code: &str) -> Vec<String> {
+    strings(
+        engine,
+        &format!("SELECT event_id FROM events WHERE trace_code = '{code}' ORDER BY event_id"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,36 +96,20 @@ async fn queries_see_every_event_once_while_compacting_and_proofs_survive() {
     assert!(files_before > 50, "{files_before} batch files");
 
     // Proofs of a sample before compaction.
-    let ids = engine
-        .sql("SELECT event_id FROM events ORDER BY event_id LIMIT 25")
-        .await
-        .expect("ids");
-    let ids: Vec<String> = ids
-        .iter()
-        .flat_map(|b| {
-            let a = b.column(0).as_string::<i32>();
-            (0..a.len())
-                .map(|i| a.value(i).to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let ids = strings(
+        &engine,
+        "SELECT event_id FROM events ORDER BY event_id LIMIT 25",
+    )
+    .await;
     let mut before = Vec::new();
     for id in &ids {
         before.push(engine.proof(id).await.expect("proof"));
     }
-    let codes = engine
-        .sql("SELECT DISTINCT trace_code FROM events WHERE trace_code IS NOT NULL ORDER BY trace_code LIMIT 40")
-        .await
-        .expect("codes");
-    let codes: Vec<String> = codes
-        .iter()
-        .flat_map(|b| {
-            let a = b.column(0).as_string::<i32>();
-            (0..a.len())
-                .map(|i| a.value(i).to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let codes = strings(
+        &engine,
+        "SELECT DISTINCT trace_code FROM events WHERE trace_code IS NOT NULL ORDER BY trace_code LIMIT 40",
+    )
+    .await;
     let mut by_code_before = std::collections::HashMap::new();
     for c in &codes {
         by_code_before.insert(c.as_str(), by_code(&engine, c).await);

@@ -249,10 +249,9 @@ impl QueryEngine {
         Ok(snap)
     }
 
-    /// Brings the trace graph up to the committed batches of the current snapshot. Loaded
-    /// on the first trace, not at open: lookups and aggregates never wait for it.
-    pub(crate) async fn ensure_edges(&self) -> Result<()> {
-        let snap = self.snapshot().await?;
+    /// Brings the trace graph up to the committed batches of `snap`. Loaded on the first
+    /// trace, not at open: lookups and aggregates never wait for it.
+    pub(crate) async fn ensure_edges(&self, snap: Arc<Snapshot>) -> Result<()> {
         let edges = self.edges.clone();
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -442,7 +441,7 @@ impl QueryEngine {
         max_depth: Option<u32>,
     ) -> Result<(Walk, Vec<RecordBatch>)> {
         let code = crate::trace::normalise(code)?;
-        self.ensure_edges().await?;
+        self.ensure_edges(self.snapshot().await?).await?;
         let walk = self.edge_index().walk(&code, direction, max_depth);
         let plan = crate::trace::plan(self.events.clone(), &walk)?;
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
@@ -470,11 +469,11 @@ impl QueryEngine {
     }
 
     async fn dataframe(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
-        self.refresh().await?;
+        let snap = self.snapshot().await?;
         // The trace functions walk the graph while the statement is planned.
         let lower = sql.to_ascii_lowercase();
         if lower.contains("trace_backward") || lower.contains("trace_forward") {
-            self.ensure_edges().await?;
+            self.ensure_edges(snap).await?;
         }
         let opts = SQLOptions::new()
             .with_allow_ddl(false)
@@ -491,7 +490,7 @@ impl QueryEngine {
         max_depth: Option<u32>,
     ) -> Result<Walk> {
         let code = crate::trace::normalise(code)?;
-        self.ensure_edges().await?;
+        self.ensure_edges(self.snapshot().await?).await?;
         Ok(self.edge_index().walk(&code, direction, max_depth))
     }
 
