@@ -7,6 +7,7 @@ use datafusion::catalog::Session;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::ParquetReadOptions;
@@ -14,6 +15,7 @@ use tokio::sync::Mutex;
 use veritrace_anchor::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger};
 use veritrace_processors::columns::{edges_schema, events_schema, rejected_schema};
 
+use crate::dict_count::DictionaryCountRule;
 use crate::events_table::EventsTable;
 use crate::trace::{Direction, EdgeIndex, TraceFunction, Walk};
 use veritrace_verify::Digest;
@@ -142,7 +144,15 @@ impl QueryEngine {
         if env_in_list.is_none() {
             config.options_mut().execution.parquet.max_in_list_size = MAX_PRUNED_IN_LIST;
         }
-        let ctx = SessionContext::new_with_config(config);
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features();
+        // GROUP BY counts over string columns read the Parquet dictionary indices only
+        // (VERITRACE_DICTIONARY_COUNT=off keeps DataFusion's own plan, for comparison).
+        if std::env::var("VERITRACE_DICTIONARY_COUNT").as_deref() != Ok("off") {
+            state = state.with_physical_optimizer_rule(Arc::new(DictionaryCountRule));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         // `events` is the committed files only (compacted files plus batches no compaction
         // covers), swapped as a whole on refresh: never an event twice, never a miss.
         let es = events_schema();

@@ -15,10 +15,14 @@
 //! every event of a trace through the graph ([`trace`]); [`QueryEngine::trace`] is the
 //! same for the CLI and HTTP.
 //!
+//! `GROUP BY` counts over low-cardinality string columns are answered from the Parquet
+//! dictionary indices ([`dict_count`]).
+//!
 //! [`QueryEngine::proof`] assembles a proof bundle for any event from the same files; the
 //! bundle format and the hashing live in `veritrace-verify`, shared with the auditor.
 #![deny(missing_docs)]
 
+pub mod dict_count;
 mod engine;
 mod error;
 mod events_table;
