@@ -697,6 +697,7 @@ fn dictionary_keys(col: &ArrayRef) -> Result<Keys> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, LargeStringArray, StringArray};
@@ -712,6 +713,8 @@ mod tests {
     struct TestFile {
         a: Option<Vec<Option<String>>>,
         b: Option<Vec<Option<String>>>,
+        /// A third string column, `c`.
+        c: Option<Vec<Option<String>>>,
         rows: usize,
         /// `a` as LargeUtf8 instead of Utf8.
         large_a: bool,
@@ -738,6 +741,10 @@ mod tests {
             fields.push(Field::new("b", DataType::Utf8, true));
             cols.push(Arc::new(StringArray::from(b.clone())));
         }
+        if let Some(c) = &f.c {
+            fields.push(Field::new("c", DataType::Utf8, true));
+            cols.push(Arc::new(StringArray::from(c.clone())));
+        }
         fields.push(Field::new("x", DataType::Int64, false));
         cols.push(Arc::new(Int64Array::from_iter_values(0..f.rows as i64)));
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
@@ -758,6 +765,7 @@ mod tests {
         Schema::new(vec![
             Field::new("a", DataType::Utf8, true),
             Field::new("b", DataType::Utf8, true),
+            Field::new("c", DataType::Utf8, true),
             Field::new("x", DataType::Int64, true),
         ])
     }
@@ -818,7 +826,7 @@ mod tests {
     fn values(n: usize, distinct: usize, null_every: usize, seed: usize) -> Vec<Option<String>> {
         (0..n)
             .map(|i| {
-                if null_every > 0 && (i * 7 + seed) % null_every == 0 {
+                if null_every > 0 && (i * 7 + seed).is_multiple_of(null_every) {
                     None
                 } else {
                     Some(format!("v{}", (i * 31 + seed * 13) % distinct.max(1)))
@@ -831,6 +839,7 @@ mod tests {
         let base = |rows: usize, seed: usize| TestFile {
             a: Some(values(rows, 7, 11, seed)),
             b: Some(values(rows, 5, 0, seed + 1)),
+            c: None,
             rows,
             large_a: false,
             plain_b: false,
@@ -880,6 +889,18 @@ mod tests {
                 ..base(700, 6)
             },
         );
+        // More than 65,536 combinations (counted in a hash table), and a third column.
+        write(
+            dir,
+            "7-wide.parquet",
+            &TestFile {
+                a: Some(values(3000, 400, 17, 7)),
+                b: Some(values(3000, 200, 0, 8)),
+                c: Some(values(3000, 3, 5, 9)),
+                row_group_rows: 3000,
+                ..base(3000, 7)
+            },
+        );
     }
 
     #[tokio::test]
@@ -896,6 +917,8 @@ mod tests {
             "SELECT count(*) FROM (SELECT a, b, count(*) FROM t GROUP BY a, b)",
             "SELECT a, count(*) AS n FROM t GROUP BY a ORDER BY n DESC, a LIMIT 3",
             "SELECT b, count(*) FROM t GROUP BY b HAVING count(*) > 100",
+            "SELECT a, b, c, count(*) FROM t GROUP BY a, b, c",
+            "SELECT c, a, count(*) FROM t GROUP BY c, a",
             // Planned as a DISTINCT over (a, b) below a count.
             "SELECT a, count(DISTINCT b) FROM t GROUP BY a",
         ];
@@ -928,7 +951,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_every_row_exactly_once() {
-        // Known truth, not only agreement with DataFusion: 4,550 rows, ranges split.
+        // Known truth, not only agreement with DataFusion: 7,550 rows.
         let dir = tempfile::tempdir().unwrap();
         mixed_files(dir.path());
         let with = session(dir.path(), true).await;
@@ -938,7 +961,7 @@ mod tests {
             .iter()
             .map(|r| r.rsplit('|').next().unwrap().parse::<i64>().unwrap())
             .sum();
-        assert_eq!(total, 1000 + 900 + 500 + 250 + 1200 + 700);
+        assert_eq!(total, 1000 + 900 + 500 + 250 + 1200 + 700 + 3000);
         // Rows of the files without `b`, and the one without either column, are counted
         // under NULL.
         assert!(rows.iter().any(|r| r.starts_with("NULL|NULL|")));
@@ -957,6 +980,7 @@ mod tests {
             &TestFile {
                 a: Some(values(rows, 9, 10, 1)),
                 b: Some(values(rows, 4, 0, 2)),
+                c: None,
                 rows,
                 large_a: false,
                 plain_b: false,
@@ -1037,6 +1061,7 @@ mod tests {
                 let f = TestFile {
                     a: (*absent != 1).then(|| values(*rows, *distinct, *null_every, i)),
                     b: (*absent != 2).then(|| values(*rows, distinct / 3 + 1, null_every * 2, i + 9)),
+                    c: (*absent == 0).then(|| values(*rows, distinct * 40, *null_every, i + 3)),
                     rows: *rows,
                     large_a: *absent == 3,
                     plain_b: *plain_b,
@@ -1052,6 +1077,7 @@ mod tests {
                 for sql in [
                     "SELECT a, b, count(*) FROM t GROUP BY a, b",
                     "SELECT DISTINCT b FROM t",
+                    "SELECT c, a, b, count(*) FROM t GROUP BY c, a, b",
                 ] {
                     let (got, used) = run(&with, sql).await;
                     let (want, _) = run(&without, sql).await;
