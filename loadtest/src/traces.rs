@@ -155,7 +155,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Fills an empty data directory with `n` simulator records (streamed, 4 partitions).
-fn fill(path: &Path, n: u64) -> anyhow::Result<()> {
+pub fn fill(path: &Path, n: u64) -> anyhow::Result<()> {
     let dir = DataDir::create(path)?;
     let cfg = RuntimeConfig {
         stream: "bench".into(),
@@ -190,7 +190,7 @@ fn fill(path: &Path, n: u64) -> anyhow::Result<()> {
 
 /// Compacts every batch (`veritrace compact`), then merges all compacted files into one
 /// sorted run (`veritrace compact --full-merge`), as after a bulk import.
-fn compact_all(path: &Path) -> anyhow::Result<()> {
+pub fn compact_all(path: &Path) -> anyhow::Result<()> {
     let dir = DataDir::open(path)?;
     let start = Instant::now();
     let opts = CompactOptions {

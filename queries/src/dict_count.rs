@@ -157,11 +157,7 @@ fn matches(agg: &AggregateExec) -> Option<Match<'_>> {
     {
         return None;
     }
-    if !agg
-        .aggr_expr()
-        .iter()
-        .all(|a| is_count_star(a.fun().name(), a))
-    {
+    if !agg.aggr_expr().iter().all(|a| is_count_star(a)) {
         return None;
     }
     let mut input = agg.input();
@@ -206,12 +202,9 @@ fn matches(agg: &AggregateExec) -> Option<Match<'_>> {
 
 /// `count(*)`: DataFusion plans it as `count` of a non-null literal, without DISTINCT,
 /// ordering or null handling options.
-fn is_count_star(
-    name: &str,
-    a: &datafusion::physical_expr::aggregate::AggregateFunctionExpr,
-) -> bool {
+fn is_count_star(a: &datafusion::physical_expr::aggregate::AggregateFunctionExpr) -> bool {
     let args = a.expressions();
-    name == "count"
+    a.fun().name() == "count"
         && !a.is_distinct()
         && a.order_bys().is_empty()
         && args.len() == 1

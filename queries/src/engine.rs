@@ -127,9 +127,43 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
+/// How a [`QueryEngine`] plans queries.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// Answer `GROUP BY` counts and `DISTINCT` over string columns from the Parquet
+    /// dictionary indices ([`crate::dict_count`]); off, DataFusion plans them as usual.
+    pub dictionary_count: bool,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            dictionary_count: true,
+        }
+    }
+}
+
+impl QueryOptions {
+    /// The defaults, with `VERITRACE_DICTIONARY_COUNT=off` turning dictionary counts off.
+    pub fn from_env() -> Self {
+        QueryOptions {
+            dictionary_count: std::env::var("VERITRACE_DICTIONARY_COUNT").as_deref() != Ok("off"),
+        }
+    }
+}
+
 impl QueryEngine {
-    /// Opens a data directory for queries (read-only: it never writes there).
+    /// Opens a data directory for queries (read-only: it never writes there), with
+    /// [`QueryOptions::from_env`].
     pub async fn open(root: impl Into<std::path::PathBuf>) -> Result<Self> {
+        Self::open_with(root, QueryOptions::from_env()).await
+    }
+
+    /// Opens a data directory for queries with the given options.
+    pub async fn open_with(
+        root: impl Into<std::path::PathBuf>,
+        options: QueryOptions,
+    ) -> Result<Self> {
         let dir = DataDir::open(root)?;
         // DataFusion settings can be tuned from the environment (`DATAFUSION_EXECUTION_...`,
         // e.g. DATAFUSION_EXECUTION_BATCH_SIZE); the ones below are what Veritrace needs.
@@ -147,9 +181,8 @@ impl QueryEngine {
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features();
-        // GROUP BY counts over string columns read the Parquet dictionary indices only
-        // (VERITRACE_DICTIONARY_COUNT=off keeps DataFusion's own plan, for comparison).
-        if std::env::var("VERITRACE_DICTIONARY_COUNT").as_deref() != Ok("off") {
+        // GROUP BY counts over string columns read the Parquet dictionary indices only.
+        if options.dictionary_count {
             state = state.with_physical_optimizer_rule(Arc::new(DictionaryCountRule));
         }
         let ctx = SessionContext::new_with_state(state.build());

@@ -32,6 +32,6 @@ pub mod output;
 mod proof;
 pub mod trace;
 
-pub use engine::QueryEngine;
+pub use engine::{QueryEngine, QueryOptions};
 pub use error::{Error, Result};
 pub use output::Format;
