@@ -48,7 +48,7 @@ pub struct TracesArgs {
     /// Cold runs per question (each a fresh engine or connection); the median is reported.
     #[arg(long, default_value_t = 3)]
     pub cold_repeat: usize,
-    /// Python with `duckdb` (default: the venv scripts/test builds).
+    /// Python with `duckdb` (default: `VERITRACE_PYTHON`, else the venv scripts/test builds).
     #[arg(long)]
     pub python: Option<PathBuf>,
     /// Fill the data directory and stop (no compaction, no questions).
@@ -249,6 +249,16 @@ async fn first_string(engine: &QueryEngine, sql: &str) -> anyhow::Result<String>
     Ok(b.column(0).as_string::<i32>().value(0).to_owned())
 }
 
+/// The Python with `duckdb`: `VERITRACE_PYTHON`, else the virtualenv scripts/test builds.
+pub fn default_python() -> PathBuf {
+    std::env::var_os("VERITRACE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/veritrace/pyenv/bin/python")
+        })
+}
+
 /// Runs the benchmark (None with `--fill-only`).
 pub fn run(a: &TracesArgs) -> anyhow::Result<Option<TracesReport>> {
     let empty = !a.data.join("batches").is_dir();
@@ -368,10 +378,7 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<Option<TracesReport>> {
         vt.push((cold, rows, warm));
     }
     // DuckDB over the same files.
-    let python = a.python.clone().unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/veritrace/pyenv/bin/python")
-    });
+    let python = a.python.clone().unwrap_or_else(default_python);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/python/duckdb_traces.py");
     let input = serde_json::json!({
         "events": files,

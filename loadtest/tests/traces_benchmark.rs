@@ -4,18 +4,11 @@
 //! keeps the peer's recursive CTEs and Veritrace's trace semantics in step. A missing
 //! Python environment fails the test, never skips it.
 
-use std::path::PathBuf;
-
-use veritrace_loadtest::traces::{TracesArgs, run};
+use veritrace_loadtest::traces::{TracesArgs, default_python, run};
 
 #[test]
 fn every_question_has_the_same_answer_in_duckdb() {
-    let python = std::env::var_os("VERITRACE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/veritrace/pyenv/bin/python")
-        });
+    let python = default_python();
     assert!(
         python.is_file(),
         "no Python with duckdb: {} is missing; run scripts/test (it installs tools/python/requirements.txt)",
