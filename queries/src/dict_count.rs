@@ -586,27 +586,13 @@ impl<'a> Counter<'a> {
                     }
                 }
                 _ => {
-                    self.slots.clear();
-                    self.slots.resize(rows, 0);
-                    for (c, &r) in codes.iter().zip(&radix) {
-                        for (s, &v) in self.slots.iter_mut().zip(c) {
-                            *s = *s * r + v as u128;
-                        }
-                    }
-                    for &s in &self.slots {
+                    for &s in combine(&mut self.slots, codes, &radix, rows) {
                         t[s as usize] += 1;
                     }
                 }
             },
             Table::Sparse(t) => {
-                self.slots.clear();
-                self.slots.resize(rows, 0);
-                for (c, &r) in codes.iter().zip(&radix) {
-                    for (s, &v) in self.slots.iter_mut().zip(c) {
-                        *s = *s * r + v as u128;
-                    }
-                }
-                for &s in &self.slots {
+                for &s in combine(&mut self.slots, codes, &radix, rows) {
                     *t.entry(s).or_default() += 1;
                 }
             }
@@ -673,6 +659,23 @@ impl<'a> Counter<'a> {
         self.flush()?;
         Ok(concat_batches(self.schema, &self.out)?)
     }
+}
+
+/// Each row's index combination (mixed radix, the last column varying fastest), in `slots`.
+fn combine<'s>(
+    slots: &'s mut Vec<u128>,
+    codes: &[Vec<u32>],
+    radix: &[u128],
+    rows: usize,
+) -> &'s [u128] {
+    slots.clear();
+    slots.resize(rows, 0);
+    for (c, &r) in codes.iter().zip(radix) {
+        for (s, &v) in slots.iter_mut().zip(c) {
+            *s = *s * r + v as u128;
+        }
+    }
+    slots
 }
 
 /// A group column as dictionary indices: as read when the column chunk is
@@ -786,6 +789,14 @@ mod tests {
         ctx
     }
 
+    fn cell(c: &ArrayRef, r: usize) -> String {
+        if c.is_null(r) {
+            "NULL".into()
+        } else {
+            array_value_to_string(c, r).unwrap()
+        }
+    }
+
     /// The rows of `sql`, one sorted string per row, and whether the plan counted from
     /// dictionaries.
     async fn run(ctx: &SessionContext, sql: &str) -> (Vec<String>, bool) {
@@ -798,17 +809,7 @@ mod tests {
         let mut rows = Vec::new();
         for b in &batches {
             for r in 0..b.num_rows() {
-                let cells: Vec<String> = b
-                    .columns()
-                    .iter()
-                    .map(|c| {
-                        if c.is_null(r) {
-                            "NULL".into()
-                        } else {
-                            array_value_to_string(c, r).unwrap()
-                        }
-                    })
-                    .collect();
+                let cells: Vec<String> = b.columns().iter().map(|c| cell(c, r)).collect();
                 rows.push(cells.join("|"));
             }
         }
@@ -1018,16 +1019,7 @@ mod tests {
             let mut merged: std::collections::BTreeMap<String, i64> = Default::default();
             for b in &batches {
                 for r in 0..b.num_rows() {
-                    let key: Vec<String> = (0..2)
-                        .map(|c| {
-                            let col = b.column(c);
-                            if col.is_null(r) {
-                                "NULL".into()
-                            } else {
-                                array_value_to_string(col, r).unwrap()
-                            }
-                        })
-                        .collect();
+                    let key: Vec<String> = (0..2).map(|c| cell(b.column(c), r)).collect();
                     *merged.entry(key.join("|")).or_default() += b
                         .column(2)
                         .as_primitive::<arrow::datatypes::Int64Type>()
