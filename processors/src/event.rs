@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
+use serde_json::{Number, Value};
 use veritrace_verify::canonical::{self, StrictValue};
 use veritrace_verify::{Digest, merkle};
 
+use crate::number;
 use crate::reason::{Reason, Rejection};
 use crate::tracecode::{self, TraceCodeError};
 
@@ -299,7 +301,7 @@ struct RawEvent {
     #[serde(default)]
     object: Option<TraceObject>,
     #[serde(default)]
-    quantity: Option<Quantity>,
+    quantity: Option<RawQuantity>,
     #[serde(default)]
     operator: Option<String>,
     #[serde(default)]
@@ -311,20 +313,52 @@ struct RawEvent {
     #[serde(default)]
     counterparty: Option<Participant>,
     #[serde(default)]
-    location: Option<Location>,
+    location: Option<RawLocation>,
     #[serde(default)]
     readings: Option<Readings>,
+    /// Kept as text: its number literals are checked as written ([`number::inexact_literal`]).
     #[serde(default)]
-    attributes: Option<StrictValue>,
+    attributes: Option<Box<RawValue>>,
     #[serde(default)]
-    attachments: Option<Vec<Attachment>>,
+    attachments: Option<Vec<RawAttachment>>,
+}
+
+// The numeric fields as parsed: `serde_json::Number` keeps what an `f64` would lose (an
+// integer literal beyond 2^53), so the range is checked in `structure`, naming the field.
+// The serde names are the public types' names, which error details show.
+
+#[derive(Deserialize)]
+#[serde(rename = "Quantity", deny_unknown_fields)]
+struct RawQuantity {
+    unit: String,
+    value: Number,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Location", deny_unknown_fields)]
+struct RawLocation {
+    lat: Number,
+    lon: Number,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Attachment", deny_unknown_fields)]
+struct RawAttachment {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    sha256: String,
+    #[serde(default)]
+    size: Option<Number>,
 }
 
 /// Sensor readings as parsed: a name -> number map, or why it is not one. Built directly
 /// from the JSON (no intermediate `serde_json::Value`); duplicate names are refused.
 enum Readings {
     Valid(BTreeMap<String, f64>),
-    Invalid(Reason, String),
+    Invalid(Rejection),
 }
 
 impl<'de> Deserialize<'de> for Readings {
@@ -340,32 +374,30 @@ impl<'de> Deserialize<'de> for Readings {
                 mut m: A,
             ) -> Result<Readings, A::Error> {
                 let mut out = BTreeMap::new();
-                let mut bad: Option<(Reason, String)> = None;
+                let mut bad: Option<Rejection> = None;
                 while let Some(k) = m.next_key::<String>()? {
                     let v: StrictValue = m.next_value()?;
                     if bad.is_some() {
                         continue;
                     }
-                    let Some(n) = v.0.as_f64() else {
-                        bad = Some((
+                    let n = match &v.0 {
+                        Value::Number(n) => number::checked(format_args!("readings.{k}"), n),
+                        _ => Err(Rejection::new(
                             Reason::BadFieldType,
                             format!("readings.{k} must be a number"),
-                        ));
-                        continue;
+                        )),
                     };
-                    let exact = v.0.as_u64().is_none_or(|u| u <= 1 << 53)
-                        && v.0.as_i64().is_none_or(|i| i.unsigned_abs() <= 1 << 53);
-                    if !exact {
-                        bad = Some((
-                            Reason::NumberOutOfRange,
-                            format!("readings.{k} = {} is beyond +-2^53", v.0),
-                        ));
-                    } else if out.insert(k, n).is_some() {
-                        return Err(serde::de::Error::custom("duplicate key in readings"));
+                    match n {
+                        Err(r) => bad = Some(r),
+                        Ok(n) => {
+                            if out.insert(k, n).is_some() {
+                                return Err(serde::de::Error::custom("duplicate key in readings"));
+                            }
+                        }
                     }
                 }
                 Ok(match bad {
-                    Some((r, d)) => Readings::Invalid(r, d),
+                    Some(r) => Readings::Invalid(r),
                     None => Readings::Valid(out),
                 })
             }
@@ -373,10 +405,10 @@ impl<'de> Deserialize<'de> for Readings {
         d.deserialize_any(V).or_else(|e| {
             let msg = e.to_string();
             if msg.starts_with("invalid type") {
-                Ok(Readings::Invalid(
+                Ok(Readings::Invalid(Rejection::new(
                     Reason::BadFieldType,
-                    "readings must be an object of name -> number".into(),
-                ))
+                    "readings must be an object of name -> number",
+                )))
             } else {
                 Err(e)
             }
@@ -550,6 +582,47 @@ fn date(field: &str, s: &Option<String>) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Free attributes: a JSON object without duplicate keys whose numbers a double holds.
+fn attributes(raw: &RawValue) -> Result<Value, Rejection> {
+    let text = raw.get();
+    if let Some(r) = number::inexact_literal(text, "attributes") {
+        return Err(r);
+    }
+    match canonical::parse_strict(text.as_bytes()) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Rejection::new(
+            Reason::BadFieldType,
+            "attributes must be a JSON object",
+        )),
+        Err(veritrace_verify::Error::DuplicateKey { key }) => Err(Rejection::new(
+            Reason::MalformedJson,
+            format!("attributes has the key {key:?} twice"),
+        )),
+        Err(e) => Err(Rejection::new(
+            Reason::MalformedJson,
+            format!("attributes: {e}"),
+        )),
+    }
+}
+
+/// An attachment size: a whole number of bytes, at most 2^53.
+fn size(i: usize, n: &Number) -> Result<u64, Rejection> {
+    let field = format!("attachments[{i}].size");
+    let f = number::checked(&field, n)?;
+    if f < 0.0 {
+        return Err(Rejection::new(
+            Reason::NumberOutOfRange,
+            format!("{field} {n} must be >= 0"),
+        ));
+    }
+    n.as_u64().ok_or_else(|| {
+        Rejection::new(
+            Reason::BadFieldType,
+            format!("{field} {n} must be a whole number of bytes"),
+        )
+    })
+}
+
 fn missing(field: &str, ty: EventType) -> Rejection {
     Rejection::new(
         Reason::MissingField,
@@ -700,29 +773,40 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         date("object.production_date", &o.production_date)?;
         date("object.expiry_date", &o.expiry_date)?;
     }
-    if let Some(q) = &raw.quantity {
-        if !q.value.is_finite() || q.value < 0.0 {
-            return Err(Rejection::new(
-                Reason::NumberOutOfRange,
-                format!("quantity.value {} must be >= 0", q.value),
-            ));
+    let quantity = match raw.quantity {
+        None => None,
+        Some(q) => {
+            let value = number::checked("quantity.value", &q.value)?;
+            if value < 0.0 {
+                return Err(Rejection::new(
+                    Reason::NumberOutOfRange,
+                    format!("quantity.value {value} must be >= 0"),
+                ));
+            }
+            text("quantity.unit", &q.unit)?;
+            Some(Quantity {
+                unit: q.unit,
+                value,
+            })
         }
-        text("quantity.unit", &q.unit)?;
-    }
-    if let Some(l) = &raw.location
-        && (!(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon))
-    {
-        return Err(Rejection::new(
-            Reason::LatLonOutOfRange,
-            format!(
-                "location ({}, {}) is outside lat -90..90, lon -180..180",
-                l.lat, l.lon
-            ),
-        ));
-    }
+    };
+    let location = match &raw.location {
+        None => None,
+        Some(l) => {
+            let lat = number::checked("location.lat", &l.lat)?;
+            let lon = number::checked("location.lon", &l.lon)?;
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                return Err(Rejection::new(
+                    Reason::LatLonOutOfRange,
+                    format!("location ({lat}, {lon}) is outside lat -90..90, lon -180..180"),
+                ));
+            }
+            Some(Location { lat, lon })
+        }
+    };
     let readings = match raw.readings {
         None => BTreeMap::new(),
-        Some(Readings::Invalid(reason, detail)) => return Err(Rejection::new(reason, detail)),
+        Some(Readings::Invalid(r)) => return Err(r),
         Some(Readings::Valid(map)) => {
             if map.is_empty() {
                 return Err(Rejection::new(Reason::BadValue, "readings is empty"));
@@ -733,18 +817,9 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
             map
         }
     };
-    let attributes = match raw.attributes {
-        None => None,
-        Some(StrictValue(v @ Value::Object(_))) => Some(v),
-        Some(_) => {
-            return Err(Rejection::new(
-                Reason::BadFieldType,
-                "attributes must be a JSON object",
-            ));
-        }
-    };
-    let mut attachments = raw.attachments.unwrap_or_default();
-    for (i, a) in attachments.iter_mut().enumerate() {
+    let attributes = raw.attributes.as_deref().map(attributes).transpose()?;
+    let mut attachments = Vec::new();
+    for (i, a) in raw.attachments.unwrap_or_default().into_iter().enumerate() {
         if a.name.trim().is_empty() || a.name.len() > MAX_TEXT {
             return Err(Rejection::new(
                 Reason::BadAttachment,
@@ -757,7 +832,16 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
                 format!("attachments[{i}].sha256 is not 64 hex digits"),
             ));
         }
-        a.sha256.make_ascii_lowercase();
+        let size = match &a.size {
+            None => None,
+            Some(n) => Some(size(i, n)?),
+        };
+        attachments.push(Attachment {
+            media_type: a.media_type,
+            name: a.name,
+            sha256: a.sha256.to_ascii_lowercase(),
+            size,
+        });
     }
 
     Ok(Event {
@@ -771,13 +855,13 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         inputs,
         outputs,
         object,
-        quantity: raw.quantity,
+        quantity,
         operator: raw.operator,
         result: raw.result,
         site: raw.site,
         device_id: raw.device_id,
         counterparty: raw.counterparty,
-        location: raw.location,
+        location,
         readings,
         attributes,
         attachments,

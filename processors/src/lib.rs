@@ -14,6 +14,7 @@
 pub mod columns;
 pub mod event;
 pub mod kafka;
+mod number;
 pub mod partition;
 pub mod reason;
 pub mod runtime;

@@ -77,3 +77,105 @@ fn a_product_id_kept_its_unpadded_gtin() {
     .expect("valid");
     assert!(String::from_utf8_lossy(&a.canonical).contains(r#""product_id":"09506000134352""#));
 }
+
+/// The rejection for `json`, which must be rejected.
+fn rejection(json: &str) -> veritrace_processors::Rejection {
+    match process(json.as_bytes(), NOW, &Limits::default()) {
+        Ok(a) => panic!(
+            "accepted {json}\nas {}",
+            String::from_utf8_lossy(&a.canonical)
+        ),
+        Err(r) => r,
+    }
+}
+
+const TELEMETRY: &str = r#"{"event_id":"t1","event_type":"telemetry","event_time":"2026-11-01T00:00:00Z","participant":{"id":"p","role":"manufacturer"},"device_id":"d"}"#;
+
+/// The telemetry event above with `extra` (its readings) added.
+fn telemetry_with(extra: &str) -> String {
+    format!("{},{extra}}}", &TELEMETRY[..TELEMETRY.len() - 1])
+}
+
+/// Asserts `json` is rejected as `number_out_of_range` with a detail naming `path`.
+fn out_of_range(json: &str, path: &str) {
+    let r = rejection(json);
+    assert_eq!(r.reason, Reason::NumberOutOfRange, "{json}: {r}");
+    assert!(
+        r.detail.contains(path),
+        "{json}: detail does not name {path}: {r}"
+    );
+}
+
+#[test]
+fn integers_beyond_2_pow_53_were_rounded_not_rejected() {
+    // A u64 literal one past 2^53 was sealed as 2^53.
+    out_of_range(
+        &with(r#""quantity":{"unit":"pcs","value":9007199254740993}"#),
+        "quantity.value",
+    );
+    out_of_range(
+        &with(r#""quantity":{"unit":"pcs","value":-9007199254740993}"#),
+        "quantity.value",
+    );
+    // Beyond u64, serde_json parses integer literals as (rounded) doubles: check those too.
+    out_of_range(
+        &with(r#""quantity":{"unit":"pcs","value":120000000000000000000000000000}"#),
+        "quantity.value",
+    );
+    out_of_range(
+        &with(r#""quantity":{"unit":"pcs","value":1.2e29}"#),
+        "quantity.value",
+    );
+    out_of_range(
+        &telemetry_with(r#""readings":{"y":1,"x":18446744073709551616}"#),
+        "readings.x",
+    );
+    out_of_range(&telemetry_with(r#""readings":{"x":-1e300}"#), "readings.x");
+    out_of_range(
+        &with(r#""location":{"lat":9007199254740993,"lon":0}"#),
+        "location.lat",
+    );
+    out_of_range(&with(r#""location":{"lat":0,"lon":-1e20}"#), "location.lon");
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    for size in [
+        "9007199254740993",
+        "2382186501757725000",
+        "18446744073709551616",
+    ] {
+        out_of_range(
+            &with(&format!(
+                r#""attachments":[{{"name":"a","sha256":"{sha}"}},{{"name":"b","sha256":"{sha}","size":{size}}}]"#
+            )),
+            "attachments[1].size",
+        );
+    }
+    // Free attributes keep the JCS rule (a large integer is fine when a double holds it
+    // exactly), but an integer literal beyond u64 was rounded silently.
+    out_of_range(
+        &with(r#""attributes":{"a":{"b":[1,100000000000000000001]}}"#),
+        "attributes.a.b[1]",
+    );
+    out_of_range(
+        &with(r#""attributes":{"n":18446744073709551617}"#),
+        "attributes.n",
+    );
+    out_of_range(
+        &with(r#""attributes":{"n":9007199254740993}"#),
+        "attributes.n",
+    );
+
+    // 2^53 itself is exact and stays accepted, written either way.
+    for v in ["9007199254740992", "-9007199254740992"] {
+        assert_eq!(
+            reason(&telemetry_with(&format!(r#""readings":{{"x":{v}}}"#))),
+            None,
+            "{v}"
+        );
+    }
+    assert_eq!(
+        reason(&with(
+            r#""quantity":{"unit":"kg","value":4503599627370496.5}"#
+        )),
+        None
+    );
+}
