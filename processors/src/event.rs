@@ -369,6 +369,33 @@ impl<'de> Deserialize<'de> for Readings {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an object of name -> number")
             }
+            // Any other JSON value is `bad_field_type`, consumed whole so that the parse
+            // goes on (an error here would leave the parser inside it: `malformed_json`).
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Readings, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(not_an_object("an array"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Readings, E> {
+                Ok(not_an_object("a string"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Readings, E> {
+                Ok(not_an_object("a boolean"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Readings, E> {
+                Ok(not_an_object("a number"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Readings, E> {
+                Ok(not_an_object("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Readings, E> {
+                Ok(not_an_object("a number"))
+            }
+            fn visit_unit<E>(self) -> Result<Readings, E> {
+                Ok(not_an_object("null"))
+            }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut m: A,
@@ -402,18 +429,15 @@ impl<'de> Deserialize<'de> for Readings {
                 })
             }
         }
-        d.deserialize_any(V).or_else(|e| {
-            let msg = e.to_string();
-            if msg.starts_with("invalid type") {
-                Ok(Readings::Invalid(Rejection::new(
-                    Reason::BadFieldType,
-                    "readings must be an object of name -> number",
-                )))
-            } else {
-                Err(e)
-            }
-        })
+        d.deserialize_any(V)
     }
+}
+
+fn not_an_object(got: &str) -> Readings {
+    Readings::Invalid(Rejection::new(
+        Reason::BadFieldType,
+        format!("readings must be an object of name -> number, not {got}"),
+    ))
 }
 
 /// Parses, structures and validates one record, then computes its canonical bytes and leaf
@@ -468,6 +492,18 @@ pub fn parse_event(payload: &[u8], now_ms: i64, limits: &Limits) -> Result<Event
 fn classify_serde_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
     use serde_json::error::Category;
     let msg = e.to_string();
+    if e.classify() == Category::Syntax && msg.starts_with("number out of range") {
+        // serde_json stops at a literal beyond the double range (`1e400`) without saying
+        // where in the event it is: find it just before the error position.
+        let text = match std::str::from_utf8(payload) {
+            Ok(t) => t,
+            Err(u) => std::str::from_utf8(payload.get(..u.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
+        };
+        let at = byte_offset(text, e.line(), e.column());
+        return number::beyond_double_range(text, at)
+            .unwrap_or_else(|| Rejection::new(Reason::NumberOutOfRange, msg));
+    }
     let reason = match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => Reason::MalformedJson,
         Category::Data => {
@@ -491,6 +527,16 @@ fn classify_serde_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
         detail = format!("not UTF-8 JSON: {detail}");
     }
     Rejection::new(reason, detail)
+}
+
+/// The byte offset of serde_json's 1-based `line` and byte `column` in `text`.
+fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
+    let start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2).map(|(i, _)| i + 1)?
+    };
+    Some(start + column)
 }
 
 fn text(field: &str, s: &str) -> Result<(), Rejection> {

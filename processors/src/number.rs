@@ -16,6 +16,8 @@
 //!   double such as `1e21` is fine; an integer literal is refused only when the double
 //!   would print back as different digits ([`inexact_literal`]), as the canonical encoder
 //!   does for integers that fit `u64`;
+//! - a literal outside the double range (`1e400`) is refused everywhere; serde_json stops
+//!   at it with "number out of range", and [`beyond_double_range`] names the field.
 //!
 //! Pure: the scanner runs over text that serde_json has already accepted, so it only
 //! needs to track structure, and it never panics on anything else either.
@@ -78,6 +80,25 @@ pub(crate) fn inexact_literal(json: &str, root: &str) -> Option<Rejection> {
             )
         })
     })
+}
+
+/// After serde_json stopped with "number out of range" at byte `at` (or anywhere, when
+/// unknown): the rejection naming the last such literal that starts before `at`.
+pub(crate) fn beyond_double_range(json: &str, at: Option<usize>) -> Option<Rejection> {
+    let mut found = None;
+    scan(json, |path, lit, start| {
+        if at.is_some_and(|at| start >= at) {
+            return Some(());
+        }
+        if lit.parse::<f64>().is_ok_and(|f| f.is_infinite()) {
+            found = Some(beyond_range(&path.under(""), lit));
+            if at.is_none() {
+                return Some(());
+            }
+        }
+        None
+    });
+    found
 }
 
 fn beyond_range(field: &dyn fmt::Display, lit: &str) -> Rejection {
@@ -277,9 +298,31 @@ mod tests {
     }
 
     #[test]
+    fn beyond_double_range_picks_the_literal_before_the_error() {
+        let json = r#"{"quantity":{"value":1e400},"readings":{"x":-2E+999}}"#;
+        let at = |s: &str| json.find(s).map(|i| i + s.len());
+        let detail = |at| beyond_double_range(json, at).map(|r| r.detail);
+        assert_eq!(
+            detail(at("1e400")).as_deref(),
+            Some("quantity.value = 1e400 is outside the range of a double")
+        );
+        assert_eq!(
+            detail(at("2E+999")).as_deref(),
+            Some("readings.x = -2E+999 is outside the range of a double")
+        );
+        assert_eq!(
+            detail(None).as_deref(),
+            Some("quantity.value = 1e400 is outside the range of a double")
+        );
+        assert!(beyond_double_range("[1,2]", None).is_none());
+    }
+
+    #[test]
     fn the_scanner_survives_broken_text() {
         for s in ["", "\"", "\"\\", "{\"a", "[[[-", "}}]]", "{\"a\":1e", "-"] {
             let _ = inexact_literal(s, "r");
+            let _ = beyond_double_range(s, None);
+            let _ = beyond_double_range(s, Some(1));
         }
     }
 }

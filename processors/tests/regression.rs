@@ -179,3 +179,50 @@ fn integers_beyond_2_pow_53_were_rounded_not_rejected() {
         None
     );
 }
+
+#[test]
+fn a_number_beyond_the_double_range_and_readings_as_an_array_were_malformed_json() {
+    out_of_range(
+        &with(r#""quantity":{"unit":"kg","value":1e400}"#),
+        "quantity.value",
+    );
+    out_of_range(
+        &telemetry_with(r#""readings":{"y":1e300,"x":-1e400}"#),
+        "readings.x",
+    );
+    out_of_range(
+        &with(r#""location":{"lat":1,"lon":1E+400}"#),
+        "location.lon",
+    );
+    out_of_range(&with(r#""attributes":{"a":[1,1e400]}"#), "attributes.a[1]");
+    let long = format!("1{}", "0".repeat(400));
+    out_of_range(
+        &with(&format!(r#""quantity":{{"unit":"kg","value":{long}}}"#)),
+        "quantity.value",
+    );
+    // serde_json skips the attributes (kept as text) and stops at the quantity, on line 3.
+    let r = rejection(&with(
+        "\n\"attributes\":{\"a\":1e400},\n\"quantity\":{\"unit\":\"kg\",\"value\":1e999}\n",
+    ));
+    assert_eq!(
+        (r.reason, r.detail.as_str()),
+        (
+            Reason::NumberOutOfRange,
+            "quantity.value = 1e999 is outside the range of a double"
+        )
+    );
+
+    for readings in [
+        "[1,2]",
+        "[]",
+        r#"[{"x":1}]"#,
+        "[1e400]",
+        r#""x""#,
+        "5",
+        "true",
+    ] {
+        let r = rejection(&telemetry_with(&format!(r#""readings":{readings}"#)));
+        assert_eq!(r.reason, Reason::BadFieldType, "{readings}: {r}");
+        assert!(r.detail.contains("readings"), "{readings}: {r}");
+    }
+}
