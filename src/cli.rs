@@ -314,7 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = data_of(a.data);
             let rt = runtime()?;
             let out = rt.block_on(async {
-                let engine = QueryEngine::open(&data).await?;
+                let engine = QueryEngine::open_with(&data, cfg.query.options()).await?;
                 let batches = engine.sql(&a.sql).await?;
                 output::encode(&batches, a.format)
             })?;
@@ -378,9 +378,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = data_of(a.data);
             let listen = a.listen.unwrap_or(cfg.http.listen);
             let flight_listen = a.flight_listen.unwrap_or(cfg.http.flight_listen);
+            let grace = cfg.query.shutdown_grace;
             let rt = runtime()?;
-            rt.block_on(async {
-                let engine = Arc::new(QueryEngine::open(&data).await?);
+            let result = rt.block_on(async {
+                let engine = Arc::new(QueryEngine::open_with(&data, cfg.query.options()).await?);
                 let registry = prometheus::Registry::new();
                 let app = veritrace_queries::http::router(engine.clone(), registry)?;
                 let listener = tokio::net::TcpListener::bind(listen)
@@ -396,7 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     flight.local_addr()?
                 );
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                let flight_stop = {
+                let stopped = move || {
                     let mut rx = stop_rx.clone();
                     async move {
                         let _ = rx.wait_for(|s| *s).await;
@@ -405,19 +406,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let flight_task = tokio::spawn(veritrace_queries::flight::serve(
                     flight,
                     engine.clone(),
-                    flight_stop,
+                    stopped(),
                 ));
-                let http_stop = async move {
+                let servers = async {
+                    veritrace_queries::http::serve(listener, app, stopped()).await?;
+                    flight_task
+                        .await
+                        .context("the Flight SQL server task")?
+                        .context("Flight SQL server")?;
+                    anyhow::Ok(())
+                };
+                // SIGTERM: stop accepting, let running requests finish for the grace period,
+                // then cancel what is left (queries are aborted when their futures drop).
+                let deadline = async {
                     shutdown_signal().await;
                     let _ = stop_tx.send(true);
+                    eprintln!("shutting down: draining requests for up to {grace:?}");
+                    tokio::time::sleep(grace).await;
                 };
-                veritrace_queries::http::serve(listener, app, http_stop).await?;
-                flight_task
-                    .await
-                    .context("the Flight SQL server task")?
-                    .context("Flight SQL server")?;
-                anyhow::Ok(())
-            })?;
+                tokio::select! {
+                    r = servers => r,
+                    () = deadline => {
+                        eprintln!("grace period of {grace:?} over: cancelling the requests still running");
+                        Ok(())
+                    }
+                }
+            });
+            // Blocking reads still running must not hold the exit.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
             Ok(ExitCode::SUCCESS)
         }
     }

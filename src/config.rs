@@ -69,6 +69,65 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Who anchors epoch roots: the local ledger or an EVM chain.
     pub anchor: AnchorConfig,
+    /// What one query may cost (`veritrace serve`, `veritrace sql`).
+    pub query: QueryConfig,
+}
+
+/// `[query]`: bounds on one query and on the query stage (see `veritrace_queries::limits`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Longest SQL statement accepted, in bytes; longer ones are `statement_too_complex`.
+    pub max_statement_bytes: usize,
+    /// Deepest expression nesting accepted (`1+1+1` is 3 deep); deeper statements are
+    /// `statement_too_complex`.
+    pub max_expression_depth: usize,
+    /// Most query blocks (SELECTs, subqueries, UNION arms) in one statement.
+    pub max_query_blocks: usize,
+    /// Most table references in one statement.
+    pub max_table_references: usize,
+    /// Deadline of one query, planning to last row, e.g. `"60s"` (`query_timeout` after).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Memory all running queries may hold together, in MiB; sorts and aggregates spill to
+    /// disk beyond it, other queries fail with `query_memory_exceeded`.
+    pub memory_limit_mib: usize,
+    /// Queries (SQL, traces, certificates) running at once; more wait in line.
+    pub max_concurrent: usize,
+    /// How long a query waits for a slot before it is refused as `server_busy`, e.g. `"10s"`.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Threads of the query runtime; 0 is one per CPU.
+    pub threads: usize,
+    /// After SIGTERM or Ctrl-C, how long `veritrace serve` lets running requests finish
+    /// before it cancels them and exits, e.g. `"10s"`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl QueryConfig {
+    /// The engine's limits.
+    pub fn limits(&self) -> veritrace_queries::QueryLimits {
+        veritrace_queries::QueryLimits {
+            max_statement_bytes: self.max_statement_bytes,
+            max_expression_depth: self.max_expression_depth,
+            max_query_blocks: self.max_query_blocks,
+            max_table_references: self.max_table_references,
+            timeout: self.timeout,
+            memory_limit: self.memory_limit_mib.saturating_mul(1 << 20),
+            max_concurrent: self.max_concurrent,
+            queue_timeout: self.queue_timeout,
+            threads: self.threads,
+        }
+    }
+
+    /// The engine's options: these limits, other settings from the environment.
+    pub fn options(&self) -> veritrace_queries::QueryOptions {
+        veritrace_queries::QueryOptions {
+            limits: self.limits(),
+            ..veritrace_queries::QueryOptions::from_env()
+        }
+    }
 }
 
 /// Anchor backend choice.
@@ -290,6 +349,21 @@ impl Default for Config {
                 metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
                 resume_rewind: veritrace_processors::kafka::DEFAULT_RESUME_REWIND,
             },
+            query: {
+                let l = veritrace_queries::QueryLimits::default();
+                QueryConfig {
+                    max_statement_bytes: l.max_statement_bytes,
+                    max_expression_depth: l.max_expression_depth,
+                    max_query_blocks: l.max_query_blocks,
+                    max_table_references: l.max_table_references,
+                    timeout: l.timeout,
+                    memory_limit_mib: l.memory_limit >> 20,
+                    max_concurrent: l.max_concurrent,
+                    queue_timeout: l.queue_timeout,
+                    threads: l.threads,
+                    shutdown_grace: Duration::from_secs(10),
+                }
+            },
             anchor: AnchorConfig {
                 backend: BackendKind::Local,
                 evm: EvmConfig {
@@ -362,6 +436,19 @@ impl Config {
         anyhow::ensure!(
             !k.topics.contains(&k.rejected_topic),
             "kafka.rejected-topic must not be one of kafka.topics (rejections would be re-read)"
+        );
+        let q = &self.query;
+        anyhow::ensure!(
+            q.max_statement_bytes >= 64 && q.max_expression_depth >= 8,
+            "query.max-statement-bytes must be at least 64 and query.max-expression-depth at least 8"
+        );
+        anyhow::ensure!(
+            q.max_query_blocks >= 1 && q.max_table_references >= 1 && q.max_concurrent >= 1,
+            "query.max-query-blocks, max-table-references and max-concurrent must be at least 1"
+        );
+        anyhow::ensure!(
+            !q.timeout.is_zero() && q.memory_limit_mib >= 16,
+            "query.timeout must be positive and query.memory-limit-mib at least 16"
         );
         let e = &self.anchor.evm;
         anyhow::ensure!(

@@ -40,7 +40,10 @@ fn queries(c: &mut Criterion) {
     let open = |dictionary_count| {
         rt.block_on(QueryEngine::open_with(
             dir.path(),
-            QueryOptions { dictionary_count },
+            QueryOptions {
+                dictionary_count,
+                ..Default::default()
+            },
         ))
         .expect("engine")
     };

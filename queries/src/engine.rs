@@ -7,6 +7,8 @@ use datafusion::catalog::Session;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
@@ -17,6 +19,7 @@ use veritrace_processors::columns::{edges_schema, events_schema, rejected_schema
 
 use crate::dict_count::DictionaryCountRule;
 use crate::events_table::EventsTable;
+use crate::limits::QueryLimits;
 use crate::trace::{Direction, EdgeIndex, TraceFunction, Walk};
 use veritrace_verify::Digest;
 use veritrace_verify::bundle::{EvmReceipt, LedgerEntry};
@@ -106,10 +109,16 @@ pub(crate) struct Snapshot {
 }
 
 /// DataFusion over one data directory.
+///
+/// Cloning is cheap: clones share the session, the snapshot, the query runtime and its
+/// limits. SQL statements, traces and certificates run on the engine's own query runtime
+/// under [`QueryLimits`] ([`crate::limits`]); lookups and proofs run where they are called.
+#[derive(Clone)]
 pub struct QueryEngine {
     pub(crate) ctx: SessionContext,
     pub(crate) dir: DataDir,
-    pub(crate) snapshot: Mutex<Arc<Snapshot>>,
+    pub(crate) snapshot: Arc<Mutex<Arc<Snapshot>>>,
+    guard: Arc<Guard>,
     batches: Arc<Swappable>,
     epochs: Arc<Swappable>,
     /// The trace graph, shared with the SQL table functions.
@@ -133,12 +142,15 @@ pub struct QueryOptions {
     /// Answer `GROUP BY` counts and `DISTINCT` over string columns from the Parquet
     /// dictionary indices ([`crate::dict_count`]); off, DataFusion plans them as usual.
     pub dictionary_count: bool,
+    /// What one query may cost ([`crate::limits`]).
+    pub limits: QueryLimits,
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
         QueryOptions {
             dictionary_count: true,
+            limits: QueryLimits::default(),
         }
     }
 }
@@ -148,7 +160,118 @@ impl QueryOptions {
     pub fn from_env() -> Self {
         QueryOptions {
             dictionary_count: std::env::var("VERITRACE_DICTIONARY_COUNT").as_deref() != Ok("off"),
+            ..Default::default()
         }
+    }
+}
+
+/// The query runtime, the limits and the slots of running queries, shared by clones.
+struct Guard {
+    exec: Executor,
+    limits: QueryLimits,
+    slots: Arc<tokio::sync::Semaphore>,
+    metrics: QueryMetrics,
+}
+
+/// A multi-threaded runtime of its own for query work: CPU-heavy plans occupy its threads,
+/// never the ones that answer health checks, metrics and lookups. Its threads have a large
+/// stack ([`crate::limits::QUERY_THREAD_STACK`]).
+struct Executor {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Executor {
+    fn new(threads: usize) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            threads
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("veritrace-query")
+            .thread_stack_size(crate::limits::QUERY_THREAD_STACK)
+            .enable_all()
+            .build()
+            .map_err(|e| crate::Error::Internal(format!("starting the query runtime: {e}")))?;
+        Ok(Executor {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks until its tasks end, which is not allowed inside another
+        // runtime (where engines are usually dropped); running queries are cancelled anyway.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped: a query whose caller went away
+/// (client disconnected, deadline passed) stops using CPU and memory.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// Metric: queries running now on the query runtime.
+pub const QUERIES_RUNNING: &str = "veritrace_queries_running";
+/// Metric: queries refused or stopped, by reason (`statement_too_complex`, `query_timeout`,
+/// `server_busy`, `query_memory_exceeded`, `cancelled`).
+pub const QUERIES_REFUSED_TOTAL: &str = "veritrace_queries_refused_total";
+
+#[derive(Clone)]
+struct QueryMetrics {
+    running: prometheus::IntGauge,
+    refused: prometheus::IntCounterVec,
+}
+
+impl QueryMetrics {
+    fn new() -> Result<Self> {
+        let m = |e: prometheus::Error| crate::Error::Internal(format!("query metrics: {e}"));
+        Ok(QueryMetrics {
+            running: prometheus::IntGauge::new(QUERIES_RUNNING, "Queries running now")
+                .map_err(m)?,
+            refused: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(QUERIES_REFUSED_TOTAL, "Queries refused or stopped"),
+                &["reason"],
+            )
+            .map_err(m)?,
+        })
+    }
+}
+
+/// Counts a running query while alive.
+struct Running(prometheus::IntGauge);
+
+impl Running {
+    fn start(g: &prometheus::IntGauge) -> Self {
+        g.inc();
+        Running(g.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -186,9 +309,23 @@ impl QueryEngine {
         if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS").is_none() {
             config.options_mut().execution.parquet.pushdown_filters = true;
         }
+        let limits = options.limits.clone();
+        // One memory pool for all queries: joins, aggregates and sorts reserve from it,
+        // sorts and aggregates spill to disk when it runs out, and a query that still
+        // cannot fit fails with `query_memory_exceeded` naming the biggest consumers.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(limits.memory_limit.max(1 << 20)),
+            std::num::NonZeroUsize::MIN.saturating_add(2),
+        );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()?;
         let mut state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime)
             .with_default_features();
+        // Joins yield to the scheduler, so deadlines and disconnects can stop them.
+        state = state.with_physical_optimizer_rule(Arc::new(crate::limits::YieldingOperators));
         // GROUP BY counts over string columns read the Parquet dictionary indices only.
         if options.dictionary_count {
             state = state.with_physical_optimizer_rule(Arc::new(DictionaryCountRule));
@@ -238,10 +375,17 @@ impl QueryEngine {
                 Arc::new(TraceFunction::new(d, edges.clone(), events.clone())),
             );
         }
+        let guard = Arc::new(Guard {
+            exec: Executor::new(limits.threads)?,
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1))),
+            limits,
+            metrics: QueryMetrics::new()?,
+        });
         let engine = QueryEngine {
             ctx,
             dir,
-            snapshot: Mutex::new(Arc::new(Snapshot::default())),
+            snapshot: Arc::new(Mutex::new(Arc::new(Snapshot::default()))),
+            guard,
             batches,
             epochs,
             edges,
@@ -483,9 +627,95 @@ impl QueryEngine {
         Ok(())
     }
 
+    /// The limits queries run under.
+    pub fn limits(&self) -> &QueryLimits {
+        &self.guard.limits
+    }
+
+    /// Registers the query-stage metrics ([`QUERIES_RUNNING`], [`QUERIES_REFUSED_TOTAL`]).
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.guard.metrics.running.clone()))?;
+        registry.register(Box::new(self.guard.metrics.refused.clone()))
+    }
+
+    fn refused(&self, e: &crate::Error) {
+        if let Some(reason) = e.refusal_reason() {
+            self.guard
+                .metrics
+                .refused
+                .with_label_values(&[reason])
+                .inc();
+        }
+    }
+
+    /// Waits for a query slot, at most [`QueryLimits::queue_timeout`].
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let limits = &self.guard.limits;
+        match tokio::time::timeout(
+            limits.queue_timeout,
+            self.guard.slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(crate::Error::Internal("the query slots were closed".into())),
+            Err(_) => Err(crate::Error::Busy {
+                running: limits.max_concurrent,
+                waited: limits.queue_timeout,
+            }),
+        }
+    }
+
+    /// Runs `work` on the query runtime in a query slot, under the deadline; dropping the
+    /// returned future (the caller went away) aborts the work.
+    pub(crate) async fn run<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(QueryEngine) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let result = async {
+            let permit = self.slot().await?;
+            let running = Running::start(&self.guard.metrics.running);
+            let fut = work(self.clone());
+            let task = AbortOnDrop(self.guard.exec.handle.spawn(async move {
+                let _slot = permit;
+                let _running = running;
+                fut.await
+            }));
+            let timeout = self.guard.limits.timeout;
+            match tokio::time::timeout(timeout, task).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) if e.is_panic() => Err(crate::Error::Internal(format!(
+                    "the query failed unexpectedly: {}",
+                    panic_message(e.into_panic())
+                ))),
+                Ok(Err(e)) => Err(crate::Error::Internal(format!("the query stopped: {e}"))),
+                Err(_) => Err(crate::Error::Timeout(timeout)),
+            }
+        }
+        .await;
+        if let Err(e) = &result {
+            self.refused(e);
+        }
+        result
+    }
+
     /// Traces `code` (any accepted trace-code form) backward or forward, at most
     /// `max_depth` levels: the walk (nodes, edge events, cycles) and every event of it.
     pub async fn trace(
+        &self,
+        code: &str,
+        direction: Direction,
+        max_depth: Option<u32>,
+    ) -> Result<(Walk, Vec<RecordBatch>)> {
+        let code = code.to_owned();
+        self.run(move |e| async move { e.trace_unguarded(&code, direction, max_depth).await })
+            .await
+    }
+
+    /// [`QueryEngine::trace`] on the current task, for work already in a query slot.
+    pub(crate) async fn trace_unguarded(
         &self,
         code: &str,
         direction: Direction,
@@ -501,12 +731,18 @@ impl QueryEngine {
 
     /// Plans one read-only SQL statement and returns its result schema (no execution).
     pub async fn sql_schema(&self, sql: &str) -> Result<arrow::datatypes::SchemaRef> {
-        Ok(Arc::new(
-            self.dataframe(sql).await?.schema().as_arrow().clone(),
-        ))
+        let sql = sql.to_owned();
+        self.run(move |e| async move {
+            Ok(Arc::new(
+                e.dataframe(&sql).await?.schema().as_arrow().clone(),
+            ))
+        })
+        .await
     }
 
-    /// Runs one read-only SQL statement as a stream of record batches.
+    /// Runs one read-only SQL statement as a stream of record batches. The statement runs
+    /// on the query runtime in a query slot until the stream ends, fails, passes the
+    /// deadline (a `query_timeout` error item) or is dropped (the work is aborted).
     pub async fn sql_stream(
         &self,
         sql: &str,
@@ -514,12 +750,90 @@ impl QueryEngine {
         arrow::datatypes::SchemaRef,
         datafusion::physical_plan::SendableRecordBatchStream,
     )> {
-        let df = self.dataframe(sql).await?;
-        let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        Ok((schema, df.execute_stream().await?))
+        use futures::StreamExt;
+        let permit = self.slot().await.inspect_err(|e| self.refused(e))?;
+        let running = Running::start(&self.guard.metrics.running);
+        let timeout = self.guard.limits.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (schema_tx, schema_rx) = tokio::sync::oneshot::channel::<Result<SchemaRef>>();
+        let (tx, rx) = tokio::sync::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
+        let engine = self.clone();
+        let refused = self.guard.metrics.refused.clone();
+        let sql = sql.to_owned();
+        let task = AbortOnDrop(self.guard.exec.handle.spawn(async move {
+            let _slot = permit;
+            let _running = running;
+            let items = tx.clone();
+            let work = async move {
+                let df = match engine.dataframe(&sql).await {
+                    Ok(df) => df,
+                    Err(e) => return drop(schema_tx.send(Err(e))),
+                };
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let mut stream = match df.execute_stream().await {
+                    Ok(s) => s,
+                    Err(e) => return drop(schema_tx.send(Err(e.into()))),
+                };
+                if schema_tx.send(Ok(schema)).is_err() {
+                    return;
+                }
+                while let Some(item) = stream.next().await {
+                    if items.send(item).await.is_err() {
+                        return; // the reader went away
+                    }
+                }
+            };
+            if tokio::time::timeout_at(deadline, work).await.is_err() {
+                let e = crate::Error::Timeout(timeout);
+                refused.with_label_values(&[e.code()]).inc();
+                let _ = tx
+                    .send(Err(datafusion::error::DataFusionError::External(Box::new(
+                        e,
+                    ))))
+                    .await;
+            }
+        }));
+        let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
+            Ok(Ok(Ok(schema))) => schema,
+            Ok(Ok(Err(e))) => return Err(e).inspect_err(|e| self.refused(e)),
+            Ok(Err(_)) => {
+                return Err(crate::Error::Internal(
+                    "the query stopped before planning ended".into(),
+                ));
+            }
+            Err(_) => {
+                let e = crate::Error::Timeout(timeout);
+                self.refused(&e);
+                return Err(e);
+            }
+        };
+        let batches = futures::stream::unfold((rx, task), |(mut rx, task)| async move {
+            rx.recv().await.map(|item| (item, (rx, task)))
+        });
+        Ok((
+            schema.clone(),
+            Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema,
+                    batches.boxed(),
+                ),
+            ),
+        ))
     }
 
+    /// Parses (with the shape checks of [`crate::limits`]), plans and verifies one read-only
+    /// statement. Call on the query runtime: a statement can be deep until it is checked.
     async fn dataframe(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        let state = self.ctx.state();
+        let statement = {
+            let opts = state.config_options();
+            crate::limits::parse_checked(
+                sql,
+                opts.sql_parser.dialect.as_ref(),
+                opts.sql_parser.recursion_limit.get(),
+                &self.guard.limits,
+            )?
+        };
         let snap = self.snapshot().await?;
         // The trace functions walk the graph while the statement is planned.
         let lower = sql.to_ascii_lowercase();
@@ -530,7 +844,9 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        Ok(self.ctx.sql_with_options(sql, opts).await?)
+        let plan = state.statement_to_plan(statement).await?;
+        opts.verify_plan(&plan)?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
     /// The walk of a trace alone (nodes, edge events, cycles), without reading events.
@@ -540,9 +856,13 @@ impl QueryEngine {
         direction: Direction,
         max_depth: Option<u32>,
     ) -> Result<Walk> {
-        let code = crate::trace::normalise(code)?;
-        self.ensure_edges(self.snapshot().await?).await?;
-        Ok(self.edge_index().walk(&code, direction, max_depth))
+        let code = code.to_owned();
+        self.run(move |e| async move {
+            let code = crate::trace::normalise(&code)?;
+            e.ensure_edges(e.snapshot().await?).await?;
+            Ok(e.edge_index().walk(&code, direction, max_depth))
+        })
+        .await
     }
 
     /// The events files queries scan now (committed compacted files, then uncompacted
@@ -568,18 +888,30 @@ impl QueryEngine {
         sql: &str,
         max_rows: Option<usize>,
     ) -> Result<Vec<RecordBatch>> {
-        let mut df = self.dataframe(sql).await?;
-        if let Some(n) = max_rows {
-            df = df.limit(0, Some(n))?;
-        }
-        let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        if batches.is_empty() {
-            // Keep the column names for an empty result (tables print headers, CSV a header line).
-            return Ok(vec![RecordBatch::new_empty(schema)]);
-        }
-        Ok(batches)
+        let sql = sql.to_owned();
+        self.run(move |e| async move {
+            let mut df = e.dataframe(&sql).await?;
+            if let Some(n) = max_rows {
+                df = df.limit(0, Some(n))?;
+            }
+            let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            if batches.is_empty() {
+                // Keep the column names for an empty result (tables print headers, CSV a
+                // header line).
+                return Ok(vec![RecordBatch::new_empty(schema)]);
+            }
+            Ok(batches)
+        })
+        .await
     }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The longest `IN` list whose values prune row groups and pages (a trace's node list).

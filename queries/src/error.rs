@@ -30,19 +30,75 @@ pub enum Error {
     /// The request is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The statement is larger or deeper than the server accepts ([`crate::limits`]).
+    #[error("statement too complex: {0}")]
+    TooComplex(String),
+    /// The query passed its deadline and was stopped.
+    #[error("the query did not finish within {0:?} and was stopped")]
+    Timeout(std::time::Duration),
+    /// Every query slot stayed taken while the query waited.
+    #[error(
+        "the server is busy: {running} queries are running and none finished within {waited:?}; \
+         retry later"
+    )]
+    Busy {
+        /// Slots (all taken).
+        running: usize,
+        /// How long the query waited.
+        waited: std::time::Duration,
+    },
+    /// A bug or an environment failure inside the server (evidence in the message).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
     /// A stable machine-readable code for API responses.
     pub fn code(&self) -> &'static str {
         match self {
+            Error::Sql(e) if is_memory_exceeded(e) => "query_memory_exceeded",
+            Error::Sql(e) if is_timeout(e) => "query_timeout",
             Error::Sql(_) => "sql_error",
             Error::NotFound { .. } => "not_found",
             Error::Corrupt(_) => "data_inconsistent",
             Error::Anchor(_) => "storage_error",
             Error::Output(_) => "output_error",
             Error::BadRequest(_) => "bad_request",
+            Error::TooComplex(_) => "statement_too_complex",
+            Error::Timeout(_) => "query_timeout",
+            Error::Busy { .. } => "server_busy",
+            Error::Internal(_) => "internal_error",
         }
+    }
+
+    /// The reason a query was refused or stopped by a limit (a metrics label), if it was.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        match self.code() {
+            c @ ("query_memory_exceeded"
+            | "query_timeout"
+            | "statement_too_complex"
+            | "server_busy") => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// The memory pool refused a reservation (somewhere in the error's chain).
+fn is_memory_exceeded(e: &datafusion::error::DataFusionError) -> bool {
+    matches!(
+        e.find_root(),
+        datafusion::error::DataFusionError::ResourcesExhausted(_)
+    )
+}
+
+/// A streamed query passed its deadline (the error item [`crate::QueryEngine::sql_stream`]
+/// sends).
+fn is_timeout(e: &datafusion::error::DataFusionError) -> bool {
+    match e.find_root() {
+        datafusion::error::DataFusionError::External(x) => {
+            matches!(x.downcast_ref::<Error>(), Some(Error::Timeout(_)))
+        }
+        _ => false,
     }
 }
 

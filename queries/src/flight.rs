@@ -49,10 +49,18 @@ fn sql_info() -> Result<&'static SqlInfoData, Status> {
 }
 
 fn status(e: Error) -> Status {
-    match e {
-        Error::Sql(_) | Error::BadRequest(_) => Status::invalid_argument(e.to_string()),
-        Error::NotFound { .. } => Status::not_found(e.to_string()),
-        _ => Status::internal(e.to_string()),
+    // The reason code leads the message, as `code` does in HTTP error bodies.
+    let msg = format!("{}: {e}", e.code());
+    match e.code() {
+        "query_timeout" => Status::deadline_exceeded(msg),
+        "server_busy" | "query_memory_exceeded" => Status::resource_exhausted(msg),
+        _ => match e {
+            Error::Sql(_) | Error::BadRequest(_) | Error::TooComplex(_) => {
+                Status::invalid_argument(msg)
+            }
+            Error::NotFound { .. } => Status::not_found(msg),
+            _ => Status::internal(msg),
+        },
     }
 }
 

@@ -54,6 +54,7 @@ pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, pr
     )?;
     registry.register(Box::new(requests.clone()))?;
     registry.register(Box::new(latency.clone()))?;
+    engine.register_metrics(&registry)?;
     let state = AppState {
         engine,
         registry,
@@ -100,17 +101,27 @@ fn error_response(status: StatusCode, code: &str, message: impl std::fmt::Displa
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match &self {
-            Error::Sql(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Corrupt(_) | Error::Anchor(_) | Error::Output(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+        let status = match self.code() {
+            "query_memory_exceeded" => StatusCode::UNPROCESSABLE_ENTITY,
+            "query_timeout" => StatusCode::GATEWAY_TIMEOUT,
+            "server_busy" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => match &self {
+                Error::Sql(_) | Error::BadRequest(_) | Error::TooComplex(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                Error::NotFound { .. } => StatusCode::NOT_FOUND,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         };
-        if status.is_server_error() {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
         }
-        error_response(status, self.code(), &self)
+        let mut resp = error_response(status, self.code(), &self);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
     }
 }
 

@@ -28,10 +28,12 @@ mod error;
 mod events_table;
 pub mod flight;
 pub mod http;
+pub mod limits;
 pub mod output;
 mod proof;
 pub mod trace;
 
-pub use engine::{QueryEngine, QueryOptions};
+pub use engine::{QUERIES_REFUSED_TOTAL, QUERIES_RUNNING, QueryEngine, QueryOptions};
 pub use error::{Error, Result};
+pub use limits::QueryLimits;
 pub use output::Format;

@@ -142,8 +142,20 @@ impl QueryEngine {
 
 impl QueryEngine {
     /// A trace certificate: the trace of `code` and every event of it with its proof; batch
-    /// headers, epoch paths and anchor receipts are stored once per batch and epoch.
+    /// headers, epoch paths and anchor receipts are stored once per batch and epoch. Runs as
+    /// a query (query runtime, slot, deadline).
     pub async fn certificate(
+        &self,
+        code: &str,
+        direction: crate::trace::Direction,
+        max_depth: Option<u32>,
+    ) -> Result<veritrace_verify::certificate::Certificate> {
+        let code = code.to_owned();
+        self.run(move |e| async move { e.certificate_unguarded(&code, direction, max_depth).await })
+            .await
+    }
+
+    async fn certificate_unguarded(
         &self,
         code: &str,
         direction: crate::trace::Direction,
@@ -153,7 +165,7 @@ impl QueryEngine {
         use veritrace_verify::certificate::{
             CERTIFICATE_FORMAT, CertBatch, CertEvent, CertNode, CertTrace, Certificate,
         };
-        let (walk, batches) = self.trace(code, direction, max_depth).await?;
+        let (walk, batches) = self.trace_unguarded(code, direction, max_depth).await?;
         let snap = self.snapshot().await?;
         struct Row {
             node: String,

@@ -116,6 +116,17 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
         ),
         "SELECT reason, count(*) AS n FROM rejected GROUP BY reason ORDER BY reason".to_owned(),
         "DROP TABLE events".to_owned(),
+        // Once aborted the whole server: "has overflowed its stack".
+        format!("SELECT {}", vec!["1"; 2_000].join("+")),
+        format!(
+            "SELECT count(*) FROM events WHERE {}",
+            (0..3_000)
+                .map(|i| format!("event_id='{i}'"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        ),
+        // ... and the server still answers.
+        "SELECT count(*) AS n FROM events".to_owned(),
     ];
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/flight_sql_query.py");
     let out = Command::new(&py)
@@ -146,4 +157,9 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
         refused.contains("not supported") || refused.contains("DDL"),
         "{refused}"
     );
+    for deep in &results[4..6] {
+        let e = deep["error"].as_str().expect("a deep statement must fail");
+        assert!(e.contains("statement_too_complex"), "{e}");
+    }
+    assert_eq!(results[6]["rows"], sql_json(&data, &statements[6]));
 }

@@ -1,0 +1,162 @@
+//! `veritrace serve` as a child process on free loopback ports, and a plain HTTP/1.1
+//! client: what the end-to-end server tests share.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veritrace"))
+}
+
+/// A running `veritrace serve`; killed when dropped.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    /// `host:port` of the HTTP API.
+    pub(crate) http: String,
+    /// `host:port` of Flight SQL.
+    pub(crate) flight: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Serves `data` with the given `VERITRACE__...` settings.
+    pub(crate) fn start(data: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = bin();
+        cmd.args([
+            "serve",
+            "--data",
+            data.to_str().expect("path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--flight-listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let banner = loop {
+            assert!(Instant::now() < deadline, "server did not start");
+            let line = lines.next().expect("server exited").expect("line");
+            if line.contains("http://") {
+                break line;
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let after = |marker: &str| {
+            banner
+                .split(marker)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .expect("address in banner")
+                .to_owned()
+        };
+        Server {
+            http: after("http://"),
+            flight: after("grpc://"),
+            child,
+        }
+    }
+
+    /// One request; `(status, JSON body)` (a non-JSON body as a JSON string).
+    pub(crate) fn request(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        http(&self.http, method, path, body, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// `POST /v1/sql`.
+    pub(crate) fn sql(&self, sql: &str) -> (u16, serde_json::Value) {
+        self.request(
+            "POST",
+            "/v1/sql",
+            &serde_json::json!({ "sql": sql }).to_string(),
+        )
+    }
+
+    /// The value of a metric on `/metrics` (0 when absent).
+    pub(crate) fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.request("GET", "/metrics", "");
+        let text = text.as_str().unwrap_or_default().to_owned();
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// A plain HTTP/1.1 request with a read timeout.
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, serde_json::Value)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status: u16 = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {resp:?}")))?;
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    Ok((
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())),
+    ))
+}
+
+/// Polls `cond` until it holds or `timeout` passes (then panics with `what`).
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A demo data directory of `events` events (local ledger, anchored).
+pub(crate) fn demo(dir: &Path, events: u64) {
+    let out = bin()
+        .args([
+            "demo",
+            "--events",
+            &events.to_string(),
+            "--data",
+            dir.to_str().expect("path"),
+            "--no-serve",
+            "--epoch-ms",
+            "200",
+            "--batch-size",
+            "2000",
+        ])
+        .output()
+        .expect("demo");
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
