@@ -520,13 +520,10 @@ fn classify_serde_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
             }
         }
     };
-    // Keep details short even for megabyte inputs.
-    let mut detail = msg;
-    detail.truncate(300);
     if reason == Reason::MalformedJson && std::str::from_utf8(payload).is_err() {
-        detail = format!("not UTF-8 JSON: {detail}");
+        return Rejection::new(reason, format!("not UTF-8 JSON: {msg}"));
     }
-    Rejection::new(reason, detail)
+    Rejection::new(reason, msg)
 }
 
 /// The byte offset of serde_json's 1-based `line` and byte `column` in `text`.
@@ -694,8 +691,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         ));
     }
     let ty = EventType::parse(&raw.event_type).ok_or_else(|| {
-        let mut shown = raw.event_type.clone();
-        shown.truncate(64);
+        let shown: String = raw.event_type.chars().take(64).collect();
         Rejection::new(
             Reason::UnknownEventType,
             format!("event_type {shown:?} is not a known type"),
@@ -1085,11 +1081,34 @@ mod tests {
         assert_eq!(reason(tf.as_bytes()), Reason::MissingField);
     }
 
+    fn printable(detail: &str) -> bool {
+        !detail.chars().any(char::is_control) && detail.len() <= crate::reason::MAX_DETAIL_BYTES
+    }
+
     proptest! {
         /// Arbitrary bytes never panic the processor; they are accepted or rejected.
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = process(&bytes, NOW, &Limits::default());
+            if let Err(r) = process(&bytes, NOW, &Limits::default()) {
+                prop_assert!(printable(&r.detail), "{:?}", r.detail);
+            }
+        }
+
+        /// Text echoed into details (an unknown type, an unknown field name, a reading's
+        /// name, an attribute key) never panics and never leaves the detail unprintable.
+        #[test]
+        fn echoed_text_leaves_details_printable(s in "\\PC{0,300}|[\u{0}-\u{7f}\u{80}-\u{10ffff}]{0,400}") {
+            let quoted = serde_json::to_string(&s).expect("a string serialises");
+            for json in [
+                QC.replace("\"quality_check\"", &quoted),
+                QC.replace("\"result\"", &quoted),
+                QC.replace("{\"t\":21}", &format!("{{{quoted}:true}}")),
+                QC.replace("\"result\":\"pass\"", &format!("\"result\":\"pass\",\"attributes\":{{{quoted}:1e999}}")),
+            ] {
+                if let Err(r) = process(json.as_bytes(), NOW, &Limits::default()) {
+                    prop_assert!(printable(&r.detail), "{:?}", r.detail);
+                }
+            }
         }
 
         /// Mutations of a valid event never panic, and anything accepted re-canonicalises

@@ -144,8 +144,28 @@ impl PartitionProcessor {
             sealed as usize + policy.max_records,
             Default::default(),
         );
+        // A batch's events are in its own file until compaction covers it, then in the
+        // compacted files (which the compactor may also have merged into sorted runs): the
+        // ids come from wherever the committed rows are now, never from a file compaction
+        // deleted.
+        let log = veritrace_anchor::compact::CompactionLog::read(dir)?;
+        let covered = log.covered_batches();
+        let mut compacted: HashSet<&str> = HashSet::new();
         for h in manifest.iter().filter(|h| h.size > 0) {
-            load_ids(&dir.events_file(&h.batch_id), &mut seen)?;
+            if covered.contains(h.batch_id.as_str()) {
+                compacted.insert(h.batch_id.as_str());
+            } else {
+                load_ids(&dir.events_file(&h.batch_id), None, &mut seen)?;
+            }
+        }
+        if !compacted.is_empty() {
+            for f in log.live_files() {
+                load_ids(
+                    &dir.compacted_dir().join(&f.file),
+                    Some(&compacted),
+                    &mut seen,
+                )?;
+            }
         }
         Ok(PartitionProcessor {
             stream: stream.to_owned(),
@@ -226,11 +246,11 @@ impl PartitionProcessor {
                     self.stats.accepted += 1;
                     Outcome::Accepted
                 } else {
-                    let r = Rejection {
-                        reason: Reason::DuplicateEventId,
-                        detail: format!("event_id {} was already accepted", a.event.event_id),
-                        event_id: Some(a.event.event_id),
-                    };
+                    let mut r = Rejection::new(
+                        Reason::DuplicateEventId,
+                        format!("event_id {} was already accepted", a.event.event_id),
+                    );
+                    r.event_id = Some(a.event.event_id);
                     self.reject(offset, key, payload, r, now_ms)
                 }
             }
@@ -305,7 +325,13 @@ impl PartitionProcessor {
     }
 }
 
-fn load_ids(path: &std::path::Path, seen: &mut IdSet) -> Result<()> {
+/// Adds the event ids of `path` to `seen`; with `batches`, only the rows of those batches
+/// (a compacted file holds rows of many partitions).
+fn load_ids(
+    path: &std::path::Path,
+    batches: Option<&HashSet<&str>>,
+    seen: &mut IdSet,
+) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::Io {
         op: "open sealed batch",
         path: path.to_owned(),
@@ -316,28 +342,40 @@ fn load_ids(path: &std::path::Path, seen: &mut IdSet) -> Result<()> {
         detail: e.to_string(),
     };
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pq)?;
-    let idx = b
-        .schema()
-        .index_of("event_id")
-        .map_err(|e| Error::Corrupt {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?;
-    let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
+    let corrupt = |detail: String| Error::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    let column = |name: &str| {
+        b.schema()
+            .index_of(name)
+            .map_err(|e| corrupt(e.to_string()))
+    };
+    let mut roots = vec![column("event_id")?];
+    if batches.is_some() {
+        roots.push(column("batch_id")?);
+    }
+    // The projection keeps file order; find each column by name in the result.
+    let mask = ProjectionMask::roots(b.parquet_schema(), roots);
     for batch in b.with_projection(mask).build().map_err(pq)? {
-        let batch = batch.map_err(|e| Error::Corrupt {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?;
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| Error::Corrupt {
-                path: path.to_owned(),
-                detail: "event_id is not a string column".into(),
-            })?;
+        let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        let strings = |name: &str| -> Result<&StringArray> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| corrupt(format!("{name} is not a string column")))
+        };
+        let ids = strings("event_id")?;
+        let of_batch = match batches {
+            Some(_) => Some(strings("batch_id")?),
+            None => None,
+        };
         for i in 0..ids.len() {
+            if let (Some(want), Some(b)) = (batches, of_batch)
+                && !want.contains(b.value(i))
+            {
+                continue;
+            }
             seen.insert(id_key(ids.value(i)));
         }
     }

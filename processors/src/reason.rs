@@ -91,18 +91,98 @@ pub struct Rejection {
     pub event_id: Option<String>,
 }
 
+/// Longest detail, in bytes (the Kafka header allows 1,000).
+pub const MAX_DETAIL_BYTES: usize = 512;
+
+/// Marks a detail that was cut at [`MAX_DETAIL_BYTES`].
+const CUT: &str = "…";
+
 impl Rejection {
-    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
+    /// Every rejection is built here, so that no detail carries control characters or
+    /// unbounded input: details echo pieces of the record (field names, values) and end up
+    /// in the rejected table, a Kafka header, logs and terminals.
+    pub(crate) fn new(reason: Reason, detail: impl AsRef<str>) -> Self {
         Rejection {
             reason,
-            detail: detail.into(),
+            detail: printable(detail.as_ref()),
             event_id: None,
         }
     }
 }
 
+/// `s` with control characters escaped (`\0`, `\n`, `\u{1b}`), as are the invisible
+/// characters that reorder or hide text (bidi overrides, zero-width characters), cut to at
+/// most [`MAX_DETAIL_BYTES`] on a character boundary, never inside an escape.
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_DETAIL_BYTES));
+    // Length of `out` at the last point where the cut mark still fits after it.
+    let mut fits_with_cut = 0;
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else if is_invisible(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+        if out.len() <= MAX_DETAIL_BYTES - CUT.len() {
+            fits_with_cut = out.len();
+        }
+        if out.len() > MAX_DETAIL_BYTES {
+            out.truncate(fits_with_cut);
+            out.push_str(CUT);
+            break;
+        }
+    }
+    out
+}
+
+/// Format characters that change how the text around them displays without showing.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_are_printable() {
+        let r = Rejection::new(
+            Reason::BadValue,
+            "a\0b\n\t\u{1b}[1m\u{7f}\u{85}\u{202e}c é 中 \"q\" \\",
+        );
+        assert_eq!(
+            r.detail,
+            "a\\0b\\n\\t\\u{1b}[1m\\u{7f}\\u{85}\\u{202e}c é 中 \"q\" \\"
+        );
+    }
+
+    #[test]
+    fn details_are_bounded_on_a_boundary() {
+        for filler in ["x", "é", "中", "\u{1f600}", "\0", "\u{1b}"] {
+            for pad in 0..4 {
+                let s = format!("{}{}", "a".repeat(pad), filler.repeat(2_000));
+                let d = Rejection::new(Reason::BadValue, &s).detail;
+                assert!(d.len() <= MAX_DETAIL_BYTES, "{filler}: {}", d.len());
+                assert!(d.len() > MAX_DETAIL_BYTES - 12, "{filler}: {}", d.len());
+                assert!(d.ends_with(CUT), "{filler}");
+            }
+        }
+        let exact = "a".repeat(MAX_DETAIL_BYTES);
+        assert_eq!(Rejection::new(Reason::BadValue, &exact).detail, exact);
     }
 }

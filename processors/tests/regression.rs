@@ -226,3 +226,50 @@ fn a_number_beyond_the_double_range_and_readings_as_an_array_were_malformed_json
         assert!(r.detail.contains("readings"), "{readings}: {r}");
     }
 }
+
+/// Asserts a detail is printable and bounded.
+fn clean(json: &str) -> veritrace_processors::Rejection {
+    let r = rejection(json);
+    assert!(
+        !r.detail.chars().any(|c| c.is_control()),
+        "control characters in {:?}",
+        r.detail
+    );
+    assert!(r.detail.len() <= 512, "{} bytes", r.detail.len());
+    r
+}
+
+#[test]
+fn a_rejection_detail_carried_nul_characters() {
+    // Each of these echoes a piece of the input in its detail.
+    let r = clean(&with(r#""attributes":{"a\u0000":1,"a\u0000":2}"#));
+    assert_eq!(r.reason, Reason::MalformedJson);
+    let r = clean(&with(r#""col\u0000our\u001b[31m":1"#));
+    assert_eq!(r.reason, Reason::UnknownField);
+    assert!(r.detail.contains(r"col\0our\u{1b}[31m"), "{}", r.detail);
+    let r = clean(&telemetry_with(r#""readings":{"x\u0000\n":"1"}"#));
+    assert_eq!(r.reason, Reason::BadFieldType);
+    assert!(r.detail.contains(r"readings.x\0\n "), "{}", r.detail);
+    let r = clean(&with(r#""attributes":{"\u0000\u202e":9007199254740993}"#));
+    assert!(
+        r.detail.contains(r"attributes.\0\u{202e} = "),
+        "{}",
+        r.detail
+    );
+
+    // And its length is bounded, whatever the input.
+    let key = "\\u0000".repeat(9_000);
+    clean(&with(&format!(r#""{key}":1"#)));
+    clean(&telemetry_with(&format!(r#""readings":{{"{key}":true}}"#)));
+    clean(&with(&format!(r#""attributes":{{"{key}":1e400}}"#)));
+}
+
+#[test]
+fn a_long_non_ascii_event_type_or_field_name_panicked() {
+    // Details were cut with String::truncate at a byte count, which panics inside a character.
+    let event_type = format!("a{}", "é".repeat(40));
+    let r = clean(&BASE.replace("production", &event_type));
+    assert_eq!(r.reason, Reason::UnknownEventType);
+    let r = clean(&with(&format!(r#""{}":1"#, "é".repeat(200))));
+    assert_eq!(r.reason, Reason::UnknownField);
+}
