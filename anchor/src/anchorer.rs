@@ -55,6 +55,43 @@ impl std::fmt::Debug for Anchorer {
     }
 }
 
+/// The ledger anchors epochs of the epoch log, in order, with the same roots. More ledger
+/// entries than epochs means the epoch log lost records: sealing on would give new batches
+/// the ids of anchored epochs.
+fn check_ledger_covers_epochs(
+    dir: &DataDir,
+    epochs: &EpochLog,
+    entries: &[veritrace_verify::bundle::LedgerEntry],
+) -> Result<()> {
+    let records = epochs.records();
+    if entries.len() > records.len() {
+        return Err(crate::Error::Corrupt {
+            path: dir.epochs_file(),
+            detail: format!(
+                "the epoch log holds {} epochs but the ledger anchors {}: epochs {}..={} are \
+                 missing (truncated or replaced). Restore the epoch log from a backup; nothing \
+                 was changed",
+                records.len(),
+                entries.len(),
+                records.len(),
+                entries.len() - 1
+            ),
+        });
+    }
+    for (e, r) in entries.iter().zip(records) {
+        if e.epoch_id != r.epoch_id || e.root != r.root {
+            return Err(crate::Error::Corrupt {
+                path: dir.epochs_file(),
+                detail: format!(
+                    "epoch {} has root {} but the ledger anchored {} for it",
+                    r.epoch_id, r.root, e.root
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Anchorer {
     /// Opens the epoch log and the backend and catches up (the local ledger anchors every
     /// sealed epoch now; the EVM backend on the next [`Anchorer::drive`]).
@@ -66,7 +103,11 @@ impl Anchorer {
     ) -> Result<Self> {
         let epochs = EpochLog::open_writer(dir)?;
         let witness = match backend {
-            Backend::Local => Witness::Local(Box::new(LocalLedger::open(dir)?), Vec::new()),
+            Backend::Local => {
+                let ledger = LocalLedger::open(dir)?;
+                check_ledger_covers_epochs(dir, &epochs, ledger.entries())?;
+                Witness::Local(Box::new(ledger), Vec::new())
+            }
             Backend::Evm(s) => Witness::Evm(Box::new(EvmAnchorer::open(dir, *s)?)),
         };
         let pending = epochs.unepoched(dir.all_batch_headers()?);

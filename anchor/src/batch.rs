@@ -106,6 +106,7 @@ impl BatchWriter {
         repair_torn_tail(&manifest)?;
         let headers: Vec<BatchHeader> = read_jsonl(&manifest)?;
         check_chain(&manifest, stream, partition, &headers)?;
+        check_references(dir, &manifest, stream, partition, &headers)?;
         let w = BatchWriter {
             dir: dir.clone(),
             stream: stream.to_owned(),
@@ -141,9 +142,10 @@ impl BatchWriter {
                     || matches!((first, after), (Some(f), Some(a)) if f > a)
                     || (first.is_some() && after.is_none());
                 if stale {
-                    tracing::warn!(file = %e.path().display(), "removing batch file never committed to the manifest");
-                    std::fs::remove_file(e.path())
-                        .map_err(Error::io("remove uncommitted", e.path()))?;
+                    // Never deleted: nothing references it (checked at open), but a person
+                    // may still want it; it is sealed again from the input.
+                    let to = quarantine(&self.dir, &e.path())?;
+                    tracing::warn!(file = %e.path().display(), moved_to = %to.display(), "batch file never committed to the manifest moved to quarantine");
                 }
             }
         }
@@ -225,6 +227,81 @@ impl BatchWriter {
         self.last = Some(header.clone());
         Ok(header)
     }
+}
+
+/// Moves `path` into `quarantine/` (keeping its name, suffixed when taken) and returns where.
+pub(crate) fn quarantine(dir: &DataDir, path: &Path) -> Result<PathBuf> {
+    let q = dir.quarantine_dir();
+    std::fs::create_dir_all(&q).map_err(Error::io("create directory", &q))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "unnamed".into());
+    let mut to = q.join(&name);
+    let mut n = 1;
+    while to.exists() {
+        to = q.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &to).map_err(Error::io("move to quarantine", path))?;
+    crate::fsutil::sync_dir(&q)?;
+    Ok(to)
+}
+
+/// Every batch of this partition that a later record names (an epoch, a compaction) must
+/// be in the manifest. A manifest shorter than that was truncated or replaced: writing on
+/// would delete committed files as "never committed" and re-seal over anchored batches, so
+/// the writer stops and says what is missing.
+fn check_references(
+    dir: &DataDir,
+    manifest: &Path,
+    stream: &str,
+    partition: u32,
+    headers: &[BatchHeader],
+) -> Result<()> {
+    let prefix = format!("{stream}-p{partition:03}-");
+    let have: std::collections::HashSet<&str> =
+        headers.iter().map(|h| h.batch_id.as_str()).collect();
+    let epochs = crate::EpochLog::read(dir)?;
+    let log = crate::compact::CompactionLog::read(dir)?;
+    let mut missing: Vec<(String, String)> = Vec::new();
+    for e in epochs.records() {
+        for b in &e.batch_ids {
+            if b.starts_with(&prefix) && !have.contains(b.as_str()) {
+                missing.push((b.clone(), format!("epoch {}", e.epoch_id)));
+            }
+        }
+    }
+    for b in log.covered_batches() {
+        if b.starts_with(&prefix) && !have.contains(b) {
+            missing.push((b.to_owned(), "a compaction".into()));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    let shown: Vec<String> = missing
+        .iter()
+        .take(5)
+        .map(|(b, by)| format!("{b} (named by {by})"))
+        .collect();
+    Err(Error::Corrupt {
+        path: manifest.to_owned(),
+        detail: format!(
+            "the manifest holds {} batches but {} committed batch(es) it lacks are named by later records: {}{}; \
+             it was truncated or replaced. Nothing was changed: restore the manifest from a backup \
+             (`veritrace check --data DIR` lists all damage)",
+            headers.len(),
+            missing.len(),
+            shown.join(", "),
+            if missing.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ),
+    })
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch, bloom: &[&str]) -> Result<()> {

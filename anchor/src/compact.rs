@@ -620,8 +620,16 @@ fn remove_orphans(dir: &DataDir, done: &CompactionLog) -> Result<usize> {
         let name = e.file_name().to_string_lossy().into_owned();
         let parquet = name.ends_with(".parquet") || name.ends_with(".tmp");
         if parquet && !named.contains(name.as_str()) {
-            tracing::warn!(file = %e.path().display(), "removing a compacted file that was never committed");
-            std::fs::remove_file(e.path()).map_err(Error::io("remove", e.path()))?;
+            if name.ends_with(".tmp") {
+                // A write interrupted before its rename: never complete, never committed.
+                tracing::warn!(file = %e.path().display(), "removing an unfinished compacted file");
+                std::fs::remove_file(e.path()).map_err(Error::io("remove", e.path()))?;
+            } else {
+                // Complete but not in the log: a crash before the commit line, or a log
+                // that lost lines (then this may be the only copy of its rows). Set aside.
+                let to = crate::batch::quarantine(dir, &e.path())?;
+                tracing::warn!(file = %e.path().display(), moved_to = %to.display(), "compacted file not in the compaction log moved to quarantine");
+            }
             removed += 1;
         }
     }

@@ -17,7 +17,9 @@ use crate::{Error, Result};
 /// epochs/epochs.jsonl            epoch records (which batches, epoch root)
 /// ledger/local.jsonl             the local anchor: signed, hash-chained epoch roots
 /// anchors/evm.jsonl              the EVM anchor journal: signed txs, receipts, reorgs
+/// ledger/head.json               how many ledger entries exist and the last one's hash
 /// keys/local-ledger.key          the node's Ed25519 seed (0600); .pub is the public key
+/// quarantine/                    files recovery set aside instead of deleting them
 /// ```
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -54,6 +56,15 @@ impl DataDir {
     /// The root path.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+    /// `quarantine/`: files recovery moved aside instead of deleting (an operator decides).
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+    /// `ledger/head.json`: the ledger's entry count and last entry hash, so a truncated
+    /// ledger is found instead of re-signed.
+    pub fn ledger_head_file(&self) -> PathBuf {
+        self.root.join("ledger").join("head.json")
     }
     /// `events/`
     pub fn events_dir(&self) -> PathBuf {

@@ -1,3 +1,6 @@
+//! The local ledger: the embedded anchor backend, and its head (`ledger/head.json`) that
+//! makes a truncated ledger an error instead of epochs to sign again.
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,7 @@ use crate::{DataDir, EpochRecord, Error, Result};
 /// It proves the operator's node committed to a root at a time and never rewrote it
 /// without breaking the chain; it is not a public witness, and proofs say `local`.
 pub struct LocalLedger {
+    dir: DataDir,
     path: PathBuf,
     key: SigningKey,
     public_hex: String,
@@ -33,12 +37,14 @@ impl std::fmt::Debug for LocalLedger {
 
 impl LocalLedger {
     /// Opens the ledger, creating the node key on first use, and verifies the whole file
-    /// (chain, signatures, single key). A torn last line from a crash is cut off.
+    /// (chain, signatures, single key) against its head (`ledger/head.json`): a ledger with
+    /// fewer entries than the head records was truncated, and is an error, never a reason
+    /// to sign those epochs again. A torn last line beyond the head (a crash while
+    /// appending) is cut off.
     pub fn open(dir: &DataDir) -> Result<Self> {
         let key = load_or_create_key(&dir.ledger_key_file())?;
         let public_hex = hex::encode(key.verifying_key().to_bytes());
         let path = dir.ledger_file();
-        crate::fsutil::repair_torn_tail(&path)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -54,6 +60,9 @@ impl LocalLedger {
             path: path.clone(),
             detail: e.to_string(),
         })?;
+        check_head(dir, &entries)?;
+        crate::fsutil::repair_torn_tail(&path)?;
+        write_head(dir, &entries)?;
         if let Some(first) = entries.first()
             && first.public_key != public_hex
         {
@@ -66,6 +75,7 @@ impl LocalLedger {
             });
         }
         Ok(LocalLedger {
+            dir: dir.clone(),
             path,
             key,
             public_hex,
@@ -73,9 +83,12 @@ impl LocalLedger {
         })
     }
 
-    /// Reads the ledger entries without the node key and without writing (for queries).
+    /// Reads the ledger entries without the node key and without writing (for queries),
+    /// checked against the head: a truncated ledger is an error naming what is missing.
     pub fn read_entries(dir: &DataDir) -> Result<Vec<LedgerEntry>> {
-        crate::fsutil::read_jsonl(&dir.ledger_file())
+        let entries = crate::fsutil::read_jsonl(&dir.ledger_file())?;
+        check_head(dir, &entries)?;
+        Ok(entries)
     }
 
     /// The node's public key (hex), to publish so auditors can pin it.
@@ -135,8 +148,94 @@ impl LocalLedger {
         entry.signature = hex::encode(sig.to_bytes());
         append_line_durable(&self.path, &entry)?;
         self.entries.push(entry.clone());
+        write_head(&self.dir, &self.entries)?;
         Ok(entry)
     }
+}
+
+/// `ledger/head.json`: how many entries the ledger had when last written, and the hash of
+/// the last. Written after every append, so it is never ahead of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerHead {
+    /// Entries in the ledger.
+    pub entries: u64,
+    /// `entry_hash` of the last entry (zero when empty).
+    pub last_entry_hash: Digest,
+}
+
+/// Reads the head, if one was written (ledgers from before heads have none).
+pub fn read_head(dir: &DataDir) -> Result<Option<LedgerHead>> {
+    let path = dir.ledger_head_file();
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path,
+                detail: format!("ledger head is not valid: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io {
+            op: "read",
+            path,
+            source: e,
+        }),
+    }
+}
+
+/// Checks `entries` (as read from the ledger) against the head.
+pub fn check_head(dir: &DataDir, entries: &[LedgerEntry]) -> Result<()> {
+    let Some(head) = read_head(dir)? else {
+        return Ok(());
+    };
+    let have = entries.len() as u64;
+    if have < head.entries {
+        return Err(Error::Corrupt {
+            path: dir.ledger_file(),
+            detail: format!(
+                "the ledger holds {have} complete entries but its head ({}) records {}: epochs \
+                 {have}..={} were anchored and their entries are gone (truncated or replaced). \
+                 Restore the ledger from a backup; Veritrace will not sign these epochs again",
+                dir.ledger_head_file().display(),
+                head.entries,
+                head.entries - 1
+            ),
+        });
+    }
+    if head.entries > 0 {
+        let at = &entries[head.entries as usize - 1];
+        let found = at.entry_hash()?;
+        if found != head.last_entry_hash {
+            return Err(Error::Corrupt {
+                path: dir.ledger_file(),
+                detail: format!(
+                    "ledger entry {} hashes to {found} but the head recorded {}: the entry was \
+                     altered or replaced",
+                    head.entries - 1,
+                    head.last_entry_hash
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn write_head(dir: &DataDir, entries: &[LedgerEntry]) -> Result<()> {
+    let head = LedgerHead {
+        entries: entries.len() as u64,
+        last_entry_hash: match entries.last() {
+            Some(e) => e.entry_hash()?,
+            None => Digest::ZERO,
+        },
+    };
+    if read_head(dir)?.as_ref() == Some(&head) {
+        return Ok(());
+    }
+    let path = dir.ledger_head_file();
+    crate::fsutil::write_atomic(&path, |f| {
+        serde_json::to_writer(&mut *f, &head).map_err(|e| Error::Bug(e.to_string()))?;
+        f.write_all(b"\n").map_err(Error::io("write", &path))
+    })
 }
 
 fn load_or_create_key(path: &Path) -> Result<SigningKey> {

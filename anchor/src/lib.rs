@@ -28,7 +28,7 @@ mod error;
 pub mod evm;
 mod fsutil;
 mod layout;
-mod ledger;
+pub mod ledger;
 mod lock;
 mod merge;
 
@@ -38,6 +38,6 @@ pub use epoch::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
 pub use layout::DataDir;
-pub use ledger::LocalLedger;
+pub use ledger::{LedgerHead, LocalLedger};
 pub use lock::DirLock;
 pub use veritrace_verify::bundle::{BatchHeader, LedgerEntry};

@@ -1,0 +1,284 @@
+//! Damage and recovery through the real binary (issue: "damage must be found and never made
+//! worse"): a careless operator's edits to a demo directory, and the writers that run after
+//! them. Each case was once observed to lose or rewrite data silently.
+
+#[path = "common/serve.rs"]
+#[allow(dead_code)] // each test binary uses its own part
+mod serve;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serve::{bin, demo};
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run veritrace")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "veritrace {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        !out.status.success(),
+        "veritrace {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn count(data: &Path, sql: &str) -> u64 {
+    let out = ok(&[
+        "sql",
+        "--data",
+        data.to_str().expect("p"),
+        "--format",
+        "json",
+        sql,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v[0]["n"].as_u64().expect("n")
+}
+
+/// Every file under `dir` with its size: what must survive a refused recovery unchanged.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("list").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_none_or(|x| x != "lock") {
+                out.insert(p.clone(), std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// `n` new valid events (production of fresh lots), one JSON line each.
+fn new_events(tag: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "event_id": format!("{tag}-{i:04}"),
+                "event_type": "production",
+                "event_time": "2026-10-01T00:00:01.000Z",
+                "participant": {"id": "sup-test", "name": "Test Supplier", "role": "supplier"},
+                "object": {"product_id": "06945501102041", "batch_number": format!("{tag}{i}")},
+                "quantity": {"unit": "pcs", "value": 10},
+                "site": "sup-test",
+                "trace_code": format!("(01)06945501102041(10){tag}{i}"),
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+fn ingest(data: &Path, file: &Path) -> Output {
+    run(&[
+        "ingest",
+        "file",
+        file.to_str().expect("p"),
+        "--data",
+        data.to_str().expect("p"),
+        "--stream",
+        "demo",
+        "--partitions",
+        "4",
+    ])
+}
+
+#[test]
+fn ingest_resumes_after_compaction_with_and_without_a_merge() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    demo(&data, 20_000);
+    let d = data.to_str().expect("p");
+    let before = count(&data, "SELECT count(*) AS n FROM events");
+    let dups = "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'";
+    let dups_before = count(&data, dups);
+    // A compacted event sent again: its batch file is gone, its id must still be known.
+    let again = ok(&[
+        "sql",
+        "--data",
+        d,
+        "--format",
+        "json",
+        "SELECT canonical FROM events WHERE trace_code IS NOT NULL ORDER BY event_id LIMIT 1",
+    ]);
+    let again: serde_json::Value = serde_json::from_str(&again).expect("json");
+    let mut again: serde_json::Value =
+        serde_json::from_str(again[0]["canonical"].as_str().expect("canonical")).expect("event");
+    again.as_object_mut().expect("object").remove("version");
+    let again = again.to_string();
+
+    for (round, merge) in [(0, false), (1, true)] {
+        let mut args = vec![
+            "compact",
+            "--data",
+            d,
+            "--min-files",
+            "1",
+            "--grace-secs",
+            "0",
+        ];
+        if merge {
+            args.push("--full-merge");
+        }
+        ok(&args);
+        // Once: "open sealed batch .../events/demo-p000-....parquet: No such file", exit 2.
+        let file = tmp.path().join(format!("tiny-{round}.jsonl"));
+        std::fs::write(&file, new_events(&format!("R{round}"), 10) + &again + "\n").expect("write");
+        let out = ingest(&data, &file);
+        assert!(
+            out.status.success(),
+            "ingest after compaction (merge: {merge}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            count(&data, "SELECT count(*) AS n FROM events"),
+            before + 10 * (round + 1),
+            "merge: {merge}"
+        );
+        assert_eq!(
+            count(&data, dups),
+            dups_before + round + 1,
+            "the compacted event sent again must be a duplicate (merge: {merge})"
+        );
+    }
+}
+
+#[test]
+fn a_truncated_manifest_stops_ingest_and_deletes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    bin()
+        .args([
+            "demo",
+            "--events",
+            "10000",
+            "--data",
+            data.to_str().expect("p"),
+            "--no-serve",
+            "--batch-size",
+            "400",
+        ])
+        .output()
+        .expect("demo");
+    let manifest = data.join("batches/demo-p000.jsonl");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.len() >= 4,
+        "want several batches, got {}",
+        lines.len()
+    );
+    let keep = lines.len() - 3;
+    std::fs::write(&manifest, lines[..keep].join("\n") + "\n").expect("cut");
+    let before = files(&data);
+
+    // Once: 15 files (5 batches) deleted as "never committed", exit 0, and a new epoch.
+    let file = tmp.path().join("tiny.jsonl");
+    std::fs::write(&file, new_events("T", 20)).expect("write");
+    let out = ingest(&data, &file);
+    assert!(!out.status.success(), "ingest over a truncated manifest");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("truncated or replaced"), "{err}");
+    assert!(err.contains("demo-p000.jsonl"), "{err}");
+    assert_eq!(files(&data), before, "a refused recovery changed files");
+}
+
+/// A demo directory whose ledger has several entries.
+fn anchored_demo(root: &Path) -> PathBuf {
+    let data = root.join("data");
+    demo(&data, 4_000);
+    // Each import seals and anchors an epoch of its own.
+    for round in 0..4 {
+        let file = root.join(format!("more-{round}.jsonl"));
+        std::fs::write(&file, new_events(&format!("L{round}"), 5)).expect("write");
+        let out = ingest(&data, &file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    data
+}
+
+#[test]
+fn a_truncated_ledger_is_reported_and_never_signed_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = anchored_demo(tmp.path());
+    let ledger = data.join("ledger/local.jsonl");
+    let original = std::fs::read(&ledger).expect("ledger");
+    let lines = original.iter().filter(|&&b| b == b'\n').count();
+    assert!(lines >= 4, "want several ledger entries, got {lines}");
+    let cut_at = |n: usize| -> Vec<u8> {
+        let mut seen = 0;
+        let end = original
+            .iter()
+            .position(|&b| {
+                seen += usize::from(b == b'\n');
+                seen == n
+            })
+            .map_or(0, |i| i + 1);
+        original[..end].to_vec()
+    };
+    let mid_line = original[..original.len() - 20].to_vec();
+    for (what, damaged) in [
+        ("mid-line", mid_line),
+        ("to 2 entries", cut_at(2)),
+        ("to 0 bytes", Vec::new()),
+    ] {
+        std::fs::write(&ledger, &damaged).expect("damage");
+        let before = files(&data);
+        // Once: "0 of 8 waiting", exit 0, and epochs re-signed with new timestamps.
+        let err = fails(&["anchor", "run", "--data", data.to_str().expect("p")]);
+        assert!(err.contains("Restore the ledger"), "{what}: {err}");
+        assert_eq!(files(&data), before, "{what}: anchor run changed files");
+        // Queries say so instead of calling the epochs `sealed`.
+        let err = fails(&[
+            "sql",
+            "--data",
+            data.to_str().expect("p"),
+            "SELECT status, count(*) FROM epochs GROUP BY status",
+        ]);
+        assert!(err.contains("truncated or replaced"), "{what}: {err}");
+        // And new imports do not anchor over it.
+        let file = tmp.path().join("after.jsonl");
+        std::fs::write(&file, new_events("X", 3)).expect("write");
+        assert!(!ingest(&data, &file).status.success(), "{what}");
+        assert_eq!(files(&data), before, "{what}: ingest changed files");
+    }
+    // Restored from the backup, everything works again.
+    std::fs::write(&ledger, &original).expect("restore");
+    ok(&["anchor", "run", "--data", data.to_str().expect("p")]);
+}
+
+#[test]
+fn a_truncated_epoch_log_is_reported_not_resealed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = anchored_demo(tmp.path());
+    let epochs = data.join("epochs/epochs.jsonl");
+    let text = std::fs::read_to_string(&epochs).expect("epochs");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&epochs, lines[..lines.len() - 2].join("\n") + "\n").expect("cut");
+    let before = files(&data);
+    let err = fails(&["anchor", "run", "--data", data.to_str().expect("p")]);
+    assert!(err.contains("epoch log holds"), "{err}");
+    assert_eq!(files(&data), before);
+}
