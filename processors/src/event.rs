@@ -321,6 +321,24 @@ struct RawEvent {
     attributes: Option<Box<RawValue>>,
     #[serde(default)]
     attachments: Option<Vec<RawAttachment>>,
+    /// Written into every stored event; accepted back (when it is [`EVENT_VERSION`]) so
+    /// that exported events can be imported again: a migration, a replay, a partner's copy.
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+/// Only the version of a record that does not have this version's shape.
+#[derive(Deserialize)]
+struct VersionOnly {
+    #[serde(default)]
+    version: Option<Value>,
+}
+
+fn unsupported_version(v: impl std::fmt::Display) -> Rejection {
+    Rejection::new(
+        Reason::BadValue,
+        format!("unsupported event version {v}; this build writes {EVENT_VERSION}"),
+    )
 }
 
 // The numeric fields as parsed: `serde_json::Number` keeps what an `f64` would lose (an
@@ -480,8 +498,18 @@ pub fn parse_event(payload: &[u8], now_ms: i64, limits: &Limits) -> Result<Event
             },
         );
     }
-    let raw: RawEvent =
-        serde_json::from_slice(payload).map_err(|e| classify_serde_error(payload, &e))?;
+    let raw: RawEvent = serde_json::from_slice(payload).map_err(|e| {
+        // Another version may have other fields: say so rather than name the first difference.
+        if e.classify() == serde_json::error::Category::Data
+            && let Ok(VersionOnly {
+                version: Some(Value::Number(v)),
+            }) = serde_json::from_slice(payload)
+            && v.as_u64() != Some(EVENT_VERSION.into())
+        {
+            return unsupported_version(v);
+        }
+        classify_serde_error(payload, &e)
+    })?;
     let event_id = raw.event_id.clone();
     structure(raw, now_ms, limits).map_err(|mut r| {
         r.event_id = Some(event_id);
@@ -674,6 +702,11 @@ fn missing(field: &str, ty: EventType) -> Rejection {
 }
 
 fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejection> {
+    if let Some(v) = raw.version
+        && v != u64::from(EVENT_VERSION)
+    {
+        return Err(unsupported_version(v));
+    }
     // Event id.
     let id = &raw.event_id;
     if id.is_empty()
@@ -1112,7 +1145,7 @@ mod tests {
         }
 
         /// Mutations of a valid event never panic, and anything accepted re-canonicalises
-        /// to the leaf it was given.
+        /// to the leaf it was given and is accepted again, unchanged, as input.
         #[test]
         fn mutated_events_never_panic(pos in 0usize..600, byte in any::<u8>(), cut in 0usize..600) {
             let mut b = QC.as_bytes().to_vec();
@@ -1122,6 +1155,8 @@ mod tests {
             if let Ok(a) = process(&b, NOW, &Limits::default()) {
                 let v: Value = serde_json::from_slice(&a.canonical).expect("canonical is JSON");
                 prop_assert_eq!(merkle::leaf_hash(&canonical::to_vec(&v).expect("jcs")), a.leaf_hash);
+                let again = process(&a.canonical, NOW, &Limits::default());
+                prop_assert_eq!(again.map(|b| b.canonical), Ok(a.canonical));
             }
         }
     }

@@ -273,3 +273,65 @@ fn a_long_non_ascii_event_type_or_field_name_panicked() {
     let r = clean(&with(&format!(r#""{}":1"#, "é".repeat(200))));
     assert_eq!(r.reason, Reason::UnknownField);
 }
+
+/// An event with every field, numbers at their edges included.
+const FULL: &str = r#"{"event_id":"plant-sh-01:asm:1","event_type":"assembly","event_time":"2026-11-01T08:15:02.1+08:00",
+    "trace_code":"https://id.gs1.org/01/9506000134352/21/BIKE1","inputs":["(01)09506000134352(10)L%2F1"],
+    "participant":{"id":"plant-sh-01","name":"Shanghai \"1\"","role":"assembler"},
+    "counterparty":{"id":"c","role":"customer"},"object":{"product_id":"9506000134352","production_date":"2026-11-01"},
+    "quantity":{"unit":"pcs","value":9007199254740992},"operator":"o","site":"s","device_id":"d",
+    "location":{"lat":-90,"lon":179.99999999999997},"readings":{"x":-0.0,"y":1e-7,"z":4503599627370496.5},
+    "attributes":{"big":2382186501757725000,"e":1e21,"s":"\u0000é\ud83d\ude00","n":null,"a":[true,{}]},
+    "attachments":[{"name":"r.pdf","sha256":"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08","size":9007199254740992,"media_type":"application/pdf"}]}"#;
+
+#[test]
+fn a_stored_event_was_refused_as_input_for_its_version_field() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/events/inputs");
+    let mut inputs = vec![FULL.as_bytes().to_vec()];
+    for entry in std::fs::read_dir(dir).expect("golden inputs") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !name.starts_with("reject_") {
+            inputs.push(std::fs::read(&path).expect("read"));
+        }
+    }
+    assert!(inputs.len() > 5);
+    for input in inputs {
+        let first = process(&input, NOW, &Limits::default())
+            .unwrap_or_else(|r| panic!("{}: {r}", String::from_utf8_lossy(&input)));
+        let text = String::from_utf8_lossy(&first.canonical).into_owned();
+        assert!(text.contains(r#""version":1"#), "{text}");
+        // Exported, migrated, replayed or a partner's copy: the stored bytes come back in.
+        let again = process(&first.canonical, NOW, &Limits::default())
+            .unwrap_or_else(|r| panic!("stored event refused: {r}\n{text}"));
+        assert_eq!(String::from_utf8_lossy(&again.canonical), text);
+        assert_eq!(again.leaf_hash, first.leaf_hash);
+    }
+
+    // Other versions are refused as such, even when their shape differs from this one's.
+    let r = rejection(&with(r#""version":2"#));
+    assert_eq!(
+        (r.reason, r.detail.as_str()),
+        (
+            Reason::BadValue,
+            "unsupported event version 2; this build writes 1"
+        )
+    );
+    let r = rejection(&with(r#""version":3,"provenance":{"x":1}"#));
+    assert_eq!(
+        (r.reason, r.detail.as_str()),
+        (
+            Reason::BadValue,
+            "unsupported event version 3; this build writes 1"
+        )
+    );
+    assert_eq!(reason(&with(r#""version":0"#)), Some(Reason::BadValue));
+    assert_eq!(
+        reason(&with(r#""version":"1""#)),
+        Some(Reason::BadFieldType)
+    );
+    assert_eq!(reason(&with(r#""version":1"#)), None);
+}
