@@ -291,7 +291,7 @@ struct RawEvent {
     event_id: String,
     event_type: String,
     event_time: String,
-    participant: Participant,
+    participant: Obj<Participant>,
     #[serde(default)]
     trace_code: Option<String>,
     #[serde(default)]
@@ -299,9 +299,9 @@ struct RawEvent {
     #[serde(default)]
     outputs: Option<Vec<String>>,
     #[serde(default)]
-    object: Option<TraceObject>,
+    object: Option<Obj<TraceObject>>,
     #[serde(default)]
-    quantity: Option<RawQuantity>,
+    quantity: Option<Obj<RawQuantity>>,
     #[serde(default)]
     operator: Option<String>,
     #[serde(default)]
@@ -311,20 +311,40 @@ struct RawEvent {
     #[serde(default)]
     device_id: Option<String>,
     #[serde(default)]
-    counterparty: Option<Participant>,
+    counterparty: Option<Obj<Participant>>,
     #[serde(default)]
-    location: Option<RawLocation>,
+    location: Option<Obj<RawLocation>>,
     #[serde(default)]
     readings: Option<Readings>,
     /// Kept as text: its number literals are checked as written ([`number::inexact_literal`]).
     #[serde(default)]
     attributes: Option<Box<RawValue>>,
     #[serde(default)]
-    attachments: Option<Vec<RawAttachment>>,
+    attachments: Option<Vec<Obj<RawAttachment>>>,
     /// Written into every stored event; accepted back (when it is [`EVENT_VERSION`]) so
     /// that exported events can be imported again: a migration, a replay, a partner's copy.
     #[serde(default)]
     version: Option<u64>,
+}
+
+/// A struct read only from a JSON object. serde also reads structs positionally from
+/// arrays, which would take a GeoJSON-style `"location": [lon, lat]` as `lat, lon`.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData)).map(Obj)
+    }
 }
 
 /// Only the version of a record that does not have this version's shape.
@@ -753,8 +773,10 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         .ok_or_else(|| Rejection::new(Reason::BadTimestamp, "event_time out of range"))?;
     let event_time = utc.to_rfc3339_opts(SecondsFormat::Millis, true);
 
-    participant("participant", &raw.participant)?;
-    if let Some(c) = &raw.counterparty {
+    let Obj(raw_participant) = raw.participant;
+    let counterparty = raw.counterparty.map(|Obj(c)| c);
+    participant("participant", &raw_participant)?;
+    if let Some(c) = &counterparty {
         participant("counterparty", c)?;
     }
 
@@ -826,7 +848,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     opt_text("site", &raw.site)?;
     opt_text("device_id", &raw.device_id)?;
 
-    let mut object = raw.object;
+    let mut object = raw.object.map(|Obj(o)| o);
     if let Some(o) = &mut object {
         if let Some(p) = &mut o.product_id {
             *p = tracecode::normalise_gtin(p).map_err(|e| {
@@ -850,7 +872,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     }
     let quantity = match raw.quantity {
         None => None,
-        Some(q) => {
+        Some(Obj(q)) => {
             let value = number::checked("quantity.value", &q.value)?;
             if value < 0.0 {
                 return Err(Rejection::new(
@@ -867,7 +889,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     };
     let location = match &raw.location {
         None => None,
-        Some(l) => {
+        Some(Obj(l)) => {
             let lat = number::checked("location.lat", &l.lat)?;
             let lon = number::checked("location.lon", &l.lon)?;
             if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
@@ -894,7 +916,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     };
     let attributes = raw.attributes.as_deref().map(attributes).transpose()?;
     let mut attachments = Vec::new();
-    for (i, a) in raw.attachments.unwrap_or_default().into_iter().enumerate() {
+    for (i, Obj(a)) in raw.attachments.unwrap_or_default().into_iter().enumerate() {
         if a.name.trim().is_empty() || a.name.len() > MAX_TEXT {
             return Err(Rejection::new(
                 Reason::BadAttachment,
@@ -925,7 +947,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         event_type: ty,
         event_time,
         event_time_ms: ms,
-        participant: raw.participant,
+        participant: raw_participant,
         trace_code: code,
         inputs,
         outputs,
@@ -935,7 +957,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         result: raw.result,
         site: raw.site,
         device_id: raw.device_id,
-        counterparty: raw.counterparty,
+        counterparty,
         location,
         readings,
         attributes,

@@ -335,3 +335,37 @@ fn a_stored_event_was_refused_as_input_for_its_version_field() {
     );
     assert_eq!(reason(&with(r#""version":1"#)), None);
 }
+
+#[test]
+fn a_nested_positional_array_was_read_as_an_object() {
+    // serde reads structs from arrays; GeoJSON order [lon, lat] was stored swapped.
+    for extra in [
+        r#""location":[10,50]"#,
+        r#""quantity":["kg",5]"#,
+        r#""counterparty":["c",null,"customer"]"#,
+        r#""object":["B-1"]"#,
+        r#""attachments":[["r.pdf","9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]]"#,
+    ] {
+        let r = rejection(&with(extra));
+        assert_eq!(r.reason, Reason::BadFieldType, "{extra}: {r}");
+    }
+    let r = rejection(&BASE.replace(
+        r#"{"id":"p","role":"manufacturer"}"#,
+        r#"["p",null,"manufacturer"]"#,
+    ));
+    assert_eq!(r.reason, Reason::BadFieldType, "{r}");
+    // The objects themselves still read as before.
+    assert_eq!(reason(&with(r#""location":{"lat":50,"lon":10}"#)), None);
+    assert_eq!(
+        reason(&with(r#""location":{"lat":50,"lon":10,"alt":3}"#)),
+        Some(Reason::UnknownField)
+    );
+    assert_eq!(
+        reason(&with(r#""quantity":{"unit":"kg"}"#)),
+        Some(Reason::MissingField)
+    );
+    assert_eq!(
+        reason(&with(r#""quantity":"5kg""#)),
+        Some(Reason::BadFieldType)
+    );
+}
