@@ -47,6 +47,11 @@ enum Command {
     Verify(VerifyArgs),
     /// Serve the HTTP API over a data directory.
     Serve(ServeArgs),
+    /// Verify a whole data directory: manifests and their hash chains, every committed file
+    /// against its recorded digest, every batch root, epochs, the ledger and chain receipts
+    /// (--deep: every leaf hash from its stored event). Read only. Exits 0 when intact, 1
+    /// with the list of damage, 2 when the check could not run.
+    Check(CheckArgs),
     /// Consume Kafka topics as a consumer group member: validate, seal, anchor (runs until
     /// SIGTERM or Ctrl-C). All processors of a group share one data directory.
     Process(crate::process::ProcessArgs),
@@ -242,6 +247,19 @@ struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+struct CheckArgs {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Also recompute every leaf hash from its stored canonical event (reads every event).
+    #[arg(long)]
+    deep: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
     /// Data directory [config: data-dir].
     #[arg(long)]
@@ -374,6 +392,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = data_of(a.data.clone());
             trace_cmd(a, &data)
         }
+        Command::Check(a) => check_cmd(&data_of(a.data), a.deep, a.json),
         Command::Serve(a) => {
             let data = data_of(a.data);
             let listen = a.listen.unwrap_or(cfg.http.listen);
@@ -438,6 +457,67 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A progress bar on stderr for `veritrace check`.
+struct CheckBar(indicatif::ProgressBar);
+
+impl veritrace_anchor::integrity::Progress for CheckBar {
+    fn start(&mut self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn step(&mut self, label: &str) {
+        self.0.set_message(label.to_owned());
+        self.0.inc(1);
+    }
+}
+
+fn check_cmd(data: &std::path::Path, deep: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = veritrace_anchor::DataDir::open(data)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("checking {bar:30} {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut progress = CheckBar(bar);
+    let report = veritrace_anchor::integrity::check(&dir, deep, &mut progress)?;
+    progress.0.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let r = &report;
+        println!(
+            "{}: {} manifests, {} batches ({} roots recomputed{}), {} files hashed ({} MB), {} without a recorded digest, {} epochs, {} ledger entries, {} chain receipts",
+            data.display(),
+            r.manifests,
+            r.batches,
+            r.roots_recomputed,
+            if deep {
+                format!(", {} leaves from their events", r.leaves_recomputed)
+            } else {
+                String::new()
+            },
+            r.files_verified,
+            r.bytes_hashed / 1_000_000,
+            r.files_without_digest,
+            r.epochs,
+            r.ledger_entries,
+            r.evm_receipts
+        );
+        if r.damage.is_empty() {
+            println!("INTACT");
+        } else {
+            println!("DAMAGED: {} problem(s)", r.damage.len());
+            for d in &r.damage {
+                println!("  {d}");
+            }
+        }
+    }
+    Ok(if report.damage.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -104,6 +104,8 @@ impl BatchWriter {
         }
         let manifest = dir.manifest_file(stream, partition);
         repair_torn_tail(&manifest)?;
+        // A digest line torn by a crash was never followed by its commit line.
+        repair_torn_tail(&dir.batch_files_log(stream, partition))?;
         let headers: Vec<BatchHeader> = read_jsonl(&manifest)?;
         check_chain(&manifest, stream, partition, &headers)?;
         check_references(dir, &manifest, stream, partition, &headers)?;
@@ -210,6 +212,33 @@ impl BatchWriter {
         {
             write_parquet(&self.dir.edges_file(&id), edges, &["parent", "child"])?;
         }
+        // The files' digests go on record before the commit line names the batch.
+        let mut written = vec![self.dir.events_file(&id)];
+        for (file, any) in [
+            (
+                self.dir.rejected_file(&id),
+                input.rejected.as_ref().is_some_and(|r| r.num_rows() > 0),
+            ),
+            (
+                self.dir.edges_file(&id),
+                input.edges.as_ref().is_some_and(|e| e.num_rows() > 0),
+            ),
+        ] {
+            if any {
+                written.push(file);
+            }
+        }
+        let files = crate::integrity::BatchFiles {
+            batch_id: id.clone(),
+            files: written
+                .iter()
+                .map(|p| crate::integrity::digest_file(&self.dir, p))
+                .collect::<Result<_>>()?,
+        };
+        crate::integrity::record_batch_files(
+            &self.dir.batch_files_log(&self.stream, self.partition),
+            &files,
+        )?;
         let header = BatchHeader {
             batch_id: id,
             stream: self.stream.clone(),
@@ -252,7 +281,7 @@ pub(crate) fn quarantine(dir: &DataDir, path: &Path) -> Result<PathBuf> {
 /// be in the manifest. A manifest shorter than that was truncated or replaced: writing on
 /// would delete committed files as "never committed" and re-seal over anchored batches, so
 /// the writer stops and says what is missing.
-fn check_references(
+pub(crate) fn check_references(
     dir: &DataDir,
     manifest: &Path,
     stream: &str,

@@ -47,6 +47,9 @@ pub struct Compaction {
     /// before it, which are never merged and always scanned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<KeyRange>,
+    /// The file's length and SHA-256 at commit (absent on files from before digests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::integrity::FileDigest>,
 }
 
 /// The order of rows in compacted files: trace code (rows without one last), then event id.
@@ -165,6 +168,9 @@ pub struct RunFile {
     pub rows: u64,
     /// Its key range.
     pub keys: KeyRange,
+    /// The file's length and SHA-256 at commit (absent on files from before digests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::integrity::FileDigest>,
 }
 
 /// A line of `compacted/compactions.jsonl`.
@@ -254,6 +260,22 @@ impl CompactionLog {
             );
         }
         out
+    }
+
+    /// The digest recorded for a compacted file, if any.
+    pub fn digest_of(&self, file: &str) -> Option<&crate::integrity::FileDigest> {
+        self.compactions
+            .iter()
+            .filter(|c| c.file == file)
+            .filter_map(|c| c.digest.as_ref())
+            .chain(
+                self.merges
+                    .iter()
+                    .flat_map(|m| m.files.iter())
+                    .filter(|f| f.file == file)
+                    .filter_map(|f| f.digest.as_ref()),
+            )
+            .next()
     }
 
     /// Every file name the log commits (live or superseded).
@@ -596,12 +618,14 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
         w.close().map_err(pe)?;
         Ok(())
     })?;
+    let digest = crate::integrity::digest_file(dir, &dir.compacted_dir().join(&name))?;
     let c = Compaction {
         file: name,
         batch_ids: unit.iter().map(|h| h.batch_id.clone()).collect(),
         rows,
         committed_at: now_rfc3339(),
         keys: Some(keys),
+        digest: Some(digest),
     };
     // The commit point.
     append_line_durable(&dir.compactions_file(), &c)?;

@@ -13,6 +13,7 @@ use crate::{Error, Result};
 /// leaves/{batch_id}.leaves       leaf hashes of a compacted batch, in leaf order
 /// batches/{stream}-p{N}.jsonl    hash-chained batch headers of one partition
 /// batches/{stream}-p{N}.lock     held by the process that owns the partition
+/// digests/{stream}-p{N}.jsonl    length and SHA-256 of each file a batch committed
 /// epochs/anchorer.lock           held by the process that seals and anchors epochs
 /// epochs/epochs.jsonl            epoch records (which batches, epoch root)
 /// ledger/local.jsonl             the local anchor: signed, hash-chained epoch roots
@@ -32,6 +33,7 @@ impl DataDir {
         let dir = DataDir { root: root.into() };
         for sub in [
             "events", "rejected", "edges", "batches", "epochs", "ledger", "anchors", "keys",
+            "digests",
         ] {
             let p = dir.root.join(sub);
             std::fs::create_dir_all(&p).map_err(Error::io("create directory", &p))?;
@@ -60,6 +62,12 @@ impl DataDir {
     /// `quarantine/`: files recovery moved aside instead of deleting (an operator decides).
     pub fn quarantine_dir(&self) -> PathBuf {
         self.root.join("quarantine")
+    }
+    /// `digests/{stream}-p{N}.jsonl`: length and SHA-256 of the files each batch committed.
+    pub fn batch_files_log(&self, stream: &str, partition: u32) -> PathBuf {
+        self.root
+            .join("digests")
+            .join(format!("{stream}-p{partition:03}.jsonl"))
     }
     /// `ledger/head.json`: the ledger's entry count and last entry hash, so a truncated
     /// ledger is found instead of re-signed.

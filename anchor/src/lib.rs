@@ -27,6 +27,7 @@ mod epoch;
 mod error;
 pub mod evm;
 mod fsutil;
+pub mod integrity;
 mod layout;
 pub mod ledger;
 mod lock;

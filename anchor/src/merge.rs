@@ -374,10 +374,12 @@ pub(crate) fn merge(
             w.close().map_err(pe)?;
             Ok(())
         })?;
+        let digest = crate::integrity::digest_file(dir, &dir.compacted_dir().join(&name))?;
         files.push(RunFile {
             file: name,
             rows,
             keys,
+            digest: Some(digest),
         });
     }
     let rows: u64 = files.iter().map(|f| f.rows).sum();
@@ -422,6 +424,7 @@ mod tests {
                     rows,
                     committed_at: "2026-11-21T00:00:00Z".into(),
                     keys: Some(KeyRange::default()),
+                    digest: None,
                 })
                 .collect(),
             merges: Vec::new(),
@@ -484,6 +487,7 @@ mod tests {
                     file: format!("m{i}.parquet"),
                     rows: 60,
                     keys: KeyRange::default(),
+                    digest: None,
                 })
                 .collect(),
             rows: 300,

@@ -106,6 +106,71 @@ pub(crate) struct Snapshot {
     pub(crate) evm: BTreeMap<u64, (Digest, EvmReceipt)>,
     /// The events files to scan (committed compacted files, then uncompacted batches).
     pub(crate) event_files: Vec<veritrace_anchor::compact::EventFile>,
+    /// Committed events files that are gone, with what names them.
+    pub(crate) missing: Vec<(std::path::PathBuf, String)>,
+    /// Recorded digests of the committed files (for the background verifier).
+    pub(crate) digests: Vec<veritrace_anchor::integrity::FileDigest>,
+}
+
+/// The committed events files that are missing, and the recorded digests of every committed
+/// file (batch files no compaction covers, live compacted files).
+#[allow(clippy::type_complexity)]
+fn committed_files(
+    dir: &DataDir,
+    headers: &[BatchHeader],
+    log: &veritrace_anchor::compact::CompactionLog,
+) -> Result<(
+    Vec<(std::path::PathBuf, String)>,
+    Vec<veritrace_anchor::integrity::FileDigest>,
+)> {
+    use std::collections::BTreeSet;
+    let covered = log.covered_batches();
+    let mut missing = Vec::new();
+    let mut digests = Vec::new();
+    let partitions: BTreeSet<(&str, u32)> = headers
+        .iter()
+        .map(|h| (h.stream.as_str(), h.partition))
+        .collect();
+    let mut recorded = HashMap::new();
+    for (stream, p) in partitions {
+        recorded.extend(veritrace_anchor::integrity::read_batch_files(
+            &dir.batch_files_log(stream, p),
+        )?);
+    }
+    for h in headers
+        .iter()
+        .filter(|h| !covered.contains(h.batch_id.as_str()))
+    {
+        let path = dir.events_file(&h.batch_id);
+        if !path.exists() {
+            missing.push((
+                path,
+                format!(
+                    "missing: batch {} is committed in its manifest ({} events) but its events file is gone",
+                    h.batch_id, h.size
+                ),
+            ));
+        }
+        if let Some(files) = recorded.remove(&h.batch_id) {
+            digests.extend(files.files);
+        }
+    }
+    for f in log.live_files() {
+        let path = dir.compacted_dir().join(&f.file);
+        if !path.exists() {
+            missing.push((
+                path,
+                format!(
+                    "missing: compacted file of {} events committed in the compaction log and gone",
+                    f.rows
+                ),
+            ));
+        }
+        if let Some(d) = log.digest_of(&f.file) {
+            digests.push(d.clone());
+        }
+    }
+    Ok((missing, digests))
 }
 
 /// DataFusion over one data directory.
@@ -119,6 +184,7 @@ pub struct QueryEngine {
     pub(crate) dir: DataDir,
     pub(crate) snapshot: Arc<Mutex<Arc<Snapshot>>>,
     guard: Arc<Guard>,
+    verifier: Arc<crate::damage::Verifier>,
     batches: Arc<Swappable>,
     epochs: Arc<Swappable>,
     /// The trace graph, shared with the SQL table functions.
@@ -386,6 +452,7 @@ impl QueryEngine {
             dir,
             snapshot: Arc::new(Mutex::new(Arc::new(Snapshot::default()))),
             guard,
+            verifier: Arc::new(crate::damage::Verifier::default()),
             batches,
             epochs,
             edges,
@@ -427,9 +494,12 @@ impl QueryEngine {
             let evm = veritrace_anchor::evm::read_receipts(&dir)?;
             let log = veritrace_anchor::compact::CompactionLog::read(&dir)?;
             let event_files = veritrace_anchor::compact::event_files(&dir, &all, &log);
+            let (missing, digests) = committed_files(&dir, &all, &log)?;
             Ok(Snapshot {
                 fingerprint: fp,
                 event_files,
+                missing,
+                digests,
                 headers: all.into_iter().map(|h| (h.batch_id.clone(), h)).collect(),
                 epochs,
                 ledger,
@@ -440,8 +510,44 @@ impl QueryEngine {
         .map_err(|e| crate::Error::Corrupt(format!("reading manifests: {e}")))??;
         let snap = Arc::new(snap);
         self.register_meta(&snap)?;
+        self.verifier
+            .schedule(self.dir.clone(), snap.digests.clone());
         *guard = snap.clone();
         Ok(snap)
+    }
+
+    /// Damage known now: committed files missing (checked live) and files whose contents
+    /// differ from their recorded digests (found by the background verifier, which this
+    /// also asks to look again). Empty when the data directory is intact as far as known.
+    pub async fn damage(&self) -> Result<Vec<(std::path::PathBuf, String)>> {
+        let snap = self.snapshot().await?;
+        self.verifier
+            .schedule(self.dir.clone(), snap.digests.clone());
+        let check = snap.clone();
+        let mut out = tokio::task::spawn_blocking(move || {
+            let mut out: Vec<(std::path::PathBuf, String)> = check.missing.clone();
+            out.extend(
+                check
+                    .event_files
+                    .iter()
+                    .filter(|f| !f.path.exists())
+                    .map(|f| (f.path.clone(), "missing: committed and gone".to_owned())),
+            );
+            out
+        })
+        .await
+        .map_err(|e| crate::Error::Internal(format!("checking files: {e}")))?;
+        out.extend(self.verifier.report());
+        // One line per file: the first (most specific) reason found for it.
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|(p, _)| seen.insert(p.clone()));
+        out.sort();
+        Ok(out)
+    }
+
+    /// Committed files hashed against their digests since the engine opened.
+    pub fn files_verified(&self) -> u64 {
+        self.verifier.hashed()
     }
 
     /// Brings the trace graph up to the committed batches of `snap`. Loaded on the first
@@ -488,6 +594,8 @@ impl QueryEngine {
                 events_schema(),
                 snap.event_files.clone(),
                 options,
+                snap.missing.clone(),
+                self.verifier.altered(),
             )));
         Ok(())
     }

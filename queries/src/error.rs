@@ -47,6 +47,10 @@ pub enum Error {
         /// How long the query waited.
         waited: std::time::Duration,
     },
+    /// Files the query needs are missing or differ from what was committed; nothing was
+    /// answered from them (`veritrace check --data DIR` reports all damage).
+    #[error("data damaged: {}", .0.join("; "))]
+    Damaged(Vec<String>),
     /// A bug or an environment failure inside the server (evidence in the message).
     #[error("internal error: {0}")]
     Internal(String),
@@ -58,6 +62,7 @@ impl Error {
         match self {
             Error::Sql(e) if is_memory_exceeded(e) => "query_memory_exceeded",
             Error::Sql(e) if is_timeout(e) => "query_timeout",
+            Error::Sql(e) if is_damaged(e) => "data_damaged",
             Error::Sql(_) => "sql_error",
             Error::NotFound { .. } => "not_found",
             Error::Corrupt(_) => "data_inconsistent",
@@ -68,6 +73,7 @@ impl Error {
             Error::Timeout(_) => "query_timeout",
             Error::Busy { .. } => "server_busy",
             Error::Internal(_) => "internal_error",
+            Error::Damaged(_) => "data_damaged",
         }
     }
 
@@ -89,6 +95,16 @@ fn is_memory_exceeded(e: &datafusion::error::DataFusionError) -> bool {
         e.find_root(),
         datafusion::error::DataFusionError::ResourcesExhausted(_)
     )
+}
+
+/// A scan met a damaged or missing file.
+fn is_damaged(e: &datafusion::error::DataFusionError) -> bool {
+    match e.find_root() {
+        datafusion::error::DataFusionError::External(x) => {
+            matches!(x.downcast_ref::<Error>(), Some(Error::Damaged(_)))
+        }
+        _ => false,
+    }
 }
 
 /// A streamed query passed its deadline (the error item [`crate::QueryEngine::sql_stream`]

@@ -29,15 +29,48 @@ pub(crate) struct EventsTable {
     schema: SchemaRef,
     files: Vec<EventFile>,
     options: ListingOptions,
+    /// Committed files that are gone: what they held is unknown, so every scan fails.
+    missing: Vec<(std::path::PathBuf, String)>,
+    /// Files found altered: a scan that would read one fails.
+    altered: crate::damage::Altered,
 }
 
 impl EventsTable {
-    pub(crate) fn new(schema: SchemaRef, files: Vec<EventFile>, options: ListingOptions) -> Self {
+    pub(crate) fn new(
+        schema: SchemaRef,
+        files: Vec<EventFile>,
+        options: ListingOptions,
+        missing: Vec<(std::path::PathBuf, String)>,
+        altered: crate::damage::Altered,
+    ) -> Self {
         EventsTable {
             schema,
             files,
             options,
+            missing,
+            altered,
         }
+    }
+
+    /// Refuses a scan that would read damaged files or miss a missing one's rows.
+    fn check_damage(&self, files: &[&EventFile]) -> datafusion::error::Result<()> {
+        let altered = crate::damage::read(&self.altered);
+        let mut found: Vec<String> = self
+            .missing
+            .iter()
+            .map(|(p, m)| format!("{}: {m}", p.display()))
+            .collect();
+        found.extend(files.iter().filter_map(|f| {
+            altered
+                .get(&f.path)
+                .map(|m| format!("{}: {m}", f.path.display()))
+        }));
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(datafusion::error::DataFusionError::External(Box::new(
+            crate::Error::Damaged(found),
+        )))
     }
 
     /// The files a scan with `filters` (all of which hold) must read.
@@ -79,6 +112,7 @@ impl TableProvider for EventsTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let files = self.select(filters);
+        self.check_damage(&files)?;
         if files.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),

@@ -54,6 +54,7 @@ fn status(e: Error) -> Status {
     match e.code() {
         "query_timeout" => Status::deadline_exceeded(msg),
         "server_busy" | "query_memory_exceeded" => Status::resource_exhausted(msg),
+        "data_damaged" => Status::data_loss(msg),
         _ => match e {
             Error::Sql(_) | Error::BadRequest(_) | Error::TooComplex(_) => {
                 Status::invalid_argument(msg)

@@ -105,6 +105,7 @@ impl IntoResponse for Error {
             "query_memory_exceeded" => StatusCode::UNPROCESSABLE_ENTITY,
             "query_timeout" => StatusCode::GATEWAY_TIMEOUT,
             "server_busy" => StatusCode::SERVICE_UNAVAILABLE,
+            "data_damaged" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => match &self {
                 Error::Sql(_) | Error::BadRequest(_) | Error::TooComplex(_) => {
                     StatusCode::BAD_REQUEST
@@ -228,9 +229,34 @@ async fn proof(State(s): State<AppState>, Path(id): Path<String>) -> Result<Resp
 }
 
 async fn healthz(State(s): State<AppState>) -> Result<Response, Error> {
+    // Damage makes the server unhealthy, with the reason: an orchestrator stops routing to
+    // it and an operator sees which file (`veritrace check` gives the whole report).
+    let damage = match s.engine.damage().await {
+        Ok(d) => d,
+        Err(e) => vec![(s.engine.data_dir().root().to_owned(), e.to_string())],
+    };
+    if !damage.is_empty() {
+        let list: Vec<serde_json::Value> = damage
+            .iter()
+            .map(|(p, m)| json!({"path": p.display().to_string(), "problem": m}))
+            .collect();
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "damaged",
+                "error": {
+                    "code": "data_damaged",
+                    "message": format!("{} damaged or missing file(s); run `veritrace check --data DIR`", damage.len()),
+                },
+                "damage": list,
+            })),
+        )
+            .into_response());
+    }
     let snap = s.engine.snapshot().await?;
     Ok(Json(json!({
         "status": "ok",
+        "files_verified": s.engine.files_verified(),
         "data_dir": s.engine.data_dir().root().display().to_string(),
         "batches": snap.headers.len(),
         "epochs": snap.epochs.len(),

@@ -22,6 +22,7 @@
 //! bundle format and the hashing live in `veritrace-verify`, shared with the auditor.
 #![deny(missing_docs)]
 
+mod damage;
 pub mod dict_count;
 mod engine;
 mod error;

@@ -282,3 +282,208 @@ fn a_truncated_epoch_log_is_reported_not_resealed() {
     assert!(err.contains("epoch log holds"), "{err}");
     assert_eq!(files(&data), before);
 }
+
+fn flip_middle_byte(path: &Path) {
+    let mut b = std::fs::read(path).expect("read");
+    let i = b.len() / 2;
+    b[i] ^= 0x01;
+    std::fs::write(path, b).expect("write");
+}
+
+fn check(data: &Path, deep: bool) -> (bool, String) {
+    let mut args = vec!["check", "--data", data.to_str().expect("p")];
+    if deep {
+        args.push("--deep");
+    }
+    let out = run(&args);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "check could not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn first_events_file(data: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("events"))
+        .expect("events")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files.into_iter().next().expect("an events file")
+}
+
+#[test]
+fn check_finds_edited_truncated_deleted_and_reordered_files_of_every_kind() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let out = bin()
+        .args([
+            "demo",
+            "--events",
+            "6000",
+            "--no-serve",
+            "--batch-size",
+            "500",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .expect("demo");
+    assert!(out.status.success());
+    let (intact, out) = check(&data, true);
+    assert!(intact, "{out}");
+    assert!(out.contains("INTACT"), "{out}");
+    let pristine = tmp.path().join("pristine");
+    copy_dir(&data, &pristine);
+    let events = first_events_file(&data);
+    let manifest = data.join("batches/demo-p000.jsonl");
+    let edges = std::fs::read_dir(data.join("edges"))
+        .expect("edges")
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("an edges file");
+    type Damage = Box<dyn Fn()>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "a byte flipped in an events file",
+            Box::new({
+                let p = events.clone();
+                move || flip_middle_byte(&p)
+            }),
+            "altered",
+        ),
+        (
+            "an events file truncated",
+            Box::new({
+                let p = events.clone();
+                move || {
+                    let b = std::fs::read(&p).expect("read");
+                    std::fs::write(&p, &b[..b.len() - 100]).expect("cut");
+                }
+            }),
+            "truncated or rewritten",
+        ),
+        (
+            "an events file deleted",
+            Box::new({
+                let p = events.clone();
+                move || std::fs::remove_file(&p).expect("rm")
+            }),
+            "missing",
+        ),
+        (
+            "an edges file edited",
+            Box::new({
+                let p = edges.clone();
+                move || flip_middle_byte(&p)
+            }),
+            "altered",
+        ),
+        (
+            "manifest lines reordered",
+            Box::new({
+                let p = manifest.clone();
+                move || {
+                    let text = std::fs::read_to_string(&p).expect("read");
+                    let mut lines: Vec<&str> = text.lines().collect();
+                    lines.swap(0, 1);
+                    std::fs::write(&p, lines.join("\n") + "\n").expect("write");
+                }
+            }),
+            "demo-p000.jsonl",
+        ),
+        (
+            "the epoch log edited",
+            Box::new({
+                let p = data.join("epochs/epochs.jsonl");
+                move || {
+                    let text = std::fs::read_to_string(&p).expect("read");
+                    let edited = text.replacen("\"events\":", "\"events\":1", 1);
+                    std::fs::write(&p, edited).expect("write");
+                }
+            }),
+            "epochs.jsonl",
+        ),
+    ];
+    for (what, damage, expect) in cases {
+        damage();
+        let (intact, out) = check(&data, false);
+        assert!(!intact, "{what}: check said intact\n{out}");
+        assert!(out.contains(expect), "{what}: {out}");
+        // Restore for the next case.
+        std::fs::remove_dir_all(&data).expect("rm");
+        copy_dir(&pristine, &data);
+    }
+    // Restored, the directory checks intact again.
+    let (intact, out) = check(&data, true);
+    assert!(intact, "{out}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("list").flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_or_deleted_events_file_fails_queries_and_health_instead_of_changing_answers() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    demo(&data, 6_000);
+    let s = serve::Server::start(&data, &[]);
+    let (st, _) = s.request("GET", "/healthz", "");
+    assert_eq!(st, 200);
+    // Once: SQL returned a changed `canonical` silently and /healthz said ok.
+    let events = first_events_file(&data);
+    flip_middle_byte(&events);
+    let file = events
+        .file_name()
+        .expect("n")
+        .to_string_lossy()
+        .into_owned();
+    let mut health = serde_json::Value::Null;
+    serve::wait_for(
+        "/healthz to report the damage",
+        std::time::Duration::from_secs(60),
+        || {
+            let (st, h) = s.request("GET", "/healthz", "");
+            health = h;
+            st == 503
+        },
+    );
+    assert_eq!(health["error"]["code"], "data_damaged", "{health}");
+    assert!(health.to_string().contains(&file), "{health}");
+    let (st, r) = s.sql("SELECT count(*) AS n FROM events");
+    assert_eq!(
+        (st, r["error"]["code"].as_str()),
+        (500, Some("data_damaged")),
+        "{r}"
+    );
+    assert!(r.to_string().contains(&file), "{r}");
+    drop(s);
+
+    // Once: count(*) dropped by a batch's events with exit 0.
+    std::fs::remove_file(&events).expect("rm");
+    let err = fails(&[
+        "sql",
+        "--data",
+        data.to_str().expect("p"),
+        "SELECT count(*) FROM events",
+    ]);
+    assert!(err.contains("missing") && err.contains(&file), "{err}");
+    let (intact, out) = check(&data, false);
+    assert!(!intact && out.contains(&file), "{out}");
+}

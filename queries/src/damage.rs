@@ -1,0 +1,133 @@
+//! Damage the query stage knows of, and the background verifier that finds it.
+//!
+//! Two kinds: committed files that are **missing** (found on every metadata refresh: a
+//! batch in a manifest whose events file is gone, a live compacted file that is gone) and
+//! files **altered** since their commit (found by [`Verifier`], which hashes every committed
+//! file with a recorded digest once, in the background, and again when its length or
+//! modification time changes). A scan of `events` that would read a damaged file, or that
+//! cannot know what a missing one held, fails with `data_damaged` naming the file; `/healthz`
+//! fails with the list. Nothing is repaired here: `veritrace check` gives the full report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use veritrace_anchor::DataDir;
+use veritrace_anchor::integrity::{FileDigest, verify_file};
+
+/// Files found altered: path -> what is wrong.
+pub(crate) type Altered = Arc<RwLock<BTreeMap<PathBuf, String>>>;
+
+/// Hashes committed files against their recorded digests on a background thread.
+#[derive(Debug, Default)]
+pub(crate) struct Verifier {
+    altered: Altered,
+    /// Files found intact, with the length and modification time they had then.
+    intact: Mutex<HashMap<PathBuf, (u64, Option<SystemTime>)>>,
+    pending: Mutex<Option<(DataDir, Vec<FileDigest>)>>,
+    busy: AtomicBool,
+    /// Files hashed so far (for metrics and tests).
+    hashed: std::sync::atomic::AtomicU64,
+}
+
+impl Verifier {
+    pub(crate) fn altered(&self) -> Altered {
+        self.altered.clone()
+    }
+
+    /// The damage found so far.
+    pub(crate) fn report(&self) -> Vec<(PathBuf, String)> {
+        read(&self.altered)
+            .iter()
+            .map(|(p, m)| (p.clone(), m.clone()))
+            .collect()
+    }
+
+    /// Files hashed since the engine opened.
+    pub(crate) fn hashed(&self) -> u64 {
+        self.hashed.load(Ordering::Relaxed)
+    }
+
+    /// Verifies `files` (the committed files of the current snapshot) in the background;
+    /// a later call replaces what is still waiting.
+    pub(crate) fn schedule(self: &Arc<Self>, dir: DataDir, files: Vec<FileDigest>) {
+        *lock(&self.pending) = Some((dir, files));
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return; // the running pass picks it up
+        }
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("veritrace-verify".into())
+            .spawn(move || me.run());
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the file verifier");
+            self.busy.store(false, Ordering::Release);
+        }
+    }
+
+    fn run(&self) {
+        loop {
+            let next = lock(&self.pending).take();
+            let Some((dir, files)) = next else {
+                self.busy.store(false, Ordering::Release);
+                // Scheduled between the take and the store: run again.
+                if lock(&self.pending).is_some() && !self.busy.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                return;
+            };
+            for d in files {
+                let path = dir.root().join(&d.file);
+                let sig = std::fs::metadata(&path)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok()));
+                if sig.is_some() && lock(&self.intact).get(&path) == sig.as_ref() {
+                    continue;
+                }
+                let verdict = verify_file(&dir, &d);
+                self.hashed.fetch_add(1, Ordering::Relaxed);
+                let mut altered = write(&self.altered);
+                match verdict {
+                    Ok(None) => {
+                        altered.remove(&path);
+                        if let Some(sig) = sig {
+                            lock(&self.intact).insert(path, sig);
+                        }
+                    }
+                    Ok(Some(problem)) => {
+                        tracing::error!(file = %path.display(), %problem, "a committed file is damaged");
+                        lock(&self.intact).remove(&path);
+                        altered.insert(path, problem);
+                    }
+                    Err(e) => {
+                        lock(&self.intact).remove(&path);
+                        altered.insert(path, format!("cannot be verified: {e}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+pub(crate) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match m.read() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    match m.write() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
