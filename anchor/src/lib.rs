@@ -34,7 +34,7 @@ mod lock;
 mod merge;
 
 pub use anchorer::{AnchoredEpoch, Anchorer, Backend};
-pub use batch::{BatchWriter, SealInput, batch_id, writer_properties};
+pub use batch::{BatchWriter, DATA_PAGE_BYTES, SealInput, batch_id, writer_properties};
 pub use epoch::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};

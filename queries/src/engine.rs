@@ -184,7 +184,8 @@ pub struct QueryEngine {
     pub(crate) dir: DataDir,
     pub(crate) snapshot: Arc<Mutex<Arc<Snapshot>>>,
     guard: Arc<Guard>,
-    verifier: Arc<crate::damage::Verifier>,
+    pub(crate) verifier: Arc<crate::damage::Verifier>,
+    pub(crate) lookup: Arc<crate::lookup::LookupIndex>,
     batches: Arc<Swappable>,
     epochs: Arc<Swappable>,
     /// The trace graph, shared with the SQL table functions.
@@ -453,6 +454,7 @@ impl QueryEngine {
             snapshot: Arc::new(Mutex::new(Arc::new(Snapshot::default()))),
             guard,
             verifier: Arc::new(crate::damage::Verifier::default()),
+            lookup: Arc::new(crate::lookup::LookupIndex::default()),
             batches,
             epochs,
             edges,
@@ -512,6 +514,13 @@ impl QueryEngine {
         self.register_meta(&snap)?;
         self.verifier
             .schedule(self.dir.clone(), snap.digests.clone());
+        self.lookup.retain(
+            &snap
+                .event_files
+                .iter()
+                .map(|f| f.path.as_path())
+                .collect::<Vec<_>>(),
+        );
         *guard = snap.clone();
         Ok(snap)
     }

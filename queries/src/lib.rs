@@ -30,6 +30,7 @@ mod events_table;
 pub mod flight;
 pub mod http;
 pub mod limits;
+mod lookup;
 pub mod output;
 mod proof;
 pub mod trace;

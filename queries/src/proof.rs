@@ -1,5 +1,4 @@
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, RecordBatch};
-use datafusion::prelude::{col, lit};
 use serde_json::Value;
 use veritrace_verify::bundle::{Anchor, EpochProof, FORMAT, LeafProof, ProofBundle, Status};
 use veritrace_verify::{Digest, merkle};
@@ -29,23 +28,35 @@ pub struct EventLocation {
 }
 
 impl QueryEngine {
-    /// Finds one event by id.
+    /// Finds one event by id ([`crate::lookup`]: no query is planned).
+    ///
+    /// An id stored more than once (sent with two trace codes, so to two partitions, each
+    /// of which accepted it) is answered with the copy sealed first: the later copies are
+    /// someone else's duplicates, and a lookup or proof must not fail because of them.
     pub async fn event(&self, event_id: &str) -> Result<EventLocation> {
-        let df = self
-            .ctx
-            .table("events")
-            .await?
-            .filter(col("event_id").eq(lit(event_id)))?
-            .select_columns(&[
-                "canonical",
-                "batch_id",
-                "leaf_index",
-                "leaf_hash",
-                "stream",
-                "partition",
-                "offset",
-            ])?;
-        let batches: Vec<RecordBatch> = df.collect().await?;
+        let snap = self.snapshot().await?;
+        if !snap.missing.is_empty() {
+            return Err(Error::Damaged(
+                snap.missing
+                    .iter()
+                    .map(|(p, m)| format!("{}: {m}", p.display()))
+                    .collect(),
+            ));
+        }
+        let files: Vec<&std::path::Path> =
+            snap.event_files.iter().map(|f| f.path.as_path()).collect();
+        let mut batches = self.lookup.find(&files, event_id)?;
+        let altered = self.verifier.report();
+        if !altered.is_empty() {
+            let touched: Vec<String> = altered
+                .iter()
+                .filter(|(p, _)| files.contains(&p.as_path()))
+                .map(|(p, m)| format!("{}: {m}", p.display()))
+                .collect();
+            if !touched.is_empty() && !batches.is_empty() {
+                return Err(Error::Damaged(touched));
+            }
+        }
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows == 0 {
             return Err(Error::NotFound {
@@ -54,9 +65,34 @@ impl QueryEngine {
             });
         }
         if rows > 1 {
-            return Err(Error::Corrupt(format!(
-                "event {event_id} is stored {rows} times"
-            )));
+            // Earliest sealed batch first (then batch id): a stable choice.
+            let mut copies: Vec<RecordBatch> = Vec::new();
+            for b in &batches {
+                for r in 0..b.num_rows() {
+                    copies.push(b.slice(r, 1));
+                }
+            }
+            let key = |b: &RecordBatch| {
+                let id = b
+                    .column(1)
+                    .as_string_opt::<i32>()
+                    .map(|a| a.value(0).to_owned())
+                    .unwrap_or_default();
+                let sealed = snap
+                    .headers
+                    .get(&id)
+                    .map(|h| h.sealed_at.clone())
+                    .unwrap_or_default();
+                (sealed, id)
+            };
+            copies.sort_by_key(key);
+            tracing::warn!(
+                event_id,
+                copies = copies.len(),
+                "event id stored more than once; answering with the copy sealed first"
+            );
+            copies.truncate(1);
+            batches = copies;
         }
         let Some(b) = batches.iter().find(|b| b.num_rows() == 1) else {
             return Err(Error::Corrupt("row vanished".into()));

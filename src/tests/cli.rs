@@ -505,6 +505,10 @@ fn ingest_file_accepts_rejects_and_dedupes() {
             continue;
         }
         let line: Vec<u8> = b.into_iter().filter(|&c| c != b'\n').collect();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("stored_") {
+            continue; // a stored event fed back in: the same id as its source input
+        }
         if !p
             .file_name()
             .and_then(|n| n.to_str())
@@ -559,6 +563,9 @@ fn unanchored_epoch_gives_a_sealed_proof_that_still_verifies() {
             .collect::<String>(),
     )
     .expect("write");
+    // As if those epochs had never been anchored: the ledger's head says so too (a ledger
+    // shorter than its head is a truncation, which src/tests/damage.rs covers).
+    std::fs::remove_file(d.data.join("ledger/head.json")).expect("head");
     let status = sql_json(
         &d.data,
         &format!("SELECT status FROM epochs WHERE epoch_id = {last_epoch}"),

@@ -211,3 +211,79 @@ fn sigterm_during_a_heavy_query_drains_and_exits() {
     );
     assert!(exit.is_some_and(|e| e.success()), "{exit:?}");
 }
+
+#[test]
+fn an_event_id_sent_with_two_trace_codes_stays_provable() {
+    // Once: with more than one partition both copies were stored and neither could be
+    // proved ("stored 2 times"): a proof failed because of input someone else sent.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let event = |id: &str, lot: &str| {
+        serde_json::json!({
+            "event_id": id,
+            "event_type": "production",
+            "event_time": "2026-10-01T00:00:01.000Z",
+            "participant": {"id": "sup-test", "name": "Test Supplier", "role": "supplier"},
+            "object": {"product_id": "06945501102041", "batch_number": lot},
+            "quantity": {"unit": "pcs", "value": 10},
+            "site": "sup-test",
+            "trace_code": format!("(01)06945501102041(10){lot}"),
+        })
+        .to_string()
+    };
+    // Eight ids, each sent with two lot codes: some pairs land in two partitions.
+    let mut lines = Vec::new();
+    for i in 0..8 {
+        lines.push(event(&format!("dup-{i}"), &format!("A{i}")));
+        lines.push(event(&format!("dup-{i}"), &format!("B{i}")));
+    }
+    let file = tmp.path().join("dups.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+    let d = data.to_str().expect("p");
+    let out = serve::bin()
+        .args(["ingest", "file", file.to_str().expect("p"), "--data", d])
+        .args(["--stream", "s", "--partitions", "4"])
+        .output()
+        .expect("ingest");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = serve::bin()
+        .args(["sql", "--data", d, "--format", "json"])
+        .arg("SELECT event_id, count(*) AS n FROM events GROUP BY event_id HAVING count(*) > 1")
+        .output()
+        .expect("sql");
+    let twice: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let twice = twice.as_array().expect("rows");
+    assert!(
+        !twice.is_empty(),
+        "no id landed in two partitions; pick other codes"
+    );
+    for row in twice {
+        let id = row["event_id"].as_str().expect("id");
+        let proof = tmp.path().join(format!("{id}.json"));
+        let out = serve::bin()
+            .args(["proof", "--data", d, id, "--out"])
+            .arg(&proof)
+            .output()
+            .expect("proof");
+        assert!(
+            out.status.success(),
+            "proof of {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = serve::bin()
+            .arg("verify")
+            .arg(&proof)
+            .args(["--ledger", &format!("{d}/ledger/local.jsonl")])
+            .output()
+            .expect("verify");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
