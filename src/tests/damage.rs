@@ -2,40 +2,14 @@
 //! worse"): a careless operator's edits to a demo directory, and the writers that run after
 //! them. Each case was once observed to lose or rewrite data silently.
 
-#[path = "common/serve.rs"]
 #[allow(dead_code)] // each test binary uses its own part
-mod serve;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use serve::{bin, demo};
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run veritrace")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "veritrace {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        !out.status.success(),
-        "veritrace {args:?} succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{bin, demo, fails, ok, run};
 
 fn count(data: &Path, sql: &str) -> u64 {
     let out = ok(&[
@@ -443,7 +417,7 @@ fn a_damaged_or_deleted_events_file_fails_queries_and_health_instead_of_changing
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     demo(&data, 6_000);
-    let s = serve::Server::start(&data, &[]);
+    let s = common::Server::start(&data, &[]);
     let (st, _) = s.request("GET", "/healthz", "");
     assert_eq!(st, 200);
     // Once: SQL returned a changed `canonical` silently and /healthz said ok.
@@ -455,7 +429,7 @@ fn a_damaged_or_deleted_events_file_fails_queries_and_health_instead_of_changing
         .to_string_lossy()
         .into_owned();
     let mut health = serde_json::Value::Null;
-    serve::wait_for(
+    common::wait_for(
         "/healthz to report the damage",
         std::time::Duration::from_secs(60),
         || {

@@ -2,13 +2,12 @@
 //! kill the server"): `veritrace serve` on a demo directory, each case once observed to
 //! abort, starve or exhaust the process.
 
-#[path = "common/serve.rs"]
 #[allow(dead_code)] // each test binary uses its own part
-mod serve;
+mod common;
 
 use std::time::Duration;
 
-use serve::{Server, demo, http, wait_for};
+use common::{Server, demo, http, wait_for};
 
 fn code(v: &serde_json::Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
@@ -240,7 +239,7 @@ fn an_event_id_sent_with_two_trace_codes_stays_provable() {
     let file = tmp.path().join("dups.jsonl");
     std::fs::write(&file, lines.join("\n") + "\n").expect("write");
     let d = data.to_str().expect("p");
-    let out = serve::bin()
+    let out = common::bin()
         .args(["ingest", "file", file.to_str().expect("p"), "--data", d])
         .args(["--stream", "s", "--partitions", "4"])
         .output()
@@ -250,7 +249,7 @@ fn an_event_id_sent_with_two_trace_codes_stays_provable() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = serve::bin()
+    let out = common::bin()
         .args(["sql", "--data", d, "--format", "json"])
         .arg("SELECT event_id, count(*) AS n FROM events GROUP BY event_id HAVING count(*) > 1")
         .output()
@@ -264,7 +263,7 @@ fn an_event_id_sent_with_two_trace_codes_stays_provable() {
     for row in twice {
         let id = row["event_id"].as_str().expect("id");
         let proof = tmp.path().join(format!("{id}.json"));
-        let out = serve::bin()
+        let out = common::bin()
             .args(["proof", "--data", d, id, "--out"])
             .arg(&proof)
             .output()
@@ -274,7 +273,7 @@ fn an_event_id_sent_with_two_trace_codes_stays_provable() {
             "proof of {id}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let out = serve::bin()
+        let out = common::bin()
             .arg("verify")
             .arg(&proof)
             .args(["--ledger", &format!("{d}/ledger/local.jsonl")])

@@ -1,5 +1,5 @@
-//! `veritrace serve` as a child process on free loopback ports, and a plain HTTP/1.1
-//! client: what the end-to-end server tests share.
+//! What the end-to-end tests of the binary share: running `veritrace` commands,
+//! `veritrace serve` as a child process on free loopback ports, and a plain HTTP/1.1 client.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -9,6 +9,34 @@ use std::time::{Duration, Instant};
 
 pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veritrace"))
+}
+
+/// Runs `veritrace args`.
+pub(crate) fn run(args: &[&str]) -> std::process::Output {
+    bin().args(args).output().expect("run veritrace")
+}
+
+/// Runs `veritrace args`, which must succeed; its stdout.
+pub(crate) fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "veritrace {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
+/// Runs `veritrace args`, which must fail; its stderr.
+pub(crate) fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        !out.status.success(),
+        "veritrace {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A running `veritrace serve`; killed when dropped.
