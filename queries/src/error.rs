@@ -77,6 +77,18 @@ impl Error {
         }
     }
 
+    /// The message for API responses: our own error when DataFusion carried it (a timeout
+    /// or damage found while streaming), without DataFusion's wrapping.
+    pub fn message(&self) -> String {
+        if let Error::Sql(e) = self
+            && let datafusion::error::DataFusionError::External(x) = e.find_root()
+            && let Some(inner) = x.downcast_ref::<Error>()
+        {
+            return inner.to_string();
+        }
+        self.to_string()
+    }
+
     /// The reason a query was refused or stopped by a limit (a metrics label), if it was.
     pub fn refusal_reason(&self) -> Option<&'static str> {
         match self.code() {

@@ -50,7 +50,7 @@ fn sql_info() -> Result<&'static SqlInfoData, Status> {
 
 fn status(e: Error) -> Status {
     // The reason code leads the message, as `code` does in HTTP error bodies.
-    let msg = format!("{}: {e}", e.code());
+    let msg = format!("{}: {}", e.code(), e.message());
     match e.code() {
         "query_timeout" => Status::deadline_exceeded(msg),
         "server_busy" | "query_memory_exceeded" => Status::resource_exhausted(msg),
@@ -106,9 +106,11 @@ impl FlightSql {
         let (schema, batches) = self.engine.sql_stream(sql).await.map_err(status)?;
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(
-                batches.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e))),
-            )
+            .build(batches.map_err(|e| {
+                // Errors after the schema (a deadline, a bad cast, damage) keep their status
+                // and reason code, as before it.
+                arrow_flight::error::FlightError::Tonic(Box::new(status(Error::Sql(e))))
+            }))
             .map_err(Status::from);
         Ok(Response::new(Box::pin(stream)))
     }

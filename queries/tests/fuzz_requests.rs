@@ -1241,15 +1241,8 @@ async fn drain(
     while let Some(item) = batches.next().await {
         match item {
             Ok(b) => rows += b.num_rows(),
-            // KNOWN BUG (see `flight_*_mid_stream_*` below): an error after the schema was
-            // sent (a failing cast, a deadline) reaches the client as `internal`, whatever
-            // its reason code. Counted apart so the other checks keep running.
-            Err(FlightError::Tonic(s)) if s.code() == tonic::Code::Internal => {
-                if s.message().is_empty() {
-                    return Err(format!("{what} stream: internal with an empty message"));
-                }
-                return Ok(format!("{what} stream Internal (known bug)"));
-            }
+            // An error after the schema (a failing cast, a deadline) keeps its status and
+            // reason code, as before it.
             Err(FlightError::Tonic(s)) => return check_status(&format!("{what} stream"), &s),
             Err(e) => return Err(format!("{what}: the stream does not decode: {e}")),
         }
@@ -1497,7 +1490,6 @@ async fn http_sql(f: &Fixture, sql: &str) -> Answer {
 /// same statement is 400 `sql_error`. `FlightSql::stream` wraps every error item as
 /// `FlightError::ExternalError`, which arrow-flight turns into `Status::internal`.
 #[test]
-#[ignore = "known bug: Flight SQL errors after the schema are internal (see the test doc)"]
 fn flight_sql_error_while_streaming_is_invalid_argument_not_internal() {
     let f = fixture();
     let sql = "SELECT CAST(event_type AS INT) FROM events";
@@ -1518,7 +1510,6 @@ fn flight_sql_error_while_streaming_is_invalid_argument_not_internal() {
 /// module promises `deadline_exceeded` with the `query_timeout` code leading the message;
 /// over HTTP the same statement is 504 `query_timeout`.
 #[test]
-#[ignore = "known bug: Flight SQL deadlines after the schema are internal (see the test doc)"]
 fn flight_query_timeout_while_streaming_is_deadline_exceeded_not_internal() {
     let f = fixture();
     let sql = "SELECT count(*) FROM range(100000000000)";
@@ -1543,7 +1534,6 @@ fn flight_query_timeout_while_streaming_is_deadline_exceeded_not_internal() {
 /// `/v1/trace` query string and a path segment that is not UTF-8 are 400 `text/plain`, a
 /// wrong method is 405 with an empty body, a body over 2 MiB is 413 `text/plain`.
 #[test]
-#[ignore = "known bug: errors from axum's extractors are not JSON (see the test doc)"]
 fn http_errors_before_the_handler_are_json_too() {
     let f = fixture();
     let app = http_app(&f);
