@@ -323,6 +323,7 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
 
     // Compacted files: present, as recorded; deep, every row against its batch's leaves.
     let mut leaves_of: HashMap<String, Vec<Digest>> = HashMap::new();
+    let mut rows_of: HashMap<String, u64> = HashMap::new();
     for f in &live {
         let path = dir.compacted_dir().join(&f.file);
         match log.digest_of(&f.file) {
@@ -345,6 +346,7 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
                 Ok(rows) => {
                     check_rows(&path, "", &rows, &mut r);
                     for row in &rows {
+                        *rows_of.entry(row.batch_id.clone()).or_default() += 1;
                         let leaves = match leaves_of.get(&row.batch_id) {
                             Some(l) => l,
                             None => {
@@ -369,6 +371,27 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
             }
         }
         progress.step(&f.file);
+    }
+
+    // Deep: the compacted files hold every row of the batches they replaced, once.
+    if deep {
+        for h in headers.values() {
+            let id = h.batch_id.as_str();
+            if !covered.contains(id) {
+                continue;
+            }
+            let found = rows_of.get(id).copied().unwrap_or(0);
+            if found != h.size {
+                r.damage.push(damage(
+                    dir.compacted_dir(),
+                    Some(id),
+                    format!(
+                        "the compacted files hold {found} rows of this batch; it sealed {}",
+                        h.size
+                    ),
+                ));
+            }
+        }
     }
 
     // Epochs: ids in sequence, every batch known, roots recomputed.

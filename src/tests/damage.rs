@@ -397,6 +397,30 @@ fn check_finds_edited_truncated_deleted_and_reordered_files_of_every_kind() {
     // Restored, the directory checks intact again.
     let (intact, out) = check(&data, true);
     assert!(intact, "{out}");
+
+    // Compacted files: checked against their digests, and deep, row by row against the
+    // batches they replaced.
+    let d = data.to_str().expect("p");
+    ok(&[
+        "compact",
+        "--data",
+        d,
+        "--min-files",
+        "1",
+        "--grace-secs",
+        "0",
+    ]);
+    let (intact, out) = check(&data, true);
+    assert!(intact, "{out}");
+    let compacted: PathBuf = std::fs::read_dir(data.join("compacted"))
+        .expect("compacted")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .expect("a compacted file");
+    flip_middle_byte(&compacted);
+    let (intact, out) = check(&data, true);
+    assert!(!intact && out.contains("altered"), "{out}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
