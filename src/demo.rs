@@ -14,10 +14,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use veritrace_anchor::DataDir;
-use veritrace_ingest::simulate::{SimConfig, Simulator};
 use veritrace_processors::runtime::{self, Progress, RunReport, RuntimeConfig};
 use veritrace_processors::{BatchPolicy, Reason};
 use veritrace_queries::QueryEngine;
+use veritrace_simulator::{SimConfig, Simulator};
 use veritrace_verify::verify::{self, Options};
 
 /// Metric: events accepted by the demo run.

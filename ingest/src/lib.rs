@@ -3,13 +3,12 @@
 //! The first stage. Records reach the processors as `(key, bytes)`: the key is the trace
 //! code (so one object's events stay in order on one partition), the bytes are the event
 //! as the source wrote it. This crate holds the sources that are not a plain Kafka
-//! producer: [`file`] reads JSON lines, JSON arrays and mapped ERP CSV exports, [`kafka`]
-//! publishes records to `veritrace.raw`, and [`simulate`] is a deterministic factory
-//! simulator used by the demo, the tests and the benchmarks.
+//! producer: [`file`] reads JSON lines, JSON arrays and mapped ERP CSV exports, and [`kafka`]
+//! publishes records to `veritrace.raw`. Simulated records for the demo, the tests and the
+//! benchmarks come from `veritrace-simulator` (`loadtest/simulator/`).
 #![deny(missing_docs)]
 
 pub mod file;
 pub mod kafka;
-pub mod simulate;
 
 pub use file::key_of;

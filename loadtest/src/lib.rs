@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use veritrace_anchor::DataDir;
-use veritrace_ingest::simulate::{SimConfig, Simulator};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::runtime::{self, RunReport, RuntimeConfig};
+use veritrace_simulator::{SimConfig, Simulator};
 
 /// The raw topic.
 pub const RAW_TOPIC: &str = veritrace_processors::kafka::RAW_TOPIC;

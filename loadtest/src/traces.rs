@@ -20,11 +20,11 @@ use arrow::array::Array;
 use serde::Serialize;
 use veritrace_anchor::DataDir;
 use veritrace_anchor::compact::{CompactOptions, compact};
-use veritrace_ingest::simulate::{SimConfig, Simulator};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::runtime::{self, RuntimeConfig};
 use veritrace_queries::QueryEngine;
 use veritrace_queries::trace::Direction;
+use veritrace_simulator::{SimConfig, Simulator};
 
 /// GTIN prefix (in `(01)`) of the simulator's e-bikes: its company prefix 6975412, item
 /// references 10300-10303.

@@ -10,10 +10,10 @@ use std::time::Duration;
 use arrow::array::{Array, AsArray};
 use veritrace_anchor::DataDir;
 use veritrace_anchor::compact::{CompactOptions, CompactionLog, compact, read_compactions};
-use veritrace_ingest::simulate::{SimConfig, Simulator};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::runtime::{self, RuntimeConfig};
 use veritrace_queries::QueryEngine;
+use veritrace_simulator::{SimConfig, Simulator};
 use veritrace_verify::verify::{Options, verify_bundle};
 
 async fn counts(engine: &QueryEngine) -> (i64, i64) {

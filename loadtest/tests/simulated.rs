@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use veritrace_anchor::DataDir;
-use veritrace_ingest::simulate::{Expect, SimConfig, Simulator};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::event::{Limits, process};
 use veritrace_processors::runtime::{self, RuntimeConfig};
+use veritrace_simulator::{Expect, SimConfig, Simulator};
 
 const N: u64 = 60_000;
 

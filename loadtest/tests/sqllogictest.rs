@@ -18,11 +18,11 @@ use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
 use veritrace_anchor::DataDir;
-use veritrace_ingest::simulate::{SimConfig, Simulator};
 use veritrace_loadtest::genealogy::{Genealogy, Shape};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::runtime::{self, RuntimeConfig};
 use veritrace_queries::QueryEngine;
+use veritrace_simulator::{SimConfig, Simulator};
 
 #[derive(Debug)]
 struct SqlError(String);

@@ -256,7 +256,7 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
     let file = tmp.path().join("events.jsonl");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&file).expect("file"));
-        for r in veritrace_ingest::simulate::Simulator::new(veritrace_ingest::simulate::SimConfig {
+        for r in veritrace_simulator::Simulator::new(veritrace_simulator::SimConfig {
             events: 30_000,
             seed: 9,
             ..Default::default()

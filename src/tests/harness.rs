@@ -435,7 +435,7 @@ pub struct Expected {
 
 impl Expected {
     /// From simulator records: valid ones by event id, rejections by reason.
-    pub fn from_sim(records: &[veritrace_ingest::simulate::SimRecord]) -> Expected {
+    pub fn from_sim(records: &[veritrace_simulator::SimRecord]) -> Expected {
         let mut valid_ids = HashSet::new();
         let mut rejected = BTreeMap::new();
         for r in records {

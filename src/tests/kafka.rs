@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use harness::{Broker, Expected, Processor, RAW, check_data, metric, produce, read_rejected};
-use veritrace_ingest::simulate::{SimConfig, SimRecord, Simulator};
+use veritrace_simulator::{SimConfig, SimRecord, Simulator};
 
 fn sim(events: u64, seed: u64) -> Vec<SimRecord> {
     Simulator::new(SimConfig {

@@ -80,6 +80,7 @@
 //! (same key) of a recent valid record. Valid records never exceed [`PAYLOAD_LIMIT`]; about
 //! 2 % of report hashes are written in upper-case hex (valid: EVENTS.md lower-cases them).
 //! Memory stays bounded: only in-flight objects, stocks and a 64-record ring are kept.
+#![deny(missing_docs)]
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
