@@ -4,6 +4,7 @@ use tracing::instrument;
 
 use crate::evm::{AnchorStatus, EvmAnchorer, EvmSettings};
 use crate::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger, Result};
+use veritrace_verify::Digest;
 
 /// Which witness anchors epoch roots.
 #[derive(Debug, Clone)]
@@ -63,31 +64,65 @@ fn check_ledger_covers_epochs(
     epochs: &EpochLog,
     entries: &[veritrace_verify::bundle::LedgerEntry],
 ) -> Result<()> {
+    check_witnessed_epochs(
+        dir,
+        epochs,
+        "the ledger",
+        entries.iter().map(|e| (e.epoch_id, e.root)),
+    )
+}
+
+/// The EVM journal: every epoch submitted to or anchored on a chain is in the epoch log with
+/// the same root. A journal that names epochs the log lacks means the log lost records;
+/// sealing on would submit other roots under ids a chain already holds.
+fn check_journal_covers_epochs(dir: &DataDir, epochs: &EpochLog) -> Result<()> {
+    let witnessed = crate::evm::journal::read(dir)?
+        .into_iter()
+        .filter_map(|r| match r {
+            crate::evm::JournalRecord::Submitted { epoch_id, root, .. }
+            | crate::evm::JournalRecord::Anchored { epoch_id, root, .. } => Some((epoch_id, root)),
+            _ => None,
+        });
+    check_witnessed_epochs(dir, epochs, "the EVM journal", witnessed)
+}
+
+/// Every `(epoch id, root)` that `witness` recorded is an epoch of the log with that root.
+fn check_witnessed_epochs(
+    dir: &DataDir,
+    epochs: &EpochLog,
+    witness: &str,
+    witnessed: impl Iterator<Item = (u64, Digest)>,
+) -> Result<()> {
     let records = epochs.records();
-    if entries.len() > records.len() {
+    let mut beyond: Option<(u64, u64)> = None;
+    for (id, root) in witnessed {
+        match records.get(id as usize) {
+            Some(r) if r.epoch_id == id && r.root == root => {}
+            Some(r) => {
+                return Err(crate::Error::Corrupt {
+                    path: dir.epochs_file(),
+                    detail: format!(
+                        "epoch {} has root {} but {witness} recorded {root} for epoch {id}. \
+                         Restore the epoch log from a backup; nothing was changed",
+                        r.epoch_id, r.root
+                    ),
+                });
+            }
+            None => {
+                beyond = Some(beyond.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))));
+            }
+        }
+    }
+    if let Some((lo, hi)) = beyond {
         return Err(crate::Error::Corrupt {
             path: dir.epochs_file(),
             detail: format!(
-                "the epoch log holds {} epochs but the ledger anchors {}: epochs {}..={} are \
-                 missing (truncated or replaced). Restore the epoch log from a backup; nothing \
-                 was changed",
+                "the epoch log holds {} epochs but {witness} anchors epochs {lo}..={hi}: \
+                 they are missing (truncated or replaced). Restore the epoch log from a \
+                 backup; nothing was changed",
                 records.len(),
-                entries.len(),
-                records.len(),
-                entries.len() - 1
             ),
         });
-    }
-    for (e, r) in entries.iter().zip(records) {
-        if e.epoch_id != r.epoch_id || e.root != r.root {
-            return Err(crate::Error::Corrupt {
-                path: dir.epochs_file(),
-                detail: format!(
-                    "epoch {} has root {} but the ledger anchored {} for it",
-                    r.epoch_id, r.root, e.root
-                ),
-            });
-        }
     }
     Ok(())
 }
@@ -108,7 +143,10 @@ impl Anchorer {
                 check_ledger_covers_epochs(dir, &epochs, ledger.entries())?;
                 Witness::Local(Box::new(ledger), Vec::new())
             }
-            Backend::Evm(s) => Witness::Evm(Box::new(EvmAnchorer::open(dir, *s)?)),
+            Backend::Evm(s) => {
+                check_journal_covers_epochs(dir, &epochs)?;
+                Witness::Evm(Box::new(EvmAnchorer::open(dir, *s)?))
+            }
         };
         let pending = epochs.unepoched(dir.all_batch_headers()?);
         let mut a = Anchorer {
@@ -263,5 +301,48 @@ impl Anchorer {
             out.extend(self.drive()?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submitted(epoch_id: u64, root: Digest) -> crate::evm::JournalRecord {
+        crate::evm::JournalRecord::Submitted {
+            epoch_id,
+            root,
+            chain_id: 31337,
+            contract: "0x5fbdb2315678afecb367f032d93f642f64180aa3".into(),
+            from: "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266".into(),
+            nonce: epoch_id,
+            tx_hash: format!("0x{}", "ab".repeat(32)),
+            raw: "0x02".into(),
+            at: "2026-12-02T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn evm_journal_naming_epochs_the_epoch_log_lacks_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::create(tmp.path()).unwrap();
+        let epochs = EpochLog::open_writer(&dir).unwrap();
+        assert!(epochs.records().is_empty());
+        // Nothing submitted yet: fine.
+        check_journal_covers_epochs(&dir, &epochs).unwrap();
+        let path = dir.evm_journal_file();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let lines: String = [submitted(2, Digest([7; 32])), submitted(4, Digest([8; 32]))]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let err = check_journal_covers_epochs(&dir, &epochs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holds 0 epochs but the EVM journal anchors epochs 2..=4"),
+            "{err}"
+        );
     }
 }

@@ -34,7 +34,10 @@ mod lock;
 mod merge;
 
 pub use anchorer::{AnchoredEpoch, Anchorer, Backend};
-pub use batch::{BatchWriter, DATA_PAGE_BYTES, SealInput, batch_id, writer_properties};
+pub use batch::{
+    BatchWriter, DATA_PAGE_BYTES, DATA_PAGE_ROWS, SEALED_CANONICAL_PAGE_BYTES, SealInput, batch_id,
+    sealed_writer_properties, writer_properties,
+};
 pub use epoch::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};

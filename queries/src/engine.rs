@@ -98,7 +98,7 @@ impl TableProvider for Swappable {
 /// Manifests, epochs and ledger as last read, with the fingerprint they were read at.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
-    fingerprint: u64,
+    pub(crate) fingerprint: u64,
     pub(crate) headers: HashMap<String, BatchHeader>,
     pub(crate) epochs: Vec<EpochRecord>,
     pub(crate) ledger: Vec<LedgerEntry>,

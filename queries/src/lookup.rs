@@ -13,7 +13,13 @@
 //!    64-bit id hashes and row numbers (12 bytes an event), so later lookups there are a
 //!    binary search;
 //! 4. the matching rows alone are read (a row selection over the page index: a page per
-//!    column) and the ids compared exactly.
+//!    column) and the id compared exactly, in the canonical event the lookup returns;
+//! 5. the file list of a snapshot is resolved once, not per lookup.
+//!
+//! The files are written for this ([`veritrace_anchor::writer_properties`]): pages of at
+//! most 64 KiB and 1,024 rows (32 KiB of canonical events in freshly sealed files), and the
+//! small columns a lookup reads uncompressed, so that a lookup decompresses one page (the
+//! canonical event's) and decodes at most a thousand values per column to reach its row.
 //!
 //! Everything is synchronous and short (page-cache reads of a few pages); it runs on the
 //! caller's thread, never on a blocking pool that grows with the load.
@@ -52,10 +58,18 @@ pub(crate) const LOOKUP_COLUMNS: [&str; 7] = [
 #[derive(Debug, Default)]
 pub(crate) struct LookupIndex {
     files: Mutex<HashMap<(PathBuf, u64), Arc<FileIndex>>>,
+    /// The file list of the last lookup, resolved: consecutive lookups on the same snapshot
+    /// neither stat nor hash every path again (102 files cost 102 `stat` calls a lookup).
+    resolved: Mutex<Option<Resolved>>,
 }
+
+/// A snapshot's fingerprint and its files.
+type Resolved = (u64, Arc<Vec<Arc<FileIndex>>>);
 
 struct FileIndex {
     path: PathBuf,
+    /// The file, open for positioned reads by every lookup at once.
+    file: PreadFile,
     meta: ArrowReaderMetadata,
     /// Leaf column index of `event_id`.
     id_column: usize,
@@ -89,11 +103,16 @@ fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
 
 impl LookupIndex {
     /// Every stored row with `event_id = id` in `files`, with [`LOOKUP_COLUMNS`].
-    pub(crate) fn find(&self, files: &[&Path], id: &str) -> Result<Vec<RecordBatch>> {
+    /// `snapshot` identifies the file list (the metadata snapshot's fingerprint).
+    pub(crate) fn find(
+        &self,
+        snapshot: u64,
+        files: &[&Path],
+        id: &str,
+    ) -> Result<Vec<RecordBatch>> {
         let hash = id_hash(id);
         let mut out = Vec::new();
-        for path in files {
-            let f = self.file(path)?;
+        for f in self.resolve(snapshot, files)?.iter() {
             for (rg, bloom) in f.blooms.iter().enumerate() {
                 // Without a bloom filter (older files), the row-group index decides.
                 if bloom.as_ref().is_some_and(|b| !b.check(id)) {
@@ -122,10 +141,28 @@ impl LookupIndex {
         Ok(out)
     }
 
+    fn resolve(&self, snapshot: u64, files: &[&Path]) -> Result<Arc<Vec<Arc<FileIndex>>>> {
+        if let Some((fp, list)) = lock(&self.resolved).as_ref()
+            && *fp == snapshot
+            && list.len() == files.len()
+        {
+            return Ok(list.clone());
+        }
+        let list = Arc::new(
+            files
+                .iter()
+                .map(|p| self.file(p))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        *lock(&self.resolved) = Some((snapshot, list.clone()));
+        Ok(list)
+    }
+
     /// Forgets files no longer committed (superseded by compaction).
     pub(crate) fn retain(&self, live: &[&Path]) {
         let live: std::collections::HashSet<&Path> = live.iter().copied().collect();
         lock(&self.files).retain(|(p, _), _| live.contains(p.as_path()));
+        *lock(&self.resolved) = None;
     }
 
     fn file(&self, path: &Path) -> Result<Arc<FileIndex>> {
@@ -173,6 +210,7 @@ impl FileIndex {
         }
         Ok(FileIndex {
             path: path.to_owned(),
+            file: PreadFile::open(path)?,
             meta,
             id_column,
             blooms,
@@ -180,10 +218,9 @@ impl FileIndex {
         })
     }
 
-    fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-        let file = File::open(&self.path).map_err(|e| corrupt(&self.path, e))?;
+    fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<PreadFile>> {
         Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
-            file,
+            self.file.clone(),
             self.meta.clone(),
         ))
     }
@@ -235,8 +272,8 @@ impl FileIndex {
         }
         let descr = self.meta.metadata().file_metadata().schema_descr();
         let arrow_schema = self.meta.schema();
-        let mut roots = Vec::with_capacity(LOOKUP_COLUMNS.len() + 1);
-        for name in LOOKUP_COLUMNS.iter().chain(["event_id"].iter()) {
+        let mut roots = Vec::with_capacity(LOOKUP_COLUMNS.len());
+        for name in LOOKUP_COLUMNS {
             roots.push(
                 arrow_schema
                     .index_of(name)
@@ -254,13 +291,17 @@ impl FileIndex {
         for batch in reader {
             let batch = batch.map_err(|e| corrupt(&self.path, e))?;
             let schema = batch.schema();
-            let ids = schema
-                .index_of("event_id")
+            // The id is compared in the canonical event, which the lookup returns anyway:
+            // reading the `event_id` column too would decode one more page.
+            let canonical = schema
+                .index_of("canonical")
                 .ok()
                 .and_then(|i| batch.column(i).as_any().downcast_ref::<StringArray>())
-                .ok_or_else(|| corrupt(&self.path, "event_id is not a string column"))?;
-            let keep: arrow::array::BooleanArray =
-                (0..ids.len()).map(|i| Some(ids.value(i) == id)).collect();
+                .ok_or_else(|| corrupt(&self.path, "canonical is not a string column"))?;
+            let keep = (0..canonical.len())
+                .map(|i| canonical_id(canonical.value(i)).map(|v| Some(v == id)))
+                .collect::<Result<arrow::array::BooleanArray>>()
+                .map_err(|e| corrupt(&self.path, e))?;
             let batch = arrow::compute::filter_record_batch(&batch, &keep)?;
             if batch.num_rows() == 0 {
                 continue;
@@ -273,6 +314,76 @@ impl FileIndex {
         }
         Ok(out)
     }
+}
+
+/// An open file read with `pread`: no file opened, duplicated or seeked per lookup (the
+/// `ChunkReader` of `std::fs::File` does all three for every page it reads).
+#[derive(Debug, Clone)]
+struct PreadFile {
+    file: Arc<File>,
+    len: u64,
+}
+
+impl PreadFile {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| corrupt(path, e))?;
+        let len = file.metadata().map_err(|e| corrupt(path, e))?.len();
+        Ok(PreadFile {
+            file: Arc::new(file),
+            len,
+        })
+    }
+}
+
+impl parquet::file::reader::Length for PreadFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl parquet::file::reader::ChunkReader for PreadFile {
+    type T = PreadReader;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<PreadReader> {
+        Ok(PreadReader {
+            file: self.file.clone(),
+            pos: start,
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; length];
+        self.file.read_exact_at(&mut buf, start)?;
+        Ok(buf.into())
+    }
+}
+
+/// A reader at a position of a [`PreadFile`].
+struct PreadReader {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl std::io::Read for PreadReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The `event_id` of a stored canonical event.
+fn canonical_id(canonical: &str) -> Result<std::borrow::Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        event_id: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<Id<'_>>(canonical)
+        .map(|i| i.event_id)
+        .map_err(|e| Error::Corrupt(format!("stored canonical event without an event id: {e}")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -45,7 +45,7 @@ impl QueryEngine {
         }
         let files: Vec<&std::path::Path> =
             snap.event_files.iter().map(|f| f.path.as_path()).collect();
-        let mut batches = self.lookup.find(&files, event_id)?;
+        let mut batches = self.lookup.find(snap.fingerprint, &files, event_id)?;
         let altered = self.verifier.report();
         if !altered.is_empty() {
             let touched: Vec<String> = altered

@@ -25,7 +25,7 @@ use crate::{Error, Result};
 
 mod check;
 mod engine;
-mod journal;
+pub(crate) mod journal;
 
 pub use alloy::primitives::Address;
 pub use alloy::signers::local::PrivateKeySigner;
