@@ -119,7 +119,8 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicBool::new(false));
+    // Why processing stopped, if it did: /healthz answers with it until the process exits.
+    let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
 
     let rt = crate::cli::runtime()?;
     let listener = rt
@@ -130,8 +131,12 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         let failed = failed.clone();
         let m = metrics.clone();
         Arc::new(move || {
-            if failed.load(Ordering::Relaxed) {
-                Err("processing stopped on an error; see the log".into())
+            let reason = failed
+                .lock()
+                .map(|f| f.clone())
+                .unwrap_or_else(|p| p.into_inner().clone());
+            if let Some(reason) = reason {
+                Err(format!("processing stopped: {reason}"))
             } else {
                 Ok(serde_json::json!({"assigned_partitions": m.assigned.get()}))
             }
@@ -171,8 +176,12 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     let result = worker
         .join()
         .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))?;
-    if result.is_err() {
-        failed.store(true, Ordering::Relaxed);
+    if let Err(e) = &result {
+        let reason = e.to_string();
+        match failed.lock() {
+            Ok(mut f) => *f = Some(reason),
+            Err(p) => *p.into_inner() = Some(reason),
+        }
     }
     server_stop.notify_one();
     let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), server).await });
