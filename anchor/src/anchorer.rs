@@ -324,21 +324,21 @@ mod tests {
 
     #[test]
     fn evm_journal_naming_epochs_the_epoch_log_lacks_is_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = DataDir::create(tmp.path()).unwrap();
-        let epochs = EpochLog::open_writer(&dir).unwrap();
+        let tmp = tempfile::tempdir().expect("test step");
+        let dir = DataDir::create(tmp.path()).expect("test step");
+        let epochs = EpochLog::open_writer(&dir).expect("test step");
         assert!(epochs.records().is_empty());
         // Nothing submitted yet: fine.
-        check_journal_covers_epochs(&dir, &epochs).unwrap();
+        check_journal_covers_epochs(&dir, &epochs).expect("test step");
         let path = dir.evm_journal_file();
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(path.parent().expect("test step")).expect("test step");
         let lines: String = [submitted(2, Digest([7; 32])), submitted(4, Digest([8; 32]))]
             .iter()
-            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .map(|r| serde_json::to_string(r).expect("test step") + "\n")
             .collect();
-        std::fs::write(&path, lines).unwrap();
+        std::fs::write(&path, lines).expect("test step");
         let err = check_journal_covers_epochs(&dir, &epochs)
-            .unwrap_err()
+            .expect_err("refused")
             .to_string();
         assert!(
             err.contains("holds 0 epochs but the EVM journal anchors epochs 2..=4"),

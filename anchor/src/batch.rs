@@ -496,24 +496,25 @@ mod tests {
             Arc::new(StringArray::from(canonical)),
             Arc::new(StringArray::from(vec!["s-p000-1"; n])),
             Arc::new(UInt64Array::from_iter_values(0..n as u64)),
-            Arc::new(FixedSizeBinaryArray::try_from_iter(hashes.iter()).unwrap()),
+            Arc::new(FixedSizeBinaryArray::try_from_iter(hashes.iter()).expect("test step")),
             Arc::new(StringArray::from(vec!["s"; n])),
             Arc::new(UInt32Array::from(vec![3u32; n])),
             Arc::new(UInt64Array::from_iter_values(1_000..1_000 + n as u64)),
         ];
-        let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
-        let tmp = tempfile::tempdir().unwrap();
+        let batch = RecordBatch::try_new(schema.clone(), cols).expect("test step");
+        let tmp = tempfile::tempdir().expect("test step");
         let path = tmp.path().join("events.parquet");
         let mut w = ArrowWriter::try_new(
-            File::create(&path).unwrap(),
+            File::create(&path).expect("test step"),
             schema,
             Some(writer_properties(n, &["event_id"])),
         )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        .expect("test step");
+        w.write(&batch).expect("test step");
+        w.close().expect("test step");
 
-        let r = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let r =
+            SerializedFileReader::new(File::open(&path).expect("test step")).expect("test step");
         let rg = r.metadata().row_group(0);
         let chunk = |name: &str| {
             rg.columns()
@@ -539,12 +540,13 @@ mod tests {
             assert!(chunk(c).dictionary_page_offset().is_none(), "{c}");
         }
         // The files read back as written, with pages of at most DATA_PAGE_ROWS rows.
-        let file = File::open(&path).unwrap();
+        let file = File::open(&path).expect("test step");
         let meta = ArrowReaderMetadata::load(
             &file,
-            parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_page_index(true),
+            parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
         )
-        .unwrap();
+        .expect("test step");
         let offsets = &meta.metadata().offset_index().expect("page index")[0];
         for (i, c) in rg.columns().iter().enumerate() {
             let pages = offsets[i].page_locations();
@@ -560,11 +562,11 @@ mod tests {
                 file, meta,
             )
             .build()
-            .unwrap()
+            .expect("test step")
             .collect::<std::result::Result<_, _>>()
-            .unwrap();
+            .expect("test step");
         assert_eq!(
-            arrow_select::concat::concat_batches(&rows[0].schema(), &rows).unwrap(),
+            arrow_select::concat::concat_batches(&rows[0].schema(), &rows).expect("test step"),
             batch
         );
     }
