@@ -872,36 +872,36 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn anchor_run(data: &std::path::Path, timeout_secs: u64, cfg: &Config) -> anyhow::Result<ExitCode> {
-    use veritrace_anchor::{Anchorer, DataDir, DirLock};
-    use veritrace_processors::{now_ms, rfc3339_ms};
+    use veritrace_anchor::{DataDir, DirLock};
     let dir = DataDir::open(data)?;
     let holder = format!("veritrace anchor run (pid {})", std::process::id());
-    let Some(_lock) = DirLock::try_acquire(&dir.anchorer_lock_file(), &holder)? else {
+    let Some(r) = veritrace_anchor::epoch_loop::anchor_once(
+        &dir,
+        cfg.pipeline.epoch_interval,
+        cfg.backend()?,
+        &holder,
+        std::time::Duration::from_secs(timeout_secs),
+    )?
+    else {
         anyhow::bail!(
             "another process anchors {} ({}); it anchors these epochs itself",
             data.display(),
             DirLock::holder(&dir.anchorer_lock_file())
         );
     };
-    let now = || rfc3339_ms(now_ms());
-    let mut a = Anchorer::open(&dir, cfg.pipeline.epoch_interval, cfg.backend()?, now)?;
-    a.rescan(&dir)?;
-    if let Some(e) = a.tick(std::time::Instant::now(), true, now)? {
+    if let Some(e) = &r.sealed {
         eprintln!("sealed epoch {} over {} batches", e.epoch_id, e.batch_count);
     }
-    let before = a.unanchored_epochs();
-    let done = a.drain(std::time::Duration::from_secs(timeout_secs))?;
-    let left = a.unanchored_epochs();
     println!(
         "{} epochs anchored ({}), {} of {} waiting before, {} still waiting",
-        done.len(),
-        a.witness_description(),
-        before,
-        a.epochs().len(),
-        left
+        r.anchored.len(),
+        r.witness,
+        r.waiting_before,
+        r.epochs,
+        r.waiting_after
     );
-    if left > 0 {
-        if let Some(err) = a.chain_status().and_then(|s| s.last_error) {
+    if r.waiting_after > 0 {
+        if let Some(err) = &r.last_error {
             println!("last chain error: {err}");
         }
         return Ok(ExitCode::from(3));

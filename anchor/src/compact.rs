@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 use veritrace_verify::Digest;
 
+use crate::clock::now_rfc3339;
 use crate::fsutil::{append_line_durable, read_jsonl, write_atomic};
 use crate::merge::{merge, merge_candidates};
 use crate::{BatchHeader, DataDir, Error, Result, writer_properties};
@@ -459,10 +460,6 @@ fn read_all(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
             path: path.to_owned(),
             detail: e.to_string(),
         })
-}
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 /// Runs one compaction pass over a data directory. One compactor at a time per directory

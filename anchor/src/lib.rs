@@ -10,7 +10,8 @@
 //!    partition's manifest. The manifest line is the commit point: input offsets may be
 //!    committed only after [`BatchWriter::seal`] returns.
 //! 2. **Epoch**: every few seconds the sealed batch headers not yet in an epoch form an
-//!    epoch tree ([`EpochLog`]); its root is what gets anchored.
+//!    epoch tree ([`EpochLog`]); its root is what gets anchored. Every runtime (in-process,
+//!    Kafka, `veritrace anchor run`) drives this with the one [`epoch_loop`].
 //! 3. **Anchor**: the embedded backend is [`LocalLedger`], an append-only, hash-chained
 //!    file of Ed25519-signed entries, named `local` in every proof. The [`evm`] backend
 //!    anchors each epoch root on an EVM chain with one transaction; its receipt goes into
@@ -22,8 +23,10 @@
 
 mod anchorer;
 mod batch;
+pub mod clock;
 pub mod compact;
 mod epoch;
+pub mod epoch_loop;
 mod error;
 pub mod evm;
 mod fsutil;

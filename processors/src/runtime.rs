@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use veritrace_anchor::epoch_loop::{BatchFeed, EpochLoop, EpochObserver};
 use veritrace_anchor::{AnchoredEpoch, Anchorer, Backend, BatchHeader, DataDir};
 
 use crate::partition::{BatchPolicy, PartitionProcessor, Stats};
@@ -169,9 +170,16 @@ where
     }
     drop(htx);
     let anchor_progress = progress.clone();
+    let (anchor_dir, interval) = (dir.clone(), cfg.epoch_interval);
     let anchor_thread = thread::Builder::new()
         .name("anchor".into())
-        .spawn(move || anchor_loop(anchorer, hrx, anchor_progress, drain))
+        .spawn(move || {
+            EpochLoop::with_anchorer(&anchor_dir, interval, anchorer).run(
+                BatchFeed::Channel(hrx),
+                drain,
+                &ProgressObserver(anchor_progress),
+            )
+        })
         .map_err(|e| Error::Invalid(format!("cannot start anchor thread: {e}")))?;
 
     // The "producer": partition by key like Kafka, assign per-partition offsets.
@@ -217,8 +225,8 @@ where
         }
     }
     let (anchored, unanchored) = match anchor_thread.join() {
-        Ok(Ok(n)) => n,
-        Ok(Err(e)) => return Err(first_err.unwrap_or(e)),
+        Ok(Ok(r)) => (r.anchored, r.unanchored),
+        Ok(Err(e)) => return Err(first_err.unwrap_or(e.into())),
         Err(_) => return Err(Error::Invalid("the anchor thread panicked".into())),
     };
     if let Some(e) = first_err {
@@ -287,39 +295,14 @@ fn seal(
     Ok(())
 }
 
-fn anchor_loop(
-    mut a: Anchorer,
-    rx: Receiver<BatchHeader>,
-    progress: Arc<Progress>,
-    drain: Duration,
-) -> Result<(Vec<AnchoredEpoch>, usize)> {
-    let mut anchored = Vec::new();
-    let now_s = || rfc3339_ms(now_ms());
-    loop {
-        // Wake for the next epoch, and at least every 100 ms to drive the chain backend.
-        let timeout = a
-            .next_tick()
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(100));
-        match rx.recv_timeout(timeout) {
-            Ok(h) => a.add(h),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                a.tick(Instant::now(), true, now_s)?;
-                let done = a.drain(drain)?;
-                progress
-                    .epochs
-                    .fetch_add(done.len() as u64, Ordering::Relaxed);
-                anchored.extend(done);
-                return Ok((anchored, a.unanchored_epochs()));
-            }
-        }
-        a.tick(Instant::now(), false, now_s)?;
-        let done = a.drive()?;
-        progress
+/// Counts anchored epochs into the run's progress.
+struct ProgressObserver(Arc<Progress>);
+
+impl EpochObserver for ProgressObserver {
+    fn anchored(&self, done: &[AnchoredEpoch]) {
+        self.0
             .epochs
             .fetch_add(done.len() as u64, Ordering::Relaxed);
-        anchored.extend(done);
     }
 }
 

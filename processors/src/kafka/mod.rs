@@ -37,6 +37,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
+use veritrace_anchor::epoch_loop::{BatchFeed, EpochLoop};
 use veritrace_anchor::{Anchorer, Backend, BatchHeader, DataDir, DirLock};
 
 pub use metrics::Metrics;
@@ -482,7 +483,13 @@ pub fn run(
             .spawn(move || {
                 // An anchoring failure stops the process at once (it restarts and catches
                 // up), rather than processing on while nothing gets anchored.
-                let r = anchor_loop(&dir, interval, &backend, &stop, &metrics, &holder);
+                let r = EpochLoop::contending(&dir, interval, backend, &holder)
+                    .run(
+                        BatchFeed::Rescan(stop),
+                        STOP_ANCHOR_GRACE,
+                        &MetricsObserver(metrics),
+                    )
+                    .map(|r| r.anchored.len() as u64);
                 if let Err(e) = &r {
                     shared.fail(Error::Invalid(format!("anchoring failed: {e}")));
                 }
@@ -629,77 +636,30 @@ fn hand_off(shared: &Shared, t: &Task, chunk: Vec<Rec>) {
     }
 }
 
-/// Seals and anchors epochs while this process holds the anchorer lock; otherwise keeps
-/// trying to take it (another process of the group is anchoring). On stop it seals a last
-/// epoch and gives the backend a short grace to anchor; the rest stays sealed for the
-/// next start.
-fn anchor_loop(
-    dir: &DataDir,
-    interval: Duration,
-    backend: &Backend,
-    stop: &AtomicBool,
-    metrics: &Metrics,
-    holder: &str,
-) -> Result<u64> {
-    let mut held: Option<(DirLock, Anchorer)> = None;
-    let mut anchored = 0u64;
-    let now_s = || rfc3339_ms(now_ms());
-    let mut next = Instant::now() + interval;
-    let mut seen_chain = (0u64, 0u64);
-    let record = |done: Vec<veritrace_anchor::AnchoredEpoch>, anchored: &mut u64| {
+/// Reports the epoch loop's progress as the processor's metrics.
+struct MetricsObserver(Metrics);
+
+impl veritrace_anchor::epoch_loop::EpochObserver for MetricsObserver {
+    fn pending_batches(&self, n: usize) {
+        self.0.pending_batches.set(n as i64);
+    }
+    fn anchored(&self, done: &[veritrace_anchor::AnchoredEpoch]) {
         for d in done {
-            *anchored += 1;
-            metrics.epochs.inc();
+            self.0.epochs.inc();
             if let Some(l) = d.latency {
-                metrics.anchor_seconds.observe(l.as_secs_f64());
+                self.0.anchor_seconds.observe(l.as_secs_f64());
             }
             if let Some(g) = d.gas_used {
-                metrics.anchor_gas.inc_by(g);
+                self.0.anchor_gas.inc_by(g);
             }
         }
-    };
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        if held.is_none()
-            && let Some(l) = DirLock::try_acquire(&dir.anchorer_lock_file(), holder)?
-        {
-            let a = Anchorer::open(dir, interval, backend.clone(), now_s)?;
-            tracing::info!(
-                backend = a.backend_name(),
-                "this process anchors epochs for the data directory"
-            );
-            held = Some((l, a));
-        }
-        if let Some((_, a)) = &mut held {
-            if stopping || Instant::now() >= next {
-                a.rescan(dir)?;
-                metrics.pending_batches.set(a.pending_batches() as i64);
-                if a.tick(Instant::now(), true, now_s)?.is_some() {
-                    metrics.pending_batches.set(0);
-                }
-                next = Instant::now() + interval;
-            }
-            let done = if stopping {
-                a.drain(STOP_ANCHOR_GRACE)?
-            } else {
-                a.drive()?
-            };
-            record(done, &mut anchored);
-            metrics.unanchored_epochs.set(a.unanchored_epochs() as i64);
-            if let Some(st) = a.chain_status() {
-                metrics
-                    .anchor_failures
-                    .inc_by(st.failures.saturating_sub(seen_chain.0));
-                metrics
-                    .anchor_reorgs
-                    .inc_by(st.reorgs.saturating_sub(seen_chain.1));
-                seen_chain = (st.failures, st.reorgs);
-            }
-        }
-        if stopping {
-            return Ok(anchored);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    }
+    fn unanchored_epochs(&self, n: usize) {
+        self.0.unanchored_epochs.set(n as i64);
+    }
+    fn chain(&self, new_failures: u64, new_reorgs: u64) {
+        self.0.anchor_failures.inc_by(new_failures);
+        self.0.anchor_reorgs.inc_by(new_reorgs);
     }
 }
 
