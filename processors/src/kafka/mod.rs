@@ -38,13 +38,13 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 use veritrace_anchor::epoch_loop::{BatchFeed, EpochLoop};
-use veritrace_anchor::{Anchorer, Backend, BatchHeader, DataDir, DirLock};
+use veritrace_anchor::{Backend, BatchHeader, DataDir};
 
 pub use metrics::Metrics;
 pub use settings::{ClientSettings, Properties};
 
 use crate::partition::{BatchPolicy, Stats};
-use crate::{Error, Result, now_ms, rfc3339_ms};
+use crate::{Error, Result};
 use worker::{Msg, Rec, WorkerCtx};
 
 /// The topic raw events are produced to.
