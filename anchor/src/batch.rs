@@ -3,12 +3,11 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tracing::instrument;
 use veritrace_verify::{Digest, merkle};
 
 use crate::fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
+use crate::tables::{EDGES, EVENTS, REJECTED, Table};
 use crate::{BatchHeader, DataDir, Error, Result};
 
 /// The batch id: derived from the input position only, so that re-sealing the same
@@ -16,99 +15,6 @@ use crate::{BatchHeader, DataDir, Error, Result};
 pub fn batch_id(stream: &str, partition: u32, first_offset: u64, last_offset: u64) -> String {
     format!("{stream}-p{partition:03}-{first_offset:012}-{last_offset:012}")
 }
-
-/// Columns whose values are unique per row or large documents: dictionary encoding only
-/// costs time there, and min/max statistics on them prune nothing.
-pub(crate) const PLAIN_COLUMNS: [&str; 5] = [
-    "canonical",
-    "leaf_hash",
-    "attributes",
-    "attachments",
-    "payload",
-];
-
-/// Integer columns that count up within a batch (leaf index, input offset) or hardly change
-/// (partition): delta-encoded, they take one or two bits a row without compression.
-const DELTA_COLUMNS: [&str; 3] = ["leaf_index", "offset", "partition"];
-
-/// Columns that a point lookup reads besides `canonical`, stored without compression:
-/// each compressed column chunk a lookup touches costs a zstd context (created per column
-/// reader, about 15% of a lookup's time) and a page decompression, and these gain nothing
-/// from zstd (hashes are random; the others are delta- or dictionary-encoded to a few bytes
-/// a page).
-const UNCOMPRESSED_COLUMNS: [&str; 6] = [
-    "leaf_hash",
-    "leaf_index",
-    "offset",
-    "partition",
-    "batch_id",
-    "stream",
-];
-
-/// Parquet settings for Veritrace files: zstd, page-level statistics (page index), and
-/// bloom filters on the given columns (event ids and trace codes make point lookups cheap).
-/// Pages of at most [`DATA_PAGE_BYTES`]: a point lookup decodes one page per column, so the
-/// page size is most of its cost (1 MiB, the default, held ~1,700 canonical events).
-pub fn writer_properties(rows: usize, bloom_columns: &[&str]) -> WriterProperties {
-    properties(rows, bloom_columns).build()
-}
-
-/// [`writer_properties`] for freshly sealed batch files, which compaction replaces: the
-/// canonical events in pages of [`SEALED_CANONICAL_PAGE_BYTES`]. A point lookup
-/// decompresses one canonical page, and events in arrival order compress less well and
-/// decode slower than compacted ones; the smaller pages cost about 17% more bytes for that
-/// column until compaction rewrites it with [`DATA_PAGE_BYTES`].
-pub fn sealed_writer_properties(rows: usize, bloom_columns: &[&str]) -> WriterProperties {
-    properties(rows, bloom_columns)
-        .set_column_data_page_size_limit("canonical".into(), SEALED_CANONICAL_PAGE_BYTES)
-        .build()
-}
-
-fn properties(
-    rows: usize,
-    bloom_columns: &[&str],
-) -> parquet::file::properties::WriterPropertiesBuilder {
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_data_page_size_limit(DATA_PAGE_BYTES)
-        .set_data_page_row_count_limit(DATA_PAGE_ROWS)
-        .set_write_batch_size(DATA_PAGE_ROWS)
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(rows.max(1)));
-    for c in PLAIN_COLUMNS {
-        b = b
-            .set_column_dictionary_enabled(c.into(), false)
-            .set_column_statistics_enabled(c.into(), EnabledStatistics::None);
-    }
-    for c in DELTA_COLUMNS {
-        b = b
-            .set_column_dictionary_enabled(c.into(), false)
-            .set_column_encoding(c.into(), Encoding::DELTA_BINARY_PACKED);
-    }
-    for c in UNCOMPRESSED_COLUMNS {
-        b = b.set_column_compression(c.into(), Compression::UNCOMPRESSED);
-    }
-    // Ids are unique per row: no dictionary, but keep statistics for range pruning.
-    b = b.set_column_dictionary_enabled("event_id".into(), false);
-    for c in bloom_columns {
-        b = b
-            .set_column_bloom_filter_enabled((*c).into(), true)
-            .set_column_bloom_filter_max_ndv((*c).into(), rows.max(1) as u64)
-            .set_column_bloom_filter_fpp((*c).into(), 0.01);
-    }
-    b
-}
-
-/// Largest data page written (encoded, before compression).
-pub const DATA_PAGE_BYTES: usize = 64 * 1024;
-
-/// Largest page of canonical events in a freshly sealed batch file.
-pub const SEALED_CANONICAL_PAGE_BYTES: usize = 32 * 1024;
-
-/// Most rows in a data page. Narrow columns (delta-encoded integers, dictionary indices,
-/// hashes) would otherwise put a whole row group in one page, and a point lookup would
-/// decode up to 65,536 values to reach its row.
-pub const DATA_PAGE_ROWS: usize = 1024;
 
 /// What a processor hands over to seal one batch.
 #[derive(Debug)]
@@ -139,19 +45,13 @@ pub struct BatchWriter {
     partition: u32,
     manifest: PathBuf,
     last: Option<BatchHeader>,
-    bloom_columns: Vec<&'static str>,
 }
 
 impl BatchWriter {
     /// Opens the partition's manifest, checking its whole hash chain, and removes files of
     /// batches that were written but never committed to the manifest (a crash between the
     /// Parquet rename and the manifest append); they will be sealed again from the input.
-    pub fn open(
-        dir: &DataDir,
-        stream: &str,
-        partition: u32,
-        bloom_columns: &[&'static str],
-    ) -> Result<Self> {
+    pub fn open(dir: &DataDir, stream: &str, partition: u32) -> Result<Self> {
         if stream.is_empty()
             || !stream
                 .bytes()
@@ -174,7 +74,6 @@ impl BatchWriter {
             partition,
             manifest,
             last: headers.last().cloned(),
-            bloom_columns: bloom_columns.to_vec(),
         };
         w.remove_uncommitted()?;
         Ok(w)
@@ -256,20 +155,16 @@ impl BatchWriter {
         );
         let root = merkle::root(input.leaf_hashes);
 
-        write_parquet(
-            &self.dir.events_file(&id),
-            &input.events,
-            &self.bloom_columns,
-        )?;
+        write_parquet(&self.dir.events_file(&id), &input.events, &EVENTS)?;
         if let Some(rej) = &input.rejected
             && rej.num_rows() > 0
         {
-            write_parquet(&self.dir.rejected_file(&id), rej, &[])?;
+            write_parquet(&self.dir.rejected_file(&id), rej, &REJECTED)?;
         }
         if let Some(edges) = &input.edges
             && edges.num_rows() > 0
         {
-            write_parquet(&self.dir.edges_file(&id), edges, &["parent", "child"])?;
+            write_parquet(&self.dir.edges_file(&id), edges, &EDGES)?;
         }
         // The files' digests go on record before the commit line names the batch.
         let mut written = vec![self.dir.events_file(&id)];
@@ -392,8 +287,8 @@ pub(crate) fn check_references(
     })
 }
 
-fn write_parquet(path: &Path, batch: &RecordBatch, bloom: &[&str]) -> Result<()> {
-    let props = sealed_writer_properties(batch.num_rows(), bloom);
+fn write_parquet(path: &Path, batch: &RecordBatch, table: &Table) -> Result<()> {
+    let props = table.sealed_writer_properties(batch.num_rows());
     write_atomic(path, |f: &mut File| {
         let pe = |source| Error::Parquet {
             path: path.to_owned(),
@@ -453,121 +348,4 @@ pub(crate) fn check_chain(
         prev = Some(h);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use arrow_array::{ArrayRef, FixedSizeBinaryArray, StringArray, UInt32Array, UInt64Array};
-    use arrow_schema::{DataType, Field, Schema};
-    use parquet::arrow::arrow_reader::ArrowReaderMetadata;
-    use parquet::basic::{Compression, Encoding};
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-
-    use super::*;
-
-    /// A point lookup reads `canonical` and these columns of one row; each compressed chunk
-    /// costs it a zstd context and a page decompression (see `queries/src/lookup.rs`).
-    #[test]
-    fn lookup_columns_are_written_uncompressed_and_delta_encoded() {
-        let n = 5_000usize;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("event_id", DataType::Utf8, false),
-            Field::new("canonical", DataType::Utf8, false),
-            Field::new("batch_id", DataType::Utf8, false),
-            Field::new("leaf_index", DataType::UInt64, false),
-            Field::new("leaf_hash", DataType::FixedSizeBinary(32), false),
-            Field::new("stream", DataType::Utf8, false),
-            Field::new("partition", DataType::UInt32, false),
-            Field::new("offset", DataType::UInt64, false),
-        ]));
-        let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
-        let canonical: Vec<String> = ids
-            .iter()
-            .map(|id| format!("{{\"event_id\":\"{id}\",\"event_type\":\"production\"}}"))
-            .collect();
-        let hashes: Vec<[u8; 32]> = ids
-            .iter()
-            .map(|id| merkle::leaf_hash(id.as_bytes()).0)
-            .collect();
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(ids.clone())),
-            Arc::new(StringArray::from(canonical)),
-            Arc::new(StringArray::from(vec!["s-p000-1"; n])),
-            Arc::new(UInt64Array::from_iter_values(0..n as u64)),
-            Arc::new(FixedSizeBinaryArray::try_from_iter(hashes.iter()).expect("test step")),
-            Arc::new(StringArray::from(vec!["s"; n])),
-            Arc::new(UInt32Array::from(vec![3u32; n])),
-            Arc::new(UInt64Array::from_iter_values(1_000..1_000 + n as u64)),
-        ];
-        let batch = RecordBatch::try_new(schema.clone(), cols).expect("test step");
-        let tmp = tempfile::tempdir().expect("test step");
-        let path = tmp.path().join("events.parquet");
-        let mut w = ArrowWriter::try_new(
-            File::create(&path).expect("test step"),
-            schema,
-            Some(writer_properties(n, &["event_id"])),
-        )
-        .expect("test step");
-        w.write(&batch).expect("test step");
-        w.close().expect("test step");
-
-        let r =
-            SerializedFileReader::new(File::open(&path).expect("test step")).expect("test step");
-        let rg = r.metadata().row_group(0);
-        let chunk = |name: &str| {
-            rg.columns()
-                .iter()
-                .find(|c| c.column_path().string() == name)
-                .unwrap_or_else(|| panic!("no column {name}"))
-        };
-        for c in ["canonical", "event_id"] {
-            assert!(
-                matches!(chunk(c).compression(), Compression::ZSTD(_)),
-                "{c}"
-            );
-        }
-        for c in UNCOMPRESSED_COLUMNS {
-            assert_eq!(chunk(c).compression(), Compression::UNCOMPRESSED, "{c}");
-        }
-        for c in DELTA_COLUMNS {
-            let encodings: Vec<Encoding> = chunk(c).encodings().collect();
-            assert!(
-                encodings.contains(&Encoding::DELTA_BINARY_PACKED),
-                "{c}: {encodings:?}"
-            );
-            assert!(chunk(c).dictionary_page_offset().is_none(), "{c}");
-        }
-        // The files read back as written, with pages of at most DATA_PAGE_ROWS rows.
-        let file = File::open(&path).expect("test step");
-        let meta = ArrowReaderMetadata::load(
-            &file,
-            parquet::arrow::arrow_reader::ArrowReaderOptions::new()
-                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
-        )
-        .expect("test step");
-        let offsets = &meta.metadata().offset_index().expect("page index")[0];
-        for (i, c) in rg.columns().iter().enumerate() {
-            let pages = offsets[i].page_locations();
-            assert!(
-                pages.len() >= n.div_ceil(DATA_PAGE_ROWS),
-                "{}: {} pages",
-                c.column_path().string(),
-                pages.len()
-            );
-        }
-        let rows: Vec<RecordBatch> =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
-                file, meta,
-            )
-            .build()
-            .expect("test step")
-            .collect::<std::result::Result<_, _>>()
-            .expect("test step");
-        assert_eq!(
-            arrow_select::concat::concat_batches(&rows[0].schema(), &rows).expect("test step"),
-            batch
-        );
-    }
 }

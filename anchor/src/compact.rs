@@ -30,7 +30,8 @@ use veritrace_verify::Digest;
 use crate::clock::now_rfc3339;
 use crate::fsutil::{append_line_durable, read_jsonl, write_atomic};
 use crate::merge::{merge, merge_candidates};
-use crate::{BatchHeader, DataDir, Error, Result, writer_properties};
+use crate::tables::EVENTS;
+use crate::{BatchHeader, DataDir, Error, Result};
 
 /// One committed compaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,10 +54,8 @@ pub struct Compaction {
     pub digest: Option<crate::integrity::FileDigest>,
 }
 
-/// The order of rows in compacted files: trace code (rows without one last), then event id.
-/// Rows without a trace code (telemetry, maintenance, transformations) are thus ordered by
-/// event id, so an event-id lookup among them prunes pages too.
-pub const SORT_KEY: [&str; 2] = ["trace_code", "event_id"];
+/// The order of rows in compacted files ([`crate::tables::EVENTS_SORT_KEY`]).
+pub use crate::tables::EVENTS_SORT_KEY as SORT_KEY;
 
 /// What a compacted file holds, for choosing files without opening them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -604,7 +603,7 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
         a.stream, a.partition, a.first_offset, b.partition, b.last_offset
     );
     let path = dir.compacted_dir().join(&name);
-    let props = writer_properties(opts.row_group_rows, &["event_id", "trace_code"]);
+    let props = EVENTS.writer_properties(opts.row_group_rows);
     write_atomic(&path, |f: &mut File| {
         let pe = |source| Error::Parquet {
             path: path.clone(),

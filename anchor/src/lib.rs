@@ -35,12 +35,10 @@ mod layout;
 pub mod ledger;
 mod lock;
 mod merge;
+pub mod tables;
 
 pub use anchorer::{AnchoredEpoch, Anchorer, Backend};
-pub use batch::{
-    BatchWriter, DATA_PAGE_BYTES, DATA_PAGE_ROWS, SEALED_CANONICAL_PAGE_BYTES, SealInput, batch_id,
-    sealed_writer_properties, writer_properties,
-};
+pub use batch::{BatchWriter, SealInput, batch_id};
 pub use epoch::{EpochLog, EpochRecord};
 pub use error::{Error, Result};
 pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};

@@ -24,7 +24,8 @@ use tracing::instrument;
 
 use crate::compact::{CompactOptions, CompactionLog, KeyRange, LiveFile, Merge, RunFile, SORT_KEY};
 use crate::fsutil::{append_line_durable, write_atomic};
-use crate::{DataDir, Error, Result, writer_properties};
+use crate::tables::EVENTS;
+use crate::{DataDir, Error, Result};
 
 /// At most this many runs are merged at once (one open reader and batch each).
 const MAX_INPUT_RUNS: usize = 256;
@@ -331,7 +332,7 @@ pub(crate) fn merge(
     for i in (0..m.heap.len() / 2).rev() {
         m.sift_down(i);
     }
-    let props = writer_properties(opts.row_group_rows, &["event_id", "trace_code"]);
+    let props = EVENTS.writer_properties(opts.row_group_rows);
     let file_rows = opts.merge_file_rows.max(1) as u64;
     let mut files: Vec<RunFile> = Vec::new();
     let mut carry: Option<RecordBatch> = None;

@@ -73,7 +73,7 @@ fn a_channel_fed_loop_seals_every_batch_and_anchors_on_stop() {
     .expect("anchorer");
     let (tx, rx) = sync_channel(16);
     let seen = Seen::default();
-    let mut w = BatchWriter::open(&dir, "s", 0, &["event_id"]).expect("writer");
+    let mut w = BatchWriter::open(&dir, "s", 0).expect("writer");
     for i in 0..3 {
         tx.send(seal(&mut w, i * 10, 10)).expect("send");
     }
@@ -95,7 +95,7 @@ fn a_channel_fed_loop_seals_every_batch_and_anchors_on_stop() {
 fn rescanning_loops_contend_for_the_lock_and_one_anchors() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
-    let mut w = BatchWriter::open(&dir, "s", 0, &["event_id"]).expect("writer");
+    let mut w = BatchWriter::open(&dir, "s", 0).expect("writer");
     seal(&mut w, 0, 5);
     seal(&mut w, 5, 5);
 

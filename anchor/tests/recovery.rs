@@ -47,12 +47,12 @@ fn seal(w: &mut BatchWriter, first: u64, n: usize) -> veritrace_anchor::BatchHea
 fn batches_chain_and_resume_after_reopen() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
-    let mut w = BatchWriter::open(&dir, "s", 0, &["event_id"]).expect("open");
+    let mut w = BatchWriter::open(&dir, "s", 0).expect("open");
     let a = seal(&mut w, 0, 5);
     let b = seal(&mut w, 5, 3);
     assert_eq!(b.prev_root, a.root);
     assert_eq!(b.seq, 1);
-    let w = BatchWriter::open(&dir, "s", 0, &["event_id"]).expect("reopen");
+    let w = BatchWriter::open(&dir, "s", 0).expect("reopen");
     assert_eq!(w.committed_offset(), Some(7));
     assert!(dir.events_file(&b.batch_id).exists());
 }
@@ -61,7 +61,7 @@ fn batches_chain_and_resume_after_reopen() {
 fn overlapping_offsets_are_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
-    let mut w = BatchWriter::open(&dir, "s", 0, &[]).expect("open");
+    let mut w = BatchWriter::open(&dir, "s", 0).expect("open");
     seal(&mut w, 0, 5);
     let (events, leaves) = rows(2);
     let r = w.seal(SealInput {
@@ -81,7 +81,7 @@ fn overlapping_offsets_are_refused() {
 fn torn_manifest_line_and_uncommitted_files_are_cleaned_on_open() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
-    let mut w = BatchWriter::open(&dir, "s", 1, &[]).expect("open");
+    let mut w = BatchWriter::open(&dir, "s", 1).expect("open");
     let a = seal(&mut w, 0, 4);
     let b = seal(&mut w, 4, 4);
     drop(w);
@@ -90,7 +90,7 @@ fn torn_manifest_line_and_uncommitted_files_are_cleaned_on_open() {
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     let cut = text.len() - 20;
     std::fs::write(&manifest, &text[..cut]).expect("truncate");
-    let w = BatchWriter::open(&dir, "s", 1, &[]).expect("reopen after crash");
+    let w = BatchWriter::open(&dir, "s", 1).expect("reopen after crash");
     assert_eq!(
         w.last().map(|h| h.batch_id.clone()),
         Some(a.batch_id.clone())
@@ -110,7 +110,7 @@ fn torn_manifest_line_and_uncommitted_files_are_cleaned_on_open() {
 fn a_removed_batch_breaks_the_chain() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
-    let mut w = BatchWriter::open(&dir, "s", 0, &[]).expect("open");
+    let mut w = BatchWriter::open(&dir, "s", 0).expect("open");
     for i in 0..3 {
         seal(&mut w, i * 10, 10);
     }
@@ -119,7 +119,7 @@ fn a_removed_batch_breaks_the_chain() {
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&manifest, format!("{}\n{}\n", lines[0], lines[2])).expect("rewrite");
-    let err = BatchWriter::open(&dir, "s", 0, &[]).expect_err("gap must be detected");
+    let err = BatchWriter::open(&dir, "s", 0).expect_err("gap must be detected");
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
@@ -127,8 +127,8 @@ fn a_removed_batch_breaks_the_chain() {
 fn epochs_anchor_in_order_and_recover_unanchored_work() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
-    let mut w0 = BatchWriter::open(&dir, "s", 0, &[]).expect("open");
-    let mut w1 = BatchWriter::open(&dir, "s", 1, &[]).expect("open");
+    let mut w0 = BatchWriter::open(&dir, "s", 0).expect("open");
+    let mut w1 = BatchWriter::open(&dir, "s", 1).expect("open");
     let now = || "2026-11-21T00:00:00.000Z".to_string();
     let mut a = Anchorer::open(
         &dir,
@@ -187,7 +187,7 @@ fn epochs_anchor_in_order_and_recover_unanchored_work() {
 fn an_edited_ledger_entry_is_detected() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
-    let mut w = BatchWriter::open(&dir, "s", 0, &[]).expect("open");
+    let mut w = BatchWriter::open(&dir, "s", 0).expect("open");
     let now = || "2026-11-21T00:00:00.000Z".to_string();
     let mut a = Anchorer::open(
         &dir,

@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use veritrace_anchor::{BatchWriter, DataDir, SealInput};
-use veritrace_processors::columns::{EVENTS_BLOOM_COLUMNS, EventColumns};
+use veritrace_processors::columns::EventColumns;
 use veritrace_processors::event::{Limits, parse_event, process};
 use veritrace_verify::merkle;
 
@@ -70,7 +70,7 @@ fn stages(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let tmp = tempfile::tempdir().expect("tmp");
             let dir = DataDir::create(tmp.path()).expect("dir");
-            let mut w = BatchWriter::open(&dir, "bench", 0, &EVENTS_BLOOM_COLUMNS).expect("writer");
+            let mut w = BatchWriter::open(&dir, "bench", 0).expect("writer");
             let mut cols = EventColumns::new();
             let mut total = Duration::ZERO;
             for it in 0..iters {

@@ -1,126 +1,20 @@
-//! Arrow layout of the `events`, `rejected` and `edges` tables. This is the only definition
-//! of the stored schema; the query layer reads it from here.
+//! Builders of the `events`, `rejected` and `edges` columns. What the tables look like
+//! (schemas, encodings, bloom filters, sort order) is defined once, in
+//! [`veritrace_anchor::tables`]; these build record batches of those schemas.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use arrow_array::builder::{
     BinaryBuilder, FixedSizeBinaryBuilder, Float64Builder, ListBuilder, MapBuilder, StringBuilder,
     TimestampMillisecondBuilder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow_schema::ArrowError;
+use veritrace_anchor::tables;
 use veritrace_verify::{Digest, canonical};
 
 use crate::event::Event;
 use crate::reason::Rejection;
-
-/// Columns with bloom filters in the events files: point lookups by id and trace code.
-pub const EVENTS_BLOOM_COLUMNS: [&str; 2] = ["event_id", "trace_code"];
-
-fn ts() -> DataType {
-    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
-}
-
-fn utf8_list() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
-}
-
-fn readings_map() -> DataType {
-    DataType::Map(
-        Arc::new(Field::new(
-            "entries",
-            DataType::Struct(Fields::from(vec![
-                Field::new("keys", DataType::Utf8, false),
-                Field::new("values", DataType::Float64, true),
-            ])),
-            false,
-        )),
-        false,
-    )
-}
-
-static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let s = |n: &str| Field::new(n, DataType::Utf8, true);
-    Arc::new(Schema::new(vec![
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("event_type", DataType::Utf8, false),
-        Field::new("event_time", ts(), false),
-        s("trace_code"),
-        s("gtin"),
-        Field::new("inputs", utf8_list(), true),
-        Field::new("outputs", utf8_list(), true),
-        Field::new("participant_id", DataType::Utf8, false),
-        s("participant_name"),
-        Field::new("participant_role", DataType::Utf8, false),
-        s("counterparty_id"),
-        s("counterparty_name"),
-        s("counterparty_role"),
-        s("operator"),
-        s("result"),
-        s("site"),
-        s("device_id"),
-        Field::new("lat", DataType::Float64, true),
-        Field::new("lon", DataType::Float64, true),
-        s("product_id"),
-        s("batch_number"),
-        s("production_line"),
-        s("production_date"),
-        s("model"),
-        s("spec"),
-        s("expiry_date"),
-        Field::new("quantity", DataType::Float64, true),
-        s("quantity_unit"),
-        Field::new("readings", readings_map(), true),
-        s("attributes"),
-        s("attachments"),
-        Field::new("canonical", DataType::Utf8, false),
-        Field::new("batch_id", DataType::Utf8, false),
-        Field::new("leaf_index", DataType::UInt64, false),
-        Field::new("leaf_hash", DataType::FixedSizeBinary(32), false),
-        Field::new("stream", DataType::Utf8, false),
-        Field::new("partition", DataType::UInt32, false),
-        Field::new("offset", DataType::UInt64, false),
-    ]))
-});
-
-static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("stream", DataType::Utf8, false),
-        Field::new("partition", DataType::UInt32, false),
-        Field::new("offset", DataType::UInt64, false),
-        Field::new("key", DataType::Binary, true),
-        Field::new("payload", DataType::Binary, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("detail", DataType::Utf8, false),
-        Field::new("event_id", DataType::Utf8, true),
-        Field::new("rejected_at", ts(), false),
-        Field::new("batch_id", DataType::Utf8, false),
-    ]))
-});
-
-static EDGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("parent", DataType::Utf8, false),
-        Field::new("child", DataType::Utf8, false),
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("event_type", DataType::Utf8, false),
-        Field::new("event_time", ts(), false),
-        Field::new("batch_id", DataType::Utf8, false),
-        Field::new("event_trace_code", DataType::Utf8, true),
-    ]))
-});
-
-/// Columns with bloom filters in the edges files.
-pub const EDGES_BLOOM_COLUMNS: [&str; 2] = ["parent", "child"];
-
-/// Schema of the `edges` table: one row per trace-graph edge, `parent` (an input: a raw
-/// batch, a part lot, a sub-assembly, a product packed on a pallet) -> `child` (what it went
-/// into), with the assembly or transformation event that made the edge and that event's own
-/// trace code (`event_trace_code`: an assembly's output; a transformation's, when it names
-/// one), so a trace finds the event by trace code instead of searching for its id.
-pub fn edges_schema() -> SchemaRef {
-    EDGES_SCHEMA.clone()
-}
 
 /// Accumulates the trace-graph edges of one open batch: an `assembly` links each input to
 /// its output (`trace_code`); a `transformation` links each input to each output (a split
@@ -191,18 +85,8 @@ impl EdgeColumns {
             constant_str(batch_id, n),
             Arc::new(self.event_trace_code.finish()),
         ];
-        RecordBatch::try_new(edges_schema(), cols)
+        RecordBatch::try_new(tables::EDGES.schema(), cols)
     }
-}
-
-/// Schema of the `events` table (one row per accepted event).
-pub fn events_schema() -> SchemaRef {
-    EVENTS_SCHEMA.clone()
-}
-
-/// Schema of the `rejected` table (one row per rejected input record, original bytes kept).
-pub fn rejected_schema() -> SchemaRef {
-    REJECTED_SCHEMA.clone()
 }
 
 /// Canonical JSON text of a value already accepted into a canonical event (so it has a
@@ -464,7 +348,7 @@ impl EventColumns {
             Arc::new(part),
             Arc::new(self.offset.finish()),
         ];
-        RecordBatch::try_new(events_schema(), cols)
+        RecordBatch::try_new(tables::EVENTS.schema(), cols)
     }
 }
 
@@ -554,6 +438,6 @@ impl RejectedColumns {
             Arc::new(self.rejected_at.finish()),
             repeat(batch_id),
         ];
-        RecordBatch::try_new(rejected_schema(), cols)
+        RecordBatch::try_new(tables::REJECTED.schema(), cols)
     }
 }

@@ -14,7 +14,7 @@ use tracing::instrument;
 use veritrace_anchor::{BatchHeader, BatchWriter, DataDir, SealInput, batch_id};
 use veritrace_verify::Digest;
 
-use crate::columns::{EVENTS_BLOOM_COLUMNS, EdgeColumns, EventColumns, RejectedColumns};
+use crate::columns::{EdgeColumns, EventColumns, RejectedColumns};
 use crate::event::{Limits, process};
 use crate::reason::{Reason, Rejection};
 use crate::{Error, Result};
@@ -136,7 +136,7 @@ impl PartitionProcessor {
     /// Opens the partition: checks its batch chain, removes uncommitted files, and loads
     /// the ids of already-sealed events so duplicates across restarts are caught.
     pub fn open(dir: &DataDir, stream: &str, partition: u32, policy: BatchPolicy) -> Result<Self> {
-        let writer = BatchWriter::open(dir, stream, partition, &EVENTS_BLOOM_COLUMNS)?;
+        let writer = BatchWriter::open(dir, stream, partition)?;
         let manifest: Vec<BatchHeader> =
             veritrace_anchor::read_jsonl(&dir.manifest_file(stream, partition))?;
         let sealed: u64 = manifest.iter().map(|h| h.size).sum();

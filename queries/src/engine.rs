@@ -14,8 +14,8 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::ParquetReadOptions;
 use tokio::sync::Mutex;
+use veritrace_anchor::tables;
 use veritrace_anchor::{BatchHeader, DataDir, EpochLog, EpochRecord, LocalLedger};
-use veritrace_processors::columns::{edges_schema, events_schema, rejected_schema};
 
 use crate::dict_count::DictionaryCountRule;
 use crate::events_table::EventsTable;
@@ -400,18 +400,18 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_state(state.build());
         // `events` is the committed files only (compacted files plus batches no compaction
         // covers), swapped as a whole on refresh: never an event twice, never a miss.
-        let es = events_schema();
+        let es = tables::EVENTS.schema();
         let events_table = Arc::new(Swappable::new(es.clone())?);
         ctx.register_table("events", events_table.clone())?;
         let rejected_path = format!("{}/", dir.rejected_dir().display());
-        let rs = rejected_schema();
+        let rs = tables::REJECTED.schema();
         ctx.register_parquet(
             "rejected",
             &rejected_path,
             ParquetReadOptions::default().schema(&rs),
         )
         .await?;
-        let es_edges = edges_schema();
+        let es_edges = tables::EDGES.schema();
         if dir.edges_dir().is_dir() {
             ctx.register_parquet(
                 "edges",
@@ -600,7 +600,7 @@ impl QueryEngine {
             .to_listing_options(&self.ctx.copied_config(), self.ctx.copied_table_options());
         self.events_table
             .replace_provider(Arc::new(EventsTable::new(
-                events_schema(),
+                tables::EVENTS.schema(),
                 snap.event_files.clone(),
                 options,
                 snap.missing.clone(),

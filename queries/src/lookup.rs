@@ -16,7 +16,7 @@
 //!    column) and the id compared exactly, in the canonical event the lookup returns;
 //! 5. the file list of a snapshot is resolved once, not per lookup.
 //!
-//! The files are written for this ([`veritrace_anchor::writer_properties`]): pages of at
+//! The files are written for this ([`veritrace_anchor::tables`]): pages of at
 //! most 64 KiB and 1,024 rows (32 KiB of canonical events in freshly sealed files), and the
 //! small columns a lookup reads uncompressed, so that a lookup decompresses one page (the
 //! canonical event's) and decodes at most a thousand values per column to reach its row.

@@ -1,0 +1,378 @@
+//! What each stored table looks like, defined once: its Arrow schema, how its Parquet files
+//! are encoded, which columns carry bloom filters, and how compacted files are sorted.
+//! Writers (the processors' column builders, sealing, compaction, merging) and readers (the
+//! query engine, lookups, `veritrace check`) all take it from here.
+//!
+//! | table | a row is | bloom filters | compacted files sorted by |
+//! |---|---|---|---|
+//! | [`EVENTS`] | an accepted event, its canonical bytes and its place in the Merkle trees | `event_id`, `trace_code` | `trace_code`, `event_id` |
+//! | [`REJECTED`] | a rejected input record, original bytes kept, with the reason | - | (not compacted) |
+//! | [`EDGES`] | a trace-graph edge `parent -> child` and the event that made it | `parent`, `child` | (not compacted) |
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+
+/// One stored table.
+#[derive(Debug)]
+pub struct Table {
+    /// Its SQL name.
+    pub name: &'static str,
+    schema: &'static LazyLock<SchemaRef>,
+    /// Columns with bloom filters (point lookups).
+    pub bloom_columns: &'static [&'static str],
+    /// Compacted files are sorted by these columns, in order (empty: not compacted).
+    pub sort_key: &'static [&'static str],
+    /// Unique or document columns: no dictionary (it only costs time there) and no min/max
+    /// statistics (they prune nothing).
+    pub plain_columns: &'static [&'static str],
+    /// Unique columns that keep their statistics (range pruning) but take no dictionary.
+    pub no_dictionary_columns: &'static [&'static str],
+    /// Integers that count up or hardly change: delta-encoded, a bit or two a row.
+    pub delta_columns: &'static [&'static str],
+    /// Columns a point lookup reads besides `canonical`, stored without compression: each
+    /// compressed column chunk a lookup touches costs a zstd context (parquet creates one per
+    /// column reader) and a page decompression, and these gain nothing from zstd (hashes are
+    /// random; the others are delta- or dictionary-encoded to a few bytes a page).
+    pub uncompressed_columns: &'static [&'static str],
+}
+
+/// Largest data page written (encoded, before compression). A point lookup decodes one
+/// page per column, so the page size is most of its cost (1 MiB, parquet's default, held
+/// about 1,700 canonical events).
+pub const DATA_PAGE_BYTES: usize = 64 * 1024;
+
+/// Most rows in a data page. Narrow columns (delta-encoded integers, dictionary indices,
+/// hashes) would otherwise put a whole row group in one page, and a point lookup would
+/// decode up to 65,536 values to reach its row.
+pub const DATA_PAGE_ROWS: usize = 1024;
+
+/// Largest page of canonical events in a freshly sealed batch file. Events in arrival order
+/// decompress slower than compacted ones, and a point lookup decompresses one canonical
+/// page; the smaller pages cost about 6% more disk for a sealed batch file until
+/// compaction rewrites it with [`DATA_PAGE_BYTES`].
+pub const SEALED_CANONICAL_PAGE_BYTES: usize = 32 * 1024;
+
+impl Table {
+    /// The Arrow schema of its files and of its SQL table.
+    pub fn schema(&self) -> SchemaRef {
+        (*self.schema).clone()
+    }
+
+    /// Parquet settings for files of this table holding up to `rows` rows per row group:
+    /// zstd, page-level statistics (the page index), bloom filters, and the encodings above.
+    pub fn writer_properties(&self, rows: usize) -> WriterProperties {
+        self.properties(rows).build()
+    }
+
+    /// [`Table::writer_properties`] for freshly sealed batch files, which compaction
+    /// replaces: canonical events in pages of [`SEALED_CANONICAL_PAGE_BYTES`].
+    pub fn sealed_writer_properties(&self, rows: usize) -> WriterProperties {
+        self.properties(rows)
+            .set_column_data_page_size_limit("canonical".into(), SEALED_CANONICAL_PAGE_BYTES)
+            .build()
+    }
+
+    fn properties(&self, rows: usize) -> WriterPropertiesBuilder {
+        let mut b = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .set_data_page_size_limit(DATA_PAGE_BYTES)
+            .set_data_page_row_count_limit(DATA_PAGE_ROWS)
+            .set_write_batch_size(DATA_PAGE_ROWS)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(rows.max(1)));
+        for c in self.plain_columns {
+            b = b
+                .set_column_dictionary_enabled((*c).into(), false)
+                .set_column_statistics_enabled((*c).into(), EnabledStatistics::None);
+        }
+        for c in self.no_dictionary_columns {
+            b = b.set_column_dictionary_enabled((*c).into(), false);
+        }
+        for c in self.delta_columns {
+            b = b
+                .set_column_dictionary_enabled((*c).into(), false)
+                .set_column_encoding((*c).into(), Encoding::DELTA_BINARY_PACKED);
+        }
+        for c in self.uncompressed_columns {
+            b = b.set_column_compression((*c).into(), Compression::UNCOMPRESSED);
+        }
+        for c in self.bloom_columns {
+            b = b
+                .set_column_bloom_filter_enabled((*c).into(), true)
+                .set_column_bloom_filter_max_ndv((*c).into(), rows.max(1) as u64)
+                .set_column_bloom_filter_fpp((*c).into(), 0.01);
+        }
+        b
+    }
+}
+
+/// The order of rows in compacted events files: trace code (rows without one last), then
+/// event id. Rows without a trace code (telemetry, maintenance, transformations) are thus
+/// ordered by event id, so an event-id lookup among them prunes pages too.
+pub const EVENTS_SORT_KEY: [&str; 2] = ["trace_code", "event_id"];
+
+/// `events`: one row per accepted event.
+pub static EVENTS: Table = Table {
+    name: "events",
+    schema: &EVENTS_SCHEMA,
+    bloom_columns: &["event_id", "trace_code"],
+    sort_key: &EVENTS_SORT_KEY,
+    plain_columns: &["canonical", "leaf_hash", "attributes", "attachments"],
+    no_dictionary_columns: &["event_id"],
+    delta_columns: &["leaf_index", "offset", "partition"],
+    uncompressed_columns: &[
+        "leaf_hash",
+        "leaf_index",
+        "offset",
+        "partition",
+        "batch_id",
+        "stream",
+    ],
+};
+
+/// `rejected`: one row per rejected input record, original bytes kept.
+pub static REJECTED: Table = Table {
+    name: "rejected",
+    schema: &REJECTED_SCHEMA,
+    bloom_columns: &[],
+    sort_key: &[],
+    plain_columns: &["payload"],
+    no_dictionary_columns: &["event_id"],
+    delta_columns: &["offset", "partition"],
+    uncompressed_columns: &["offset", "partition", "batch_id", "stream"],
+};
+
+/// `edges`: one row per trace-graph edge, `parent` (an input: a raw batch, a part lot, a
+/// sub-assembly, a product packed on a pallet) -> `child` (what it went into), with the
+/// assembly or transformation event that made the edge and that event's own trace code
+/// (`event_trace_code`: an assembly's output; a transformation's, when it names one), so a
+/// trace finds the event by trace code instead of searching for its id.
+pub static EDGES: Table = Table {
+    name: "edges",
+    schema: &EDGES_SCHEMA,
+    bloom_columns: &["parent", "child"],
+    sort_key: &[],
+    plain_columns: &[],
+    no_dictionary_columns: &["event_id"],
+    delta_columns: &[],
+    uncompressed_columns: &["batch_id"],
+};
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn utf8_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+fn readings_map() -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("keys", DataType::Utf8, false),
+                Field::new("values", DataType::Float64, true),
+            ])),
+            false,
+        )),
+        false,
+    )
+}
+
+static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("event_time", ts(), false),
+        s("trace_code"),
+        s("gtin"),
+        Field::new("inputs", utf8_list(), true),
+        Field::new("outputs", utf8_list(), true),
+        Field::new("participant_id", DataType::Utf8, false),
+        s("participant_name"),
+        Field::new("participant_role", DataType::Utf8, false),
+        s("counterparty_id"),
+        s("counterparty_name"),
+        s("counterparty_role"),
+        s("operator"),
+        s("result"),
+        s("site"),
+        s("device_id"),
+        Field::new("lat", DataType::Float64, true),
+        Field::new("lon", DataType::Float64, true),
+        s("product_id"),
+        s("batch_number"),
+        s("production_line"),
+        s("production_date"),
+        s("model"),
+        s("spec"),
+        s("expiry_date"),
+        Field::new("quantity", DataType::Float64, true),
+        s("quantity_unit"),
+        Field::new("readings", readings_map(), true),
+        s("attributes"),
+        s("attachments"),
+        Field::new("canonical", DataType::Utf8, false),
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("leaf_index", DataType::UInt64, false),
+        Field::new("leaf_hash", DataType::FixedSizeBinary(32), false),
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("partition", DataType::UInt32, false),
+        Field::new("offset", DataType::UInt64, false),
+    ]))
+});
+
+static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("partition", DataType::UInt32, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("key", DataType::Binary, true),
+        Field::new("payload", DataType::Binary, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("event_id", DataType::Utf8, true),
+        Field::new("rejected_at", ts(), false),
+        Field::new("batch_id", DataType::Utf8, false),
+    ]))
+});
+
+static EDGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("parent", DataType::Utf8, false),
+        Field::new("child", DataType::Utf8, false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("event_time", ts(), false),
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("event_trace_code", DataType::Utf8, true),
+    ]))
+});
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, FixedSizeBinaryArray, StringArray, UInt32Array, UInt64Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+    use parquet::basic::{Compression, Encoding};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use std::fs::File;
+
+    use arrow_array::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use veritrace_verify::merkle;
+
+    use super::*;
+
+    /// A point lookup reads `canonical` and these columns of one row; each compressed chunk
+    /// costs it a zstd context and a page decompression (see `queries/src/lookup.rs`).
+    #[test]
+    fn lookup_columns_are_written_uncompressed_and_delta_encoded() {
+        let n = 5_000usize;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("canonical", DataType::Utf8, false),
+            Field::new("batch_id", DataType::Utf8, false),
+            Field::new("leaf_index", DataType::UInt64, false),
+            Field::new("leaf_hash", DataType::FixedSizeBinary(32), false),
+            Field::new("stream", DataType::Utf8, false),
+            Field::new("partition", DataType::UInt32, false),
+            Field::new("offset", DataType::UInt64, false),
+        ]));
+        let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+        let canonical: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{{\"event_id\":\"{id}\",\"event_type\":\"production\"}}"))
+            .collect();
+        let hashes: Vec<[u8; 32]> = ids
+            .iter()
+            .map(|id| merkle::leaf_hash(id.as_bytes()).0)
+            .collect();
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(ids.clone())),
+            Arc::new(StringArray::from(canonical)),
+            Arc::new(StringArray::from(vec!["s-p000-1"; n])),
+            Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+            Arc::new(FixedSizeBinaryArray::try_from_iter(hashes.iter()).expect("test step")),
+            Arc::new(StringArray::from(vec!["s"; n])),
+            Arc::new(UInt32Array::from(vec![3u32; n])),
+            Arc::new(UInt64Array::from_iter_values(1_000..1_000 + n as u64)),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), cols).expect("test step");
+        let tmp = tempfile::tempdir().expect("test step");
+        let path = tmp.path().join("events.parquet");
+        let mut w = ArrowWriter::try_new(
+            File::create(&path).expect("test step"),
+            schema,
+            Some(EVENTS.writer_properties(n)),
+        )
+        .expect("test step");
+        w.write(&batch).expect("test step");
+        w.close().expect("test step");
+
+        let r =
+            SerializedFileReader::new(File::open(&path).expect("test step")).expect("test step");
+        let rg = r.metadata().row_group(0);
+        let chunk = |name: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+        };
+        for c in ["canonical", "event_id"] {
+            assert!(
+                matches!(chunk(c).compression(), Compression::ZSTD(_)),
+                "{c}"
+            );
+        }
+        for c in EVENTS.uncompressed_columns {
+            assert_eq!(chunk(c).compression(), Compression::UNCOMPRESSED, "{c}");
+        }
+        for c in EVENTS.delta_columns {
+            let encodings: Vec<Encoding> = chunk(c).encodings().collect();
+            assert!(
+                encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+                "{c}: {encodings:?}"
+            );
+            assert!(chunk(c).dictionary_page_offset().is_none(), "{c}");
+        }
+        // The files read back as written, with pages of at most DATA_PAGE_ROWS rows.
+        let file = File::open(&path).expect("test step");
+        let meta = ArrowReaderMetadata::load(
+            &file,
+            parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
+        )
+        .expect("test step");
+        let offsets = &meta.metadata().offset_index().expect("page index")[0];
+        for (i, c) in rg.columns().iter().enumerate() {
+            let pages = offsets[i].page_locations();
+            assert!(
+                pages.len() >= n.div_ceil(DATA_PAGE_ROWS),
+                "{}: {} pages",
+                c.column_path().string(),
+                pages.len()
+            );
+        }
+        let rows: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
+                file, meta,
+            )
+            .build()
+            .expect("test step")
+            .collect::<std::result::Result<_, _>>()
+            .expect("test step");
+        assert_eq!(
+            arrow_select::concat::concat_batches(&rows[0].schema(), &rows).expect("test step"),
+            batch
+        );
+    }
+}
