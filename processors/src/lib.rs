@@ -5,7 +5,9 @@
 //! ([`event::process`], pure, no I/O). Accepted events become Merkle leaves; rejected
 //! records keep their original bytes and a stable [`Reason`] code. The
 //! [`partition::PartitionProcessor`] is the I/O shell that owns one partition: it
-//! deduplicates event ids and seals batches through `veritrace-anchor`.
+//! deduplicates event ids and seals batches through `veritrace-anchor`. Two runtimes drive
+//! partitions: [`runtime`] in process (files, the demo), and `kafka` (feature `kafka`) as a
+//! Kafka consumer group.
 //!
 //! Key decision: the leaf preimage is the RFC 8785 canonical JSON of the structured event,
 //! produced by the same function the auditor's verifier uses.
@@ -13,6 +15,7 @@
 
 pub mod columns;
 pub mod event;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 mod number;
 pub mod partition;
@@ -66,6 +69,7 @@ pub enum Error {
     Kafka(String),
 }
 
+#[cfg(feature = "kafka")]
 impl From<rdkafka::error::KafkaError> for Error {
     fn from(e: rdkafka::error::KafkaError) -> Self {
         Error::Kafka(e.to_string())
