@@ -294,13 +294,6 @@ fn init_tracing() {
         .try_init();
 }
 
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // The demo runs on embedded defaults and its own flags; everything else reads the config.
     if let Command::Demo(args) = cli.command {
@@ -316,7 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Anchor(AnchorCommand::Deploy(a)) => {
             use veritrace_anchor::evm;
             let key = evm::load_key(a.key_file.as_deref())?;
-            let rt = runtime()?;
+            let rt = crate::rt::runtime()?;
             let d = rt.block_on(evm::deploy(&a.rpc, key, evm::DEFAULT_POLL_INTERVAL))?;
             println!("{}", serde_json::to_string_pretty(&d)?);
             eprintln!(
@@ -330,7 +323,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sql(a) => {
             let data = data_of(a.data);
-            let rt = runtime()?;
+            let rt = crate::rt::runtime()?;
             let out = rt.block_on(async {
                 let engine = QueryEngine::open_with(&data, cfg.query.options()).await?;
                 let batches = engine.sql(&a.sql).await?;
@@ -341,7 +334,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Proof(a) => {
             let data = data_of(a.data);
-            let rt = runtime()?;
+            let rt = crate::rt::runtime()?;
             let bundle = rt.block_on(async {
                 let engine = QueryEngine::open(&data).await?;
                 engine.proof(&a.event_id).await
@@ -398,7 +391,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listen = a.listen.unwrap_or(cfg.http.listen);
             let flight_listen = a.flight_listen.unwrap_or(cfg.http.flight_listen);
             let grace = cfg.query.shutdown_grace;
-            let rt = runtime()?;
+            let rt = crate::rt::runtime()?;
             let result = rt.block_on(async {
                 let engine = Arc::new(QueryEngine::open_with(&data, cfg.query.options()).await?);
                 let registry = prometheus::Registry::new();
@@ -438,7 +431,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // SIGTERM: stop accepting, let running requests finish for the grace period,
                 // then cancel what is left (queries are aborted when their futures drop).
                 let deadline = async {
-                    shutdown_signal().await;
+                    crate::rt::shutdown_signal().await;
                     let _ = stop_tx.send(true);
                     eprintln!("shutting down: draining requests for up to {grace:?}");
                     tokio::time::sleep(grace).await;
@@ -518,28 +511,6 @@ fn check_cmd(data: &std::path::Path, deep: bool, json: bool) -> anyhow::Result<E
     } else {
         ExitCode::from(1)
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -812,7 +783,7 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
             .parse()
             .map_err(|e: String| anyhow::anyhow!("{e} (or tree, the default)"))?
     };
-    let rt = runtime()?;
+    let rt = crate::rt::runtime()?;
     let (walk, batches, cert) = rt.block_on(async {
         let engine = QueryEngine::open(data).await?;
         let (walk, batches) = engine.trace(&a.code, direction, a.depth).await?;

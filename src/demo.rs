@@ -294,7 +294,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  curl -s http://{addr}/v1/events/{sample}/proof > proof.json");
         println!("  {exe} verify proof.json {verify_hint}");
         println!("  {exe} sql --data {data} \"SELECT reason, count(*) AS n FROM rejected GROUP BY reason ORDER BY n DESC\"");
-        veritrace_queries::http::serve(listener, app, crate::cli::shutdown_signal()).await?;
+        veritrace_queries::http::serve(listener, app, crate::rt::shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

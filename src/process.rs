@@ -68,7 +68,7 @@ pub fn topics_create(a: TopicsCreateArgs, mut cfg: Config) -> anyhow::Result<Exi
             names.push(t);
         }
     }
-    let rt = crate::cli::runtime()?;
+    let rt = crate::rt::runtime()?;
     let out = rt.block_on(admin::create_topics(
         &cfg.kafka.client(),
         &names,
@@ -122,7 +122,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     // Why processing stopped, if it did: /healthz answers with it until the process exits.
     let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
 
-    let rt = crate::cli::runtime()?;
+    let rt = crate::rt::runtime()?;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("binding the metrics endpoint {listen}"))?;
@@ -153,7 +153,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     {
         let stop = stop.clone();
         rt.spawn(async move {
-            crate::cli::shutdown_signal().await;
+            crate::rt::shutdown_signal().await;
             tracing::info!("stopping: sealing open batches and committing");
             stop.store(true, Ordering::Relaxed);
         });

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::ser::{self, Serialize};
 
 use crate::Error;
-use crate::canonical::{MAX_SAFE, utf16_cmp, write_f64, write_string};
+use crate::jcs_text::{MAX_SAFE, utf16_cmp, write_f64, write_string};
 
 impl ser::Error for Error {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {

@@ -27,6 +27,7 @@ pub mod verify;
 mod digest;
 mod error;
 mod jcs_ser;
+mod jcs_text;
 
 pub use digest::Digest;
 pub use error::{Error, Result};
