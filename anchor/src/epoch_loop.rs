@@ -148,14 +148,6 @@ impl EpochLoop {
         Ok(true)
     }
 
-    /// The anchorer, when this process leads.
-    pub fn anchorer(&self) -> Option<&Anchorer> {
-        match &self.lead {
-            Lead::Held(_, a) => Some(a),
-            Lead::Waiting { .. } => None,
-        }
-    }
-
     /// Runs until the feed ends; on the way out seals what is pending and waits up to
     /// `drain` for the backend to anchor every sealed epoch.
     pub fn run(

@@ -91,6 +91,29 @@ fn a_channel_fed_loop_seals_every_batch_and_anchors_on_stop() {
     assert_eq!(LocalLedger::read_entries(&dir).expect("ledger").len(), 1);
 }
 
+/// A rescanning loop contending for the anchorer lock on its own thread, until the flag is
+/// set; it returns its report and the backends it led with.
+fn contend(
+    dir: &DataDir,
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<(veritrace_anchor::epoch_loop::EpochLoopReport, Vec<String>)>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = std::thread::spawn({
+        let (dir, stop) = (dir.clone(), stop.clone());
+        move || {
+            let seen = Seen::default();
+            let r = EpochLoop::contending(&dir, Duration::from_millis(50), Backend::Local, "me")
+                .run(BatchFeed::Rescan(stop), Duration::from_secs(1), &seen)
+                .expect("run");
+            let leading = seen.leading.lock().expect("lock").clone();
+            (r, leading)
+        }
+    });
+    (stop, handle)
+}
+
 #[test]
 fn rescanning_loops_contend_for_the_lock_and_one_anchors() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -103,21 +126,11 @@ fn rescanning_loops_contend_for_the_lock_and_one_anchors() {
     let other = DirLock::try_acquire(&dir.anchorer_lock_file(), "other")
         .expect("lock")
         .expect("free");
-    let stop = Arc::new(AtomicBool::new(false));
-    let waiting = std::thread::spawn({
-        let (dir, stop) = (dir.clone(), stop.clone());
-        move || {
-            let seen = Seen::default();
-            let r = EpochLoop::contending(&dir, Duration::from_millis(50), Backend::Local, "me")
-                .run(BatchFeed::Rescan(stop), Duration::from_secs(1), &seen)
-                .expect("run");
-            (r, seen.leading.lock().expect("lock").len())
-        }
-    });
+    let (stop, waiting) = contend(&dir);
     std::thread::sleep(Duration::from_millis(400));
     stop.store(true, Ordering::Relaxed);
-    let (r, led) = waiting.join().expect("join");
-    assert_eq!((r.anchored.len(), led), (0, 0));
+    let (r, leading) = waiting.join().expect("join");
+    assert_eq!((r.anchored.len(), leading.len()), (0, 0));
     assert!(LocalLedger::read_entries(&dir).expect("ledger").is_empty());
     // `veritrace anchor run` says so too.
     assert!(
@@ -134,18 +147,7 @@ fn rescanning_loops_contend_for_the_lock_and_one_anchors() {
 
     // The lock frees: the loop takes the lead and anchors what the manifests hold.
     drop(other);
-    let stop = Arc::new(AtomicBool::new(false));
-    let leading = std::thread::spawn({
-        let (dir, stop) = (dir.clone(), stop.clone());
-        move || {
-            let seen = Seen::default();
-            let r = EpochLoop::contending(&dir, Duration::from_millis(50), Backend::Local, "me")
-                .run(BatchFeed::Rescan(stop), Duration::from_secs(1), &seen)
-                .expect("run");
-            let leading = seen.leading.lock().expect("lock").clone();
-            (r, leading)
-        }
-    });
+    let (stop, leading) = contend(&dir);
     std::thread::sleep(Duration::from_millis(400));
     seal(&mut w, 10, 5);
     std::thread::sleep(Duration::from_millis(400));

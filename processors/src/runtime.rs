@@ -13,7 +13,7 @@ use veritrace_anchor::epoch_loop::{BatchFeed, EpochLoop, EpochObserver};
 use veritrace_anchor::{AnchoredEpoch, Anchorer, Backend, BatchHeader, DataDir};
 
 use crate::partition::{BatchPolicy, PartitionProcessor, Stats};
-use crate::{Error, Result, now_ms, rfc3339_ms};
+use crate::{Error, Result, now_ms};
 
 /// Kafka's default partitioner (murmur2 of the key, positive, modulo the partition count),
 /// so a trace code lands on the same partition number here as on a Kafka topic.
@@ -144,9 +144,12 @@ where
 {
     let start = Instant::now();
     let parts = cfg.partitions.max(1);
-    let anchorer = Anchorer::open(dir, cfg.epoch_interval, cfg.backend.clone(), || {
-        rfc3339_ms(now_ms())
-    })?;
+    let anchorer = Anchorer::open(
+        dir,
+        cfg.epoch_interval,
+        cfg.backend.clone(),
+        veritrace_anchor::clock::now_rfc3339,
+    )?;
     let witness = anchorer.witness_description();
     let drain = cfg.anchor_drain;
     let (htx, hrx) = sync_channel::<BatchHeader>(1024);
