@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Point-lookup load benchmark (BENCHMARKS.md, "Point lookups under load"): the demo's data
 # served by a release `veritrace serve`, 200 wrk connections doing GET /v1/events/{id} on
-# random ids, before and after `veritrace compact --full-merge`.
+# random ids, paced at 2,000 and 4,000 lookups/s and then saturated, before and after
+# `veritrace compact --full-merge`.
 #
 # usage: loadtest/lookups.sh [EVENTS] [DATA_DIR]     (defaults: 1000000, /tmp/vt-lookups)
 # needs: wrk (Debian package), a release build (cargo build --release -p veritrace)
@@ -40,7 +41,13 @@ run() {
   [ -n "$addr" ] || { cat "$log" >&2; exit 1; }
   # Warm-up (first lookups load each file's metadata and index), then the measured run.
   IDS="$IDS" wrk -t2 -c50 -d5s -s loadtest/wrk/lookups.lua "http://$addr" >/dev/null
-  echo "== $label: wrk -t2 -c200 -d$DURATION --latency"
+  # Paced (open loop): 200 connections asking 2,000 and 4,000 times a second in all.
+  for rate in ${RATES:-2000 4000}; do
+    echo "== $label: RATE=$rate wrk -t2 -c200 -d$DURATION --latency"
+    RATE="$rate" THREADS=2 IDS="$IDS" wrk -t2 -c200 -d"$DURATION" --latency -s loadtest/wrk/lookups.lua "http://$addr"
+  done
+  # Saturated (closed loop): each connection asks again as soon as it is answered.
+  echo "== $label: wrk -t2 -c200 -d$DURATION --latency (saturated)"
   IDS="$IDS" wrk -t2 -c200 -d"$DURATION" --latency -s loadtest/wrk/lookups.lua "http://$addr"
   echo "server threads: $(ls /proc/$PID/task | wc -l), RSS: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$PID/status)"
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use veritrace_queries::{Format, QueryEngine, output};
-use veritrace_verify::verify::{self, Options};
+use veritrace_verify::verify::Options;
 
 use crate::config::Config;
 
@@ -514,7 +514,8 @@ fn check_cmd(data: &std::path::Path, deep: bool, json: bool) -> anyhow::Result<E
 }
 
 fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    use veritrace_verify::bundle::{Anchor, ProofBundle};
+    use veritrace_verify::chain::RpcChain;
+    use veritrace_verify::report::{ChainCheck, verify_document};
     let bytes =
         std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
     let ledger = match &a.ledger {
@@ -524,244 +525,33 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let pinned_contract = match &a.contract {
-        Some(c) => Some(
-            c.parse::<veritrace_anchor::evm::Address>()
-                .map_err(|_| anyhow::anyhow!("--contract {c:?} is not an address"))?,
-        ),
-        None => None,
-    };
     let opts = Options {
         ledger,
         pinned_key: a.key.clone(),
     };
-    let invalid = |code: &str, msg: String| -> anyhow::Result<ExitCode> {
-        if a.json {
-            println!(
-                "{}",
-                serde_json::json!({"valid": false, "code": code, "error": msg})
-            );
-        } else {
-            println!("INVALID  {}: {msg}", a.bundle.display());
-        }
-        Ok(ExitCode::from(1))
-    };
-    if serde_json::from_slice::<serde_json::Value>(&bytes)
-        .is_ok_and(|v| v["format"] == veritrace_verify::certificate::CERTIFICATE_FORMAT)
-    {
-        return verify_certificate_cmd(&a, &bytes, &opts, pinned_contract);
-    }
-    let bundle = match ProofBundle::from_json(&bytes) {
-        Ok(b) => b,
-        Err(e) => return invalid(e.code(), e.to_string()),
-    };
-    let mut report = match verify::verify_bundle(&bundle, &opts) {
-        Ok(r) => r,
-        Err(e) => return invalid(e.code(), e.to_string()),
-    };
-    // The chain, when asked and when the receipt names one.
-    let mut chain_note = None;
-    match (&a.rpc, &bundle.anchor, &bundle.epoch) {
-        (Some(rpc), Some(Anchor::Evm { receipt }), Some(epoch)) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let checked = rt.block_on(veritrace_anchor::evm::check_on_chain(
+    let chain = match &a.rpc {
+        Some(rpc) => Some(
+            RpcChain::new(
                 rpc,
-                receipt,
-                &epoch.root,
-                epoch.epoch_id,
-                epoch.batch_count,
-                pinned_contract,
-                std::time::Duration::from_secs(a.rpc_timeout.max(1)),
-            ));
-            match checked {
-                Ok(checks) => {
-                    report.checks.extend(checks);
-                    report
-                        .notes
-                        .retain(|n| !n.starts_with("the chain was not consulted"));
-                    if pinned_contract.is_none() {
-                        report.notes.push(format!(
-                            "the contract address was taken from the receipt: pass --contract with the operator's published address to pin it ({})",
-                            receipt.contract
-                        ));
-                    }
-                }
-                Err(veritrace_anchor::evm::ChainCheckError::Failed { code, detail }) => {
-                    return invalid(code, format!("chain check failed ({code}): {detail}"));
-                }
-                Err(e @ veritrace_anchor::evm::ChainCheckError::Unreachable(_)) => {
-                    // Nothing proven either way: not a verdict on the bundle.
-                    anyhow::bail!("{e}");
-                }
-            }
-        }
-        (Some(_), Some(Anchor::Local { .. }), _) => {
-            chain_note = Some(
-                "chain: this bundle is anchored on the local ledger; --rpc has nothing to check",
-            );
-        }
-        (Some(_), None, _) => {
-            chain_note = Some("chain: the bundle is not anchored yet; --rpc has nothing to check");
-        }
-        (None, Some(Anchor::Local { .. }), _) => {
-            chain_note = Some("chain: no public chain consulted (local backend)");
-        }
-        _ => {}
-    }
-    if let Some(n) = chain_note {
-        report.notes.push(n.to_owned());
-    }
-    if a.json {
-        let v = serde_json::json!({
-            "valid": true,
-            "event_id": report.event_id,
-            "status": report.status.as_str(),
-            "checks": report.checks,
-            "notes": report.notes,
-        });
-        println!("{v}");
-    } else {
-        println!(
-            "VALID  {} ({})",
-            report.event_id.as_deref().unwrap_or("?"),
-            report.status.as_str()
-        );
-        for c in &report.checks {
-            println!("  ok    {c}");
-        }
-        for n in &report.notes {
-            println!("  note  {n}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn verify_certificate_cmd(
-    a: &VerifyArgs,
-    bytes: &[u8],
-    opts: &Options,
-    pinned_contract: Option<veritrace_anchor::evm::Address>,
-) -> anyhow::Result<ExitCode> {
-    use veritrace_verify::bundle::Anchor;
-    use veritrace_verify::certificate::{Certificate, verify_certificate};
-    let cert = match Certificate::from_json(bytes) {
-        Ok(c) => c,
-        Err(e) => {
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"valid": false, "code": e.code(), "error": e.to_string()})
-                );
-            } else {
-                println!("INVALID  {}: {e}", a.bundle.display());
-            }
-            return Ok(ExitCode::from(1));
-        }
+                a.contract.as_deref(),
+                std::time::Duration::from_secs(a.rpc_timeout),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
     };
-    let mut report = verify_certificate(&cert, opts)?;
-    // Each epoch receipt once against the chain, when asked.
-    let mut chain_failures = Vec::new();
-    if let Some(rpc) = &a.rpc {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        for (epoch_id, anchor) in &cert.anchors {
-            let Anchor::Evm { receipt } = anchor else {
-                continue;
-            };
-            let Some(ep) = cert
-                .batches
-                .values()
-                .filter_map(|b| b.epoch.as_ref())
-                .find(|e| e.epoch_id == *epoch_id)
-            else {
-                continue;
-            };
-            match rt.block_on(veritrace_anchor::evm::check_on_chain(
-                rpc,
-                receipt,
-                &ep.root,
-                ep.epoch_id,
-                ep.batch_count,
-                pinned_contract,
-                std::time::Duration::from_secs(a.rpc_timeout.max(1)),
-            )) {
-                Ok(_) => report.checks.push(format!(
-                    "epoch {epoch_id}: root read back from contract {} in block {}",
-                    receipt.contract, receipt.block_number
-                )),
-                Err(veritrace_anchor::evm::ChainCheckError::Failed { code, detail }) => {
-                    chain_failures.push(format!("epoch {epoch_id}: {code}: {detail}"));
-                }
-                Err(e) => anyhow::bail!("{e}"),
-            }
-        }
-    }
-    report.problems.extend(chain_failures);
-    let valid = report.valid();
+    let verdict = verify_document(
+        &a.bundle.display().to_string(),
+        &bytes,
+        &opts,
+        chain.as_ref().map(|c| c as &dyn ChainCheck),
+    )?;
     if a.json {
-        let events: Vec<serde_json::Value> = report
-            .events
-            .iter()
-            .map(|e| match &e.result {
-                Ok(r) => serde_json::json!({"event_id": e.event_id, "node": e.node, "valid": true, "status": r.status.as_str()}),
-                Err(err) => serde_json::json!({"event_id": e.event_id, "node": e.node, "valid": false, "code": err.code(), "error": err.to_string()}),
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "valid": valid,
-                "root": cert.trace.root,
-                "direction": cert.trace.direction,
-                "events": events,
-                "checks": report.checks,
-                "problems": report.problems,
-                "notes": report.notes,
-            })
-        );
+        println!("{}", verdict.json);
     } else {
-        println!(
-            "{}  certificate: {} trace of {} ({} events)",
-            if valid { "VALID" } else { "INVALID" },
-            cert.trace.direction,
-            cert.trace.root,
-            report.events.len()
-        );
-        for e in &report.events {
-            match &e.result {
-                Ok(r) => println!(
-                    "  ok    {} ({}) [{}]",
-                    e.event_id,
-                    r.status.as_str(),
-                    e.node
-                ),
-                Err(err) => println!("  FAIL  {} [{}]: {err}", e.event_id, e.node),
-            }
-        }
-        for c in &report.checks {
-            println!("  ok    {c}");
-        }
-        for p in &report.problems {
-            println!("  FAIL  {p}");
-        }
-        for n in &report.notes {
-            println!("  note  {n}");
-        }
-        if a.rpc.is_none()
-            && cert
-                .anchors
-                .values()
-                .any(|x| matches!(x, Anchor::Evm { .. }))
-        {
-            println!(
-                "  note  the chain was not consulted: pass --rpc URL to read the epoch roots back"
-            );
-        }
+        print!("{}", verdict.text);
     }
-    Ok(if valid {
+    Ok(if verdict.valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -288,7 +288,7 @@ pub(crate) fn check_references(
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch, table: &Table) -> Result<()> {
-    let props = table.sealed_writer_properties(batch.num_rows());
+    let props = table.writer_properties(batch.num_rows());
     write_atomic(path, |f: &mut File| {
         let pe = |source| Error::Parquet {
             path: path.to_owned(),

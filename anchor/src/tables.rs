@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 /// One stored table.
 #[derive(Debug)]
@@ -49,11 +49,10 @@ pub const DATA_PAGE_BYTES: usize = 64 * 1024;
 /// decode up to 65,536 values to reach its row.
 pub const DATA_PAGE_ROWS: usize = 1024;
 
-/// Largest page of canonical events in a freshly sealed batch file. Events in arrival order
-/// decompress slower than compacted ones, and a point lookup decompresses one canonical
-/// page; the smaller pages cost about 6% more disk for a sealed batch file until
-/// compaction rewrites it with [`DATA_PAGE_BYTES`].
-pub const SEALED_CANONICAL_PAGE_BYTES: usize = 32 * 1024;
+/// Largest page of canonical events. A point lookup decompresses one whole canonical page
+/// to return one event, so this page bounds its cost; pages half of [`DATA_PAGE_BYTES`]
+/// cost about 6% more disk (BENCHMARKS.md, "Point lookups under load").
+pub const CANONICAL_PAGE_BYTES: usize = 32 * 1024;
 
 impl Table {
     /// The Arrow schema of its files and of its SQL table.
@@ -64,21 +63,10 @@ impl Table {
     /// Parquet settings for files of this table holding up to `rows` rows per row group:
     /// zstd, page-level statistics (the page index), bloom filters, and the encodings above.
     pub fn writer_properties(&self, rows: usize) -> WriterProperties {
-        self.properties(rows).build()
-    }
-
-    /// [`Table::writer_properties`] for freshly sealed batch files, which compaction
-    /// replaces: canonical events in pages of [`SEALED_CANONICAL_PAGE_BYTES`].
-    pub fn sealed_writer_properties(&self, rows: usize) -> WriterProperties {
-        self.properties(rows)
-            .set_column_data_page_size_limit("canonical".into(), SEALED_CANONICAL_PAGE_BYTES)
-            .build()
-    }
-
-    fn properties(&self, rows: usize) -> WriterPropertiesBuilder {
         let mut b = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
             .set_data_page_size_limit(DATA_PAGE_BYTES)
+            .set_column_data_page_size_limit("canonical".into(), CANONICAL_PAGE_BYTES)
             .set_data_page_row_count_limit(DATA_PAGE_ROWS)
             .set_write_batch_size(DATA_PAGE_ROWS)
             .set_statistics_enabled(EnabledStatistics::Page)
@@ -105,7 +93,7 @@ impl Table {
                 .set_column_bloom_filter_max_ndv((*c).into(), rows.max(1) as u64)
                 .set_column_bloom_filter_fpp((*c).into(), 0.01);
         }
-        b
+        b.build()
     }
 }
 

@@ -34,6 +34,7 @@ use super::VeritraceAnchor;
 use super::journal::{self, JournalRecord};
 use crate::fsutil::{append_line_durable, repair_torn_tail};
 use crate::{AnchoredEpoch, DataDir, EpochRecord, Error, Result};
+use veritrace_verify::chain::{redact_url, scrub_url};
 
 /// How the EVM backend reaches and uses the chain.
 #[derive(Clone)]
@@ -82,41 +83,6 @@ impl std::fmt::Debug for EvmSettings {
             .field("max_in_flight", &self.max_in_flight)
             .finish_non_exhaustive()
     }
-}
-
-/// `scheme://host:port` of a URL: what logs and errors show of an RPC endpoint.
-pub(crate) fn redact_url(url: &str) -> String {
-    match url.parse::<alloy::transports::http::reqwest::Url>() {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("?");
-            match u.port() {
-                Some(p) => format!("{}://{host}:{p}", u.scheme()),
-                None => format!("{}://{host}", u.scheme()),
-            }
-        }
-        Err(_) => "<unparsable url>".into(),
-    }
-}
-
-/// Removes an RPC URL's secrets (path, query, credentials: where providers put API keys)
-/// from a message that may quote it, as transport errors do.
-pub(crate) fn scrub_url(msg: &str, rpc: &str) -> String {
-    let shown = redact_url(rpc);
-    let mut out = msg.replace(rpc, &shown);
-    if let Ok(u) = rpc.parse::<alloy::transports::http::reqwest::Url>() {
-        out = out.replace(u.as_str(), &shown);
-        out = out.replace(u.as_str().trim_end_matches('/'), &shown);
-        if u.path().len() > 1 {
-            out = out.replace(u.path(), "/…");
-        }
-        if let Some(q) = u.query() {
-            out = out.replace(q, "…");
-        }
-        if let Some(p) = u.password() {
-            out = out.replace(p, "…");
-        }
-    }
-    out
 }
 
 /// What the backend is doing, for metrics and status output.

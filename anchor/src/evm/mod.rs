@@ -8,7 +8,8 @@
 //!   an epoch whose block a reorg removed. Every transaction is signed and written to the
 //!   journal (`anchors/evm.jsonl`) *before* it is broadcast, so a restart finds it again
 //!   instead of sending a second one; the contract refuses a root twice in any case.
-//! - [`check_on_chain`]: what `veritrace verify --rpc URL` asks the chain.
+//! - [`check_on_chain`] (from the verifier crate): what `veritrace verify --rpc URL` asks
+//!   the chain.
 //!
 //! The writer key comes from a file or [`KEY_ENV`] and never appears in a log line or an
 //! error. The key should be used by Veritrace only (nonces are managed here).
@@ -23,22 +24,16 @@ use serde::Serialize;
 
 use crate::{Error, Result};
 
-mod check;
 mod engine;
 pub(crate) mod journal;
 
 pub use alloy::primitives::Address;
 pub use alloy::signers::local::PrivateKeySigner;
-pub use check::{ChainCheckError, check_on_chain};
 pub use engine::{AnchorStatus, EvmAnchorer, EvmSettings};
 pub use journal::{JournalRecord, read_receipts};
-
-alloy::sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    VeritraceAnchor,
-    "contracts/VeritraceAnchor.json"
-);
+pub use veritrace_verify::chain::{VeritraceAnchor, check_on_chain};
+use veritrace_verify::chain::{redact_url, scrub_url};
+pub use veritrace_verify::report::ChainCheckError;
 
 /// Environment variable holding the writer's private key when no key file is given.
 pub const KEY_ENV: &str = "VERITRACE_EVM_KEY";
@@ -97,8 +92,7 @@ pub struct Deployment {
 }
 
 pub(crate) fn rpc_url(rpc: &str) -> Result<alloy::transports::http::reqwest::Url> {
-    rpc.parse()
-        .map_err(|e| Error::Invalid(format!("--rpc {rpc:?} is not a URL: {e}")))
+    veritrace_verify::chain::rpc_url(rpc).map_err(Error::Invalid)
 }
 
 /// A signing provider for `key` on the Ethereum network type (every EVM chain we target).
@@ -145,8 +139,8 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
     let rpc_err = |what: &str| {
         let what = what.to_owned();
         move |e: alloy::transports::TransportError| {
-            Error::Chain(engine::scrub_url(
-                &format!("{what} via {}: {e}", engine::redact_url(rpc)),
+            Error::Chain(scrub_url(
+                &format!("{what} via {}: {e}", redact_url(rpc)),
                 rpc,
             ))
         }
@@ -159,16 +153,13 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
         .send()
         .await
         .map_err(|e| {
-            Error::Chain(engine::scrub_url(
-                &format!(
-                    "sending the deployment via {}: {e}",
-                    engine::redact_url(rpc)
-                ),
+            Error::Chain(scrub_url(
+                &format!("sending the deployment via {}: {e}", redact_url(rpc)),
                 rpc,
             ))
         })?;
     let (tx_hash, receipt) = mined(pending, "deployment").await.map_err(|e| match e {
-        Error::Chain(m) => Error::Chain(engine::scrub_url(&m, rpc)),
+        Error::Chain(m) => Error::Chain(scrub_url(&m, rpc)),
         other => other,
     })?;
     let contract = receipt

@@ -12,6 +12,9 @@
 //! - [`verify`]: recomputes every hash of a bundle and reports what it checked.
 //! - [`certificate`]: a whole trace (its nodes and every event with its proof, shared
 //!   batch and epoch parts) as one document, verified event by event.
+//! - [`report`]: one document verified and rendered as the auditor's verdict (text or
+//!   JSON): the `veritrace-verify` binary and `veritrace verify` print it.
+//! - `chain` (feature `rpc`): reads an EVM receipt's root back from the contract.
 //!
 //! Key decision: a proof is two-level. An event's leaf proves into its batch root (one
 //! batch per partition and offset range); the batch header proves into the epoch root; the
@@ -22,7 +25,11 @@ pub mod bundle;
 pub mod canonical;
 pub mod certificate;
 pub mod merkle;
+pub mod report;
 pub mod verify;
+
+#[cfg(feature = "rpc")]
+pub mod chain;
 
 mod digest;
 mod error;

@@ -1,5 +1,9 @@
-//! What `veritrace verify BUNDLE --rpc URL` asks the chain: does the contract named in the
-//! receipt hold the epoch root, in the receipt's block, with the receipt's log?
+//! The chain check (feature `rpc`): does the contract named in an EVM receipt hold the
+//! epoch root, in the receipt's block, with the receipt's log? What `veritrace-verify
+//! --rpc URL` and `veritrace verify --rpc URL` ask.
+//!
+//! The `VeritraceAnchor` contract binding is declared here once, from the committed
+//! artifact `anchor/contracts/VeritraceAnchor.json`; the anchor stage writes with it.
 
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -10,27 +14,79 @@ use alloy::primitives::{Address, B256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
-use veritrace_verify::Digest;
-use veritrace_verify::bundle::EvmReceipt;
 
-use super::VeritraceAnchor;
-use super::engine::{redact_url, scrub_url};
+use crate::Digest;
+use crate::bundle::EvmReceipt;
+use crate::report::{ChainCheck, ChainCheckError};
 
-/// Why the chain does not back a receipt. `code` is stable (for scripts); `detail` is for
-/// people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainCheckError {
-    /// The RPC could not be asked (down, slow, not a URL): nothing was proven either way.
-    #[error("cannot consult the chain: {0}")]
-    Unreachable(String),
-    /// The chain contradicts the receipt.
-    #[error("{code}: {detail}")]
-    Failed {
-        /// Stable reason code.
-        code: &'static str,
-        /// What the chain showed.
-        detail: String,
-    },
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    VeritraceAnchor,
+    "../contracts/VeritraceAnchor.json"
+);
+
+/// Parses an RPC URL.
+pub fn rpc_url(rpc: &str) -> Result<alloy::transports::http::reqwest::Url, String> {
+    rpc.parse()
+        .map_err(|e| format!("--rpc {rpc:?} is not a URL: {e}"))
+}
+
+/// A JSON-RPC endpoint asked on a runtime of its own, one request at a time.
+#[derive(Debug)]
+pub struct RpcChain {
+    rpc: String,
+    contract: Option<Address>,
+    timeout: Duration,
+    rt: tokio::runtime::Runtime,
+}
+
+impl RpcChain {
+    /// `rpc` is the endpoint, `contract` the operator's published `VeritraceAnchor` address
+    /// (pins the contract; else the receipt's is used), `timeout` each request's deadline.
+    pub fn new(rpc: &str, contract: Option<&str>, timeout: Duration) -> Result<Self, String> {
+        let contract = match contract {
+            Some(c) => Some(
+                c.parse::<Address>()
+                    .map_err(|_| format!("--contract {c:?} is not an address"))?,
+            ),
+            None => None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the RPC runtime: {e}"))?;
+        Ok(RpcChain {
+            rpc: rpc.to_owned(),
+            contract,
+            timeout: timeout.max(Duration::from_secs(1)),
+            rt,
+        })
+    }
+}
+
+impl ChainCheck for RpcChain {
+    fn check(
+        &self,
+        receipt: &EvmReceipt,
+        root: &Digest,
+        epoch_id: u64,
+        batch_count: u64,
+    ) -> Result<Vec<String>, ChainCheckError> {
+        self.rt.block_on(check_on_chain(
+            &self.rpc,
+            receipt,
+            root,
+            epoch_id,
+            batch_count,
+            self.contract,
+            self.timeout,
+        ))
+    }
+
+    fn pins_contract(&self) -> bool {
+        self.contract.is_some()
+    }
 }
 
 fn fail(code: &'static str, detail: String) -> ChainCheckError {
@@ -50,7 +106,7 @@ pub async fn check_on_chain(
     expected_contract: Option<Address>,
     timeout: Duration,
 ) -> Result<Vec<String>, ChainCheckError> {
-    let url = super::rpc_url(rpc).map_err(|e| ChainCheckError::Unreachable(e.to_string()))?;
+    let url = rpc_url(rpc).map_err(ChainCheckError::Unreachable)?;
     let p = RootProvider::<Ethereum>::new_http(url);
     let shown = redact_url(rpc);
     async fn ask<T, E: std::fmt::Display>(
@@ -221,4 +277,39 @@ pub async fn check_on_chain(
         head.saturating_sub(receipt.block_number) + 1
     ));
     Ok(checks)
+}
+
+/// `scheme://host:port` of a URL: what logs and errors show of an RPC endpoint.
+pub fn redact_url(url: &str) -> String {
+    match url.parse::<alloy::transports::http::reqwest::Url>() {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("?");
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        }
+        Err(_) => "<unparsable url>".into(),
+    }
+}
+
+/// Removes an RPC URL's secrets (path, query, credentials: where providers put API keys)
+/// from a message that may quote it, as transport errors do.
+pub fn scrub_url(msg: &str, rpc: &str) -> String {
+    let shown = redact_url(rpc);
+    let mut out = msg.replace(rpc, &shown);
+    if let Ok(u) = rpc.parse::<alloy::transports::http::reqwest::Url>() {
+        out = out.replace(u.as_str(), &shown);
+        out = out.replace(u.as_str().trim_end_matches('/'), &shown);
+        if u.path().len() > 1 {
+            out = out.replace(u.path(), "/…");
+        }
+        if let Some(q) = u.query() {
+            out = out.replace(q, "…");
+        }
+        if let Some(p) = u.password() {
+            out = out.replace(p, "…");
+        }
+    }
+    out
 }

@@ -1,0 +1,160 @@
+//! `veritrace-verify`: the auditor's tool. Verifies a proof bundle or a trace certificate
+//! offline (and, built with `--features rpc`, against the chain) and exits 0 when it is
+//! valid, 1 when it is not, 2 when it could not decide (unreadable file, chain unreachable,
+//! bad arguments). `veritrace verify` is the same code inside the node's binary.
+
+use std::process::ExitCode;
+
+use veritrace_verify::report::{ChainCheck, verify_document};
+use veritrace_verify::verify::Options;
+
+const USAGE: &str = "\
+usage: veritrace-verify [OPTIONS] FILE
+
+Verifies a Veritrace proof bundle or trace certificate (JSON): every hash, the batch and
+epoch roots, the anchor receipt. Exit status: 0 valid, 1 invalid, 2 could not decide.
+
+options:
+  --ledger FILE        the node's local ledger: checks its whole hash chain and the receipt in it
+  --key HEX            the node's published Ed25519 public key, to pin the signer
+  --rpc URL            JSON-RPC URL of the chain an evm receipt names (builds with --features rpc)
+  --contract ADDRESS   the operator's published VeritraceAnchor address (with --rpc)
+  --rpc-timeout SECS   deadline of each JSON-RPC request (default 10)
+  --json               print the report as JSON
+  -h, --help           this text
+  -V, --version        the version
+";
+
+#[derive(Debug, Default)]
+struct Args {
+    file: Option<String>,
+    ledger: Option<String>,
+    key: Option<String>,
+    rpc: Option<String>,
+    contract: Option<String>,
+    rpc_timeout: u64,
+    json: bool,
+}
+
+enum Parsed {
+    Run(Args),
+    Print(String),
+}
+
+fn parse(argv: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut a = Args {
+        rpc_timeout: 10,
+        ..Args::default()
+    };
+    let mut it = argv.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Print(USAGE.to_owned())),
+            "-V" | "--version" => {
+                return Ok(Parsed::Print(format!(
+                    "veritrace-verify {}\n",
+                    env!("CARGO_PKG_VERSION")
+                )));
+            }
+            "--json" => a.json = true,
+            "--ledger" => a.ledger = Some(value("--ledger")?),
+            "--key" => a.key = Some(value("--key")?),
+            "--rpc" => a.rpc = Some(value("--rpc")?),
+            "--contract" => a.contract = Some(value("--contract")?),
+            "--rpc-timeout" => {
+                let v = value("--rpc-timeout")?;
+                a.rpc_timeout = v
+                    .parse()
+                    .map_err(|_| format!("--rpc-timeout {v:?} is not a number of seconds"))?;
+            }
+            f if f.starts_with('-') && f.len() > 1 => return Err(format!("unknown option {f}")),
+            _ if a.file.is_none() => a.file = Some(arg),
+            _ => return Err(format!("unexpected argument {arg:?}: one file at a time")),
+        }
+    }
+    if a.file.is_none() {
+        return Err("no file given".into());
+    }
+    if a.contract.is_some() && a.rpc.is_none() {
+        return Err("--contract needs --rpc".into());
+    }
+    Ok(Parsed::Run(a))
+}
+
+#[cfg(feature = "rpc")]
+fn chain(a: &Args) -> Result<Option<Box<dyn ChainCheck>>, String> {
+    match &a.rpc {
+        Some(rpc) => Ok(Some(Box::new(veritrace_verify::chain::RpcChain::new(
+            rpc,
+            a.contract.as_deref(),
+            std::time::Duration::from_secs(a.rpc_timeout),
+        )?))),
+        None => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "rpc"))]
+fn chain(a: &Args) -> Result<Option<Box<dyn ChainCheck>>, String> {
+    match a.rpc {
+        Some(_) => Err(
+            "this veritrace-verify was built without the chain check: build it with --features rpc to use --rpc"
+                .into(),
+        ),
+        None => Ok(None),
+    }
+}
+
+fn run(a: &Args) -> Result<bool, String> {
+    let file = a.file.as_deref().unwrap_or_default();
+    let bytes = std::fs::read(file).map_err(|e| format!("reading {file}: {e}"))?;
+    let ledger = match &a.ledger {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).map_err(|e| format!("reading ledger {p}: {e}"))?)
+        }
+        None => None,
+    };
+    let opts = Options {
+        ledger,
+        pinned_key: a.key.clone(),
+    };
+    let chain = chain(a)?;
+    let verdict =
+        verify_document(file, &bytes, &opts, chain.as_deref()).map_err(|e| e.to_string())?;
+    if a.json {
+        println!("{}", verdict.json);
+    } else {
+        print!("{}", verdict.text);
+    }
+    Ok(verdict.valid)
+}
+
+fn main() -> ExitCode {
+    match parse(std::env::args().skip(1)) {
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Parsed::Run(a)) => match run(&a) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("veritrace-verify: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Err(e) => {
+            eprintln!("veritrace-verify: {e}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

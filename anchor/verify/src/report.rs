@@ -1,0 +1,252 @@
+//! What an auditor reads: one document (a proof bundle or a trace certificate) verified and
+//! rendered as a verdict, in text for people and JSON for scripts.
+//!
+//! This is the whole of `veritrace-verify FILE` and `veritrace verify FILE`; both print
+//! [`Verdict::text`] or [`Verdict::json`] and exit with [`Verdict::valid`]. Pure: the caller
+//! reads the files, and the chain is asked through a [`ChainCheck`] it supplies (the `rpc`
+//! feature's [`crate::chain::RpcChain`], or none: the report then says the chain was not
+//! consulted).
+
+use serde_json::{Value, json};
+
+use crate::Digest;
+use crate::bundle::{Anchor, EvmReceipt, ProofBundle};
+use crate::certificate::{CERTIFICATE_FORMAT, Certificate, verify_certificate};
+use crate::verify::{Options, verify_bundle};
+
+/// Why the chain does not back a receipt. `code` is stable (for scripts); `detail` is for
+/// people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainCheckError {
+    /// The RPC could not be asked (down, slow, not a URL): nothing was proven either way.
+    #[error("cannot consult the chain: {0}")]
+    Unreachable(String),
+    /// The chain contradicts the receipt.
+    #[error("{code}: {detail}")]
+    Failed {
+        /// Stable reason code.
+        code: &'static str,
+        /// What the chain showed.
+        detail: String,
+    },
+}
+
+/// Asks a chain whether it backs an EVM receipt.
+pub trait ChainCheck {
+    /// Checks `receipt` for the epoch root `root` (epoch `epoch_id`, `batch_count`
+    /// batches); returns the checks made, in order.
+    fn check(
+        &self,
+        receipt: &EvmReceipt,
+        root: &Digest,
+        epoch_id: u64,
+        batch_count: u64,
+    ) -> Result<Vec<String>, ChainCheckError>;
+
+    /// True when the auditor pinned the contract address (else it comes from the receipt).
+    fn pins_contract(&self) -> bool;
+}
+
+/// The outcome of verifying one document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// True when every check passed.
+    pub valid: bool,
+    /// The report for people, one line per check (ends with a newline).
+    pub text: String,
+    /// The report for scripts.
+    pub json: Value,
+}
+
+impl Verdict {
+    fn invalid(name: &str, code: &str, msg: String) -> Self {
+        Verdict {
+            valid: false,
+            text: format!("INVALID  {name}: {msg}\n"),
+            json: json!({"valid": false, "code": code, "error": msg}),
+        }
+    }
+}
+
+/// Verifies `bytes` (a proof bundle or a certificate, told apart by its `format`) named
+/// `name` in the report. The only error is a chain that could not be asked: nothing is
+/// proven either way, so that is not a verdict on the document.
+pub fn verify_document(
+    name: &str,
+    bytes: &[u8],
+    opts: &Options,
+    chain: Option<&dyn ChainCheck>,
+) -> Result<Verdict, ChainCheckError> {
+    if serde_json::from_slice::<Value>(bytes).is_ok_and(|v| v["format"] == CERTIFICATE_FORMAT) {
+        return certificate(name, bytes, opts, chain);
+    }
+    let bundle = match ProofBundle::from_json(bytes) {
+        Ok(b) => b,
+        Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
+    };
+    let mut report = match verify_bundle(&bundle, opts) {
+        Ok(r) => r,
+        Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
+    };
+    // The chain, when asked and when the receipt names one.
+    let chain_note = match (chain, &bundle.anchor, &bundle.epoch) {
+        (Some(chain), Some(Anchor::Evm { receipt }), Some(epoch)) => {
+            match chain.check(receipt, &epoch.root, epoch.epoch_id, epoch.batch_count) {
+                Ok(checks) => {
+                    report.checks.extend(checks);
+                    report
+                        .notes
+                        .retain(|n| !n.starts_with("the chain was not consulted"));
+                    if !chain.pins_contract() {
+                        report.notes.push(format!(
+                            "the contract address was taken from the receipt: pass --contract with the operator's published address to pin it ({})",
+                            receipt.contract
+                        ));
+                    }
+                    None
+                }
+                Err(ChainCheckError::Failed { code, detail }) => {
+                    return Ok(Verdict::invalid(
+                        name,
+                        code,
+                        format!("chain check failed ({code}): {detail}"),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        (Some(_), Some(Anchor::Local { .. }), _) => {
+            Some("chain: this bundle is anchored on the local ledger; --rpc has nothing to check")
+        }
+        (Some(_), None, _) => {
+            Some("chain: the bundle is not anchored yet; --rpc has nothing to check")
+        }
+        (None, Some(Anchor::Local { .. }), _) => {
+            Some("chain: no public chain consulted (local backend)")
+        }
+        _ => None,
+    };
+    if let Some(n) = chain_note {
+        report.notes.push(n.to_owned());
+    }
+    let mut text = format!(
+        "VALID  {} ({})\n",
+        report.event_id.as_deref().unwrap_or("?"),
+        report.status.as_str()
+    );
+    for c in &report.checks {
+        text.push_str(&format!("  ok    {c}\n"));
+    }
+    for n in &report.notes {
+        text.push_str(&format!("  note  {n}\n"));
+    }
+    Ok(Verdict {
+        valid: true,
+        text,
+        json: json!({
+            "valid": true,
+            "event_id": report.event_id,
+            "status": report.status.as_str(),
+            "checks": report.checks,
+            "notes": report.notes,
+        }),
+    })
+}
+
+fn certificate(
+    name: &str,
+    bytes: &[u8],
+    opts: &Options,
+    chain: Option<&dyn ChainCheck>,
+) -> Result<Verdict, ChainCheckError> {
+    let cert = match Certificate::from_json(bytes) {
+        Ok(c) => c,
+        Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
+    };
+    let mut report = match verify_certificate(&cert, opts) {
+        Ok(r) => r,
+        Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
+    };
+    // Each epoch receipt once against the chain, when asked.
+    if let Some(chain) = chain {
+        for (epoch_id, anchor) in &cert.anchors {
+            let Anchor::Evm { receipt } = anchor else {
+                continue;
+            };
+            let Some(ep) = cert
+                .batches
+                .values()
+                .filter_map(|b| b.epoch.as_ref())
+                .find(|e| e.epoch_id == *epoch_id)
+            else {
+                continue;
+            };
+            match chain.check(receipt, &ep.root, ep.epoch_id, ep.batch_count) {
+                Ok(_) => report.checks.push(format!(
+                    "epoch {epoch_id}: root read back from contract {} in block {}",
+                    receipt.contract, receipt.block_number
+                )),
+                Err(ChainCheckError::Failed { code, detail }) => report
+                    .problems
+                    .push(format!("epoch {epoch_id}: {code}: {detail}")),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let valid = report.valid();
+    let events: Vec<Value> = report
+        .events
+        .iter()
+        .map(|e| match &e.result {
+            Ok(r) => json!({"event_id": e.event_id, "node": e.node, "valid": true, "status": r.status.as_str()}),
+            Err(err) => json!({"event_id": e.event_id, "node": e.node, "valid": false, "code": err.code(), "error": err.to_string()}),
+        })
+        .collect();
+    let json = json!({
+        "valid": valid,
+        "root": cert.trace.root,
+        "direction": cert.trace.direction,
+        "events": events,
+        "checks": report.checks,
+        "problems": report.problems,
+        "notes": report.notes,
+    });
+    let mut text = format!(
+        "{}  certificate: {} trace of {} ({} events)\n",
+        if valid { "VALID" } else { "INVALID" },
+        cert.trace.direction,
+        cert.trace.root,
+        report.events.len()
+    );
+    for e in &report.events {
+        text.push_str(&match &e.result {
+            Ok(r) => format!(
+                "  ok    {} ({}) [{}]\n",
+                e.event_id,
+                r.status.as_str(),
+                e.node
+            ),
+            Err(err) => format!("  FAIL  {} [{}]: {err}\n", e.event_id, e.node),
+        });
+    }
+    for c in &report.checks {
+        text.push_str(&format!("  ok    {c}\n"));
+    }
+    for p in &report.problems {
+        text.push_str(&format!("  FAIL  {p}\n"));
+    }
+    for n in &report.notes {
+        text.push_str(&format!("  note  {n}\n"));
+    }
+    if chain.is_none()
+        && cert
+            .anchors
+            .values()
+            .any(|x| matches!(x, Anchor::Evm { .. }))
+    {
+        text.push_str(
+            "  note  the chain was not consulted: pass --rpc URL to read the epoch roots back\n",
+        );
+    }
+    Ok(Verdict { valid, text, json })
+}

@@ -1,0 +1,179 @@
+//! `veritrace-verify`, the auditor's binary, run as an auditor runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use veritrace_verify::bundle::{BatchHeader, FORMAT, LeafProof, ProofBundle, Status};
+use veritrace_verify::{Digest, canonical, merkle};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_veritrace-verify"))
+        .args(args)
+        .output()
+        .expect("run veritrace-verify")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A sealed (not yet anchored) bundle of a two-event batch.
+fn bundle() -> ProofBundle {
+    let events = [
+        serde_json::json!({"event_id": "e1", "version": 1}),
+        serde_json::json!({"event_id": "e2", "version": 1}),
+    ];
+    let leaves: Vec<Digest> = events
+        .iter()
+        .map(|e| merkle::leaf_hash(&canonical::to_vec(e).expect("jcs")))
+        .collect();
+    let root = merkle::root(&leaves);
+    ProofBundle {
+        format: FORMAT.into(),
+        status: Status::Sealed,
+        event: events[0].clone(),
+        leaf: LeafProof {
+            index: 0,
+            hash: leaves[0],
+            audit_path: merkle::Tree::new(&leaves).audit_path(0).expect("path"),
+        },
+        batch: BatchHeader {
+            batch_id: "s-p000-0-1".into(),
+            stream: "s".into(),
+            partition: 0,
+            seq: 0,
+            first_offset: 0,
+            last_offset: 1,
+            records: 2,
+            size: 2,
+            root,
+            prev_root: Digest::ZERO,
+            sealed_at: "2026-11-21T00:00:00.000Z".into(),
+        },
+        epoch: None,
+        anchor: None,
+    }
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("vt-verify-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        Dir(d)
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).expect("write");
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn a_valid_bundle_exits_0_with_each_check() {
+    let d = Dir::new("valid");
+    let p = d.write("b.json", &serde_json::to_vec(&bundle()).expect("json"));
+    let out = run(&[s(&p)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.starts_with("VALID  e1 (sealed)"), "{text}");
+    assert!(text.contains("  ok    "), "{text}");
+
+    let out = run(&["--json", s(&p)]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["event_id"], "e1");
+    assert_eq!(v["status"], "sealed");
+    assert!(v["checks"].as_array().is_some_and(|c| !c.is_empty()));
+}
+
+#[test]
+fn a_tampered_bundle_exits_1_with_a_reason_code() {
+    let d = Dir::new("tampered");
+    let mut b = serde_json::to_value(bundle()).expect("json");
+    b["event"]["version"] = 2.into();
+    let p = d.write("b.json", &serde_json::to_vec(&b).expect("json"));
+    let out = run(&[s(&p)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("INVALID"), "{}", stdout(&out));
+    let out = run(&["--json", s(&p)]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["code"], "root_mismatch", "{v}");
+
+    // Not JSON at all: invalid too, with the parser's reason.
+    let p = d.write("garbage.json", b"{\"format\": ");
+    let out = run(&["--json", s(&p)]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(v["code"], "malformed", "{v}");
+}
+
+#[test]
+fn what_cannot_be_decided_exits_2() {
+    let out = run(&["/nonexistent/bundle.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("reading /nonexistent/bundle.json"),
+        "{}",
+        stderr(&out)
+    );
+    for args in [
+        &[][..],
+        &["--frobnicate", "x.json"],
+        &["a.json", "b.json"],
+        &["--rpc-timeout", "soon", "a.json"],
+        &["--contract", "0x00", "a.json"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("usage: veritrace-verify"), "{args:?}");
+    }
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("--ledger FILE"));
+}
+
+#[test]
+fn rpc_without_a_chain_to_ask_is_not_a_verdict() {
+    let d = Dir::new("rpc");
+    let p = d.write("b.json", &serde_json::to_vec(&bundle()).expect("json"));
+    // A sealed bundle has no receipt: with the chain check built in, --rpc has nothing to
+    // check and says so; without it, --rpc is refused as unavailable in this build.
+    let out = run(&["--rpc", "http://127.0.0.1:9", s(&p)]);
+    if cfg!(feature = "rpc") {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("--rpc has nothing to check"),
+            "{}",
+            stdout(&out)
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("--features rpc"), "{}", stderr(&out));
+    }
+}
