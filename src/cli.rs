@@ -421,7 +421,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     stopped(),
                 ));
                 let servers = async {
-                    veritrace_queries::http::serve(listener, app, stopped()).await?;
+                    veritrace_metrics::serve(listener, app, stopped()).await?;
                     flight_task
                         .await
                         .context("the Flight SQL server task")?

@@ -20,15 +20,6 @@ use veritrace_queries::QueryEngine;
 use veritrace_simulator::{SimConfig, Simulator};
 use veritrace_verify::verify::{self, Options};
 
-/// Metric: events accepted by the demo run.
-pub const ACCEPTED_TOTAL: &str = "veritrace_processors_accepted_total";
-/// Metric: records rejected by the demo run, by reason code.
-pub const REJECTED_TOTAL: &str = "veritrace_processors_rejected_total";
-/// Metric: batches sealed by the demo run.
-pub const BATCHES_TOTAL: &str = "veritrace_anchor_batches_total";
-/// Metric: epochs anchored by the demo run.
-pub const EPOCHS_TOTAL: &str = "veritrace_anchor_epochs_total";
-
 /// Marker file that lets the demo recreate its own data directory, and only its own.
 const MARKER: &str = ".veritrace-demo";
 
@@ -294,7 +285,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  curl -s http://{addr}/v1/events/{sample}/proof > proof.json");
         println!("  {exe} verify proof.json {verify_hint}");
         println!("  {exe} sql --data {data} \"SELECT reason, count(*) AS n FROM rejected GROUP BY reason ORDER BY n DESC\"");
-        veritrace_queries::http::serve(listener, app, crate::rt::shutdown_signal()).await?;
+        veritrace_metrics::serve(listener, app, crate::rt::shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -316,43 +307,28 @@ async fn sample_event(engine: &QueryEngine) -> anyhow::Result<String> {
     bail!("no accepted events to prove (was every record rejected?)")
 }
 
+/// The demo's run in the vocabulary `veritrace process` exports (`deploy/METRICS.md`):
+/// the same counters, holding the run's totals.
 fn register_pipeline_metrics(
     registry: &prometheus::Registry,
     report: &RunReport,
 ) -> anyhow::Result<()> {
-    use prometheus::{IntGauge, IntGaugeVec, Opts};
-    let g = |name: &str, help: &str, v: u64| -> anyhow::Result<()> {
-        let g = IntGauge::new(name, help)?;
-        g.set(v as i64);
-        registry.register(Box::new(g))?;
-        Ok(())
-    };
-    g(
-        ACCEPTED_TOTAL,
-        "Events accepted by the demo run",
-        report.stats.accepted,
-    )?;
-    g(
-        BATCHES_TOTAL,
-        "Batches sealed by the demo run",
-        report.stats.batches,
-    )?;
-    g(
-        EPOCHS_TOTAL,
-        "Epochs anchored by the demo run",
-        report.epochs,
-    )?;
-    let rej = IntGaugeVec::new(
-        Opts::new(
-            REJECTED_TOTAL,
-            "Records rejected by the demo run, by reason",
-        ),
-        &["reason"],
-    )?;
-    for (r, n) in &report.stats.rejected {
-        rej.with_label_values(&[r.as_str()]).set(*n as i64);
+    use veritrace_metrics as m;
+    let s = &report.stats;
+    m::counter(registry, &m::CONSUMED)?.inc_by(s.consumed);
+    m::counter(registry, &m::ACCEPTED)?.inc_by(s.accepted);
+    let rejected = m::counter_vec(registry, &m::REJECTED)?;
+    for (r, n) in &s.rejected {
+        rejected.with_label_values(&[r.as_str()]).inc_by(*n);
     }
-    registry.register(Box::new(rej))?;
+    m::counter(registry, &m::DUPLICATES)?.inc_by(
+        s.rejected
+            .get(&Reason::DuplicateEventId)
+            .copied()
+            .unwrap_or(0),
+    );
+    m::counter(registry, &m::BATCHES)?.inc_by(s.batches);
+    m::counter(registry, &m::EPOCHS)?.inc_by(report.epochs);
     Ok(())
 }
 
@@ -398,4 +374,62 @@ pub fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use veritrace_processors::Stats;
+    use veritrace_processors::runtime::RunReport;
+
+    use super::*;
+
+    #[test]
+    fn the_demo_reports_its_run_in_the_vocabulary_of_veritrace_process() {
+        let report = RunReport {
+            stats: Stats {
+                consumed: 10,
+                accepted: 7,
+                rejected: BTreeMap::from([
+                    (Reason::DuplicateEventId, 1),
+                    (Reason::MalformedJson, 2),
+                ]),
+                batches: 2,
+                replayed: 0,
+            },
+            epochs: 1,
+            unanchored: 0,
+            witness: "local".into(),
+            anchored: Vec::new(),
+            elapsed: std::time::Duration::from_secs(1),
+        };
+        let registry = prometheus::Registry::new();
+        register_pipeline_metrics(&registry, &report).expect("register");
+        assert_eq!(
+            veritrace_metrics::off_catalog(&registry),
+            Vec::<String>::new()
+        );
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("encode");
+        for (name, want) in [
+            (veritrace_metrics::CONSUMED.name, 10.0),
+            (veritrace_metrics::ACCEPTED.name, 7.0),
+            (veritrace_metrics::REJECTED.name, 3.0),
+            (veritrace_metrics::DUPLICATES.name, 1.0),
+            (veritrace_metrics::BATCHES.name, 2.0),
+            (veritrace_metrics::EPOCHS.name, 1.0),
+        ] {
+            let got: f64 = text
+                .lines()
+                .filter(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            assert_eq!(got, want, "{name}");
+        }
+    }
 }

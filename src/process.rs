@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use veritrace_processors::kafka::{self, Metrics, ProcessConfig, admin};
+use veritrace_processors::kafka::{self, ProcessConfig, ProcessorMetrics, admin};
 
 use crate::config::Config;
 
@@ -117,7 +117,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     tracing::info!(config = ?pcfg, data = %data.display(), "starting processor");
 
     let registry = prometheus::Registry::new();
-    let metrics = Metrics::new(&registry)?;
+    let metrics = ProcessorMetrics::new(&registry)?;
     let stop = Arc::new(AtomicBool::new(false));
     // Why processing stopped, if it did: /healthz answers with it until the process exits.
     let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -127,7 +127,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("binding the metrics endpoint {listen}"))?;
     let bound = listener.local_addr()?;
-    let health: veritrace_queries::http::HealthCheck = {
+    let health: veritrace_metrics::HealthCheck = {
         let failed = failed.clone();
         let m = metrics.clone();
         Arc::new(move || {
@@ -142,11 +142,11 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
             }
         })
     };
-    let app = veritrace_queries::http::metrics_router(registry, health);
+    let app = veritrace_metrics::ops_router(registry, health);
     let server_stop = Arc::new(tokio::sync::Notify::new());
     let server = {
         let n = server_stop.clone();
-        rt.spawn(veritrace_queries::http::serve(listener, app, async move {
+        rt.spawn(veritrace_metrics::serve(listener, app, async move {
             n.notified().await
         }))
     };

@@ -25,6 +25,7 @@ mod anchorer;
 mod batch;
 pub mod clock;
 pub mod compact;
+mod compaction_log;
 mod epoch;
 pub mod epoch_loop;
 mod error;

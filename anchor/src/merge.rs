@@ -22,7 +22,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use tracing::instrument;
 
-use crate::compact::{CompactOptions, CompactionLog, KeyRange, LiveFile, Merge, RunFile, SORT_KEY};
+use crate::compaction_log::{
+    CompactOptions, CompactionLog, KeyRange, LiveFile, Merge, RunFile, SORT_KEY,
+};
 use crate::fsutil::{append_line_durable, write_atomic};
 use crate::tables::EVENTS;
 use crate::{DataDir, Error, Result};
@@ -412,7 +414,7 @@ pub(crate) fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compact::Compaction;
+    use crate::compaction_log::Compaction;
 
     fn log(sizes: &[u64]) -> CompactionLog {
         CompactionLog {

@@ -1,35 +1,21 @@
-//! The anchor contract on a real EVM node (Anvil from tools/evm, started on a free loopback
-//! port and stopped when the test ends): deploy, anchor, look up, and the refusals.
+//! The anchor contract on a real EVM node (Anvil from tools/evm, started by the testkit on
+//! a free loopback port and stopped when the test ends): deploy, anchor, look up, and the refusals.
 
-use std::path::PathBuf;
-
-use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{B256, U256};
 use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
 use alloy::sol_types::SolEvent;
 
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    VeritraceAnchor,
-    "contracts/VeritraceAnchor.json"
-);
+use veritrace_anchor::evm::VeritraceAnchor;
+use veritrace_testkit::anvil::Anvil;
 
-fn anvil() -> AnvilInstance {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tools/evm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    assert!(
-        bin.is_file(),
-        "no EVM node for this test: {} is missing; run scripts/test (it runs `npm ci --prefix tools/evm`)",
-        bin.display()
-    );
-    Anvil::at(bin)
-        .arg("--host")
-        .arg("127.0.0.1")
-        .try_spawn()
-        .expect("start anvil")
+fn anvil() -> Anvil {
+    Anvil::start(&[])
+}
+
+/// The node's URL, as alloy's providers take it.
+fn endpoint(node: &Anvil) -> alloy::transports::http::reqwest::Url {
+    node.url().parse().expect("anvil url")
 }
 
 /// A provider for `signer`. Nonces are read from the chain for every transaction: alloy's
@@ -50,10 +36,10 @@ fn provider(
 #[tokio::test]
 async fn anchors_once_per_root_and_only_for_writers() {
     let node = anvil();
-    let owner: PrivateKeySigner = node.keys()[0].clone().into();
-    let stranger: PrivateKeySigner = node.keys()[1].clone().into();
-    let writer: PrivateKeySigner = node.keys()[2].clone().into();
-    let p = provider(owner, node.endpoint_url());
+    let owner: PrivateKeySigner = node.keys()[0].parse().expect("dev key");
+    let stranger: PrivateKeySigner = node.keys()[1].parse().expect("dev key");
+    let writer: PrivateKeySigner = node.keys()[2].parse().expect("dev key");
+    let p = provider(owner, endpoint(&node));
     let c = VeritraceAnchor::deploy(&p).await.expect("deploy");
 
     let root = B256::repeat_byte(0xab);
@@ -95,10 +81,8 @@ async fn anchors_once_per_root_and_only_for_writers() {
     );
 
     // A stranger cannot anchor; a writer the owner allowed can.
-    let as_stranger = VeritraceAnchor::new(
-        *c.address(),
-        provider(stranger.clone(), node.endpoint_url()),
-    );
+    let as_stranger =
+        VeritraceAnchor::new(*c.address(), provider(stranger.clone(), endpoint(&node)));
     let refused = as_stranger
         .anchor(B256::repeat_byte(1), 9, 1)
         .send()
@@ -118,7 +102,7 @@ async fn anchors_once_per_root_and_only_for_writers() {
         .get_receipt()
         .await
         .expect("receipt");
-    let as_writer = VeritraceAnchor::new(*c.address(), provider(writer, node.endpoint_url()));
+    let as_writer = VeritraceAnchor::new(*c.address(), provider(writer, endpoint(&node)));
     let r = as_writer
         .anchor(B256::repeat_byte(2), 9, 3)
         .send()
@@ -136,10 +120,10 @@ async fn anchors_once_per_root_and_only_for_writers() {
 async fn the_deploy_operation_creates_the_contract_owned_by_the_key() {
     use alloy::providers::Provider;
     let node = anvil();
-    let key: PrivateKeySigner = node.keys()[3].clone().into();
+    let key: PrivateKeySigner = node.keys()[3].parse().expect("dev key");
     let owner = key.address();
     let d = veritrace_anchor::evm::deploy(
-        node.endpoint_url().as_str(),
+        node.url().as_str(),
         key,
         std::time::Duration::from_millis(50),
     )
@@ -147,14 +131,14 @@ async fn the_deploy_operation_creates_the_contract_owned_by_the_key() {
     .expect("deploy");
     assert_eq!(d.chain_id, node.chain_id());
     assert_eq!(d.owner, owner);
-    let p = ProviderBuilder::new().connect_http(node.endpoint_url());
+    let p = ProviderBuilder::new().connect_http(endpoint(&node));
     let code = p.get_code_at(d.contract).await.expect("code");
     assert!(!code.is_empty(), "no code at {}", d.contract);
     let c = VeritraceAnchor::new(d.contract, &p);
     assert_eq!(c.owner().call().await.expect("owner"), owner);
 
     // A chain that is not there is a clear error, not a hang.
-    let key: PrivateKeySigner = node.keys()[4].clone().into();
+    let key: PrivateKeySigner = node.keys()[4].parse().expect("dev key");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")

@@ -6,42 +6,28 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, B256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
-use veritrace_anchor::evm::{self, EvmSettings, JournalRecord};
+use veritrace_anchor::evm::{self, EvmSettings, JournalRecord, VeritraceAnchor};
 use veritrace_anchor::{Anchorer, Backend, BatchHeader, DataDir};
 use veritrace_verify::Digest;
 
-alloy::sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    VeritraceAnchor,
-    "contracts/VeritraceAnchor.json"
-);
+use veritrace_testkit::anvil::Anvil;
 
-fn anvil(extra: &[&str]) -> AnvilInstance {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tools/evm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    assert!(
-        bin.is_file(),
-        "no EVM node for this test: {} is missing; run scripts/test (it runs `npm ci --prefix tools/evm`)",
-        bin.display()
-    );
-    Anvil::at(bin)
-        .arg("--host")
-        .arg("127.0.0.1")
-        .args(extra.iter().copied())
-        .try_spawn()
-        .expect("start anvil")
+fn anvil(extra: &[&str]) -> Anvil {
+    Anvil::start(extra)
+}
+
+/// The node's URL, as alloy's providers take it.
+fn endpoint(node: &Anvil) -> alloy::transports::http::reqwest::Url {
+    node.url().parse().expect("anvil url")
 }
 
 /// A TCP forwarder in front of the node that can be switched off (connections refused
@@ -216,10 +202,10 @@ fn drain_all(a: &mut Anchorer, within: Duration) {
     );
 }
 
-fn deploy(node: &AnvilInstance, key: &PrivateKeySigner) -> Address {
+fn deploy(node: &Anvil, key: &PrivateKeySigner) -> Address {
     let rt = tokio::runtime::Runtime::new().expect("rt");
     rt.block_on(evm::deploy(
-        node.endpoint_url().as_str(),
+        node.url().as_str(),
         key.clone(),
         Duration::from_millis(20),
     ))
@@ -228,15 +214,15 @@ fn deploy(node: &AnvilInstance, key: &PrivateKeySigner) -> Address {
 }
 
 /// Deploys on a node that does not mine by itself, mining until the deployment lands.
-fn deploy_mining(node: &AnvilInstance, key: &PrivateKeySigner) -> Address {
-    let (k, rpc) = (key.clone(), node.endpoint_url().to_string());
+fn deploy_mining(node: &Anvil, key: &PrivateKeySigner) -> Address {
+    let (k, rpc) = (key.clone(), node.url());
     let h = std::thread::spawn(move || {
         tokio::runtime::Runtime::new()
             .expect("rt")
             .block_on(evm::deploy(&rpc, k, Duration::from_millis(20)))
     });
     let rt = tokio::runtime::Runtime::new().expect("rt");
-    let p = ProviderBuilder::new().connect_http(node.endpoint_url());
+    let p = ProviderBuilder::new().connect_http(endpoint(node));
     while !h.is_finished() {
         rt.block_on(p.raw_request::<_, String>("evm_mine".into(), ()))
             .expect("mine");
@@ -304,9 +290,9 @@ fn journal(dir: &DataDir) -> Vec<JournalRecord> {
 #[test]
 fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     let node = anvil(&["--block-time", "0.1"]);
-    let key: PrivateKeySigner = node.keys()[0].clone().into();
+    let key: PrivateKeySigner = node.keys()[0].parse().expect("dev key");
     let contract = deploy(&node, &key);
-    let proxy = Proxy::start(node.port());
+    let proxy = Proxy::start(node.port);
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
     let mut s = settings(&proxy.url(), key, contract);
@@ -322,7 +308,7 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
         seal_epoch(&mut a, n);
     }
     drain_all(&mut a, Duration::from_secs(60));
-    check_all(&dir, &a, node.endpoint_url().as_ref(), contract);
+    check_all(&dir, &a, node.url().as_str(), contract);
     // Receipts are in epoch order: blocks never go backwards.
     let receipts = evm::read_receipts(&dir).expect("receipts");
     let blocks: Vec<u64> = receipts.values().map(|(_, r)| r.block_number).collect();
@@ -350,7 +336,7 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     // ... and comes back: everything is anchored, each root once.
     proxy.set_up(true);
     drain_all(&mut a, Duration::from_secs(60));
-    check_all(&dir, &a, node.endpoint_url().as_ref(), contract);
+    check_all(&dir, &a, node.url().as_str(), contract);
 
     // A node slower than the request deadline: requests time out, epochs wait.
     proxy.delay_ms.store(4_000, Ordering::Relaxed);
@@ -376,17 +362,17 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     proxy.delay_ms.store(0, Ordering::Relaxed);
     proxy.set_up(true);
     drain_all(&mut a, Duration::from_secs(60));
-    check_all(&dir, &a, node.endpoint_url().as_ref(), contract);
+    check_all(&dir, &a, node.url().as_str(), contract);
 }
 
 #[test]
 fn a_crash_with_transactions_in_flight_never_anchors_twice() {
     // No mining: the transactions wait in the mempool while the anchorer "crashes".
     let node = anvil(&["--no-mining"]);
-    let rpc = node.endpoint_url().to_string();
-    let key: PrivateKeySigner = node.keys()[1].clone().into();
+    let rpc = node.url();
+    let key: PrivateKeySigner = node.keys()[1].parse().expect("dev key");
     let rt = tokio::runtime::Runtime::new().expect("rt");
-    let p = ProviderBuilder::new().connect_http(node.endpoint_url());
+    let p = ProviderBuilder::new().connect_http(endpoint(&node));
     let contract = deploy_mining(&node, &key);
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
@@ -457,11 +443,11 @@ fn a_crash_with_transactions_in_flight_never_anchors_twice() {
 #[test]
 fn a_reorg_that_drops_anchored_blocks_is_detected_and_reanchored() {
     let node = anvil(&[]);
-    let rpc = node.endpoint_url().to_string();
-    let key: PrivateKeySigner = node.keys()[2].clone().into();
+    let rpc = node.url();
+    let key: PrivateKeySigner = node.keys()[2].parse().expect("dev key");
     let contract = deploy(&node, &key);
     let rt = tokio::runtime::Runtime::new().expect("rt");
-    let p = ProviderBuilder::new().connect_http(node.endpoint_url());
+    let p = ProviderBuilder::new().connect_http(endpoint(&node));
     let snapshot: alloy::primitives::U256 = rt
         .block_on(p.raw_request("evm_snapshot".into(), ()))
         .expect("snapshot");
@@ -527,9 +513,9 @@ fn a_reorg_that_drops_anchored_blocks_is_detected_and_reanchored() {
 #[test]
 fn a_key_the_contract_does_not_allow_is_refused_until_the_owner_allows_it() {
     let node = anvil(&[]);
-    let rpc = node.endpoint_url().to_string();
-    let owner: PrivateKeySigner = node.keys()[3].clone().into();
-    let stranger: PrivateKeySigner = node.keys()[4].clone().into();
+    let rpc = node.url();
+    let owner: PrivateKeySigner = node.keys()[3].parse().expect("dev key");
+    let stranger: PrivateKeySigner = node.keys()[4].parse().expect("dev key");
     let contract = deploy(&node, &owner);
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
@@ -557,7 +543,7 @@ fn a_key_the_contract_does_not_allow_is_refused_until_the_owner_allows_it() {
         let p = ProviderBuilder::new()
             .with_simple_nonce_management()
             .wallet(owner)
-            .connect_http(node.endpoint_url());
+            .connect_http(endpoint(&node));
         VeritraceAnchor::new(contract, &p)
             .setWriter(stranger.address(), true)
             .send()
@@ -574,8 +560,8 @@ fn a_key_the_contract_does_not_allow_is_refused_until_the_owner_allows_it() {
 #[test]
 fn fees_above_the_limit_wait_and_a_wrong_contract_is_named() {
     let node = anvil(&["--base-fee", "50000000000"]);
-    let rpc = node.endpoint_url().to_string();
-    let key: PrivateKeySigner = node.keys()[5].clone().into();
+    let rpc = node.url();
+    let key: PrivateKeySigner = node.keys()[5].parse().expect("dev key");
     let contract = deploy(&node, &key);
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = DataDir::create(tmp.path()).expect("dir");
@@ -618,10 +604,10 @@ fn fees_above_the_limit_wait_and_a_wrong_contract_is_named() {
 #[test]
 fn a_transaction_pending_too_long_is_replaced_with_higher_fees_and_lands_once() {
     let node = anvil(&["--no-mining"]);
-    let rpc = node.endpoint_url().to_string();
-    let key: PrivateKeySigner = node.keys()[6].clone().into();
+    let rpc = node.url();
+    let key: PrivateKeySigner = node.keys()[6].parse().expect("dev key");
     let rt = tokio::runtime::Runtime::new().expect("rt");
-    let p = ProviderBuilder::new().connect_http(node.endpoint_url());
+    let p = ProviderBuilder::new().connect_http(endpoint(&node));
     let mine = || {
         rt.block_on(p.raw_request::<_, String>("evm_mine".into(), ()))
             .expect("mine")

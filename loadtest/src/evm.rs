@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{EthereumWallet, ReceiptResponse as _, TransactionBuilder};
-use alloy::node_bindings::Anvil;
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::TransactionRequest;
@@ -21,11 +20,8 @@ use veritrace_anchor::{Backend, DataDir};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::runtime::{self, RuntimeConfig};
 
-alloy::sol!(
-    #[sol(rpc)]
-    VeritraceAnchor,
-    "../anchor/contracts/VeritraceAnchor.json"
-);
+use veritrace_anchor::evm::VeritraceAnchor;
+use veritrace_testkit::anvil::{Anvil, anvil_bin};
 
 /// Flags of `veritrace-loadtest evm`.
 #[derive(Debug, Clone, clap::Args)]
@@ -117,23 +113,17 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the benchmark.
 pub fn run(a: &EvmArgs) -> anyhow::Result<EvmReport> {
-    let bin = a.anvil.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tools/evm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
-    });
-    anyhow::ensure!(
-        bin.is_file(),
-        "no anvil at {}: run `npm ci --prefix tools/evm`",
-        bin.display()
-    );
-    let mut anvil = Anvil::at(bin).arg("--host").arg("127.0.0.1");
-    if a.block_time > 0.0 {
-        anvil = anvil.block_time_f64(a.block_time);
-    }
-    let node = anvil.try_spawn()?;
-    let rpc = node.endpoint_url().to_string();
-    let owner: PrivateKeySigner = node.keys()[0].clone().into();
-    let peer_key: PrivateKeySigner = node.keys()[1].clone().into();
+    let bin = a.anvil.clone().unwrap_or_else(anvil_bin);
+    let block_time = a.block_time.to_string();
+    let extra: &[&str] = if a.block_time > 0.0 {
+        &["--block-time", &block_time]
+    } else {
+        &[]
+    };
+    let node = Anvil::try_start(&bin, extra).map_err(anyhow::Error::msg)?;
+    let rpc = node.url();
+    let owner: PrivateKeySigner = node.keys()[0].parse()?;
+    let peer_key: PrivateKeySigner = node.keys()[1].parse()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -141,7 +131,7 @@ pub fn run(a: &EvmArgs) -> anyhow::Result<EvmReport> {
     let contract = rt
         .block_on(evm::deploy(&rpc, owner.clone(), poll))?
         .contract;
-    let provider = RootProvider::<alloy::network::Ethereum>::new_http(node.endpoint_url());
+    let provider = RootProvider::<alloy::network::Ethereum>::new_http(rpc.parse()?);
     let block_gas_limit = rt
         .block_on(std::future::IntoFuture::into_future(
             provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest),

@@ -1,18 +1,17 @@
 //! Kafka load runs: producing at the broker's maximum rate, a bare consumer as the peer,
 //! and the end-to-end run against `veritrace process` (see `BENCHMARKS.md`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde::Serialize;
 use veritrace_ingest::kafka::Publisher;
 use veritrace_processors::kafka::ClientSettings;
+use veritrace_testkit::metrics::{histogram_quantile, scrape, sum as metric};
 
 use crate::Workload;
 
@@ -218,83 +217,12 @@ impl Drop for Proc {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(veritrace_testkit::free_port())
 }
 
 fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > until {
-            bail!("{what} did not listen on 127.0.0.1:{port} within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-/// Fetches `/metrics` from a local processor.
-pub fn scrape(port: u16) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
-}
-
-/// The value of an unlabelled (or first matching) sample.
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// A quantile from a Prometheus histogram's cumulative buckets (linear inside a bucket).
-pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
-    let prefix = format!("{name}_bucket{{");
-    let mut buckets: Vec<(f64, f64)> = text
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            let v: f64 = l.rsplit(' ').next()?.parse().ok()?;
-            Some((le, v))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = buckets.last()?.1;
-    if total == 0.0 {
-        return None;
-    }
-    let rank = q * total;
-    let mut prev = (0.0, 0.0);
-    for (le, c) in buckets {
-        if c >= rank {
-            if le.is_infinite() {
-                return Some(prev.0);
-            }
-            let frac = if c > prev.1 {
-                (rank - prev.1) / (c - prev.1)
-            } else {
-                1.0
-            };
-            return Some(prev.0 + (le - prev.0) * frac);
-        }
-        prev = (le, c);
-    }
-    None
+    veritrace_testkit::wait_port(port, what, Duration::from_secs(30), None)
+        .map_err(anyhow::Error::msg)
 }
 
 /// The end-to-end run (see the module docs).
@@ -302,27 +230,8 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
     let work = tempfile::tempdir()?;
     let port = free_port()?;
     let brokers = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{brokers}");
-    let broker_dir = work.path().join("broker");
-    std::fs::create_dir_all(&broker_dir)?;
-    let _broker = Proc(
-        Command::new(&a.tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(&broker_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", a.tansu.display()))?,
-        "broker",
-    );
-    wait_port(port, "the broker")?;
+    let broker = veritrace_testkit::broker::Broker::try_start(&a.tansu, port, "memory://tansu/")
+        .map_err(anyhow::Error::msg)?;
     let vt = |args: &[&str]| -> anyhow::Result<()> {
         // Its report goes to stderr: stdout carries only this run's JSON.
         let st = Command::new(&a.veritrace)
@@ -414,7 +323,7 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
     };
     let e2e = start.elapsed().as_secs_f64();
     let processor_cpu_s = cpu_seconds(proc_.0.id());
-    let broker_cpu_s = cpu_seconds(_broker.0.id());
+    let broker_cpu_s = cpu_seconds(broker.pid());
     drop(proc_);
     eprintln!("measuring the bare consumer on the same topic");
     let bare = bare_consume(&brokers, crate::RAW_TOPIC, a.events)?;
@@ -436,19 +345,4 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
         broker_cpu_s,
         bare_consume: bare,
     })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_from_buckets() {
-        let t = "x_bucket{le=\"0.1\"} 50\nx_bucket{le=\"0.2\"} 90\nx_bucket{le=\"+Inf\"} 100\nx_count 100\n";
-        assert!((histogram_quantile(t, "x", 0.5).unwrap() - 0.1).abs() < 1e-9);
-        assert!((histogram_quantile(t, "x", 0.7).unwrap() - 0.15).abs() < 1e-9);
-        assert_eq!(histogram_quantile(t, "x", 0.99), Some(0.2));
-        assert_eq!(metric(t, "x_count"), Some(100.0));
-    }
 }

@@ -251,12 +251,7 @@ async fn first_string(engine: &QueryEngine, sql: &str) -> anyhow::Result<String>
 
 /// The Python with `duckdb`: `VERITRACE_PYTHON`, else the virtualenv scripts/test builds.
 pub fn default_python() -> PathBuf {
-    std::env::var_os("VERITRACE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/veritrace/pyenv/bin/python")
-        })
+    veritrace_testkit::python::python()
 }
 
 /// Runs the benchmark (None with `--fill-only`).

@@ -4,16 +4,12 @@
 //! keeps the peer's recursive CTEs and Veritrace's trace semantics in step. A missing
 //! Python environment fails the test, never skips it.
 
-use veritrace_loadtest::traces::{TracesArgs, default_python, run};
+use veritrace_loadtest::traces::{TracesArgs, run};
 
 #[test]
 fn every_question_has_the_same_answer_in_duckdb() {
-    let python = default_python();
-    assert!(
-        python.is_file(),
-        "no Python with duckdb: {} is missing; run scripts/test (it installs tools/python/requirements.txt)",
-        python.display()
-    );
+    let python =
+        veritrace_testkit::python::require_python("duckdb").unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("temporary directory");
     let report = run(&TracesArgs {
         data: dir.path().join("data"),

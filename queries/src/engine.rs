@@ -299,11 +299,10 @@ impl<T> std::future::Future for AbortOnDrop<T> {
     }
 }
 
-/// Metric: queries running now on the query runtime.
-pub const QUERIES_RUNNING: &str = "veritrace_queries_running";
-/// Metric: queries refused or stopped, by reason (`statement_too_complex`, `query_timeout`,
-/// `server_busy`, `query_memory_exceeded`, `cancelled`).
-pub const QUERIES_REFUSED_TOTAL: &str = "veritrace_queries_refused_total";
+/// Metric: queries running now on the query runtime ([`veritrace_metrics::QUERIES_RUNNING`]).
+pub const QUERIES_RUNNING: &str = veritrace_metrics::QUERIES_RUNNING.name;
+/// Metric: queries refused or stopped, by reason ([`veritrace_metrics::QUERIES_REFUSED`]).
+pub const QUERIES_REFUSED_TOTAL: &str = veritrace_metrics::QUERIES_REFUSED.name;
 
 #[derive(Clone)]
 struct QueryMetrics {
@@ -315,11 +314,13 @@ impl QueryMetrics {
     fn new() -> Result<Self> {
         let m = |e: prometheus::Error| crate::Error::Internal(format!("query metrics: {e}"));
         Ok(QueryMetrics {
-            running: prometheus::IntGauge::new(QUERIES_RUNNING, "Queries running now")
-                .map_err(m)?,
+            running: prometheus::IntGauge::with_opts(veritrace_metrics::opts(
+                &veritrace_metrics::QUERIES_RUNNING,
+            ))
+            .map_err(m)?,
             refused: prometheus::IntCounterVec::new(
-                prometheus::Opts::new(QUERIES_REFUSED_TOTAL, "Queries refused or stopped"),
-                &["reason"],
+                veritrace_metrics::opts(&veritrace_metrics::QUERIES_REFUSED),
+                veritrace_metrics::QUERIES_REFUSED.labels,
             )
             .map_err(m)?,
         })

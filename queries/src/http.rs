@@ -19,16 +19,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
 use serde::Deserialize;
 use serde_json::json;
+use veritrace_metrics::error_response;
 
 use crate::{Error, Format, QueryEngine, output};
 
-/// Metric: HTTP requests by route and status class.
-pub const HTTP_REQUESTS_TOTAL: &str = "veritrace_queries_http_requests_total";
-/// Metric: HTTP request latency by route.
-pub const HTTP_REQUEST_SECONDS: &str = "veritrace_queries_http_request_seconds";
+/// Metric: HTTP requests by route and status class ([`veritrace_metrics::HTTP_REQUESTS`]).
+pub const HTTP_REQUESTS_TOTAL: &str = veritrace_metrics::HTTP_REQUESTS.name;
+/// Metric: HTTP request latency by route ([`veritrace_metrics::HTTP_REQUEST_SECONDS`]).
+pub const HTTP_REQUEST_SECONDS: &str = veritrace_metrics::HTTP_REQUEST_SECONDS.name;
 
 /// Default and largest row count returned by `POST /v1/sql`.
 pub const DEFAULT_MAX_ROWS: usize = 10_000;
@@ -44,16 +45,12 @@ struct AppState {
 /// Builds the router. `registry` is exposed on `/metrics`; the router adds its own metrics
 /// to it.
 pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, prometheus::Error> {
-    let requests = IntCounterVec::new(
-        Opts::new(HTTP_REQUESTS_TOTAL, "HTTP requests by route and status"),
-        &["route", "status"],
+    let requests = veritrace_metrics::counter_vec(&registry, &veritrace_metrics::HTTP_REQUESTS)?;
+    let latency = veritrace_metrics::histogram_vec(
+        &registry,
+        &veritrace_metrics::HTTP_REQUEST_SECONDS,
+        None,
     )?;
-    let latency = HistogramVec::new(
-        HistogramOpts::new(HTTP_REQUEST_SECONDS, "HTTP request latency"),
-        &["route"],
-    )?;
-    registry.register(Box::new(requests.clone()))?;
-    registry.register(Box::new(latency.clone()))?;
     engine.register_metrics(&registry)?;
     let state = AppState {
         engine,
@@ -127,14 +124,6 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .with_label_values(&[route.as_str(), resp.status().as_str()])
         .inc();
     resp
-}
-
-fn error_response(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.to_string()}})),
-    )
-        .into_response()
 }
 
 impl IntoResponse for Error {
@@ -315,10 +304,7 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Error> {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    match TextEncoder::new().encode_to_string(&s.registry.gather()) {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
-        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics_error", e),
-    }
+    veritrace_metrics::render(&s.registry)
 }
 
 async fn not_found() -> Response {
@@ -329,60 +315,4 @@ async fn not_found() -> Response {
     )
 }
 
-/// A health check for [`metrics_router`]: `Ok(detail)` is healthy, `Err(reason)` is not.
-pub type HealthCheck = Arc<dyn Fn() -> Result<serde_json::Value, String> + Send + Sync>;
-
-/// The router of a process that serves only operations endpoints (`veritrace process`):
-/// `GET /metrics` (Prometheus) and `GET /healthz` (200 when healthy, 503 with the reason).
-pub fn metrics_router(registry: Registry, health: HealthCheck) -> Router {
-    let reg = registry.clone();
-    Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let reg = reg.clone();
-                async move {
-                    match TextEncoder::new().encode_to_string(&reg.gather()) {
-                        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
-                            .into_response(),
-                        Err(e) => {
-                            error_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics_error", e)
-                        }
-                    }
-                }
-            }),
-        )
-        .route(
-            "/healthz",
-            get(move || {
-                let health = health.clone();
-                async move {
-                    match health() {
-                        Ok(detail) => Json(serde_json::json!({"status": "ok", "detail": detail}))
-                            .into_response(),
-                        Err(reason) => {
-                            error_response(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", reason)
-                        }
-                    }
-                }
-            }),
-        )
-        .fallback(|| async {
-            error_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route; see GET /healthz, GET /metrics",
-            )
-        })
-}
-
-/// Serves the router on an already-bound listener until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use veritrace_metrics::serve;

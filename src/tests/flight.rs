@@ -14,18 +14,8 @@ fn bin() -> Command {
 }
 
 fn python() -> PathBuf {
-    let p = std::env::var_os("VERITRACE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/veritrace/pyenv/bin/python")
-        });
-    assert!(
-        p.is_file(),
-        "no Python with the ADBC Flight SQL driver: {} is missing; run scripts/test (it installs tools/python/requirements.txt)",
-        p.display()
-    );
-    p
+    veritrace_testkit::python::require_python("the ADBC Flight SQL driver")
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Server(Child);

@@ -5,8 +5,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,176 +19,31 @@ use veritrace_verify::verify::{Options, verify_bundle};
 pub const RAW: &str = "veritrace.raw";
 pub const REJECTED: &str = "veritrace.rejected";
 
-/// The tansu binary: `$VERITRACE_TANSU`, else the cache `scripts/test` builds it into.
-pub fn tansu() -> PathBuf {
-    let p = std::env::var_os("VERITRACE_TANSU")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/veritrace/tansu-0.6.0/bin/tansu")
-        });
-    assert!(
-        p.is_file(),
-        "no Kafka broker for this test: {} does not exist. Run scripts/test (it builds tansu 0.6.0 \
-         into ~/.cache/veritrace) or set VERITRACE_TANSU to a tansu binary.",
-        p.display()
-    );
-    p
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+pub use veritrace_testkit::broker::Broker;
+pub use veritrace_testkit::metrics::{scrape, sum};
+pub use veritrace_testkit::{free_port, tail};
 
 fn wait_port(port: u16, what: &str, log: &Path) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < until,
-            "{what} did not listen on 127.0.0.1:{port}; log:\n{}",
-            tail(log)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-pub fn tail(p: &Path) -> String {
-    let s = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    veritrace_testkit::wait_port(port, what, Duration::from_secs(60), Some(log))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn kill(child: &mut Child, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status();
+    veritrace_testkit::signal(child, signal);
 }
 
-/// A tansu broker with in-memory storage, in its own working directory.
-pub struct Broker {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    storage: String,
-    extra: Vec<String>,
-}
-
-impl Broker {
-    /// A broker with in-memory storage.
-    pub fn start() -> Broker {
-        Self::spawn(
-            tempfile::tempdir().expect("broker dir"),
-            free_port(),
-            "memory://tansu/",
-            &[],
-        )
-    }
-
-    /// A broker with in-memory storage on a given port.
-    pub fn start_on(port: u16) -> Broker {
-        Self::spawn(
-            tempfile::tempdir().expect("broker dir"),
-            port,
-            "memory://tansu/",
-            &[],
-        )
-    }
-
-    /// A broker whose data survives a restart (SQLite in its directory).
-    pub fn start_durable() -> Broker {
-        let dir = tempfile::tempdir().expect("broker dir");
-        // Relative to the broker's working directory (tansu resolves it there).
-        let storage = "sqlite://broker.db".to_owned();
-        Self::spawn(dir, free_port(), &storage, &[])
-    }
-
-    /// A durable broker that requires SASL/SCRAM-SHA-512 with one user. tansu 0.6 cannot
-    /// create users once authentication is on, so the user is created first and the broker
-    /// restarted with `--authentication` on the same storage.
-    pub fn start_authenticated(user: &str, password: &str) -> Broker {
-        let b = Self::start_durable();
-        let out = Command::new(tansu())
-            .args(["user", "create", "--broker", &format!("tcp://{}", b.addr())])
-            .args([user, password, "--mechanism", "scram512"])
-            .output()
-            .expect("tansu user create");
-        assert!(
-            out.status.success(),
-            "user create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (dir, port, storage, _) = b.crash();
-        Self::restart((dir, port, storage, vec!["--authentication".to_owned()]))
-    }
-
-    fn spawn(dir: tempfile::TempDir, port: u16, storage: &str, extra: &[String]) -> Broker {
-        let bin = tansu();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("broker.log"))
-            .expect("log");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", storage])
-            .args(extra)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tansu");
-        wait_port(port, "tansu", &dir.path().join("broker.log"));
-        Broker {
-            child,
-            port,
-            dir,
-            storage: storage.to_owned(),
-            extra: extra.to_vec(),
-        }
-    }
-
-    /// Kills the broker (-9) and returns what is needed to start it again.
-    pub fn crash(mut self) -> (tempfile::TempDir, u16, String, Vec<String>) {
-        kill(&mut self.child, "-KILL");
-        let _ = self.child.wait();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("placeholder"));
-        (dir, self.port, self.storage.clone(), self.extra.clone())
-    }
-
-    /// Starts a crashed broker again on the same port and storage.
-    pub fn restart(
-        (dir, port, storage, extra): (tempfile::TempDir, u16, String, Vec<String>),
-    ) -> Broker {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            // The port may linger briefly after the old process died.
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() || Instant::now() > until {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self::spawn(dir, port, &storage, &extra)
-    }
-
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn create_topics(&self, partitions: u32) {
+/// Topics of the tests, created with `veritrace topics create` on a [`Broker`].
+pub trait Topics {
+    /// `veritrace.raw` and `veritrace.rejected` with `partitions` partitions.
+    fn create_topics(&self, partitions: u32) {
         self.create_topics_with(partitions, &[]);
     }
+    /// The same, with config flags before the subcommand.
+    fn create_topics_with(&self, partitions: u32, config: &[&str]);
+}
 
-    pub fn create_topics_with(&self, partitions: u32, config: &[&str]) {
+impl Topics for Broker {
+    fn create_topics_with(&self, partitions: u32, config: &[&str]) {
         let out = Command::new(env!("CARGO_BIN_EXE_veritrace"))
             .args(config)
             .args([
@@ -208,13 +61,6 @@ impl Broker {
             "topics create failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        kill(&mut self.child, "-KILL");
-        let _ = self.child.wait();
     }
 }
 
@@ -269,8 +115,9 @@ impl Processor {
         scrape(self.metrics_port).unwrap_or_default()
     }
 
+    /// The sum of every sample of a metric (0 when it has none).
     pub fn metric(&self, name: &str) -> f64 {
-        metric(&self.metrics(), name).unwrap_or(0.0)
+        sum(&self.metrics(), name).unwrap_or(0.0)
     }
 
     /// Waits until `cond(metrics text)` holds.
@@ -345,29 +192,6 @@ impl Drop for Processor {
             let _ = c.wait();
         }
     }
-}
-
-pub fn scrape(port: u16) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
-}
-
-/// Sum of all samples of a metric (across labels).
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    let vals: Vec<f64> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!vals.is_empty()).then(|| vals.iter().sum())
 }
 
 /// Publishes records (keyed) and asserts every one was acknowledged.

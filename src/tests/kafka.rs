@@ -8,7 +8,7 @@ mod harness;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use harness::{Broker, Expected, Processor, RAW, check_data, metric, produce, read_rejected};
+use harness::{Broker, Expected, Processor, RAW, Topics, check_data, produce, read_rejected, sum};
 use veritrace_simulator::{SimConfig, SimRecord, Simulator};
 
 fn sim(events: u64, seed: u64) -> Vec<SimRecord> {
@@ -71,22 +71,19 @@ fn end_to_end_100k_events_with_invalid_and_duplicates_on_4_partitions() {
     let p = Processor::start(&broker.addr(), &data, "p", &[]);
     wait_all_sealed(&[&p], records.len());
     let m = p.metrics();
+    assert_eq!(sum(&m, "veritrace_consumed_records_total"), Some(100_000.0));
     assert_eq!(
-        metric(&m, "veritrace_consumed_records_total"),
-        Some(100_000.0)
-    );
-    assert_eq!(
-        metric(&m, "veritrace_accepted_events_total"),
+        sum(&m, "veritrace_accepted_events_total"),
         Some(want.valid_ids.len() as f64)
     );
     assert_eq!(
-        metric(&m, "veritrace_duplicate_events_total"),
+        sum(&m, "veritrace_duplicate_events_total"),
         want.rejected.get("duplicate_event_id").map(|&n| n as f64)
     );
-    assert_eq!(metric(&m, "veritrace_assigned_partitions"), Some(4.0));
+    assert_eq!(sum(&m, "veritrace_assigned_partitions"), Some(4.0));
     // Committed offsets sum to the records per partition (4 partitions, all read).
     p.wait_for("offsets committed", LONG, |m| {
-        metric(m, "veritrace_committed_offset") == Some(100_000.0)
+        sum(m, "veritrace_committed_offset") == Some(100_000.0)
     });
     p.stop();
 
@@ -169,7 +166,7 @@ fn kill_9_at_random_points_loses_and_doubles_nothing() {
         let p = Processor::start(&broker.addr(), &data, &format!("round{round}"), &extra);
         let target = 2_000.0 + (xorshift(&mut rng) % 9_000) as f64;
         p.wait_for("progress before the crash", LONG, |m| {
-            metric(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= target
+            sum(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= target
         });
         // Crash at a random moment: mid-batch, mid-seal or right after.
         std::thread::sleep(Duration::from_millis(xorshift(&mut rng) % 400));
@@ -181,7 +178,7 @@ fn kill_9_at_random_points_loses_and_doubles_nothing() {
     let p = Processor::start(&broker.addr(), &data, "final", &extra);
     // Everything not yet sealed is read again; wait until each partition caught up.
     p.wait_for("all partitions assigned", LONG, |m| {
-        metric(m, "veritrace_assigned_partitions") == Some(4.0)
+        sum(m, "veritrace_assigned_partitions") == Some(4.0)
     });
     wait_sealed(&data, records.len(), &p);
     p.stop();
@@ -214,20 +211,20 @@ fn two_processors_joining_and_leaving_one_group_process_each_event_once() {
 
     let a = Processor::start(&broker.addr(), &data, "a", &[]);
     a.wait_for("a owns all partitions", LONG, |m| {
-        metric(m, "veritrace_assigned_partitions") == Some(4.0)
+        sum(m, "veritrace_assigned_partitions") == Some(4.0)
     });
     produce(&broker.addr(), RAW, &keyed[..20_000]);
     a.wait_for("a made progress", LONG, |m| {
-        metric(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= 5_000.0
+        sum(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= 5_000.0
     });
     // A second member joins mid-stream: partitions move without loss or duplication.
     let b = Processor::start(&broker.addr(), &data, "b", &[]);
     b.wait_for("b got partitions", LONG, |m| {
-        metric(m, "veritrace_assigned_partitions").unwrap_or(0.0) >= 1.0
+        sum(m, "veritrace_assigned_partitions").unwrap_or(0.0) >= 1.0
     });
     produce(&broker.addr(), RAW, &keyed[20_000..40_000]);
     b.wait_for("b made progress", LONG, |m| {
-        metric(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= 2_000.0
+        sum(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= 2_000.0
     });
     assert!(
         b.metric("veritrace_consumed_records_total") > 0.0,
@@ -383,7 +380,7 @@ fn resuming_in_the_middle_of_a_producer_batch_skips_nothing() {
     let data = tmp.path().join("data");
     let p = Processor::start(&broker.addr(), &data, "first", &[]);
     p.wait_for("the first seal", LONG, |m| {
-        metric(m, "veritrace_batches_sealed_total").unwrap_or(0.0) >= 1.0
+        sum(m, "veritrace_batches_sealed_total").unwrap_or(0.0) >= 1.0
     });
     p.kill9();
     assert!(
@@ -408,7 +405,7 @@ fn a_broker_that_goes_down_mid_stream_delays_work_and_loses_nothing() {
     let data = tmp.path().join("data");
     let p = Processor::start(&broker.addr(), &data, "p", &[]);
     p.wait_for("progress", LONG, |m| {
-        metric(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= 3_000.0
+        sum(m, "veritrace_consumed_records_total").unwrap_or(0.0) >= 3_000.0
     });
     let addr = broker.addr();
     let down = broker.crash();
@@ -496,7 +493,7 @@ fn secrets_in_kafka_properties_never_reach_the_logs() {
         ],
     );
     p.wait_for("assignment", LONG, |m| {
-        metric(m, "veritrace_assigned_partitions") == Some(1.0)
+        sum(m, "veritrace_assigned_partitions") == Some(1.0)
     });
     let log = p.log.clone();
     p.stop();
@@ -687,7 +684,7 @@ fn processing_with_chain_anchoring_shows_pending_epochs_and_anchor_latency() {
     p.wait_for(
         "epochs waiting for the chain",
         Duration::from_secs(60),
-        |m| metric(m, "veritrace_anchor_pending_epochs").is_some_and(|v| v >= 1.0),
+        |m| sum(m, "veritrace_anchor_pending_epochs").is_some_and(|v| v >= 1.0),
     );
     assert_eq!(p.metric("veritrace_epochs_anchored_total"), 0.0);
     // The chain starts mining: every epoch gets anchored and the latency is observed.
@@ -695,17 +692,17 @@ fn processing_with_chain_anchoring_shows_pending_epochs_and_anchor_latency() {
     node.rpc("evm_mine", serde_json::json!([]));
     wait_all_sealed(&[&p], records.len());
     p.wait_for("all epochs anchored", Duration::from_secs(60), |m| {
-        metric(m, "veritrace_anchor_pending_epochs") == Some(0.0)
-            && metric(m, "veritrace_epochs_anchored_total").is_some_and(|v| v >= 1.0)
+        sum(m, "veritrace_anchor_pending_epochs") == Some(0.0)
+            && sum(m, "veritrace_epochs_anchored_total").is_some_and(|v| v >= 1.0)
     });
     let m = p.metrics();
-    let anchored = metric(&m, "veritrace_epochs_anchored_total").expect("anchored");
+    let anchored = sum(&m, "veritrace_epochs_anchored_total").expect("anchored");
     assert_eq!(
-        metric(&m, "veritrace_anchor_latency_seconds_count"),
+        sum(&m, "veritrace_anchor_latency_seconds_count"),
         Some(anchored)
     );
-    assert!(metric(&m, "veritrace_anchor_latency_seconds_sum").is_some_and(|s| s > 0.0));
-    let gas = metric(&m, "veritrace_anchor_gas_used_total").expect("gas");
+    assert!(sum(&m, "veritrace_anchor_latency_seconds_sum").is_some_and(|s| s > 0.0));
+    let gas = sum(&m, "veritrace_anchor_gas_used_total").expect("gas");
     assert!(
         gas >= 40_000.0 * anchored,
         "{gas} gas for {anchored} epochs"

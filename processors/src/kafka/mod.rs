@@ -20,7 +20,6 @@
 //! and go.
 
 pub mod admin;
-pub mod metrics;
 pub mod settings;
 mod worker;
 
@@ -40,8 +39,8 @@ use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 use veritrace_anchor::epoch_loop::{BatchFeed, EpochLoop};
 use veritrace_anchor::{Backend, BatchHeader, DataDir};
 
-pub use metrics::Metrics;
 pub use settings::{ClientSettings, Properties};
+pub use veritrace_metrics::ProcessorMetrics;
 
 use crate::partition::{BatchPolicy, Stats};
 use crate::{Error, Result};
@@ -127,7 +126,7 @@ struct Shared {
     dir: DataDir,
     cfg: ProcessConfig,
     producer: FutureProducer,
-    metrics: Metrics,
+    metrics: ProcessorMetrics,
     commits_tx: Sender<(String, i32, i64)>,
     tasks: Mutex<Vec<Task>>,
     stats: Mutex<Stats>,
@@ -376,7 +375,7 @@ impl ConsumerContext for Ctx {
 
 fn commit(
     consumer: &BaseConsumer<Ctx>,
-    metrics: &Metrics,
+    metrics: &ProcessorMetrics,
     tpl: &TopicPartitionList,
     mode: CommitMode,
 ) {
@@ -403,7 +402,7 @@ fn commit(
 pub fn run(
     dir: &DataDir,
     cfg: &ProcessConfig,
-    metrics: Metrics,
+    metrics: ProcessorMetrics,
     stop: Arc<AtomicBool>,
 ) -> Result<ProcessReport> {
     if cfg.topics.is_empty() {
@@ -534,7 +533,7 @@ fn hostname() -> String {
 
 fn drain_commits(
     consumer: &BaseConsumer<Ctx>,
-    metrics: &Metrics,
+    metrics: &ProcessorMetrics,
     rx: &Receiver<(String, i32, i64)>,
 ) {
     let mut tpl = TopicPartitionList::new();
@@ -637,7 +636,7 @@ fn hand_off(shared: &Shared, t: &Task, chunk: Vec<Rec>) {
 }
 
 /// Reports the epoch loop's progress as the processor's metrics.
-struct MetricsObserver(Metrics);
+struct MetricsObserver(ProcessorMetrics);
 
 impl veritrace_anchor::epoch_loop::EpochObserver for MetricsObserver {
     fn pending_batches(&self, n: usize) {

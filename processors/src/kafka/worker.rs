@@ -21,10 +21,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use veritrace_anchor::{DataDir, DirLock};
 
-use super::metrics::Metrics;
 use crate::partition::{BatchPolicy, Outcome, PartitionProcessor, Stats};
 use crate::reason::Reason;
 use crate::{Error, Result, now_ms};
+use veritrace_metrics::ProcessorMetrics;
 
 /// One record copied out of the consumer.
 #[derive(Debug)]
@@ -61,7 +61,7 @@ pub(crate) struct WorkerCtx {
     pub(crate) policy: BatchPolicy,
     pub(crate) producer: FutureProducer,
     pub(crate) rejected_topic: String,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: ProcessorMetrics,
     /// Set when the process is stopping or the partition was revoked: stop waiting.
     pub(crate) cancel: Arc<AtomicBool>,
     /// Sealed positions go here; the poll loop commits them.

@@ -115,15 +115,26 @@ impl Server {
         )
     }
 
-    /// The value of a metric on `/metrics` (0 when absent).
+    /// A metric on `/metrics` (0 when absent): `name` is the sum of its samples,
+    /// `name{k="v",...}` the sample with exactly those labels.
     pub(crate) fn metric(&self, name: &str) -> f64 {
         let (_, text) = self.request("GET", "/metrics", "");
         let text = text.as_str().unwrap_or_default().to_owned();
-        text.lines()
-            .find(|l| l.starts_with(name) && !l.starts_with('#'))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+        match name.split_once('{') {
+            Some((name, labels)) => {
+                let labels: Vec<(&str, &str)> = labels
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter_map(|kv| {
+                        let (k, v) = kv.split_once('=')?;
+                        Some((k, v.trim_matches('"')))
+                    })
+                    .collect();
+                veritrace_testkit::metrics::value(&text, name, &labels)
+            }
+            None => veritrace_testkit::metrics::sum(&text, name),
+        }
+        .unwrap_or(0.0)
     }
 }
 
