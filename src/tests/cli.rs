@@ -18,7 +18,8 @@ fn ok(args: &[&str]) -> String {
     let out = run(args);
     assert!(
         out.status.success(),
-        "veritrace {args:?} failed: {}\n{}",
+        "veritrace {args:?} failed ({}): {}\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
