@@ -41,7 +41,12 @@ pub enum Error {
     /// The chain (JSON-RPC node) refused or failed a request; anchoring retries later.
     #[error("chain: {0}")]
     Chain(String),
-    /// Hashing or canonicalisation of our own structures failed (a bug).
+    /// A verification rule failed on stored data (a hash, root or signature that does not
+    /// match, a record that does not parse): the verifier's error, with its evidence
+    /// (expected and computed digests, the field, the entry) and its reason code.
+    #[error(transparent)]
+    Verify(#[from] veritrace_verify::Error),
+    /// Our own structures could not be built (a bug).
     #[error("internal error: {0}")]
     Bug(String),
 }
@@ -53,11 +58,5 @@ impl Error {
     ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
-    }
-}
-
-impl From<veritrace_verify::Error> for Error {
-    fn from(e: veritrace_verify::Error) -> Self {
-        Error::Bug(e.to_string())
     }
 }

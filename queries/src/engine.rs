@@ -510,7 +510,7 @@ impl QueryEngine {
             })
         })
         .await
-        .map_err(|e| crate::Error::Corrupt(format!("reading manifests: {e}")))??;
+        .map_err(|e| crate::Error::Internal(format!("reading manifests: {e}")))??;
         let snap = Arc::new(snap);
         self.register_meta(&snap)?;
         self.verifier
@@ -584,7 +584,7 @@ impl QueryEngine {
             Ok(())
         })
         .await
-        .map_err(|e| crate::Error::Corrupt(format!("loading the trace graph: {e}")))?
+        .map_err(|e| crate::Error::Internal(format!("loading the trace graph: {e}")))?
     }
 
     /// The trace graph as loaded now (after [`QueryEngine::ensure_edges`]).

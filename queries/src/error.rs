@@ -18,9 +18,30 @@ pub enum Error {
         /// Requested id.
         id: String,
     },
-    /// The data directory contradicts itself.
-    #[error("data directory inconsistent: {0}")]
-    Corrupt(String),
+    /// The data directory contradicts itself: `subject` is the file, batch, epoch or event
+    /// concerned, `detail` what contradicts what.
+    #[error("data directory inconsistent: {subject}: {detail}")]
+    Corrupt {
+        /// The file, batch, epoch or event concerned.
+        subject: String,
+        /// What contradicts what.
+        detail: String,
+    },
+    /// A hash recomputed from stored data differs from the one committed: the data
+    /// directory was altered or damaged. Both digests are kept for the auditor.
+    #[error(
+        "data directory inconsistent: {subject}: {what} mismatch: committed {expected}, computed {computed}"
+    )]
+    Mismatch {
+        /// Which hash (`leaf hash`, `batch root`, `epoch root`, `anchored root`).
+        what: &'static str,
+        /// The event, batch or epoch it belongs to.
+        subject: String,
+        /// The committed digest.
+        expected: veritrace_verify::Digest,
+        /// The digest recomputed from what is stored.
+        computed: veritrace_verify::Digest,
+    },
     /// Reading the data directory failed.
     #[error(transparent)]
     Anchor(#[from] veritrace_anchor::Error),
@@ -65,7 +86,7 @@ impl Error {
             Error::Sql(e) if is_damaged(e) => "data_damaged",
             Error::Sql(_) => "sql_error",
             Error::NotFound { .. } => "not_found",
-            Error::Corrupt(_) => "data_inconsistent",
+            Error::Corrupt { .. } | Error::Mismatch { .. } => "data_inconsistent",
             Error::Anchor(_) => "storage_error",
             Error::Output(_) => "output_error",
             Error::BadRequest(_) => "bad_request",
@@ -87,6 +108,42 @@ impl Error {
             return inner.to_string();
         }
         self.to_string()
+    }
+
+    /// The evidence of a damaged or inconsistent data directory, for API responses
+    /// (`{"subject", "what", "expected", "computed"}` or `{"files"}`), if this is such an
+    /// error.
+    pub fn evidence(&self) -> Option<serde_json::Value> {
+        match self {
+            Error::Corrupt { subject, .. } => Some(serde_json::json!({ "subject": subject })),
+            Error::Mismatch {
+                what,
+                subject,
+                expected,
+                computed,
+            } => Some(serde_json::json!({
+                "subject": subject,
+                "what": what,
+                "expected": expected.to_string(),
+                "computed": computed.to_string(),
+            })),
+            Error::Damaged(files) => Some(serde_json::json!({ "files": files })),
+            Error::Sql(e) => match e.find_root() {
+                datafusion::error::DataFusionError::External(x) => {
+                    x.downcast_ref::<Error>().and_then(Error::evidence)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// [`Error::Corrupt`] about `subject`.
+    pub(crate) fn corrupt(subject: impl std::fmt::Display, detail: impl std::fmt::Display) -> Self {
+        Error::Corrupt {
+            subject: subject.to_string(),
+            detail: detail.to_string(),
+        }
     }
 
     /// The reason a query was refused or stopped by a limit (a metrics label), if it was.
@@ -133,5 +190,43 @@ fn is_timeout(e: &datafusion::error::DataFusionError) -> bool {
 impl From<arrow::error::ArrowError> for Error {
     fn from(e: arrow::error::ArrowError) -> Self {
         Error::Output(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use veritrace_verify::Digest;
+
+    use super::*;
+
+    fn mismatch() -> Error {
+        Error::Mismatch {
+            what: "batch root",
+            subject: "batch b-1".into(),
+            expected: Digest([1; 32]),
+            computed: Digest([2; 32]),
+        }
+    }
+
+    #[test]
+    fn a_mismatch_keeps_both_digests_up_to_the_user() {
+        let e = mismatch();
+        assert_eq!(e.code(), "data_inconsistent");
+        let text = e.to_string();
+        assert!(text.contains(&Digest([1; 32]).to_string()), "{text}");
+        assert!(text.contains(&Digest([2; 32]).to_string()), "{text}");
+        let v = e.evidence().expect("evidence");
+        assert_eq!(v["subject"], "batch b-1");
+        assert_eq!(v["what"], "batch root");
+        assert_eq!(v["expected"], Digest([1; 32]).to_string());
+        assert_eq!(v["computed"], Digest([2; 32]).to_string());
+        // Carried through DataFusion (found while streaming), the evidence survives.
+        let wrapped = Error::Sql(datafusion::error::DataFusionError::External(Box::new(mismatch())));
+        assert_eq!(wrapped.evidence(), Some(v));
+        assert_eq!(
+            Error::corrupt("epoch 3", "it names unknown batch x").evidence(),
+            Some(serde_json::json!({"subject": "epoch 3"}))
+        );
+        assert_eq!(Error::BadRequest("x".into()).evidence(), None);
     }
 }

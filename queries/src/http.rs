@@ -144,7 +144,19 @@ impl IntoResponse for Error {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
         }
-        let mut resp = error_response(status, self.code(), self.message());
+        let mut resp = match self.evidence() {
+            // Damage and inconsistencies carry what was found where, digests included.
+            Some(evidence) => (
+                status,
+                Json(json!({"error": {
+                    "code": self.code(),
+                    "message": self.message(),
+                    "evidence": evidence,
+                }})),
+            )
+                .into_response(),
+            None => error_response(status, self.code(), self.message()),
+        };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

@@ -98,7 +98,7 @@ fn id_hash(id: &str) -> u64 {
 }
 
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Corrupt(format!("{}: {e}", path.display()))
+    Error::corrupt(path.display(), e)
 }
 
 impl LookupIndex {
@@ -383,7 +383,7 @@ fn canonical_id(canonical: &str) -> Result<std::borrow::Cow<'_, str>> {
     }
     serde_json::from_str::<Id<'_>>(canonical)
         .map(|i| i.event_id)
-        .map_err(|e| Error::Corrupt(format!("stored canonical event without an event id: {e}")))
+        .map_err(|e| Error::corrupt("a stored canonical event", format!("it has no event id: {e}")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

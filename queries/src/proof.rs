@@ -95,35 +95,36 @@ impl QueryEngine {
             batches = copies;
         }
         let Some(b) = batches.iter().find(|b| b.num_rows() == 1) else {
-            return Err(Error::Corrupt("row vanished".into()));
+            return Err(Error::Internal(format!("the row of event {event_id} vanished")));
         };
         let s = |i: usize| -> Result<String> {
             let a = b
                 .column(i)
                 .as_string_opt::<i32>()
-                .ok_or_else(|| Error::Corrupt("string column expected".into()))?;
+                .ok_or_else(|| Error::corrupt(format!("event {event_id}"), format!("column {i} is not a string column")))?;
             Ok(a.value(0).to_owned())
         };
         let u64v = |i: usize| -> Result<u64> {
             b.column(i)
                 .as_primitive_opt::<arrow::datatypes::UInt64Type>()
                 .map(|a| a.value(0))
-                .ok_or_else(|| Error::Corrupt("u64 column expected".into()))
+                .ok_or_else(|| Error::corrupt(format!("event {event_id}"), format!("column {i} is not a u64 column")))
         };
         let canonical = s(0)?;
-        let event: Value = serde_json::from_str(&canonical)
-            .map_err(|e| Error::Corrupt(format!("stored canonical event is not JSON: {e}")))?;
+        let event: Value = serde_json::from_str(&canonical).map_err(|e| {
+            Error::corrupt(format!("event {event_id}"), format!("its stored canonical event is not JSON: {e}"))
+        })?;
         let hash = b
             .column(3)
             .as_any()
             .downcast_ref::<FixedSizeBinaryArray>()
             .and_then(|a| <[u8; 32]>::try_from(a.value(0)).ok())
-            .ok_or_else(|| Error::Corrupt("leaf_hash column".into()))?;
+            .ok_or_else(|| Error::corrupt(format!("event {event_id}"), "leaf_hash is not 32 bytes"))?;
         let partition = b
             .column(5)
             .as_primitive_opt::<arrow::datatypes::UInt32Type>()
             .map(|a| a.value(0))
-            .ok_or_else(|| Error::Corrupt("partition column".into()))?;
+            .ok_or_else(|| Error::corrupt(format!("event {event_id}"), "partition is not a u32 column"))?;
         Ok(EventLocation {
             event,
             batch_id: s(1)?,
@@ -142,23 +143,35 @@ impl QueryEngine {
         let loc = self.event(event_id).await?;
         let snap = self.snapshot().await?;
         let header = snap.headers.get(&loc.batch_id).cloned().ok_or_else(|| {
-            Error::Corrupt(format!(
-                "batch {} has no manifest entry (not committed yet?)",
-                loc.batch_id
-            ))
+            Error::corrupt(
+                format!("batch {}", loc.batch_id),
+                format!("event {event_id} names it, but it has no manifest entry (not committed yet?)"),
+            )
         })?;
         let tree = self.batch_tree(&header).await?;
-        let bytes = veritrace_verify::canonical::to_vec(&loc.event)
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let bytes = veritrace_verify::canonical::to_vec(&loc.event).map_err(|e| {
+            Error::corrupt(format!("event {event_id}"), format!("its stored event cannot be canonicalised: {e}"))
+        })?;
         let leaf = merkle::leaf_hash(&bytes);
-        if tree.leaf(loc.leaf_index as usize) != Some(leaf) || leaf != loc.leaf_hash {
-            return Err(Error::Corrupt(format!(
-                "stored event {event_id} does not hash to its stored leaf"
-            )));
+        let committed = tree.leaf(loc.leaf_index as usize).ok_or_else(|| {
+            Error::corrupt(
+                format!("event {event_id}"),
+                format!("leaf index {} is outside batch {} ({} leaves)", loc.leaf_index, header.batch_id, header.size),
+            )
+        })?;
+        for expected in [committed, loc.leaf_hash] {
+            if leaf != expected {
+                return Err(Error::Mismatch {
+                    what: "leaf hash",
+                    subject: format!("event {event_id} (batch {}, leaf {})", header.batch_id, loc.leaf_index),
+                    expected,
+                    computed: leaf,
+                });
+            }
         }
-        let audit_path = tree
-            .audit_path(loc.leaf_index as usize)
-            .ok_or_else(|| Error::Corrupt("leaf index outside batch".into()))?;
+        let audit_path = tree.audit_path(loc.leaf_index as usize).ok_or_else(|| {
+            Error::corrupt(format!("event {event_id}"), "leaf index outside batch")
+        })?;
         let (status, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
         Ok(ProofBundle {
             format: FORMAT.to_owned(),
@@ -213,10 +226,10 @@ impl QueryEngine {
         for b in &batches {
             let s = b.schema();
             let col_str = |n: &str| -> Result<&arrow::array::StringArray> {
-                let i = s.index_of(n).map_err(|e| Error::Corrupt(e.to_string()))?;
+                let i = s.index_of(n).map_err(|e| Error::Internal(e.to_string()))?;
                 b.column(i)
                     .as_string_opt::<i32>()
-                    .ok_or_else(|| Error::Corrupt(format!("{n} is not a string column")))
+                    .ok_or_else(|| Error::corrupt("the events table", format!("{n} is not a string column")))
             };
             let (node, canonical, batch) = (
                 col_str("trace_node")?,
@@ -225,11 +238,11 @@ impl QueryEngine {
             );
             let li = s
                 .index_of("leaf_index")
-                .map_err(|e| Error::Corrupt(e.to_string()))?;
+                .map_err(|e| Error::Internal(e.to_string()))?;
             let leaf = b
                 .column(li)
                 .as_primitive_opt::<arrow::datatypes::UInt64Type>()
-                .ok_or_else(|| Error::Corrupt("leaf_index column".into()))?;
+                .ok_or_else(|| Error::corrupt("the events table", "leaf_index is not a u64 column"))?;
             for r in 0..b.num_rows() {
                 rows.push(Row {
                     node: node.value(r).to_owned(),
@@ -246,7 +259,7 @@ impl QueryEngine {
         for r in rows {
             if !trees.contains_key(&r.batch_id) {
                 let header = snap.headers.get(&r.batch_id).cloned().ok_or_else(|| {
-                    Error::Corrupt(format!("batch {} has no manifest entry", r.batch_id))
+                    Error::corrupt(format!("batch {}", r.batch_id), "it has no manifest entry")
                 })?;
                 let tree = self.batch_tree(&header).await?;
                 let (_, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
@@ -257,20 +270,28 @@ impl QueryEngine {
                 trees.insert(r.batch_id.clone(), tree);
             }
             let tree = &trees[&r.batch_id];
-            let event: Value = serde_json::from_str(&r.canonical)
-                .map_err(|e| Error::Corrupt(format!("stored canonical event is not JSON: {e}")))?;
-            let bytes = veritrace_verify::canonical::to_vec(&event)
-                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            let subject = format!("leaf {} of batch {}", r.leaf_index, r.batch_id);
+            let event: Value = serde_json::from_str(&r.canonical).map_err(|e| {
+                Error::corrupt(&subject, format!("its stored canonical event is not JSON: {e}"))
+            })?;
+            let bytes = veritrace_verify::canonical::to_vec(&event).map_err(|e| {
+                Error::corrupt(&subject, format!("its stored event cannot be canonicalised: {e}"))
+            })?;
             let hash = merkle::leaf_hash(&bytes);
-            if tree.leaf(r.leaf_index as usize) != Some(hash) {
-                return Err(Error::Corrupt(format!(
-                    "an event of batch {} does not hash to its stored leaf {}",
-                    r.batch_id, r.leaf_index
-                )));
+            let committed = tree
+                .leaf(r.leaf_index as usize)
+                .ok_or_else(|| Error::corrupt(&subject, "leaf index outside batch"))?;
+            if committed != hash {
+                return Err(Error::Mismatch {
+                    what: "leaf hash",
+                    subject,
+                    expected: committed,
+                    computed: hash,
+                });
             }
             let audit_path = tree
                 .audit_path(r.leaf_index as usize)
-                .ok_or_else(|| Error::Corrupt("leaf index outside batch".into()))?;
+                .ok_or_else(|| Error::corrupt(&subject, "leaf index outside batch"))?;
             events.push(CertEvent {
                 node: r.node,
                 event,
@@ -335,21 +356,21 @@ impl QueryEngine {
         let leaves =
             tokio::task::spawn_blocking(move || veritrace_anchor::compact::batch_leaves(&dir, &id))
                 .await
-                .map_err(|e| Error::Corrupt(e.to_string()))??;
+                .map_err(|e| Error::Internal(format!("reading leaves: {e}")))??;
         if leaves.len() as u64 != header.size {
-            return Err(Error::Corrupt(format!(
-                "batch {} has {} rows but its header says {}",
-                header.batch_id,
-                leaves.len(),
-                header.size
-            )));
+            return Err(Error::corrupt(
+                format!("batch {}", header.batch_id),
+                format!("it has {} leaves but its header says {}", leaves.len(), header.size),
+            ));
         }
         let tree = merkle::Tree::new(&leaves);
         if tree.root() != header.root {
-            return Err(Error::Corrupt(format!(
-                "batch {} leaves do not give its sealed root",
-                header.batch_id
-            )));
+            return Err(Error::Mismatch {
+                what: "batch root",
+                subject: format!("batch {}", header.batch_id),
+                expected: header.root,
+                computed: tree.root(),
+            });
         }
         Ok(BatchTree { leaves, tree })
     }
@@ -372,16 +393,20 @@ pub(crate) fn epoch_and_anchor(
         let mut epoch_leaves = Vec::with_capacity(rec.batch_ids.len());
         for b in &rec.batch_ids {
             let h = snap.headers.get(b).ok_or_else(|| {
-                Error::Corrupt(format!("epoch {} names unknown batch {b}", rec.epoch_id))
+                Error::corrupt(format!("epoch {}", rec.epoch_id), format!("it names unknown batch {b}"))
             })?;
-            epoch_leaves.push(h.leaf_hash().map_err(|e| Error::Corrupt(e.to_string()))?);
+            epoch_leaves.push(h.leaf_hash().map_err(|e| {
+                Error::corrupt(format!("batch {b}"), format!("its header cannot be hashed: {e}"))
+            })?);
         }
         let etree = merkle::Tree::new(&epoch_leaves);
         if etree.root() != rec.root {
-            return Err(Error::Corrupt(format!(
-                "epoch {} batches do not give its root",
-                rec.epoch_id
-            )));
+            return Err(Error::Mismatch {
+                what: "epoch root",
+                subject: format!("epoch {}", rec.epoch_id),
+                expected: rec.root,
+                computed: etree.root(),
+            });
         }
         let index = rec
             .batch_ids
@@ -397,10 +422,12 @@ pub(crate) fn epoch_and_anchor(
         });
         if let Some((root, receipt)) = snap.evm.get(&rec.epoch_id) {
             if *root != rec.root {
-                return Err(Error::Corrupt(format!(
-                    "the EVM journal anchors epoch {} with a different root",
-                    rec.epoch_id
-                )));
+                return Err(Error::Mismatch {
+                    what: "root anchored on the chain (EVM journal)",
+                    subject: format!("epoch {}", rec.epoch_id),
+                    expected: *root,
+                    computed: rec.root,
+                });
             }
             status = Status::Anchored;
             anchor = Some(Anchor::Evm {
@@ -412,10 +439,12 @@ pub(crate) fn epoch_and_anchor(
             .filter(|l| l.epoch_id == rec.epoch_id)
         {
             if entry.root != rec.root {
-                return Err(Error::Corrupt(format!(
-                    "ledger anchors epoch {} with a different root",
-                    rec.epoch_id
-                )));
+                return Err(Error::Mismatch {
+                    what: "root anchored in the local ledger",
+                    subject: format!("epoch {}", rec.epoch_id),
+                    expected: entry.root,
+                    computed: rec.root,
+                });
             }
             status = Status::Anchored;
             anchor = Some(Anchor::Local {

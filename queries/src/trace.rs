@@ -220,7 +220,7 @@ impl EdgeIndex {
                 current = match next {
                     Some(h) => Some(
                         h.join()
-                            .map_err(|_| Error::Corrupt("decoding edges files panicked".into()))?,
+                            .map_err(|_| Error::Internal("decoding edges files panicked".into()))?,
                     ),
                     None => None,
                 };
@@ -368,7 +368,7 @@ struct EdgeRows {
 
 /// Reads an edges file (None: the batch has none).
 fn read_edges_file(path: &std::path::Path) -> Result<Option<EdgeRows>> {
-    let bad = |e: &dyn std::fmt::Display| Error::Corrupt(format!("{}: {e}", path.display()));
+    let bad = |e: &dyn std::fmt::Display| Error::corrupt(path.display(), e);
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -579,7 +579,7 @@ pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
     let filter = terms
         .into_iter()
         .reduce(Expr::or)
-        .ok_or_else(|| Error::Corrupt("no edge event lookup".into()))?;
+        .ok_or_else(|| Error::Internal("no edge event lookup".into()))?;
     let by_edge = LogicalPlanBuilder::scan("events", provider_as_source(events), None)?
         .filter(filter)?
         .join(
