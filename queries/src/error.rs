@@ -221,7 +221,9 @@ mod tests {
         assert_eq!(v["expected"], Digest([1; 32]).to_string());
         assert_eq!(v["computed"], Digest([2; 32]).to_string());
         // Carried through DataFusion (found while streaming), the evidence survives.
-        let wrapped = Error::Sql(datafusion::error::DataFusionError::External(Box::new(mismatch())));
+        let wrapped = Error::Sql(datafusion::error::DataFusionError::External(Box::new(
+            mismatch(),
+        )));
         assert_eq!(wrapped.evidence(), Some(v));
         assert_eq!(
             Error::corrupt("epoch 3", "it names unknown batch x").evidence(),

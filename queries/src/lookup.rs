@@ -383,7 +383,12 @@ fn canonical_id(canonical: &str) -> Result<std::borrow::Cow<'_, str>> {
     }
     serde_json::from_str::<Id<'_>>(canonical)
         .map(|i| i.event_id)
-        .map_err(|e| Error::corrupt("a stored canonical event", format!("it has no event id: {e}")))
+        .map_err(|e| {
+            Error::corrupt(
+                "a stored canonical event",
+                format!("it has no event id: {e}"),
+            )
+        })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

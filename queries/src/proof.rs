@@ -95,36 +95,52 @@ impl QueryEngine {
             batches = copies;
         }
         let Some(b) = batches.iter().find(|b| b.num_rows() == 1) else {
-            return Err(Error::Internal(format!("the row of event {event_id} vanished")));
+            return Err(Error::Internal(format!(
+                "the row of event {event_id} vanished"
+            )));
         };
         let s = |i: usize| -> Result<String> {
-            let a = b
-                .column(i)
-                .as_string_opt::<i32>()
-                .ok_or_else(|| Error::corrupt(format!("event {event_id}"), format!("column {i} is not a string column")))?;
+            let a = b.column(i).as_string_opt::<i32>().ok_or_else(|| {
+                Error::corrupt(
+                    format!("event {event_id}"),
+                    format!("column {i} is not a string column"),
+                )
+            })?;
             Ok(a.value(0).to_owned())
         };
         let u64v = |i: usize| -> Result<u64> {
             b.column(i)
                 .as_primitive_opt::<arrow::datatypes::UInt64Type>()
                 .map(|a| a.value(0))
-                .ok_or_else(|| Error::corrupt(format!("event {event_id}"), format!("column {i} is not a u64 column")))
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("event {event_id}"),
+                        format!("column {i} is not a u64 column"),
+                    )
+                })
         };
         let canonical = s(0)?;
         let event: Value = serde_json::from_str(&canonical).map_err(|e| {
-            Error::corrupt(format!("event {event_id}"), format!("its stored canonical event is not JSON: {e}"))
+            Error::corrupt(
+                format!("event {event_id}"),
+                format!("its stored canonical event is not JSON: {e}"),
+            )
         })?;
         let hash = b
             .column(3)
             .as_any()
             .downcast_ref::<FixedSizeBinaryArray>()
             .and_then(|a| <[u8; 32]>::try_from(a.value(0)).ok())
-            .ok_or_else(|| Error::corrupt(format!("event {event_id}"), "leaf_hash is not 32 bytes"))?;
+            .ok_or_else(|| {
+                Error::corrupt(format!("event {event_id}"), "leaf_hash is not 32 bytes")
+            })?;
         let partition = b
             .column(5)
             .as_primitive_opt::<arrow::datatypes::UInt32Type>()
             .map(|a| a.value(0))
-            .ok_or_else(|| Error::corrupt(format!("event {event_id}"), "partition is not a u32 column"))?;
+            .ok_or_else(|| {
+                Error::corrupt(format!("event {event_id}"), "partition is not a u32 column")
+            })?;
         Ok(EventLocation {
             event,
             batch_id: s(1)?,
@@ -145,25 +161,36 @@ impl QueryEngine {
         let header = snap.headers.get(&loc.batch_id).cloned().ok_or_else(|| {
             Error::corrupt(
                 format!("batch {}", loc.batch_id),
-                format!("event {event_id} names it, but it has no manifest entry (not committed yet?)"),
+                format!(
+                    "event {event_id} names it, but it has no manifest entry (not committed yet?)"
+                ),
             )
         })?;
         let tree = self.batch_tree(&header).await?;
         let bytes = veritrace_verify::canonical::to_vec(&loc.event).map_err(|e| {
-            Error::corrupt(format!("event {event_id}"), format!("its stored event cannot be canonicalised: {e}"))
+            Error::corrupt(
+                format!("event {event_id}"),
+                format!("its stored event cannot be canonicalised: {e}"),
+            )
         })?;
         let leaf = merkle::leaf_hash(&bytes);
         let committed = tree.leaf(loc.leaf_index as usize).ok_or_else(|| {
             Error::corrupt(
                 format!("event {event_id}"),
-                format!("leaf index {} is outside batch {} ({} leaves)", loc.leaf_index, header.batch_id, header.size),
+                format!(
+                    "leaf index {} is outside batch {} ({} leaves)",
+                    loc.leaf_index, header.batch_id, header.size
+                ),
             )
         })?;
         for expected in [committed, loc.leaf_hash] {
             if leaf != expected {
                 return Err(Error::Mismatch {
                     what: "leaf hash",
-                    subject: format!("event {event_id} (batch {}, leaf {})", header.batch_id, loc.leaf_index),
+                    subject: format!(
+                        "event {event_id} (batch {}, leaf {})",
+                        header.batch_id, loc.leaf_index
+                    ),
                     expected,
                     computed: leaf,
                 });
@@ -227,9 +254,9 @@ impl QueryEngine {
             let s = b.schema();
             let col_str = |n: &str| -> Result<&arrow::array::StringArray> {
                 let i = s.index_of(n).map_err(|e| Error::Internal(e.to_string()))?;
-                b.column(i)
-                    .as_string_opt::<i32>()
-                    .ok_or_else(|| Error::corrupt("the events table", format!("{n} is not a string column")))
+                b.column(i).as_string_opt::<i32>().ok_or_else(|| {
+                    Error::corrupt("the events table", format!("{n} is not a string column"))
+                })
             };
             let (node, canonical, batch) = (
                 col_str("trace_node")?,
@@ -242,7 +269,9 @@ impl QueryEngine {
             let leaf = b
                 .column(li)
                 .as_primitive_opt::<arrow::datatypes::UInt64Type>()
-                .ok_or_else(|| Error::corrupt("the events table", "leaf_index is not a u64 column"))?;
+                .ok_or_else(|| {
+                    Error::corrupt("the events table", "leaf_index is not a u64 column")
+                })?;
             for r in 0..b.num_rows() {
                 rows.push(Row {
                     node: node.value(r).to_owned(),
@@ -272,10 +301,16 @@ impl QueryEngine {
             let tree = &trees[&r.batch_id];
             let subject = format!("leaf {} of batch {}", r.leaf_index, r.batch_id);
             let event: Value = serde_json::from_str(&r.canonical).map_err(|e| {
-                Error::corrupt(&subject, format!("its stored canonical event is not JSON: {e}"))
+                Error::corrupt(
+                    &subject,
+                    format!("its stored canonical event is not JSON: {e}"),
+                )
             })?;
             let bytes = veritrace_verify::canonical::to_vec(&event).map_err(|e| {
-                Error::corrupt(&subject, format!("its stored event cannot be canonicalised: {e}"))
+                Error::corrupt(
+                    &subject,
+                    format!("its stored event cannot be canonicalised: {e}"),
+                )
             })?;
             let hash = merkle::leaf_hash(&bytes);
             let committed = tree
@@ -360,7 +395,11 @@ impl QueryEngine {
         if leaves.len() as u64 != header.size {
             return Err(Error::corrupt(
                 format!("batch {}", header.batch_id),
-                format!("it has {} leaves but its header says {}", leaves.len(), header.size),
+                format!(
+                    "it has {} leaves but its header says {}",
+                    leaves.len(),
+                    header.size
+                ),
             ));
         }
         let tree = merkle::Tree::new(&leaves);
@@ -393,10 +432,16 @@ pub(crate) fn epoch_and_anchor(
         let mut epoch_leaves = Vec::with_capacity(rec.batch_ids.len());
         for b in &rec.batch_ids {
             let h = snap.headers.get(b).ok_or_else(|| {
-                Error::corrupt(format!("epoch {}", rec.epoch_id), format!("it names unknown batch {b}"))
+                Error::corrupt(
+                    format!("epoch {}", rec.epoch_id),
+                    format!("it names unknown batch {b}"),
+                )
             })?;
             epoch_leaves.push(h.leaf_hash().map_err(|e| {
-                Error::corrupt(format!("batch {b}"), format!("its header cannot be hashed: {e}"))
+                Error::corrupt(
+                    format!("batch {b}"),
+                    format!("its header cannot be hashed: {e}"),
+                )
             })?);
         }
         let etree = merkle::Tree::new(&epoch_leaves);
