@@ -41,7 +41,7 @@ pub mod tables;
 pub use anchorer::{AnchoredEpoch, Anchorer, Backend};
 pub use batch::{BatchWriter, SealInput, batch_id};
 pub use epoch::{EpochLog, EpochRecord};
-pub use error::{Error, Result};
+pub use error::{ChainError, Error, Result};
 pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
 pub use layout::DataDir;
 pub use ledger::{LedgerHead, LocalLedger};

@@ -31,9 +31,10 @@ use alloy::sol_types::{SolCall, SolEvent};
 use veritrace_verify::bundle::EvmReceipt;
 
 use super::VeritraceAnchor;
+use super::decide::{self, Bump, Confirmation, EpochView, FeeLimits, Fees, Market, Reorg, Vanished};
 use super::journal::{self, JournalRecord};
 use crate::fsutil::{append_line_durable, repair_torn_tail};
-use crate::{AnchoredEpoch, DataDir, EpochRecord, Error, Result};
+use crate::{AnchoredEpoch, ChainError, DataDir, EpochRecord, Error, Result};
 use veritrace_verify::chain::{redact_url, scrub_url};
 
 /// How the EVM backend reaches and uses the chain.
@@ -130,25 +131,10 @@ impl EpochState {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Fees {
-    Eip1559 { max: u128, tip: u128 },
-    Legacy { price: u128 },
-}
-
 /// Fees and gas of a signed transaction, read back from its bytes.
 struct Signed {
     fees: Fees,
     gas: u64,
-}
-
-impl Signed {
-    fn max_fee(&self) -> u128 {
-        match self.fees {
-            Fees::Eip1559 { max, .. } => max,
-            Fees::Legacy { price } => price,
-        }
-    }
 }
 
 fn decode_fees(raw: &Bytes) -> Result<Signed> {
@@ -358,8 +344,8 @@ impl EvmAnchorer {
                     self.status.last_error = None;
                     self.next_poll = Instant::now() + self.s.poll_interval;
                 }
-                Err(Error::Chain(msg)) => {
-                    let msg = scrub_url(&msg, &self.s.rpc);
+                Err(Error::Chain(e)) => {
+                    let msg = e.scrubbed(&self.s.rpc).to_string();
                     self.status.failures += 1;
                     tracing::warn!(error = %msg, retry_in = ?self.backoff, "anchoring on the chain is delayed; epochs stay sealed");
                     self.status.last_error = Some(msg);
@@ -397,16 +383,20 @@ impl EvmAnchorer {
         tokio::time::timeout(self.s.request_timeout, call.into_future())
             .await
             .map_err(|_| {
-                Error::Chain(format!(
-                    "{what} via {}: no answer within {:?}",
-                    redact_url(&self.s.rpc),
-                    self.s.request_timeout
-                ))
+                Error::Chain(ChainError::Rpc {
+                    call: what.to_owned(),
+                    endpoint: redact_url(&self.s.rpc),
+                    detail: format!("no answer within {:?}", self.s.request_timeout),
+                })
             })
     }
 
     fn chain_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
-        Error::Chain(format!("{what} via {}: {e}", redact_url(&self.s.rpc)))
+        Error::Chain(ChainError::Rpc {
+            call: what.to_owned(),
+            endpoint: redact_url(&self.s.rpc),
+            detail: scrub_url(&e.to_string(), &self.s.rpc),
+        })
     }
 
     fn journal(&self, rec: &JournalRecord) -> Result<()> {
@@ -438,16 +428,18 @@ impl EvmAnchorer {
             .rpc("eth_getCode", self.provider.get_code_at(self.s.contract))
             .await?;
         if code.is_empty() {
-            return Err(Error::Chain(format!(
-                "no contract at {} on chain {chain_id}: deploy one with `veritrace anchor deploy --rpc URL` and set anchor.evm.contract",
-                self.s.contract
-            )));
+            return Err(Error::Chain(ChainError::Contract {
+                contract: self.s.contract.to_string(),
+                chain_id,
+                detail: "no contract at the configured address: deploy one with `veritrace anchor deploy --rpc URL` and set anchor.evm.contract".into(),
+            }));
         }
         if code != VeritraceAnchor::DEPLOYED_BYTECODE {
-            return Err(Error::Chain(format!(
-                "the code at {} on chain {chain_id} is not the VeritraceAnchor contract this build anchors with",
-                self.s.contract
-            )));
+            return Err(Error::Chain(ChainError::Contract {
+                contract: self.s.contract.to_string(),
+                chain_id,
+                detail: "the code at the configured address is not the VeritraceAnchor contract this build anchors with".into(),
+            }));
         }
         tracing::info!(chain_id, contract = %self.s.contract, writer = %self.from, rpc = %redact_url(&self.s.rpc), "connected to the anchor chain");
         self.chain_id = Some(chain_id);
@@ -472,22 +464,25 @@ impl EvmAnchorer {
             .filter_map(|(id, s)| s.anchored.clone().map(|r| (*id, r)))
             .collect();
         for (id, r) in anchored {
-            if r.block_number.saturating_add(self.s.reorg_depth) < head {
-                self.states.remove(&id);
-                self.settled.insert(id);
-                continue;
-            }
-            let canonical = if head < r.block_number {
-                None
+            let canonical = if decide::reorg_block_to_check(r.block_number, head, self.s.reorg_depth) {
+                self.block_hash(r.block_number).await?.map(|h| hex32(&h))
             } else {
-                self.block_hash(r.block_number).await?
+                None
             };
-            if canonical.is_some_and(|h| hex32(&h).eq_ignore_ascii_case(&r.block_hash)) {
-                continue;
-            }
-            let detail = match canonical {
-                Some(h) => format!("block {} is now {h}", r.block_number),
-                None => format!("the chain head {head} is below block {}", r.block_number),
+            let detail = match decide::reorg(
+                r.block_number,
+                &r.block_hash,
+                head,
+                self.s.reorg_depth,
+                canonical.as_deref(),
+            ) {
+                Reorg::Settled => {
+                    self.states.remove(&id);
+                    self.settled.insert(id);
+                    continue;
+                }
+                Reorg::Holds => continue,
+                Reorg::Reorged { detail } => detail,
             };
             tracing::warn!(epoch_id = id, tx = %r.tx_hash, block = r.block_number, %detail, "reorg removed an anchored epoch's block; anchoring it again");
             self.journal(&JournalRecord::Reorged {
@@ -626,7 +621,7 @@ impl EvmAnchorer {
                 .is_some();
             if known {
                 let newest = subs.last().is_some_and(|l| l.tx_hash == sub.tx_hash);
-                if newest && sub.since.elapsed() > self.s.resubmit_after {
+                if decide::due_for_replacement(newest, sub.since.elapsed(), self.s.resubmit_after) {
                     self.bump(chain_id, e, sub).await?;
                 }
                 return Ok(());
@@ -637,9 +632,7 @@ impl EvmAnchorer {
                     self.provider.get_transaction_count(self.from).latest(),
                 )
                 .await?;
-            if latest <= sub.nonce {
-                // The node forgot it (restarted, evicted it, or it never arrived): the same
-                // signed bytes again; they can only land once.
+            if decide::vanished(latest, sub.nonce) == Vanished::Rebroadcast {
                 self.broadcast(id, sub).await?;
                 return Ok(());
             }
@@ -668,9 +661,9 @@ impl EvmAnchorer {
             l.block_hash,
             l.log_index,
         ) else {
-            return Err(Error::Chain(
+            return Err(Error::Chain(ChainError::Inconsistent(
                 "the node returned an Anchored log without its position".into(),
-            ));
+            )));
         };
         Ok(Mined {
             receipt: EvmReceipt {
@@ -694,7 +687,11 @@ impl EvmAnchorer {
             return Ok(None);
         }
         let block = u64::try_from(block)
-            .map_err(|_| Error::Chain(format!("anchoredAt({root}) returned {block}")))?;
+            .map_err(|_| {
+                Error::Chain(ChainError::Inconsistent(format!(
+                    "anchoredAt({root}) returned {block}, not a block number"
+                )))
+            })?;
         let filter = Filter::new()
             .address(self.s.contract)
             .event_signature(VeritraceAnchor::Anchored::SIGNATURE_HASH)
@@ -708,9 +705,9 @@ impl EvmAnchorer {
             .iter()
             .find(|l| is_anchored_log(l, self.s.contract, &root))
         else {
-            return Err(Error::Chain(format!(
+            return Err(Error::Chain(ChainError::Inconsistent(format!(
                 "the contract says root {root} is anchored in block {block}, but the block has no Anchored log for it"
-            )));
+            ))));
         };
         let gas_used = match l.transaction_hash {
             Some(tx) => self
@@ -728,16 +725,16 @@ impl EvmAnchorer {
     async fn confirm(&mut self, e: &EpochRecord, m: Mined, head: u64) -> Result<()> {
         let id = e.epoch_id;
         let block = m.receipt.block_number;
-        if head < block {
-            if let Some(s) = self.states.get_mut(&id) {
-                s.mined = None;
+        let confirmations = match decide::confirmation(head, block, self.s.confirmations) {
+            Confirmation::BlockAhead => {
+                if let Some(s) = self.states.get_mut(&id) {
+                    s.mined = None;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        let confirmations = head - block + 1;
-        if confirmations < self.s.confirmations.max(1) {
-            return Ok(());
-        }
+            Confirmation::Wait => return Ok(()),
+            Confirmation::Check(n) => n,
+        };
         let canonical = self.block_hash(block).await?;
         if !canonical.is_some_and(|h| hex32(&h).eq_ignore_ascii_case(&m.receipt.block_hash)) {
             tracing::warn!(
@@ -775,6 +772,14 @@ impl EvmAnchorer {
         Ok(())
     }
 
+    fn limits(&self) -> FeeLimits {
+        FeeLimits {
+            max_fee: self.s.max_fee_per_gas,
+            max_tip: self.s.max_priority_fee_per_gas,
+        }
+    }
+
+    /// What the chain asks now ([`decide::quote`] turns it into fees within the limits).
     async fn fees(&self) -> Result<Fees> {
         let latest = self
             .rpc(
@@ -782,48 +787,29 @@ impl EvmAnchorer {
                 self.provider.get_block_by_number(BlockNumberOrTag::Latest),
             )
             .await?
-            .ok_or_else(|| Error::Chain("the node has no latest block".into()))?;
-        let gwei = |w: u128| w as f64 / 1e9;
-        match latest.header.base_fee_per_gas() {
-            Some(base) => {
-                let base = u128::from(base);
-                let tip = match tokio::time::timeout(
+            .ok_or_else(|| {
+                Error::Chain(ChainError::Inconsistent("the node has no latest block".into()))
+            })?;
+        let market = match latest.header.base_fee_per_gas() {
+            Some(base) => Market::Eip1559 {
+                base: u128::from(base),
+                // Some nodes lack eth_maxPriorityFeePerGas: the configured tip is offered.
+                suggested_tip: tokio::time::timeout(
                     self.s.request_timeout,
                     self.provider.get_max_priority_fee_per_gas().into_future(),
                 )
                 .await
-                {
-                    Ok(Ok(t)) => t,
-                    // Some nodes lack eth_maxPriorityFeePerGas: offer the configured tip.
-                    _ => self.s.max_priority_fee_per_gas,
-                }
-                .min(self.s.max_priority_fee_per_gas);
-                if base + tip > self.s.max_fee_per_gas {
-                    return Err(Error::Chain(format!(
-                        "base fee {:.3} gwei plus tip exceeds anchor.evm.max-fee-per-gas-gwei {:.3}; epochs wait until fees drop",
-                        gwei(base),
-                        gwei(self.s.max_fee_per_gas)
-                    )));
-                }
-                Ok(Fees::Eip1559 {
-                    max: (2 * base + tip).min(self.s.max_fee_per_gas),
-                    tip,
-                })
-            }
-            None => {
-                let price = self
+                .ok()
+                .and_then(|r| r.ok()),
+            },
+            None => Market::Legacy {
+                price: self
                     .rpc("eth_gasPrice", self.provider.get_gas_price())
-                    .await?;
-                if price > self.s.max_fee_per_gas {
-                    return Err(Error::Chain(format!(
-                        "gas price {:.3} gwei exceeds anchor.evm.max-fee-per-gas-gwei {:.3}; epochs wait until fees drop",
-                        gwei(price),
-                        gwei(self.s.max_fee_per_gas)
-                    )));
-                }
-                Ok(Fees::Legacy { price })
-            }
-        }
+                    .await?,
+            },
+        };
+        decide::quote(market, self.limits())
+            .map_err(|e| Error::Chain(ChainError::OverLimit(e.to_string())))
     }
 
     async fn submit_new(
@@ -833,18 +819,22 @@ impl EvmAnchorer {
         epochs: &[EpochRecord],
     ) -> Result<()> {
         let in_flight = self.states.values().filter(|s| s.in_flight()).count();
-        let budget = self.s.max_in_flight.max(1).saturating_sub(in_flight);
-        let todo: Vec<&EpochRecord> = epochs
+        let views: Vec<EpochView> = epochs
             .iter()
-            .filter(|e| {
-                !self.settled.contains(&e.epoch_id)
-                    && self
-                        .states
-                        .get(&e.epoch_id)
-                        .is_none_or(|s| s.anchored.is_none() && !s.in_flight())
+            .map(|e| {
+                let s = self.states.get(&e.epoch_id);
+                EpochView {
+                    epoch_id: e.epoch_id,
+                    settled: self.settled.contains(&e.epoch_id),
+                    anchored: s.is_some_and(|s| s.anchored.is_some()),
+                    in_flight: s.is_some_and(EpochState::in_flight),
+                }
             })
-            .take(budget)
             .collect();
+        let todo: Vec<&EpochRecord> = decide::to_submit(&views, in_flight, self.s.max_in_flight)
+            .into_iter()
+            .map(|id| self.epoch(epochs, id))
+            .collect::<Result<_>>()?;
         if todo.is_empty() {
             return Ok(());
         }
@@ -890,33 +880,27 @@ impl EvmAnchorer {
                     });
                     return Err(match decoded {
                         Some(VeritraceAnchor::VeritraceAnchorErrors::NotWriter(_)) => {
-                            Error::Chain(format!(
-                                "{} may not anchor on contract {} (NotWriter): the contract owner must call setWriter({}, true)",
-                                self.from, self.s.contract, self.from
-                            ))
+                            Error::Chain(ChainError::NotWriter {
+                                writer: self.from.to_string(),
+                                contract: self.s.contract.to_string(),
+                            })
                         }
                         Some(VeritraceAnchor::VeritraceAnchorErrors::AlreadyAnchored(a)) => {
-                            Error::Chain(format!(
-                                "root {root} of epoch {id} was anchored in block {} meanwhile; adopting it next poll",
-                                a.blockNumber
-                            ))
+                            Error::Chain(ChainError::Refused {
+                                what: format!("anchoring epoch {id}"),
+                                detail: format!(
+                                    "root {root} was anchored in block {} meanwhile; adopting it next poll",
+                                    a.blockNumber
+                                ),
+                            })
                         }
                         _ => self.chain_err(&format!("estimating gas to anchor epoch {id}"), err),
                     });
                 }
             };
-            if est > self.s.gas_limit {
-                return Err(Error::Chain(format!(
-                    "anchoring epoch {id} needs {est} gas, above anchor.evm.gas-limit {}",
-                    self.s.gas_limit
-                )));
-            }
-            let gas = (est + est / 5).min(self.s.gas_limit);
-            let mut nonce = pending;
-            while used.contains(&nonce) {
-                nonce += 1;
-            }
-            used.insert(nonce);
+            let gas = decide::gas_for(id, est, self.s.gas_limit)
+                .map_err(|e| Error::Chain(ChainError::OverLimit(e.to_string())))?;
+            let nonce = decide::next_nonce(pending, &mut used);
             self.sign_and_send(chain_id, e, nonce, gas, fees).await?;
         }
         Ok(())
@@ -989,26 +973,12 @@ impl EvmAnchorer {
     async fn bump(&mut self, chain_id: u64, e: &EpochRecord, sub: &Sub) -> Result<()> {
         let old = decode_fees(&sub.raw)?;
         let market = self.fees().await?;
-        let up = |x: u128| x + x / 4 + 1;
-        let (fees, at_limit) = match (old.fees, market) {
-            (Fees::Eip1559 { max, tip }, Fees::Eip1559 { max: m, tip: t }) => {
-                let tip = up(tip).max(t).min(self.s.max_priority_fee_per_gas);
-                let max = up(max).max(m).min(self.s.max_fee_per_gas).max(tip);
-                (Fees::Eip1559 { max, tip }, max <= old.max_fee())
-            }
-            (Fees::Legacy { price }, Fees::Legacy { price: p }) => {
-                let price = up(price).max(p).min(self.s.max_fee_per_gas);
-                (Fees::Legacy { price }, price <= old.max_fee())
-            }
-            // The chain changed fee markets under a pending transaction: offer the market.
-            (_, m) => (m, false),
-        };
-        if at_limit {
+        let Bump::Replace(fees) = decide::bump(old.fees, market, self.limits()) else {
             if self.warned_stuck.insert(sub.tx_hash) {
                 tracing::warn!(epoch_id = e.epoch_id, tx = %sub.tx_hash, pending = ?sub.since.elapsed(), "anchor transaction still pending at anchor.evm.max-fee-per-gas-gwei; raise the limit to get it mined");
             }
             return Ok(());
-        }
+        };
         tracing::info!(epoch_id = e.epoch_id, replaced = %sub.tx_hash, nonce = sub.nonce, "anchor transaction pending too long; replacing it with higher fees");
         self.sign_and_send(chain_id, e, sub.nonce, old.gas, fees)
             .await
@@ -1032,9 +1002,10 @@ impl EvmAnchorer {
                 }
                 let msg = scrub_url(&msg, &self.s.rpc);
                 self.abandon(id, sub.tx_hash, format!("the node refused it: {msg}"))?;
-                Err(Error::Chain(format!(
-                    "the node refused the anchor transaction of epoch {id}: {msg}"
-                )))
+                Err(Error::Chain(ChainError::Refused {
+                    what: format!("the anchor transaction of epoch {id}"),
+                    detail: format!("the node refused it: {msg}"),
+                }))
             }
             Err(e) => Err(self.chain_err("eth_sendRawTransaction", e)),
         }

@@ -22,8 +22,9 @@ use alloy::primitives::B256;
 use alloy::providers::{Provider, ProviderBuilder};
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::{ChainError, Error, Result};
 
+mod decide;
 mod engine;
 pub(crate) mod journal;
 
@@ -119,15 +120,25 @@ fn wallet_provider(
 pub(crate) async fn mined(
     pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
     what: &str,
+    rpc: &str,
 ) -> Result<(B256, alloy::rpc::types::TransactionReceipt)> {
     let tx_hash = *pending.tx_hash();
     let receipt = pending
         .with_timeout(Some(Duration::from_secs(120)))
         .get_receipt()
         .await
-        .map_err(|e| Error::Chain(format!("waiting for {what} {tx_hash}: {e}")))?;
+        .map_err(|e| {
+            Error::Chain(ChainError::Rpc {
+                call: format!("waiting for {what} {tx_hash}"),
+                endpoint: redact_url(rpc),
+                detail: scrub_url(&e.to_string(), rpc),
+            })
+        })?;
     if !receipt.status() {
-        return Err(Error::Chain(format!("{what} {tx_hash} reverted")));
+        return Err(Error::Chain(ChainError::Refused {
+            what: format!("{what} {tx_hash}"),
+            detail: "reverted".into(),
+        }));
     }
     Ok((tx_hash, receipt))
 }
@@ -139,10 +150,11 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
     let rpc_err = |what: &str| {
         let what = what.to_owned();
         move |e: alloy::transports::TransportError| {
-            Error::Chain(scrub_url(
-                &format!("{what} via {}: {e}", redact_url(rpc)),
-                rpc,
-            ))
+            Error::Chain(ChainError::Rpc {
+                call: what,
+                endpoint: redact_url(rpc),
+                detail: scrub_url(&e.to_string(), rpc),
+            })
         }
     };
     let chain_id = provider
@@ -153,18 +165,20 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
         .send()
         .await
         .map_err(|e| {
-            Error::Chain(scrub_url(
-                &format!("sending the deployment via {}: {e}", redact_url(rpc)),
-                rpc,
-            ))
+            Error::Chain(ChainError::Rpc {
+                call: "sending the deployment".into(),
+                endpoint: redact_url(rpc),
+                detail: scrub_url(&e.to_string(), rpc),
+            })
         })?;
-    let (tx_hash, receipt) = mined(pending, "deployment").await.map_err(|e| match e {
-        Error::Chain(m) => Error::Chain(scrub_url(&m, rpc)),
-        other => other,
-    })?;
+    let (tx_hash, receipt) = mined(pending, "deployment", rpc).await?;
     let contract = receipt
         .contract_address
-        .ok_or_else(|| Error::Chain(format!("deployment {tx_hash} created no contract")))?;
+        .ok_or_else(|| {
+            Error::Chain(ChainError::Inconsistent(format!(
+                "deployment {tx_hash} created no contract"
+            )))
+        })?;
     Ok(Deployment {
         chain_id,
         contract,
