@@ -88,7 +88,9 @@ pub enum ChainError {
         detail: String,
     },
     /// The writer key may not anchor on the contract.
-    #[error("{writer} may not anchor on contract {contract} (NotWriter): the contract owner must call setWriter({writer}, true)")]
+    #[error(
+        "{writer} may not anchor on contract {contract} (NotWriter): the contract owner must call setWriter({writer}, true)"
+    )]
     NotWriter {
         /// The writer key's address.
         writer: String,

@@ -64,8 +64,10 @@ pub(crate) enum Market {
 }
 
 /// Fees above the operator's limit: epochs wait until fees drop.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} {asked:.3} gwei exceeds anchor.evm.max-fee-per-gas-gwei {limit:.3}; epochs wait until fees drop")]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{what} {asked:.3} gwei exceeds anchor.evm.max-fee-per-gas-gwei {limit:.3}; epochs wait until fees drop"
+)]
 pub(crate) struct FeesTooHigh {
     /// What the chain asks (`base fee plus tip`, `gas price`).
     pub(crate) what: &'static str,
@@ -96,7 +98,10 @@ pub(crate) fn quote(market: Market, limits: FeeLimits) -> Result<Fees, FeesTooHi
                 });
             }
             Ok(Fees::Eip1559 {
-                max: base.saturating_mul(2).saturating_add(tip).min(limits.max_fee),
+                max: base
+                    .saturating_mul(2)
+                    .saturating_add(tip)
+                    .min(limits.max_fee),
                 tip,
             })
         }
@@ -148,7 +153,11 @@ pub(crate) fn bump(old: Fees, market: Fees, limits: FeeLimits) -> Bump {
 }
 
 /// Whether the newest submission of an epoch is due for replacement.
-pub(crate) fn due_for_replacement(newest: bool, pending_for: Duration, resubmit_after: Duration) -> bool {
+pub(crate) fn due_for_replacement(
+    newest: bool,
+    pending_for: Duration,
+    resubmit_after: Duration,
+) -> bool {
     newest && pending_for > resubmit_after
 }
 

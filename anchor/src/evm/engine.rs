@@ -31,7 +31,9 @@ use alloy::sol_types::{SolCall, SolEvent};
 use veritrace_verify::bundle::EvmReceipt;
 
 use super::VeritraceAnchor;
-use super::decide::{self, Bump, Confirmation, EpochView, FeeLimits, Fees, Market, Reorg, Vanished};
+use super::decide::{
+    self, Bump, Confirmation, EpochView, FeeLimits, Fees, Market, Reorg, Vanished,
+};
 use super::journal::{self, JournalRecord};
 use crate::fsutil::{append_line_durable, repair_torn_tail};
 use crate::{AnchoredEpoch, ChainError, DataDir, EpochRecord, Error, Result};
@@ -464,11 +466,12 @@ impl EvmAnchorer {
             .filter_map(|(id, s)| s.anchored.clone().map(|r| (*id, r)))
             .collect();
         for (id, r) in anchored {
-            let canonical = if decide::reorg_block_to_check(r.block_number, head, self.s.reorg_depth) {
-                self.block_hash(r.block_number).await?.map(|h| hex32(&h))
-            } else {
-                None
-            };
+            let canonical =
+                if decide::reorg_block_to_check(r.block_number, head, self.s.reorg_depth) {
+                    self.block_hash(r.block_number).await?.map(|h| hex32(&h))
+                } else {
+                    None
+                };
             let detail = match decide::reorg(
                 r.block_number,
                 &r.block_hash,
@@ -686,12 +689,11 @@ impl EvmAnchorer {
         if block.is_zero() {
             return Ok(None);
         }
-        let block = u64::try_from(block)
-            .map_err(|_| {
-                Error::Chain(ChainError::Inconsistent(format!(
-                    "anchoredAt({root}) returned {block}, not a block number"
-                )))
-            })?;
+        let block = u64::try_from(block).map_err(|_| {
+            Error::Chain(ChainError::Inconsistent(format!(
+                "anchoredAt({root}) returned {block}, not a block number"
+            )))
+        })?;
         let filter = Filter::new()
             .address(self.s.contract)
             .event_signature(VeritraceAnchor::Anchored::SIGNATURE_HASH)
@@ -788,7 +790,9 @@ impl EvmAnchorer {
             )
             .await?
             .ok_or_else(|| {
-                Error::Chain(ChainError::Inconsistent("the node has no latest block".into()))
+                Error::Chain(ChainError::Inconsistent(
+                    "the node has no latest block".into(),
+                ))
             })?;
         let market = match latest.header.base_fee_per_gas() {
             Some(base) => Market::Eip1559 {

@@ -172,13 +172,11 @@ pub async fn deploy(rpc: &str, key: PrivateKeySigner, poll: Duration) -> Result<
             })
         })?;
     let (tx_hash, receipt) = mined(pending, "deployment", rpc).await?;
-    let contract = receipt
-        .contract_address
-        .ok_or_else(|| {
-            Error::Chain(ChainError::Inconsistent(format!(
-                "deployment {tx_hash} created no contract"
-            )))
-        })?;
+    let contract = receipt.contract_address.ok_or_else(|| {
+        Error::Chain(ChainError::Inconsistent(format!(
+            "deployment {tx_hash} created no contract"
+        )))
+    })?;
     Ok(Deployment {
         chain_id,
         contract,
