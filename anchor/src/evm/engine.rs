@@ -12,6 +12,10 @@
 //! Any chain problem (RPC down or slow, a refused or reverted transaction, fees above the
 //! limit) ends the poll with a logged error and a backoff; the epochs stay `sealed` and
 //! nothing is lost. Local problems (the journal cannot be written) are returned.
+//!
+//! The decisions (fees and their replacement, which epochs next, nonces, gas, what a
+//! vanished transaction, a confirmation count or a changed block means) are made by the
+//! pure functions of [`super::decide`]; this file asks the chain and acts on them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::IntoFuture;
@@ -139,11 +143,15 @@ struct Signed {
     gas: u64,
 }
 
-fn decode_fees(raw: &Bytes) -> Result<Signed> {
+/// Fees and gas of a journaled transaction (`journal` names the file in an error: signed
+/// bytes that do not decode were altered there).
+fn decode_fees(raw: &Bytes, tx_hash: &B256, journal: &std::path::Path) -> Result<Signed> {
     use alloy::consensus::{Transaction as _, TxEnvelope};
     use alloy::eips::eip2718::Decodable2718;
-    let tx = TxEnvelope::decode_2718(&mut raw.as_ref())
-        .map_err(|e| Error::Bug(format!("a journaled transaction does not decode: {e}")))?;
+    let tx = TxEnvelope::decode_2718(&mut raw.as_ref()).map_err(|e| Error::Corrupt {
+        path: journal.to_owned(),
+        detail: format!("the signed bytes of transaction {tx_hash} do not decode: {e}"),
+    })?;
     let fees = match tx.max_priority_fee_per_gas() {
         Some(tip) => Fees::Eip1559 {
             max: tx.max_fee_per_gas(),
@@ -975,7 +983,7 @@ impl EvmAnchorer {
     /// higher fee, commonly at least +10%), within the configured limits. Whichever of
     /// the two is mined anchors the epoch; the other becomes invalid.
     async fn bump(&mut self, chain_id: u64, e: &EpochRecord, sub: &Sub) -> Result<()> {
-        let old = decode_fees(&sub.raw)?;
+        let old = decode_fees(&sub.raw, &sub.tx_hash, &self.path)?;
         let market = self.fees().await?;
         let Bump::Replace(fees) = decide::bump(old.fees, market, self.limits()) else {
             if self.warned_stuck.insert(sub.tx_hash) {

@@ -177,3 +177,55 @@ fn rpc_without_a_chain_to_ask_is_not_a_verdict() {
         assert!(stderr(&out).contains("--features rpc"), "{}", stderr(&out));
     }
 }
+
+/// Documents written by Veritrace at commit 38d4cc2, before the layout issue moved the
+/// code (`veritrace demo --events 3000`: its sample proof, a trace certificate and the
+/// node's ledger): they must verify with every later verifier, and the tampered copy the
+/// demo wrote must not.
+#[test]
+fn documents_written_before_the_layout_change_still_verify() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let f = |name: &str| fixtures.join(name);
+    let ledger = f("ledger-38d4cc2.jsonl");
+    let key = "d3070cbf1e36ca51040b4891d7bc78baaaa75cbb8f3e3001c757d4aae6cac4f9";
+    let out = run(&[
+        "--ledger",
+        s(&ledger),
+        "--key",
+        key,
+        s(&f("proof-38d4cc2.json")),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).starts_with("VALID  plant-hu-02:maint:000000385 (anchored)"));
+    assert!(
+        stdout(&out).contains("hash chain and signatures intact"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = run(&[s(&f("certificate-38d4cc2.json"))]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).starts_with("VALID  certificate: backward trace"));
+
+    let out = run(&[
+        "--json",
+        "--ledger",
+        s(&ledger),
+        s(&f("proof-38d4cc2-tampered.json")),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(v["code"], "root_mismatch", "{v}");
+}
