@@ -58,10 +58,7 @@ impl Verifier {
             return; // the running pass picks it up
         }
         let me = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("veritrace-verify".into())
-            .spawn(move || me.run());
-        if let Err(e) = spawned {
+        if let Err(e) = spawn_detached("veritrace-verify", move || me.run()) {
             tracing::error!(error = %e, "cannot start the file verifier");
             self.busy.store(false, Ordering::Release);
         }
@@ -109,6 +106,29 @@ impl Verifier {
             }
         }
     }
+}
+
+/// Starts a thread nobody joins, and lets it run only once it is detached.
+///
+/// Dropping a `JoinHandle` detaches the thread, and glibc's `pthread_detach` reads the
+/// thread's descriptor after marking it detached. A thread that exits at that very moment
+/// sees itself detached and frees its descriptor and stack first; when the stack cache is
+/// full (the query runtime's 64 MiB stacks fill it) the stack is unmapped and the
+/// detaching thread crashes (observed: `veritrace demo` killed by SIGSEGV in
+/// `pthread_detach` after a short verification pass). Here the thread waits until the
+/// detach is done, so it cannot be exiting during it.
+fn spawn_detached(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    let (detached, wait) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            // Err: the spawner is gone, which also means the detach is done.
+            let _ = wait.recv();
+            f()
+        })?;
+    drop(handle);
+    let _ = detached.send(());
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
