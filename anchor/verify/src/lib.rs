@@ -14,6 +14,8 @@
 //!   batch and epoch parts) as one document, verified event by event.
 //! - [`report`]: one document verified and rendered as the auditor's verdict (text or
 //!   JSON): the `veritrace-verify` binary and `veritrace verify` print it.
+//! - [`signature`]: signed statements (COSE_Sign1 and JWS; ES256 and EdDSA): parse, verify,
+//!   sign.
 //! - `chain` (feature `rpc`): reads an EVM receipt's root back from the contract.
 //!
 //! Key decision: a proof is two-level. An event's leaf proves into its batch root (one
@@ -26,6 +28,7 @@ pub mod canonical;
 pub mod certificate;
 pub mod merkle;
 pub mod report;
+pub mod signature;
 pub mod verify;
 
 #[cfg(feature = "rpc")]
