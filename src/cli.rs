@@ -61,6 +61,13 @@ enum Command {
     /// On-chain anchoring (EVM).
     #[command(subcommand)]
     Anchor(AnchorCommand),
+    /// Signing keys for devices and participants.
+    #[command(subcommand)]
+    Keys(crate::signing::KeysCommand),
+    /// Sign a JSON event, or a file of them (JSON lines), with a key file: JWS (one per line)
+    /// or COSE_Sign1 (a CBOR sequence), claims iss (--issuer), sub (the event's trace code)
+    /// and iat.
+    Sign(crate::signing::SignArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,10 +306,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Demo(args) = cli.command {
         return crate::demo::run(args);
     }
+    // Signing needs no configuration: integrators run it on their own machines.
+    if let Command::Keys(k) = cli.command {
+        return crate::signing::keys_cmd(k);
+    }
+    if let Command::Sign(a) = cli.command {
+        return crate::signing::sign_cmd(a);
+    }
     let cfg = Config::load(cli.config.as_deref())?;
     let data_of = |flag: Option<PathBuf>| flag.unwrap_or_else(|| cfg.data_dir.clone());
     match cli.command {
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Keys(_) | Command::Sign(_) => unreachable!("handled above"),
         Command::Ingest(IngestCommand::File(a)) => ingest_file(a, &cfg),
         Command::Process(a) => crate::process::process(a, cfg),
         Command::Topics(TopicsCommand::Create(a)) => crate::process::topics_create(a, cfg),

@@ -9,3 +9,4 @@ pub mod config;
 pub mod demo;
 pub mod process;
 pub mod rt;
+pub mod signing;

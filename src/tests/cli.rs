@@ -867,3 +867,126 @@ fn trace_certificates_verify_offline_and_tampering_is_reported_per_event() {
     let (code, v) = verify(&write("extra.json", &c));
     assert_eq!((code, v["code"].as_str()), (1, Some("malformed")), "{v}");
 }
+
+#[test]
+fn keys_generated_here_sign_events_that_the_verifier_accepts() {
+    use veritrace_verify::signature::{PublicKey, parse_cose, parse_jws};
+    let dir = tempfile::tempdir().expect("dir");
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        concat!(
+            r#"{"event_id":"e1","event_type":"production","trace_code":"(01)06945501102041(10)L1"}"#,
+            "\n\n",
+            r#"{"event_id":"e2","event_type":"quality_check"}"#,
+            "\n"
+        ),
+    )
+    .expect("write events");
+    for alg in ["ES256", "EdDSA"] {
+        let key = dir.path().join(format!("{alg}.key"));
+        let out = ok(&[
+            "keys",
+            "generate",
+            "--alg",
+            alg,
+            "--out",
+            key.to_str().expect("p"),
+        ]);
+        let info: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let public = PublicKey::parse(info["public"].as_str().expect("public")).expect("key");
+        assert_eq!(info["key_id"], public.key_id());
+        // Never overwritten.
+        let again = run(&[
+            "keys",
+            "generate",
+            "--alg",
+            alg,
+            "--out",
+            key.to_str().expect("p"),
+        ]);
+        assert_eq!(again.status.code(), Some(2));
+
+        let jws = ok(&[
+            "sign",
+            "--key",
+            key.to_str().expect("p"),
+            "--issuer",
+            "dev-press-07",
+            "--iat",
+            "1790000000",
+            events.to_str().expect("p"),
+        ]);
+        let lines: Vec<&str> = jws.lines().collect();
+        assert_eq!(lines.len(), 2, "{jws}");
+        let first = parse_jws(lines[0]).expect("jws");
+        first.verify(&public).expect("verifies");
+        assert_eq!(first.claims.iss.as_deref(), Some("dev-press-07"));
+        assert_eq!(
+            first.claims.sub.as_deref(),
+            Some("(01)06945501102041(10)L1")
+        );
+        assert_eq!(first.claims.iat, Some(1_790_000_000));
+        assert_eq!(first.kid.as_deref(), Some(public.key_id().as_str()));
+        assert_eq!(parse_jws(lines[1]).expect("jws").claims.sub, None);
+
+        let cose_out = dir.path().join(format!("{alg}.cbor"));
+        ok(&[
+            "sign",
+            "--key",
+            key.to_str().expect("p"),
+            "--issuer",
+            "dev-press-07",
+            "--format",
+            "cose",
+            "--out",
+            cose_out.to_str().expect("p"),
+            events.to_str().expect("p"),
+        ]);
+        // A CBOR sequence: parse the first envelope back out of it.
+        let bytes = std::fs::read(&cose_out).expect("read");
+        let first_len = {
+            let mut cursor = std::io::Cursor::new(&bytes);
+            let _: ciborium::value::Value =
+                ciborium::de::from_reader(&mut cursor).expect("first envelope");
+            cursor.position() as usize
+        };
+        let env = parse_cose(&bytes[..first_len]).expect("cose");
+        env.verify(&public).expect("verifies");
+        assert!(first_len < bytes.len(), "two envelopes");
+    }
+    // Bad input: not JSON, a missing key file, COSE to the terminal.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{not json\n").expect("write");
+    let key = dir.path().join("ES256.key");
+    let out = run(&[
+        "sign",
+        "--key",
+        key.to_str().expect("p"),
+        "--issuer",
+        "d",
+        bad.to_str().expect("p"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1 is not a JSON event"));
+    let out = run(&[
+        "sign",
+        "--key",
+        "/nonexistent.key",
+        "--issuer",
+        "d",
+        events.to_str().expect("p"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&[
+        "sign",
+        "--key",
+        key.to_str().expect("p"),
+        "--issuer",
+        "d",
+        "--format",
+        "cose",
+        events.to_str().expect("p"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,311 @@
+//! `veritrace keys generate` and `veritrace sign`: what an integrator needs to make a
+//! device or a connector sign its events (COSE_Sign1 or JWS, ES256 or EdDSA), with the
+//! verifier's own signing code ([`veritrace_verify::signature`]), so what is signed here is
+//! exactly what the pipeline and auditors verify.
+//!
+//! A key file is JSON, written with mode 0600:
+//! `{"format": "veritrace.key/1", "alg": "ES256", "secret": HEX, "public": "ES256:HEX",
+//! "key_id": HEX}`. Only `alg` and `secret` are read back; `public` and `key_id` are there
+//! to be copied into a registration.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use veritrace_verify::signature::{Alg, Claims, SigningKey, sign_cose, sign_jws};
+
+/// The key file format's name.
+pub const KEY_FORMAT: &str = "veritrace.key/1";
+
+/// `veritrace keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a signing key for a device or participant: writes the key file (mode 0600)
+    /// and prints the public key and key id to register.
+    Generate(GenerateArgs),
+}
+
+/// A signature algorithm on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlgArg {
+    /// ECDSA P-256 with SHA-256 (secure elements, TPM 2.0).
+    #[value(name = "ES256")]
+    Es256,
+    /// Ed25519.
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+impl From<AlgArg> for Alg {
+    fn from(a: AlgArg) -> Alg {
+        match a {
+            AlgArg::Es256 => Alg::Es256,
+            AlgArg::EdDsa => Alg::EdDsa,
+        }
+    }
+}
+
+/// Flags of `veritrace keys generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Algorithm.
+    #[arg(long, value_enum, default_value = "ES256")]
+    alg: AlgArg,
+    /// The key file to write (refused if it exists).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The envelope `veritrace sign` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvelopeArg {
+    /// JWS compact serialization, one per line.
+    Jws,
+    /// COSE_Sign1, as a CBOR sequence (RFC 8742): the envelopes one after another.
+    Cose,
+}
+
+/// Flags of `veritrace sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The key file (`veritrace keys generate`).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signer's id (the device or participant id): the `iss` claim.
+    #[arg(long)]
+    issuer: String,
+    /// The envelope.
+    #[arg(long, value_enum, default_value = "jws")]
+    format: EnvelopeArg,
+    /// The signing time (`iat`, seconds since 1970); default: now.
+    #[arg(long)]
+    iat: Option<i64>,
+    /// Where to write the envelopes (default: standard output, for JWS only).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A JSON event, or a file of them (JSON lines); `-` reads standard input.
+    input: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyFile {
+    format: String,
+    alg: String,
+    secret: String,
+    #[serde(default)]
+    public: String,
+    #[serde(default)]
+    key_id: String,
+}
+
+/// A new key for `alg` from the OS's randomness.
+pub fn generate(alg: Alg) -> anyhow::Result<SigningKey> {
+    // A random 32-byte string is a valid P-256 scalar except with probability ~2^-32;
+    // draw again in that case.
+    for _ in 0..16 {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+        if let Ok(k) = SigningKey::from_bytes(alg, &secret) {
+            return Ok(k);
+        }
+    }
+    bail!("could not draw a valid {} key", alg.name())
+}
+
+fn write_key(path: &Path, alg: Alg, secret: &[u8; 32], key: &SigningKey) -> anyhow::Result<()> {
+    let public = key.public();
+    let file = KeyFile {
+        format: KEY_FORMAT.into(),
+        alg: alg.name().into(),
+        secret: hex::encode(secret),
+        public: public.to_text(),
+        key_id: public.key_id(),
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| {
+        format!(
+            "creating key file {} (it must not exist yet)",
+            path.display()
+        )
+    })?;
+    f.write_all(format!("{}\n", serde_json::to_string_pretty(&file)?).as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Reads a key file.
+pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
+    let file: KeyFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a veritrace key file", path.display()))?;
+    if file.format != KEY_FORMAT {
+        bail!(
+            "{}: format {:?}, this build reads {KEY_FORMAT:?}",
+            path.display(),
+            file.format
+        );
+    }
+    let alg = Alg::from_name(&file.alg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(file.secret.trim(), &mut secret)
+        .with_context(|| format!("{}: the secret is not 64 hex digits", path.display()))?;
+    let key = SigningKey::from_bytes(alg, &secret)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if !file.public.is_empty() && file.public != key.public().to_text() {
+        bail!(
+            "{}: the public key written in the file is not the secret's (edited?)",
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
+/// `veritrace keys generate`.
+pub fn keys_cmd(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeysCommand::Generate(a) => {
+            let alg = Alg::from(a.alg);
+            let key = generate(alg)?;
+            let secret: [u8; 32] = match &key {
+                SigningKey::P256(k) => k.to_bytes().into(),
+                SigningKey::Ed25519(k) => k.to_bytes(),
+            };
+            write_key(&a.out, alg, &secret, &key)?;
+            let public = key.public();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "key_file": a.out.display().to_string(),
+                    "alg": alg.name(),
+                    "public": public.to_text(),
+                    "key_id": public.key_id(),
+                })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// `veritrace sign`.
+pub fn sign_cmd(a: SignArgs) -> anyhow::Result<ExitCode> {
+    let key = read_key(&a.key)?;
+    let kid = key.public().key_id();
+    let reader: Box<dyn BufRead> = if a.input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(&a.input)
+                .with_context(|| format!("reading {}", a.input.display()))?,
+        ))
+    };
+    let mut out: Box<dyn Write> = match (&a.out, a.format) {
+        (Some(p), _) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        (None, EnvelopeArg::Jws) => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        (None, EnvelopeArg::Cose) => bail!("COSE envelopes are binary: give --out FILE"),
+    };
+    let iat = a.iat.unwrap_or_else(now_secs);
+    let mut signed = 0u64;
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading line {}", i + 1))?;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let event: serde_json::Value = serde_json::from_str(text)
+            .with_context(|| format!("line {} is not a JSON event", i + 1))?;
+        let claims = Claims {
+            iss: Some(a.issuer.clone()),
+            sub: event
+                .get("trace_code")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned),
+            iat: Some(iat),
+        };
+        // The payload is the event as given: the pipeline canonicalises what it verifies.
+        match a.format {
+            EnvelopeArg::Jws => {
+                writeln!(out, "{}", sign_jws(&key, &kid, &claims, text.as_bytes()))?;
+            }
+            EnvelopeArg::Cose => out.write_all(&sign_cose(&key, &kid, &claims, text.as_bytes()))?,
+        }
+        signed += 1;
+    }
+    out.flush()?;
+    eprintln!(
+        "signed {signed} events with {} key {kid} as {}",
+        key.public().alg().name(),
+        a.issuer
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veritrace_verify::signature::{parse_cose, parse_jws};
+
+    #[test]
+    fn generated_keys_sign_what_the_verifier_accepts_and_files_round_trip() {
+        let dir = tempfile::tempdir().expect("dir");
+        for alg in [Alg::Es256, Alg::EdDsa] {
+            let key = generate(alg).expect("generate");
+            let secret: [u8; 32] = match &key {
+                SigningKey::P256(k) => k.to_bytes().into(),
+                SigningKey::Ed25519(k) => k.to_bytes(),
+            };
+            let path = dir.path().join(format!("{}.key", alg.name()));
+            write_key(&path, alg, &secret, &key).expect("write");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+            assert!(
+                write_key(&path, alg, &secret, &key).is_err(),
+                "never overwritten"
+            );
+            let back = read_key(&path).expect("read");
+            assert_eq!(back.public(), key.public());
+            let claims = Claims {
+                iss: Some("dev-1".into()),
+                sub: None,
+                iat: Some(1),
+            };
+            parse_jws(&sign_jws(&back, "k", &claims, b"{}"))
+                .expect("jws")
+                .verify(&key.public())
+                .expect("verifies");
+            parse_cose(&sign_cose(&back, "k", &claims, b"{}"))
+                .expect("cose")
+                .verify(&key.public())
+                .expect("verifies");
+        }
+        // A file whose public key was edited is refused.
+        let path = dir.path().join("ES256.key");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        v["public"] = "ES256:00".into();
+        let edited = dir.path().join("edited.key");
+        std::fs::write(&edited, v.to_string()).expect("write");
+        assert!(read_key(&edited).is_err());
+    }
+}
