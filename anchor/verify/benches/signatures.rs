@@ -2,7 +2,7 @@
 //! and as a COSE_Sign1 over a typical 400-byte event, parse plus verify; and Ed25519 batch
 //! verification of 64 signatures, the lever for high-rate devices.
 //!
-//! `cargo bench -p veritrace-loadtest --bench signatures`
+//! `cargo bench -p veritrace-verify --bench signatures`
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use veritrace_verify::signature::{
