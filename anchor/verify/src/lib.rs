@@ -16,6 +16,8 @@
 //!   JSON): the `veritrace-verify` binary and `veritrace verify` print it.
 //! - [`signature`]: signed statements (COSE_Sign1 and JWS; ES256 and EdDSA): parse, verify,
 //!   sign.
+//! - [`registry`]: the identity registry (participants, devices, key rotations and
+//!   revocations) derived from its signed records; who could sign for a device when.
 //! - `chain` (feature `rpc`): reads an EVM receipt's root back from the contract.
 //!
 //! Key decision: a proof is two-level. An event's leaf proves into its batch root (one
@@ -27,6 +29,7 @@ pub mod bundle;
 pub mod canonical;
 pub mod certificate;
 pub mod merkle;
+pub mod registry;
 pub mod report;
 pub mod signature;
 pub mod verify;
