@@ -68,6 +68,12 @@ enum Command {
     /// or COSE_Sign1 (a CBOR sequence), claims iss (--issuer), sub (the event's trace code)
     /// and iat.
     Sign(crate::signing::SignArgs),
+    /// The identity registry: participants (companies) and their admin keys.
+    #[command(subcommand)]
+    Participant(crate::registry_cmd::ParticipantCommand),
+    /// The identity registry: devices, their keys, rotation and revocation.
+    #[command(subcommand)]
+    Device(crate::registry_cmd::DeviceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,7 +126,8 @@ enum IngestCommand {
 struct IngestFileArgs {
     /// The file (`-` for standard input).
     path: PathBuf,
-    /// jsonl, json (an array) or csv; detected from the name and content when omitted.
+    /// jsonl, json (an array), csv, or cose (a CBOR sequence of COSE_Sign1 envelopes);
+    /// detected from the name and content when omitted. JSON lines may be signed JWS.
     #[arg(long)]
     format: Option<veritrace_ingest::file::FileFormat>,
     /// Column mapping for CSV (TOML; see `veritrace_ingest::file`).
@@ -318,6 +325,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(_) | Command::Keys(_) | Command::Sign(_) => unreachable!("handled above"),
         Command::Ingest(IngestCommand::File(a)) => ingest_file(a, &cfg),
+        Command::Participant(c) => crate::registry_cmd::participant_cmd(c, &cfg),
+        Command::Device(c) => crate::registry_cmd::device_cmd(c, &cfg),
         Command::Process(a) => crate::process::process(a, cfg),
         Command::Topics(TopicsCommand::Create(a)) => crate::process::topics_create(a, cfg),
         Command::Anchor(AnchorCommand::Deploy(a)) => {

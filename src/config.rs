@@ -48,9 +48,13 @@ use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use veritrace_processors::kafka::{ClientSettings, Properties, RAW_TOPIC, REJECTED_TOPIC};
 use veritrace_processors::runtime::RuntimeConfig;
-use veritrace_processors::{BatchPolicy, Limits};
+
+use veritrace_processors::signed::{Policy, REGISTRY_STREAM, SignaturePolicy, SignatureSettings};
+use veritrace_processors::{BatchPolicy, EventType, Limits};
+use veritrace_verify::signature::PublicKey;
 
 /// Default config file looked up in the working directory.
 pub const DEFAULT_FILE: &str = "veritrace.toml";
@@ -71,6 +75,93 @@ pub struct Config {
     pub anchor: AnchorConfig,
     /// What one query may cost (`veritrace serve`, `veritrace sql`).
     pub query: QueryConfig,
+    /// Signed statements: the operator's root key and the signature policy.
+    pub signatures: SignaturesConfig,
+}
+
+/// `[signatures]`: who may speak for devices and participants (see
+/// `veritrace_processors::signed`). Policies are `off`, `record` or `enforce`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SignaturesConfig {
+    /// The operator's root public key, which signs participant registrations: its text
+    /// (`EdDSA:HEX`, as `veritrace keys generate` prints it) or a file holding it (a key
+    /// file's `public`, or the text). Empty: no identity registry.
+    pub root_key: String,
+    /// The policy of streams and event types not named below.
+    pub policy: Policy,
+    /// Per event type, e.g. `{ production = "enforce" }`.
+    pub event_types: BTreeMap<String, Policy>,
+    /// Per stream (Kafka topic or pipeline stream), overriding the two above.
+    pub streams: BTreeMap<String, StreamSignatures>,
+    /// Signatures older than this are `stale_signature`, e.g. `"7d"`.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Signatures dated further ahead than this are `stale_signature` (clock skew).
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+}
+
+/// `[signatures.streams.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StreamSignatures {
+    /// The stream's policy (default: `[signatures] policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// Per event type on this stream (default: `[signatures] event-types`).
+    #[serde(default)]
+    pub event_types: BTreeMap<String, Policy>,
+}
+
+impl SignaturesConfig {
+    /// The root key, read from the text or the file named.
+    pub fn root(&self) -> anyhow::Result<Option<PublicKey>> {
+        let v = self.root_key.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        crate::registry_cmd::read_public_key(v)
+            .map(Some)
+            .with_context(|| "signatures.root-key")
+    }
+
+    /// The settings the processors take.
+    pub fn settings(&self) -> anyhow::Result<SignatureSettings> {
+        for t in self
+            .event_types
+            .keys()
+            .chain(self.streams.values().flat_map(|s| s.event_types.keys()))
+        {
+            anyhow::ensure!(
+                EventType::ALL.iter().any(|e| e.as_str() == t),
+                "signatures.event-types: {t:?} is not an event type"
+            );
+        }
+        let default = SignaturePolicy {
+            default: self.policy,
+            event_types: self.event_types.clone(),
+            max_age: self.max_age,
+            max_future: self.max_future,
+        };
+        let streams = self
+            .streams
+            .iter()
+            .map(|(name, s)| {
+                let mut p = default.clone();
+                if let Some(d) = s.policy {
+                    p.default = d;
+                }
+                p.event_types.extend(s.event_types.clone());
+                (name.clone(), p)
+            })
+            .collect();
+        Ok(SignatureSettings {
+            root: self.root()?,
+            default,
+            streams,
+        })
+    }
 }
 
 /// `[query]`: bounds on one query and on the query stage (see `veritrace_queries::limits`).
@@ -364,6 +455,17 @@ impl Default for Config {
                     shutdown_grace: Duration::from_secs(10),
                 }
             },
+            signatures: {
+                let d = SignaturePolicy::default();
+                SignaturesConfig {
+                    root_key: String::new(),
+                    policy: d.default,
+                    event_types: BTreeMap::new(),
+                    streams: BTreeMap::new(),
+                    max_age: d.max_age,
+                    max_future: d.max_future,
+                }
+            },
             anchor: AnchorConfig {
                 backend: BackendKind::Local,
                 evm: EvmConfig {
@@ -426,6 +528,10 @@ impl Config {
         anyhow::ensure!(
             p.max_payload_bytes >= 256,
             "pipeline.max-payload-bytes must be at least 256"
+        );
+        anyhow::ensure!(
+            p.stream != REGISTRY_STREAM,
+            "pipeline.stream must not be {REGISTRY_STREAM:?}: that stream holds the identity registry"
         );
         let k = &self.kafka;
         anyhow::ensure!(!k.group.is_empty(), "kafka.group must not be empty");
@@ -503,6 +609,7 @@ impl Config {
             epoch_interval: p.epoch_interval,
             backend: self.backend()?,
             anchor_drain: self.anchor.evm.drain_timeout,
+            signatures: self.signatures.settings()?,
         })
     }
 }

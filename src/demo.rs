@@ -166,6 +166,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         epoch_interval: Duration::from_millis(args.epoch_ms.max(10)),
         backend,
         anchor_drain: Duration::from_secs(120),
+        signatures: Default::default(),
     };
     let sim = Simulator::new(SimConfig {
         events: args.events,

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod process;
+pub mod registry_cmd;
 pub mod rt;
 pub mod signing;

@@ -113,6 +113,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         epoch_interval: rt_cfg.epoch_interval,
         backend: rt_cfg.backend.clone(),
         resume_rewind: k.resume_rewind,
+        signatures: rt_cfg.signatures.clone(),
     };
     tracing::info!(config = ?pcfg, data = %data.display(), "starting processor");
 

@@ -45,6 +45,9 @@ pub enum FileFormat {
     JsonArray,
     /// CSV with a header row, mapped to events by a [`CsvMapping`].
     Csv,
+    /// COSE_Sign1 envelopes as a CBOR sequence (RFC 8742), as `veritrace sign --format
+    /// cose` writes them: each envelope is one record, its bytes as they are.
+    Cose,
 }
 
 impl std::str::FromStr for FileFormat {
@@ -54,8 +57,9 @@ impl std::str::FromStr for FileFormat {
             "jsonl" | "ndjson" | "json-lines" => Ok(FileFormat::JsonLines),
             "json" | "json-array" => Ok(FileFormat::JsonArray),
             "csv" => Ok(FileFormat::Csv),
+            "cose" | "cbor" => Ok(FileFormat::Cose),
             other => Err(format!(
-                "unknown format {other:?} (expected jsonl, json or csv)"
+                "unknown format {other:?} (expected jsonl, json, csv or cose)"
             )),
         }
     }
@@ -67,7 +71,12 @@ impl FileFormat {
         match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => return FileFormat::Csv,
             Some("jsonl" | "ndjson") => return FileFormat::JsonLines,
+            Some("cose" | "cbor") => return FileFormat::Cose,
             _ => {}
+        }
+        // COSE_Sign1: tag 18 or an array of four; no text starts with these bytes.
+        if matches!(head.first(), Some(0xd2 | 0x84)) {
+            return FileFormat::Cose;
         }
         match head.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'[') => FileFormat::JsonArray,
@@ -390,9 +399,41 @@ fn insert_path(obj: &mut Map<String, Value>, path: &str, v: Value) {
     }
 }
 
+/// Splits a CBOR sequence into its items, each with its bytes as written. Whatever does not
+/// decode (a torn or damaged tail) is kept as one last record, for the pipeline to reject
+/// with its reason rather than lose it.
+pub fn cbor_sequence(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let mut reader = rest;
+        match ciborium::de::from_reader_with_recursion_limit::<ciborium::value::Value, _>(
+            &mut reader,
+            16,
+        ) {
+            Ok(_) => {
+                let used = rest.len() - reader.len();
+                out.push(rest[..used].to_vec());
+                rest = &rest[used..];
+            }
+            Err(_) => {
+                out.push(rest.to_vec());
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// The partition key of a record: its trace code, else its first input, else its device
-/// id (the same choice as the simulator), so one object's events share a partition.
+/// id (the same choice as the simulator), so one object's events share a partition. For a
+/// signed envelope, the same fields of the event it carries.
 pub fn key_of(record: &[u8]) -> Option<Vec<u8>> {
+    use veritrace_verify::signature::{parse_envelope, sniff};
+    if let Some(kind) = sniff(record) {
+        let signed = parse_envelope(record, kind).ok()?;
+        return key_of(&signed.payload);
+    }
     #[derive(Deserialize)]
     struct Keys {
         trace_code: Option<String>,
@@ -483,11 +524,13 @@ pub fn open_records(
     };
     let inner = match format {
         FileFormat::JsonLines => RecordsInner::Lines(reader),
-        FileFormat::JsonArray | FileFormat::Csv => {
+        FileFormat::JsonArray | FileFormat::Csv | FileFormat::Cose => {
             let mut data = Vec::new();
             reader.read_to_end(&mut data).map_err(io)?;
             let recs = if format == FileFormat::JsonArray {
                 json_array(&data)
+            } else if format == FileFormat::Cose {
+                cbor_sequence(&data)
             } else {
                 let m = mapping.ok_or_else(|| FileError::Csv {
                     path: name.clone(),
@@ -515,6 +558,28 @@ pub fn read_records(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn cbor_sequences_split_into_their_items_bytes_and_keep_a_damaged_tail() {
+        use veritrace_verify::signature::{Alg, Claims, SigningKey, sign_cose};
+        let key = SigningKey::from_bytes(Alg::EdDsa, &[3; 32]).unwrap();
+        let claims = Claims {
+            iss: Some("d1".into()),
+            sub: None,
+            iat: Some(1),
+        };
+        let a = sign_cose(&key, "k", &claims, br#"{"trace_code":"A"}"#);
+        let b = sign_cose(&key, "k", &claims, br#"{"device_id":"B"}"#);
+        let mut seq = [a.clone(), b.clone()].concat();
+        assert_eq!(cbor_sequence(&seq), vec![a.clone(), b.clone()]);
+        assert_eq!(key_of(&a), Some(b"A".to_vec()));
+        assert_eq!(key_of(&b), Some(b"B".to_vec()));
+        seq.extend_from_slice(&a[..a.len() / 2]);
+        let recs = cbor_sequence(&seq);
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[2], a[..a.len() / 2].to_vec());
+        assert_eq!(FileFormat::detect(Path::new("x"), &a), FileFormat::Cose);
+    }
 
     #[test]
     fn json_array_keeps_each_elements_bytes() {

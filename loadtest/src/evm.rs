@@ -166,6 +166,7 @@ pub fn run(a: &EvmArgs) -> anyhow::Result<EvmReport> {
             epoch_interval: Duration::from_millis(a.epoch_ms),
             backend: Backend::Evm(Box::new(settings)),
             anchor_drain: Duration::from_secs(300),
+            signatures: Default::default(),
         };
         let start = Instant::now();
         let report = runtime::run(&dir, &cfg, w.records.iter().cloned(), Arc::default())?;

@@ -137,6 +137,11 @@ pub struct EventColumns {
     readings: MapBuilder<StringBuilder, Float64Builder>,
     attributes: StringBuilder,
     attachments: StringBuilder,
+    signer: StringBuilder,
+    signer_participant: StringBuilder,
+    key_id: StringBuilder,
+    sig_alg: StringBuilder,
+    envelope: BinaryBuilder,
     canonical: StringBuilder,
     leaf_hash: FixedSizeBinaryBuilder,
     offset: UInt64Builder,
@@ -190,6 +195,11 @@ impl EventColumns {
             readings: MapBuilder::new(None, text(16), Float64Builder::new()),
             attributes: text(64),
             attachments: text(64),
+            signer: StringBuilder::new(),
+            signer_participant: StringBuilder::new(),
+            key_id: StringBuilder::new(),
+            sig_alg: StringBuilder::new(),
+            envelope: BinaryBuilder::new(),
             canonical: text(512),
             leaf_hash: FixedSizeBinaryBuilder::with_capacity(rows, 32),
             offset: UInt64Builder::with_capacity(rows),
@@ -207,13 +217,14 @@ impl EventColumns {
         self.rows == 0
     }
 
-    /// Appends one accepted event.
+    /// Appends one accepted event (with the signed envelope it came in, if any).
     pub fn push(
         &mut self,
         e: &Event,
         canonical: &[u8],
         leaf: &Digest,
         offset: u64,
+        envelope: Option<&[u8]>,
     ) -> Result<(), ArrowError> {
         self.event_id.append_value(&e.event_id);
         self.event_type.append_value(e.event_type.as_str());
@@ -287,6 +298,13 @@ impl EventColumns {
             let v = serde_json::to_value(&e.attachments).unwrap_or_default();
             self.attachments.append_value(json_text(&v));
         }
+        let sig = e.signature.as_ref();
+        self.signer.append_option(sig.map(|s| s.signer.as_str()));
+        self.signer_participant
+            .append_option(sig.map(|s| s.signer_participant.as_str()));
+        self.key_id.append_option(sig.map(|s| s.key_id.as_str()));
+        self.sig_alg.append_option(sig.map(|s| s.alg.as_str()));
+        self.envelope.append_option(envelope);
         // Canonical bytes are JCS output of a Rust string-keyed value: always UTF-8.
         self.canonical
             .append_value(String::from_utf8_lossy(canonical));
@@ -340,6 +358,11 @@ impl EventColumns {
             Arc::new(self.readings.finish()),
             Arc::new(self.attributes.finish()),
             Arc::new(self.attachments.finish()),
+            Arc::new(self.signer.finish()),
+            Arc::new(self.signer_participant.finish()),
+            Arc::new(self.key_id.finish()),
+            Arc::new(self.sig_alg.finish()),
+            Arc::new(self.envelope.finish()),
             Arc::new(self.canonical.finish()),
             repeat(batch_id),
             Arc::new(leaf_index),

@@ -45,10 +45,14 @@ pub enum EventType {
     Transformation,
     Maintenance,
     Telemetry,
+    /// An identity registry record (`participant.registered`, `device.registered`,
+    /// `device.key_rotated`, `device.revoked`): made by the pipeline from a signed record
+    /// on the registry stream, never accepted as an ordinary event.
+    Registry,
 }
 
 impl EventType {
-    /// Every type.
+    /// Every type a source may send ([`EventType::Registry`] is not one).
     pub const ALL: [EventType; 11] = [
         EventType::Production,
         EventType::QualityCheck,
@@ -77,6 +81,7 @@ impl EventType {
             EventType::Transformation => "transformation",
             EventType::Maintenance => "maintenance",
             EventType::Telemetry => "telemetry",
+            EventType::Registry => "registry",
         }
     }
 
@@ -175,6 +180,28 @@ pub struct Attachment {
     pub size: Option<u64>,
 }
 
+/// The signature an accepted event was signed with, as the leaf commits to it: the signer
+/// the registry named, the key that verified, and the digest of the whole envelope as
+/// received (kept in the `envelope` column, so a proof carries it and an auditor checks
+/// the signature offline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignatureInfo {
+    /// `ES256` or `EdDSA`.
+    pub alg: String,
+    /// `cose` or `jws`.
+    pub envelope: String,
+    /// SHA-256 of the envelope as received, lower-case hex.
+    pub envelope_sha256: String,
+    /// When it was signed (the `iat` claim, seconds since the epoch).
+    pub iat: i64,
+    /// Key id of the verifying key (see `veritrace_verify::signature::PublicKey::key_id`).
+    pub key_id: String,
+    /// The device or participant that signed (`iss`).
+    pub signer: String,
+    /// The participant the signer belongs to.
+    pub signer_participant: String,
+}
+
 /// The canonical, validated event. Its RFC 8785 serialisation is the Merkle leaf preimage.
 /// Fields are declared in canonical (sorted) order so the JCS serializer streams them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -226,6 +253,10 @@ pub struct Event {
     /// QC result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// Who signed the statement the event came from; absent when it came unsigned (or
+    /// signatures are off for it). Part of the leaf, so a proof shows who said it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureInfo>,
     /// Site id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
@@ -622,7 +653,7 @@ impl std::fmt::Display for Indexed {
     }
 }
 
-fn trace_code(field: impl std::fmt::Display, s: &str) -> Result<String, Rejection> {
+pub(crate) fn trace_code(field: impl std::fmt::Display, s: &str) -> Result<String, Rejection> {
     tracecode::parse_trace_code(s)
         .map(|c| c.into_canonical())
         .map_err(|e| {
@@ -955,6 +986,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         quantity,
         operator: raw.operator,
         result: raw.result,
+        signature: None,
         site: raw.site,
         device_id: raw.device_id,
         counterparty,

@@ -21,6 +21,7 @@ mod number;
 pub mod partition;
 pub mod reason;
 pub mod runtime;
+pub mod signed;
 pub mod tracecode;
 
 pub use event::{Accepted, Event, EventType, Limits, process};

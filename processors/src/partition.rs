@@ -15,8 +15,9 @@ use veritrace_anchor::{BatchHeader, BatchWriter, DataDir, SealInput, batch_id};
 use veritrace_verify::Digest;
 
 use crate::columns::{EdgeColumns, EventColumns, RejectedColumns};
-use crate::event::{Limits, process};
+use crate::event::Limits;
 use crate::reason::{Reason, Rejection};
+use crate::signed::{Opened, RegistryStage, Signatures};
 use crate::{Error, Result};
 
 /// When to seal a batch, and how to validate.
@@ -91,6 +92,7 @@ pub struct PartitionProcessor {
     partition: u32,
     writer: BatchWriter,
     policy: BatchPolicy,
+    stage: Stage,
     seen: IdSet,
     events: EventColumns,
     edges: EdgeColumns,
@@ -101,6 +103,13 @@ pub struct PartitionProcessor {
     open_records: u64,
     opened_at: Option<Instant>,
     stats: Stats,
+}
+
+/// How records become events: an event stream's signature stage, or the registry's.
+#[derive(Debug)]
+enum Stage {
+    Events(Signatures),
+    Registry(Box<RegistryStage>),
 }
 
 /// Dedupe keys are 128-bit xxh3 hashes of event ids (16 bytes per id in memory, a
@@ -172,6 +181,7 @@ impl PartitionProcessor {
             partition,
             writer,
             policy,
+            stage: Stage::Events(Signatures::default()),
             seen,
             events: EventColumns::with_capacity(policy.max_records.min(100_000)),
             edges: EdgeColumns::default(),
@@ -183,6 +193,19 @@ impl PartitionProcessor {
             opened_at: None,
             stats: Stats::default(),
         })
+    }
+
+    /// Sets how signed records are checked (the default: policy `record`, no registry).
+    pub fn with_signatures(mut self, signatures: Signatures) -> Self {
+        self.stage = Stage::Events(signatures);
+        self
+    }
+
+    /// Makes this the registry stream's processor: every record is a signed registry
+    /// record, applied to the registry state before it is accepted.
+    pub fn with_registry(mut self, stage: RegistryStage) -> Self {
+        self.stage = Stage::Registry(Box::new(stage));
+        self
     }
 
     /// The partition number.
@@ -236,11 +259,27 @@ impl PartitionProcessor {
         self.open_records += 1;
         self.stats.consumed += 1;
 
-        let outcome = match process(payload, now_ms, &self.policy.limits) {
-            Ok(a) => {
+        let limits = self.policy.limits;
+        let opened = match &mut self.stage {
+            Stage::Events(s) => s.open(payload, now_ms, &limits),
+            Stage::Registry(r) => {
+                let seen = &self.seen;
+                r.open_record(payload, now_ms, &limits, &|id| seen.contains(&id_key(id)))
+            }
+        };
+        let outcome = match opened {
+            Ok(Opened {
+                accepted: a,
+                envelope,
+            }) => {
                 if self.seen.insert(id_key(&a.event.event_id)) {
-                    self.events
-                        .push(&a.event, &a.canonical, &a.leaf_hash, offset)?;
+                    self.events.push(
+                        &a.event,
+                        &a.canonical,
+                        &a.leaf_hash,
+                        offset,
+                        envelope.as_deref(),
+                    )?;
                     self.edges.push(&a.event);
                     self.leaves.push(a.leaf_hash);
                     self.stats.accepted += 1;

@@ -23,11 +23,22 @@ pub enum Reason {
     BadValue,
     NumberOutOfRange,
     DuplicateEventId,
+    Unsigned,
+    MalformedEnvelope,
+    UnsupportedAlg,
+    UnknownSigner,
+    BadSignature,
+    SignerRevoked,
+    SignerNotAuthorized,
+    StaleSignature,
+    ClaimsMismatch,
+    BadRecord,
+    RecordNotAuthorized,
 }
 
 impl Reason {
     /// Every reason, in a stable order (for metrics and reports).
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 27] = [
         Reason::PayloadTooLarge,
         Reason::MalformedJson,
         Reason::NotAnObject,
@@ -44,6 +55,17 @@ impl Reason {
         Reason::BadValue,
         Reason::NumberOutOfRange,
         Reason::DuplicateEventId,
+        Reason::Unsigned,
+        Reason::MalformedEnvelope,
+        Reason::UnsupportedAlg,
+        Reason::UnknownSigner,
+        Reason::BadSignature,
+        Reason::SignerRevoked,
+        Reason::SignerNotAuthorized,
+        Reason::StaleSignature,
+        Reason::ClaimsMismatch,
+        Reason::BadRecord,
+        Reason::RecordNotAuthorized,
     ];
 
     /// The stable snake_case code.
@@ -65,6 +87,17 @@ impl Reason {
             Reason::BadValue => "bad_value",
             Reason::NumberOutOfRange => "number_out_of_range",
             Reason::DuplicateEventId => "duplicate_event_id",
+            Reason::Unsigned => "unsigned",
+            Reason::MalformedEnvelope => "malformed_envelope",
+            Reason::UnsupportedAlg => "unsupported_alg",
+            Reason::UnknownSigner => "unknown_signer",
+            Reason::BadSignature => "bad_signature",
+            Reason::SignerRevoked => "signer_revoked",
+            Reason::SignerNotAuthorized => "signer_not_authorized",
+            Reason::StaleSignature => "stale_signature",
+            Reason::ClaimsMismatch => "claims_mismatch",
+            Reason::BadRecord => "bad_record",
+            Reason::RecordNotAuthorized => "record_not_authorized",
         }
     }
 

@@ -77,6 +77,8 @@ pub struct RuntimeConfig {
     /// At the end of a run, how long to wait for the backend to anchor the last epochs;
     /// epochs still waiting stay sealed and are anchored by the next run.
     pub anchor_drain: Duration,
+    /// How signed records are checked.
+    pub signatures: crate::signed::SignatureSettings,
 }
 
 impl Default for RuntimeConfig {
@@ -88,6 +90,7 @@ impl Default for RuntimeConfig {
             epoch_interval: Duration::from_secs(10),
             backend: Backend::Local,
             anchor_drain: Duration::from_secs(120),
+            signatures: Default::default(),
         }
     }
 }
@@ -157,8 +160,10 @@ where
     let mut senders: Vec<SyncSender<Chunk>> = Vec::new();
     let mut workers = Vec::new();
     let mut next_offsets = Vec::new();
+    let registry = cfg.signatures.registry(dir)?;
     for p in 0..parts {
-        let proc = PartitionProcessor::open(dir, &cfg.stream, p, cfg.policy)?;
+        let proc = PartitionProcessor::open(dir, &cfg.stream, p, cfg.policy)?
+            .with_signatures(cfg.signatures.stage(&cfg.stream, registry.clone()));
         next_offsets.push(proc.resume_offset().unwrap_or(0));
         let (tx, rx) = sync_channel::<Chunk>(8);
         senders.push(tx);

@@ -176,6 +176,11 @@ impl Registry {
         }
     }
 
+    /// The operator's root key, which registers participants.
+    pub fn root(&self) -> &PublicKey {
+        &self.root
+    }
+
     /// The participants.
     pub fn participants(&self) -> &BTreeMap<String, Participant> {
         &self.participants

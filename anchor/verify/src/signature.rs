@@ -540,6 +540,47 @@ pub fn parse_jws(text: &str) -> Result<Signed, SigError> {
     })
 }
 
+/// What a record looks like: a COSE_Sign1 envelope (CBOR: tag 18, or an array of four),
+/// a compact JWS (three base64url parts whose header starts `{"`), or neither (plain JSON,
+/// or garbage for the JSON parser to name). Cheap: looks at the first bytes and the shape.
+pub fn sniff(bytes: &[u8]) -> Option<Envelope> {
+    match bytes.first() {
+        // 0xd2: tag 18; 0x84: an array of four. No JSON text starts with either.
+        Some(0xd2 | 0x84) => return Some(Envelope::Cose),
+        None => return None,
+        _ => {}
+    }
+    let text = bytes.trim_ascii();
+    let jws_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    if text.starts_with(b"eyJ")
+        && text.iter().filter(|&&b| b == b'.').count() == 2
+        && text.iter().all(jws_byte)
+    {
+        return Some(Envelope::Jws);
+    }
+    None
+}
+
+/// Parses an envelope that [`sniff`] recognised.
+pub fn parse_envelope(bytes: &[u8], kind: Envelope) -> Result<Signed, SigError> {
+    match kind {
+        Envelope::Cose => parse_cose(bytes),
+        Envelope::Jws => parse_jws(
+            std::str::from_utf8(bytes).map_err(|_| malformed("a compact JWS is ASCII text"))?,
+        ),
+    }
+}
+
+impl Envelope {
+    /// `cose` or `jws`, as the events table names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Envelope::Cose => "cose",
+            Envelope::Jws => "jws",
+        }
+    }
+}
+
 /// Signs `payload` as a compact JWS with the claims in the protected header.
 pub fn sign_jws(key: &SigningKey, kid: &str, claims: &Claims, payload: &[u8]) -> String {
     let mut header = serde_json::Map::new();
@@ -816,6 +857,34 @@ mod tests {
                 .expect("seed")
                 .sign(&s.to_be_signed),
             s.signature
+        );
+    }
+
+    #[test]
+    fn sniff_tells_envelopes_from_json() {
+        let key = SigningKey::from_bytes(Alg::EdDsa, &[7; 32]).expect("key");
+        let claims = Claims {
+            iss: Some("d1".into()),
+            sub: None,
+            iat: Some(1),
+        };
+        let cose = sign_cose(&key, "k", &claims, b"{}");
+        let jws = sign_jws(&key, "k", &claims, b"{}");
+        assert_eq!(sniff(&cose), Some(Envelope::Cose));
+        assert_eq!(sniff(jws.as_bytes()), Some(Envelope::Jws));
+        assert_eq!(sniff(format!(" {jws}\r\n").as_bytes()), Some(Envelope::Jws));
+        for json in [&b"{\"a\":1}"[..], b"[1]", b"", b"eyJ", b"\"eyJ.a.b\""] {
+            assert_eq!(sniff(json), None, "{json:?}");
+        }
+        let parsed = parse_envelope(jws.as_bytes(), Envelope::Jws).expect("jws");
+        assert_eq!(parsed.claims, claims);
+        assert_eq!(
+            parse_envelope(&cose, Envelope::Cose).expect("cose").payload,
+            b"{}"
+        );
+        assert_eq!(
+            parse_envelope(&[0x84, 0xff], Envelope::Cose).map_err(|e| e.code),
+            Err("malformed_envelope")
         );
     }
 

@@ -73,6 +73,8 @@ pub struct ProcessConfig {
     pub backend: Backend,
     /// Records to re-read before the resume offset (see [`DEFAULT_RESUME_REWIND`]).
     pub resume_rewind: u64,
+    /// How signed records are checked, per topic.
+    pub signatures: crate::signed::SignatureSettings,
 }
 
 /// Broker gap: tansu 0.6 answers a fetch with the record batches that *start* at or after
@@ -132,6 +134,7 @@ struct Shared {
     stats: Mutex<Stats>,
     fatal: Mutex<Option<Error>>,
     holder: String,
+    registry: Option<Arc<crate::signed::RegistryCache>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -187,6 +190,7 @@ impl Shared {
                 topic: topic.clone(),
                 partition: p,
                 policy: self.cfg.policy,
+                signatures: self.cfg.signatures.stage(&topic, self.registry.clone()),
                 producer: self.producer.clone(),
                 rejected_topic: self.cfg.rejected_topic.clone(),
                 metrics: self.metrics.clone(),
@@ -425,6 +429,7 @@ pub fn run(
         stats: Mutex::new(Stats::default()),
         fatal: Mutex::new(None),
         holder: holder.clone(),
+        registry: cfg.signatures.registry(dir)?,
     });
     let consumer: BaseConsumer<Ctx> = cfg
         .client

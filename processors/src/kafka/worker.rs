@@ -59,6 +59,7 @@ pub(crate) struct WorkerCtx {
     pub(crate) topic: String,
     pub(crate) partition: i32,
     pub(crate) policy: BatchPolicy,
+    pub(crate) signatures: crate::signed::Signatures,
     pub(crate) producer: FutureProducer,
     pub(crate) rejected_topic: String,
     pub(crate) metrics: ProcessorMetrics,
@@ -122,7 +123,8 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let proc = PartitionProcessor::open(&ctx.dir, &ctx.topic, ctx.partition as u32, ctx.policy)?;
+    let proc = PartitionProcessor::open(&ctx.dir, &ctx.topic, ctx.partition as u32, ctx.policy)?
+        .with_signatures(ctx.signatures.clone());
     let resume = proc.resume_offset().map(|o| o as i64);
     if resume != ctx.expected_start {
         tracing::info!(topic = %ctx.topic, partition = ctx.partition, ?resume, assigned = ?ctx.expected_start,

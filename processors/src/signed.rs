@@ -1,0 +1,713 @@
+//! Signed statements in the pipeline: who said it.
+//!
+//! A record is a plain JSON event, a COSE_Sign1 envelope or a compact JWS whose payload is
+//! the JSON event ([`veritrace_verify::signature::sniff`] tells them apart). The signature
+//! policy of the stream and event type decides what happens:
+//!
+//! | policy | unsigned | signed |
+//! |---|---|---|
+//! | `off` | accepted | unwrapped, signature neither checked nor recorded |
+//! | `record` (default) | accepted | checked; recorded in the leaf when valid, rejected when not |
+//! | `enforce` | rejected (`unsigned`) | checked; recorded in the leaf when valid, rejected when not |
+//!
+//! A signature that is present is never stored unchecked, so a forged one cannot pass for
+//! a real one: under `record` and `enforce` alike it is checked against the identity
+//! registry ([`veritrace_verify::registry`]) at its `iat`, within a time window
+//! (`stale_signature`), against the event (`sub` must be its trace code, else
+//! `claims_mismatch`; the signer's participant must take part in it, else
+//! `signer_not_authorized`).
+//!
+//! The registry itself is records in the log: signed `participant.registered`,
+//! `device.registered`, `device.key_rotated` and `device.revoked` records on the
+//! [`REGISTRY_STREAM`], each sealed and anchored as an event of type `registry`
+//! ([`RegistryStage`]). Processors of event streams read it from the data directory
+//! ([`RegistryCache`]) and follow it as it grows.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow_array::{Array, BinaryArray};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use veritrace_anchor::DataDir;
+use veritrace_verify::merkle;
+use veritrace_verify::registry::{Record, Registry, RegistryError};
+use veritrace_verify::signature::{PublicKey, Signed, parse_envelope, sniff};
+
+use crate::event::{
+    Accepted, Event, EventType, Limits, Participant, SignatureInfo, parse_event, trace_code,
+};
+use crate::reason::{Reason, Rejection};
+use crate::{Error, Result};
+
+/// The stream that carries the identity registry's records (partition 0 only).
+pub const REGISTRY_STREAM: &str = "registry";
+
+/// What the pipeline does with signatures (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Signatures are ignored: envelopes are unwrapped, nothing is checked or recorded.
+    Off,
+    /// Signatures are checked and recorded when present; unsigned events are accepted.
+    #[default]
+    Record,
+    /// Every event must be signed by a registered, authorized key.
+    Enforce,
+}
+
+impl Policy {
+    /// `off`, `record` or `enforce`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Off => "off",
+            Policy::Record => "record",
+            Policy::Enforce => "enforce",
+        }
+    }
+}
+
+/// The signature policy of one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignaturePolicy {
+    /// For event types not named below.
+    pub default: Policy,
+    /// Per event type (`production`, `telemetry`, ...).
+    pub event_types: BTreeMap<String, Policy>,
+    /// A signature older than this (its `iat` before now minus this) is `stale_signature`.
+    pub max_age: Duration,
+    /// A signature dated further ahead than this is `stale_signature` (clock skew).
+    pub max_future: Duration,
+}
+
+impl Default for SignaturePolicy {
+    fn default() -> Self {
+        SignaturePolicy {
+            default: Policy::Record,
+            event_types: BTreeMap::new(),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_future: Duration::from_secs(300),
+        }
+    }
+}
+
+impl SignaturePolicy {
+    /// The policy for one event type.
+    pub fn for_type(&self, t: EventType) -> Policy {
+        self.event_types
+            .get(t.as_str())
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    fn strictest(&self) -> Policy {
+        self.event_types
+            .values()
+            .copied()
+            .fold(self.default, |a, b| match (a, b) {
+                (Policy::Enforce, _) | (_, Policy::Enforce) => Policy::Enforce,
+                (Policy::Record, _) | (_, Policy::Record) => Policy::Record,
+                _ => Policy::Off,
+            })
+    }
+}
+
+/// The signature settings of a process: the operator's root key and the policy of each
+/// stream (streams not named use `default`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignatureSettings {
+    /// The operator's root key, which registers participants; without it there is no
+    /// registry and signed events are `unknown_signer`.
+    pub root: Option<PublicKey>,
+    /// The policy of streams not named in `streams`.
+    pub default: SignaturePolicy,
+    /// Per stream (a Kafka topic or the embedded pipeline's stream name).
+    pub streams: BTreeMap<String, SignaturePolicy>,
+}
+
+impl SignatureSettings {
+    /// The policy of one stream.
+    pub fn policy(&self, stream: &str) -> &SignaturePolicy {
+        self.streams.get(stream).unwrap_or(&self.default)
+    }
+
+    /// The registry of `dir`, loaded once for every partition of the process.
+    pub fn registry(&self, dir: &DataDir) -> Result<Option<Arc<RegistryCache>>> {
+        self.root
+            .as_ref()
+            .map(|root| RegistryCache::open(dir, root.clone()))
+            .transpose()
+    }
+
+    /// The signature stage of one stream over a loaded registry.
+    pub fn stage(&self, stream: &str, registry: Option<Arc<RegistryCache>>) -> Signatures {
+        Signatures {
+            policy: self.policy(stream).clone(),
+            registry,
+        }
+    }
+}
+
+/// The signature stage of an event stream: its policy and the registry it checks against.
+#[derive(Debug, Clone, Default)]
+pub struct Signatures {
+    /// The policy.
+    pub policy: SignaturePolicy,
+    /// The identity registry; `None` when no operator root key is configured (then every
+    /// signed event is `unknown_signer` unless the policy is `off`).
+    pub registry: Option<Arc<RegistryCache>>,
+}
+
+/// An accepted event and, when it came signed, the envelope as received.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The event.
+    pub accepted: Accepted,
+    /// The envelope bytes (kept in the `envelope` column; the leaf commits to their digest).
+    pub envelope: Option<Vec<u8>>,
+}
+
+fn reason_of(e: &RegistryError) -> Reason {
+    match e.code {
+        "unknown_signer" => Reason::UnknownSigner,
+        "signer_revoked" => Reason::SignerRevoked,
+        "unsupported_alg" => Reason::UnsupportedAlg,
+        "malformed_envelope" => Reason::MalformedEnvelope,
+        "bad_record" => Reason::BadRecord,
+        "record_not_authorized" => Reason::RecordNotAuthorized,
+        _ => Reason::BadSignature,
+    }
+}
+
+fn rejection(e: &RegistryError) -> Rejection {
+    Rejection::new(reason_of(e), &e.detail)
+}
+
+/// Unwraps an envelope, bounding its size first (an envelope may be up to twice the
+/// payload limit: base64url and headers; its payload is held to the limit itself).
+fn unwrap_envelope(payload: &[u8], limits: &Limits) -> Result<Option<Signed>, Rejection> {
+    let Some(kind) = sniff(payload) else {
+        return Ok(None);
+    };
+    if payload.len() > limits.max_payload.saturating_mul(2) {
+        return Err(Rejection::new(
+            Reason::PayloadTooLarge,
+            format!(
+                "the {} envelope is {} bytes, over twice the limit of {} bytes",
+                kind.as_str(),
+                payload.len(),
+                limits.max_payload
+            ),
+        ));
+    }
+    parse_envelope(payload, kind).map(Some).map_err(|e| {
+        let mut r = rejection(&e.into());
+        r.event_id = jws_event_id(payload);
+        r
+    })
+}
+
+/// The event id inside a JWS that could not be verified (unsupported algorithm, bad
+/// header), so its rejection names the event. Best effort: `None` when unreadable.
+fn jws_event_id(jws: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    #[derive(Deserialize)]
+    struct Id {
+        event_id: String,
+    }
+    let payload = jws.trim_ascii().split(|&b| b == b'.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let id: Id = serde_json::from_slice(&bytes).ok()?;
+    (id.event_id.len() <= 128).then_some(id.event_id)
+}
+
+fn info(
+    signed: &Signed,
+    iat: i64,
+    signer: String,
+    participant: String,
+    key_id: String,
+) -> SignatureInfo {
+    SignatureInfo {
+        alg: signed.alg.name().to_owned(),
+        envelope: signed.envelope.as_str().to_owned(),
+        envelope_sha256: signed.digest.to_hex(),
+        iat,
+        key_id,
+        signer,
+        signer_participant: participant,
+    }
+}
+
+fn finish(event: Event, envelope: Option<Vec<u8>>) -> Result<Opened, Rejection> {
+    let canonical = event.canonical_bytes().map_err(|mut r| {
+        r.event_id = Some(event.event_id.clone());
+        r
+    })?;
+    let leaf_hash = merkle::leaf_hash(&canonical);
+    Ok(Opened {
+        accepted: Accepted {
+            event,
+            canonical,
+            leaf_hash,
+        },
+        envelope,
+    })
+}
+
+/// `iat` must be within `[now - max_age, now + max_future]`.
+fn check_time(iat: Option<i64>, now_ms: i64, policy: &SignaturePolicy) -> Result<i64, Rejection> {
+    let iat = iat.ok_or_else(|| {
+        Rejection::new(
+            Reason::MalformedEnvelope,
+            "the envelope has no signing time (iat)",
+        )
+    })?;
+    let now = now_ms.div_euclid(1000);
+    let age = i64::try_from(policy.max_age.as_secs()).unwrap_or(i64::MAX);
+    let ahead = i64::try_from(policy.max_future.as_secs()).unwrap_or(i64::MAX);
+    if iat > now.saturating_add(ahead) {
+        return Err(Rejection::new(
+            Reason::StaleSignature,
+            format!("signed at {iat}, more than {ahead} s after now ({now})"),
+        ));
+    }
+    if iat < now.saturating_sub(age) {
+        return Err(Rejection::new(
+            Reason::StaleSignature,
+            format!("signed at {iat}, more than {age} s before now ({now})"),
+        ));
+    }
+    Ok(iat)
+}
+
+impl Signatures {
+    /// Unwraps, parses, validates and (by policy) checks one record of an event stream.
+    pub fn open(&self, payload: &[u8], now_ms: i64, limits: &Limits) -> Result<Opened, Rejection> {
+        let signed = if self.policy.strictest() == Policy::Off && sniff(payload).is_none() {
+            None
+        } else {
+            unwrap_envelope(payload, limits)?
+        };
+        let Some(signed) = signed else {
+            let event = parse_event(payload, now_ms, limits)?;
+            if self.policy.for_type(event.event_type) == Policy::Enforce {
+                let mut r = Rejection::new(
+                    Reason::Unsigned,
+                    format!(
+                        "{} events must be signed (COSE_Sign1 or JWS) on this stream",
+                        event.event_type.as_str()
+                    ),
+                );
+                r.event_id = Some(event.event_id);
+                return Err(r);
+            }
+            return finish(event, None);
+        };
+        let mut event = parse_event(&signed.payload, now_ms, limits)?;
+        if self.policy.for_type(event.event_type) == Policy::Off {
+            return finish(event, None);
+        }
+        match self.check(&signed, &event, now_ms) {
+            Ok(sig) => event.signature = Some(sig),
+            Err(mut r) => {
+                r.event_id = Some(event.event_id);
+                return Err(r);
+            }
+        }
+        finish(event, Some(payload.to_vec()))
+    }
+
+    fn check(
+        &self,
+        signed: &Signed,
+        event: &Event,
+        now_ms: i64,
+    ) -> Result<SignatureInfo, Rejection> {
+        let iat = check_time(signed.claims.iat, now_ms, &self.policy)?;
+        if let Some(sub) = &signed.claims.sub {
+            let sub_code = trace_code("sub", sub).ok();
+            if sub_code.is_none() || sub_code.as_deref() != event.trace_code.as_deref() {
+                return Err(Rejection::new(
+                    Reason::ClaimsMismatch,
+                    format!(
+                        "the signed subject (sub) {sub:?} is not the event's trace code {:?}",
+                        event.trace_code.as_deref().unwrap_or("(none)")
+                    ),
+                ));
+            }
+        }
+        let cache = self.registry.as_ref().ok_or_else(|| {
+            Rejection::new(
+                Reason::UnknownSigner,
+                "no identity registry: [signatures] root-key is not configured",
+            )
+        })?;
+        let signer = match cache.current().authorize(signed) {
+            // A device registered moments ago: look at the log once more.
+            Err(e) if e.code == "unknown_signer" => cache.reload().authorize(signed),
+            other => other,
+        }
+        .map_err(|e| rejection(&e))?;
+        let takes_part = signer.participant_id == event.participant.id
+            || event
+                .counterparty
+                .as_ref()
+                .is_some_and(|c| c.id == signer.participant_id);
+        if !takes_part {
+            return Err(Rejection::new(
+                Reason::SignerNotAuthorized,
+                format!(
+                    "{} belongs to participant {}, which takes no part in this event (participant {})",
+                    signer.id, signer.participant_id, event.participant.id
+                ),
+            ));
+        }
+        Ok(info(
+            signed,
+            iat,
+            signer.id,
+            signer.participant_id,
+            signer.key_id,
+        ))
+    }
+}
+
+/// The registry as the log holds it, for processors of event streams: loaded from the
+/// registry stream's sealed batches and reloaded when the stream grows (checked at most
+/// every 250 ms, and at once when a signer is unknown).
+#[derive(Debug)]
+pub struct RegistryCache {
+    dir: DataDir,
+    root: PublicKey,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Debug)]
+struct CacheState {
+    registry: Arc<Registry>,
+    stamp: Option<(u64, SystemTime)>,
+    checked: Instant,
+}
+
+const RECHECK: Duration = Duration::from_millis(250);
+
+impl RegistryCache {
+    /// Loads the registry of `dir`, whose participants `root` registers.
+    pub fn open(dir: &DataDir, root: PublicKey) -> Result<Arc<Self>> {
+        let stamp = manifest_stamp(dir);
+        let registry = load_registry(dir, &root)?;
+        Ok(Arc::new(RegistryCache {
+            dir: dir.clone(),
+            root,
+            state: Mutex::new(CacheState {
+                registry: Arc::new(registry),
+                stamp,
+                checked: Instant::now(),
+            }),
+        }))
+    }
+
+    /// The operator's root key.
+    pub fn root(&self) -> &PublicKey {
+        &self.root
+    }
+
+    /// The registry now (reloaded first if the log grew and it was not checked lately).
+    pub fn current(&self) -> Arc<Registry> {
+        self.refresh(false)
+    }
+
+    /// The registry, reloaded now if the log grew.
+    pub fn reload(&self) -> Arc<Registry> {
+        self.refresh(true)
+    }
+
+    fn refresh(&self, now: bool) -> Arc<Registry> {
+        let mut s = match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if now || s.checked.elapsed() >= RECHECK {
+            s.checked = Instant::now();
+            let stamp = manifest_stamp(&self.dir);
+            if stamp != s.stamp {
+                match load_registry(&self.dir, &self.root) {
+                    Ok(r) => {
+                        s.registry = Arc::new(r);
+                        s.stamp = stamp;
+                    }
+                    // Keep the last good state; the next check tries again.
+                    Err(e) => tracing::error!(error = %e, "reloading the identity registry failed"),
+                }
+            }
+        }
+        Arc::clone(&s.registry)
+    }
+}
+
+fn manifest_stamp(dir: &DataDir) -> Option<(u64, SystemTime)> {
+    let m = std::fs::metadata(dir.manifest_file(REGISTRY_STREAM, 0)).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// The signed registry records of `dir`, in log order (batch by batch, leaf by leaf).
+pub fn registry_envelopes(dir: &DataDir) -> Result<Vec<(String, Vec<u8>)>> {
+    let manifest: Vec<veritrace_anchor::BatchHeader> =
+        veritrace_anchor::read_jsonl(&dir.manifest_file(REGISTRY_STREAM, 0))?;
+    let mut out = Vec::new();
+    for h in manifest.iter().filter(|h| h.size > 0) {
+        let path = dir.events_file(&h.batch_id);
+        let rows = read_envelopes(&path)?;
+        if rows.len() as u64 != h.size {
+            return Err(Error::Corrupt {
+                path,
+                detail: format!(
+                    "batch {} sealed {} registry records, the file holds {}",
+                    h.batch_id,
+                    h.size,
+                    rows.len()
+                ),
+            });
+        }
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+fn read_envelopes(path: &PathBuf) -> Result<Vec<(String, Vec<u8>)>> {
+    let corrupt = |detail: String| Error::Corrupt {
+        path: path.clone(),
+        detail,
+    };
+    let f = File::open(path).map_err(|source| Error::Io {
+        op: "open",
+        path: path.clone(),
+        source,
+    })?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| corrupt(e.to_string()))?;
+    let schema = b.parquet_schema();
+    let cols: Vec<usize> = ["event_id", "envelope"]
+        .iter()
+        .map(|n| {
+            schema
+                .columns()
+                .iter()
+                .position(|c| c.name() == *n)
+                .ok_or_else(|| corrupt(format!("no {n} column")))
+        })
+        .collect::<Result<_>>()?;
+    let mask = ProjectionMask::leaves(schema, cols);
+    let reader = b
+        .with_projection(mask)
+        .build()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        let ids = batch
+            .column_by_name("event_id")
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::StringArray>())
+            .ok_or_else(|| corrupt("event_id is not text".into()))?;
+        let env = batch
+            .column_by_name("envelope")
+            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+            .ok_or_else(|| corrupt("envelope is not binary".into()))?;
+        for i in 0..batch.num_rows() {
+            if env.is_null(i) {
+                return Err(corrupt(format!(
+                    "registry record {} has no envelope",
+                    ids.value(i)
+                )));
+            }
+            out.push((ids.value(i).to_owned(), env.value(i).to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// Replays the registry records of `dir` (see [`registry_envelopes`]). A record that does
+/// not replay is damage (the registry stage sealed only records that applied) and is
+/// reported with its id.
+pub fn load_registry(dir: &DataDir, root: &PublicKey) -> Result<Registry> {
+    let mut registry = Registry::new(root.clone());
+    let path = dir.manifest_file(REGISTRY_STREAM, 0);
+    for (id, bytes) in registry_envelopes(dir)? {
+        let signed = sniff(&bytes)
+            .ok_or_else(|| "not a COSE or JWS envelope".to_owned())
+            .and_then(|k| parse_envelope(&bytes, k).map_err(|e| e.to_string()))
+            .and_then(|s| registry.apply(&s).map_err(|e| e.to_string()));
+        if let Err(detail) = signed {
+            return Err(Error::Corrupt {
+                path,
+                detail: format!("registry record {id} does not replay: {detail}"),
+            });
+        }
+    }
+    Ok(registry)
+}
+
+/// The registry stream's stage: each record is a signed registry record, applied to the
+/// registry state (which checks who signed it) and turned into an event of type `registry`
+/// that is sealed and anchored like any other, its envelope kept beside it.
+#[derive(Debug, Clone)]
+pub struct RegistryStage {
+    registry: Registry,
+    policy: SignaturePolicy,
+}
+
+impl RegistryStage {
+    /// The stage over `dir`'s registry as sealed so far.
+    pub fn open(dir: &DataDir, root: PublicKey, policy: SignaturePolicy) -> Result<Self> {
+        Ok(RegistryStage {
+            registry: load_registry(dir, &root)?,
+            policy,
+        })
+    }
+
+    /// The state after the records accepted so far.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Checks and applies one record; `is_duplicate` says whether an id was accepted
+    /// already (a resent record is refused before it could change the state twice).
+    pub fn open_record(
+        &mut self,
+        payload: &[u8],
+        now_ms: i64,
+        limits: &Limits,
+        is_duplicate: &dyn Fn(&str) -> bool,
+    ) -> Result<Opened, Rejection> {
+        let signed = unwrap_envelope(payload, limits)?.ok_or_else(|| {
+            Rejection::new(
+                Reason::Unsigned,
+                "registry records must be signed (COSE_Sign1 or JWS)",
+            )
+        })?;
+        let id = format!("registry:{}", &signed.digest.to_hex()[..32]);
+        let tag = |mut r: Rejection| {
+            r.event_id = Some(id.clone());
+            r
+        };
+        if is_duplicate(&id) {
+            return Err(tag(Rejection::new(
+                Reason::DuplicateEventId,
+                format!("registry record {id} was already accepted"),
+            )));
+        }
+        if signed.payload.len() > limits.max_payload {
+            return Err(tag(Rejection::new(
+                Reason::PayloadTooLarge,
+                format!("the record is {} bytes", signed.payload.len()),
+            )));
+        }
+        let record: Record = serde_json::from_slice(&signed.payload).map_err(|e| {
+            tag(Rejection::new(
+                Reason::BadRecord,
+                format!("not a registry record: {e}"),
+            ))
+        })?;
+        let at = record.at();
+        // Not before 2000-01-01, not ahead of the clock.
+        let ahead = i64::try_from(self.policy.max_future.as_secs()).unwrap_or(i64::MAX);
+        if at < 946_684_800 || at > now_ms.div_euclid(1000).saturating_add(ahead) {
+            return Err(tag(Rejection::new(
+                Reason::BadRecord,
+                format!("at {at} is before 2000 or ahead of the clock"),
+            )));
+        }
+        // Who signs: the root key for participants, the owner's admin key for devices.
+        let (signer, participant) = match &record {
+            Record::ParticipantRegistered {
+                participant_id,
+                name,
+                role,
+                ..
+            } => (
+                (
+                    "operator".to_owned(),
+                    "operator".to_owned(),
+                    self.registry_root_kid(),
+                ),
+                Participant {
+                    id: participant_id.clone(),
+                    name: Some(name.clone()),
+                    role: role.clone(),
+                },
+            ),
+            Record::DeviceRegistered { participant_id, .. } => self.owner(participant_id),
+            Record::DeviceKeyRotated { device_id, .. }
+            | Record::DeviceRevoked { device_id, .. } => {
+                let owner = self
+                    .registry
+                    .devices()
+                    .get(device_id)
+                    .map(|d| d.participant_id.clone())
+                    .unwrap_or_default();
+                self.owner(&owner)
+            }
+        };
+        self.registry
+            .apply(&signed)
+            .map_err(|e| tag(rejection(&e)))?;
+        let device_id = match &record {
+            Record::ParticipantRegistered { .. } => None,
+            Record::DeviceRegistered { device_id, .. }
+            | Record::DeviceKeyRotated { device_id, .. }
+            | Record::DeviceRevoked { device_id, .. } => Some(device_id.clone()),
+        };
+        let time = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
+        let event = Event {
+            attachments: Vec::new(),
+            attributes: serde_json::to_value(&record).ok(),
+            counterparty: None,
+            device_id,
+            event_id: id,
+            event_time: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            event_time_ms: at.saturating_mul(1000),
+            event_type: EventType::Registry,
+            inputs: Vec::new(),
+            location: None,
+            object: None,
+            operator: None,
+            outputs: Vec::new(),
+            participant,
+            quantity: None,
+            readings: BTreeMap::new(),
+            result: None,
+            signature: Some(info(&signed, at, signer.0, signer.1, signer.2)),
+            site: None,
+            trace_code: None,
+            version: crate::event::EVENT_VERSION,
+        };
+        finish(event, Some(payload.to_vec()))
+    }
+
+    fn registry_root_kid(&self) -> String {
+        self.registry.root().key_id()
+    }
+
+    /// The signer (the participant's admin key) and the participant of a device record.
+    fn owner(&self, participant_id: &str) -> ((String, String, String), Participant) {
+        let p = self.registry.participants().get(participant_id);
+        (
+            (
+                participant_id.to_owned(),
+                participant_id.to_owned(),
+                p.map(|p| p.admin_key.key_id()).unwrap_or_default(),
+            ),
+            Participant {
+                id: participant_id.to_owned(),
+                name: p.map(|p| p.name.clone()),
+                role: p.map(|p| p.role.clone()).unwrap_or_default(),
+            },
+        )
+    }
+}

@@ -1,0 +1,364 @@
+//! `veritrace participant register` and `veritrace device register|rotate|revoke|list`: the
+//! identity registry, kept as signed records in the log.
+//!
+//! Each command builds one registry record ([`veritrace_verify::registry::Record`]), signs
+//! it as a COSE_Sign1 envelope with the key that has the authority (the operator's root key
+//! for participants, the participant's admin key for its devices), and appends it to the
+//! data directory's `registry` stream: checked against the registry as sealed so far,
+//! sealed as a batch of its own, then put into an epoch and anchored like any event. The
+//! processors of event streams read the registry from there.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use veritrace_anchor::{DataDir, DirLock};
+use veritrace_processors::signed::{REGISTRY_STREAM, RegistryStage, load_registry};
+use veritrace_processors::{BatchPolicy, Outcome, PartitionProcessor};
+use veritrace_verify::registry::Record;
+use veritrace_verify::signature::{Claims, PublicKey, SigningKey, sign_cose};
+
+use crate::config::Config;
+use crate::signing::read_key;
+
+/// `veritrace participant ...`
+#[derive(Debug, Subcommand)]
+pub enum ParticipantCommand {
+    /// Register a participant (a company) and its admin key, signed with the operator's
+    /// root key (the one `[signatures] root-key` names).
+    Register(ParticipantRegisterArgs),
+}
+
+/// `veritrace device ...`
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device of a participant with its public key, signed with the
+    /// participant's admin key.
+    Register(DeviceRegisterArgs),
+    /// Give a device a new key from now on (statements signed before keep verifying with
+    /// the old one), signed with the participant's admin key.
+    Rotate(DeviceRotateArgs),
+    /// Revoke a device: nothing it signs from now on is accepted. Signed with the
+    /// participant's admin key.
+    Revoke(DeviceRevokeArgs),
+    /// List participants and devices with their keys, as the log holds them.
+    List(DeviceListArgs),
+}
+
+/// Flags every registry write shares.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// When the record takes effect (seconds since 1970); default: now.
+    #[arg(long)]
+    at: Option<i64>,
+}
+
+/// Flags of `veritrace participant register`.
+#[derive(Debug, Args)]
+pub struct ParticipantRegisterArgs {
+    /// The operator's root key file (secret).
+    #[arg(long)]
+    root_key: PathBuf,
+    /// The participant's id (enterprise code, GLN, ...).
+    #[arg(long)]
+    id: String,
+    /// Its name.
+    #[arg(long)]
+    name: String,
+    /// Its role: manufacturer, supplier, logistics, retailer, regulator, ...
+    #[arg(long)]
+    role: String,
+    /// Its admin public key: `ALG:HEX`, or a key file (its `public` is read).
+    #[arg(long)]
+    admin_key: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Flags of `veritrace device register`.
+#[derive(Debug, Args)]
+pub struct DeviceRegisterArgs {
+    /// The participant's admin key file (secret).
+    #[arg(long)]
+    admin_key: PathBuf,
+    /// The owning participant.
+    #[arg(long)]
+    participant: String,
+    /// The device's id: the `iss` of what it signs.
+    #[arg(long)]
+    id: String,
+    /// What it is: sensor, plc_gateway, scanner, erp_connector, ...
+    #[arg(long, default_value = "sensor")]
+    kind: String,
+    /// The device's public key: `ALG:HEX`, or a key file (its `public` is read).
+    #[arg(long)]
+    key: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Flags of `veritrace device rotate`.
+#[derive(Debug, Args)]
+pub struct DeviceRotateArgs {
+    /// The participant's admin key file (secret).
+    #[arg(long)]
+    admin_key: PathBuf,
+    /// The device.
+    #[arg(long)]
+    id: String,
+    /// The new public key: `ALG:HEX`, or a key file.
+    #[arg(long)]
+    key: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Flags of `veritrace device revoke`.
+#[derive(Debug, Args)]
+pub struct DeviceRevokeArgs {
+    /// The participant's admin key file (secret).
+    #[arg(long)]
+    admin_key: PathBuf,
+    /// The device.
+    #[arg(long)]
+    id: String,
+    /// Why (kept in the record).
+    #[arg(long, default_value = "revoked by its participant")]
+    reason: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Flags of `veritrace device list`.
+#[derive(Debug, Args)]
+pub struct DeviceListArgs {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A public key from its text or from a file holding it (a key file's `public`, or text).
+pub fn read_public_key(v: &str) -> anyhow::Result<PublicKey> {
+    let v = v.trim();
+    if let Ok(k) = PublicKey::parse(v) {
+        return Ok(k);
+    }
+    let text = std::fs::read_to_string(v)
+        .with_context(|| format!("{v} is neither a public key (ALG:HEX) nor a readable file"))?;
+    let public = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|j| j.get("public").and_then(|p| p.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| text.trim().to_owned());
+    PublicKey::parse(&public).map_err(|e| anyhow::anyhow!("{v}: {e}"))
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// `veritrace participant ...`
+pub fn participant_cmd(cmd: ParticipantCommand, cfg: &Config) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ParticipantCommand::Register(a) => {
+            let root = read_key(&a.root_key)?;
+            let admin = read_public_key(&a.admin_key)?;
+            let record = Record::ParticipantRegistered {
+                participant_id: a.id,
+                name: a.name,
+                role: a.role,
+                admin_key: admin.to_text(),
+                at: a.common.at.unwrap_or_else(now_secs),
+            };
+            submit(cfg, a.common.data.as_deref(), &root, &record)
+        }
+    }
+}
+
+/// `veritrace device ...`
+pub fn device_cmd(cmd: DeviceCommand, cfg: &Config) -> anyhow::Result<ExitCode> {
+    let (admin, record, data) = match cmd {
+        DeviceCommand::List(a) => return list(cfg, a),
+        DeviceCommand::Register(a) => (
+            a.admin_key,
+            Record::DeviceRegistered {
+                device_id: a.id,
+                participant_id: a.participant,
+                kind: a.kind,
+                key: read_public_key(&a.key)?.to_text(),
+                at: a.common.at.unwrap_or_else(now_secs),
+            },
+            a.common.data,
+        ),
+        DeviceCommand::Rotate(a) => (
+            a.admin_key,
+            Record::DeviceKeyRotated {
+                device_id: a.id,
+                key: read_public_key(&a.key)?.to_text(),
+                at: a.common.at.unwrap_or_else(now_secs),
+            },
+            a.common.data,
+        ),
+        DeviceCommand::Revoke(a) => (
+            a.admin_key,
+            Record::DeviceRevoked {
+                device_id: a.id,
+                reason: a.reason,
+                at: a.common.at.unwrap_or_else(now_secs),
+            },
+            a.common.data,
+        ),
+    };
+    let admin = read_key(&admin)?;
+    submit(cfg, data.as_deref(), &admin, &record)
+}
+
+fn root_of(cfg: &Config) -> anyhow::Result<PublicKey> {
+    cfg.signatures.root()?.context(
+        "no identity registry: set [signatures] root-key (the operator's root public key) in the config",
+    )
+}
+
+/// Signs `record`, checks it against the registry as sealed, seals it on the registry
+/// stream, and puts it into an epoch (anchored by the configured backend, or by the process
+/// that leads anchoring for the directory).
+fn submit(
+    cfg: &Config,
+    data: Option<&Path>,
+    key: &SigningKey,
+    record: &Record,
+) -> anyhow::Result<ExitCode> {
+    let root = root_of(cfg)?;
+    let dir = DataDir::create(data.unwrap_or(&cfg.data_dir))?;
+    let claims = Claims {
+        iss: None,
+        sub: None,
+        iat: Some(record.at()),
+    };
+    let payload = serde_json::to_vec(record)?;
+    let envelope = sign_cose(key, &key.public().key_id(), &claims, &payload);
+
+    let policy = cfg.runtime()?.policy;
+    let settings = cfg.signatures.settings()?;
+    let stage = RegistryStage::open(&dir, root, settings.policy(REGISTRY_STREAM).clone())?;
+    let mut proc = PartitionProcessor::open(&dir, REGISTRY_STREAM, 0, BatchPolicy { ..policy })?
+        .with_registry(stage);
+    let offset = proc.resume_offset().unwrap_or(0);
+    let outcome = proc.push(offset, None, &envelope, veritrace_processors::now_ms())?;
+    let header = proc.seal(veritrace_processors::now_ms())?;
+    if let Outcome::Rejected(r) = outcome {
+        // Sealed all the same: the refused record is kept in the rejected table.
+        bail!("refused ({}): {}", r.reason, r.detail);
+    }
+    let header = header.context("the registry batch was not sealed")?;
+    drop(proc);
+    let holder = format!("veritrace registry (pid {})", std::process::id());
+    let anchored = veritrace_anchor::epoch_loop::anchor_once(
+        &dir,
+        cfg.pipeline.epoch_interval,
+        cfg.backend()?,
+        &holder,
+        Duration::from_secs(30),
+    )?;
+    let epoch = match anchored {
+        Some(r) => r
+            .sealed
+            .map(|e| format!("epoch {}", e.epoch_id))
+            .unwrap_or_else(|| "the next epoch".into()),
+        None => format!(
+            "the next epoch of {}",
+            DirLock::holder(&dir.anchorer_lock_file())
+        ),
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "record": serde_json::to_value(record)?,
+            "signed_by": key.public().key_id(),
+            "batch_id": header.batch_id,
+            "epoch": epoch,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(cfg: &Config, a: DeviceListArgs) -> anyhow::Result<ExitCode> {
+    let root = root_of(cfg)?;
+    let dir = DataDir::open(a.data.as_ref().unwrap_or(&cfg.data_dir))?;
+    let registry = load_registry(&dir, &root)?;
+    if a.json {
+        let participants: Vec<_> = registry
+            .participants()
+            .iter()
+            .map(|(id, p)| {
+                serde_json::json!({
+                    "participant_id": id, "name": p.name, "role": p.role,
+                    "admin_key": p.admin_key.to_text(), "admin_key_id": p.admin_key.key_id(),
+                    "since": p.since,
+                })
+            })
+            .collect();
+        let devices: Vec<_> = registry
+            .devices()
+            .iter()
+            .map(|(id, d)| {
+                let keys: Vec<_> = d
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "key": k.key.to_text(), "key_id": k.key.key_id(),
+                            "from": k.from, "until": k.until,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "device_id": id, "participant_id": d.participant_id, "kind": d.kind,
+                    "keys": keys, "revoked": d.revoked,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"participants": participants, "devices": devices})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("participant          role          admin key id      since");
+    for (id, p) in registry.participants() {
+        println!(
+            "{id:<20} {:<13} {:<17} {}",
+            p.role,
+            p.admin_key.key_id(),
+            p.since
+        );
+    }
+    println!(
+        "\ndevice               participant          kind           key id            from        status"
+    );
+    for (id, d) in registry.devices() {
+        let current = d.keys.last();
+        let status = match d.revoked {
+            Some(r) => format!("revoked at {r}"),
+            None => format!("{} key(s)", d.keys.len()),
+        };
+        println!(
+            "{id:<20} {:<20} {:<14} {:<17} {:<11} {status}",
+            d.participant_id,
+            d.kind,
+            current.map(|k| k.key.key_id()).unwrap_or_default(),
+            current.map(|k| k.from).unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

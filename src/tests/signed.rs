@@ -1,0 +1,488 @@
+//! Signed statements end to end through the real binary: the identity registry written with
+//! `veritrace participant register` and `veritrace device register|rotate|revoke`, sealed
+//! into the log; signed events (JWS lines and a COSE_Sign1 sequence) ingested under the
+//! `enforce` and `record` policies, every reason code, the signer in SQL, and proofs of
+//! signed events and of registry records that verify.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use veritrace_verify::signature::{Alg, Claims, SigningKey, sign_cose, sign_jws};
+
+const P1: &str = "P1";
+const P2: &str = "P2";
+const CODE: &str = "(01)09506000134352(21)A1";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veritrace"))
+}
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+    data: PathBuf,
+    now: i64,
+}
+
+impl Site {
+    fn new(policy: &str) -> Site {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().to_path_buf();
+        let data = root.join("data");
+        let config = root.join("veritrace.toml");
+        let root_key = key(Alg::EdDsa, 1);
+        std::fs::write(
+            &config,
+            format!(
+                "data-dir = {:?}\n[signatures]\nroot-key = {:?}\npolicy = {policy:?}\n",
+                data.display().to_string(),
+                root_key.public().to_text()
+            ),
+        )
+        .expect("config");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let site = Site {
+            _tmp: tmp,
+            root,
+            config,
+            data,
+            now,
+        };
+        site.key_file("root", &root_key);
+        site
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        bin()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run veritrace")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "veritrace {args:?} failed ({}): {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    /// Writes a key file as `veritrace keys generate` does, for a key made from a seed.
+    fn key_file(&self, name: &str, key: &SigningKey) -> String {
+        let secret: [u8; 32] = match key {
+            SigningKey::P256(k) => k.to_bytes().into(),
+            SigningKey::Ed25519(k) => k.to_bytes(),
+        };
+        let path = self.root.join(format!("{name}.key"));
+        std::fs::write(
+            &path,
+            serde_json::json!({
+                "format": "veritrace.key/1",
+                "alg": key.public().alg().name(),
+                "secret": hex::encode(secret),
+            })
+            .to_string(),
+        )
+        .expect("key file");
+        path.display().to_string()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.root.join(name).display().to_string()
+    }
+
+    fn sql(&self, sql: &str) -> serde_json::Value {
+        let out = self.ok(&["sql", "--format", "json", sql]);
+        serde_json::from_str(&out).expect("json rows")
+    }
+}
+
+fn key(alg: Alg, seed: u8) -> SigningKey {
+    SigningKey::from_bytes(alg, &[seed; 32]).expect("key")
+}
+
+fn event(id: &str, participant: &str) -> Vec<u8> {
+    serde_json::json!({
+        "event_id": id,
+        "event_type": "production",
+        "event_time": "2026-11-01T08:00:00Z",
+        "participant": {"id": participant, "role": "manufacturer"},
+        "trace_code": CODE,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn claims(iss: &str, iat: i64) -> Claims {
+    Claims {
+        iss: Some(iss.into()),
+        sub: Some(CODE.into()),
+        iat: Some(iat),
+    }
+}
+
+fn jws(k: &SigningKey, iss: &str, iat: i64, payload: &[u8]) -> String {
+    sign_jws(k, &k.public().key_id(), &claims(iss, iat), payload)
+}
+
+/// The registry: P1 (admin ES256) with devices d1 (ES256, later rotated to EdDSA) and d2
+/// (EdDSA, later revoked); P2 (admin EdDSA) with device d3.
+fn register(site: &Site) -> [SigningKey; 6] {
+    let [admin1, admin2] = [key(Alg::Es256, 11), key(Alg::EdDsa, 12)];
+    let [d1, d2, d3, d1_new] = [
+        key(Alg::Es256, 21),
+        key(Alg::EdDsa, 22),
+        key(Alg::EdDsa, 23),
+        key(Alg::EdDsa, 24),
+    ];
+    let admin1_file = site.key_file("admin1", &admin1);
+    let admin2_file = site.key_file("admin2", &admin2);
+    let root = site.path("root.key");
+    let at = |d: i64| (site.now - d).to_string();
+    for (id, admin) in [(P1, &admin1), (P2, &admin2)] {
+        let out = site.ok(&[
+            "participant",
+            "register",
+            "--root-key",
+            &root,
+            "--id",
+            id,
+            "--name",
+            id,
+            "--role",
+            "manufacturer",
+            "--admin-key",
+            &admin.public().to_text(),
+            "--at",
+            &at(1000),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["record"]["record"], "participant.registered", "{out}");
+    }
+    // Only the root key registers participants.
+    let refused = site.run(&[
+        "participant",
+        "register",
+        "--root-key",
+        &admin1_file,
+        "--id",
+        "P9",
+        "--name",
+        "x",
+        "--role",
+        "supplier",
+        "--admin-key",
+        &admin1.public().to_text(),
+        "--at",
+        &at(1000),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("record_not_authorized"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    for (id, owner, admin, dev) in [
+        ("d1", P1, &admin1_file, &d1),
+        ("d2", P1, &admin1_file, &d2),
+        ("d3", P2, &admin2_file, &d3),
+    ] {
+        site.ok(&[
+            "device",
+            "register",
+            "--admin-key",
+            admin,
+            "--participant",
+            owner,
+            "--id",
+            id,
+            "--key",
+            &dev.public().to_text(),
+            "--at",
+            &at(900),
+        ]);
+    }
+    // P2's admin cannot register a device for P1.
+    let refused = site.run(&[
+        "device",
+        "register",
+        "--admin-key",
+        &admin2_file,
+        "--participant",
+        P1,
+        "--id",
+        "d9",
+        "--key",
+        &d3.public().to_text(),
+        "--at",
+        &at(900),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("record_not_authorized"));
+    site.ok(&[
+        "device",
+        "rotate",
+        "--admin-key",
+        &admin1_file,
+        "--id",
+        "d1",
+        "--key",
+        &d1_new.public().to_text(),
+        "--at",
+        &at(500),
+    ]);
+    site.ok(&[
+        "device",
+        "revoke",
+        "--admin-key",
+        &admin1_file,
+        "--id",
+        "d2",
+        "--reason",
+        "stolen",
+        "--at",
+        &at(300),
+    ]);
+    [admin1, admin2, d1, d2, d3, d1_new]
+}
+
+fn ingest(site: &Site, name: &str, bytes: &[u8]) {
+    let path = site.root.join(name);
+    std::fs::write(&path, bytes).expect("write input");
+    site.ok(&["ingest", "file", path.to_str().expect("path")]);
+}
+
+fn rejected(site: &Site) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = site
+        .sql("SELECT event_id, reason FROM rejected")
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["event_id"].as_str().unwrap_or("").to_owned(),
+                r["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn signed_events_are_checked_against_the_registry_in_the_log_and_proofs_show_the_signer() {
+    let site = Site::new("enforce");
+    let [_, _, d1, d2, d3, d1_new] = register(&site);
+    let t = |d: i64| site.now - d;
+
+    // `device list` derives the state from the log: d1 rotated, d2 revoked.
+    let list: serde_json::Value =
+        serde_json::from_str(&site.ok(&["device", "list", "--json"])).expect("json");
+    let devices = list["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 3);
+    assert_eq!(devices[0]["keys"].as_array().expect("keys").len(), 2);
+    assert_eq!(devices[1]["revoked"], t(300));
+
+    let ok_jws = jws(&d1, "d1", t(600), &event("ok-jws", P1));
+    let forged = {
+        // d1's header and signature over another event's payload.
+        let other = jws(&d1, "d1", t(600), &event("forged", P1));
+        let parts: Vec<&str> = ok_jws.split('.').collect();
+        let o: Vec<&str> = other.split('.').collect();
+        format!("{}.{}.{}", parts[0], o[1], parts[2])
+    };
+    let unsupported = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.{}",
+            b64.encode(br#"{"alg":"HS256","iss":"d1","iat":1}"#),
+            b64.encode(event("hs256", P1)),
+            b64.encode([0u8; 32])
+        )
+    };
+    let mismatch = sign_jws(
+        &d1_new,
+        "k",
+        &Claims {
+            iss: Some("d1".into()),
+            sub: Some("(01)09506000134352(21)OTHER".into()),
+            iat: Some(t(100)),
+        },
+        &event("mismatch", P1),
+    );
+    let lines = [
+        ok_jws.clone(),
+        String::from_utf8(event("unsigned", P1)).expect("utf8"),
+        forged,
+        jws(&d2, "d1", t(600), &event("wrong-key", P1)),
+        jws(&d1, "ghost", t(600), &event("unknown", P1)),
+        jws(&d3, "d3", t(600), &event("other-participant", P1)),
+        jws(&d1, "d1", t(30 * 86_400), &event("stale", P1)),
+        ok_jws.clone(),
+        // d1 was rotated at t(500): its old key no longer speaks for it, the new one does.
+        jws(&d1, "d1", t(100), &event("old-key-after-rotation", P1)),
+        jws(&d1_new, "d1", t(100), &event("new-key", P1)),
+        // d2 was revoked at t(300): what it signed before still counts.
+        jws(&d2, "d2", t(100), &event("after-revocation", P1)),
+        mismatch,
+        unsupported,
+        // P2's device signing an event in which P2 takes part as the counterparty.
+        {
+            let mut e: serde_json::Value =
+                serde_json::from_slice(&event("counterparty", P1)).expect("json");
+            e["counterparty"] = serde_json::json!({"id": P2, "role": "carrier"});
+            jws(&d3, "d3", t(600), e.to_string().as_bytes())
+        },
+    ];
+    ingest(&site, "signed.jsonl", (lines.join("\n") + "\n").as_bytes());
+    let cose = [
+        sign_cose(
+            &d2,
+            &d2.public().key_id(),
+            &claims("d2", t(400)),
+            &event("ok-cose", P1),
+        ),
+        sign_cose(&d2, "k", &claims("d2", t(100)), &event("cose-revoked", P1)),
+        vec![0x84, 0x01],
+    ]
+    .concat();
+    ingest(&site, "signed.cose", &cose);
+
+    let accepted = site.sql(
+        "SELECT event_id, signer, signer_participant, key_id, sig_alg, envelope IS NOT NULL AS kept \
+         FROM events WHERE event_type <> 'registry' ORDER BY event_id",
+    );
+    let got: Vec<(String, String, String, String, String, bool)> = accepted
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+            (
+                s("event_id"),
+                s("signer"),
+                s("signer_participant"),
+                s("key_id"),
+                s("sig_alg"),
+                r["kept"] == true,
+            )
+        })
+        .collect();
+    let row = |id: &str, signer: &str, p: &str, k: &SigningKey, alg: &str| {
+        (
+            id.to_owned(),
+            signer.to_owned(),
+            p.to_owned(),
+            k.public().key_id(),
+            alg.to_owned(),
+            true,
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            row("counterparty", "d3", P2, &d3, "EdDSA"),
+            row("new-key", "d1", P1, &d1_new, "EdDSA"),
+            row("ok-cose", "d2", P1, &d2, "EdDSA"),
+            row("ok-jws", "d1", P1, &d1, "ES256"),
+        ]
+    );
+    let want: Vec<(String, String)> = [
+        ("", "malformed_envelope"),
+        ("after-revocation", "signer_revoked"),
+        ("cose-revoked", "signer_revoked"),
+        ("forged", "bad_signature"),
+        ("hs256", "unsupported_alg"),
+        ("mismatch", "claims_mismatch"),
+        ("ok-jws", "duplicate_event_id"),
+        ("old-key-after-rotation", "bad_signature"),
+        ("other-participant", "signer_not_authorized"),
+        ("stale", "stale_signature"),
+        ("unknown", "unknown_signer"),
+        ("unsigned", "unsigned"),
+        ("wrong-key", "bad_signature"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let mut got = rejected(&site);
+    got.retain(|(id, _)| !id.starts_with("registry:"));
+    assert_eq!(got, want);
+    // The refused registry records are kept too, with their reasons.
+    let refused = site.sql(
+        "SELECT reason, count(*) AS n FROM rejected WHERE event_id LIKE 'registry:%' GROUP BY reason",
+    );
+    assert_eq!(refused.as_array().expect("rows").len(), 1, "{refused}");
+    assert_eq!(refused[0]["reason"], "record_not_authorized");
+    assert_eq!(refused[0]["n"], 2);
+
+    // The registry is in the log: six records, each an event of type registry with a proof.
+    let reg = site.sql(
+        "SELECT event_id, signer FROM events WHERE event_type = 'registry' ORDER BY event_time, event_id",
+    );
+    assert_eq!(reg.as_array().expect("rows").len(), 7, "{reg}");
+
+    // Proofs: the leaf commits to the signature, and the bundle verifies.
+    for id in [
+        "ok-jws",
+        "ok-cose",
+        reg[3]["event_id"].as_str().expect("id"),
+    ] {
+        let bundle = site
+            .root
+            .join(format!("{}.proof.json", id.replace(':', "_")));
+        site.ok(&["proof", id, "--out", bundle.to_str().expect("path")]);
+        let b: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&bundle).expect("bundle")).expect("json");
+        let text = b.to_string();
+        assert!(text.contains("envelope_sha256"), "{id}: {text}");
+        let out = bin()
+            .args(["verify", bundle.to_str().expect("path")])
+            .output()
+            .expect("verify");
+        assert!(
+            out.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn under_record_unsigned_events_pass_and_signatures_that_fail_do_not() {
+    let site = Site::new("record");
+    let [_, _, d1, ..] = register(&site);
+    let t = site.now - 600;
+    let lines = [
+        String::from_utf8(event("unsigned", P1)).expect("utf8"),
+        jws(&d1, "d1", t, &event("signed", P1)),
+        jws(&d1, "ghost", t, &event("unknown", P1)),
+    ];
+    ingest(&site, "mixed.jsonl", (lines.join("\n") + "\n").as_bytes());
+    let rows = site.sql(
+        "SELECT event_id, signer FROM events WHERE event_type <> 'registry' ORDER BY event_id",
+    );
+    assert_eq!(rows[0]["event_id"], "signed");
+    assert_eq!(rows[0]["signer"], "d1");
+    assert_eq!(rows[1]["event_id"], "unsigned");
+    assert!(rows[1]["signer"].is_null());
+    assert_eq!(rows.as_array().expect("rows").len(), 2);
+    let mut got = rejected(&site);
+    got.retain(|(id, _)| !id.starts_with("registry:"));
+    assert_eq!(
+        got,
+        vec![("unknown".to_owned(), "unknown_signer".to_owned())]
+    );
+    let _ = Path::new(&site.data);
+}
