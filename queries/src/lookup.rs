@@ -54,6 +54,10 @@ pub(crate) const LOOKUP_COLUMNS: [&str; 7] = [
     "offset",
 ];
 
+/// Returned after [`LOOKUP_COLUMNS`] (as a null when a file predates it): the signed
+/// envelope the event came in.
+pub(crate) const ENVELOPE_COLUMN: &str = "envelope";
+
 /// Lookup state of every events file seen, shared by clones of the engine.
 #[derive(Debug, Default)]
 pub(crate) struct LookupIndex {
@@ -280,6 +284,9 @@ impl FileIndex {
                     .map_err(|e| corrupt(&self.path, e))?,
             );
         }
+        if let Ok(i) = arrow_schema.index_of(ENVELOPE_COLUMN) {
+            roots.push(i);
+        }
         let reader = self
             .builder()?
             .with_row_groups(vec![rg])
@@ -310,7 +317,27 @@ impl FileIndex {
                 .iter()
                 .map(|n| schema.index_of(n))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            out.push(batch.project(&order)?);
+            let mut fields: Vec<arrow::datatypes::FieldRef> =
+                order.iter().map(|&i| schema.fields()[i].clone()).collect();
+            let mut columns: Vec<arrow::array::ArrayRef> =
+                order.iter().map(|&i| batch.column(i).clone()).collect();
+            let envelope = match schema.index_of(ENVELOPE_COLUMN) {
+                Ok(i) => batch.column(i).clone(),
+                Err(_) => arrow::array::new_null_array(
+                    &arrow::datatypes::DataType::Binary,
+                    batch.num_rows(),
+                ),
+            };
+            fields.push(Arc::new(arrow::datatypes::Field::new(
+                ENVELOPE_COLUMN,
+                arrow::datatypes::DataType::Binary,
+                true,
+            )));
+            columns.push(envelope);
+            out.push(RecordBatch::try_new(
+                Arc::new(arrow::datatypes::Schema::new(fields)),
+                columns,
+            )?);
         }
         Ok(out)
     }

@@ -1,6 +1,9 @@
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, RecordBatch};
+use base64::Engine as _;
 use serde_json::Value;
-use veritrace_verify::bundle::{Anchor, EpochProof, FORMAT, LeafProof, ProofBundle, Status};
+use veritrace_verify::bundle::{
+    Anchor, EpochProof, FORMAT, FORMAT_SIGNED, LeafProof, ProofBundle, SignedStatement, Status,
+};
 use veritrace_verify::{Digest, merkle};
 
 use veritrace_anchor::BatchHeader;
@@ -25,6 +28,8 @@ pub struct EventLocation {
     pub partition: u32,
     /// Source offset.
     pub offset: u64,
+    /// The signed envelope the event came in, if it came signed.
+    pub envelope: Option<Vec<u8>>,
 }
 
 impl QueryEngine {
@@ -149,6 +154,11 @@ impl QueryEngine {
             stream: s(4)?,
             partition,
             offset: u64v(6)?,
+            envelope: b
+                .column(7)
+                .as_binary_opt::<i32>()
+                .filter(|a| a.is_valid(0))
+                .map(|a| a.value(0).to_vec()),
         })
     }
 
@@ -200,8 +210,21 @@ impl QueryEngine {
             Error::corrupt(format!("event {event_id}"), "leaf index outside batch")
         })?;
         let (status, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
+        let signed = match (&loc.envelope, loc.event.pointer("/signature/key_id")) {
+            (Some(envelope), Some(Value::String(key_id))) => Some(SignedStatement {
+                envelope: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(envelope),
+                signer_key: self.registered_key(key_id).await?,
+            }),
+            _ => None,
+        };
         Ok(ProofBundle {
-            format: FORMAT.to_owned(),
+            format: if signed.is_some() {
+                FORMAT_SIGNED
+            } else {
+                FORMAT
+            }
+            .to_owned(),
+            signed,
             status,
             event: loc.event,
             leaf: LeafProof {
@@ -217,6 +240,33 @@ impl QueryEngine {
 }
 
 impl QueryEngine {
+    /// The public key (`ALG:HEX`) whose key id is `key_id`, as a registry record in the
+    /// log names it (a participant's admin key or a device's key), or `None`.
+    async fn registered_key(&self, key_id: &str) -> Result<Option<String>> {
+        let batches = self
+            .sql("SELECT attributes FROM events WHERE event_type = 'registry'")
+            .await?;
+        for b in &batches {
+            let Some(a) = b.column(0).as_string_opt::<i32>() else {
+                continue;
+            };
+            for i in (0..a.len()).filter(|&i| a.is_valid(i)) {
+                let Ok(record) = serde_json::from_str::<Value>(a.value(i)) else {
+                    continue;
+                };
+                for field in ["key", "admin_key"] {
+                    if let Some(text) = record.get(field).and_then(Value::as_str)
+                        && veritrace_verify::signature::PublicKey::parse(text)
+                            .is_ok_and(|k| k.key_id() == key_id)
+                    {
+                        return Ok(Some(text.to_owned()));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// A trace certificate: the trace of `code` and every event of it with its proof; batch
     /// headers, epoch paths and anchor receipts are stored once per batch and epoch. Runs as
     /// a query (query runtime, slot, deadline).

@@ -447,14 +447,34 @@ fn signed_events_are_checked_against_the_registry_in_the_log_and_proofs_show_the
             serde_json::from_slice(&std::fs::read(&bundle).expect("bundle")).expect("json");
         let text = b.to_string();
         assert!(text.contains("envelope_sha256"), "{id}: {text}");
-        let out = bin()
-            .args(["verify", bundle.to_str().expect("path")])
-            .output()
-            .expect("verify");
+        assert_eq!(b["format"], "veritrace.proof/2", "{id}");
+        let verify = |path: &Path| {
+            let out = bin()
+                .args(["verify", path.to_str().expect("path")])
+                .output()
+                .expect("verify");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let (code, stdout) = verify(&bundle);
+        assert_eq!(code, Some(0), "{id}: {stdout}");
+        assert!(stdout.contains("signature by"), "{id}: {stdout}");
+        // Another envelope than the one the leaf commits to is refused.
+        let mut forged = b.clone();
+        let env = forged["signed"]["envelope"]
+            .as_str()
+            .expect("envelope")
+            .to_owned();
+        let flipped = if env.starts_with('A') { 'B' } else { 'A' };
+        forged["signed"]["envelope"] = format!("{flipped}{}", &env[1..]).into();
+        std::fs::write(&bundle, forged.to_string()).expect("write");
+        let (code, stdout) = verify(&bundle);
+        assert_eq!(code, Some(1), "{id}: {stdout}");
         assert!(
-            out.status.success(),
-            "{id}: {}",
-            String::from_utf8_lossy(&out.stdout)
+            stdout.contains("bad_envelope") || stdout.contains("SHA-256"),
+            "{id}: {stdout}"
         );
     }
 }

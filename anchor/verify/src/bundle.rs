@@ -19,8 +19,28 @@ use sha2::{Digest as _, Sha256};
 use crate::canonical::{self, StrictValue};
 use crate::{Digest, Error, Result, merkle};
 
-/// The proof format this crate writes and reads.
+/// The proof format this crate writes for unsigned events (and reads).
 pub const FORMAT: &str = "veritrace.proof/1";
+
+/// The proof format of a signed event: [`FORMAT`] plus the signed statement
+/// ([`ProofBundle::signed`]). Verifiers read both.
+pub const FORMAT_SIGNED: &str = "veritrace.proof/2";
+
+/// The statement a signed event came in, so an auditor checks the signature offline: the
+/// leaf commits to the envelope's digest, signer, key id and algorithm (the event's
+/// `signature`); the bundle carries the envelope itself and the signer's public key (whose
+/// key id must be the committed one). That the key was the signer's at the time is shown
+/// by the registry record that registered it, which has its own proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedStatement {
+    /// The envelope as received (COSE_Sign1 bytes or JWS text), base64url without padding.
+    pub envelope: String,
+    /// The signer's public key (`ALG:HEX`) as its registry record names it; absent when
+    /// the node holds no record of it (participant records: the operator's root key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_key: Option<String>,
+}
 
 /// Domain separation prefix of the bytes a local ledger entry's signature covers.
 pub const LEDGER_SIGNING_DOMAIN: &[u8] = b"veritrace.local-ledger/1\n";
@@ -262,6 +282,9 @@ pub struct ProofBundle {
     /// The anchor receipt, once the epoch is anchored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor: Option<Anchor>,
+    /// The signed statement, for a signed event ([`FORMAT_SIGNED`] only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<SignedStatement>,
 }
 
 impl ProofBundle {

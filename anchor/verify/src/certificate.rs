@@ -144,6 +144,7 @@ impl Certificate {
             batch: b.header.clone(),
             epoch: b.epoch.clone(),
             anchor,
+            signed: None,
         })
     }
 }

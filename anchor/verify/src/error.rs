@@ -86,12 +86,22 @@ pub enum Error {
     /// The local ledger file is broken: a hash chain gap, a changed entry, a missing entry.
     #[error("local ledger: {0}")]
     Ledger(String),
+    /// The signed statement the event came in does not check out: its envelope against the
+    /// digest the leaf commits to, its claims against the event, or its signature.
+    #[error("signed statement: {code}: {detail}")]
+    Statement {
+        /// `bad_envelope`, `claims_mismatch`, `wrong_key` or `bad_signature`.
+        code: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 impl Error {
     /// A stable reason code for scripts (`veritrace verify --json` prints it).
     pub fn code(&self) -> &'static str {
         match self {
+            Error::Statement { code, .. } => code,
             Error::Malformed { .. } => "malformed",
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::DuplicateKey { .. } => "duplicate_key",

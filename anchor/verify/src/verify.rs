@@ -1,6 +1,9 @@
 //! Verification of proof bundles and local ledgers. Pure: the caller reads files.
 
-use crate::bundle::{Anchor, FORMAT, LedgerEntry, ProofBundle, Status, parse_ledger_entry};
+use crate::bundle::{
+    Anchor, FORMAT, FORMAT_SIGNED, LedgerEntry, ProofBundle, SignedStatement, Status,
+    parse_ledger_entry,
+};
 use crate::{Digest, Error, Result, canonical, merkle};
 
 /// What the auditor supplies besides the bundle.
@@ -31,9 +34,116 @@ pub fn verify_bundle_json(bytes: &[u8], opts: &Options) -> Result<Report> {
     verify_bundle(&ProofBundle::from_json(bytes)?, opts)
 }
 
+fn statement(code: &'static str, detail: impl Into<String>) -> Error {
+    Error::Statement {
+        code,
+        detail: detail.into(),
+    }
+}
+
+/// For a signed event (one whose canonical form has a `signature`): the envelope is the one
+/// the leaf commits to, says what the event says, and its signature verifies with the
+/// signer's key, whose key id is the committed one.
+fn check_statement(
+    b: &ProofBundle,
+    checks: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    use crate::signature::{PublicKey, parse_envelope, sniff};
+    use base64::Engine as _;
+    let Some(sig) = b.event.get("signature") else {
+        if b.signed.is_some() || b.format == FORMAT_SIGNED {
+            return Err(Error::Inconsistent(
+                "the bundle carries a signed statement but the event records no signature".into(),
+            ));
+        }
+        return Ok(());
+    };
+    let text = |k: &str| sig.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let signer = text("signer");
+    let key_id = text("key_id");
+    let Some(SignedStatement {
+        envelope,
+        signer_key,
+    }) = &b.signed
+    else {
+        notes.push(format!(
+            "the event was signed by {signer} (key {key_id}); the bundle carries no envelope, so the signature was not checked here"
+        ));
+        return Ok(());
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(envelope)
+        .map_err(|e| statement("bad_envelope", format!("not base64url: {e}")))?;
+    let digest = Digest(<sha2::Sha256 as sha2::Digest>::digest(&bytes).into());
+    if digest.to_hex() != text("envelope_sha256") {
+        return Err(statement(
+            "bad_envelope",
+            format!(
+                "the envelope's SHA-256 is {digest}, the leaf commits to {}",
+                text("envelope_sha256")
+            ),
+        ));
+    }
+    let kind =
+        sniff(&bytes).ok_or_else(|| statement("bad_envelope", "neither COSE_Sign1 nor JWS"))?;
+    let signed =
+        parse_envelope(&bytes, kind).map_err(|e| statement("bad_envelope", e.to_string()))?;
+    let iat = sig.get("iat").and_then(|v| v.as_i64());
+    if signed.alg.name() != text("alg") || signed.claims.iat != iat {
+        return Err(statement(
+            "claims_mismatch",
+            "the envelope's algorithm or signing time is not the one the leaf commits to",
+        ));
+    }
+    // What was signed is what was recorded: the event id (a registry record: the record).
+    let payload: serde_json::Value = serde_json::from_slice(&signed.payload)
+        .map_err(|e| statement("bad_envelope", format!("the payload is not JSON: {e}")))?;
+    let same = if b.event.get("event_type").and_then(|t| t.as_str()) == Some("registry") {
+        b.event.get("attributes") == Some(&payload)
+    } else {
+        payload.get("event_id") == b.event.get("event_id")
+            && signed.claims.iss.as_deref() == Some(signer)
+    };
+    if !same {
+        return Err(statement(
+            "claims_mismatch",
+            "the signed payload or issuer is not the recorded event's",
+        ));
+    }
+    let Some(key_text) = signer_key else {
+        notes.push(format!(
+            "signed by key {key_id}: the bundle carries no public key for it (the operator's root key signs participant records), so the signature was not checked here"
+        ));
+        return Ok(());
+    };
+    let key = PublicKey::parse(key_text).map_err(|e| statement("wrong_key", e.to_string()))?;
+    if key.key_id() != key_id {
+        return Err(statement(
+            "wrong_key",
+            format!(
+                "the bundle's key has id {}, the leaf commits to {key_id}",
+                key.key_id()
+            ),
+        ));
+    }
+    signed
+        .verify(&key)
+        .map_err(|e| statement("bad_signature", e.to_string()))?;
+    checks.push(format!(
+        "{} envelope ({}) is the one the leaf commits to and its signature by {signer} verifies with key {key_id}",
+        signed.envelope.as_str(),
+        signed.alg.name()
+    ));
+    notes.push(format!(
+        "that key {key_id} was {signer}'s when it signed is shown by its registry record, which has its own proof"
+    ));
+    Ok(())
+}
+
 /// Recomputes every hash of the bundle and checks the anchor receipt.
 pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
-    if b.format != FORMAT {
+    if b.format != FORMAT && b.format != FORMAT_SIGNED {
         return Err(Error::UnsupportedFormat {
             found: b.format.clone(),
             supported: FORMAT,
@@ -61,6 +171,7 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
         "event canonicalised (RFC 8785, {} bytes); leaf hash {leaf}",
         bytes.len()
     ));
+    check_statement(b, &mut checks, &mut notes)?;
 
     // 2. The leaf proves into the batch root.
     merkle::verify_inclusion(

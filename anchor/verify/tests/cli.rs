@@ -56,6 +56,7 @@ fn bundle() -> ProofBundle {
         },
         epoch: None,
         anchor: None,
+        signed: None,
     }
 }
 
