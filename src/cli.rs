@@ -55,6 +55,9 @@ enum Command {
     /// Consume Kafka topics as a consumer group member: validate, seal, anchor (runs until
     /// SIGTERM or Ctrl-C). All processors of a group share one data directory.
     Process(crate::process::ProcessArgs),
+    /// HTTP ingest for devices and connectors: POST /v1/ingest publishes to the raw topic
+    /// and answers 202 once Kafka acknowledged every record (runs until SIGTERM or Ctrl-C).
+    Gateway(crate::gateway_cmd::GatewayArgs),
     /// Kafka topic administration.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -328,6 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Participant(c) => crate::registry_cmd::participant_cmd(c, &cfg),
         Command::Device(c) => crate::registry_cmd::device_cmd(c, &cfg),
         Command::Process(a) => crate::process::process(a, cfg),
+        Command::Gateway(a) => crate::gateway_cmd::gateway(a, cfg),
         Command::Topics(TopicsCommand::Create(a)) => crate::process::topics_create(a, cfg),
         Command::Anchor(AnchorCommand::Deploy(a)) => {
             use veritrace_anchor::evm;

@@ -77,6 +77,30 @@ pub struct Config {
     pub query: QueryConfig,
     /// Signed statements: the operator's root key and the signature policy.
     pub signatures: SignaturesConfig,
+    /// `veritrace gateway`: HTTP ingest into the raw topic.
+    pub gateway: GatewayConfig,
+}
+
+/// `[gateway]`: what one gateway accepts and how fast (see `veritrace_ingest::gateway`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body; larger ones are answered 413.
+    pub max_body_bytes: usize,
+    /// Most records in one request.
+    pub max_records: usize,
+    /// Records per second per signer (unsigned: per client address); 0 turns it off.
+    pub rate: f64,
+    /// Records a signer may send at once above the rate.
+    pub burst: f64,
+    /// How long a request waits for Kafka's acknowledgements before 503.
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// On SIGTERM, how long running requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 /// `[signatures]`: who may speak for devices and participants (see
@@ -455,6 +479,18 @@ impl Default for Config {
                     shutdown_grace: Duration::from_secs(10),
                 }
             },
+            gateway: {
+                let d = veritrace_ingest::gateway::GatewayConfig::default();
+                GatewayConfig {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+                    max_body_bytes: d.max_body_bytes,
+                    max_records: d.max_records,
+                    rate: d.rate,
+                    burst: d.burst,
+                    delivery_timeout: d.delivery_timeout,
+                    shutdown_grace: Duration::from_secs(10),
+                }
+            },
             signatures: {
                 let d = SignaturePolicy::default();
                 SignaturesConfig {
@@ -532,6 +568,15 @@ impl Config {
         anyhow::ensure!(
             p.stream != REGISTRY_STREAM,
             "pipeline.stream must not be {REGISTRY_STREAM:?}: that stream holds the identity registry"
+        );
+        let g = &self.gateway;
+        anyhow::ensure!(
+            g.max_body_bytes >= 1024 && g.max_records >= 1,
+            "gateway.max-body-bytes must be at least 1024 and gateway.max-records at least 1"
+        );
+        anyhow::ensure!(
+            g.rate >= 0.0 && g.burst >= 1.0 && g.rate.is_finite() && g.burst.is_finite(),
+            "gateway.rate must be 0 (off) or positive, gateway.burst at least 1"
         );
         let k = &self.kafka;
         anyhow::ensure!(!k.group.is_empty(), "kafka.group must not be empty");

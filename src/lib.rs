@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod gateway_cmd;
 pub mod process;
 pub mod registry_cmd;
 pub mod rt;

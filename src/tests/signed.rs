@@ -4,6 +4,8 @@
 //! `enforce` and `record` policies, every reason code, the signer in SQL, and proofs of
 //! signed events and of registry records that verify.
 
+mod harness;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -505,4 +507,215 @@ fn under_record_unsigned_events_pass_and_signatures_that_fail_do_not() {
         vec![("unknown".to_owned(), "unknown_signer".to_owned())]
     );
     let _ = Path::new(&site.data);
+}
+
+/// One HTTP/1.1 request; the status, the `Retry-After` header and the body as JSON.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: &[u8],
+) -> (u16, Option<String>, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("send");
+    // A server may answer (413) before reading the whole body.
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let status: u16 = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {resp:?}"));
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let retry = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("retry-after: ")
+                .or_else(|| l.strip_prefix("Retry-After: "))
+        })
+        .map(str::to_owned);
+    (
+        status,
+        retry,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())),
+    )
+}
+
+#[test]
+fn the_gateway_answers_202_after_kafka_acknowledged_and_401_403_413_429_otherwise() {
+    use harness::{Broker, Processor, Topics};
+    use std::io::BufRead;
+    let broker = Broker::start();
+    broker.create_topics(1);
+    let site = Site::new("enforce");
+    let [_, _, _, _, d3, d1_new] = register(&site);
+    let t = site.now - 100;
+
+    let mut child = bin()
+        .arg("--config")
+        .arg(&site.config)
+        .args([
+            "gateway",
+            "--brokers",
+            &broker.addr(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("VERITRACE__GATEWAY__RATE", "0.1")
+        .env("VERITRACE__GATEWAY__BURST", "5")
+        .env("VERITRACE__GATEWAY__MAX_BODY_BYTES", "8192")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gateway");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut child = Stop(Some(child));
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("gateway exited").expect("line");
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    // Keep reading its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+
+    let two = [
+        jws(&d1_new, "d1", t, &event("gw-1", P1)),
+        jws(&d1_new, "d1", t, &event("gw-2", P1)),
+    ]
+    .join("\n");
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/v1/ingest",
+        "application/jose",
+        two.as_bytes(),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 2);
+
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/v1/ingest",
+        "application/json",
+        &event("gw-unsigned", P1),
+    );
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unsigned");
+
+    let other = jws(&d3, "d3", t, &event("gw-other", P1));
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/v1/ingest",
+        "application/jose",
+        other.as_bytes(),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "signer_not_authorized");
+
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/v1/ingest",
+        "application/json",
+        &vec![b' '; 10_000],
+    );
+    assert_eq!(status, 413, "{body}");
+
+    // d1 spent 2 of its burst of 5 at one record per 10 s: 4 more at once wait.
+    let four = (3..7)
+        .map(|i| jws(&d1_new, "d1", t, &event(&format!("gw-{i}"), P1)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, retry, body) = http(
+        &addr,
+        "POST",
+        "/v1/ingest",
+        "application/jose",
+        four.as_bytes(),
+    );
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1)),
+        "Retry-After"
+    );
+
+    let (status, _, _) = http(&addr, "GET", "/healthz", "application/json", b"");
+    assert_eq!(status, 200);
+    let metrics = veritrace_testkit::metrics::scrape(
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port"),
+    )
+    .expect("metrics");
+    assert_eq!(
+        veritrace_testkit::metrics::value(
+            &metrics,
+            "veritrace_gateway_records_total",
+            &[("outcome", "published")]
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+
+    // What the gateway published is processed under the same policy: two signed rows.
+    let root = key(Alg::EdDsa, 1).public().to_text();
+    let proc = Processor::start_with_env(
+        &broker.addr(),
+        &site.data,
+        "proc",
+        &[],
+        &[
+            ("VERITRACE__SIGNATURES__ROOT_KEY", root.as_str()),
+            ("VERITRACE__SIGNATURES__POLICY", "enforce"),
+        ],
+    );
+    proc.wait_for(
+        "2 events sealed",
+        std::time::Duration::from_secs(120),
+        |m| {
+            veritrace_testkit::metrics::sum(m, "veritrace_accepted_events_total").unwrap_or(0.0)
+                >= 2.0
+        },
+    );
+    proc.stop();
+    let rows = site
+        .sql("SELECT event_id, signer FROM events WHERE event_id LIKE 'gw-%' ORDER BY event_id");
+    assert_eq!(rows.as_array().expect("rows").len(), 2, "{rows}");
+    assert_eq!(rows[0]["signer"], "d1");
+
+    let mut child = child.0.take().expect("running");
+    veritrace_testkit::signal(&child, "-TERM");
+    let st = child.wait().expect("wait");
+    assert!(st.success(), "gateway exited with {st}");
+}
+
+/// Kills the child by its PID when a test fails before stopping it.
+struct Stop(Option<std::process::Child>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

@@ -67,6 +67,7 @@ pub struct Spec {
 const PROCESS: &str = "process, demo";
 const PROCESS_ONLY: &str = "process";
 const SERVE: &str = "serve, demo";
+const GATEWAY: &str = "gateway";
 
 macro_rules! specs {
     ($($id:ident = $name:literal, $kind:ident, $unit:literal, [$($l:literal),*], $rt:expr, $help:literal;)*) => {
@@ -133,6 +134,12 @@ specs! {
         "HTTP request latency by route";
     QUERIES_RUNNING = "veritrace_queries_running", Gauge, "queries", [], SERVE,
         "Queries running now on the query runtime";
+    GATEWAY_REQUESTS = "veritrace_gateway_requests_total", Counter, "requests", ["route", "status"], GATEWAY,
+        "Gateway HTTP requests by route and status";
+    GATEWAY_REQUEST_SECONDS = "veritrace_gateway_request_seconds", Histogram, "seconds", ["route"], GATEWAY,
+        "Gateway request latency by route, Kafka acknowledgement included";
+    GATEWAY_RECORDS = "veritrace_gateway_records_total", Counter, "records", ["outcome"], GATEWAY,
+        "Gateway records by outcome (published, refused, rate_limited, backpressure, failed)";
     QUERIES_REFUSED = "veritrace_queries_refused_total", Counter, "queries", ["reason"], SERVE,
         "Queries refused or stopped, by reason (statement_too_complex, query_timeout, server_busy, query_memory_exceeded, cancelled)";
 }

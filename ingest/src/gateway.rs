@@ -1,0 +1,539 @@
+//! `veritrace gateway`: HTTP ingest for devices and connectors that do not speak Kafka.
+//!
+//! `POST /v1/ingest` takes one request's records and answers `202 Accepted` only once Kafka
+//! has acknowledged every one of them (`acks=all`, idempotent producer): a 202 means the
+//! records are durable in the raw topic; anything else means the client still holds them
+//! and retries (a retry that doubles a record is one row: the processors dedupe by event
+//! id). A request is all or nothing for authentication: one record that fails the signature
+//! check refuses the request before anything is published.
+//!
+//! | body (`Content-Type`) | records |
+//! |---|---|
+//! | `application/json` | one JSON event, or a JSON array of them |
+//! | `application/x-ndjson`, `application/jsonl` | JSON lines (each may be a JWS) |
+//! | `application/jose` | JWS compact serializations, one per line |
+//! | `application/cose`, `application/cbor-seq` | COSE_Sign1 envelopes, a CBOR sequence |
+//!
+//! | answer | when |
+//! |---|---|
+//! | 202 `{"accepted": N, "topic": T}` | every record acknowledged by Kafka |
+//! | 400 | empty body, unreadable content, over `max-records` |
+//! | 401 | under an `enforce` policy, an unsigned record, or a signature that does not verify (unknown signer, bad signature, stale, malformed, unsupported algorithm) |
+//! | 403 | a signer that may not speak for the event (revoked, another participant's device, subject mismatch) |
+//! | 413 | body over `max-body-bytes` |
+//! | 415 | another content type |
+//! | 429 + `Retry-After` | the signer's (else the client address's) rate limit, or Kafka back-pressure (the producer queue is full) |
+//! | 503 + `Retry-After` | Kafka did not acknowledge within `delivery-timeout` |
+//!
+//! Every error is `{"error": {"code", "message"}}`; 401 and 403 name the record (index and
+//! event id) and the reason code. `GET /healthz` and `GET /metrics` answer throughout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use veritrace_metrics::error_response;
+use veritrace_processors::Reason;
+use veritrace_processors::event::Limits;
+use veritrace_processors::signed::{Policy, Signatures};
+
+use crate::file::{cbor_sequence, json_array, json_lines};
+
+/// What one gateway accepts and how fast.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Most records in one request.
+    pub max_records: usize,
+    /// Records per second each signer (or, unsigned, each client address) may send; 0: no
+    /// limit.
+    pub rate: f64,
+    /// How many records a signer may send at once above the rate.
+    pub burst: f64,
+    /// How long to wait for Kafka's acknowledgements before answering 503.
+    pub delivery_timeout: Duration,
+    /// The raw topic.
+    pub topic: String,
+    /// Record limits (the processors' own).
+    pub limits: Limits,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            max_body_bytes: 4 << 20,
+            max_records: 10_000,
+            rate: 0.0,
+            burst: 1000.0,
+            delivery_timeout: Duration::from_secs(30),
+            topic: veritrace_processors::kafka::RAW_TOPIC.into(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A token bucket per signer.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The gateway's state.
+pub struct Gateway {
+    cfg: GatewayConfig,
+    producer: FutureProducer,
+    signatures: Signatures,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    requests: IntCounterVec,
+    records: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest number of rate-limit buckets kept; past it, the full ones are forgotten.
+const MAX_BUCKETS: usize = 100_000;
+
+impl Gateway {
+    /// A gateway publishing with `producer` and checking signatures with `signatures` (its
+    /// policy decides whether unsigned records are refused); metrics go to `registry`.
+    pub fn new(
+        cfg: GatewayConfig,
+        producer: FutureProducer,
+        signatures: Signatures,
+        registry: &Registry,
+    ) -> prometheus::Result<Arc<Self>> {
+        use veritrace_metrics as m;
+        Ok(Arc::new(Gateway {
+            requests: m::counter_vec(registry, &m::GATEWAY_REQUESTS)?,
+            records: m::counter_vec(registry, &m::GATEWAY_RECORDS)?,
+            latency: m::histogram_vec(registry, &m::GATEWAY_REQUEST_SECONDS, None)?,
+            cfg,
+            producer,
+            signatures,
+            buckets: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Takes `n` tokens from `who`'s bucket, or says how long until there are enough.
+    fn take(&self, who: &str, n: usize) -> Result<(), Duration> {
+        if self.cfg.rate <= 0.0 {
+            return Ok(());
+        }
+        let n = n as f64;
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= MAX_BUCKETS {
+            let rate = self.cfg.rate;
+            let burst = self.cfg.burst;
+            b.retain(|_, v| v.tokens + now.duration_since(v.at).as_secs_f64() * rate < burst);
+        }
+        let bucket = b.entry(who.to_owned()).or_insert(Bucket {
+            tokens: self.cfg.burst,
+            at: now,
+        });
+        bucket.tokens = (bucket.tokens
+            + now.duration_since(bucket.at).as_secs_f64() * self.cfg.rate)
+            .min(self.cfg.burst.max(n));
+        bucket.at = now;
+        if bucket.tokens >= n {
+            bucket.tokens -= n;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((n - bucket.tokens) / self.cfg.rate))
+        }
+    }
+}
+
+/// The gateway's producer (`acks=all`, idempotent unless turned off).
+pub fn producer(
+    settings: &veritrace_processors::kafka::ClientSettings,
+) -> Result<FutureProducer, veritrace_processors::Error> {
+    settings
+        .producer_config("veritrace-gateway")?
+        .create()
+        .map_err(|e| veritrace_processors::Error::Kafka(format!("creating the producer: {e}")))
+}
+
+/// Serves `app` on `listener` (with client addresses, for per-address limits) until
+/// `shutdown` resolves and the requests running then have finished.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Waits up to `timeout` for records handed to the producer to be acknowledged.
+pub fn flush(producer: &FutureProducer, timeout: Duration) {
+    let _ = producer.flush(timeout);
+}
+
+/// The router: `POST /v1/ingest`, `GET /healthz`, `GET /metrics`.
+pub fn router(gw: Arc<Gateway>, registry: Registry) -> Router {
+    let limit = gw.cfg.max_body_bytes;
+    let health = gw.clone();
+    Router::new()
+        .route("/v1/ingest", post(ingest))
+        .route(
+            "/healthz",
+            get(move || {
+                let gw = health.clone();
+                async move {
+                    let queued = gw.producer.in_flight_count();
+                    axum::Json(serde_json::json!({
+                        "status": "ok",
+                        "topic": gw.cfg.topic,
+                        "in_flight": queued,
+                    }))
+                    .into_response()
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move { veritrace_metrics::render(&registry) }
+            }),
+        )
+        .fallback(|| async {
+            error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see POST /v1/ingest, GET /healthz, GET /metrics",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gw)
+}
+
+fn refuse(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    error_response(status, code, message)
+}
+
+fn retry_after(mut r: Response, wait: Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Which records the body holds, by content type.
+/// `Err`: the content type is not one of the gateway's (the message says which are).
+fn split(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let records = match essence.as_str() {
+        "application/json" => {
+            if body.trim_ascii_start().first() == Some(&b'[') {
+                json_array(body)
+            } else {
+                vec![body.trim_ascii().to_vec()]
+            }
+        }
+        "application/x-ndjson" | "application/jsonl" | "application/jose" | "text/plain" => {
+            json_lines(body)
+        }
+        "application/cose" | "application/cbor-seq" | "application/cbor" => cbor_sequence(body),
+        other => {
+            return Err(format!(
+                "content type {other:?}: send application/json, application/x-ndjson, application/jose or application/cose"
+            ));
+        }
+    };
+    Ok(records)
+}
+
+/// 401 for who-are-you failures, 403 for you-may-not.
+fn auth_status(reason: Reason) -> Option<StatusCode> {
+    match reason {
+        Reason::Unsigned
+        | Reason::MalformedEnvelope
+        | Reason::UnsupportedAlg
+        | Reason::UnknownSigner
+        | Reason::BadSignature
+        | Reason::StaleSignature => Some(StatusCode::UNAUTHORIZED),
+        Reason::SignerRevoked | Reason::SignerNotAuthorized | Reason::ClaimsMismatch => {
+            Some(StatusCode::FORBIDDEN)
+        }
+        _ => None,
+    }
+}
+
+async fn ingest(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let start = Instant::now();
+    let resp = ingest_inner(&gw, peer, &headers, &body).await;
+    let status = resp.status();
+    gw.requests
+        .with_label_values(&["/v1/ingest", status.as_str()])
+        .inc();
+    gw.latency
+        .with_label_values(&["/v1/ingest"])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn ingest_inner(
+    gw: &Gateway,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "the request has no records",
+        );
+    }
+    let records = match split(headers, body) {
+        Ok(r) => r,
+        Err(msg) => {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                msg,
+            );
+        }
+    };
+    if records.len() > gw.cfg.max_records {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "too_many_records",
+            format!(
+                "{} records in one request; at most {}",
+                records.len(),
+                gw.cfg.max_records
+            ),
+        );
+    }
+    // Authenticate every record before publishing any: the signature stage is the
+    // processors' own, so what passes here passes there.
+    let now_ms = veritrace_processors::now_ms();
+    let checking = gw.signatures.policy.default != Policy::Off
+        || gw
+            .signatures
+            .policy
+            .event_types
+            .values()
+            .any(|p| *p != Policy::Off);
+    let mut signer: Option<String> = None;
+    if checking {
+        for (i, r) in records.iter().enumerate() {
+            match gw.signatures.open(r, now_ms, &gw.cfg.limits) {
+                Ok(o) => {
+                    if signer.is_none() {
+                        signer = o.accepted.event.signature.map(|s| s.signer);
+                    }
+                }
+                Err(rej) => {
+                    if let Some(status) = auth_status(rej.reason) {
+                        gw.records
+                            .with_label_values(&["refused"])
+                            .inc_by(records.len() as u64);
+                        return refuse(
+                            status,
+                            rej.reason.as_str(),
+                            format!(
+                                "record {i}{}: {}; nothing of this request was accepted",
+                                rej.event_id
+                                    .map(|id| format!(" ({id})"))
+                                    .unwrap_or_default(),
+                                rej.detail
+                            ),
+                        );
+                    }
+                    // Other faults are data: the processors reject and keep them.
+                }
+            }
+        }
+    }
+    let who = signer.unwrap_or_else(|| format!("addr:{}", peer.ip()));
+    if let Err(wait) = gw.take(&who, records.len()) {
+        gw.records
+            .with_label_values(&["rate_limited"])
+            .inc_by(records.len() as u64);
+        return retry_after(
+            refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "{who} is limited to {} records/s (burst {})",
+                    gw.cfg.rate, gw.cfg.burst
+                ),
+            ),
+            wait,
+        );
+    }
+    let mut deliveries = Vec::with_capacity(records.len());
+    for r in &records {
+        let key = crate::key_of(r);
+        let mut rec = FutureRecord::to(&gw.cfg.topic).payload(r.as_slice());
+        if let Some(k) = key.as_deref() {
+            rec = rec.key(k);
+        }
+        match gw.producer.send_result(rec) {
+            Ok(d) => deliveries.push(d),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // What was handed over already may still be delivered: the client's retry
+                // of the whole request is deduplicated by event id.
+                gw.records
+                    .with_label_values(&["backpressure"])
+                    .inc_by(records.len() as u64);
+                return retry_after(
+                    refuse(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "backpressure",
+                        "the Kafka producer queue is full; retry the request",
+                    ),
+                    Duration::from_secs(1),
+                );
+            }
+            Err((e, _)) => {
+                return retry_after(
+                    refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "kafka_error",
+                        format!("{e}; retry the request"),
+                    ),
+                    Duration::from_secs(1),
+                );
+            }
+        }
+    }
+    let n = deliveries.len();
+    let all = futures::future::join_all(deliveries);
+    match tokio::time::timeout(gw.cfg.delivery_timeout, all).await {
+        Err(_) => retry_after(
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_acknowledged",
+                format!(
+                    "Kafka did not acknowledge the records within {:?}; retry the request",
+                    gw.cfg.delivery_timeout
+                ),
+            ),
+            Duration::from_secs(1),
+        ),
+        Ok(results) => {
+            let failed: Vec<String> = results
+                .into_iter()
+                .filter_map(|r| match r {
+                    Ok(Ok(_)) => None,
+                    Ok(Err((e, _))) => Some(e.to_string()),
+                    Err(_) => Some("the delivery was cancelled".into()),
+                })
+                .collect();
+            if let Some(first) = failed.first() {
+                gw.records
+                    .with_label_values(&["failed"])
+                    .inc_by(failed.len() as u64);
+                return retry_after(
+                    refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not_acknowledged",
+                        format!(
+                            "{} of {n} records were not acknowledged ({first}); retry the request",
+                            failed.len()
+                        ),
+                    ),
+                    Duration::from_secs(1),
+                );
+            }
+            gw.records
+                .with_label_values(&["published"])
+                .inc_by(n as u64);
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({"accepted": n, "topic": gw.cfg.topic})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_split_by_content_type() {
+        let h = |ct: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).expect("ct"));
+            m
+        };
+        let one = split(&h("application/json"), b" {\"a\":1}\n").expect("one");
+        assert_eq!(one, vec![b"{\"a\":1}".to_vec()]);
+        let arr = split(
+            &h("application/json; charset=utf-8"),
+            b"[{\"a\":1},{\"b\":2}]",
+        )
+        .expect("arr");
+        assert_eq!(arr.len(), 2);
+        let lines = split(&h("application/x-ndjson"), b"{}\n\n{}\r\n").expect("lines");
+        assert_eq!(lines.len(), 2);
+        let refused = split(&h("text/csv"), b"a,b").expect_err("csv");
+        assert!(refused.contains("text/csv"), "{refused}");
+    }
+
+    #[test]
+    fn reasons_map_to_401_and_403() {
+        assert_eq!(
+            auth_status(Reason::Unsigned),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            auth_status(Reason::BadSignature),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            auth_status(Reason::SignerRevoked),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            auth_status(Reason::SignerNotAuthorized),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(auth_status(Reason::MalformedJson), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! `veritrace gateway`: HTTP ingest into the raw topic ([`veritrace_ingest::gateway`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use veritrace_ingest::gateway::{Gateway, GatewayConfig, flush, producer, router, serve};
+
+use crate::config::Config;
+
+/// Flags of `veritrace gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on; port 0 picks a free port [config: gateway.listen].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Bootstrap servers [config: kafka.brokers].
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Topic to publish to [config: kafka.raw-topic].
+    #[arg(long)]
+    topic: Option<String>,
+    /// Data directory whose identity registry signatures are checked against
+    /// [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C; in-flight requests finish (up to
+/// `gateway.shutdown-grace`) and the producer is flushed before exit.
+pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
+    if let Some(b) = a.brokers {
+        cfg.kafka.brokers = b;
+    }
+    let g = &cfg.gateway;
+    let listen = a.listen.unwrap_or(g.listen);
+    let topic = a.topic.unwrap_or_else(|| cfg.kafka.raw_topic.clone());
+    let rt_cfg = cfg.runtime()?;
+    let settings = rt_cfg.signatures.clone();
+    let registry = match &settings.root {
+        None => None,
+        Some(_) => {
+            let data = a.data.unwrap_or_else(|| cfg.data_dir.clone());
+            let dir = veritrace_anchor::DataDir::open(&data).with_context(|| {
+                format!(
+                    "the gateway checks signatures against the identity registry in {}",
+                    data.display()
+                )
+            })?;
+            settings.registry(&dir)?
+        }
+    };
+    let signatures = settings.stage(&topic, registry);
+    let gw_cfg = GatewayConfig {
+        max_body_bytes: g.max_body_bytes,
+        max_records: g.max_records,
+        rate: g.rate,
+        burst: g.burst,
+        delivery_timeout: g.delivery_timeout,
+        topic: topic.clone(),
+        limits: rt_cfg.policy.limits,
+    };
+    let grace = g.shutdown_grace;
+    let rt = crate::rt::runtime()?;
+    rt.block_on(async move {
+        let producer = producer(&cfg.kafka.client())?;
+        let metrics = prometheus::Registry::new();
+        let gw = Gateway::new(gw_cfg, producer.clone(), signatures, &metrics)?;
+        let app = router(gw, metrics);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        eprintln!(
+            "gateway on http://{} publishing to {topic} at {}",
+            listener.local_addr()?,
+            cfg.kafka.brokers
+        );
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = serve(listener, app, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        });
+        let deadline = async {
+            crate::rt::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            eprintln!("shutting down: draining requests for up to {grace:?}");
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = server => r.context("gateway server")?,
+            () = deadline => eprintln!("grace period of {grace:?} over: dropping the requests still running"),
+        }
+        // Records handed over but not yet acknowledged: their requests got no 202, so their
+        // clients retry; flushing still delivers what it can.
+        flush(&producer, std::time::Duration::from_secs(5));
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
