@@ -188,6 +188,12 @@ pub struct Attachment {
 pub struct SignatureInfo {
     /// `ES256` or `EdDSA`.
     pub alg: String,
+    /// For an event signed in a bundle: its position among the bundle's events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_index: Option<u64>,
+    /// For an event signed in a bundle: how many events the bundle signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_size: Option<u64>,
     /// `cose` or `jws`.
     pub envelope: String,
     /// SHA-256 of the envelope as received, lower-case hex.

@@ -79,6 +79,8 @@ impl Stats {
 pub enum Outcome {
     /// Accepted into the open batch.
     Accepted,
+    /// A signed bundle whose events (this many) were all accepted into the open batch.
+    AcceptedBundle(usize),
     /// Rejected (kept in the rejected table); the reason code and its detail.
     Rejected(Rejection),
     /// The offset was already sealed before a restart; nothing to do.
@@ -261,7 +263,15 @@ impl PartitionProcessor {
 
         let limits = self.policy.limits;
         let opened = match &mut self.stage {
-            Stage::Events(s) => s.open(payload, now_ms, &limits),
+            Stage::Events(s) => match s.open_bundle(payload, now_ms, &limits) {
+                Some(bundle) => {
+                    return Ok(match bundle {
+                        Ok(events) => self.accept_bundle(offset, key, payload, events, now_ms)?,
+                        Err(r) => self.reject(offset, key, payload, r, now_ms),
+                    });
+                }
+                None => s.open(payload, now_ms, &limits),
+            },
             Stage::Registry(r) => {
                 let seen = &self.seen;
                 r.open_record(payload, now_ms, &limits, &|id| seen.contains(&id_key(id)))
@@ -296,6 +306,52 @@ impl PartitionProcessor {
             Err(r) => self.reject(offset, key, payload, r, now_ms),
         };
         Ok(outcome)
+    }
+
+    /// A bundle's events, all or none: one that was accepted before (or twice in the
+    /// bundle) rejects the record as `duplicate_event_id`.
+    fn accept_bundle(
+        &mut self,
+        offset: u64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        events: Vec<Opened>,
+        now_ms: i64,
+    ) -> Result<Outcome> {
+        let mut ids = HashSet::with_capacity(events.len());
+        for o in &events {
+            let k = id_key(&o.accepted.event.event_id);
+            if self.seen.contains(&k) || !ids.insert(k) {
+                let mut r = Rejection::new(
+                    Reason::DuplicateEventId,
+                    format!(
+                        "bundle event {} was already accepted; the bundle is kept whole in the rejected table",
+                        o.accepted.event.event_id
+                    ),
+                );
+                r.event_id = Some(o.accepted.event.event_id.clone());
+                return Ok(self.reject(offset, key, payload, r, now_ms));
+            }
+        }
+        let n = events.len();
+        for Opened {
+            accepted: a,
+            envelope,
+        } in events
+        {
+            self.seen.insert(id_key(&a.event.event_id));
+            self.events.push(
+                &a.event,
+                &a.canonical,
+                &a.leaf_hash,
+                offset,
+                envelope.as_deref(),
+            )?;
+            self.edges.push(&a.event);
+            self.leaves.push(a.leaf_hash);
+        }
+        self.stats.accepted += n as u64;
+        Ok(Outcome::AcceptedBundle(n))
     }
 
     fn reject(

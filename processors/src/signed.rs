@@ -30,13 +30,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::{Array, BinaryArray};
+use base64::Engine as _;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use veritrace_anchor::DataDir;
-use veritrace_verify::merkle;
 use veritrace_verify::registry::{Record, Registry, RegistryError};
 use veritrace_verify::signature::{PublicKey, Signed, parse_envelope, sniff};
+use veritrace_verify::{bundle_sig, merkle};
 
 use crate::event::{
     Accepted, Event, EventType, Limits, Participant, SignatureInfo, parse_event, trace_code,
@@ -214,7 +215,6 @@ fn unwrap_envelope(payload: &[u8], limits: &Limits) -> Result<Option<Signed>, Re
 /// The event id inside a JWS that could not be verified (unsupported algorithm, bad
 /// header), so its rejection names the event. Best effort: `None` when unreadable.
 fn jws_event_id(jws: &[u8]) -> Option<String> {
-    use base64::Engine as _;
     #[derive(Deserialize)]
     struct Id {
         event_id: String,
@@ -236,6 +236,8 @@ fn info(
 ) -> SignatureInfo {
     SignatureInfo {
         alg: signed.alg.name().to_owned(),
+        bundle_index: None,
+        bundle_size: None,
         envelope: signed.envelope.as_str().to_owned(),
         envelope_sha256: signed.digest.to_hex(),
         iat,
@@ -324,6 +326,136 @@ impl Signatures {
         finish(event, Some(payload.to_vec()))
     }
 
+    /// A bundle record (`{"bundle": ENVELOPE, "events": [...]}`, see
+    /// [`veritrace_verify::bundle_sig`]): one signature checked for all its events, each
+    /// then validated and checked against the signer like a single statement. All or
+    /// nothing: the first event or check that fails rejects the record. `None`: the record
+    /// is not shaped as a bundle.
+    pub fn open_bundle(
+        &self,
+        payload: &[u8],
+        now_ms: i64,
+        limits: &Limits,
+    ) -> Option<Result<Vec<Opened>, Rejection>> {
+        if !bundle_sig::is_bundle(payload) {
+            return None;
+        }
+        Some(self.bundle(payload, now_ms, limits))
+    }
+
+    fn bundle(
+        &self,
+        payload: &[u8],
+        now_ms: i64,
+        limits: &Limits,
+    ) -> Result<Vec<Opened>, Rejection> {
+        let max = limits.max_payload.saturating_mul(MAX_BUNDLE_EVENTS);
+        if payload.len() > max {
+            return Err(Rejection::new(
+                Reason::PayloadTooLarge,
+                format!("the bundle is {} bytes, over {max}", payload.len()),
+            ));
+        }
+        let record: bundle_sig::BundleRecord<'_> =
+            serde_json::from_slice(payload).map_err(|e| {
+                Rejection::new(
+                    Reason::MalformedEnvelope,
+                    format!("not a bundle record: {e}"),
+                )
+            })?;
+        if record.events.is_empty() || record.events.len() > MAX_BUNDLE_EVENTS {
+            return Err(Rejection::new(
+                Reason::MalformedEnvelope,
+                format!(
+                    "a bundle holds 1 to {MAX_BUNDLE_EVENTS} events, this one {}",
+                    record.events.len()
+                ),
+            ));
+        }
+        let (env_bytes, kind) =
+            bundle_sig::envelope_bytes(&record.bundle).map_err(|e| rejection(&e.into()))?;
+        let signed = parse_envelope(&env_bytes, kind).map_err(|e| rejection(&e.into()))?;
+        let manifest: bundle_sig::Manifest =
+            serde_json::from_slice(&signed.payload).map_err(|e| {
+                Rejection::new(
+                    Reason::MalformedEnvelope,
+                    format!("the bundle envelope does not sign a bundle manifest: {e}"),
+                )
+            })?;
+        let raws: Vec<&[u8]> = record.events.iter().map(|r| r.get().as_bytes()).collect();
+        let tree = bundle_sig::bundle_tree(&raws);
+        if manifest.size != raws.len() as u64 || tree.root() != manifest.bundle_root {
+            return Err(Rejection::new(
+                Reason::ClaimsMismatch,
+                format!(
+                    "the bundle signs {} events with root {}, the record holds {} with root {}",
+                    manifest.size,
+                    manifest.bundle_root,
+                    raws.len(),
+                    tree.root()
+                ),
+            ));
+        }
+        let iat = check_time(signed.claims.iat, now_ms, &self.policy)?;
+        let signer = self.signer_of(&signed)?;
+        let envelope_field = serde_json::Value::String(record.bundle.clone());
+        let mut out = Vec::with_capacity(raws.len());
+        for (i, raw) in raws.iter().enumerate() {
+            let tag = |mut r: Rejection| {
+                r.detail = format!("bundle event {i}: {}", r.detail);
+                r
+            };
+            let mut event = parse_event(raw, now_ms, limits).map_err(tag)?;
+            if self.policy.for_type(event.event_type) == Policy::Off {
+                out.push(finish(event, None).map_err(tag)?);
+                continue;
+            }
+            takes_part(&signer, &event).map_err(|mut r| {
+                r.event_id = Some(event.event_id.clone());
+                tag(r)
+            })?;
+            let mut sig = info(
+                &signed,
+                iat,
+                signer.id.clone(),
+                signer.participant_id.clone(),
+                signer.key_id.clone(),
+            );
+            sig.bundle_index = Some(i as u64);
+            sig.bundle_size = Some(raws.len() as u64);
+            event.signature = Some(sig);
+            let path: Vec<String> = tree
+                .audit_path(i)
+                .unwrap_or_default()
+                .iter()
+                .map(|d| d.to_hex())
+                .collect();
+            let member = serde_json::json!({
+                "bundle": envelope_field,
+                "event": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
+                "index": i,
+                "path": path,
+            });
+            out.push(finish(event, Some(member.to_string().into_bytes())).map_err(tag)?);
+        }
+        Ok(out)
+    }
+
+    fn signer_of(&self, signed: &Signed) -> Result<veritrace_verify::registry::Signer, Rejection> {
+        let cache = self.registry.as_ref().ok_or_else(|| {
+            Rejection::new(
+                Reason::UnknownSigner,
+                "no identity registry: [signatures] root-key is not configured",
+            )
+        })?;
+        match cache.current().authorize(signed) {
+            // A device registered moments ago: look at the log once more.
+            Err(e) if e.code == "unknown_signer" => cache.reload().authorize(signed),
+            other => other,
+        }
+        .map_err(|e| rejection(&e))
+    }
+
     fn check(
         &self,
         signed: &Signed,
@@ -343,32 +475,8 @@ impl Signatures {
                 ));
             }
         }
-        let cache = self.registry.as_ref().ok_or_else(|| {
-            Rejection::new(
-                Reason::UnknownSigner,
-                "no identity registry: [signatures] root-key is not configured",
-            )
-        })?;
-        let signer = match cache.current().authorize(signed) {
-            // A device registered moments ago: look at the log once more.
-            Err(e) if e.code == "unknown_signer" => cache.reload().authorize(signed),
-            other => other,
-        }
-        .map_err(|e| rejection(&e))?;
-        let takes_part = signer.participant_id == event.participant.id
-            || event
-                .counterparty
-                .as_ref()
-                .is_some_and(|c| c.id == signer.participant_id);
-        if !takes_part {
-            return Err(Rejection::new(
-                Reason::SignerNotAuthorized,
-                format!(
-                    "{} belongs to participant {}, which takes no part in this event (participant {})",
-                    signer.id, signer.participant_id, event.participant.id
-                ),
-            ));
-        }
+        let signer = self.signer_of(signed)?;
+        takes_part(&signer, event)?;
         Ok(info(
             signed,
             iat,
@@ -377,6 +485,29 @@ impl Signatures {
             signer.key_id,
         ))
     }
+}
+
+/// Most events one bundle may hold.
+pub const MAX_BUNDLE_EVENTS: usize = 10_000;
+
+/// The signer's participant must take part in the event (as its participant or
+/// counterparty).
+fn takes_part(signer: &veritrace_verify::registry::Signer, event: &Event) -> Result<(), Rejection> {
+    let ok = signer.participant_id == event.participant.id
+        || event
+            .counterparty
+            .as_ref()
+            .is_some_and(|c| c.id == signer.participant_id);
+    if ok {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        Reason::SignerNotAuthorized,
+        format!(
+            "{} belongs to participant {}, which takes no part in this event (participant {})",
+            signer.id, signer.participant_id, event.participant.id
+        ),
+    ))
 }
 
 /// The registry as the log holds it, for processors of event streams: loaded from the

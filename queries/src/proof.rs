@@ -211,10 +211,14 @@ impl QueryEngine {
         })?;
         let (status, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
         let signed = match (&loc.envelope, loc.event.pointer("/signature/key_id")) {
-            (Some(envelope), Some(Value::String(key_id))) => Some(SignedStatement {
-                envelope: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(envelope),
-                signer_key: self.registered_key(key_id).await?,
-            }),
+            (Some(stored), Some(Value::String(key_id))) => {
+                let (envelope, bundle) = statement_of(event_id, &loc.event, stored)?;
+                Some(SignedStatement {
+                    envelope: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(envelope),
+                    signer_key: self.registered_key(key_id).await?,
+                    bundle,
+                })
+            }
             _ => None,
         };
         Ok(ProofBundle {
@@ -237,6 +241,39 @@ impl QueryEngine {
             anchor,
         })
     }
+}
+
+/// The envelope and, for a bundle's event, its member evidence, from the stored `envelope`
+/// column: the envelope itself, or for a bundle's event
+/// `{"bundle": ENVELOPE, "event": B64, "index": I, "path": [HEX...]}`.
+fn statement_of(
+    event_id: &str,
+    event: &Value,
+    stored: &[u8],
+) -> Result<(Vec<u8>, Option<veritrace_verify::bundle::BundleMember>)> {
+    if event.pointer("/signature/bundle_size").is_none() {
+        return Ok((stored.to_vec(), None));
+    }
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        bundle: String,
+        event: String,
+        index: u64,
+        path: Vec<Digest>,
+    }
+    let bad = |detail: String| Error::corrupt(format!("event {event_id}"), detail);
+    let s: Stored = serde_json::from_slice(stored)
+        .map_err(|e| bad(format!("its stored bundle statement is unreadable: {e}")))?;
+    let (envelope, _) = veritrace_verify::bundle_sig::envelope_bytes(&s.bundle)
+        .map_err(|e| bad(format!("its stored bundle envelope is unreadable: {e}")))?;
+    Ok((
+        envelope,
+        Some(veritrace_verify::bundle::BundleMember {
+            event: s.event,
+            index: s.index,
+            path: s.path,
+        }),
+    ))
 }
 
 impl QueryEngine {

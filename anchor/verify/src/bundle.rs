@@ -40,6 +40,22 @@ pub struct SignedStatement {
     /// the node holds no record of it (participant records: the operator's root key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer_key: Option<String>,
+    /// For an event signed in a bundle ([`crate::bundle_sig`]): the event as signed and its
+    /// path to the root the envelope signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleMember>,
+}
+
+/// One event of a signed bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleMember {
+    /// The event's bytes as the device sent and hashed them, base64url without padding.
+    pub event: String,
+    /// Its position among the bundle's events.
+    pub index: u64,
+    /// Its RFC 6962 audit path to the bundle root.
+    pub path: Vec<Digest>,
 }
 
 /// Domain separation prefix of the bytes a local ledger entry's signature covers.

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod bundle_sig;
 pub mod canonical;
 pub mod certificate;
 pub mod merkle;

@@ -65,6 +65,7 @@ fn check_statement(
     let Some(SignedStatement {
         envelope,
         signer_key,
+        bundle,
     }) = &b.signed
     else {
         notes.push(format!(
@@ -97,8 +98,60 @@ fn check_statement(
         ));
     }
     // What was signed is what was recorded: the event id (a registry record: the record).
-    let payload: serde_json::Value = serde_json::from_slice(&signed.payload)
-        .map_err(|e| statement("bad_envelope", format!("the payload is not JSON: {e}")))?;
+    // A bundle signs a root; the event as sent proves into it by its path.
+    let bundle_size = sig.get("bundle_size").and_then(|v| v.as_u64());
+    let payload: serde_json::Value = match (bundle_size, bundle) {
+        (None, None) => serde_json::from_slice(&signed.payload)
+            .map_err(|e| statement("bad_envelope", format!("the payload is not JSON: {e}")))?,
+        (Some(size), Some(member)) => {
+            let manifest: crate::bundle_sig::Manifest = serde_json::from_slice(&signed.payload)
+                .map_err(|e| statement("bad_envelope", format!("not a bundle manifest: {e}")))?;
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&member.event)
+                .map_err(|e| {
+                    statement(
+                        "bad_envelope",
+                        format!("the bundle event is not base64url: {e}"),
+                    )
+                })?;
+            let index = sig.get("bundle_index").and_then(|v| v.as_u64());
+            if manifest.size != size || index != Some(member.index) {
+                return Err(statement(
+                    "claims_mismatch",
+                    "the bundle's size or the event's position is not the one the leaf commits to",
+                ));
+            }
+            let root = merkle::root_from_path(
+                "bundle",
+                &merkle::leaf_hash(&raw),
+                member.index,
+                size,
+                &member.path,
+            )?;
+            if root != manifest.bundle_root {
+                return Err(statement(
+                    "claims_mismatch",
+                    format!(
+                        "the event proves into bundle root {root}, the envelope signs {}",
+                        manifest.bundle_root
+                    ),
+                ));
+            }
+            checks.push(format!(
+                "the event as sent is event {} of the {size} the bundle signs (root {root})",
+                member.index
+            ));
+            serde_json::from_slice(&raw).map_err(|e| {
+                statement("bad_envelope", format!("the bundle event is not JSON: {e}"))
+            })?
+        }
+        _ => {
+            return Err(statement(
+                "claims_mismatch",
+                "the leaf and the bundle disagree on whether the event was signed in a bundle",
+            ));
+        }
+    };
     let same = if b.event.get("event_type").and_then(|t| t.as_str()) == Some("registry") {
         b.event.get("attributes") == Some(&payload)
     } else {

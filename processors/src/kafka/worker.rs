@@ -229,6 +229,12 @@ impl Worker {
                     accepted += 1;
                     self.timestamps.push(r.timestamp_ms.unwrap_or(now));
                 }
+                Outcome::AcceptedBundle(n) => {
+                    accepted += n as u64;
+                    for _ in 0..n {
+                        self.timestamps.push(r.timestamp_ms.unwrap_or(now));
+                    }
+                }
                 Outcome::Rejected(rej) => {
                     if rej.reason == Reason::DuplicateEventId {
                         dups += 1;

@@ -1,0 +1,152 @@
+//! Bundle signatures: one signature for many events, for devices that cannot sign each
+//! reading (ES256 on a secure element signs a few per second; a sensor may read thousands).
+//!
+//! The device hashes each event's bytes as it sends them into an RFC 6962 tree (the
+//! pipeline's own [`crate::merkle`]) and signs the tree's root once, as a COSE_Sign1 or a
+//! JWS whose payload is the [`Manifest`] `{"bundle_root": HEX, "size": N}` (claims `iss`,
+//! `iat`; no `sub`: the events may be about different objects). The record it sends is
+//!
+//! ```text
+//! {"bundle": "<the envelope: JWS text, or base64url of the COSE bytes>", "events": [<event>, ...]}
+//! ```
+//!
+//! with the events written exactly as they were hashed. Each event becomes a leaf of its own;
+//! its proof carries the envelope, the event's bytes, its index and its audit path to the
+//! signed root, so an auditor checks one event's signature without the other N - 1 events.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::Digest;
+use crate::merkle;
+use crate::signature::{Claims, Envelope, SigError, SigningKey, sign_cose, sign_jws};
+
+/// What a bundle envelope signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// RFC 6962 root over `leaf_hash(event bytes)` of the events, in order.
+    pub bundle_root: Digest,
+    /// How many events.
+    pub size: u64,
+}
+
+/// The root a bundle of `events` (their bytes as sent) signs.
+pub fn bundle_root(events: &[&[u8]]) -> Digest {
+    let leaves: Vec<Digest> = events.iter().map(|e| merkle::leaf_hash(e)).collect();
+    merkle::root(&leaves)
+}
+
+/// The leaf hashes of a bundle's events, for audit paths.
+pub fn bundle_tree(events: &[&[u8]]) -> merkle::Tree {
+    let leaves: Vec<Digest> = events.iter().map(|e| merkle::leaf_hash(e)).collect();
+    merkle::Tree::new(&leaves)
+}
+
+/// A bundle record as received.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleRecord<'a> {
+    /// The envelope: JWS text, or base64url of COSE_Sign1 bytes.
+    pub bundle: String,
+    /// The events, each exactly as written (and hashed).
+    #[serde(borrow)]
+    pub events: Vec<&'a RawValue>,
+}
+
+/// True when `record` is shaped as a bundle (`{"bundle": ...`), so it is parsed as one.
+pub fn is_bundle(record: &[u8]) -> bool {
+    let t = record.trim_ascii_start();
+    t.strip_prefix(b"{")
+        .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"bundle\""))
+}
+
+/// The envelope's bytes as the digest covers them: the JWS text, or the decoded COSE.
+pub fn envelope_bytes(field: &str) -> Result<(Vec<u8>, Envelope), SigError> {
+    let f = field.trim();
+    if f.starts_with("eyJ") && f.matches('.').count() == 2 {
+        return Ok((f.as_bytes().to_vec(), Envelope::Jws));
+    }
+    B64.decode(f)
+        .map(|b| (b, Envelope::Cose))
+        .map_err(|e| SigError {
+            code: "malformed_envelope",
+            detail: format!("bundle is neither a JWS nor base64url COSE: {e}"),
+        })
+}
+
+/// Signs `events` (each a JSON event, as bytes) as one bundle record.
+pub fn sign_bundle(
+    key: &SigningKey,
+    kid: &str,
+    iss: &str,
+    iat: i64,
+    events: &[&[u8]],
+    envelope: Envelope,
+) -> Vec<u8> {
+    let manifest = Manifest {
+        bundle_root: bundle_root(events),
+        size: events.len() as u64,
+    };
+    let payload = serde_json::to_vec(&manifest).unwrap_or_default();
+    let claims = Claims {
+        iss: Some(iss.to_owned()),
+        sub: None,
+        iat: Some(iat),
+    };
+    let env = match envelope {
+        Envelope::Jws => sign_jws(key, kid, &claims, &payload),
+        Envelope::Cose => B64.encode(sign_cose(key, kid, &claims, &payload)),
+    };
+    let mut out =
+        Vec::with_capacity(env.len() + events.iter().map(|e| e.len() + 1).sum::<usize>() + 32);
+    out.extend_from_slice(b"{\"bundle\":\"");
+    out.extend_from_slice(env.as_bytes());
+    out.extend_from_slice(b"\",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::{Alg, parse_envelope};
+
+    #[test]
+    fn a_signed_bundle_proves_each_event_alone() {
+        let key = SigningKey::from_bytes(Alg::EdDsa, &[5; 32]).expect("key");
+        let events: Vec<Vec<u8>> = (0..5)
+            .map(|i| format!("{{\"event_id\":\"e{i}\", \"x\": {i}}}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        for kind in [Envelope::Jws, Envelope::Cose] {
+            let record = sign_bundle(&key, "k", "d1", 7, &refs, kind);
+            assert!(is_bundle(&record));
+            let parsed: BundleRecord<'_> = serde_json::from_slice(&record).expect("record");
+            assert_eq!(parsed.events.len(), 5);
+            assert_eq!(parsed.events[2].get().as_bytes(), events[2].as_slice());
+            let (bytes, k) = envelope_bytes(&parsed.bundle).expect("envelope");
+            assert_eq!(k, kind);
+            let signed = parse_envelope(&bytes, k).expect("parse");
+            signed.verify(&key.public()).expect("verifies");
+            let m: Manifest = serde_json::from_slice(&signed.payload).expect("manifest");
+            assert_eq!(m.size, 5);
+            let tree = bundle_tree(&refs);
+            let path = tree.audit_path(3).expect("path");
+            let root =
+                merkle::root_from_path("bundle", &merkle::leaf_hash(&events[3]), 3, 5, &path)
+                    .expect("root");
+            assert_eq!(root, m.bundle_root);
+        }
+        assert!(!is_bundle(b"{\"event_id\":\"x\"}"));
+        assert!(is_bundle(b" { \"bundle\": 1}"));
+    }
+}
