@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use veritrace_anchor::{DataDir, DirLock};
-use veritrace_processors::signed::{REGISTRY_STREAM, RegistryStage, load_registry};
-use veritrace_processors::{BatchPolicy, Outcome, PartitionProcessor};
+use veritrace_processors::Outcome;
+use veritrace_processors::signed::{REGISTRY_STREAM, append_registry, load_registry};
 use veritrace_verify::registry::Record;
 use veritrace_verify::signature::{Claims, PublicKey, SigningKey, sign_cose};
 
@@ -250,18 +250,18 @@ fn submit(
 
     let policy = cfg.runtime()?.policy;
     let settings = cfg.signatures.settings()?;
-    let stage = RegistryStage::open(&dir, root, settings.policy(REGISTRY_STREAM).clone())?;
-    let mut proc = PartitionProcessor::open(&dir, REGISTRY_STREAM, 0, BatchPolicy { ..policy })?
-        .with_registry(stage);
-    let offset = proc.resume_offset().unwrap_or(0);
-    let outcome = proc.push(offset, None, &envelope, veritrace_processors::now_ms())?;
-    let header = proc.seal(veritrace_processors::now_ms())?;
-    if let Outcome::Rejected(r) = outcome {
+    let (outcomes, header) = append_registry(
+        &dir,
+        &root,
+        settings.policy(REGISTRY_STREAM),
+        policy,
+        &[envelope],
+    )?;
+    if let Some(Outcome::Rejected(r)) = outcomes.first() {
         // Sealed all the same: the refused record is kept in the rejected table.
         bail!("refused ({}): {}", r.reason, r.detail);
     }
     let header = header.context("the registry batch was not sealed")?;
-    drop(proc);
     let holder = format!("veritrace registry (pid {})", std::process::id());
     let anchored = veritrace_anchor::epoch_loop::anchor_once(
         &dir,

@@ -17,7 +17,7 @@ use veritrace_verify::Digest;
 use crate::columns::{EdgeColumns, EventColumns, RejectedColumns};
 use crate::event::Limits;
 use crate::reason::{Reason, Rejection};
-use crate::signed::{Opened, RegistryStage, Signatures};
+use crate::signed::{BundleReject, Opened, RegistryStage, Signatures};
 use crate::{Error, Result};
 
 /// When to seal a batch, and how to validate.
@@ -79,8 +79,14 @@ impl Stats {
 pub enum Outcome {
     /// Accepted into the open batch.
     Accepted,
-    /// A signed bundle whose events (this many) were all accepted into the open batch.
-    AcceptedBundle(usize),
+    /// A signed bundle: how many of its events were accepted into the open batch, and each
+    /// rejected one with its bytes as sent (kept in the rejected table).
+    Bundle {
+        /// Events accepted.
+        accepted: usize,
+        /// Events rejected, with their bytes.
+        rejected: Vec<(Rejection, Vec<u8>)>,
+    },
     /// Rejected (kept in the rejected table); the reason code and its detail.
     Rejected(Rejection),
     /// The offset was already sealed before a restart; nothing to do.
@@ -112,6 +118,15 @@ pub struct PartitionProcessor {
 enum Stage {
     Events(Signatures),
     Registry(Box<RegistryStage>),
+}
+
+/// The event bytes a bundle member's stored statement carries.
+fn bundle_event_bytes(statement: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let v: serde_json::Value = serde_json::from_slice(statement).ok()?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v.get("event")?.as_str()?)
+        .ok()
 }
 
 /// Dedupe keys are 128-bit xxh3 hashes of event ids (16 bytes per id in memory, a
@@ -266,7 +281,7 @@ impl PartitionProcessor {
             Stage::Events(s) => match s.open_bundle(payload, now_ms, &limits) {
                 Some(bundle) => {
                     return Ok(match bundle {
-                        Ok(events) => self.accept_bundle(offset, key, payload, events, now_ms)?,
+                        Ok(events) => self.accept_bundle(offset, key, events, now_ms)?,
                         Err(r) => self.reject(offset, key, payload, r, now_ms),
                     });
                 }
@@ -308,50 +323,56 @@ impl PartitionProcessor {
         Ok(outcome)
     }
 
-    /// A bundle's events, all or none: one that was accepted before (or twice in the
-    /// bundle) rejects the record as `duplicate_event_id`.
+    /// A bundle's events, each with its own outcome: accepted, or rejected (a duplicate,
+    /// also within the bundle, is `duplicate_event_id`) with its bytes as sent kept in the
+    /// rejected table.
     fn accept_bundle(
         &mut self,
         offset: u64,
         key: Option<&[u8]>,
-        payload: &[u8],
-        events: Vec<Opened>,
+        events: Vec<Result<Opened, BundleReject>>,
         now_ms: i64,
     ) -> Result<Outcome> {
-        let mut ids = HashSet::with_capacity(events.len());
-        for o in &events {
-            let k = id_key(&o.accepted.event.event_id);
-            if self.seen.contains(&k) || !ids.insert(k) {
-                let mut r = Rejection::new(
-                    Reason::DuplicateEventId,
-                    format!(
-                        "bundle event {} was already accepted; the bundle is kept whole in the rejected table",
-                        o.accepted.event.event_id
-                    ),
-                );
-                r.event_id = Some(o.accepted.event.event_id.clone());
-                return Ok(self.reject(offset, key, payload, r, now_ms));
-            }
+        let mut accepted = 0usize;
+        let mut rejected = Vec::new();
+        for e in events {
+            let (r, bytes) = match e {
+                Ok(Opened {
+                    accepted: a,
+                    envelope,
+                }) => {
+                    if self.seen.insert(id_key(&a.event.event_id)) {
+                        self.events.push(
+                            &a.event,
+                            &a.canonical,
+                            &a.leaf_hash,
+                            offset,
+                            envelope.as_deref(),
+                        )?;
+                        self.edges.push(&a.event);
+                        self.leaves.push(a.leaf_hash);
+                        accepted += 1;
+                        continue;
+                    }
+                    let mut r = Rejection::new(
+                        Reason::DuplicateEventId,
+                        format!("event_id {} was already accepted", a.event.event_id),
+                    );
+                    r.event_id = Some(a.event.event_id);
+                    // The copy as sent: the bundle's own bytes of this event.
+                    let bytes = envelope
+                        .as_deref()
+                        .and_then(bundle_event_bytes)
+                        .unwrap_or_else(|| a.canonical.clone());
+                    (r, bytes)
+                }
+                Err(BundleReject { rejection, event }) => (rejection, event),
+            };
+            self.reject(offset, key, &bytes, r.clone(), now_ms);
+            rejected.push((r, bytes));
         }
-        let n = events.len();
-        for Opened {
-            accepted: a,
-            envelope,
-        } in events
-        {
-            self.seen.insert(id_key(&a.event.event_id));
-            self.events.push(
-                &a.event,
-                &a.canonical,
-                &a.leaf_hash,
-                offset,
-                envelope.as_deref(),
-            )?;
-            self.edges.push(&a.event);
-            self.leaves.push(a.leaf_hash);
-        }
-        self.stats.accepted += n as u64;
-        Ok(Outcome::AcceptedBundle(n))
+        self.stats.accepted += accepted as u64;
+        Ok(Outcome::Bundle { accepted, rejected })
     }
 
     fn reject(

@@ -328,15 +328,16 @@ impl Signatures {
 
     /// A bundle record (`{"bundle": ENVELOPE, "events": [...]}`, see
     /// [`veritrace_verify::bundle_sig`]): one signature checked for all its events, each
-    /// then validated and checked against the signer like a single statement. All or
-    /// nothing: the first event or check that fails rejects the record. `None`: the record
-    /// is not shaped as a bundle.
+    /// then validated and checked against the signer like a single statement. A bundle
+    /// whose envelope fails is rejected whole; otherwise each event has its own outcome (a
+    /// bad reading does not take its neighbours with it). `None`: the record is not shaped
+    /// as a bundle.
     pub fn open_bundle(
         &self,
         payload: &[u8],
         now_ms: i64,
         limits: &Limits,
-    ) -> Option<Result<Vec<Opened>, Rejection>> {
+    ) -> Option<Result<Vec<Result<Opened, BundleReject>>, Rejection>> {
         if !bundle_sig::is_bundle(payload) {
             return None;
         }
@@ -348,7 +349,7 @@ impl Signatures {
         payload: &[u8],
         now_ms: i64,
         limits: &Limits,
-    ) -> Result<Vec<Opened>, Rejection> {
+    ) -> Result<Vec<Result<Opened, BundleReject>>, Rejection> {
         let max = limits.max_payload.saturating_mul(MAX_BUNDLE_EVENTS);
         if payload.len() > max {
             return Err(Rejection::new(
@@ -401,42 +402,46 @@ impl Signatures {
         let envelope_field = serde_json::Value::String(record.bundle.clone());
         let mut out = Vec::with_capacity(raws.len());
         for (i, raw) in raws.iter().enumerate() {
-            let tag = |mut r: Rejection| {
-                r.detail = format!("bundle event {i}: {}", r.detail);
-                r
+            let one = || -> Result<Opened, Rejection> {
+                let mut event = parse_event(raw, now_ms, limits)?;
+                if self.policy.for_type(event.event_type) == Policy::Off {
+                    return finish(event, None);
+                }
+                takes_part(&signer, &event).map_err(|mut r| {
+                    r.event_id = Some(event.event_id.clone());
+                    r
+                })?;
+                let mut sig = info(
+                    &signed,
+                    iat,
+                    signer.id.clone(),
+                    signer.participant_id.clone(),
+                    signer.key_id.clone(),
+                );
+                sig.bundle_index = Some(i as u64);
+                sig.bundle_size = Some(raws.len() as u64);
+                event.signature = Some(sig);
+                let path: Vec<String> = tree
+                    .audit_path(i)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| d.to_hex())
+                    .collect();
+                let member = serde_json::json!({
+                    "bundle": envelope_field,
+                    "event": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
+                    "index": i,
+                    "path": path,
+                });
+                finish(event, Some(member.to_string().into_bytes()))
             };
-            let mut event = parse_event(raw, now_ms, limits).map_err(tag)?;
-            if self.policy.for_type(event.event_type) == Policy::Off {
-                out.push(finish(event, None).map_err(tag)?);
-                continue;
-            }
-            takes_part(&signer, &event).map_err(|mut r| {
-                r.event_id = Some(event.event_id.clone());
-                tag(r)
-            })?;
-            let mut sig = info(
-                &signed,
-                iat,
-                signer.id.clone(),
-                signer.participant_id.clone(),
-                signer.key_id.clone(),
-            );
-            sig.bundle_index = Some(i as u64);
-            sig.bundle_size = Some(raws.len() as u64);
-            event.signature = Some(sig);
-            let path: Vec<String> = tree
-                .audit_path(i)
-                .unwrap_or_default()
-                .iter()
-                .map(|d| d.to_hex())
-                .collect();
-            let member = serde_json::json!({
-                "bundle": envelope_field,
-                "event": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
-                "index": i,
-                "path": path,
-            });
-            out.push(finish(event, Some(member.to_string().into_bytes())).map_err(tag)?);
+            out.push(one().map_err(|mut r| {
+                r.detail = format!("bundle event {i}: {}", r.detail);
+                BundleReject {
+                    rejection: r,
+                    event: raw.to_vec(),
+                }
+            }));
         }
         Ok(out)
     }
@@ -485,6 +490,16 @@ impl Signatures {
             signer.key_id,
         ))
     }
+}
+
+/// One event of a bundle that was rejected: why, and its bytes as sent (what the rejected
+/// table keeps for it).
+#[derive(Debug, Clone)]
+pub struct BundleReject {
+    /// Why.
+    pub rejection: Rejection,
+    /// The event as sent in the bundle.
+    pub event: Vec<u8>,
 }
 
 /// Most events one bundle may hold.
@@ -682,6 +697,28 @@ pub fn load_registry(dir: &DataDir, root: &PublicKey) -> Result<Registry> {
         }
     }
     Ok(registry)
+}
+
+/// Appends signed registry records to `dir`'s registry stream and seals them as one batch
+/// (the registry stream's partition lock is held meanwhile). Each outcome says whether its
+/// record was accepted; refused ones are kept in the rejected table with their reason.
+pub fn append_registry(
+    dir: &DataDir,
+    root: &PublicKey,
+    policy: &SignaturePolicy,
+    batch: crate::BatchPolicy,
+    envelopes: &[Vec<u8>],
+) -> Result<(Vec<crate::Outcome>, Option<veritrace_anchor::BatchHeader>)> {
+    let stage = RegistryStage::open(dir, root.clone(), policy.clone())?;
+    let mut proc =
+        crate::PartitionProcessor::open(dir, REGISTRY_STREAM, 0, batch)?.with_registry(stage);
+    let first = proc.resume_offset().unwrap_or(0);
+    let mut outcomes = Vec::with_capacity(envelopes.len());
+    for (offset, e) in (first..).zip(envelopes) {
+        outcomes.push(proc.push(offset, None, e, crate::now_ms())?);
+    }
+    let header = proc.seal(crate::now_ms())?;
+    Ok((outcomes, header))
 }
 
 /// The registry stream's stage: each record is a signed registry record, applied to the

@@ -431,6 +431,7 @@ fn signed_events_are_checked_against_the_registry_in_the_log_and_proofs_show_the
             row("b-1", "d1", P1, &d1_new, "EdDSA"),
             row("b-2", "d1", P1, &d1_new, "EdDSA"),
             row("b-3", "d1", P1, &d1_new, "EdDSA"),
+            row("bo-1", "d1", P1, &d1_new, "EdDSA"),
             row("cb-1", "d2", P1, &d2, "EdDSA"),
             row("cb-2", "d2", P1, &d2, "EdDSA"),
             row("counterparty", "d3", P2, &d3, "EdDSA"),

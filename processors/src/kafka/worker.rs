@@ -22,7 +22,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use veritrace_anchor::{DataDir, DirLock};
 
 use crate::partition::{BatchPolicy, Outcome, PartitionProcessor, Stats};
-use crate::reason::Reason;
+use crate::reason::{Reason, Rejection};
 use crate::{Error, Result, now_ms};
 use veritrace_metrics::ProcessorMetrics;
 
@@ -229,46 +229,32 @@ impl Worker {
                     accepted += 1;
                     self.timestamps.push(r.timestamp_ms.unwrap_or(now));
                 }
-                Outcome::AcceptedBundle(n) => {
+                Outcome::Bundle {
+                    accepted: n,
+                    rejected,
+                } => {
                     accepted += n as u64;
                     for _ in 0..n {
                         self.timestamps.push(r.timestamp_ms.unwrap_or(now));
                     }
+                    for (rej, bytes) in rejected {
+                        dups += self.rejected(
+                            r.offset,
+                            r.key.clone(),
+                            bytes,
+                            rej,
+                            r.timestamp_ms.unwrap_or(now),
+                        )?;
+                    }
                 }
                 Outcome::Rejected(rej) => {
-                    if rej.reason == Reason::DuplicateEventId {
-                        dups += 1;
-                    }
-                    self.ctx
-                        .metrics
-                        .rejected
-                        .with_label_values(&[rej.reason.as_str()])
-                        .inc();
-                    self.timestamps.push(r.timestamp_ms.unwrap_or(now));
-                    let mut detail = rej.detail;
-                    if detail.len() > MAX_DETAIL {
-                        let mut cut = MAX_DETAIL;
-                        while !detail.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        detail.truncate(cut);
-                    }
-                    let mut p = PendingReject {
-                        offset: r.offset,
-                        key: r.key,
-                        payload: r.payload,
-                        reason: rej.reason,
-                        detail,
-                        truncated_from: None,
-                        delivery: None,
-                        failed: false,
-                    };
-                    if p.payload.len() > MAX_TOPIC_PAYLOAD {
-                        p.truncated_from = Some(p.payload.len());
-                        p.payload.truncate(MAX_TOPIC_PAYLOAD);
-                    }
-                    self.send(&mut p)?;
-                    self.pending.push(p);
+                    dups += self.rejected(
+                        r.offset,
+                        r.key,
+                        r.payload,
+                        rej,
+                        r.timestamp_ms.unwrap_or(now),
+                    )?;
                 }
                 Outcome::AlreadySealed => {}
             }
@@ -284,6 +270,49 @@ impl Worker {
     }
 
     /// Hands one rejected record to the producer (not waiting for the broker).
+    /// Counts a rejection and publishes it to the rejected topic (its original bytes);
+    /// 1 when it is a duplicate.
+    fn rejected(
+        &mut self,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        payload: Vec<u8>,
+        rej: Rejection,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        self.ctx
+            .metrics
+            .rejected
+            .with_label_values(&[rej.reason.as_str()])
+            .inc();
+        self.timestamps.push(timestamp_ms);
+        let mut detail = rej.detail;
+        if detail.len() > MAX_DETAIL {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+        }
+        let mut p = PendingReject {
+            offset,
+            key,
+            payload,
+            reason: rej.reason,
+            detail,
+            truncated_from: None,
+            delivery: None,
+            failed: false,
+        };
+        if p.payload.len() > MAX_TOPIC_PAYLOAD {
+            p.truncated_from = Some(p.payload.len());
+            p.payload.truncate(MAX_TOPIC_PAYLOAD);
+        }
+        self.send(&mut p)?;
+        self.pending.push(p);
+        Ok(u64::from(rej.reason == Reason::DuplicateEventId))
+    }
+
     fn send(&self, p: &mut PendingReject) -> Result<()> {
         let source = format!("{}/{}/{}", self.ctx.topic, self.ctx.partition, p.offset);
         let mut headers = OwnedHeaders::new()
