@@ -334,17 +334,17 @@ fn list(cfg: &Config, a: DeviceListArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("participant          role          admin key id      since");
+    println!("participant          role          admin key id                      since");
     for (id, p) in registry.participants() {
         println!(
-            "{id:<20} {:<13} {:<17} {}",
+            "{id:<20} {:<13} {:<33} {}",
             p.role,
             p.admin_key.key_id(),
             p.since
         );
     }
     println!(
-        "\ndevice               participant          kind           key id            from        status"
+        "\ndevice               participant          kind           key id                            from        status"
     );
     for (id, d) in registry.devices() {
         let current = d.keys.last();
@@ -353,7 +353,7 @@ fn list(cfg: &Config, a: DeviceListArgs) -> anyhow::Result<ExitCode> {
             None => format!("{} key(s)", d.keys.len()),
         };
         println!(
-            "{id:<20} {:<20} {:<14} {:<17} {:<11} {status}",
+            "{id:<20} {:<20} {:<14} {:<33} {:<11} {status}",
             d.participant_id,
             d.kind,
             current.map(|k| k.key.key_id()).unwrap_or_default(),

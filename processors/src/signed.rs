@@ -607,9 +607,34 @@ fn manifest_stamp(dir: &DataDir) -> Option<(u64, SystemTime)> {
 pub fn registry_envelopes(dir: &DataDir) -> Result<Vec<(String, Vec<u8>)>> {
     let manifest: Vec<veritrace_anchor::BatchHeader> =
         veritrace_anchor::read_jsonl(&dir.manifest_file(REGISTRY_STREAM, 0))?;
+    // Files we wrote are checked when read: each against the digest its batch recorded.
+    let digests =
+        veritrace_anchor::integrity::read_batch_files(&dir.batch_files_log(REGISTRY_STREAM, 0))?;
     let mut out = Vec::new();
     for h in manifest.iter().filter(|h| h.size > 0) {
         let path = dir.events_file(&h.batch_id);
+        let recorded = digests
+            .get(&h.batch_id)
+            .and_then(|b| b.files.iter().find(|f| path.ends_with(&f.file)));
+        match recorded {
+            None => {
+                return Err(Error::Corrupt {
+                    path,
+                    detail: format!(
+                        "batch {} has no recorded digest for its events file",
+                        h.batch_id
+                    ),
+                });
+            }
+            Some(d) => {
+                if let Some(problem) = veritrace_anchor::integrity::verify_file(dir, d)? {
+                    return Err(Error::Corrupt {
+                        path,
+                        detail: format!("registry batch {}: {problem}", h.batch_id),
+                    });
+                }
+            }
+        }
         let rows = read_envelopes(&path)?;
         if rows.len() as u64 != h.size {
             return Err(Error::Corrupt {

@@ -578,6 +578,24 @@ fn under_record_unsigned_events_pass_and_signatures_that_fail_do_not() {
     let rows =
         site.sql("SELECT count(*) AS n FROM events WHERE event_id LIKE 'cli-b%' AND signer = 'd1'");
     assert_eq!(rows[0]["n"], 3, "{rows}");
+
+    // A registry file altered on disk is found when read, named, and never trusted.
+    let reg_file = std::fs::read_dir(site.data.join("events"))
+        .expect("events dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("registry"))
+        })
+        .expect("a registry events file");
+    let mut bytes = std::fs::read(&reg_file).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&reg_file, bytes).expect("write");
+    let out = site.run(&["device", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("altered") && err.contains("registry"), "{err}");
 }
 
 /// One HTTP/1.1 request; the status, the `Retry-After` header and the body as JSON.

@@ -84,6 +84,7 @@ fn run_signed(
     alg: Alg,
     envelope: Envelope,
     signing: Signing,
+    unsigned: bool,
 ) -> anyhow::Result<SignedRun> {
     let tmp = tempfile::tempdir()?;
     let dir = DataDir::create(tmp.path())?;
@@ -178,7 +179,12 @@ fn run_signed(
         ));
     };
     for (k, payload) in &w.records {
-        let Some(p) = participant_of(payload) else {
+        let p = if unsigned {
+            None
+        } else {
+            participant_of(payload)
+        };
+        let Some(p) = p else {
             records.push((k.clone(), payload.clone()));
             continue;
         };
@@ -227,7 +233,11 @@ fn run_signed(
         epoch_interval: Duration::from_secs(1),
         signatures: SignatureSettings {
             root: Some(root.public()),
-            default: policy,
+            default: if unsigned {
+                SignaturePolicy::default()
+            } else {
+                policy
+            },
             streams: BTreeMap::new(),
         },
         ..RuntimeConfig::default()
@@ -248,7 +258,13 @@ fn main() -> anyhow::Result<()> {
     let arg = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.to_owned());
     let events: u64 = arg(0, "200000").parse()?;
     let partitions: u32 = arg(1, "1").parse()?;
-    let alg = Alg::from_name(&arg(2, "EdDSA")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // `none`: the same run unsigned (policy record), the peer of the signed runs.
+    let unsigned = arg(2, "EdDSA") == "none";
+    let alg = if unsigned {
+        Alg::EdDsa
+    } else {
+        Alg::from_name(&arg(2, "EdDSA")).map_err(|e| anyhow::anyhow!("{e}"))?
+    };
     let envelope = match arg(3, "cose").as_str() {
         "jws" => Envelope::Jws,
         "cose" => Envelope::Cose,
@@ -269,14 +285,14 @@ fn main() -> anyhow::Result<()> {
         .map(|r| (Some(r.key), r.payload))
         .collect(),
     };
-    let r = run_signed(&w, partitions, 10_000, alg, envelope, signing)?;
+    let r = run_signed(&w, partitions, 10_000, alg, envelope, signing, unsigned)?;
     let s = &r.report.stats;
     let secs = r.elapsed.as_secs_f64();
     let rejected: BTreeMap<&str, u64> = s.rejected.iter().map(|(r, n)| (r.as_str(), *n)).collect();
     println!(
         "{}",
         serde_json::json!({
-            "alg": alg.name(),
+            "alg": if unsigned { "none" } else { alg.name() },
             "envelope": arg(3, "cose"),
             "bundle": bundle,
             "records": r.records,
