@@ -293,34 +293,38 @@ impl PartitionProcessor {
             }
         };
         let outcome = match opened {
-            Ok(Opened {
-                accepted: a,
-                envelope,
-            }) => {
-                if self.seen.insert(id_key(&a.event.event_id)) {
-                    self.events.push(
-                        &a.event,
-                        &a.canonical,
-                        &a.leaf_hash,
-                        offset,
-                        envelope.as_deref(),
-                    )?;
-                    self.edges.push(&a.event);
-                    self.leaves.push(a.leaf_hash);
-                    self.stats.accepted += 1;
-                    Outcome::Accepted
-                } else {
-                    let mut r = Rejection::new(
-                        Reason::DuplicateEventId,
-                        format!("event_id {} was already accepted", a.event.event_id),
-                    );
-                    r.event_id = Some(a.event.event_id);
-                    self.reject(offset, key, payload, r, now_ms)
-                }
-            }
+            Ok(o) => match self.add(offset, &o)? {
+                None => Outcome::Accepted,
+                Some(r) => self.reject(offset, key, payload, r, now_ms),
+            },
             Err(r) => self.reject(offset, key, payload, r, now_ms),
         };
         Ok(outcome)
+    }
+
+    /// Adds an accepted event to the open batch, unless its id was accepted before (in an
+    /// earlier record, or earlier in the same bundle): then its `duplicate_event_id`.
+    fn add(&mut self, offset: u64, o: &Opened) -> Result<Option<Rejection>> {
+        let a = &o.accepted;
+        if !self.seen.insert(id_key(&a.event.event_id)) {
+            let mut r = Rejection::new(
+                Reason::DuplicateEventId,
+                format!("event_id {} was already accepted", a.event.event_id),
+            );
+            r.event_id = Some(a.event.event_id.clone());
+            return Ok(Some(r));
+        }
+        self.events.push(
+            &a.event,
+            &a.canonical,
+            &a.leaf_hash,
+            offset,
+            o.envelope.as_deref(),
+        )?;
+        self.edges.push(&a.event);
+        self.leaves.push(a.leaf_hash);
+        self.stats.accepted += 1;
+        Ok(None)
     }
 
     /// A bundle's events, each with its own outcome: accepted, or rejected (a duplicate,
@@ -337,41 +341,26 @@ impl PartitionProcessor {
         let mut rejected = Vec::new();
         for e in events {
             let (r, bytes) = match e {
-                Ok(Opened {
-                    accepted: a,
-                    envelope,
-                }) => {
-                    if self.seen.insert(id_key(&a.event.event_id)) {
-                        self.events.push(
-                            &a.event,
-                            &a.canonical,
-                            &a.leaf_hash,
-                            offset,
-                            envelope.as_deref(),
-                        )?;
-                        self.edges.push(&a.event);
-                        self.leaves.push(a.leaf_hash);
+                Ok(o) => match self.add(offset, &o)? {
+                    None => {
                         accepted += 1;
                         continue;
                     }
-                    let mut r = Rejection::new(
-                        Reason::DuplicateEventId,
-                        format!("event_id {} was already accepted", a.event.event_id),
-                    );
-                    r.event_id = Some(a.event.event_id);
                     // The copy as sent: the bundle's own bytes of this event.
-                    let bytes = envelope
-                        .as_deref()
-                        .and_then(bundle_event_bytes)
-                        .unwrap_or_else(|| a.canonical.clone());
-                    (r, bytes)
-                }
+                    Some(r) => {
+                        let bytes = o
+                            .envelope
+                            .as_deref()
+                            .and_then(bundle_event_bytes)
+                            .unwrap_or(o.accepted.canonical);
+                        (r, bytes)
+                    }
+                },
                 Err(BundleReject { rejection, event }) => (rejection, event),
             };
             self.reject(offset, key, &bytes, r.clone(), now_ms);
             rejected.push((r, bytes));
         }
-        self.stats.accepted += accepted as u64;
         Ok(Outcome::Bundle { accepted, rejected })
     }
 
