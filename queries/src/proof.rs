@@ -213,10 +213,20 @@ impl QueryEngine {
         let signed = match (&loc.envelope, loc.event.pointer("/signature/key_id")) {
             (Some(stored), Some(Value::String(key_id))) => {
                 let (envelope, bundle) = statement_of(event_id, &loc.event, stored)?;
+                let registered = self.registered_key(key_id).await?;
+                // The record that registered the key, with its own proof (a device's key:
+                // the device record, itself carrying its participant's record).
+                let registration = match &registered {
+                    Some((_, reg_id)) if reg_id != event_id => {
+                        Some(Box::new(Box::pin(self.proof(reg_id)).await?))
+                    }
+                    _ => None,
+                };
                 Some(SignedStatement {
                     envelope: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(envelope),
-                    signer_key: self.registered_key(key_id).await?,
+                    signer_key: registered.map(|(k, _)| k),
                     bundle,
+                    registration,
                 })
             }
             _ => None,
@@ -278,13 +288,17 @@ fn statement_of(
 
 impl QueryEngine {
     /// The public key (`ALG:HEX`) whose key id is `key_id`, as a registry record in the
-    /// log names it (a participant's admin key or a device's key), or `None`.
-    async fn registered_key(&self, key_id: &str) -> Result<Option<String>> {
+    /// log names it (a participant's admin key or a device's key), with that record's event
+    /// id; `None` when no record names it.
+    async fn registered_key(&self, key_id: &str) -> Result<Option<(String, String)>> {
         let batches = self
-            .sql("SELECT attributes FROM events WHERE event_type = 'registry'")
+            .sql("SELECT event_id, attributes FROM events WHERE event_type = 'registry'")
             .await?;
         for b in &batches {
-            let Some(a) = b.column(0).as_string_opt::<i32>() else {
+            let (Some(ids), Some(a)) = (
+                b.column(0).as_string_opt::<i32>(),
+                b.column(1).as_string_opt::<i32>(),
+            ) else {
                 continue;
             };
             for i in (0..a.len()).filter(|&i| a.is_valid(i)) {
@@ -296,7 +310,7 @@ impl QueryEngine {
                         && veritrace_verify::signature::PublicKey::parse(text)
                             .is_ok_and(|k| k.key_id() == key_id)
                     {
-                        return Ok(Some(text.to_owned()));
+                        return Ok(Some((text.to_owned(), ids.value(i).to_owned())));
                     }
                 }
             }

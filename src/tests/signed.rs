@@ -509,6 +509,19 @@ fn signed_events_are_checked_against_the_registry_in_the_log_and_proofs_show_the
         let (code, stdout) = verify(&bundle);
         assert_eq!(code, Some(0), "{id}: {stdout}");
         assert!(stdout.contains("signature by"), "{id}: {stdout}");
+        // The key's registration travels with the proof and verifies too.
+        assert!(stdout.contains("was registered for"), "{id}: {stdout}");
+        let mut moved = b.clone();
+        let reg_event = &mut moved["signed"]["registration"]["event"];
+        assert!(reg_event.is_object(), "{id}: no registration in {b}");
+        reg_event["attributes"]["at"] = serde_json::json!(1);
+        std::fs::write(&bundle, moved.to_string()).expect("write");
+        let (code, stdout) = verify(&bundle);
+        assert_eq!(
+            code,
+            Some(1),
+            "{id}: an altered registration must fail: {stdout}"
+        );
         // Another envelope than the one the leaf commits to is refused.
         let mut forged = b.clone();
         let env = forged["signed"]["envelope"]

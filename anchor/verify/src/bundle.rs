@@ -31,7 +31,7 @@ pub const FORMAT_SIGNED: &str = "veritrace.proof/2";
 /// `signature`); the bundle carries the envelope itself and the signer's public key (whose
 /// key id must be the committed one). That the key was the signer's at the time is shown
 /// by the registry record that registered it, which has its own proof.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedStatement {
     /// The envelope as received (COSE_Sign1 bytes or JWS text), base64url without padding.
@@ -44,6 +44,10 @@ pub struct SignedStatement {
     /// path to the root the envelope signs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<BundleMember>,
+    /// The registry record that registered the signer's key, with its own proof (which in
+    /// turn carries its signer's registration, up to the operator's root key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Box<ProofBundle>>,
 }
 
 /// One event of a signed bundle.

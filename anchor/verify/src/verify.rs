@@ -46,6 +46,7 @@ fn statement(code: &'static str, detail: impl Into<String>) -> Error {
 /// signer's key, whose key id is the committed one.
 fn check_statement(
     b: &ProofBundle,
+    opts: &Options,
     checks: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
@@ -66,6 +67,7 @@ fn check_statement(
         envelope,
         signer_key,
         bundle,
+        registration,
     }) = &b.signed
     else {
         notes.push(format!(
@@ -188,8 +190,70 @@ fn check_statement(
         signed.envelope.as_str(),
         signed.alg.name()
     ));
+    let iat = iat.unwrap_or_default();
+    match registration {
+        None => notes.push(format!(
+            "that key {key_id} was {signer}'s when it signed is not shown by this bundle: prove its registry record (veritrace proof registry:...)"
+        )),
+        Some(reg) => check_registration(reg, opts, signer, key_id, iat, checks, notes)?,
+    }
+    Ok(())
+}
+
+/// The registration of the key that signed: a registry record, with a proof that verifies,
+/// that gave `key_id` to `signer` no later than `iat`.
+fn check_registration(
+    reg: &ProofBundle,
+    opts: &Options,
+    signer: &str,
+    key_id: &str,
+    iat: i64,
+    checks: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let report = verify_bundle(reg, opts)?;
+    let ev = &reg.event;
+    let rec = ev.get("attributes").cloned().unwrap_or_default();
+    let field = |k: &str| rec.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let (who, key) = match field("record") {
+        "device.registered" | "device.key_rotated" => (field("device_id"), field("key")),
+        "participant.registered" => (field("participant_id"), field("admin_key")),
+        other => {
+            return Err(statement(
+                "wrong_key",
+                format!("the registration carried is a {other:?} record, not one that gives a key"),
+            ));
+        }
+    };
+    let at = rec.get("at").and_then(|v| v.as_i64()).unwrap_or(i64::MAX);
+    let registered_id = crate::signature::PublicKey::parse(key).map(|k| k.key_id());
+    if ev.get("event_type").and_then(|t| t.as_str()) != Some("registry")
+        || who != signer
+        || registered_id.as_deref() != Ok(key_id)
+        || at > iat
+    {
+        return Err(statement(
+            "wrong_key",
+            format!(
+                "the registration carried does not give key {key_id} to {signer} before {iat} (it gives {} to {who} at {at})",
+                registered_id.unwrap_or_default()
+            ),
+        ));
+    }
+    checks.push(format!(
+        "key {key_id} was registered for {signer} at {at} by registry record {} ({}), whose proof verifies ({} checks)",
+        report.event_id.as_deref().unwrap_or("?"),
+        field("record"),
+        report.checks.len()
+    ));
+    notes.extend(
+        report
+            .notes
+            .into_iter()
+            .map(|n| format!("registration: {n}")),
+    );
     notes.push(format!(
-        "that key {key_id} was {signer}'s when it signed is shown by its registry record, which has its own proof"
+        "one record shows the key was {signer}'s from {at}; a later rotation or revocation is not excluded by it (the registry's records in the log show them: veritrace device list)"
     ));
     Ok(())
 }
@@ -224,7 +288,7 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
         "event canonicalised (RFC 8785, {} bytes); leaf hash {leaf}",
         bytes.len()
     ));
-    check_statement(b, &mut checks, &mut notes)?;
+    check_statement(b, opts, &mut checks, &mut notes)?;
 
     // 2. The leaf proves into the batch root.
     merkle::verify_inclusion(
