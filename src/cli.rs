@@ -58,6 +58,9 @@ enum Command {
     /// HTTP ingest for devices and connectors: POST /v1/ingest publishes to the raw topic
     /// and answers 202 once Kafka acknowledged every record (runs until SIGTERM or Ctrl-C).
     Gateway(crate::gateway_cmd::GatewayArgs),
+    /// Bridge an MQTT broker to Kafka: subscribes with a persistent QoS 1 session and
+    /// acknowledges each message only once Kafka acknowledged it (runs until SIGTERM).
+    MqttBridge(crate::mqtt_cmd::BridgeArgs),
     /// Kafka topic administration.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -332,6 +335,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Device(c) => crate::registry_cmd::device_cmd(c, &cfg),
         Command::Process(a) => crate::process::process(a, cfg),
         Command::Gateway(a) => crate::gateway_cmd::gateway(a, cfg),
+        Command::MqttBridge(a) => crate::mqtt_cmd::bridge(a, cfg),
         Command::Topics(TopicsCommand::Create(a)) => crate::process::topics_create(a, cfg),
         Command::Anchor(AnchorCommand::Deploy(a)) => {
             use veritrace_anchor::evm;

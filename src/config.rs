@@ -79,6 +79,27 @@ pub struct Config {
     pub signatures: SignaturesConfig,
     /// `veritrace gateway`: HTTP ingest into the raw topic.
     pub gateway: GatewayConfig,
+    /// `veritrace mqtt-bridge`: an MQTT broker's messages into Kafka.
+    pub mqtt: MqttConfig,
+}
+
+/// `[mqtt]`: the MQTT bridge (see `veritrace_ingest::mqtt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MqttConfig {
+    /// The MQTT broker, `host:port`.
+    pub broker: String,
+    /// Client id of the bridge's persistent session: fixed, so the broker keeps the
+    /// messages the bridge has not acknowledged while it is away.
+    pub client_id: String,
+    /// Topic filter -> Kafka topic.
+    pub routes: BTreeMap<String, String>,
+    /// Messages received and not yet acknowledged, at most.
+    pub max_in_flight: u16,
+    /// Largest message taken from the broker.
+    pub max_message_bytes: usize,
+    /// Where /metrics and /healthz are served.
+    pub metrics_listen: SocketAddr,
 }
 
 /// `[gateway]`: what one gateway accepts and how fast (see `veritrace_ingest::gateway`).
@@ -479,6 +500,14 @@ impl Default for Config {
                     shutdown_grace: Duration::from_secs(10),
                 }
             },
+            mqtt: MqttConfig {
+                broker: "127.0.0.1:1883".into(),
+                client_id: "veritrace-bridge".into(),
+                routes: BTreeMap::from([("veritrace/#".to_owned(), RAW_TOPIC.to_owned())]),
+                max_in_flight: 100,
+                max_message_bytes: 1 << 20,
+                metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
+            },
             gateway: {
                 let d = veritrace_ingest::gateway::GatewayConfig::default();
                 GatewayConfig {
@@ -577,6 +606,11 @@ impl Config {
         anyhow::ensure!(
             g.rate >= 0.0 && g.burst >= 1.0 && g.rate.is_finite() && g.burst.is_finite(),
             "gateway.rate must be 0 (off) or positive, gateway.burst at least 1"
+        );
+        let m = &self.mqtt;
+        anyhow::ensure!(
+            !m.client_id.is_empty() && !m.routes.is_empty() && m.max_in_flight >= 1,
+            "mqtt.client-id and mqtt.routes must not be empty, mqtt.max-in-flight at least 1"
         );
         let k = &self.kafka;
         anyhow::ensure!(!k.group.is_empty(), "kafka.group must not be empty");

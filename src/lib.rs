@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway_cmd;
+pub mod mqtt_cmd;
 pub mod process;
 pub mod registry_cmd;
 pub mod rt;

@@ -12,5 +12,6 @@
 pub mod file;
 pub mod gateway;
 pub mod kafka;
+pub mod mqtt;
 
 pub use file::key_of;

@@ -68,6 +68,7 @@ const PROCESS: &str = "process, demo";
 const PROCESS_ONLY: &str = "process";
 const SERVE: &str = "serve, demo";
 const GATEWAY: &str = "gateway";
+const MQTT: &str = "mqtt-bridge";
 
 macro_rules! specs {
     ($($id:ident = $name:literal, $kind:ident, $unit:literal, [$($l:literal),*], $rt:expr, $help:literal;)*) => {
@@ -140,6 +141,14 @@ specs! {
         "Gateway request latency by route, Kafka acknowledgement included";
     GATEWAY_RECORDS = "veritrace_gateway_records_total", Counter, "records", ["outcome"], GATEWAY,
         "Gateway records by outcome (published, refused, rate_limited, backpressure, failed)";
+    MQTT_RECEIVED = "veritrace_mqtt_received_total", Counter, "messages", [], MQTT,
+        "MQTT messages received by the bridge";
+    MQTT_PUBLISHED = "veritrace_mqtt_published_total", Counter, "messages", [], MQTT,
+        "MQTT messages acknowledged by Kafka, then to the MQTT broker";
+    MQTT_RETRIES = "veritrace_mqtt_kafka_retries_total", Counter, "attempts", [], MQTT,
+        "Kafka publish attempts the bridge retried (the MQTT message stays unacknowledged)";
+    MQTT_CONNECTED = "veritrace_mqtt_connected", Gauge, "boolean", [], MQTT,
+        "1 while the bridge is connected to the MQTT broker";
     QUERIES_REFUSED = "veritrace_queries_refused_total", Counter, "queries", ["reason"], SERVE,
         "Queries refused or stopped, by reason (statement_too_complex, query_timeout, server_busy, query_memory_exceeded, cancelled)";
 }

@@ -10,6 +10,7 @@
 //! - [`python`]: the Python with the ADBC Flight SQL driver and DuckDB
 //!   (`$VERITRACE_PYTHON`, else the virtualenv `scripts/test` builds).
 //! - [`metrics`]: `GET /metrics` and reading samples out of the Prometheus text.
+//! - [`mosquitto`]: a mosquitto MQTT broker (Debian's, installed by `scripts/test`).
 //!
 //! Components listen on `127.0.0.1` on a free port, never a fixed one, and are stopped by
 //! PID when dropped. A component that cannot be found is an error naming what to run
@@ -18,6 +19,7 @@
 pub mod anvil;
 pub mod broker;
 pub mod metrics;
+pub mod mosquitto;
 pub mod python;
 
 use std::net::TcpStream;
