@@ -461,19 +461,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 // SIGTERM: stop accepting, let running requests finish for the grace period,
                 // then cancel what is left (queries are aborted when their futures drop).
-                let deadline = async {
-                    crate::rt::shutdown_signal().await;
-                    let _ = stop_tx.send(true);
-                    eprintln!("shutting down: draining requests for up to {grace:?}");
-                    tokio::time::sleep(grace).await;
-                };
-                tokio::select! {
-                    r = servers => r,
-                    () = deadline => {
-                        eprintln!("grace period of {grace:?} over: cancelling the requests still running");
-                        Ok(())
-                    }
-                }
+                crate::rt::serve_until_signal(servers, stop_tx, grace)
+                    .await
+                    .unwrap_or(Ok(()))
             });
             // Blocking reads still running must not hold the exit.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));

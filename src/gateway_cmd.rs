@@ -81,15 +81,8 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         let server = serve(listener, app, async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         });
-        let deadline = async {
-            crate::rt::shutdown_signal().await;
-            let _ = stop_tx.send(true);
-            eprintln!("shutting down: draining requests for up to {grace:?}");
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            r = server => r.context("gateway server")?,
-            () = deadline => eprintln!("grace period of {grace:?} over: dropping the requests still running"),
+        if let Some(r) = crate::rt::serve_until_signal(server, stop_tx, grace).await {
+            r.context("gateway server")?;
         }
         // Records handed over but not yet acknowledged: their requests got no 202, so their
         // clients retry; flushing still delivers what it can.

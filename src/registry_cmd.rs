@@ -21,7 +21,7 @@ use veritrace_verify::registry::Record;
 use veritrace_verify::signature::{Claims, PublicKey, SigningKey, sign_cose};
 
 use crate::config::Config;
-use crate::signing::read_key;
+use crate::signing::{now_secs, read_key};
 
 /// `veritrace participant ...`
 #[derive(Debug, Subcommand)]
@@ -158,13 +158,6 @@ pub fn read_public_key(v: &str) -> anyhow::Result<PublicKey> {
         .and_then(|j| j.get("public").and_then(|p| p.as_str()).map(str::to_owned))
         .unwrap_or_else(|| text.trim().to_owned());
     PublicKey::parse(&public).map_err(|e| anyhow::anyhow!("{v}: {e}"))
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 /// `veritrace participant ...`

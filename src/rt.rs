@@ -11,6 +11,29 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Runs `servers` until they end (`Some` of their result) or Ctrl-C/SIGTERM: then `stop`
+/// is sent (the servers stop accepting) and they get `grace` to finish what is running;
+/// `None` when the grace period ran out first (what is still running is dropped).
+pub async fn serve_until_signal<T>(
+    servers: impl std::future::Future<Output = T>,
+    stop: tokio::sync::watch::Sender<bool>,
+    grace: std::time::Duration,
+) -> Option<T> {
+    let deadline = async {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        eprintln!("shutting down: draining requests for up to {grace:?}");
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = servers => Some(r),
+        () = deadline => {
+            eprintln!("grace period of {grace:?} over: dropping the requests still running");
+            None
+        }
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -201,7 +201,8 @@ pub fn keys_cmd(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn now_secs() -> i64 {
+/// Seconds since 1970, now (the `iat` of what is signed here).
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -349,13 +349,7 @@ async fn ingest_inner(
     // Authenticate every record before publishing any: the signature stage is the
     // processors' own, so what passes here passes there.
     let now_ms = veritrace_processors::now_ms();
-    let checking = gw.signatures.policy.default != Policy::Off
-        || gw
-            .signatures
-            .policy
-            .event_types
-            .values()
-            .any(|p| *p != Policy::Off);
+    let checking = gw.signatures.policy.strictest() != Policy::Off;
     let mut signer: Option<String> = None;
     if checking {
         for (i, r) in records.iter().enumerate() {

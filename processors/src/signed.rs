@@ -105,7 +105,8 @@ impl SignaturePolicy {
             .unwrap_or(self.default)
     }
 
-    fn strictest(&self) -> Policy {
+    /// The strictest policy any event type of the stream has (`off` only when all are).
+    pub fn strictest(&self) -> Policy {
         self.event_types
             .values()
             .copied()
