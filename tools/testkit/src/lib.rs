@@ -11,6 +11,8 @@
 //!   (`$VERITRACE_PYTHON`, else the virtualenv `scripts/test` builds).
 //! - [`metrics`]: `GET /metrics` and reading samples out of the Prometheus text.
 //! - [`mosquitto`]: a mosquitto MQTT broker (Debian's, installed by `scripts/test`).
+//! - [`tls`]: a throw-away certificate authority (server and client certificates) and an
+//!   HTTPS client, for the TLS and client-certificate tests.
 //!
 //! Components listen on `127.0.0.1` on a free port, never a fixed one, and are stopped by
 //! PID when dropped. A component that cannot be found is an error naming what to run
@@ -21,6 +23,7 @@ pub mod broker;
 pub mod metrics;
 pub mod mosquitto;
 pub mod python;
+pub mod tls;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
