@@ -100,6 +100,54 @@ pub struct MqttConfig {
     pub max_message_bytes: usize,
     /// Where /metrics and /healthz are served.
     pub metrics_listen: SocketAddr,
+    /// `"3.1.1"` or `"5"`.
+    pub protocol: String,
+    /// MQTT 5: how long the broker keeps the bridge's session while it is away.
+    #[serde(with = "humantime_serde")]
+    pub session_expiry: Duration,
+    /// `[mqtt.tls]`: TLS to the broker.
+    pub tls: MqttTlsConfig,
+}
+
+/// `[mqtt.tls]`: TLS to the MQTT broker. Empty `ca`: plain TCP.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MqttTlsConfig {
+    /// CA certificates (PEM) the broker's certificate must chain to.
+    pub ca: String,
+    /// The bridge's client certificate (PEM), for brokers that require one.
+    pub cert: String,
+    /// Its private key (PEM).
+    pub key: String,
+}
+
+impl MqttConfig {
+    /// The protocol version.
+    pub fn protocol(&self) -> anyhow::Result<veritrace_ingest::mqtt::Protocol> {
+        veritrace_ingest::mqtt::Protocol::parse(&self.protocol).with_context(|| {
+            format!("mqtt.protocol is {:?}; expected \"3.1.1\" or \"5\"", self.protocol)
+        })
+    }
+
+    /// TLS to the broker, or `None`.
+    pub fn tls(&self) -> anyhow::Result<Option<veritrace_ingest::mqtt::BridgeTls>> {
+        let t = &self.tls;
+        anyhow::ensure!(
+            t.cert.is_empty() == t.key.is_empty(),
+            "mqtt.tls.cert and mqtt.tls.key go together: set both or neither"
+        );
+        if t.ca.is_empty() {
+            anyhow::ensure!(
+                t.cert.is_empty(),
+                "mqtt.tls.cert needs TLS: set mqtt.tls.ca (the broker's CA)"
+            );
+            return Ok(None);
+        }
+        Ok(Some(veritrace_ingest::mqtt::BridgeTls {
+            ca: t.ca.clone().into(),
+            client: (!t.cert.is_empty()).then(|| (t.cert.clone().into(), t.key.clone().into())),
+        }))
+    }
 }
 
 /// `[gateway]`: what one gateway accepts and how fast (see `veritrace_ingest::gateway`).
@@ -122,6 +170,64 @@ pub struct GatewayConfig {
     /// On SIGTERM, how long running requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Connections served at once; more are closed when accepted.
+    pub max_connections: usize,
+    /// Plain HTTP on an address other than loopback (a proxy in front terminates TLS).
+    pub allow_plaintext: bool,
+    /// `[gateway.tls]`: TLS and client certificates.
+    pub tls: TlsConfig,
+}
+
+/// `[*.tls]`: a server's TLS (rustls). Empty `cert` and `key`: plain TCP, allowed on
+/// loopback only unless the server's `allow-plaintext` is set. The files are re-read when
+/// they change (at most once a second), so a renewed certificate needs no restart.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM, leaf first).
+    pub cert: String,
+    /// Its private key (PEM).
+    pub key: String,
+    /// CA certificates (PEM) that client certificates must chain to.
+    pub client_ca: String,
+    /// `off`, `optional` (checked when presented) or `required` (no certificate, no
+    /// connection).
+    pub client_certs: String,
+}
+
+impl TlsConfig {
+    /// The TLS files, or `None` for plain TCP; `what` names the section in errors.
+    pub fn files(&self, what: &str) -> anyhow::Result<Option<veritrace_net::TlsFiles>> {
+        let mode = veritrace_net::ClientCerts::parse(&self.client_certs).with_context(|| {
+            format!(
+                "{what}.client-certs is {:?}; expected off, optional or required",
+                self.client_certs
+            )
+        })?;
+        match (self.cert.is_empty(), self.key.is_empty()) {
+            (true, true) => {
+                anyhow::ensure!(
+                    mode == veritrace_net::ClientCerts::Off,
+                    "{what}.client-certs needs TLS: set {what}.cert and {what}.key"
+                );
+                Ok(None)
+            }
+            (false, false) => {
+                anyhow::ensure!(
+                    mode == veritrace_net::ClientCerts::Off || !self.client_ca.is_empty(),
+                    "{what}.client-certs = {:?} needs {what}.client-ca",
+                    self.client_certs
+                );
+                Ok(Some(veritrace_net::TlsFiles {
+                    cert: self.cert.clone().into(),
+                    key: self.key.clone().into(),
+                    client_ca: (!self.client_ca.is_empty()).then(|| self.client_ca.clone().into()),
+                    client_certs: mode,
+                }))
+            }
+            _ => anyhow::bail!("{what}.cert and {what}.key go together: set both or neither"),
+        }
+    }
 }
 
 /// `[signatures]`: who may speak for devices and participants (see
@@ -507,6 +613,9 @@ impl Default for Config {
                 max_in_flight: 100,
                 max_message_bytes: 1 << 20,
                 metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
+                protocol: "3.1.1".into(),
+                session_expiry: Duration::from_secs(7 * 24 * 3600),
+                tls: MqttTlsConfig::default(),
             },
             gateway: {
                 let d = veritrace_ingest::gateway::GatewayConfig::default();
@@ -518,6 +627,12 @@ impl Default for Config {
                     burst: d.burst,
                     delivery_timeout: d.delivery_timeout,
                     shutdown_grace: Duration::from_secs(10),
+                    max_connections: veritrace_net::ServeOptions::default().max_connections,
+                    allow_plaintext: false,
+                    tls: TlsConfig {
+                        client_certs: "off".into(),
+                        ..TlsConfig::default()
+                    },
                 }
             },
             signatures: {
@@ -607,11 +722,18 @@ impl Config {
             g.rate >= 0.0 && g.burst >= 1.0 && g.rate.is_finite() && g.burst.is_finite(),
             "gateway.rate must be 0 (off) or positive, gateway.burst at least 1"
         );
+        anyhow::ensure!(
+            g.max_connections >= 1,
+            "gateway.max-connections must be at least 1"
+        );
+        g.tls.files("gateway.tls")?;
         let m = &self.mqtt;
         anyhow::ensure!(
             !m.client_id.is_empty() && !m.routes.is_empty() && m.max_in_flight >= 1,
             "mqtt.client-id and mqtt.routes must not be empty, mqtt.max-in-flight at least 1"
         );
+        m.protocol()?;
+        m.tls()?;
         let k = &self.kafka;
         anyhow::ensure!(!k.group.is_empty(), "kafka.group must not be empty");
         anyhow::ensure!(

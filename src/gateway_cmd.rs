@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use veritrace_ingest::gateway::{Gateway, GatewayConfig, flush, producer, router, serve};
+use veritrace_ingest::gateway::{Gateway, GatewayConfig, flush, producer, router};
 
 use crate::config::Config;
 
@@ -39,6 +39,25 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     let topic = a.topic.unwrap_or_else(|| cfg.kafka.raw_topic.clone());
     let rt_cfg = cfg.runtime()?;
     let settings = rt_cfg.signatures.clone();
+    let tls_files = g.tls.files("gateway.tls")?;
+    veritrace_net::check_plaintext("the gateway", listen, tls_files.is_some(), g.allow_plaintext)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(f) = &tls_files {
+        anyhow::ensure!(
+            f.client_certs == veritrace_net::ClientCerts::Off || settings.root.is_some(),
+            "gateway.tls.client-certs maps certificates to registered devices: set \
+             signatures.root-key (the identity registry) too"
+        );
+    }
+    let tls = tls_files
+        .map(veritrace_net::Tls::load)
+        .transpose()
+        .context("gateway.tls")?;
+    let opts = veritrace_net::ServeOptions {
+        tls: tls.clone(),
+        max_connections: g.max_connections,
+        ..veritrace_net::ServeOptions::default()
+    };
     let registry = match &settings.root {
         None => None,
         Some(_) => {
@@ -73,12 +92,14 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("binding {listen}"))?;
         eprintln!(
-            "gateway on http://{} publishing to {topic} at {}",
+            "gateway on {}://{} publishing to {topic} at {}",
+            if tls.is_some() { "https" } else { "http" },
             listener.local_addr()?,
             cfg.kafka.brokers
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let server = serve(listener, app, async move {
+        let stats = std::sync::Arc::new(veritrace_net::AcceptStats::default());
+        let server = veritrace_net::serve(listener, app, opts, stats, async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         });
         if let Some(r) = crate::rt::serve_until_signal(server, stop_tx, grace).await {

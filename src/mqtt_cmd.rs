@@ -67,6 +67,9 @@ pub fn bridge(a: BridgeArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         routes,
         max_in_flight: m.max_in_flight,
         max_message_bytes: m.max_message_bytes,
+        protocol: m.protocol()?,
+        tls: m.tls()?,
+        session_expiry: m.session_expiry,
     };
     let listen = a.metrics_listen.unwrap_or(m.metrics_listen);
     let rt = crate::rt::runtime()?;
@@ -111,7 +114,9 @@ pub fn bridge(a: BridgeArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("binding {listen}"))?;
         eprintln!(
-            "mqtt bridge {broker} -> {} (metrics on http://{})",
+            "mqtt bridge {}{broker} (MQTT {}) -> {} (metrics on http://{})",
+            if bcfg.tls.is_some() { "mqtts://" } else { "mqtt://" },
+            cfg.mqtt.protocol,
             cfg.kafka.brokers,
             listener.local_addr()?
         );

@@ -19,11 +19,16 @@
 //! | 202 `{"accepted": N, "topic": T}` | every record acknowledged by Kafka |
 //! | 400 | empty body, unreadable content, over `max-records` |
 //! | 401 | under an `enforce` policy, an unsigned record, or a signature that does not verify (unknown signer, bad signature, stale, malformed, unsupported algorithm) |
-//! | 403 | a signer that may not speak for the event (revoked, another participant's device, subject mismatch) |
+//! | 403 | a signer that may not speak for the event (revoked, another participant's device, subject mismatch); a client certificate naming no registered device, a revoked one, or records signed outside its participant |
 //! | 413 | body over `max-body-bytes` |
 //! | 415 | another content type |
 //! | 429 + `Retry-After` | the signer's (else the client address's) rate limit, or Kafka back-pressure (the producer queue is full) |
 //! | 503 + `Retry-After` | Kafka did not acknowledge within `delivery-timeout` |
+//!
+//! Over TLS with client certificates (`veritrace_net`), the certificate's subject common
+//! name is a device id: the device must be registered and not revoked, the signed records
+//! it sends must be signed by it or by a signer of its participant, and the rate limit is
+//! its own.
 //!
 //! Every error is `{"error": {"code", "message"}}`; 401 and 403 name the record (index and
 //! event id) and the reason code. `GET /healthz` and `GET /metrics` answer throughout.
@@ -35,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::Extension;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +49,7 @@ use prometheus::{HistogramVec, IntCounterVec, Registry};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use veritrace_metrics::error_response;
+use veritrace_net::{ClientCert, Peer};
 use veritrace_processors::Reason;
 use veritrace_processors::event::Limits;
 use veritrace_processors::signed::{Policy, Signatures};
@@ -173,21 +180,6 @@ pub fn producer(
         .map_err(|e| veritrace_processors::Error::Kafka(format!("creating the producer: {e}")))
 }
 
-/// Serves `app` on `listener` (with client addresses, for per-address limits) until
-/// `shutdown` resolves and the requests running then have finished.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
-
 /// Waits up to `timeout` for records handed to the producer to be acknowledged.
 pub fn flush(producer: &FutureProducer, timeout: Duration) {
     let _ = producer.flush(timeout);
@@ -296,12 +288,14 @@ fn auth_status(reason: Reason) -> Option<StatusCode> {
 
 async fn ingest(
     State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let start = Instant::now();
-    let resp = ingest_inner(&gw, peer, &headers, &body).await;
+    let cert = peer.and_then(|Extension(p)| p.client);
+    let resp = ingest_inner(&gw, addr, cert.as_deref(), &headers, &body).await;
     let status = resp.status();
     gw.requests
         .with_label_values(&["/v1/ingest", status.as_str()])
@@ -312,12 +306,65 @@ async fn ingest(
     resp
 }
 
+/// The registered device a client certificate names: its id and participant.
+struct CertDevice {
+    id: String,
+    participant: String,
+}
+
+/// Maps a verified client certificate to the registered device its common name names.
+fn cert_device(gw: &Gateway, cert: &ClientCert) -> Result<CertDevice, Response> {
+    let Some(cn) = cert.common_name.as_deref() else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "certificate_without_device",
+            format!(
+                "the client certificate (sha256 {}) has no subject common name naming a device",
+                cert.sha256
+            ),
+        ));
+    };
+    let registry = gw.signatures.registry.as_ref().map(|r| r.current());
+    let device = registry
+        .as_ref()
+        .and_then(|r| r.devices().get(cn).cloned())
+        .or_else(|| {
+            // Registered moments ago: look again now rather than at the next reload.
+            let r = gw.signatures.registry.as_ref()?.reload();
+            r.devices().get(cn).cloned()
+        });
+    match device {
+        None => Err(refuse(
+            StatusCode::FORBIDDEN,
+            Reason::UnknownSigner.as_str(),
+            format!("the client certificate names {cn:?}, which is not a registered device"),
+        )),
+        Some(d) if d.revoked.is_some() => Err(refuse(
+            StatusCode::FORBIDDEN,
+            Reason::SignerRevoked.as_str(),
+            format!(
+                "the client certificate names device {cn:?}, revoked at {}",
+                d.revoked.unwrap_or_default()
+            ),
+        )),
+        Some(d) => Ok(CertDevice {
+            id: cn.to_owned(),
+            participant: d.participant_id,
+        }),
+    }
+}
+
 async fn ingest_inner(
     gw: &Gateway,
     peer: SocketAddr,
+    cert: Option<&ClientCert>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
+    let device = match cert.map(|c| cert_device(gw, c)).transpose() {
+        Ok(d) => d,
+        Err(refused) => return refused,
+    };
     if body.iter().all(u8::is_ascii_whitespace) {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -355,8 +402,35 @@ async fn ingest_inner(
         for (i, r) in records.iter().enumerate() {
             match gw.signatures.open(r, now_ms, &gw.cfg.limits) {
                 Ok(o) => {
+                    let Some(sig) = o.accepted.event.signature else {
+                        continue;
+                    };
+                    // A device that authenticated by certificate forwards what its own
+                    // participant's signers signed, nothing else.
+                    if let Some(d) = &device
+                        && sig.signer != d.id
+                        && sig.signer_participant != d.participant
+                    {
+                        gw.records
+                            .with_label_values(&["refused"])
+                            .inc_by(records.len() as u64);
+                        return refuse(
+                            StatusCode::FORBIDDEN,
+                            Reason::SignerNotAuthorized.as_str(),
+                            format!(
+                                "record {i} ({}) is signed by {} of participant {}; this \
+                                 connection's certificate is device {} of participant {}; \
+                                 nothing of this request was accepted",
+                                o.accepted.event.event_id,
+                                sig.signer,
+                                sig.signer_participant,
+                                d.id,
+                                d.participant
+                            ),
+                        );
+                    }
                     if signer.is_none() {
-                        signer = o.accepted.event.signature.map(|s| s.signer);
+                        signer = Some(sig.signer);
                     }
                 }
                 Err(rej) => {
@@ -381,7 +455,10 @@ async fn ingest_inner(
             }
         }
     }
-    let who = signer.unwrap_or_else(|| format!("addr:{}", peer.ip()));
+    let who = device
+        .map(|d| d.id)
+        .or(signer)
+        .unwrap_or_else(|| format!("addr:{}", peer.ip()));
     if let Err(wait) = gw.take(&who, records.len()) {
         gw.records
             .with_label_values(&["rate_limited"])

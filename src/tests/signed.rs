@@ -657,44 +657,21 @@ fn http(
 #[test]
 fn the_gateway_answers_202_after_kafka_acknowledged_and_401_403_413_429_otherwise() {
     use harness::{Broker, Processor, Topics};
-    use std::io::BufRead;
     let broker = Broker::start();
     broker.create_topics(1);
     let site = Site::new("enforce");
     let [_, _, _, _, d3, d1_new] = register(&site);
     let t = site.now - 100;
 
-    let mut child = bin()
-        .arg("--config")
-        .arg(&site.config)
-        .args([
-            "gateway",
-            "--brokers",
-            &broker.addr(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("VERITRACE__GATEWAY__RATE", "0.1")
-        .env("VERITRACE__GATEWAY__BURST", "5")
-        .env("VERITRACE__GATEWAY__MAX_BODY_BYTES", "8192")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("gateway");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut child = Stop(Some(child));
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("gateway exited").expect("line");
-        if let Some(rest) = line.split("http://").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
-    // Keep reading its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) = start_gateway(
+        &site,
+        &broker.addr(),
+        &[
+            ("VERITRACE__GATEWAY__RATE", "0.1"),
+            ("VERITRACE__GATEWAY__BURST", "5"),
+            ("VERITRACE__GATEWAY__MAX_BODY_BYTES", "8192"),
+        ],
+    );
 
     let two = [
         jws(&d1_new, "d1", t, &event("gw-1", P1)),
@@ -803,6 +780,136 @@ fn the_gateway_answers_202_after_kafka_acknowledged_and_401_403_413_429_otherwis
         .sql("SELECT event_id, signer FROM events WHERE event_id LIKE 'gw-%' ORDER BY event_id");
     assert_eq!(rows.as_array().expect("rows").len(), 2, "{rows}");
     assert_eq!(rows[0]["signer"], "d1");
+
+    let mut child = child.0.take().expect("running");
+    veritrace_testkit::signal(&child, "-TERM");
+    let st = child.wait().expect("wait");
+    assert!(st.success(), "gateway exited with {st}");
+}
+
+/// Starts `veritrace gateway` on a free port; its address once it listens.
+fn start_gateway(site: &Site, brokers: &str, env: &[(&str, &str)]) -> (Stop, String) {
+    use std::io::BufRead;
+    let mut child = bin()
+        .arg("--config")
+        .arg(&site.config)
+        .args(["gateway", "--brokers", brokers, "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gateway");
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Stop(Some(child));
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("gateway exited").expect("line");
+        if let Some(rest) = line.split("://").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    // Keep reading its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+#[test]
+fn the_gateway_over_tls_maps_client_certificates_to_registered_devices() {
+    use harness::{Broker, Topics};
+    use veritrace_testkit::tls::{Pki, https, status};
+    let broker = Broker::start();
+    broker.create_topics(1);
+    let site = Site::new("enforce");
+    let [_, _, _, _, d3, d1_new] = register(&site);
+    let t = site.now - 100;
+
+    // Plain HTTP off loopback is refused before anything starts.
+    let out = bin()
+        .arg("--config")
+        .arg(&site.config)
+        .args(["gateway", "--brokers", &broker.addr(), "--listen", "0.0.0.0:0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without TLS") && err.contains("allow-plaintext"), "{err}");
+
+    let pki = Pki::new(&site.root, "devices").expect("pki");
+    let server = pki.server("gateway").expect("server cert");
+    let ca = pki.ca_file.to_str().expect("path").to_owned();
+    let (cert, key) = (
+        server.cert.to_str().expect("path").to_owned(),
+        server.key.to_str().expect("path").to_owned(),
+    );
+    let (mut child, addr) = start_gateway(
+        &site,
+        &broker.addr(),
+        &[
+            ("VERITRACE__GATEWAY__TLS__CERT", cert.as_str()),
+            ("VERITRACE__GATEWAY__TLS__KEY", key.as_str()),
+            ("VERITRACE__GATEWAY__TLS__CLIENT_CA", ca.as_str()),
+            ("VERITRACE__GATEWAY__TLS__CLIENT_CERTS", "optional"),
+        ],
+    );
+    let port: u16 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let post = |client: Option<&str>, body: &str| -> (u16, serde_json::Value) {
+        let c = client.map(|cn| pki.client(cn).expect("client cert"));
+        let req = format!(
+            "POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/jose\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let resp = https(port, &pki.ca_file, c.as_ref(), req.as_bytes()).expect("https");
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let json = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        (
+            status(&resp).expect("status"),
+            serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+        )
+    };
+    let signed_d1 = |id: &str| jws(&d1_new, "d1", t, &event(id, P1));
+
+    // The device d1 over TLS with its certificate, sending what it signed: accepted.
+    let (st, body) = post(Some("d1"), &signed_d1("tls-1"));
+    assert_eq!(st, 202, "{body}");
+    // No certificate (optional): the signature alone speaks.
+    let (st, body) = post(None, &signed_d1("tls-2"));
+    assert_eq!(st, 202, "{body}");
+    // A certificate naming no registered device, a revoked one (d2), another participant's
+    // device forwarding d1's records (d3 belongs to P2).
+    for (cn, code) in [
+        ("ghost", "unknown_signer"),
+        ("d2", "signer_revoked"),
+        ("d3", "signer_not_authorized"),
+    ] {
+        let (st, body) = post(Some(cn), &signed_d1("tls-x"));
+        assert_eq!(st, 403, "{cn}: {body}");
+        assert_eq!(body["error"]["code"], code, "{cn}: {body}");
+    }
+    // d3 sending what d3 signed is fine, whatever it names in the event is checked as ever.
+    let (st, body) = post(Some("d3"), &jws(&d3, "d3", t, &event("tls-3", P2)));
+    assert_eq!(st, 202, "{body}");
+    // Plain HTTP to the TLS port gets no answer.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .expect("timeout");
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        assert!(
+            !String::from_utf8_lossy(&resp).contains("200 OK"),
+            "plain HTTP answered on the TLS port"
+        );
+    }
 
     let mut child = child.0.take().expect("running");
     veritrace_testkit::signal(&child, "-TERM");
