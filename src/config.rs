@@ -125,7 +125,10 @@ impl MqttConfig {
     /// The protocol version.
     pub fn protocol(&self) -> anyhow::Result<veritrace_ingest::mqtt::Protocol> {
         veritrace_ingest::mqtt::Protocol::parse(&self.protocol).with_context(|| {
-            format!("mqtt.protocol is {:?}; expected \"3.1.1\" or \"5\"", self.protocol)
+            format!(
+                "mqtt.protocol is {:?}; expected \"3.1.1\" or \"5\"",
+                self.protocol
+            )
         })
     }
 

@@ -40,8 +40,13 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     let rt_cfg = cfg.runtime()?;
     let settings = rt_cfg.signatures.clone();
     let tls_files = g.tls.files("gateway.tls")?;
-    veritrace_net::check_plaintext("the gateway", listen, tls_files.is_some(), g.allow_plaintext)
-        .map_err(anyhow::Error::msg)?;
+    veritrace_net::check_plaintext(
+        "the gateway",
+        listen,
+        tls_files.is_some(),
+        g.allow_plaintext,
+    )
+    .map_err(anyhow::Error::msg)?;
     if let Some(f) = &tls_files {
         anyhow::ensure!(
             f.client_certs == veritrace_net::ClientCerts::Off || settings.root.is_some(),

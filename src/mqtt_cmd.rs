@@ -115,7 +115,11 @@ pub fn bridge(a: BridgeArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("binding {listen}"))?;
         eprintln!(
             "mqtt bridge {}{broker} (MQTT {}) -> {} (metrics on http://{})",
-            if bcfg.tls.is_some() { "mqtts://" } else { "mqtt://" },
+            if bcfg.tls.is_some() {
+                "mqtts://"
+            } else {
+                "mqtt://"
+            },
             cfg.mqtt.protocol,
             cfg.kafka.brokers,
             listener.local_addr()?

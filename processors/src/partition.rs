@@ -250,6 +250,16 @@ impl PartitionProcessor {
         self.open_records
     }
 
+    /// Verifies the Ed25519 signatures of the records about to be pushed together (see
+    /// [`Signatures::preverify`]); each [`PartitionProcessor::push`] of them then skips its
+    /// own check. Optional: a record not given here is verified when pushed.
+    pub fn preverify<'a>(&mut self, payloads: impl IntoIterator<Item = &'a [u8]>) {
+        let limits = self.policy.limits;
+        if let Stage::Events(s) = &mut self.stage {
+            s.preverify(payloads, &limits);
+        }
+    }
+
     /// Processes one record at `offset` (offsets must increase).
     pub fn push(
         &mut self,

@@ -264,6 +264,7 @@ fn partition_loop(
             Ok(chunk) => {
                 let n = chunk.records.len() as u64;
                 let now = now_ms();
+                proc.preverify(chunk.records.iter().map(|(_, _, p)| p.as_slice()));
                 for (off, key, payload) in chunk.records {
                     proc.push(off, key.as_deref(), &payload, now)?;
                     if proc.open_records() as usize >= proc.policy().max_records {

@@ -150,6 +150,7 @@ impl SignatureSettings {
         Signatures {
             policy: self.policy(stream).clone(),
             registry,
+            preverified: Default::default(),
         }
     }
 }
@@ -162,7 +163,14 @@ pub struct Signatures {
     /// The identity registry; `None` when no operator root key is configured (then every
     /// signed event is `unknown_signer` unless the policy is `off`).
     pub registry: Option<Arc<RegistryCache>>,
+    /// Envelopes (by digest) whose Ed25519 signatures [`Signatures::preverify`] checked
+    /// together with others; [`Signatures::open`] does not check them again.
+    preverified: std::collections::HashMap<[u8; 32], [u8; 32]>,
 }
+
+/// Ed25519 signatures verified together at most (the batch equation grows with it; past
+/// 64 the gain per signature is small).
+const BATCH: usize = 64;
 
 /// An accepted event and, when it came signed, the envelope as received.
 #[derive(Debug, Clone)]
@@ -454,12 +462,87 @@ impl Signatures {
                 "no identity registry: [signatures] root-key is not configured",
             )
         })?;
-        match cache.current().authorize(signed) {
+        let batch_key = self.preverified.get(&signed.digest.0);
+        let authorize = |r: &Registry| {
+            let (signer, key) = r.resolve(signed)?;
+            // Verified in a batch with the very key the registry names now (a rotation
+            // loaded since would name another: then it is verified again here).
+            let verified =
+                matches!((batch_key, key), (Some(b), PublicKey::Ed25519(k)) if k.as_bytes() == b);
+            if !verified {
+                signed.verify(key)?;
+            }
+            Ok::<_, RegistryError>(signer)
+        };
+        match authorize(&cache.current()) {
             // A device registered moments ago: look at the log once more.
-            Err(e) if e.code == "unknown_signer" => cache.reload().authorize(signed),
+            Err(e) if e.code == "unknown_signer" => authorize(&cache.reload()),
             other => other,
         }
         .map_err(|e| rejection(&e))
+    }
+
+    /// Verifies the Ed25519 signatures of single-statement records together (batch
+    /// verification: about 2.8 times the rate of one by one), so that [`Signatures::open`]
+    /// of each then skips its signature check. A batch that fails marks none of its
+    /// records; they are then verified one by one, and the bad ones rejected as ever. Weak
+    /// (small-order) keys, ES256 and bundles are left to `open`.
+    pub fn preverify<'a>(&mut self, payloads: impl IntoIterator<Item = &'a [u8]>, limits: &Limits) {
+        self.preverified.clear();
+        if self.policy.strictest() == Policy::Off {
+            return;
+        }
+        let Some(cache) = &self.registry else {
+            return;
+        };
+        let registry = cache.current();
+        let mut batch: Vec<(Signed, ed25519_dalek::VerifyingKey)> = Vec::with_capacity(BATCH);
+        for payload in payloads {
+            if bundle_sig::is_bundle(payload) {
+                continue;
+            }
+            let Ok(Some(signed)) = unwrap_envelope(payload, limits) else {
+                continue;
+            };
+            let Ok((_, PublicKey::Ed25519(key))) = registry.resolve(&signed) else {
+                continue;
+            };
+            if signed.alg != veritrace_verify::signature::Alg::EdDsa || key.is_weak() {
+                continue;
+            }
+            let key = *key;
+            batch.push((signed, key));
+            if batch.len() == BATCH {
+                self.verify_batch(&mut batch);
+            }
+        }
+        self.verify_batch(&mut batch);
+    }
+
+    fn verify_batch(&mut self, batch: &mut Vec<(Signed, ed25519_dalek::VerifyingKey)>) {
+        if batch.len() >= 2 {
+            let mut messages = Vec::with_capacity(batch.len());
+            let mut sigs = Vec::with_capacity(batch.len());
+            let mut keys = Vec::with_capacity(batch.len());
+            for (signed, key) in batch.iter() {
+                let Ok(sig) = ed25519_dalek::Signature::from_slice(&signed.signature) else {
+                    continue;
+                };
+                messages.push(signed.to_be_signed.as_slice());
+                sigs.push(sig);
+                keys.push(*key);
+            }
+            if messages.len() == batch.len()
+                && ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok()
+            {
+                self.preverified.extend(
+                    batch
+                        .iter()
+                        .map(|(signed, key)| (signed.digest.0, key.to_bytes())),
+                );
+            }
+        }
+        batch.clear();
     }
 
     fn check(
@@ -903,5 +986,134 @@ impl RegistryStage {
                 role: p.map(|p| p.role.clone()).unwrap_or_default(),
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use veritrace_verify::signature::{Alg, Claims, SigningKey, sign_jws};
+
+    use super::*;
+
+    fn key(alg: Alg, seed: u8) -> SigningKey {
+        SigningKey::from_bytes(alg, &[seed; 32]).expect("key")
+    }
+
+    fn record(k: &SigningKey, r: &Record) -> Vec<u8> {
+        let claims = Claims {
+            iss: None,
+            sub: None,
+            iat: Some(r.at()),
+        };
+        sign_jws(
+            k,
+            &k.public().key_id(),
+            &claims,
+            &serde_json::to_vec(r).expect("json"),
+        )
+        .into_bytes()
+    }
+
+    /// A registry with participant P1 and its device d1 (`d1` key), under `enforce`.
+    fn stage(dir: &DataDir, d1: &SigningKey, now: i64) -> Signatures {
+        let root = key(Alg::EdDsa, 1);
+        let admin = key(Alg::EdDsa, 2);
+        let policy = SignaturePolicy {
+            default: Policy::Enforce,
+            ..SignaturePolicy::default()
+        };
+        let records = [
+            record(
+                &root,
+                &Record::ParticipantRegistered {
+                    participant_id: "P1".into(),
+                    name: "P1".into(),
+                    role: "manufacturer".into(),
+                    admin_key: admin.public().to_text(),
+                    at: now - 3600,
+                },
+            ),
+            record(
+                &admin,
+                &Record::DeviceRegistered {
+                    device_id: "d1".into(),
+                    participant_id: "P1".into(),
+                    kind: "sensor".into(),
+                    key: d1.public().to_text(),
+                    at: now - 3600,
+                },
+            ),
+        ];
+        append_registry(
+            dir,
+            &root.public(),
+            &policy,
+            crate::BatchPolicy::default(),
+            &records,
+        )
+        .expect("registry");
+        let settings = SignatureSettings {
+            root: Some(root.public()),
+            default: policy,
+            streams: BTreeMap::new(),
+        };
+        settings.stage("events", settings.registry(dir).expect("cache"))
+    }
+
+    fn signed(k: &SigningKey, id: &str, iat: i64) -> Vec<u8> {
+        let event = format!(
+            r#"{{"event_id":"{id}","event_type":"production","event_time":"2026-11-01T00:00:00Z","participant":{{"id":"P1","role":"manufacturer"}},"trace_code":"(01)06945501102041(10)LOT1"}}"#
+        );
+        let claims = Claims {
+            iss: Some("d1".into()),
+            sub: None,
+            iat: Some(iat),
+        };
+        sign_jws(k, "d1", &claims, event.as_bytes()).into_bytes()
+    }
+
+    #[test]
+    fn batch_verified_signatures_are_accepted_and_a_forgery_in_the_batch_is_still_caught() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = DataDir::create(tmp.path()).expect("dir");
+        let now_ms = crate::now_ms();
+        let now = now_ms / 1000;
+        let d1 = key(Alg::EdDsa, 3);
+        let mut s = stage(&dir, &d1, now);
+        let limits = Limits::default();
+
+        let good: Vec<Vec<u8>> = (0..10)
+            .map(|i| signed(&d1, &format!("e{i}"), now))
+            .collect();
+        s.preverify(good.iter().map(Vec::as_slice), &limits);
+        assert_eq!(s.preverified.len(), 10, "one batch of ten, all marked");
+        for g in &good {
+            let o = s.open(g, now_ms, &limits).expect("accepted");
+            assert_eq!(o.accepted.event.signature.expect("signed").signer, "d1");
+        }
+
+        // A forgery (another key signing as d1) among good ones: the batch fails, nothing
+        // is marked, and one-by-one checks accept the good and reject the forgery.
+        let forger = key(Alg::EdDsa, 9);
+        let mut mixed = good.clone();
+        mixed.insert(4, signed(&forger, "forged", now));
+        s.preverify(mixed.iter().map(Vec::as_slice), &limits);
+        assert!(s.preverified.is_empty(), "a failed batch marks nothing");
+        let outcomes: Vec<_> = mixed.iter().map(|m| s.open(m, now_ms, &limits)).collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 10);
+        let bad = outcomes[4].as_ref().expect_err("forgery");
+        assert_eq!(bad.reason, Reason::BadSignature, "{bad:?}");
+
+        // A record marked as verified with a key other than the one the registry names
+        // (a rotation loaded in between) is verified again with the registry's key.
+        let forged = signed(&forger, "forged-2", now);
+        let kind = sniff(&forged).expect("jws");
+        let digest = parse_envelope(&forged, kind).expect("parse").digest.0;
+        s.preverified
+            .insert(digest, forger.public().to_bytes().try_into().expect("32"));
+        let r = s
+            .open(&forged, now_ms, &limits)
+            .expect_err("verified again");
+        assert_eq!(r.reason, Reason::BadSignature, "{r:?}");
     }
 }

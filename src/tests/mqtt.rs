@@ -13,7 +13,6 @@ use veritrace_testkit::mosquitto::Mosquitto;
 use veritrace_testkit::tls::Pki;
 use veritrace_testkit::{free_port, metrics};
 
-
 struct Bridge {
     child: Option<Child>,
     metrics_port: u16,

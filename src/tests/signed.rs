@@ -830,12 +830,21 @@ fn the_gateway_over_tls_maps_client_certificates_to_registered_devices() {
     let out = bin()
         .arg("--config")
         .arg(&site.config)
-        .args(["gateway", "--brokers", &broker.addr(), "--listen", "0.0.0.0:0"])
+        .args([
+            "gateway",
+            "--brokers",
+            &broker.addr(),
+            "--listen",
+            "0.0.0.0:0",
+        ])
         .output()
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("without TLS") && err.contains("allow-plaintext"), "{err}");
+    assert!(
+        err.contains("without TLS") && err.contains("allow-plaintext"),
+        "{err}"
+    );
 
     let pki = Pki::new(&site.root, "devices").expect("pki");
     let server = pki.server("gateway").expect("server cert");
@@ -868,7 +877,10 @@ fn the_gateway_over_tls_maps_client_certificates_to_registered_devices() {
         );
         let resp = https(port, &pki.ca_file, c.as_ref(), req.as_bytes()).expect("https");
         let text = String::from_utf8_lossy(&resp).into_owned();
-        let json = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let json = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
         (
             status(&resp).expect("status"),
             serde_json::from_str(json).unwrap_or(serde_json::Value::Null),

@@ -196,6 +196,8 @@ impl Worker {
 
     fn records(&mut self, recs: Vec<Rec>) -> Result<()> {
         let now = now_ms();
+        self.proc
+            .preverify(recs.iter().map(|r| r.payload.as_slice()));
         let (mut accepted, mut consumed, mut dups) = (0u64, 0u64, 0u64);
         for r in recs {
             if let Some(resume) = self.resume {
