@@ -30,6 +30,9 @@ pub struct Table {
     pub plain_columns: &'static [&'static str],
     /// Unique columns that keep their statistics (range pruning) but take no dictionary.
     pub no_dictionary_columns: &'static [&'static str],
+    /// Documents that runs of rows share (a bundle's envelope): a dictionary (stored once
+    /// per row group), no min/max statistics.
+    pub shared_columns: &'static [&'static str],
     /// Integers that count up or hardly change: delta-encoded, a bit or two a row.
     pub delta_columns: &'static [&'static str],
     /// Columns a point lookup reads besides `canonical`, stored without compression: each
@@ -79,6 +82,9 @@ impl Table {
         for c in self.no_dictionary_columns {
             b = b.set_column_dictionary_enabled((*c).into(), false);
         }
+        for c in self.shared_columns {
+            b = b.set_column_statistics_enabled((*c).into(), EnabledStatistics::None);
+        }
         for c in self.delta_columns {
             b = b
                 .set_column_dictionary_enabled((*c).into(), false)
@@ -113,9 +119,12 @@ pub static EVENTS: Table = Table {
         "leaf_hash",
         "attributes",
         "attachments",
-        "envelope",
+        "bundle_member",
     ],
     no_dictionary_columns: &["event_id"],
+    // A bundle's events share one envelope: the dictionary stores it once per row group
+    // (events signed one by one overflow it, and parquet falls back to plain pages).
+    shared_columns: &["envelope"],
     delta_columns: &["leaf_index", "offset", "partition"],
     uncompressed_columns: &[
         "leaf_hash",
@@ -135,6 +144,7 @@ pub static REJECTED: Table = Table {
     sort_key: &[],
     plain_columns: &["payload"],
     no_dictionary_columns: &["event_id"],
+    shared_columns: &[],
     delta_columns: &["offset", "partition"],
     uncompressed_columns: &["offset", "partition", "batch_id", "stream"],
 };
@@ -151,6 +161,7 @@ pub static EDGES: Table = Table {
     sort_key: &[],
     plain_columns: &[],
     no_dictionary_columns: &["event_id"],
+    shared_columns: &[],
     delta_columns: &[],
     uncompressed_columns: &["batch_id"],
 };
@@ -216,6 +227,7 @@ static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         s("key_id"),
         s("sig_alg"),
         Field::new("envelope", DataType::Binary, true),
+        Field::new("bundle_member", DataType::Binary, true),
         Field::new("canonical", DataType::Utf8, false),
         Field::new("batch_id", DataType::Utf8, false),
         Field::new("leaf_index", DataType::UInt64, false),

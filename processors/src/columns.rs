@@ -142,6 +142,7 @@ pub struct EventColumns {
     key_id: StringBuilder,
     sig_alg: StringBuilder,
     envelope: BinaryBuilder,
+    bundle_member: BinaryBuilder,
     canonical: StringBuilder,
     leaf_hash: FixedSizeBinaryBuilder,
     offset: UInt64Builder,
@@ -200,6 +201,7 @@ impl EventColumns {
             key_id: StringBuilder::new(),
             sig_alg: StringBuilder::new(),
             envelope: BinaryBuilder::new(),
+            bundle_member: BinaryBuilder::new(),
             canonical: text(512),
             leaf_hash: FixedSizeBinaryBuilder::with_capacity(rows, 32),
             offset: UInt64Builder::with_capacity(rows),
@@ -217,7 +219,8 @@ impl EventColumns {
         self.rows == 0
     }
 
-    /// Appends one accepted event (with the signed envelope it came in, if any).
+    /// Appends one accepted event (with the signed envelope it came in and, for a bundle's
+    /// event, its member evidence).
     pub fn push(
         &mut self,
         e: &Event,
@@ -225,6 +228,7 @@ impl EventColumns {
         leaf: &Digest,
         offset: u64,
         envelope: Option<&[u8]>,
+        bundle_member: Option<&[u8]>,
     ) -> Result<(), ArrowError> {
         self.event_id.append_value(&e.event_id);
         self.event_type.append_value(e.event_type.as_str());
@@ -305,6 +309,7 @@ impl EventColumns {
         self.key_id.append_option(sig.map(|s| s.key_id.as_str()));
         self.sig_alg.append_option(sig.map(|s| s.alg.as_str()));
         self.envelope.append_option(envelope);
+        self.bundle_member.append_option(bundle_member);
         // Canonical bytes are JCS output of a Rust string-keyed value: always UTF-8.
         self.canonical
             .append_value(String::from_utf8_lossy(canonical));
@@ -363,6 +368,7 @@ impl EventColumns {
             Arc::new(self.key_id.finish()),
             Arc::new(self.sig_alg.finish()),
             Arc::new(self.envelope.finish()),
+            Arc::new(self.bundle_member.finish()),
             Arc::new(self.canonical.finish()),
             repeat(batch_id),
             Arc::new(leaf_index),

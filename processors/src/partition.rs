@@ -120,15 +120,6 @@ enum Stage {
     Registry(Box<RegistryStage>),
 }
 
-/// The event bytes a bundle member's stored statement carries.
-fn bundle_event_bytes(statement: &[u8]) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let v: serde_json::Value = serde_json::from_slice(statement).ok()?;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(v.get("event")?.as_str()?)
-        .ok()
-}
-
 /// Dedupe keys are 128-bit xxh3 hashes of event ids (16 bytes per id in memory, a
 /// collision chance of about n^2 / 2^129). Being hashes already, they need no second
 /// hashing in the set.
@@ -330,6 +321,7 @@ impl PartitionProcessor {
             &a.leaf_hash,
             offset,
             o.envelope.as_deref(),
+            o.member.as_deref(),
         )?;
         self.edges.push(&a.event);
         self.leaves.push(a.leaf_hash);
@@ -359,9 +351,10 @@ impl PartitionProcessor {
                     // The copy as sent: the bundle's own bytes of this event.
                     Some(r) => {
                         let bytes = o
-                            .envelope
+                            .member
                             .as_deref()
-                            .and_then(bundle_event_bytes)
+                            .and_then(veritrace_verify::bundle_sig::decode_member)
+                            .map(|m| m.event.to_vec())
                             .unwrap_or(o.accepted.canonical);
                         (r, bytes)
                     }

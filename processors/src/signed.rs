@@ -178,7 +178,11 @@ pub struct Opened {
     /// The event.
     pub accepted: Accepted,
     /// The envelope bytes (kept in the `envelope` column; the leaf commits to their digest).
+    /// For an event of a bundle, the bundle's envelope.
     pub envelope: Option<Vec<u8>>,
+    /// For an event of a bundle: its index, audit path and bytes as sent
+    /// ([`bundle_sig::encode_member`], kept in the `bundle_member` column).
+    pub member: Option<Vec<u8>>,
 }
 
 fn reason_of(e: &RegistryError) -> Reason {
@@ -269,6 +273,7 @@ fn finish(event: Event, envelope: Option<Vec<u8>>) -> Result<Opened, Rejection> 
             leaf_hash,
         },
         envelope,
+        member: None,
     })
 }
 
@@ -408,7 +413,6 @@ impl Signatures {
         }
         let iat = check_time(signed.claims.iat, now_ms, &self.policy)?;
         let signer = self.signer_of(&signed)?;
-        let envelope_field = serde_json::Value::String(record.bundle.clone());
         let mut out = Vec::with_capacity(raws.len());
         for (i, raw) in raws.iter().enumerate() {
             let one = || -> Result<Opened, Rejection> {
@@ -430,19 +434,10 @@ impl Signatures {
                 sig.bundle_index = Some(i as u64);
                 sig.bundle_size = Some(raws.len() as u64);
                 event.signature = Some(sig);
-                let path: Vec<String> = tree
-                    .audit_path(i)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|d| d.to_hex())
-                    .collect();
-                let member = serde_json::json!({
-                    "bundle": envelope_field,
-                    "event": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
-                    "index": i,
-                    "path": path,
-                });
-                finish(event, Some(member.to_string().into_bytes()))
+                let path = tree.audit_path(i).unwrap_or_default();
+                let mut opened = finish(event, Some(env_bytes.clone()))?;
+                opened.member = Some(bundle_sig::encode_member(i as u64, &path, raw));
+                Ok(opened)
             };
             out.push(one().map_err(|mut r| {
                 r.detail = format!("bundle event {i}: {}", r.detail);

@@ -54,9 +54,9 @@ pub(crate) const LOOKUP_COLUMNS: [&str; 7] = [
     "offset",
 ];
 
-/// Returned after [`LOOKUP_COLUMNS`] (as a null when a file predates it): the signed
-/// envelope the event came in.
-pub(crate) const ENVELOPE_COLUMN: &str = "envelope";
+/// Returned after [`LOOKUP_COLUMNS`], in this order (each a null when a file predates it):
+/// the signed envelope the event came in, and for a bundle's event its member evidence.
+pub(crate) const SIGNATURE_COLUMNS: [&str; 2] = ["envelope", "bundle_member"];
 
 /// Lookup state of every events file seen, shared by clones of the engine.
 #[derive(Debug, Default)]
@@ -284,8 +284,10 @@ impl FileIndex {
                     .map_err(|e| corrupt(&self.path, e))?,
             );
         }
-        if let Ok(i) = arrow_schema.index_of(ENVELOPE_COLUMN) {
-            roots.push(i);
+        for name in SIGNATURE_COLUMNS {
+            if let Ok(i) = arrow_schema.index_of(name) {
+                roots.push(i);
+            }
         }
         let reader = self
             .builder()?
@@ -321,19 +323,21 @@ impl FileIndex {
                 order.iter().map(|&i| schema.fields()[i].clone()).collect();
             let mut columns: Vec<arrow::array::ArrayRef> =
                 order.iter().map(|&i| batch.column(i).clone()).collect();
-            let envelope = match schema.index_of(ENVELOPE_COLUMN) {
-                Ok(i) => batch.column(i).clone(),
-                Err(_) => arrow::array::new_null_array(
-                    &arrow::datatypes::DataType::Binary,
-                    batch.num_rows(),
-                ),
-            };
-            fields.push(Arc::new(arrow::datatypes::Field::new(
-                ENVELOPE_COLUMN,
-                arrow::datatypes::DataType::Binary,
-                true,
-            )));
-            columns.push(envelope);
+            for name in SIGNATURE_COLUMNS {
+                let column = match schema.index_of(name) {
+                    Ok(i) => batch.column(i).clone(),
+                    Err(_) => arrow::array::new_null_array(
+                        &arrow::datatypes::DataType::Binary,
+                        batch.num_rows(),
+                    ),
+                };
+                fields.push(Arc::new(arrow::datatypes::Field::new(
+                    name,
+                    arrow::datatypes::DataType::Binary,
+                    true,
+                )));
+                columns.push(column);
+            }
             out.push(RecordBatch::try_new(
                 Arc::new(arrow::datatypes::Schema::new(fields)),
                 columns,

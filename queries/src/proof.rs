@@ -28,8 +28,12 @@ pub struct EventLocation {
     pub partition: u32,
     /// Source offset.
     pub offset: u64,
-    /// The signed envelope the event came in, if it came signed.
+    /// The signed envelope the event came in, if it came signed (a bundle's event: the
+    /// bundle's envelope).
     pub envelope: Option<Vec<u8>>,
+    /// For a bundle's event: its index, audit path and bytes as sent
+    /// ([`veritrace_verify::bundle_sig::encode_member`]).
+    pub bundle_member: Option<Vec<u8>>,
 }
 
 impl QueryEngine {
@@ -159,6 +163,11 @@ impl QueryEngine {
                 .as_binary_opt::<i32>()
                 .filter(|a| a.is_valid(0))
                 .map(|a| a.value(0).to_vec()),
+            bundle_member: b
+                .column(8)
+                .as_binary_opt::<i32>()
+                .filter(|a| a.is_valid(0))
+                .map(|a| a.value(0).to_vec()),
         })
     }
 
@@ -212,7 +221,8 @@ impl QueryEngine {
         let (status, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
         let signed = match (&loc.envelope, loc.event.pointer("/signature/key_id")) {
             (Some(stored), Some(Value::String(key_id))) => {
-                let (envelope, bundle) = statement_of(event_id, &loc.event, stored)?;
+                let (envelope, bundle) =
+                    statement_of(event_id, &loc.event, stored, loc.bundle_member.as_deref())?;
                 let registered = self.registered_key(key_id).await?;
                 // The record that registered the key, with its own proof (a device's key:
                 // the device record, itself carrying its participant's record).
@@ -253,16 +263,30 @@ impl QueryEngine {
     }
 }
 
-/// The envelope and, for a bundle's event, its member evidence, from the stored `envelope`
-/// column: the envelope itself, or for a bundle's event
-/// `{"bundle": ENVELOPE, "event": B64, "index": I, "path": [HEX...]}`.
+/// The envelope and, for a bundle's event, its member evidence: from the `envelope` and
+/// `bundle_member` columns, or, in files written before `bundle_member` existed, from the
+/// `envelope` column holding `{"bundle": ENVELOPE, "event": B64, "index": I, "path": [HEX...]}`.
 fn statement_of(
     event_id: &str,
     event: &Value,
     stored: &[u8],
+    member: Option<&[u8]>,
 ) -> Result<(Vec<u8>, Option<veritrace_verify::bundle::BundleMember>)> {
     if event.pointer("/signature/bundle_size").is_none() {
         return Ok((stored.to_vec(), None));
+    }
+    let bad = |detail: String| Error::corrupt(format!("event {event_id}"), detail);
+    if let Some(m) = member {
+        let m = veritrace_verify::bundle_sig::decode_member(m)
+            .ok_or_else(|| bad("its stored bundle member evidence is unreadable".into()))?;
+        return Ok((
+            stored.to_vec(),
+            Some(veritrace_verify::bundle::BundleMember {
+                event: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m.event),
+                index: m.index,
+                path: m.path,
+            }),
+        ));
     }
     #[derive(serde::Deserialize)]
     struct Stored {
@@ -271,7 +295,6 @@ fn statement_of(
         index: u64,
         path: Vec<Digest>,
     }
-    let bad = |detail: String| Error::corrupt(format!("event {event_id}"), detail);
     let s: Stored = serde_json::from_slice(stored)
         .map_err(|e| bad(format!("its stored bundle statement is unreadable: {e}")))?;
     let (envelope, _) = veritrace_verify::bundle_sig::envelope_bytes(&s.bundle)

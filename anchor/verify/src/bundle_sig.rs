@@ -33,6 +33,60 @@ pub struct Manifest {
     pub size: u64,
 }
 
+/// How the pipeline stores a bundle member's evidence beside its row (the `bundle_member`
+/// column; the bundle's envelope is in the `envelope` column, the same bytes for every
+/// member, so Parquet's dictionary keeps it once per row group):
+///
+/// ```text
+/// 0x01 | index (u32, big-endian) | n (u8) | n x 32-byte audit path | the event's bytes as sent
+/// ```
+pub fn encode_member(index: u64, path: &[Digest], event: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(6 + 32 * path.len() + event.len());
+    out.push(1);
+    out.extend_from_slice(&u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes());
+    out.push(u8::try_from(path.len()).unwrap_or(u8::MAX));
+    for d in path.iter().take(usize::from(u8::MAX)) {
+        out.extend_from_slice(&d.0);
+    }
+    out.extend_from_slice(event);
+    out
+}
+
+/// A stored bundle member: its index, audit path and event bytes as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMember<'a> {
+    /// Position in the bundle.
+    pub index: u64,
+    /// Audit path to the signed bundle root.
+    pub path: Vec<Digest>,
+    /// The event's bytes as sent (and hashed).
+    pub event: &'a [u8],
+}
+
+/// Reads what [`encode_member`] wrote; `None` when the bytes are not such a record.
+pub fn decode_member(bytes: &[u8]) -> Option<StoredMember<'_>> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != 1 || rest.len() < 5 {
+        return None;
+    }
+    let index = u64::from(u32::from_be_bytes(rest[..4].try_into().ok()?));
+    let n = usize::from(rest[4]);
+    let rest = &rest[5..];
+    if rest.len() < 32 * n {
+        return None;
+    }
+    let path = rest[..32 * n]
+        .chunks_exact(32)
+        .map(|c| c.try_into().map(Digest))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Some(StoredMember {
+        index,
+        path,
+        event: &rest[32 * n..],
+    })
+}
+
 /// The root a bundle of `events` (their bytes as sent) signs.
 pub fn bundle_root(events: &[&[u8]]) -> Digest {
     let leaves: Vec<Digest> = events.iter().map(|e| merkle::leaf_hash(e)).collect();
@@ -118,6 +172,19 @@ pub fn sign_bundle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_members_round_trip_and_garbage_is_refused() {
+        let path = vec![Digest([7; 32]), Digest([9; 32])];
+        let bytes = encode_member(41, &path, b"{\"event_id\":\"e\"}");
+        let m = decode_member(&bytes).expect("decodes");
+        assert_eq!(m.index, 41);
+        assert_eq!(m.path, path);
+        assert_eq!(m.event, b"{\"event_id\":\"e\"}");
+        assert!(decode_member(b"").is_none());
+        assert!(decode_member(&bytes[..20]).is_none(), "a truncated path");
+        assert!(decode_member(b"{\"bundle\":1}").is_none(), "not version 1");
+    }
     use crate::signature::{Alg, parse_envelope};
 
     #[test]
