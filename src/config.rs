@@ -100,13 +100,30 @@ pub struct MqttConfig {
     pub max_message_bytes: usize,
     /// Where /metrics and /healthz are served.
     pub metrics_listen: SocketAddr,
-    /// `"3.1.1"` or `"5"`.
+    /// `"3.1.1"` or `"5"` (a bare `5`, as an environment variable gives it, also reads).
+    #[serde(deserialize_with = "string_or_number")]
     pub protocol: String,
     /// MQTT 5: how long the broker keeps the bridge's session while it is away.
     #[serde(with = "humantime_serde")]
     pub session_expiry: Duration,
     /// `[mqtt.tls]`: TLS to the broker.
     pub tls: MqttTlsConfig,
+}
+
+/// A string setting that may be written as a number (`5` for `"5"`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        S(String),
+        U(u64),
+        F(f64),
+    }
+    Ok(match V::deserialize(d)? {
+        V::S(s) => s,
+        V::U(u) => u.to_string(),
+        V::F(f) => f.to_string(),
+    })
 }
 
 /// `[mqtt.tls]`: TLS to the MQTT broker. Empty `ca`: plain TCP.

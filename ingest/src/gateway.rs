@@ -400,57 +400,69 @@ async fn ingest_inner(
     let mut signer: Option<String> = None;
     if checking {
         for (i, r) in records.iter().enumerate() {
-            match gw.signatures.open(r, now_ms, &gw.cfg.limits) {
-                Ok(o) => {
-                    let Some(sig) = o.accepted.event.signature else {
-                        continue;
-                    };
-                    // A device that authenticated by certificate forwards what its own
-                    // participant's signers signed, nothing else.
-                    if let Some(d) = &device
-                        && sig.signer != d.id
-                        && sig.signer_participant != d.participant
-                    {
-                        gw.records
-                            .with_label_values(&["refused"])
-                            .inc_by(records.len() as u64);
-                        return refuse(
-                            StatusCode::FORBIDDEN,
-                            Reason::SignerNotAuthorized.as_str(),
-                            format!(
-                                "record {i} ({}) is signed by {} of participant {}; this \
-                                 connection's certificate is device {} of participant {}; \
-                                 nothing of this request was accepted",
-                                o.accepted.event.event_id,
-                                sig.signer,
-                                sig.signer_participant,
-                                d.id,
-                                d.participant
-                            ),
-                        );
+            // A bundle record: one signature for its events, each then with its own
+            // outcome; a single statement or an unsigned event otherwise.
+            let outcomes = match gw.signatures.open_bundle(r, now_ms, &gw.cfg.limits) {
+                Some(Ok(events)) => events
+                    .into_iter()
+                    .map(|e| e.map_err(|b| b.rejection))
+                    .collect(),
+                Some(Err(rej)) => vec![Err(rej)],
+                None => vec![gw.signatures.open(r, now_ms, &gw.cfg.limits)],
+            };
+            for outcome in outcomes {
+                match outcome {
+                    Ok(o) => {
+                        let Some(sig) = o.accepted.event.signature else {
+                            continue;
+                        };
+                        // A device that authenticated by certificate forwards what its own
+                        // participant's signers signed, nothing else.
+                        if let Some(d) = &device
+                            && sig.signer != d.id
+                            && sig.signer_participant != d.participant
+                        {
+                            gw.records
+                                .with_label_values(&["refused"])
+                                .inc_by(records.len() as u64);
+                            return refuse(
+                                StatusCode::FORBIDDEN,
+                                Reason::SignerNotAuthorized.as_str(),
+                                format!(
+                                    "record {i} ({}) is signed by {} of participant {}; this \
+                                     connection's certificate is device {} of participant {}; \
+                                     nothing of this request was accepted",
+                                    o.accepted.event.event_id,
+                                    sig.signer,
+                                    sig.signer_participant,
+                                    d.id,
+                                    d.participant
+                                ),
+                            );
+                        }
+                        if signer.is_none() {
+                            signer = Some(sig.signer);
+                        }
                     }
-                    if signer.is_none() {
-                        signer = Some(sig.signer);
+                    Err(rej) => {
+                        if let Some(status) = auth_status(rej.reason) {
+                            gw.records
+                                .with_label_values(&["refused"])
+                                .inc_by(records.len() as u64);
+                            return refuse(
+                                status,
+                                rej.reason.as_str(),
+                                format!(
+                                    "record {i}{}: {}; nothing of this request was accepted",
+                                    rej.event_id
+                                        .map(|id| format!(" ({id})"))
+                                        .unwrap_or_default(),
+                                    rej.detail
+                                ),
+                            );
+                        }
+                        // Other faults are data: the processors reject and keep them.
                     }
-                }
-                Err(rej) => {
-                    if let Some(status) = auth_status(rej.reason) {
-                        gw.records
-                            .with_label_values(&["refused"])
-                            .inc_by(records.len() as u64);
-                        return refuse(
-                            status,
-                            rej.reason.as_str(),
-                            format!(
-                                "record {i}{}: {}; nothing of this request was accepted",
-                                rej.event_id
-                                    .map(|id| format!(" ({id})"))
-                                    .unwrap_or_default(),
-                                rej.detail
-                            ),
-                        );
-                    }
-                    // Other faults are data: the processors reject and keep them.
                 }
             }
         }

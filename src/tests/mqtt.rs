@@ -155,13 +155,30 @@ fn the_mqtt_5_bridge_over_tls_with_a_client_certificate_killed_with_9_loses_noth
         ("VERITRACE__MQTT__TLS__KEY", path(&bridge.key)),
     ]
     .map(|(k, v)| (k.to_owned(), v));
-    run(&mqtt, mqtt.tls_port.expect("TLS listener"), 30_000, &env);
-    // The bridge came in over TLS with its certificate (mosquitto logs the identity).
-    let log = std::fs::read_to_string(mqtt.dir.path().join("mosquitto.log")).unwrap_or_default();
-    assert!(
-        log.contains("u'veritrace-bridge'") && log.contains("p5"),
-        "no MQTT 5 client with the bridge's certificate in the broker log:\n{log}"
+    let tls_port = mqtt.tls_port.expect("TLS listener");
+    // The broker requires the certificate: without it the bridge never gets a session.
+    let broker = Broker::start();
+    let log = tmp.path().join("no-cert.log");
+    let without = Bridge::start(
+        &format!("127.0.0.1:{tls_port}"),
+        &broker.addr(),
+        &log,
+        &env[..2],
     );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        without.metric("veritrace_mqtt_connected"),
+        0.0,
+        "connected without a client certificate"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("mqtts://") && text.contains("MQTT 5"),
+        "{text}"
+    );
+    without.stop();
+    drop(broker);
+    run(&mqtt, tls_port, 30_000, &env);
 }
 
 /// Devices publish `n` messages on the plain listener; the bridge reads them from

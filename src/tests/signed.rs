@@ -868,10 +868,10 @@ fn the_gateway_over_tls_maps_client_certificates_to_registered_devices() {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
-    let post = |client: Option<&str>, body: &str| -> (u16, serde_json::Value) {
+    let post_as = |client: Option<&str>, ct: &str, body: &str| -> (u16, serde_json::Value) {
         let c = client.map(|cn| pki.client(cn).expect("client cert"));
         let req = format!(
-            "POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/jose\r\n\
+            "POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
@@ -886,6 +886,7 @@ fn the_gateway_over_tls_maps_client_certificates_to_registered_devices() {
             serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
         )
     };
+    let post = |client: Option<&str>, body: &str| post_as(client, "application/jose", body);
     let signed_d1 = |id: &str| jws(&d1_new, "d1", t, &event(id, P1));
 
     // The device d1 over TLS with its certificate, sending what it signed: accepted.
@@ -894,6 +895,25 @@ fn the_gateway_over_tls_maps_client_certificates_to_registered_devices() {
     // No certificate (optional): the signature alone speaks.
     let (st, body) = post(None, &signed_d1("tls-2"));
     assert_eq!(st, 202, "{body}");
+    // A bundle: one signature over three events, checked before anything is published.
+    let events: Vec<Vec<u8>> = (0..3).map(|i| event(&format!("tls-b{i}"), P1)).collect();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    let bundle = sign_bundle(
+        &d1_new,
+        &d1_new.public().key_id(),
+        "d1",
+        t,
+        &refs,
+        Envelope::Cose,
+    );
+    let bundle = String::from_utf8(bundle).expect("utf8");
+    let (st, body) = post_as(Some("d1"), "application/json", &bundle);
+    assert_eq!(st, 202, "{body}");
+    let (st, body) = post_as(Some("d3"), "application/json", &bundle);
+    assert_eq!(
+        st, 403,
+        "a bundle signed outside the certificate's participant: {body}"
+    );
     // A certificate naming no registered device, a revoked one (d2), another participant's
     // device forwarding d1's records (d3 belongs to P2).
     for (cn, code) in [
