@@ -194,6 +194,8 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Plain HTTP on an address other than loopback (a proxy in front terminates TLS).
     pub allow_plaintext: bool,
+    /// No Kafka: process the records into the data directory (`--embedded`).
+    pub embedded: bool,
     /// `[gateway.tls]`: TLS and client certificates.
     pub tls: TlsConfig,
 }
@@ -649,6 +651,7 @@ impl Default for Config {
                     shutdown_grace: Duration::from_secs(10),
                     max_connections: veritrace_net::ServeOptions::default().max_connections,
                     allow_plaintext: false,
+                    embedded: false,
                     tls: TlsConfig {
                         client_certs: "off".into(),
                         ..TlsConfig::default()

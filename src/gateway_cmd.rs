@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use veritrace_ingest::gateway::{Gateway, GatewayConfig, flush, producer, router};
+use veritrace_ingest::gateway::{Gateway, GatewayConfig, Sink, flush, producer, router};
+use veritrace_processors::embedded::{Embedded, EmbeddedConfig};
 
 use crate::config::Config;
 
@@ -22,10 +23,15 @@ pub struct GatewayArgs {
     /// Topic to publish to [config: kafka.raw-topic].
     #[arg(long)]
     topic: Option<String>,
-    /// Data directory whose identity registry signatures are checked against
-    /// [config: data-dir].
+    /// Data directory whose identity registry signatures are checked against (and, with
+    /// --embedded, where the records are processed) [config: data-dir].
     #[arg(long)]
     data: Option<PathBuf>,
+    /// No Kafka: process the records in this process into the data directory (stream
+    /// pipeline.stream) and answer each request once its records are sealed
+    /// [config: gateway.embedded].
+    #[arg(long)]
+    embedded: bool,
 }
 
 /// Runs the gateway until SIGTERM or Ctrl-C; in-flight requests finish (up to
@@ -63,18 +69,32 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         max_connections: g.max_connections,
         ..veritrace_net::ServeOptions::default()
     };
-    let registry = match &settings.root {
-        None => None,
-        Some(_) => {
-            let data = a.data.unwrap_or_else(|| cfg.data_dir.clone());
-            let dir = veritrace_anchor::DataDir::open(&data).with_context(|| {
+    let embedded = a.embedded || g.embedded;
+    let data = a.data.unwrap_or_else(|| cfg.data_dir.clone());
+    let dir =
+        if embedded {
+            Some(veritrace_anchor::DataDir::create(&data).with_context(|| {
+                format!("the embedded gateway processes into {}", data.display())
+            })?)
+        } else if settings.root.is_some() {
+            Some(veritrace_anchor::DataDir::open(&data).with_context(|| {
                 format!(
                     "the gateway checks signatures against the identity registry in {}",
                     data.display()
                 )
-            })?;
-            settings.registry(&dir)?
-        }
+            })?)
+        } else {
+            None
+        };
+    let registry = match &dir {
+        Some(d) if settings.root.is_some() => settings.registry(d)?,
+        _ => None,
+    };
+    // Embedded, the records are a stream of the data directory, not a topic.
+    let topic = if embedded {
+        rt_cfg.stream.clone()
+    } else {
+        topic
     };
     let signatures = settings.stage(&topic, registry);
     let gw_cfg = GatewayConfig {
@@ -88,19 +108,45 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     };
     let grace = g.shutdown_grace;
     let rt = crate::rt::runtime()?;
+    let sink_embedded = match (&dir, embedded) {
+        (Some(d), true) => Some(std::sync::Arc::new(Embedded::start(
+            d,
+            EmbeddedConfig {
+                stream: rt_cfg.stream.clone(),
+                policy: rt_cfg.policy,
+                epoch_interval: rt_cfg.epoch_interval,
+                backend: rt_cfg.backend.clone(),
+                signatures: settings.clone(),
+                queue: 256,
+                holder: format!("veritrace gateway --embedded (pid {})", std::process::id()),
+            },
+        )?)),
+        _ => None,
+    };
+    let brokers = if embedded {
+        format!("the embedded processor of {}", data.display())
+    } else {
+        cfg.kafka.brokers.clone()
+    };
+    let in_runtime = sink_embedded.clone();
     rt.block_on(async move {
-        let producer = producer(&cfg.kafka.client())?;
+        let (sink, producer) = match &in_runtime {
+            Some(e) => (Sink::Embedded(e.clone()), None),
+            None => {
+                let p = producer(&cfg.kafka.client())?;
+                (Sink::Kafka(p.clone()), Some(p))
+            }
+        };
         let metrics = prometheus::Registry::new();
-        let gw = Gateway::new(gw_cfg, producer.clone(), signatures, &metrics)?;
+        let gw = Gateway::new(gw_cfg, sink, signatures, &metrics)?;
         let app = router(gw, metrics);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
         eprintln!(
-            "gateway on {}://{} publishing to {topic} at {}",
+            "gateway on {}://{} publishing to {topic} at {brokers}",
             if tls.is_some() { "https" } else { "http" },
             listener.local_addr()?,
-            cfg.kafka.brokers
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let stats = std::sync::Arc::new(veritrace_net::AcceptStats::default());
@@ -112,8 +158,21 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         }
         // Records handed over but not yet acknowledged: their requests got no 202, so their
         // clients retry; flushing still delivers what it can.
-        flush(&producer, std::time::Duration::from_secs(5));
+        if let Some(p) = &producer {
+            flush(p, std::time::Duration::from_secs(5));
+        }
         anyhow::Ok(())
     })?;
+    // Embedded: seal what is queued (its requests are answered, if still waiting) and the
+    // last epoch.
+    if let Some(e) = sink_embedded {
+        match std::sync::Arc::try_unwrap(e) {
+            Ok(e) => {
+                e.stop().context("stopping the embedded processor")?;
+            }
+            // A request still holds it (grace period over): dropping it seals as well.
+            Err(e) => drop(e),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

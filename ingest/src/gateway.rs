@@ -1,5 +1,9 @@
 //! `veritrace gateway`: HTTP ingest for devices and connectors that do not speak Kafka.
 //!
+//! Without Kafka (`--embedded`), the records go to the data directory's own processor
+//! instead, and a request is answered 202 once the batch holding them is sealed (durable),
+//! with what became of each record (`events_accepted`, `rejected` with reason codes).
+//!
 //! `POST /v1/ingest` takes one request's records and answers `202 Accepted` only once Kafka
 //! has acknowledged every one of them (`acks=all`, idempotent producer): a 202 means the
 //! records are durable in the raw topic; anything else means the client still holds them
@@ -51,6 +55,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use veritrace_metrics::error_response;
 use veritrace_net::{ClientCert, Peer};
 use veritrace_processors::Reason;
+use veritrace_processors::embedded::{Busy, Embedded};
 use veritrace_processors::event::Limits;
 use veritrace_processors::signed::{Policy, Signatures};
 
@@ -97,10 +102,28 @@ struct Bucket {
     at: Instant,
 }
 
+/// Where the gateway puts the records it accepted.
+pub enum Sink {
+    /// The raw Kafka topic: a request is answered once Kafka acknowledged its records.
+    Kafka(FutureProducer),
+    /// No Kafka: the data directory's own processor (`veritrace gateway --embedded`); a
+    /// request is answered once the batch holding its records is sealed.
+    Embedded(Arc<Embedded>),
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sink::Kafka(_) => "Sink::Kafka",
+            Sink::Embedded(_) => "Sink::Embedded",
+        })
+    }
+}
+
 /// The gateway's state.
 pub struct Gateway {
     cfg: GatewayConfig,
-    producer: FutureProducer,
+    sink: Sink,
     signatures: Signatures,
     buckets: Mutex<HashMap<String, Bucket>>,
     requests: IntCounterVec,
@@ -120,11 +143,11 @@ impl std::fmt::Debug for Gateway {
 const MAX_BUCKETS: usize = 100_000;
 
 impl Gateway {
-    /// A gateway publishing with `producer` and checking signatures with `signatures` (its
+    /// A gateway putting records into `sink` and checking signatures with `signatures` (its
     /// policy decides whether unsigned records are refused); metrics go to `registry`.
     pub fn new(
         cfg: GatewayConfig,
-        producer: FutureProducer,
+        sink: Sink,
         signatures: Signatures,
         registry: &Registry,
     ) -> prometheus::Result<Arc<Self>> {
@@ -134,7 +157,7 @@ impl Gateway {
             records: m::counter_vec(registry, &m::GATEWAY_RECORDS)?,
             latency: m::histogram_vec(registry, &m::GATEWAY_REQUEST_SECONDS, None)?,
             cfg,
-            producer,
+            sink,
             signatures,
             buckets: Mutex::new(HashMap::new()),
         }))
@@ -196,13 +219,24 @@ pub fn router(gw: Arc<Gateway>, registry: Registry) -> Router {
             get(move || {
                 let gw = health.clone();
                 async move {
-                    let queued = gw.producer.in_flight_count();
-                    axum::Json(serde_json::json!({
-                        "status": "ok",
-                        "topic": gw.cfg.topic,
-                        "in_flight": queued,
-                    }))
-                    .into_response()
+                    match &gw.sink {
+                        Sink::Kafka(p) => axum::Json(serde_json::json!({
+                            "status": "ok",
+                            "topic": gw.cfg.topic,
+                            "in_flight": p.in_flight_count(),
+                        }))
+                        .into_response(),
+                        Sink::Embedded(e) if e.is_running() => axum::Json(serde_json::json!({
+                            "status": "ok",
+                            "embedded": gw.cfg.topic,
+                        }))
+                        .into_response(),
+                        Sink::Embedded(_) => error_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "embedded_stopped",
+                            "the embedded processor has stopped (a write failed; see the log)",
+                        ),
+                    }
                 }
             }),
         )
@@ -487,6 +521,10 @@ async fn ingest_inner(
             wait,
         );
     }
+    let producer = match &gw.sink {
+        Sink::Kafka(p) => p,
+        Sink::Embedded(e) => return embedded(gw, e, records).await,
+    };
     let mut deliveries = Vec::with_capacity(records.len());
     for r in &records {
         let key = crate::key_of(r);
@@ -494,7 +532,7 @@ async fn ingest_inner(
         if let Some(k) = key.as_deref() {
             rec = rec.key(k);
         }
-        match gw.producer.send_result(rec) {
+        match producer.send_result(rec) {
             Ok(d) => deliveries.push(d),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 // What was handed over already may still be delivered: the client's retry
@@ -571,6 +609,100 @@ async fn ingest_inner(
             )
                 .into_response()
         }
+    }
+}
+
+/// The embedded sink: the records go to the data directory's processor; the answer waits
+/// for the batch that holds them to be sealed and says what became of each.
+async fn embedded(gw: &Gateway, e: &Embedded, records: Vec<Vec<u8>>) -> Response {
+    let n = records.len();
+    let keyed = records
+        .into_iter()
+        .map(|r| (crate::key_of(&r), r))
+        .collect();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let done: veritrace_processors::embedded::Done = Box::new(move |r| {
+        let _ = tx.send(r);
+    });
+    match e.submit(keyed, done) {
+        Err(Busy::Full) => {
+            gw.records
+                .with_label_values(&["backpressure"])
+                .inc_by(n as u64);
+            return retry_after(
+                refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "backpressure",
+                    "the embedded processor's queue is full; retry the request",
+                ),
+                Duration::from_secs(1),
+            );
+        }
+        Err(Busy::Stopped) => {
+            return retry_after(
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "embedded_stopped",
+                    "the embedded processor has stopped; retry the request",
+                ),
+                Duration::from_secs(1),
+            );
+        }
+        Ok(()) => {}
+    }
+    match tokio::time::timeout(gw.cfg.delivery_timeout, rx).await {
+        Ok(Ok(Ok(sealed))) => {
+            gw.records
+                .with_label_values(&["published"])
+                .inc_by(n as u64);
+            let rejected: Vec<serde_json::Value> = sealed
+                .rejected
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "record": r.index,
+                        "event_id": r.event_id,
+                        "reason": r.reason,
+                        "detail": r.detail,
+                    })
+                })
+                .collect();
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({
+                    "accepted": n,
+                    "stream": gw.cfg.topic,
+                    "batch_id": sealed.batch_id,
+                    "events_accepted": sealed.accepted,
+                    "rejected": rejected,
+                })),
+            )
+                .into_response()
+        }
+        Ok(Ok(Err(msg))) => retry_after(
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "not_sealed", msg),
+            Duration::from_secs(1),
+        ),
+        Ok(Err(_)) => retry_after(
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_sealed",
+                "the embedded processor stopped before sealing the records; retry the request",
+            ),
+            Duration::from_secs(1),
+        ),
+        Err(_) => retry_after(
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_sealed",
+                format!(
+                    "the records were not sealed within {:?}; retry the request (a record \
+                     sealed twice is one row)",
+                    gw.cfg.delivery_timeout
+                ),
+            ),
+            Duration::from_secs(1),
+        ),
     }
 }
 

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod columns;
+pub mod embedded;
 pub mod event;
 #[cfg(feature = "kafka")]
 pub mod kafka;

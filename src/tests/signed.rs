@@ -789,11 +789,16 @@ fn the_gateway_answers_202_after_kafka_acknowledged_and_401_403_413_429_otherwis
 
 /// Starts `veritrace gateway` on a free port; its address once it listens.
 fn start_gateway(site: &Site, brokers: &str, env: &[(&str, &str)]) -> (Stop, String) {
+    start_gateway_with(site, &["--brokers", brokers], env)
+}
+
+fn start_gateway_with(site: &Site, args: &[&str], env: &[(&str, &str)]) -> (Stop, String) {
     use std::io::BufRead;
     let mut child = bin()
         .arg("--config")
         .arg(&site.config)
-        .args(["gateway", "--brokers", brokers, "--listen", "127.0.0.1:0"])
+        .args(["gateway", "--listen", "127.0.0.1:0"])
+        .args(args)
         .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -947,6 +952,92 @@ fn the_gateway_over_tls_maps_client_certificates_to_registered_devices() {
     veritrace_testkit::signal(&child, "-TERM");
     let st = child.wait().expect("wait");
     assert!(st.success(), "gateway exited with {st}");
+}
+
+#[test]
+fn the_embedded_gateway_answers_once_sealed_with_each_outcome_and_survives_kill_9() {
+    let site = Site::new("enforce");
+    let [_, _, _, _, _, d1_new] = register(&site);
+    let t = site.now - 100;
+    let env = [
+        ("VERITRACE__PIPELINE__BATCH_MAX_AGE", "200ms"),
+        ("VERITRACE__PIPELINE__EPOCH_INTERVAL", "1s"),
+    ];
+    let (mut child, addr) = start_gateway_with(&site, &["--embedded"], &env);
+    let two = [
+        jws(&d1_new, "d1", t, &event("emb-1", P1)),
+        jws(&d1_new, "d1", t, &event("emb-2", P1)),
+    ]
+    .join("\n");
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/v1/ingest",
+        "application/jose",
+        two.as_bytes(),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["events_accepted"], 2, "{body}");
+    assert_eq!(body["rejected"], serde_json::json!([]), "{body}");
+    assert!(body["batch_id"].is_string(), "{body}");
+    // Sealed means durable: killed with -9 right after the answer, the rows are there.
+    let mut c = child.0.take().expect("running");
+    veritrace_testkit::signal(&c, "-KILL");
+    let _ = c.wait();
+    let rows = site
+        .sql("SELECT event_id, signer FROM events WHERE event_id LIKE 'emb-%' ORDER BY event_id");
+    assert_eq!(rows.as_array().expect("rows").len(), 2, "{rows}");
+    assert_eq!(rows[1]["signer"], "d1");
+
+    // Restarted: a replay is one row (the answer says which record was a duplicate), a
+    // new event is accepted, an unsigned record under enforce refuses the request.
+    let (mut child, addr) = start_gateway_with(&site, &["--embedded"], &env);
+    let replay = [
+        jws(&d1_new, "d1", t, &event("emb-2", P1)),
+        jws(&d1_new, "d1", t, &event("emb-3", P1)),
+    ]
+    .join("\n");
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/v1/ingest",
+        "application/jose",
+        replay.as_bytes(),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["events_accepted"], 1, "{body}");
+    assert_eq!(body["rejected"][0]["record"], 0, "{body}");
+    assert_eq!(
+        body["rejected"][0]["reason"], "duplicate_event_id",
+        "{body}"
+    );
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/v1/ingest",
+        "application/json",
+        &event("emb-unsigned", P1),
+    );
+    assert_eq!(status, 401, "{body}");
+    let mut c = child.0.take().expect("running");
+    veritrace_testkit::signal(&c, "-TERM");
+    let st = c.wait().expect("wait");
+    assert!(st.success(), "gateway exited with {st}");
+
+    // Stopped cleanly, the last epoch is sealed and anchored: the proof verifies offline.
+    let rows = site.sql("SELECT count(*) AS n FROM events WHERE event_id LIKE 'emb-%'");
+    assert_eq!(rows[0]["n"], 3, "{rows}");
+    let proof = site.root.join("emb-3.proof.json");
+    site.ok(&["proof", "emb-3", "--out", proof.to_str().expect("path")]);
+    let out = bin()
+        .args(["verify", proof.to_str().expect("path")])
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Kills the child by its PID when a test fails before stopping it.
