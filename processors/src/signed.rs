@@ -168,6 +168,30 @@ pub struct Signatures {
     preverified: std::collections::HashMap<[u8; 32], [u8; 32]>,
 }
 
+/// Checks a signature as [`Signed::verify`] does, with ring's assembly P-256 for ES256
+/// (the verify crate keeps the pure-Rust p256, which builds for wasm32; both accept exactly
+/// the ECDSA P-256/SHA-256 signatures `r || s` with `r` and `s` in `[1, n - 1]`).
+fn verify_fast(
+    signed: &Signed,
+    key: &PublicKey,
+) -> std::result::Result<(), veritrace_verify::signature::SigError> {
+    match key {
+        PublicKey::P256(k) if signed.alg == veritrace_verify::signature::Alg::Es256 => {
+            let point = k.to_encoded_point(false);
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                point.as_bytes(),
+            )
+            .verify(&signed.to_be_signed, &signed.signature)
+            .map_err(|_| veritrace_verify::signature::SigError {
+                code: "bad_signature",
+                detail: "the ES256 signature does not verify with the signer's key".into(),
+            })
+        }
+        _ => signed.verify(key),
+    }
+}
+
 /// Ed25519 signatures verified together at most (the batch equation grows with it; past
 /// 64 the gain per signature is small).
 const BATCH: usize = 64;
@@ -1065,6 +1089,50 @@ mod tests {
             iat: Some(iat),
         };
         sign_jws(k, "d1", &claims, event.as_bytes()).into_bytes()
+    }
+
+    #[test]
+    fn ring_and_the_verify_crate_agree_on_es256() {
+        let k = key(Alg::Es256, 5);
+        let other = key(Alg::Es256, 6);
+        let claims = Claims {
+            iss: Some("d".into()),
+            sub: None,
+            iat: Some(1),
+        };
+        for i in 0..50u8 {
+            let jws = sign_jws(&k, "d", &claims, &[b'{', i, b'}']);
+            let signed =
+                parse_envelope(jws.as_bytes(), sniff(jws.as_bytes()).expect("jws")).expect("parse");
+            assert!(verify_fast(&signed, &k.public()).is_ok());
+            assert!(signed.verify(&k.public()).is_ok());
+            assert!(verify_fast(&signed, &other.public()).is_err());
+            let mut bad = signed.clone();
+            bad.signature[usize::from(i) % 64] ^= 1;
+            assert_eq!(
+                verify_fast(&bad, &k.public()).is_ok(),
+                bad.verify(&k.public()).is_ok()
+            );
+            assert!(verify_fast(&bad, &k.public()).is_err());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bundle_records_never_panic(
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            events in proptest::collection::vec("[ -~]{0,40}", 0..4),
+        ) {
+            let s = Signatures {
+                policy: SignaturePolicy { default: Policy::Enforce, ..SignaturePolicy::default() },
+                ..Signatures::default()
+            };
+            let mut raw = b"{\"bundle\":".to_vec();
+            raw.extend_from_slice(&tail);
+            let _ = s.open_bundle(&raw, 0, &Limits::default());
+            let shaped = format!(r#"{{"bundle":"eyJ.a.b","events":[{}]}}"#, events.join(","));
+            let _ = s.open_bundle(shaped.as_bytes(), 0, &Limits::default());
+        }
     }
 
     #[test]

@@ -185,6 +185,15 @@ mod tests {
         assert!(decode_member(&bytes[..20]).is_none(), "a truncated path");
         assert!(decode_member(b"{\"bundle\":1}").is_none(), "not version 1");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_stored_members_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Some(m) = decode_member(&bytes) {
+                proptest::prop_assert_eq!(encode_member(m.index, &m.path, m.event), bytes);
+            }
+        }
+    }
     use crate::signature::{Alg, parse_envelope};
 
     #[test]
