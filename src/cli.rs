@@ -422,6 +422,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listen = a.listen.unwrap_or(cfg.http.listen);
             let flight_listen = a.flight_listen.unwrap_or(cfg.http.flight_listen);
             let grace = cfg.query.shutdown_grace;
+            let tls_files = cfg.http.tls.files("http.tls")?;
+            for (what, addr) in [("the HTTP API", listen), ("Flight SQL", flight_listen)] {
+                veritrace_net::check_plaintext(
+                    what,
+                    addr,
+                    tls_files.is_some(),
+                    cfg.http.allow_plaintext,
+                )
+                .map_err(anyhow::Error::msg)?;
+            }
+            let tls = tls_files
+                .map(veritrace_net::Tls::load)
+                .transpose()
+                .context("http.tls")?;
+            let opts = veritrace_net::ServeOptions {
+                tls: tls.clone(),
+                ..veritrace_net::ServeOptions::default()
+            };
             let rt = crate::rt::runtime()?;
             let result = rt.block_on(async {
                 let engine = Arc::new(QueryEngine::open_with(&data, cfg.query.options()).await?);
@@ -433,8 +451,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let flight = tokio::net::TcpListener::bind(flight_listen)
                     .await
                     .with_context(|| format!("binding {flight_listen} for Flight SQL"))?;
+                let (http, grpc) = if tls.is_some() {
+                    ("https", "grpc+tls")
+                } else {
+                    ("http", "grpc")
+                };
                 eprintln!(
-                    "serving {} on http://{} and Flight SQL on grpc://{}",
+                    "serving {} on {http}://{} and Flight SQL on {grpc}://{}",
                     data.display(),
                     listener.local_addr()?,
                     flight.local_addr()?
@@ -446,13 +469,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         let _ = rx.wait_for(|s| *s).await;
                     }
                 };
-                let flight_task = tokio::spawn(veritrace_queries::flight::serve(
-                    flight,
-                    engine.clone(),
-                    stopped(),
-                ));
+                let stats = Arc::new(veritrace_net::AcceptStats::default());
+                let flight_task = match &tls {
+                    None => tokio::spawn(veritrace_queries::flight::serve(
+                        flight,
+                        engine.clone(),
+                        stopped(),
+                    )),
+                    Some(t) => tokio::spawn(veritrace_queries::flight::serve_incoming(
+                        veritrace_net::tls_incoming(flight, t.clone(), &opts, stats.clone()),
+                        engine.clone(),
+                        stopped(),
+                    )),
+                };
                 let servers = async {
-                    veritrace_metrics::serve(listener, app, stopped()).await?;
+                    veritrace_net::serve(listener, app, opts, stats, stopped()).await?;
                     flight_task
                         .await
                         .context("the Flight SQL server task")?

@@ -579,6 +579,11 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Where `veritrace serve` also answers Arrow Flight SQL (gRPC).
     pub flight_listen: SocketAddr,
+    /// Plain HTTP and gRPC on an address other than loopback (a proxy in front terminates
+    /// TLS).
+    pub allow_plaintext: bool,
+    /// `[http.tls]`: TLS for both listeners (HTTP and Flight SQL).
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -598,6 +603,11 @@ impl Default for Config {
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 flight_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+                allow_plaintext: false,
+                tls: TlsConfig {
+                    client_certs: "off".into(),
+                    ..TlsConfig::default()
+                },
             },
             kafka: KafkaConfig {
                 brokers: "127.0.0.1:9092".into(),

@@ -15,7 +15,7 @@
 pub mod serve;
 pub mod tls;
 
-pub use serve::{AcceptStats, Peer, ServeOptions, check_plaintext, serve};
+pub use serve::{AcceptStats, Peer, ServeOptions, check_plaintext, serve, tls_incoming};
 pub use tls::{ClientCert, ClientCerts, Tls, TlsError, TlsFiles};
 
 #[cfg(test)]

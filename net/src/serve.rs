@@ -197,3 +197,59 @@ fn service(
         app.clone().oneshot(req)
     })
 }
+
+/// TLS connections accepted on `listener`, for servers that take a stream of connections
+/// (tonic's Flight SQL): each handshake runs on its own task (a slow client holds up no
+/// one), bounded by `opts.handshake_timeout`, with `opts.max_connections` handshakes at once;
+/// failed handshakes are counted in `stats` and left out. Ends when `listener` fails for
+/// good or the stream is dropped.
+pub fn tls_incoming(
+    listener: TcpListener,
+    tls: Arc<Tls>,
+    opts: &ServeOptions,
+    stats: Arc<AcceptStats>,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
++ Send
++ 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let handshake = opts.handshake_timeout;
+    let slots = Arc::new(Semaphore::new(opts.max_connections));
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                stats.over_limit.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (tx, tls, stats) = (tx.clone(), tls.clone(), stats.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => {
+                        let _ = tx.send(Ok(s)).await;
+                    }
+                    Ok(Err(e)) => {
+                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+}

@@ -260,11 +260,33 @@ pub async fn serve(
     engine: Arc<QueryEngine>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_incoming(
+        tonic::transport::server::TcpIncoming::from(listener),
+        engine,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves Flight SQL on the connections `incoming` yields (TLS ones, say) until `shutdown`
+/// resolves.
+pub async fn serve_incoming<I, IO, IE>(
+    incoming: I,
+    engine: Arc<QueryEngine>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error>
+where
+    I: futures::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     tonic::transport::Server::builder()
         .add_service(FlightSql::new(engine).into_service())
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

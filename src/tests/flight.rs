@@ -153,3 +153,118 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
     }
     assert_eq!(results[6]["rows"], sql_json(&data, &statements[6]));
 }
+
+#[test]
+fn serve_over_tls_answers_https_and_grpc_tls_and_refuses_plain_off_loopback() {
+    use veritrace_testkit::tls::{Pki, https, status};
+    let py = python();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let out = bin()
+        .args([
+            "demo",
+            "--events",
+            "2000",
+            "--data",
+            data.to_str().expect("p"),
+            "--no-serve",
+        ])
+        .output()
+        .expect("demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Plain on a non-loopback address is refused before anything listens.
+    let out = bin()
+        .args([
+            "serve",
+            "--data",
+            data.to_str().expect("p"),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .args(["--flight-listen", "127.0.0.1:0"])
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without TLS") && err.contains("allow-plaintext"),
+        "{err}"
+    );
+
+    let pki = Pki::new(tmp.path(), "serve").expect("pki");
+    let cert = pki.server("serve").expect("cert");
+    let mut child = bin()
+        .args(["serve", "--data", data.to_str().expect("p")])
+        .args(["--listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0"])
+        .env("VERITRACE__HTTP__TLS__CERT", &cert.cert)
+        .env("VERITRACE__HTTP__TLS__KEY", &cert.key)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let _server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        assert!(Instant::now() < deadline, "server did not start");
+        let line = lines.next().expect("server exited").expect("line");
+        if line.contains("grpc+tls://") {
+            break line;
+        }
+    };
+    let port = |scheme: &str| -> u16 {
+        line.split(scheme)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no {scheme} in {line}"))
+    };
+    let (http_port, grpc_port) = (port("https://"), port("grpc+tls://"));
+    let resp = https(
+        http_port,
+        &pki.ca_file,
+        None,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("https");
+    assert_eq!(
+        status(&resp),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+
+    let sql = "SELECT count(*) AS n FROM events";
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/flight_sql_query.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(format!("grpc+tls://127.0.0.1:{grpc_port}"))
+        .arg(sql)
+        .env("VERITRACE_TLS_ROOT_CERTS", &pki.ca_file)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "ADBC over TLS failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("client json");
+    assert_eq!(got["results"][0]["rows"], sql_json(&data, sql), "{got}");
+    // Without the CA the client refuses the server: it is TLS with our certificate.
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(format!("grpc+tls://127.0.0.1:{grpc_port}"))
+        .arg(sql)
+        .output()
+        .expect("python");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() || text.contains("error"), "{text}");
+}

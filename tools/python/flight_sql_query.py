@@ -3,12 +3,15 @@ prints every result as JSON: {"results": [[row objects], ...]}. Used by the Flig
 (src/tests/flight.rs); any failure exits non-zero with the driver's message.
 
 usage: flight_sql_query.py grpc://HOST:PORT SQL [SQL ...]
+       (grpc+tls://HOST:PORT with VERITRACE_TLS_ROOT_CERTS naming the CA's PEM file)
 """
 
 import json
+import os
 import sys
 import warnings
 
+import adbc_driver_flightsql
 import adbc_driver_flightsql.dbapi as flight_sql
 
 
@@ -17,7 +20,12 @@ def main() -> int:
     results = []
     # The server has no transactions; ADBC warns that autocommit cannot be turned off.
     warnings.simplefilter("ignore")
-    with flight_sql.connect(uri) as conn:
+    db_kwargs = {}
+    roots = os.environ.get("VERITRACE_TLS_ROOT_CERTS")
+    if roots:
+        with open(roots, encoding="ascii") as f:
+            db_kwargs[adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value] = f.read()
+    with flight_sql.connect(uri, db_kwargs=db_kwargs) as conn:
         cur = conn.cursor()
         for sql in statements:
             try:
