@@ -347,16 +347,16 @@ struct CertDevice {
 }
 
 /// Maps a verified client certificate to the registered device its common name names.
-fn cert_device(gw: &Gateway, cert: &ClientCert) -> Result<CertDevice, Response> {
+fn cert_device(gw: &Gateway, cert: &ClientCert) -> Result<CertDevice, Box<Response>> {
     let Some(cn) = cert.common_name.as_deref() else {
-        return Err(refuse(
+        return Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             "certificate_without_device",
             format!(
                 "the client certificate (sha256 {}) has no subject common name naming a device",
                 cert.sha256
             ),
-        ));
+        )));
     };
     let registry = gw.signatures.registry.as_ref().map(|r| r.current());
     let device = registry
@@ -368,19 +368,19 @@ fn cert_device(gw: &Gateway, cert: &ClientCert) -> Result<CertDevice, Response> 
             r.devices().get(cn).cloned()
         });
     match device {
-        None => Err(refuse(
+        None => Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             Reason::UnknownSigner.as_str(),
             format!("the client certificate names {cn:?}, which is not a registered device"),
-        )),
-        Some(d) if d.revoked.is_some() => Err(refuse(
+        ))),
+        Some(d) if d.revoked.is_some() => Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             Reason::SignerRevoked.as_str(),
             format!(
                 "the client certificate names device {cn:?}, revoked at {}",
                 d.revoked.unwrap_or_default()
             ),
-        )),
+        ))),
         Some(d) => Ok(CertDevice {
             id: cn.to_owned(),
             participant: d.participant_id,
@@ -397,7 +397,7 @@ async fn ingest_inner(
 ) -> Response {
     let device = match cert.map(|c| cert_device(gw, c)).transpose() {
         Ok(d) => d,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if body.iter().all(u8::is_ascii_whitespace) {
         return refuse(

@@ -58,7 +58,7 @@ fn stages(c: &mut Criterion) {
             EventColumns::new,
             |mut cols| {
                 for (i, a) in accepted.iter().enumerate() {
-                    let _ = cols.push(&a.event, &a.canonical, &a.leaf_hash, i as u64, None);
+                    let _ = cols.push(&a.event, &a.canonical, &a.leaf_hash, i as u64, None, None);
                 }
                 std::hint::black_box(cols.finish("b", "s", 0))
             },
@@ -75,7 +75,7 @@ fn stages(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for it in 0..iters {
                 for (i, a) in accepted.iter().enumerate() {
-                    let _ = cols.push(&a.event, &a.canonical, &a.leaf_hash, i as u64, None);
+                    let _ = cols.push(&a.event, &a.canonical, &a.leaf_hash, i as u64, None, None);
                 }
                 let first = it * N as u64;
                 let batch = cols.finish("b", "bench", 0).expect("batch");
