@@ -43,6 +43,8 @@ for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null && br
 DATA="$WORK/data"
 NOW="$(date +%s)"
 "$BIN" keys generate --alg EdDSA --out "$WORK/root.key" >/dev/null
+ROOT_PUB="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["public"])' "$WORK/root.key")"
+export VERITRACE__SIGNATURES__ROOT_KEY="$ROOT_PUB"
 "$BIN" keys generate --alg EdDSA --out "$WORK/admin.key" >/dev/null
 "$BIN" keys generate --alg EdDSA --out "$WORK/ed.key" >/dev/null
 "$BIN" keys generate --alg ES256 --out "$WORK/p256.key" >/dev/null
@@ -52,7 +54,6 @@ for d in ed p256; do
   "$BIN" device register --data "$DATA" --admin-key "$WORK/admin.key" --participant P1 \
     --id "dev-$d" --key "$WORK/$d.key" --at $((NOW - 60)) >/dev/null
 done
-ROOT_PUB="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["public"])' "$WORK/root.key")"
 
 # The bodies: signed events as a device would send them.
 event() {
@@ -66,7 +67,7 @@ for i in $(seq 1 100); do event "$i"; done > "$WORK/hundred.jsonl"
 
 # The gateway.
 LOG="$WORK/gateway.log"
-VERITRACE__SIGNATURES__ROOT_KEY="$ROOT_PUB" VERITRACE__SIGNATURES__POLICY=enforce \
+VERITRACE__SIGNATURES__POLICY=enforce \
   "$BIN" gateway --brokers "127.0.0.1:$KPORT" --listen 127.0.0.1:0 --data "$DATA" 2>"$LOG" &
 GW=$!
 PIDS+=($GW)

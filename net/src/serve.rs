@@ -69,6 +69,43 @@ pub struct AcceptStats {
     pub handshake_failures: AtomicU64,
 }
 
+/// The next connection; failures to accept (out of file descriptors, a connection reset
+/// before it was taken) are logged and waited out rather than spun on.
+async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(c) => return c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The TLS handshake of one connection, bounded by `timeout`; a failure is counted.
+async fn handshake(
+    tls: &Tls,
+    tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+    timeout: Duration,
+    stats: &AcceptStats,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%addr, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// Refuses plain TCP on an address other than loopback unless `allow_plaintext` says the
 /// operator means it (a proxy in front terminates TLS, say): `what` names the server in the
 /// error.
@@ -108,16 +145,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (tcp, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors or a connection reset before accept: wait a
-                    // moment rather than spin, and go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = accept(&listener) => c,
             () = &mut shutdown => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -130,7 +158,7 @@ pub async fn serve(
         let builder = builder.clone();
         let app = app.clone();
         let tls = opts.tls.clone();
-        let handshake = opts.handshake_timeout;
+        let timeout = opts.handshake_timeout;
         let stats = stats.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -146,18 +174,8 @@ pub async fn serve(
                     let _ = watcher.watch(conn).await;
                 }
                 Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-                    let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(%addr, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
+                    let Some(stream) = handshake(&tls, tcp, addr, timeout, &stats).await else {
+                        return;
                     };
                     let client = stream
                         .get_ref()
@@ -212,19 +230,12 @@ pub fn tls_incoming(
 + Send
 + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let handshake = opts.handshake_timeout;
+    let timeout = opts.handshake_timeout;
     let slots = Arc::new(Semaphore::new(opts.max_connections));
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                c = accept(&listener) => c,
                 () = tx.closed() => return,
             };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -235,18 +246,8 @@ pub fn tls_incoming(
             let (tx, tls, stats) = (tx.clone(), tls.clone(), stats.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-                match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => {
-                        let _ = tx.send(Ok(s)).await;
-                    }
-                    Ok(Err(e)) => {
-                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%addr, error = %e, "TLS handshake failed");
-                    }
-                    Err(_) => {
-                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Some(s) = handshake(&tls, tcp, addr, timeout, &stats).await {
+                    let _ = tx.send(Ok(s)).await;
                 }
             });
         }
