@@ -32,7 +32,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # The broker.
 KPORT="$(free_port)"
-(cd "$WORK" && "$TANSU" broker --listener-url "tcp://127.0.0.1:$KPORT" \
+(cd "$WORK" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$KPORT" \
   --advertised-listener-url "tcp://127.0.0.1:$KPORT" --storage-engine memory://tansu/ \
   >/dev/null 2>"$WORK/broker.log") &
 PIDS+=($!)
