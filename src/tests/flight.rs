@@ -46,20 +46,14 @@ fn sql_json(data: &std::path::Path, sql: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
-#[test]
-fn an_adbc_flight_sql_client_queries_and_traces() {
-    let py = python();
+/// A data directory filled by `veritrace demo` with `events` events.
+fn demo_data(events: u32) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let out = bin()
-        .args([
-            "demo",
-            "--events",
-            "20000",
-            "--data",
-            data.to_str().expect("p"),
-            "--no-serve",
-        ])
+        .args(["demo", "--events", &events.to_string(), "--data"])
+        .arg(&data)
+        .arg("--no-serve")
         .output()
         .expect("demo");
     assert!(
@@ -67,6 +61,13 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (tmp, data)
+}
+
+#[test]
+fn an_adbc_flight_sql_client_queries_and_traces() {
+    let py = python();
+    let (_tmp, data) = demo_data(20_000);
     let mut child = bin()
         .args([
             "serve",
@@ -158,24 +159,7 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
 fn serve_over_tls_answers_https_and_grpc_tls_and_refuses_plain_off_loopback() {
     use veritrace_testkit::tls::{Pki, https, status};
     let py = python();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let data = tmp.path().join("data");
-    let out = bin()
-        .args([
-            "demo",
-            "--events",
-            "2000",
-            "--data",
-            data.to_str().expect("p"),
-            "--no-serve",
-        ])
-        .output()
-        .expect("demo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (tmp, data) = demo_data(2_000);
 
     // Plain on a non-loopback address is refused before anything listens.
     let out = bin()
