@@ -121,12 +121,20 @@ mod tests {
             strange.is_err(),
             "a certificate from another CA: {strange:?}"
         );
-        assert!(
-            s.stats
-                .handshake_failures
-                .load(std::sync::atomic::Ordering::Relaxed)
-                >= 1
-        );
+        // The server counts the failure after the client has read the alert: wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s
+            .stats
+            .handshake_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the refused handshake was never counted"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let _ = s.stop.send(true);
         s.task.await.expect("join").expect("serve");
 
