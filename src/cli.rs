@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use veritrace_queries::flight::FlightSql;
 use veritrace_queries::{Format, QueryEngine, output};
 use veritrace_verify::verify::Options;
 
@@ -80,6 +81,10 @@ enum Command {
     /// The identity registry: devices, their keys, rotation and revocation.
     #[command(subcommand)]
     Device(crate::registry_cmd::DeviceCommand),
+    /// API tokens for `veritrace serve`: create (shown once, stored as a hash), list,
+    /// revoke.
+    #[command(subcommand)]
+    Tokens(crate::tokens_cmd::TokensCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(IngestCommand::File(a)) => ingest_file(a, &cfg),
         Command::Participant(c) => crate::registry_cmd::participant_cmd(c, &cfg),
         Command::Device(c) => crate::registry_cmd::device_cmd(c, &cfg),
+        Command::Tokens(c) => crate::tokens_cmd::tokens_cmd(c, &cfg),
         Command::Process(a) => crate::process::process(a, cfg),
         Command::Gateway(a) => crate::gateway_cmd::gateway(a, cfg),
         Command::MqttBridge(a) => crate::mqtt_cmd::bridge(a, cfg),
@@ -440,11 +446,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tls: tls.clone(),
                 ..veritrace_net::ServeOptions::default()
             };
+            let loopback = listen.ip().is_loopback() && flight_listen.ip().is_loopback();
+            let auth_settings = cfg.auth.settings(&data, loopback)?;
+            let mut options = cfg.query.options();
+            options.registry_root = cfg.signatures.root()?;
             let rt = crate::rt::runtime()?;
             let result = rt.block_on(async {
-                let engine = Arc::new(QueryEngine::open_with(&data, cfg.query.options()).await?);
+                let auth = Arc::new(
+                    veritrace_queries::access::Authenticator::new(auth_settings)
+                        .await
+                        .map_err(anyhow::Error::msg)
+                        .context("[auth]")?,
+                );
+                match auth.anonymous() {
+                    Some(r) => eprintln!(
+                        "requests without credentials are served as {r} (set [auth] anonymous = \"none\" to refuse them)"
+                    ),
+                    None => eprintln!(
+                        "every request but /healthz needs `Authorization: Bearer <token>` (veritrace tokens create)"
+                    ),
+                }
+                let engine = Arc::new(QueryEngine::open_with(&data, options).await?);
                 let registry = prometheus::Registry::new();
-                let app = veritrace_queries::http::router(engine.clone(), registry)?;
+                let app = veritrace_queries::http::router_with_auth(
+                    engine.clone(),
+                    registry,
+                    auth.clone(),
+                )?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("binding {listen}"))?;
@@ -473,12 +501,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let flight_task = match &tls {
                     None => tokio::spawn(veritrace_queries::flight::serve(
                         flight,
-                        engine.clone(),
+                        FlightSql::with_auth(engine.clone(), auth.clone()),
                         stopped(),
                     )),
                     Some(t) => tokio::spawn(veritrace_queries::flight::serve_incoming(
                         veritrace_net::tls_incoming(flight, t.clone(), &opts, stats.clone()),
-                        engine.clone(),
+                        FlightSql::with_auth(engine.clone(), auth.clone()),
                         stopped(),
                     )),
                 };

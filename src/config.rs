@@ -81,6 +81,125 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// `veritrace mqtt-bridge`: an MQTT broker's messages into Kafka.
     pub mqtt: MqttConfig,
+    /// Who may use `veritrace serve` (HTTP and Flight SQL): API tokens, an OIDC provider,
+    /// the anonymous role.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: authentication of `veritrace serve` (see `veritrace_queries::access`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The API token file (`veritrace tokens create` writes it); empty:
+    /// `<data-dir>/access/tokens.json`.
+    pub tokens_file: String,
+    /// The role of requests without credentials: `auto` (admin when both listeners are on
+    /// loopback and neither tokens nor an identity provider are configured, else none),
+    /// `none` (refused with 401 `missing_credentials`), or a role name.
+    pub anonymous: String,
+    /// `[auth.oidc]`: bearer JWTs from an identity provider (off while `issuer` is empty).
+    pub oidc: OidcSection,
+}
+
+/// `[auth.oidc]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OidcSection {
+    /// The `iss` tokens must carry; empty turns OIDC off.
+    pub issuer: String,
+    /// The audience tokens must name.
+    pub audience: String,
+    /// The provider's keys: a JWKS file, or its `https://` (or `http://`) `jwks_uri`.
+    pub jwks: String,
+    /// The claim naming the role (a string, or a list such as groups).
+    pub role_claim: String,
+    /// The claim naming the participant (for the participant role).
+    pub participant_claim: String,
+    /// Accepted algorithms (public-key ones only).
+    pub algorithms: Vec<String>,
+    /// Claim values mapped to roles, e.g. `"supply-chain-analysts" = "analyst"`.
+    pub roles: BTreeMap<String, String>,
+}
+
+impl AuthConfig {
+    /// The token file for `data_dir`.
+    pub fn tokens_path(&self, data_dir: &Path) -> PathBuf {
+        if self.tokens_file.is_empty() {
+            veritrace_queries::access::tokens::default_path(data_dir)
+        } else {
+            PathBuf::from(&self.tokens_file)
+        }
+    }
+
+    /// The authenticator's settings; `loopback` says whether every listener is on loopback
+    /// (for `anonymous = "auto"`).
+    pub fn settings(
+        &self,
+        data_dir: &Path,
+        loopback: bool,
+    ) -> anyhow::Result<veritrace_queries::access::AuthConfig> {
+        use veritrace_queries::access::Role;
+        use veritrace_queries::access::oidc::{JwksSource, OidcConfig, parse_algorithm};
+        let tokens_file = self.tokens_path(data_dir);
+        let o = &self.oidc;
+        let oidc = if o.issuer.is_empty() {
+            None
+        } else {
+            anyhow::ensure!(
+                !o.audience.is_empty() && !o.jwks.is_empty(),
+                "auth.oidc needs audience and jwks besides issuer"
+            );
+            let roles = o
+                .roles
+                .iter()
+                .map(|(k, v)| {
+                    v.parse::<Role>()
+                        .map(|r| (k.clone(), r))
+                        .map_err(|e| anyhow::anyhow!("auth.oidc.roles.{k}: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let algorithms = o
+                .algorithms
+                .iter()
+                .map(|a| {
+                    parse_algorithm(a).map_err(|e| anyhow::anyhow!("auth.oidc.algorithms: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let jwks = if o.jwks.starts_with("https://") || o.jwks.starts_with("http://") {
+                JwksSource::Url(o.jwks.clone())
+            } else {
+                JwksSource::File(o.jwks.clone().into())
+            };
+            Some(OidcConfig {
+                issuer: o.issuer.clone(),
+                audience: o.audience.clone(),
+                jwks,
+                role_claim: o.role_claim.clone(),
+                participant_claim: o.participant_claim.clone(),
+                roles,
+                algorithms,
+            })
+        };
+        let anonymous = match self.anonymous.as_str() {
+            "auto" => {
+                let has_tokens = veritrace_queries::access::tokens::list(&tokens_file)
+                    .map_err(anyhow::Error::msg)?
+                    .iter()
+                    .any(|t| t.revoked.is_none());
+                (loopback && !has_tokens && oidc.is_none()).then_some(Role::Admin)
+            }
+            "none" | "" => None,
+            r => Some(
+                r.parse::<Role>()
+                    .map_err(|e| anyhow::anyhow!("auth.anonymous: {e}"))?,
+            ),
+        };
+        Ok(veritrace_queries::access::AuthConfig {
+            tokens_file,
+            oidc,
+            anonymous,
+        })
+    }
 }
 
 /// `[mqtt]`: the MQTT bridge (see `veritrace_ingest::mqtt`).
@@ -667,6 +786,22 @@ impl Default for Config {
                         ..TlsConfig::default()
                     },
                 }
+            },
+            auth: AuthConfig {
+                tokens_file: String::new(),
+                anonymous: "auto".into(),
+                oidc: OidcSection {
+                    issuer: String::new(),
+                    audience: String::new(),
+                    jwks: String::new(),
+                    role_claim: "veritrace_role".into(),
+                    participant_claim: "veritrace_participant".into(),
+                    algorithms: veritrace_queries::access::oidc::DEFAULT_ALGORITHMS
+                        .iter()
+                        .map(|a| format!("{a:?}"))
+                        .collect(),
+                    roles: BTreeMap::new(),
+                },
             },
             signatures: {
                 let d = SignaturePolicy::default();

@@ -13,3 +13,4 @@ pub mod process;
 pub mod registry_cmd;
 pub mod rt;
 pub mod signing;
+pub mod tokens_cmd;

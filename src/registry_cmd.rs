@@ -29,6 +29,53 @@ pub enum ParticipantCommand {
     /// Register a participant (a company) and its admin key, signed with the operator's
     /// root key (the one `[signatures] root-key` names).
     Register(ParticipantRegisterArgs),
+    /// Let another participant see the events about some trace codes in which this
+    /// participant takes part (a recall, an audit): a `visibility.granted` record signed with
+    /// the sharing participant's admin key, sealed and anchored like any event.
+    Share(ShareArgs),
+    /// End a grant (`visibility.revoked`, signed with the sharing participant's admin key).
+    Unshare(UnshareArgs),
+}
+
+/// Flags of `veritrace participant share`.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// The sharing participant's admin key file (secret).
+    #[arg(long)]
+    admin_key: PathBuf,
+    /// The sharing participant.
+    #[arg(long)]
+    from: String,
+    /// The participant who may see.
+    #[arg(long)]
+    to: String,
+    /// A trace code shared (repeat for more).
+    #[arg(long = "code")]
+    codes: Vec<String>,
+    /// A file of trace codes, one per line.
+    #[arg(long)]
+    codes_file: Option<PathBuf>,
+    /// Why (kept in the record).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// The grant's id; default: a random one (printed).
+    #[arg(long)]
+    grant_id: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Flags of `veritrace participant unshare`.
+#[derive(Debug, Args)]
+pub struct UnshareArgs {
+    /// The sharing participant's admin key file (secret).
+    #[arg(long)]
+    admin_key: PathBuf,
+    /// The grant to end.
+    #[arg(long)]
+    grant_id: String,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// `veritrace device ...`
@@ -174,6 +221,48 @@ pub fn participant_cmd(cmd: ParticipantCommand, cfg: &Config) -> anyhow::Result<
                 at: a.common.at.unwrap_or_else(now_secs),
             };
             submit(cfg, a.common.data.as_deref(), &root, &record)
+        }
+        ParticipantCommand::Share(a) => {
+            let admin = read_key(&a.admin_key)?;
+            let mut codes = a.codes;
+            if let Some(f) = &a.codes_file {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                codes.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            if codes.is_empty() {
+                bail!("name the trace codes shared: --code CODE (repeatable) or --codes-file FILE");
+            }
+            let grant_id = match a.grant_id {
+                Some(g) => g,
+                None => {
+                    let mut b = [0u8; 8];
+                    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+                    format!("grant-{}", hex::encode(b))
+                }
+            };
+            let record = Record::VisibilityGranted {
+                grant_id,
+                grantor: a.from,
+                grantee: a.to,
+                trace_codes: codes,
+                reason: a.reason,
+                at: a.common.at.unwrap_or_else(now_secs),
+            };
+            submit(cfg, a.common.data.as_deref(), &admin, &record)
+        }
+        ParticipantCommand::Unshare(a) => {
+            let admin = read_key(&a.admin_key)?;
+            let record = Record::VisibilityRevoked {
+                grant_id: a.grant_id,
+                at: a.common.at.unwrap_or_else(now_secs),
+            };
+            submit(cfg, a.common.data.as_deref(), &admin, &record)
         }
     }
 }

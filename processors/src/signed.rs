@@ -949,6 +949,16 @@ impl RegistryStage {
                     .unwrap_or_default();
                 self.owner(&owner)
             }
+            Record::VisibilityGranted { grantor, .. } => self.owner(grantor),
+            Record::VisibilityRevoked { grant_id, .. } => {
+                let grantor = self
+                    .registry
+                    .grants()
+                    .get(grant_id)
+                    .map(|g| g.grantor.clone())
+                    .unwrap_or_default();
+                self.owner(&grantor)
+            }
         };
         self.registry
             .apply(&signed)
@@ -958,12 +968,25 @@ impl RegistryStage {
             Record::DeviceRegistered { device_id, .. }
             | Record::DeviceKeyRotated { device_id, .. }
             | Record::DeviceRevoked { device_id, .. } => Some(device_id.clone()),
+            Record::VisibilityGranted { .. } | Record::VisibilityRevoked { .. } => None,
+        };
+        // The grantee takes part in a grant (it sees the grants it received).
+        let counterparty = match &record {
+            Record::VisibilityGranted { grantee, .. } => {
+                let p = self.registry.participants().get(grantee);
+                Some(Participant {
+                    id: grantee.clone(),
+                    name: p.map(|p| p.name.clone()),
+                    role: p.map(|p| p.role.clone()).unwrap_or_default(),
+                })
+            }
+            _ => None,
         };
         let time = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
         let event = Event {
             attachments: Vec::new(),
             attributes: serde_json::to_value(&record).ok(),
-            counterparty: None,
+            counterparty,
             device_id,
             event_id: id,
             event_time: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -193,6 +193,20 @@ pub struct QueryEngine {
     /// The `events` table, for trace plans.
     pub(crate) events: Arc<dyn TableProvider>,
     events_table: Arc<Swappable>,
+    /// The operator's root key, to replay the identity registry (visibility grants).
+    pub(crate) registry_root: Option<veritrace_verify::signature::PublicKey>,
+    /// The registry's grants, with the snapshot fingerprint they were read at.
+    #[allow(clippy::type_complexity)]
+    pub(crate) grants: Arc<
+        Mutex<
+            Option<(
+                u64,
+                Arc<BTreeMap<String, veritrace_verify::registry::Grant>>,
+            )>,
+        >,
+    >,
+    /// What this engine's identity may see (`None`: everything) ([`crate::visibility`]).
+    pub(crate) visibility: Option<Arc<crate::visibility::Visibility>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -211,6 +225,9 @@ pub struct QueryOptions {
     pub dictionary_count: bool,
     /// What one query may cost ([`crate::limits`]).
     pub limits: QueryLimits,
+    /// The operator's root key (`[signatures] root-key`): the registry's visibility grants
+    /// are replayed with it. Without it, participants see only their own events.
+    pub registry_root: Option<veritrace_verify::signature::PublicKey>,
 }
 
 impl Default for QueryOptions {
@@ -218,6 +235,7 @@ impl Default for QueryOptions {
         QueryOptions {
             dictionary_count: true,
             limits: QueryLimits::default(),
+            registry_root: None,
         }
     }
 }
@@ -378,6 +396,7 @@ impl QueryEngine {
             config.options_mut().execution.parquet.pushdown_filters = true;
         }
         let limits = options.limits.clone();
+        let registry_root = options.registry_root.clone();
         // One memory pool for all queries: joins, aggregates and sorts reserve from it,
         // sorts and aggregates spill to disk when it runs out, and a query that still
         // cannot fit fails with `query_memory_exceeded` naming the biggest consumers.
@@ -461,6 +480,9 @@ impl QueryEngine {
             edges,
             events,
             events_table,
+            registry_root,
+            grants: Arc::default(),
+            visibility: None,
         };
         engine.refresh().await?;
         Ok(engine)
@@ -841,9 +863,16 @@ impl QueryEngine {
     ) -> Result<(Walk, Vec<RecordBatch>)> {
         let code = crate::trace::normalise(code)?;
         self.ensure_edges(self.snapshot().await?).await?;
-        let walk = self.edge_index().walk(&code, direction, max_depth);
+        let mut walk = self.edge_index().walk(&code, direction, max_depth);
         let plan = crate::trace::plan(self.events.clone(), &walk)?;
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let mut batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        if let Some(v) = &self.visibility {
+            // The plan read only visible events; the walk itself came from every edge.
+            let visible = crate::trace::column_values(&batches, "event_id")?;
+            let (hidden, kept) = v.hide(&mut walk, &visible);
+            walk.hidden = hidden;
+            batches = crate::trace::keep_nodes(&batches, &kept)?;
+        }
         Ok((walk, batches))
     }
 

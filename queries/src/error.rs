@@ -75,6 +75,19 @@ pub enum Error {
     /// A bug or an environment failure inside the server (evidence in the message).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller did not prove who it is (`code`: `missing_credentials`, `invalid_token`,
+    /// `token_expired`, `token_revoked`, `alg_not_allowed`, `unknown_key`, `bad_signature`,
+    /// `wrong_issuer`, `wrong_audience`, `token_not_yet_valid`, `no_role`).
+    #[error("not authenticated: {detail}")]
+    Unauthenticated {
+        /// The reason code.
+        code: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The caller's role may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl Error {
@@ -95,6 +108,8 @@ impl Error {
             Error::Busy { .. } => "server_busy",
             Error::Internal(_) => "internal_error",
             Error::Damaged(_) => "data_damaged",
+            Error::Unauthenticated { code, .. } => code,
+            Error::Forbidden(_) => "forbidden",
         }
     }
 

@@ -6,6 +6,12 @@
 //! and `SET` are refused. Results stream as Arrow record batches, in the engine's schema.
 //! The statement handle is the SQL text itself, so any server of the group can answer a
 //! ticket and nothing is kept per client.
+//!
+//! With an [`Authenticator`], every call needs the `authorization` header (`Bearer <token>`,
+//! as ADBC's `adbc.flight.sql.authorization_header` and JDBC's `token` send it) or a
+//! handshake with basic credentials whose password is the token (the server answers with
+//! the bearer header the client then sends); a statement reads what the identity's scope
+//! may see ([`crate::visibility`]).
 
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
@@ -28,6 +34,7 @@ use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::{Authenticator, Capability, Identity, Role};
 use crate::{Error, QueryEngine};
 
 static SQL_INFO: LazyLock<Result<SqlInfoData, String>> = LazyLock::new(|| {
@@ -60,6 +67,8 @@ fn status(e: Error) -> Status {
                 Status::invalid_argument(msg)
             }
             Error::NotFound { .. } => Status::not_found(msg),
+            Error::Unauthenticated { .. } => Status::unauthenticated(msg),
+            Error::Forbidden(_) => Status::permission_denied(msg),
             _ => Status::internal(msg),
         },
     }
@@ -69,12 +78,41 @@ fn status(e: Error) -> Status {
 #[derive(Debug, Clone)]
 pub struct FlightSql {
     engine: Arc<QueryEngine>,
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl FlightSql {
-    /// A service over `engine`.
+    /// A service over `engine`, without authentication (every caller an anonymous admin).
     pub fn new(engine: Arc<QueryEngine>) -> Self {
-        FlightSql { engine }
+        FlightSql { engine, auth: None }
+    }
+
+    /// A service over `engine` with `auth` deciding who each call is.
+    pub fn with_auth(engine: Arc<QueryEngine>, auth: Arc<Authenticator>) -> Self {
+        FlightSql {
+            engine,
+            auth: Some(auth),
+        }
+    }
+
+    async fn identity(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Identity, Status> {
+        let Some(a) = &self.auth else {
+            return Ok(Identity::anonymous(Role::Admin));
+        };
+        let header = metadata
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        a.authenticate(header).await.map_err(status)
+    }
+
+    /// The engine the caller's scope reads.
+    async fn engine_for(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<QueryEngine, Status> {
+        let id = self.identity(metadata).await?;
+        id.require(Capability::Rows).map_err(status)?;
+        self.engine.scoped(&id.scope()).await.map_err(status)
     }
 
     /// The gRPC service to mount on a tonic server.
@@ -86,9 +124,11 @@ impl FlightSql {
         &self,
         sql: &str,
         ticket: Ticket,
-        descriptor: FlightDescriptor,
+        request: Request<FlightDescriptor>,
     ) -> Result<FlightInfo, Status> {
-        let schema = self.engine.sql_schema(sql).await.map_err(status)?;
+        let engine = self.engine_for(request.metadata()).await?;
+        let descriptor = request.into_inner();
+        let schema = engine.sql_schema(sql).await.map_err(status)?;
         FlightInfo::new()
             .try_with_schema(&schema)
             .map_err(|e| Status::internal(format!("encoding the schema: {e}")))
@@ -102,8 +142,10 @@ impl FlightSql {
     async fn stream(
         &self,
         sql: &str,
+        metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let (schema, batches) = self.engine.sql_stream(sql).await.map_err(status)?;
+        let engine = self.engine_for(metadata).await?;
+        let (schema, batches) = engine.sql_stream(sql).await.map_err(status)?;
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches.map_err(|e| {
@@ -127,20 +169,40 @@ impl FlightSqlService for FlightSql {
 
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        // No authentication on the loopback default; put a TLS-terminating, authenticating
-        // proxy in front for remote clients (see README).
+        // The credentials come in the header (basic or bearer); the answer carries the
+        // bearer header the client sends from then on.
+        let bearer = match &self.auth {
+            None => None,
+            Some(_) => {
+                self.identity(request.metadata()).await?;
+                let token = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(bearer_of)
+                    .ok_or_else(|| Status::unauthenticated("missing_credentials: no token"))?;
+                Some(token)
+            }
+        };
         let resp = HandshakeResponse {
             protocol_version: 0,
             payload: Default::default(),
         };
-        Ok(Response::new(Box::pin(futures::stream::once(async {
-            Ok(resp)
-        }))))
+        let mut out: Response<
+            Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
+        > = Response::new(Box::pin(futures::stream::once(async { Ok(resp) })));
+        if let Some(t) = bearer {
+            let v = format!("Bearer {t}")
+                .parse()
+                .map_err(|_| Status::unauthenticated("invalid_token: not a header value"))?;
+            out.metadata_mut().insert("authorization", v);
+        }
+        Ok(out)
     }
 
     async fn get_flight_info_statement(
@@ -152,7 +214,7 @@ impl FlightSqlService for FlightSql {
             statement_handle: query.query.clone().into_bytes().into(),
         };
         let ticket = Ticket::new(ticket.as_any().encode_to_vec());
-        self.info(&query.query, ticket, request.into_inner())
+        self.info(&query.query, ticket, request)
             .await
             .map(Response::new)
     }
@@ -160,18 +222,19 @@ impl FlightSqlService for FlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let sql = utf8(&ticket.statement_handle, "statement handle")?;
-        self.stream(&sql).await
+        self.stream(&sql, request.metadata()).await
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let schema = self.engine.sql_schema(&query.query).await.map_err(status)?;
+        let engine = self.engine_for(request.metadata()).await?;
+        let schema = engine.sql_schema(&query.query).await.map_err(status)?;
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
@@ -189,18 +252,16 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let sql = utf8(&cmd.prepared_statement_handle, "prepared statement handle")?;
         let ticket = Ticket::new(cmd.as_any().encode_to_vec());
-        self.info(&sql, ticket, request.into_inner())
-            .await
-            .map(Response::new)
+        self.info(&sql, ticket, request).await.map(Response::new)
     }
 
     async fn do_get_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let sql = utf8(&cmd.prepared_statement_handle, "prepared statement handle")?;
-        self.stream(&sql).await
+        self.stream(&sql, request.metadata()).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -216,6 +277,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        self.identity(request.metadata()).await?;
         let ticket = Ticket::new(query.as_any().encode_to_vec());
         let info = FlightInfo::new()
             .try_with_schema(query.into_builder(sql_info()?).schema().as_ref())
@@ -228,8 +290,9 @@ impl FlightSqlService for FlightSql {
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.identity(request.metadata()).await?;
         let builder = query.into_builder(sql_info()?);
         let schema = builder.schema();
         let batch = builder.build();
@@ -254,15 +317,32 @@ impl FlightSqlService for FlightSql {
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
+/// The token of an `authorization` value: a bearer token, or a basic password.
+fn bearer_of(value: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let s = String::from_utf8(b).ok()?;
+        return Some(s.split_once(':').map_or(s.clone(), |(_, p)| p.to_owned()));
+    }
+    None
+}
+
 /// Serves Flight SQL on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    engine: Arc<QueryEngine>,
+    service: FlightSql,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     serve_incoming(
         tonic::transport::server::TcpIncoming::from(listener),
-        engine,
+        service,
         shutdown,
     )
     .await
@@ -272,7 +352,7 @@ pub async fn serve(
 /// resolves.
 pub async fn serve_incoming<I, IO, IE>(
     incoming: I,
-    engine: Arc<QueryEngine>,
+    service: FlightSql,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -286,7 +366,7 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tonic::transport::Server::builder()
-        .add_service(FlightSql::new(engine).into_service())
+        .add_service(service.into_service())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -6,8 +6,13 @@
 //! | `GET /v1/events/{id}` | the canonical event and where it is stored |
 //! | `GET /v1/events/{id}/proof` | the proof bundle (`veritrace verify` checks it) |
 //! | `GET /v1/trace/{code}?direction=backward\|forward&depth=N` | the trace: nodes, edge events, cycles, and every event (code percent-encoded) |
-//! | `GET /healthz` | liveness and data directory summary |
+//! | `GET /healthz` | liveness and data directory summary (no credentials needed) |
 //! | `GET /metrics` | Prometheus exposition |
+//!
+//! With an [`Authenticator`] ([`router_with_auth`]) every route but `/healthz` needs
+//! `Authorization: Bearer <token>` (401 with a reason code otherwise) and a role that may
+//! use it (403 `forbidden`); what the rows show is the identity's scope
+//! ([`crate::visibility`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,12 +23,13 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use prometheus::{HistogramVec, IntCounterVec, Registry};
 use serde::Deserialize;
 use serde_json::json;
 use veritrace_metrics::error_response;
 
+use crate::access::{Authenticator, Capability, Identity, Role};
 use crate::{Error, Format, QueryEngine, output};
 
 /// Metric: HTTP requests by route and status class ([`veritrace_metrics::HTTP_REQUESTS`]).
@@ -40,11 +46,30 @@ struct AppState {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    auth: Option<Arc<Authenticator>>,
 }
 
-/// Builds the router. `registry` is exposed on `/metrics`; the router adds its own metrics
-/// to it.
+/// Builds the router without authentication: every caller is an anonymous admin (for
+/// embedding and loopback development). `registry` is exposed on `/metrics`; the router
+/// adds its own metrics to it.
 pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, prometheus::Error> {
+    build(engine, registry, None)
+}
+
+/// Builds the router with `auth` deciding who each request is.
+pub fn router_with_auth(
+    engine: Arc<QueryEngine>,
+    registry: Registry,
+    auth: Arc<Authenticator>,
+) -> Result<Router, prometheus::Error> {
+    build(engine, registry, Some(auth))
+}
+
+fn build(
+    engine: Arc<QueryEngine>,
+    registry: Registry,
+    auth: Option<Arc<Authenticator>>,
+) -> Result<Router, prometheus::Error> {
     let requests = veritrace_metrics::counter_vec(&registry, &veritrace_metrics::HTTP_REQUESTS)?;
     let latency = veritrace_metrics::histogram_vec(
         &registry,
@@ -57,6 +82,7 @@ pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, pr
         registry,
         requests,
         latency,
+        auth,
     };
     Ok(Router::new()
         .route("/v1/sql", post(sql))
@@ -66,6 +92,7 @@ pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, pr
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state))
@@ -108,6 +135,34 @@ async fn json_errors(req: Request, next: Next) -> Response {
     out
 }
 
+/// Puts the caller's [`Identity`] into the request (every route but `/healthz`).
+async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let identity = match &s.auth {
+        None => Identity::anonymous(Role::Admin),
+        Some(a) => {
+            let header = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+            match a.authenticate(header).await {
+                Ok(i) => i,
+                Err(e) => return e.into_response(),
+            }
+        }
+    };
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}
+
+/// The request's identity, checked for `what`, and an engine of its scope.
+async fn engine_for(s: &AppState, id: &Identity, what: Capability) -> Result<QueryEngine, Error> {
+    id.require(what)?;
+    s.engine.scoped(&id.scope()).await
+}
+
 async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     // Label by route template, never by the raw path (unbounded event ids).
     let route = req
@@ -138,6 +193,8 @@ impl IntoResponse for Error {
                     StatusCode::BAD_REQUEST
                 }
                 Error::NotFound { .. } => StatusCode::NOT_FOUND,
+                Error::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+                Error::Forbidden(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         };
@@ -161,6 +218,12 @@ impl IntoResponse for Error {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"veritrace\""),
+            );
+        }
         resp
     }
 }
@@ -175,11 +238,13 @@ struct TraceQuery {
 
 async fn trace(
     State(s): State<AppState>,
+    Extension(id): Extension<Identity>,
     Path(code): Path<String>,
     axum::extract::Query(q): axum::extract::Query<TraceQuery>,
 ) -> Result<Response, Error> {
     let direction: crate::trace::Direction = q.direction.parse()?;
-    let (walk, batches) = s.engine.trace(&code, direction, q.depth).await?;
+    let engine = engine_for(&s, &id, Capability::Rows).await?;
+    let (walk, batches) = engine.trace(&code, direction, q.depth).await?;
     let rows = crate::trace::project(&batches, &crate::trace::SUMMARY_COLUMNS)?;
     let events: serde_json::Value = serde_json::from_slice(&output::encode(&rows, Format::Json)?)
         .map_err(|e| Error::Output(e.to_string()))?;
@@ -190,6 +255,7 @@ async fn trace(
         "edge_events": walk.edge_events,
         "cycles": walk.cycles,
         "depth_limited": walk.depth_limited,
+        "hidden": walk.hidden,
         "events": events,
     }))
     .into_response())
@@ -203,7 +269,11 @@ struct SqlRequest {
     max_rows: Option<usize>,
 }
 
-async fn sql(State(s): State<AppState>, body: Bytes) -> Result<Response, Error> {
+async fn sql(
+    State(s): State<AppState>,
+    Extension(id): Extension<Identity>,
+    body: Bytes,
+) -> Result<Response, Error> {
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         Error::BadRequest(format!(
             "body must be JSON {{\"sql\": \"...\", \"max_rows\": N}}: {e}"
@@ -213,7 +283,8 @@ async fn sql(State(s): State<AppState>, body: Bytes) -> Result<Response, Error> 
         .max_rows
         .unwrap_or(DEFAULT_MAX_ROWS)
         .min(DEFAULT_MAX_ROWS);
-    let batches = s.engine.sql_limited(&req.sql, Some(max + 1)).await?;
+    let engine = engine_for(&s, &id, Capability::Rows).await?;
+    let batches = engine.sql_limited(&req.sql, Some(max + 1)).await?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     let truncated = total > max;
     let mut kept = Vec::new();
@@ -248,8 +319,15 @@ async fn sql(State(s): State<AppState>, body: Bytes) -> Result<Response, Error> 
     .into_response())
 }
 
-async fn event(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
-    let loc = s.engine.event(&id).await?;
+async fn event(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let loc = engine_for(&s, &who, Capability::Rows)
+        .await?
+        .event(&id)
+        .await?;
     Ok(Json(json!({
         "event": loc.event,
         "batch_id": loc.batch_id,
@@ -262,8 +340,15 @@ async fn event(State(s): State<AppState>, Path(id): Path<String>) -> Result<Resp
     .into_response())
 }
 
-async fn proof(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
-    let bundle = s.engine.proof(&id).await?;
+async fn proof(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let bundle = engine_for(&s, &who, Capability::Proofs)
+        .await?
+        .proof(&id)
+        .await?;
     Ok(Json(bundle).into_response())
 }
 
@@ -315,8 +400,12 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Error> {
     .into_response())
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
-    veritrace_metrics::render(&s.registry)
+async fn metrics(
+    State(s): State<AppState>,
+    Extension(id): Extension<Identity>,
+) -> Result<Response, Error> {
+    id.require(Capability::Metrics)?;
+    Ok(veritrace_metrics::render(&s.registry))
 }
 
 async fn not_found() -> Response {

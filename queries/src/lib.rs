@@ -22,6 +22,7 @@
 //! bundle format and the hashing live in `veritrace-verify`, shared with the auditor.
 #![deny(missing_docs)]
 
+pub mod access;
 mod damage;
 pub mod dict_count;
 mod engine;
@@ -34,6 +35,7 @@ mod lookup;
 pub mod output;
 mod proof;
 pub mod trace;
+pub mod visibility;
 
 pub use engine::{QUERIES_REFUSED_TOTAL, QUERIES_RUNNING, QueryEngine, QueryOptions};
 pub use error::{Error, Result};

@@ -135,6 +135,7 @@ impl QueryEngine {
                 format!("its stored canonical event is not JSON: {e}"),
             )
         })?;
+        self.check_visible(event_id, &event)?;
         let hash = b
             .column(3)
             .as_any()

@@ -254,6 +254,7 @@ impl EdgeIndex {
             edge_events: Vec::new(),
             cycles: Vec::new(),
             depth_limited: false,
+            hidden: Vec::new(),
         };
         let Some(start) = self.codes.get(root) else {
             return w;
@@ -462,6 +463,9 @@ pub struct Walk {
     pub cycles: Vec<Vec<String>>,
     /// True when the depth limit stopped the walk before the graph ended.
     pub depth_limited: bool,
+    /// Nodes the caller may not see, counted per depth ([`crate::visibility`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<crate::visibility::HiddenNodes>,
 }
 
 /// The plan that returns every event of a walk, once: the events of each node (by trace
@@ -635,6 +639,37 @@ pub fn project(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<RecordBa
                 .map(|c| b.schema().index_of(c))
                 .collect::<std::result::Result<_, _>>()?;
             Ok(b.project(&idx)?)
+        })
+        .collect()
+}
+
+/// The distinct values of a string column of trace result batches.
+pub fn column_values(batches: &[RecordBatch], column: &str) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for b in batches {
+        let i = b.schema().index_of(column)?;
+        let a = b.column(i).as_string_opt::<i32>().ok_or_else(|| {
+            Error::Internal(format!("trace results: {column} is not a string column"))
+        })?;
+        out.extend(a.iter().flatten().map(str::to_owned));
+    }
+    Ok(out)
+}
+
+/// Keeps the rows of trace result batches whose `trace_node` is in `nodes`.
+pub fn keep_nodes(batches: &[RecordBatch], nodes: &HashSet<String>) -> Result<Vec<RecordBatch>> {
+    batches
+        .iter()
+        .map(|b| {
+            let i = b.schema().index_of("trace_node")?;
+            let a = b.column(i).as_string_opt::<i32>().ok_or_else(|| {
+                Error::Internal("trace results: trace_node is not a string column".into())
+            })?;
+            let mask: arrow::array::BooleanArray = a
+                .iter()
+                .map(|n| Some(n.is_some_and(|n| nodes.contains(n))))
+                .collect();
+            Ok(arrow::compute::filter_record_batch(b, &mask)?)
         })
         .collect()
 }

@@ -69,7 +69,37 @@ pub enum Record {
         /// When.
         at: i64,
     },
+    /// A participant lets another see the events about some trace codes in which the
+    /// granting participant takes part (a recall, an audit). Signed by the grantor's admin
+    /// key.
+    #[serde(rename = "visibility.granted")]
+    VisibilityGranted {
+        /// The grant's id (unique in the log), named by its revocation.
+        grant_id: String,
+        /// Who shares.
+        grantor: String,
+        /// Who may see.
+        grantee: String,
+        /// The trace codes shared.
+        trace_codes: Vec<String>,
+        /// Why (free text: `recall 2026-114`, `annual audit`).
+        #[serde(default)]
+        reason: String,
+        /// When.
+        at: i64,
+    },
+    /// A grant ends. Signed by the grantor's admin key.
+    #[serde(rename = "visibility.revoked")]
+    VisibilityRevoked {
+        /// The grant.
+        grant_id: String,
+        /// When.
+        at: i64,
+    },
 }
+
+/// Most trace codes one grant may name.
+pub const MAX_GRANT_CODES: usize = 10_000;
 
 impl Record {
     /// When the record takes effect (seconds since the epoch).
@@ -78,7 +108,9 @@ impl Record {
             Record::ParticipantRegistered { at, .. }
             | Record::DeviceRegistered { at, .. }
             | Record::DeviceKeyRotated { at, .. }
-            | Record::DeviceRevoked { at, .. } => *at,
+            | Record::DeviceRevoked { at, .. }
+            | Record::VisibilityGranted { at, .. }
+            | Record::VisibilityRevoked { at, .. } => *at,
         }
     }
 }
@@ -147,6 +179,21 @@ pub struct Device {
     pub revoked: Option<i64>,
 }
 
+/// Visibility one participant gave another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Who shares.
+    pub grantor: String,
+    /// Who may see.
+    pub grantee: String,
+    /// The trace codes, as the grant names them.
+    pub trace_codes: Vec<String>,
+    /// Since when.
+    pub since: i64,
+    /// When it was revoked, if it was.
+    pub revoked: Option<i64>,
+}
+
 /// Who signed a statement, once [`Registry::authorize`] accepted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
@@ -164,6 +211,7 @@ pub struct Registry {
     root: PublicKey,
     participants: BTreeMap<String, Participant>,
     devices: BTreeMap<String, Device>,
+    grants: BTreeMap<String, Grant>,
 }
 
 impl Registry {
@@ -173,6 +221,7 @@ impl Registry {
             root,
             participants: BTreeMap::new(),
             devices: BTreeMap::new(),
+            grants: BTreeMap::new(),
         }
     }
 
@@ -189,6 +238,11 @@ impl Registry {
     /// The devices.
     pub fn devices(&self) -> &BTreeMap<String, Device> {
         &self.devices
+    }
+
+    /// The visibility grants by id, revoked ones included.
+    pub fn grants(&self) -> &BTreeMap<String, Grant> {
+        &self.grants
     }
 
     /// Applies one signed record: checks who signed it (the root key for participants, the
@@ -280,6 +334,69 @@ impl Registry {
                     last.until = Some(*at);
                 }
                 d.revoked = Some(*at);
+            }
+            Record::VisibilityGranted {
+                grant_id,
+                grantor,
+                grantee,
+                trace_codes,
+                at,
+                ..
+            } => {
+                self.check_admin(envelope, grantor)?;
+                if !self.participants.contains_key(grantee) {
+                    return Err(err(
+                        "bad_record",
+                        format!("grantee {grantee} is not a registered participant"),
+                    ));
+                }
+                if grantee == grantor {
+                    return Err(err("bad_record", "a participant sees its own events"));
+                }
+                if trace_codes.is_empty()
+                    || trace_codes.len() > MAX_GRANT_CODES
+                    || trace_codes.iter().any(|c| c.is_empty() || c.len() > 512)
+                {
+                    return Err(err(
+                        "bad_record",
+                        format!(
+                            "a grant names 1 to {MAX_GRANT_CODES} trace codes of 1 to 512 bytes"
+                        ),
+                    ));
+                }
+                if grant_id.is_empty() || self.grants.contains_key(grant_id) {
+                    return Err(err(
+                        "bad_record",
+                        format!("grant id {grant_id:?} is empty or used already"),
+                    ));
+                }
+                self.grants.insert(
+                    grant_id.clone(),
+                    Grant {
+                        grantor: grantor.clone(),
+                        grantee: grantee.clone(),
+                        trace_codes: trace_codes.clone(),
+                        since: *at,
+                        revoked: None,
+                    },
+                );
+            }
+            Record::VisibilityRevoked { grant_id, at } => {
+                let g = self
+                    .grants
+                    .get(grant_id)
+                    .ok_or_else(|| err("bad_record", format!("no grant {grant_id}")))?;
+                if g.revoked.is_some() || *at < g.since {
+                    return Err(err(
+                        "bad_record",
+                        format!("grant {grant_id} is revoked already or was made after {at}"),
+                    ));
+                }
+                let grantor = g.grantor.clone();
+                self.check_admin(envelope, &grantor)?;
+                if let Some(g) = self.grants.get_mut(grant_id) {
+                    g.revoked = Some(*at);
+                }
             }
         }
         Ok(record)

@@ -1,0 +1,208 @@
+//! Who may see what: identities, roles and the rows each role reads.
+//!
+//! A request is authenticated once, at the edge (an API token from [`tokens`] or an
+//! OIDC/JWT bearer token from [`oidc`], see [`Authenticator`]), and becomes an [`Identity`]:
+//! a role and, for the `participant` role, the participant it speaks for. What the identity
+//! may read is a [`Scope`], enforced where the data is read: [`crate::QueryEngine::scoped`]
+//! gives the request an engine whose every table scan carries the scope's filter, so SQL,
+//! traces, proofs and Flight SQL obey the same rule.
+//!
+//! | role | may |
+//! |---|---|
+//! | `admin` | everything |
+//! | `operator` | health and metrics, no row data |
+//! | `analyst` | every row (SQL, traces, events, proofs) |
+//! | `auditor` | every row, proofs and verification |
+//! | `participant` | events in which its participant takes part (as the recording participant or the counterparty), plus events about trace codes another participant shared with it |
+//! | `public` | health only |
+
+pub mod auth;
+pub mod oidc;
+pub mod tokens;
+
+pub use auth::{AuthConfig, Authenticator};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A role: what kind of caller this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Health, metrics and operations; no row data.
+    Operator,
+    /// Every row of the deployment.
+    Analyst,
+    /// Proofs and verification for anything.
+    Auditor,
+    /// Only the events its participant takes part in, plus what others share with it.
+    Participant,
+    /// Health only.
+    Public,
+}
+
+/// Every role, in the order of the table above.
+pub const ROLES: [Role; 6] = [
+    Role::Admin,
+    Role::Operator,
+    Role::Analyst,
+    Role::Auditor,
+    Role::Participant,
+    Role::Public,
+];
+
+impl Role {
+    /// Its name in tokens, claims and the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Analyst => "analyst",
+            Role::Auditor => "auditor",
+            Role::Participant => "participant",
+            Role::Public => "public",
+        }
+    }
+
+    /// Whether this role may do `what`.
+    pub fn may(self, what: Capability) -> bool {
+        use Capability::*;
+        match self {
+            Role::Admin => true,
+            Role::Operator => matches!(what, Health | Metrics),
+            Role::Analyst | Role::Auditor | Role::Participant => {
+                matches!(what, Health | Rows | Proofs)
+            }
+            Role::Public => matches!(what, Health),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ROLES
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown role {s:?}; roles are {}",
+                    ROLES.map(Role::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// What a request asks to do, checked against its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// `GET /healthz`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+    /// Row data: SQL, events, traces, Flight SQL.
+    Rows,
+    /// Proof bundles.
+    Proofs,
+}
+
+impl Capability {
+    /// A short name for messages and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Health => "health",
+            Capability::Metrics => "metrics",
+            Capability::Rows => "row data",
+            Capability::Proofs => "proofs",
+        }
+    }
+}
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// An API token (`veritrace tokens create`).
+    Token,
+    /// An OIDC/JWT bearer token from the configured identity provider.
+    Jwt,
+    /// No credentials: the configured anonymous role.
+    Anonymous,
+}
+
+impl Method {
+    /// Its name in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Token => "token",
+            Method::Jwt => "jwt",
+            Method::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Who: the token id, the JWT subject, or `anonymous`.
+    pub subject: String,
+    /// Its role.
+    pub role: Role,
+    /// The participant it speaks for (the `participant` role always has one).
+    pub participant: Option<String>,
+    /// How it authenticated.
+    pub method: Method,
+}
+
+impl Identity {
+    /// The anonymous caller with `role` (loopback development, or a configured public role).
+    pub fn anonymous(role: Role) -> Self {
+        Identity {
+            subject: "anonymous".into(),
+            role,
+            participant: None,
+            method: Method::Anonymous,
+        }
+    }
+
+    /// The rows this identity reads.
+    pub fn scope(&self) -> Scope {
+        match (self.role, &self.participant) {
+            (Role::Admin | Role::Analyst | Role::Auditor, _) => Scope::All,
+            (Role::Participant, Some(p)) => Scope::Participant(p.clone()),
+            _ => Scope::Nothing,
+        }
+    }
+
+    /// `Ok` when the role may do `what`, else the `forbidden` error naming both.
+    pub fn require(&self, what: Capability) -> Result<(), crate::Error> {
+        if self.role.may(what) {
+            return Ok(());
+        }
+        Err(crate::Error::Forbidden(format!(
+            "the {} role may not read {} ({} {})",
+            self.role,
+            what.as_str(),
+            self.method.as_str(),
+            self.subject
+        )))
+    }
+}
+
+/// The rows an identity reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every row.
+    All,
+    /// Events in which this participant takes part, plus what others share with it.
+    Participant(String),
+    /// No rows at all.
+    Nothing,
+}
