@@ -178,6 +178,7 @@ impl AuthConfig {
                 participant_claim: o.participant_claim.clone(),
                 roles,
                 algorithms,
+                refresh_interval: std::time::Duration::from_secs(30),
             })
         };
         let anonymous = match self.anonymous.as_str() {

@@ -55,6 +55,9 @@ pub struct OidcConfig {
     pub roles: BTreeMap<String, Role>,
     /// The algorithms accepted.
     pub algorithms: Vec<Algorithm>,
+    /// Fetch the keys from the URL again at most this often when a token names an
+    /// unknown key (30 s by default).
+    pub refresh_interval: Duration,
 }
 
 /// The asymmetric algorithms accepted by default.
@@ -233,7 +236,7 @@ impl Oidc {
                 JwksSource::File(p) => {
                     std::fs::metadata(p).and_then(|m| m.modified()).ok() != keys.stamp
                 }
-                JwksSource::Url(_) => keys.fetched.elapsed() >= Duration::from_secs(30),
+                JwksSource::Url(_) => keys.fetched.elapsed() >= self.cfg.refresh_interval,
             }
         };
         if !due {
@@ -393,5 +396,279 @@ impl Oidc {
             },
             method: Method::Jwt,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+    use serde_json::json;
+
+    const ISS: &str = "https://idp.example.test/realms/supply";
+    const AUD: &str = "veritrace";
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    /// An Ed25519 and a P-256 key of the "provider", with their JWKs.
+    struct Provider {
+        ed: (EncodingKey, serde_json::Value, Vec<u8>),
+        ec: (EncodingKey, serde_json::Value),
+    }
+
+    fn provider() -> Provider {
+        let rng = ring::rand::SystemRandom::new();
+        let ed_der = Ed25519KeyPair::generate_pkcs8(&rng).expect("ed25519");
+        let ed = Ed25519KeyPair::from_pkcs8(ed_der.as_ref()).expect("ed25519");
+        let ed_pub = ed.public_key().as_ref().to_vec();
+        let ec_der =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("p256");
+        let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec_der.as_ref(), &rng)
+            .expect("p256");
+        let point = ec.public_key().as_ref();
+        Provider {
+            ed: (
+                EncodingKey::from_ed_der(ed_der.as_ref()),
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&ed_pub), "kid": "ed-1", "alg": "EdDSA", "use": "sig"}),
+                ed_pub,
+            ),
+            ec: (
+                EncodingKey::from_ec_der(ec_der.as_ref()),
+                json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65]), "kid": "ec-1"}),
+            ),
+        }
+    }
+
+    fn now() -> i64 {
+        jsonwebtoken::get_current_timestamp() as i64
+    }
+
+    fn claims(extra: serde_json::Value) -> serde_json::Value {
+        let mut c = json!({"iss": ISS, "aud": AUD, "sub": "alice", "exp": now() + 600,
+            "veritrace_role": "participant", "veritrace_participant": "plant-1"});
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                if v.is_null() {
+                    c.remove(k);
+                } else {
+                    c.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        c
+    }
+
+    fn sign(alg: Algorithm, kid: &str, key: &EncodingKey, c: &serde_json::Value) -> String {
+        let mut h = Header::new(alg);
+        h.kid = Some(kid.into());
+        jsonwebtoken::encode(&h, c, key).expect("sign")
+    }
+
+    async fn oidc(jwks: JwksSource) -> Oidc {
+        Oidc::new(OidcConfig {
+            issuer: ISS.into(),
+            audience: AUD.into(),
+            jwks,
+            role_claim: "veritrace_role".into(),
+            participant_claim: "veritrace_participant".into(),
+            roles: BTreeMap::from([("sc-analysts".to_owned(), Role::Analyst)]),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            refresh_interval: Duration::ZERO,
+        })
+        .await
+        .expect("oidc")
+    }
+
+    fn code(r: Result<Identity, Error>) -> &'static str {
+        match r {
+            Err(Error::Unauthenticated { code, .. }) => code,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn provider_tokens_are_checked_and_every_bad_one_is_refused_with_its_reason() {
+        let p = provider();
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, json!({"keys": [p.ed.1, p.ec.1, {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB", "kid": "enc"}]}).to_string())
+            .expect("jwks");
+        let o = oidc(JwksSource::File(file.clone())).await;
+
+        let id = o
+            .verify(&sign(Algorithm::EdDSA, "ed-1", &p.ed.0, &claims(json!({}))))
+            .await
+            .expect("valid EdDSA");
+        assert_eq!(id.role, Role::Participant);
+        assert_eq!(id.participant.as_deref(), Some("plant-1"));
+        assert_eq!(id.subject, "jwt:alice");
+        let id = o
+            .verify(&sign(
+                Algorithm::ES256,
+                "ec-1",
+                &p.ec.0,
+                &claims(json!({"veritrace_role": ["staff", "sc-analysts"]})),
+            ))
+            .await
+            .expect("valid ES256, role from a group");
+        assert_eq!((id.role, id.participant), (Role::Analyst, None));
+
+        let ed = |c: serde_json::Value| sign(Algorithm::EdDSA, "ed-1", &p.ed.0, &claims(c));
+        assert_eq!(
+            code(o.verify(&ed(json!({"exp": now() - 3600}))).await),
+            "token_expired"
+        );
+        assert_eq!(
+            code(o.verify(&ed(json!({"aud": "another-app"}))).await),
+            "wrong_audience"
+        );
+        assert_eq!(
+            code(o.verify(&ed(json!({"iss": "https://evil.test"}))).await),
+            "wrong_issuer"
+        );
+        assert_eq!(
+            code(o.verify(&ed(json!({"nbf": now() + 3600}))).await),
+            "token_not_yet_valid"
+        );
+        assert_eq!(
+            code(o.verify(&ed(json!({"exp": null}))).await),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(o.verify(&ed(json!({"veritrace_role": "root"}))).await),
+            "no_role"
+        );
+        assert_eq!(
+            code(o.verify(&ed(json!({"veritrace_role": null}))).await),
+            "no_role"
+        );
+        assert_eq!(
+            code(o.verify(&ed(json!({"veritrace_participant": null}))).await),
+            "no_role"
+        );
+        // Unknown key id.
+        assert_eq!(
+            code(
+                o.verify(&sign(Algorithm::EdDSA, "ed-9", &p.ed.0, &claims(json!({}))))
+                    .await
+            ),
+            "unknown_key"
+        );
+        // A key of the set used for another algorithm than its own.
+        assert_eq!(
+            code(
+                o.verify(&sign(Algorithm::ES256, "ed-1", &p.ec.0, &claims(json!({}))))
+                    .await
+            ),
+            "alg_not_allowed"
+        );
+        // Signed by a stranger under a known kid.
+        let stranger = provider();
+        assert_eq!(
+            code(
+                o.verify(&sign(
+                    Algorithm::EdDSA,
+                    "ed-1",
+                    &stranger.ed.0,
+                    &claims(json!({}))
+                ))
+                .await
+            ),
+            "bad_signature"
+        );
+        // The payload changed after signing.
+        let t = ed(json!({}));
+        let parts: Vec<&str> = t.split('.').collect();
+        let forged = b64(claims(json!({"veritrace_participant": "shop-1"}))
+            .to_string()
+            .as_bytes());
+        assert_eq!(
+            code(
+                o.verify(&format!("{}.{forged}.{}", parts[0], parts[2]))
+                    .await
+            ),
+            "bad_signature"
+        );
+        // alg none, and HMAC with the public key as the secret (algorithm confusion).
+        let none = format!(
+            "{}.{}.",
+            b64(json!({"alg": "none", "kid": "ed-1"}).to_string().as_bytes()),
+            b64(claims(json!({})).to_string().as_bytes())
+        );
+        assert_eq!(code(o.verify(&none).await), "alg_not_allowed");
+        let hs = sign(
+            Algorithm::HS256,
+            "ed-1",
+            &EncodingKey::from_secret(&p.ed.2).expect("hmac"),
+            &claims(json!({})),
+        );
+        assert_eq!(code(o.verify(&hs).await), "alg_not_allowed");
+        assert_eq!(code(o.verify("not.a.jwt").await), "invalid_token");
+        assert_eq!(code(o.verify("").await), "invalid_token");
+
+        // A rotated key set is read when a token names the new key.
+        let next = provider();
+        let mut k = next.ed.1.clone();
+        k["kid"] = json!("ed-2");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&file, json!({"keys": [k]}).to_string()).expect("rotate");
+        let t = sign(Algorithm::EdDSA, "ed-2", &next.ed.0, &claims(json!({})));
+        assert!(
+            o.verify(&t).await.is_ok(),
+            "the new key is used after rotation"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_are_fetched_from_the_providers_url_and_config_refuses_shared_secrets() {
+        let p = provider();
+        let jwks = json!({"keys": [p.ed.1]}).to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let served = jwks.clone();
+        let server = tokio::spawn(async move {
+            // A minimal HTTP/1.1 server: every request gets the JWKS.
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let body = served.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        let o = oidc(JwksSource::Url(format!("http://127.0.0.1:{port}/jwks"))).await;
+        let t = sign(Algorithm::EdDSA, "ed-1", &p.ed.0, &claims(json!({})));
+        assert!(o.verify(&t).await.is_ok());
+        server.abort();
+
+        assert!(parse_algorithm("HS256").is_err());
+        assert!(parse_algorithm("none").is_err());
+        assert_eq!(parse_algorithm("ES256"), Ok(Algorithm::ES256));
+        let bad = Oidc::new(OidcConfig {
+            issuer: ISS.into(),
+            audience: AUD.into(),
+            jwks: JwksSource::Url("http://127.0.0.1:9/nothing".into()),
+            role_claim: "r".into(),
+            participant_claim: "p".into(),
+            roles: BTreeMap::new(),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            refresh_interval: Duration::ZERO,
+        })
+        .await;
+        assert!(bad.is_err(), "an unreachable provider fails the start");
     }
 }
