@@ -319,17 +319,12 @@ impl FlightSqlService for FlightSql {
 
 /// The token of an `authorization` value: a bearer token, or a basic password.
 fn bearer_of(value: &str) -> Option<String> {
-    use base64::Engine;
     let (scheme, rest) = value.trim().split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") {
         return Some(rest.trim().to_owned());
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let b = base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()?;
-        let s = String::from_utf8(b).ok()?;
-        return Some(s.split_once(':').map_or(s.clone(), |(_, p)| p.to_owned()));
+        return crate::access::auth::basic_password(rest);
     }
     None
 }

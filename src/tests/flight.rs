@@ -182,6 +182,33 @@ fn serve_over_tls_answers_https_and_grpc_tls_and_refuses_plain_off_loopback() {
 
     let pki = Pki::new(tmp.path(), "serve").expect("pki");
     let cert = pki.server("serve").expect("cert");
+    // With tokens, every route but /healthz needs one.
+    let token = |args: &[&str]| -> String {
+        let out = bin()
+            .args(["tokens", "create", "--data", data.to_str().expect("p")])
+            .args(args)
+            .output()
+            .expect("tokens");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
+    };
+    let analyst = token(&["--role", "analyst"]);
+    let who = sql_json(
+        &data,
+        "SELECT participant_id FROM events GROUP BY participant_id ORDER BY count(*) DESC LIMIT 1",
+    );
+    let participant = who[0]["participant_id"]
+        .as_str()
+        .expect("a participant")
+        .to_owned();
+    let theirs = token(&["--role", "participant", "--participant", &participant]);
     let mut child = bin()
         .args(["serve", "--data", data.to_str().expect("p")])
         .args(["--listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0"])
@@ -224,28 +251,82 @@ fn serve_over_tls_answers_https_and_grpc_tls_and_refuses_plain_off_loopback() {
         String::from_utf8_lossy(&resp)
     );
 
+    let get = |path: &str, token: Option<&str>| {
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        https(http_port, &pki.ca_file, None, req.as_bytes()).expect("https")
+    };
+    assert_eq!(status(&get("/metrics", None)), Some(401));
+    assert_eq!(
+        status(&get("/metrics", Some("vtk_000000000000_x"))),
+        Some(401)
+    );
+    assert_eq!(
+        status(&get("/metrics", Some(&analyst))),
+        Some(403),
+        "analysts read rows, not metrics"
+    );
+
     let sql = "SELECT count(*) AS n FROM events";
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/flight_sql_query.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(format!("grpc+tls://127.0.0.1:{grpc_port}"))
-        .arg(sql)
-        .env("VERITRACE_TLS_ROOT_CERTS", &pki.ca_file)
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "ADBC over TLS failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("client json");
+    let adbc = |envs: &[(&str, &str)]| {
+        let out = Command::new(&py)
+            .arg(&script)
+            .arg(format!("grpc+tls://127.0.0.1:{grpc_port}"))
+            .arg(sql)
+            .env("VERITRACE_TLS_ROOT_CERTS", &pki.ca_file)
+            .envs(envs.iter().copied())
+            .output()
+            .expect("python");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (
+            out.status.success(),
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default(),
+            text,
+        )
+    };
+    let (ok, got, text) = adbc(&[("VERITRACE_FLIGHT_TOKEN", &analyst)]);
+    assert!(ok, "ADBC over TLS with a bearer token failed: {text}");
     assert_eq!(got["results"][0]["rows"], sql_json(&data, sql), "{got}");
+    // A handshake with basic credentials (the token as the password) works too.
+    let basic = format!("veritrace:{analyst}");
+    let (ok, got, text) = adbc(&[("VERITRACE_FLIGHT_BASIC", &basic)]);
+    assert!(ok, "ADBC handshake failed: {text}");
+    assert_eq!(got["results"][0]["rows"], sql_json(&data, sql), "{got}");
+    // A participant counts only its own events.
+    let (ok, got, text) = adbc(&[("VERITRACE_FLIGHT_TOKEN", &theirs)]);
+    assert!(ok, "{text}");
+    let own = sql_json(
+        &data,
+        &format!(
+            "SELECT count(*) AS n FROM events WHERE participant_id = '{participant}' OR counterparty_id = '{participant}'"
+        ),
+    );
+    assert_eq!(got["results"][0]["rows"], own, "{got}");
+    assert_ne!(
+        own,
+        sql_json(&data, sql),
+        "the participant's view is narrower"
+    );
+    // No token: refused.
+    let (ok, _, text) = adbc(&[]);
+    assert!(
+        !ok || text.contains("Unauthenticated") || text.contains("missing_credentials"),
+        "{text}"
+    );
+    assert!(
+        text.contains("missing_credentials") || text.to_lowercase().contains("unauthenticated"),
+        "{text}"
+    );
     // Without the CA the client refuses the server: it is TLS with our certificate.
     let out = Command::new(&py)
         .arg(&script)
         .arg(format!("grpc+tls://127.0.0.1:{grpc_port}"))
         .arg(sql)
+        .env("VERITRACE_FLIGHT_TOKEN", &analyst)
         .output()
         .expect("python");
     let text =

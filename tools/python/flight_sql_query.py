@@ -4,6 +4,9 @@ prints every result as JSON: {"results": [[row objects], ...]}. Used by the Flig
 
 usage: flight_sql_query.py grpc://HOST:PORT SQL [SQL ...]
        (grpc+tls://HOST:PORT with VERITRACE_TLS_ROOT_CERTS naming the CA's PEM file)
+
+VERITRACE_FLIGHT_TOKEN sends `authorization: Bearer TOKEN` on every call;
+VERITRACE_FLIGHT_BASIC=user:password makes the driver authenticate with a handshake first.
 """
 
 import json
@@ -25,6 +28,16 @@ def main() -> int:
     if roots:
         with open(roots, encoding="ascii") as f:
             db_kwargs[adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value] = f.read()
+    token = os.environ.get("VERITRACE_FLIGHT_TOKEN")
+    if token:
+        db_kwargs[adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value] = (
+            f"Bearer {token}"
+        )
+    basic = os.environ.get("VERITRACE_FLIGHT_BASIC")
+    if basic:
+        user, _, password = basic.partition(":")
+        db_kwargs["username"] = user
+        db_kwargs["password"] = password
     with flight_sql.connect(uri, db_kwargs=db_kwargs) as conn:
         cur = conn.cursor()
         for sql in statements:

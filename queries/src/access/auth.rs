@@ -37,6 +37,21 @@ fn refused(code: &'static str, detail: impl Into<String>) -> Error {
     }
 }
 
+/// The password of basic credentials (`base64(user:password)`, padded or not: Go's Flight
+/// client sends it unpadded); without a colon, the whole text.
+pub(crate) fn basic_password(b64: &str) -> Option<String> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let text = String::from_utf8(LENIENT.decode(b64.trim()).ok()?).ok()?;
+    Some(match text.split_once(':') {
+        Some((_, p)) => p.to_owned(),
+        None => text,
+    })
+}
+
 impl Authenticator {
     /// Opens the token file and loads the identity provider's keys.
     pub async fn new(cfg: AuthConfig) -> Result<Self, String> {
@@ -74,15 +89,8 @@ impl Authenticator {
         let token = if scheme.eq_ignore_ascii_case("bearer") {
             rest.trim().to_owned()
         } else if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| refused("invalid_token", "the basic credentials are not base64"))?;
-            decoded
-                .split_once(':')
-                .map(|(_, p)| p.to_owned())
-                .unwrap_or(decoded)
+            basic_password(rest)
+                .ok_or_else(|| refused("invalid_token", "the basic credentials are not base64"))?
         } else {
             return Err(refused(
                 "invalid_token",
@@ -101,6 +109,83 @@ impl Authenticator {
                 "invalid_token",
                 "not an API token, and no identity provider is configured for JWTs",
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn credentials_come_as_bearer_or_basic_and_anonymous_is_configured() {
+        assert_eq!(basic_password("dTpwdw==").as_deref(), Some("pw"));
+        assert_eq!(
+            basic_password("dTpwdw").as_deref(),
+            Some("pw"),
+            "unpadded, as Go sends it"
+        );
+        assert_eq!(basic_password("cHc").as_deref(), Some("pw"), "no user part");
+        assert_eq!(basic_password("%%%"), None);
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = |anonymous| AuthConfig {
+            tokens_file: dir.path().join("tokens.json"),
+            oidc: None,
+            anonymous,
+        };
+        let open = Authenticator::new(cfg(Some(Role::Public)))
+            .await
+            .expect("auth");
+        assert_eq!(
+            open.authenticate(None).await.expect("anonymous").role,
+            Role::Public
+        );
+        let closed = Authenticator::new(cfg(None)).await.expect("auth");
+        let code = |r: Result<Identity, Error>| match r {
+            Err(Error::Unauthenticated { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(closed.authenticate(None).await), "missing_credentials");
+        assert_eq!(
+            code(closed.authenticate(Some("  ")).await),
+            "missing_credentials"
+        );
+        assert_eq!(
+            code(closed.authenticate(Some("Bearer ")).await),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(closed.authenticate(Some("Digest abc")).await),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(closed.authenticate(Some("Basic ***")).await),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(closed.authenticate(Some("Bearer a.b.c")).await),
+            "invalid_token"
+        );
+        let (t, _) = super::super::tokens::create(
+            &dir.path().join("tokens.json"),
+            &super::super::tokens::NewToken {
+                role: Role::Auditor,
+                participant: None,
+                expires_in: None,
+                name: String::new(),
+            },
+        )
+        .expect("token");
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("me:{t}"));
+        for h in [
+            format!("Bearer {t}"),
+            format!("bearer  {t}"),
+            format!("Basic {b}"),
+        ] {
+            assert_eq!(
+                closed.authenticate(Some(&h)).await.expect(&h).role,
+                Role::Auditor
+            );
         }
     }
 }
