@@ -99,6 +99,22 @@ pub struct AuthConfig {
     pub anonymous: String,
     /// `[auth.oidc]`: bearer JWTs from an identity provider (off while `issuer` is empty).
     pub oidc: OidcSection,
+    /// `[auth.limits.ROLE]`: what one role's queries may cost together, within `[query]`
+    /// (a participant role's limit is per participant).
+    pub limits: BTreeMap<String, RoleLimits>,
+}
+
+/// `[auth.limits.ROLE]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RoleLimits {
+    /// Queries of the role (of each participant, for `participant`) running at once; 0:
+    /// only the server's limit.
+    #[serde(default)]
+    pub max_concurrent: usize,
+    /// Deadline of one of its queries, e.g. `"5s"`, if shorter than `[query] timeout`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 /// `[auth.oidc]`.
@@ -195,10 +211,27 @@ impl AuthConfig {
                     .map_err(|e| anyhow::anyhow!("auth.anonymous: {e}"))?,
             ),
         };
+        let role_limits = self
+            .limits
+            .iter()
+            .map(|(role, l)| {
+                let r = role
+                    .parse::<Role>()
+                    .map_err(|e| anyhow::anyhow!("auth.limits.{role}: {e}"))?;
+                Ok((
+                    r,
+                    veritrace_queries::access::Limits {
+                        max_concurrent: (l.max_concurrent > 0).then_some(l.max_concurrent),
+                        timeout: l.timeout,
+                    },
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(veritrace_queries::access::AuthConfig {
             tokens_file,
             oidc,
             anonymous,
+            role_limits,
         })
     }
 }
@@ -803,6 +836,7 @@ impl Default for Config {
                         .collect(),
                     roles: BTreeMap::new(),
                 },
+                limits: BTreeMap::new(),
             },
             signatures: {
                 let d = SignaturePolicy::default();

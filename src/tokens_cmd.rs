@@ -45,6 +45,12 @@ pub struct CreateArgs {
     /// What it is for (shown by `tokens list`).
     #[arg(long, default_value = "")]
     name: String,
+    /// Its queries running at once (over its role's `[auth.limits]`).
+    #[arg(long)]
+    max_concurrent: Option<usize>,
+    /// Deadline of one of its queries, e.g. `5s` (over its role's and the server's).
+    #[arg(long)]
+    timeout: Option<humantime::Duration>,
     #[command(flatten)]
     at: Where,
 }
@@ -86,6 +92,10 @@ pub fn tokens_cmd(cmd: TokensCommand, cfg: &Config) -> anyhow::Result<ExitCode> 
                     participant: a.participant,
                     expires_in: a.expires.map(Into::into),
                     name: a.name,
+                    limits: veritrace_queries::access::Limits {
+                        max_concurrent: a.max_concurrent.filter(|n| *n > 0),
+                        timeout: a.timeout.map(Into::into),
+                    },
                 },
             )
             .map_err(anyhow::Error::msg)

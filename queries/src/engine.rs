@@ -207,6 +207,8 @@ pub struct QueryEngine {
     >,
     /// What this engine's identity may see (`None`: everything) ([`crate::visibility`]).
     pub(crate) visibility: Option<Arc<crate::visibility::Visibility>>,
+    /// The limits of this engine's identity, over the server's ([`crate::access::Quota`]).
+    quota: Option<Arc<crate::access::Quota>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -249,6 +251,13 @@ impl QueryOptions {
         }
     }
 }
+
+/// A query's slots: the server's, and its identity's if it has a quota (held until the
+/// query ends).
+pub(crate) struct Slot(
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+    #[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 /// The query runtime, the limits and the slots of running queries, shared by clones.
 struct Guard {
@@ -483,6 +492,7 @@ impl QueryEngine {
             registry_root,
             grants: Arc::default(),
             visibility: None,
+            quota: None,
         };
         engine.refresh().await?;
         Ok(engine)
@@ -789,21 +799,60 @@ impl QueryEngine {
     }
 
     /// Waits for a query slot, at most [`QueryLimits::queue_timeout`].
-    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    async fn slot(&self) -> Result<Slot> {
         let limits = &self.guard.limits;
+        // The identity's own slot first, so a flood of one identity's queries waits in its
+        // own line and never holds the server's slots that others need.
+        let own = match self
+            .quota
+            .as_ref()
+            .and_then(|q| Some((q, q.slots.clone()?)))
+        {
+            None => None,
+            Some((q, slots)) => {
+                match tokio::time::timeout(limits.queue_timeout, slots.acquire_owned()).await {
+                    Ok(Ok(p)) => Some(p),
+                    Ok(Err(_)) => {
+                        return Err(crate::Error::Internal("the query slots were closed".into()));
+                    }
+                    Err(_) => {
+                        return Err(crate::Error::TooManyQueries {
+                            who: q.name.clone(),
+                            running: q.limits.max_concurrent.unwrap_or(0),
+                            waited: limits.queue_timeout,
+                        });
+                    }
+                }
+            }
+        };
         match tokio::time::timeout(
             limits.queue_timeout,
             self.guard.slots.clone().acquire_owned(),
         )
         .await
         {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok(Slot(permit, own)),
             Ok(Err(_)) => Err(crate::Error::Internal("the query slots were closed".into())),
             Err(_) => Err(crate::Error::Busy {
                 running: limits.max_concurrent,
                 waited: limits.queue_timeout,
             }),
         }
+    }
+
+    /// This engine with `quota`'s limits on its queries.
+    pub fn with_quota(mut self, quota: Option<Arc<crate::access::Quota>>) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// The deadline of one query: the server's, or the identity's if shorter.
+    fn timeout(&self) -> std::time::Duration {
+        let server = self.guard.limits.timeout;
+        self.quota
+            .as_ref()
+            .and_then(|q| q.limits.timeout)
+            .map_or(server, |t| t.min(server))
     }
 
     /// Runs `work` on the query runtime in a query slot, under the deadline; dropping the
@@ -823,7 +872,7 @@ impl QueryEngine {
                 let _running = running;
                 fut.await
             }));
-            let timeout = self.guard.limits.timeout;
+            let timeout = self.timeout();
             match tokio::time::timeout(timeout, task).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) if e.is_panic() => Err(crate::Error::Internal(format!(
@@ -900,7 +949,7 @@ impl QueryEngine {
         use futures::StreamExt;
         let permit = self.slot().await.inspect_err(|e| self.refused(e))?;
         let running = Running::start(&self.guard.metrics.running);
-        let timeout = self.guard.limits.timeout;
+        let timeout = self.timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         let (schema_tx, schema_rx) = tokio::sync::oneshot::channel::<Result<SchemaRef>>();
         let (tx, rx) = tokio::sync::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);

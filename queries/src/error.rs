@@ -75,6 +75,18 @@ pub enum Error {
     /// A bug or an environment failure inside the server (evidence in the message).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller's own limit of queries at once stayed reached while the query waited.
+    #[error(
+        "{who} already runs {running} queries at once (its limit) and none finished within {waited:?}; retry later"
+    )]
+    TooManyQueries {
+        /// Whose limit (`role:participant:p-1`, `token:ab12...`).
+        who: String,
+        /// Its limit.
+        running: usize,
+        /// How long the query waited.
+        waited: std::time::Duration,
+    },
     /// The caller did not prove who it is (`code`: `missing_credentials`, `invalid_token`,
     /// `token_expired`, `token_revoked`, `alg_not_allowed`, `unknown_key`, `bad_signature`,
     /// `wrong_issuer`, `wrong_audience`, `token_not_yet_valid`, `no_role`).
@@ -110,6 +122,7 @@ impl Error {
             Error::Damaged(_) => "data_damaged",
             Error::Unauthenticated { code, .. } => code,
             Error::Forbidden(_) => "forbidden",
+            Error::TooManyQueries { .. } => "too_many_queries",
         }
     }
 
@@ -167,7 +180,8 @@ impl Error {
             c @ ("query_memory_exceeded"
             | "query_timeout"
             | "statement_too_complex"
-            | "server_busy") => Some(c),
+            | "server_busy"
+            | "too_many_queries") => Some(c),
             _ => None,
         }
     }

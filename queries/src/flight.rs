@@ -60,7 +60,9 @@ fn status(e: Error) -> Status {
     let msg = format!("{}: {}", e.code(), e.message());
     match e.code() {
         "query_timeout" => Status::deadline_exceeded(msg),
-        "server_busy" | "query_memory_exceeded" => Status::resource_exhausted(msg),
+        "server_busy" | "query_memory_exceeded" | "too_many_queries" => {
+            Status::resource_exhausted(msg)
+        }
         "data_damaged" => Status::data_loss(msg),
         _ => match e {
             Error::Sql(_) | Error::BadRequest(_) | Error::TooComplex(_) => {
@@ -112,7 +114,13 @@ impl FlightSql {
     ) -> Result<QueryEngine, Status> {
         let id = self.identity(metadata).await?;
         id.require(Capability::Rows).map_err(status)?;
-        self.engine.scoped(&id.scope()).await.map_err(status)
+        let quota = self.auth.as_ref().and_then(|a| a.quota(&id));
+        Ok(self
+            .engine
+            .scoped(&id.scope())
+            .await
+            .map_err(status)?
+            .with_quota(quota))
     }
 
     /// The gRPC service to mount on a tonic server.

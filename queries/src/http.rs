@@ -160,7 +160,8 @@ async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -
 /// The request's identity, checked for `what`, and an engine of its scope.
 async fn engine_for(s: &AppState, id: &Identity, what: Capability) -> Result<QueryEngine, Error> {
     id.require(what)?;
-    s.engine.scoped(&id.scope()).await
+    let quota = s.auth.as_ref().and_then(|a| a.quota(id));
+    Ok(s.engine.scoped(&id.scope()).await?.with_quota(quota))
 }
 
 async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
@@ -187,6 +188,7 @@ impl IntoResponse for Error {
             "query_memory_exceeded" => StatusCode::UNPROCESSABLE_ENTITY,
             "query_timeout" => StatusCode::GATEWAY_TIMEOUT,
             "server_busy" => StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_queries" => StatusCode::TOO_MANY_REQUESTS,
             "data_damaged" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => match &self {
                 Error::Sql(_) | Error::BadRequest(_) | Error::TooComplex(_) => {
@@ -214,7 +216,7 @@ impl IntoResponse for Error {
                 .into_response(),
             None => error_response(status, self.code(), self.message()),
         };
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }

@@ -281,6 +281,10 @@ async fn world() -> World {
         tmp.path(),
         QueryOptions {
             registry_root: Some(root.public()),
+            limits: veritrace_queries::QueryLimits {
+                queue_timeout: Duration::from_secs(1),
+                ..veritrace_queries::QueryLimits::default()
+            },
             ..QueryOptions::default()
         },
     )
@@ -306,6 +310,7 @@ impl World {
                 participant: participant.map(str::to_owned),
                 expires_in: None,
                 name: "test".into(),
+                limits: Default::default(),
             },
         )
         .expect("token")
@@ -318,6 +323,7 @@ impl World {
                 tokens_file: self.tokens_file.clone(),
                 oidc: None,
                 anonymous: None,
+                role_limits: Default::default(),
             })
             .await
             .expect("auth"),
@@ -702,6 +708,7 @@ async fn refused_tokens_get_401_with_their_reason_and_healthz_needs_none() {
             participant: None,
             expires_in: Some(Duration::ZERO),
             name: String::new(),
+            limits: Default::default(),
         },
     )
     .expect("token")
@@ -765,4 +772,134 @@ async fn flight_ids(
         }
     }
     Ok(ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() {
+    use veritrace_queries::access::Limits;
+    let w = world().await;
+    let limited = |p: &str, limits: Limits| {
+        tokens::create(
+            &w.tokens_file,
+            &NewToken {
+                role: Role::Participant,
+                participant: Some(p.into()),
+                expires_in: None,
+                name: String::new(),
+                limits,
+            },
+        )
+        .expect("token")
+        .0
+    };
+    let one = limited(
+        "plant-1",
+        Limits {
+            max_concurrent: Some(1),
+            timeout: None,
+        },
+    );
+    let other = w.token(Role::Participant, Some("shop-1"));
+    // HTTP and Flight SQL share one authenticator, so one line per identity, as in serve.
+    let auth = w.auth().await;
+    let svc = FlightSql::with_auth(w.engine.clone(), auth.clone());
+    // A stream nobody reads holds its query's slot.
+    let t = TicketStatementQuery {
+        statement_handle: b"SELECT value FROM generate_series(1, 100000000)"
+            .to_vec()
+            .into(),
+    };
+    let mut req = tonic::Request::new(Ticket::new(t.as_any().encode_to_vec()));
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {one}").parse().expect("header"),
+    );
+    let held = svc.do_get_statement(t, req).await.expect("held stream");
+
+    let app = veritrace_queries::http::router_with_auth(
+        w.engine.clone(),
+        prometheus::Registry::new(),
+        auth,
+    )
+    .expect("router");
+    let started = std::time::Instant::now();
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/sql",
+        Some(&one),
+        Some(json!({"sql": "SELECT 1 AS x"})),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_queries"),
+        "{v}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "it waited in line first"
+    );
+    // Another participant, and the health check, are not held up by it.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/sql",
+        Some(&other),
+        Some(json!({"sql": "SELECT 1 AS x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        call(&app, "GET", "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+    drop(held);
+    // Once the stream is gone its slot is free again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/v1/sql",
+            Some(&one),
+            Some(json!({"sql": "SELECT 1 AS x"})),
+        )
+        .await;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back: {s}"
+        );
+    }
+
+    // A token's own deadline, shorter than the server's minute.
+    let quick = limited(
+        "plant-1",
+        Limits {
+            max_concurrent: None,
+            timeout: Some(Duration::from_secs(1)),
+        },
+    );
+    let started = std::time::Instant::now();
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/sql",
+        Some(&quick),
+        Some(json!({"sql": "SELECT count(*) FROM generate_series(1, 100000000000)"})),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
+        "{v}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -7,7 +7,9 @@ use base64::Engine;
 
 use super::oidc::{Oidc, OidcConfig};
 use super::tokens::TokenStore;
-use super::{Identity, Role};
+use std::sync::Arc;
+
+use super::{Identity, Limits, Quota, Role};
 use crate::Error;
 
 /// What the servers accept.
@@ -20,6 +22,8 @@ pub struct AuthConfig {
     /// The role of requests without credentials; `None` refuses them
     /// (`missing_credentials`).
     pub anonymous: Option<Role>,
+    /// Limits per role (a token's own limits come first).
+    pub role_limits: std::collections::BTreeMap<Role, Limits>,
 }
 
 /// Turns a request's `Authorization` header into an [`Identity`].
@@ -28,6 +32,8 @@ pub struct Authenticator {
     tokens: TokenStore,
     oidc: Option<Oidc>,
     anonymous: Option<Role>,
+    role_limits: std::collections::BTreeMap<Role, Limits>,
+    quotas: std::sync::Mutex<std::collections::HashMap<String, Arc<Quota>>>,
 }
 
 fn refused(code: &'static str, detail: impl Into<String>) -> Error {
@@ -64,7 +70,38 @@ impl Authenticator {
             tokens,
             oidc,
             anonymous: cfg.anonymous,
+            role_limits: cfg.role_limits,
+            quotas: Default::default(),
         })
+    }
+
+    /// The shared quota `id`'s queries run under: its token's own limits if it has any
+    /// (one quota per token), else its role's (one per role, or per role and participant
+    /// for participants, so one participant cannot take another's share); `None` when
+    /// nothing limits it.
+    pub fn quota(&self, id: &Identity) -> Option<Arc<Quota>> {
+        let role = self.role_limits.get(&id.role).copied().unwrap_or_default();
+        let (name, limits) = if id.limits.is_none() {
+            let name = match &id.participant {
+                Some(p) => format!("role:{}:{p}", id.role),
+                None => format!("role:{}", id.role),
+            };
+            (name, role)
+        } else {
+            (id.subject.clone(), id.limits.or(role))
+        };
+        if limits.is_none() {
+            return None;
+        }
+        let mut q = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = q
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Quota::new(name, limits)));
+        if entry.limits != limits {
+            // The token's limits changed (re-read file): a new quota from now on.
+            *entry = Arc::new(Quota::new(entry.name.clone(), limits));
+        }
+        Some(entry.clone())
     }
 
     /// The role of requests without credentials.
@@ -132,6 +169,7 @@ mod tests {
             tokens_file: dir.path().join("tokens.json"),
             oidc: None,
             anonymous,
+            role_limits: Default::default(),
         };
         let open = Authenticator::new(cfg(Some(Role::Public)))
             .await
@@ -173,6 +211,7 @@ mod tests {
                 participant: None,
                 expires_in: None,
                 name: String::new(),
+                limits: Default::default(),
             },
         )
         .expect("token");

@@ -24,6 +24,8 @@ pub use auth::{AuthConfig, Authenticator};
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A role: what kind of caller this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,6 +161,8 @@ pub struct Identity {
     pub participant: Option<String>,
     /// How it authenticated.
     pub method: Method,
+    /// Its own limits (a token's), over its role's.
+    pub limits: Limits,
 }
 
 impl Identity {
@@ -169,6 +173,7 @@ impl Identity {
             role,
             participant: None,
             method: Method::Anonymous,
+            limits: Limits::default(),
         }
     }
 
@@ -205,4 +210,53 @@ pub enum Scope {
     Participant(String),
     /// No rows at all.
     Nothing,
+}
+
+/// What the queries of one role or token may cost, within the server's own limits
+/// (`[query]`): how many run at once, and how long each may run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Queries of this identity running at once; more wait (then `too_many_queries`).
+    pub max_concurrent: Option<usize>,
+    /// Deadline of one query, if shorter than the server's.
+    pub timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// These limits, each falling back to `other`'s.
+    pub fn or(self, other: Limits) -> Limits {
+        Limits {
+            max_concurrent: self.max_concurrent.or(other.max_concurrent),
+            timeout: self.timeout.or(other.timeout),
+        }
+    }
+
+    /// Whether nothing is limited.
+    pub fn is_none(&self) -> bool {
+        self.max_concurrent.is_none() && self.timeout.is_none()
+    }
+}
+
+/// The running state of one identity's limits, shared by its requests.
+#[derive(Debug)]
+pub struct Quota {
+    /// Whose (`role:participant`, `token:ab12...`).
+    pub name: String,
+    /// Its limits.
+    pub limits: Limits,
+    /// Its query slots.
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Quota {
+    /// A quota named `name` with `limits`.
+    pub fn new(name: String, limits: Limits) -> Self {
+        Quota {
+            name,
+            slots: limits
+                .max_concurrent
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+            limits,
+        }
+    }
 }

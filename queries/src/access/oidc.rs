@@ -395,6 +395,7 @@ impl Oidc {
                 None
             },
             method: Method::Jwt,
+            limits: super::Limits::default(),
         })
     }
 }

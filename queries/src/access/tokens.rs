@@ -51,6 +51,12 @@ pub struct TokenRecord {
     /// When it was revoked, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<i64>,
+    /// Its queries running at once (over its role's limit), if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<usize>,
+    /// Deadline of one of its queries in seconds (over its role's), if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -148,6 +154,8 @@ pub struct NewToken {
     pub expires_in: Option<std::time::Duration>,
     /// What it is for.
     pub name: String,
+    /// Its own limits.
+    pub limits: super::Limits,
 }
 
 /// Creates a token: returns the token (shown once, never stored) and its record.
@@ -187,6 +195,8 @@ pub fn create(path: &Path, new: &NewToken) -> Result<(String, TokenRecord), Stri
             .expires_in
             .map(|d| created.saturating_add(d.as_secs() as i64)),
         revoked: None,
+        max_concurrent: new.limits.max_concurrent,
+        timeout_secs: new.limits.timeout.map(|d| d.as_secs().max(1)),
     };
     update(path, |f| {
         if f.tokens.iter().any(|t| t.id == id) {
@@ -321,6 +331,10 @@ impl TokenStore {
             role,
             participant: t.participant.clone(),
             method: Method::Token,
+            limits: super::Limits {
+                max_concurrent: t.max_concurrent,
+                timeout: t.timeout_secs.map(std::time::Duration::from_secs),
+            },
         })
     }
 }
@@ -339,6 +353,7 @@ mod tests {
             participant: participant.map(str::to_owned),
             expires_in,
             name: "test".into(),
+            limits: Default::default(),
         };
         let (analyst, rec) = create(&path, &new(Role::Analyst, None, None)).expect("create");
         let (part, _) = create(&path, &new(Role::Participant, Some("p-7"), None)).expect("create");
@@ -392,6 +407,7 @@ mod tests {
                 participant: None,
                 expires_in: None,
                 name: String::new(),
+                limits: Default::default(),
             },
         )
         .expect("create");
