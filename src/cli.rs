@@ -450,6 +450,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let auth_settings = cfg.auth.settings(&data, loopback)?;
             let mut options = cfg.query.options();
             options.registry_root = cfg.signatures.root()?;
+            let audit_cfg = if cfg.auth.audit {
+                let r = cfg.runtime()?;
+                Some(veritrace_processors::embedded::EmbeddedConfig {
+                    stream: String::new(),
+                    policy: r.policy,
+                    epoch_interval: r.epoch_interval,
+                    backend: r.backend,
+                    signatures: Default::default(),
+                    queue: 4096,
+                    holder: format!("veritrace serve (pid {})", std::process::id()),
+                    kind: Default::default(),
+                })
+            } else {
+                None
+            };
+            let node = format!(
+                "{}:{}",
+                std::env::var("HOSTNAME")
+                    .ok()
+                    .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "veritrace".into()),
+                listen.port()
+            );
+            let mut audit_slot: Option<Arc<veritrace_queries::audit::AuditLog>> = None;
             let rt = crate::rt::runtime()?;
             let result = rt.block_on(async {
                 let auth = Arc::new(
@@ -468,10 +494,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 let engine = Arc::new(QueryEngine::open_with(&data, options).await?);
                 let registry = prometheus::Registry::new();
+                let audit = match audit_cfg {
+                    None => None,
+                    Some(c) => Some(Arc::new(
+                        veritrace_queries::audit::AuditLog::start(
+                            engine.data_dir(),
+                            c,
+                            node.clone(),
+                            &registry,
+                        )
+                        .map_err(anyhow::Error::msg)
+                        .context("[auth] audit: the audit log cannot be written to the data directory (audit = false turns it off)")?,
+                    )),
+                };
+                audit_slot.clone_from(&audit);
                 let app = veritrace_queries::http::router_with_auth(
                     engine.clone(),
                     registry,
                     auth.clone(),
+                    audit.clone(),
                 )?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
@@ -501,12 +542,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let flight_task = match &tls {
                     None => tokio::spawn(veritrace_queries::flight::serve(
                         flight,
-                        FlightSql::with_auth(engine.clone(), auth.clone()),
+                        FlightSql::with_auth(engine.clone(), auth.clone())
+                            .with_audit(audit.clone()),
                         stopped(),
                     )),
                     Some(t) => tokio::spawn(veritrace_queries::flight::serve_incoming(
                         veritrace_net::tls_incoming(flight, t.clone(), &opts, stats.clone()),
-                        FlightSql::with_auth(engine.clone(), auth.clone()),
+                        FlightSql::with_auth(engine.clone(), auth.clone())
+                            .with_audit(audit.clone()),
                         stopped(),
                     )),
                 };
@@ -526,6 +569,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             // Blocking reads still running must not hold the exit.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            // The last entries are sealed before the process ends.
+            if let Some(a) = audit_slot {
+                match Arc::try_unwrap(a) {
+                    Ok(a) => a
+                        .stop()
+                        .map_err(anyhow::Error::msg)
+                        .context("sealing the audit log")?,
+                    // Still shared by a stopped task: dropping it seals what was queued.
+                    Err(a) => drop(a),
+                }
+            }
             result?;
             Ok(ExitCode::SUCCESS)
         }

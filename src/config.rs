@@ -102,6 +102,10 @@ pub struct AuthConfig {
     /// `[auth.limits.ROLE]`: what one role's queries may cost together, within `[query]`
     /// (a participant role's limit is per participant).
     pub limits: BTreeMap<String, RoleLimits>,
+    /// Write every request of `veritrace serve` (but `/healthz`) to the audit log: the
+    /// `veritrace.audit` stream of the data directory, sealed and anchored like events
+    /// (the server then writes to the data directory).
+    pub audit: bool,
 }
 
 /// `[auth.limits.ROLE]`.
@@ -837,6 +841,7 @@ impl Default for Config {
                     roles: BTreeMap::new(),
                 },
                 limits: BTreeMap::new(),
+                audit: true,
             },
             signatures: {
                 let d = SignaturePolicy::default();

@@ -119,6 +119,7 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
                 signatures: settings.clone(),
                 queue: 256,
                 holder: format!("veritrace gateway --embedded (pid {})", std::process::id()),
+                kind: Default::default(),
             },
         )?)),
         _ => None,

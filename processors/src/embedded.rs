@@ -40,6 +40,19 @@ pub struct EmbeddedConfig {
     pub queue: usize,
     /// Names this process in the anchorer lock.
     pub holder: String,
+    /// What the records are: events (the gateway) or audit entries ([`crate::audit`]).
+    pub kind: EmbeddedKind,
+}
+
+/// What an embedded queue's records are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbeddedKind {
+    /// Events, signed or not, on partition 0 of the stream.
+    #[default]
+    Events,
+    /// Audit entries of this node's servers, on the first partition of the stream no other
+    /// process holds (each server of a group writes its own).
+    Audit,
 }
 
 /// One record of a submission that was rejected, and why.
@@ -104,16 +117,55 @@ struct Quiet;
 impl EpochObserver for Quiet {}
 
 impl Embedded {
-    /// Opens partition 0 of `cfg.stream` in `dir` (its lock keeps a second process out) and
-    /// starts the processor and epoch threads.
+    /// Opens partition 0 of `cfg.stream` in `dir` (the first free partition for audit
+    /// entries; the partition's lock keeps a second process out) and starts the processor
+    /// and epoch threads.
     pub fn start(dir: &DataDir, cfg: EmbeddedConfig) -> Result<Self> {
-        let registry = cfg.signatures.registry(dir)?;
-        let proc = PartitionProcessor::open(dir, &cfg.stream, 0, cfg.policy)?
-            .with_signatures(cfg.signatures.stage(&cfg.stream, registry));
+        let lock = |p: u32| {
+            veritrace_anchor::DirLock::try_acquire(
+                &dir.partition_lock_file(&cfg.stream, p),
+                &cfg.holder,
+            )
+        };
+        let (proc, lock) = match cfg.kind {
+            EmbeddedKind::Events => {
+                let Some(l) = lock(0)? else {
+                    return Err(Error::Invalid(format!(
+                        "partition 0 of stream {} is written by another process ({})",
+                        cfg.stream,
+                        veritrace_anchor::DirLock::holder(&dir.partition_lock_file(&cfg.stream, 0))
+                    )));
+                };
+                let registry = cfg.signatures.registry(dir)?;
+                let proc = PartitionProcessor::open(dir, &cfg.stream, 0, cfg.policy)?
+                    .with_signatures(cfg.signatures.stage(&cfg.stream, registry));
+                (proc, l)
+            }
+            EmbeddedKind::Audit => {
+                let mut found = None;
+                for p in 0..64 {
+                    if let Some(l) = lock(p)? {
+                        let proc = PartitionProcessor::open(dir, &cfg.stream, p, cfg.policy)?;
+                        found = Some((proc.with_audit(), l));
+                        break;
+                    }
+                }
+                found.ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "all 64 partitions of stream {} are written by other processes",
+                        cfg.stream
+                    ))
+                })?
+            }
+        };
         let (tx, rx) = sync_channel::<Submission>(cfg.queue.max(1));
         let worker = std::thread::Builder::new()
             .name("embedded-p0".into())
-            .spawn(move || worker(proc, rx))
+            .spawn(move || {
+                // The partition's lock is held as long as its processor writes.
+                let _lock = lock;
+                worker(proc, rx)
+            })
             .map_err(|e| Error::Invalid(format!("cannot start the processor thread: {e}")))?;
         let anchor_stop = Arc::new(AtomicBool::new(false));
         let anchor = {

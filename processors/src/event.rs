@@ -49,6 +49,9 @@ pub enum EventType {
     /// `device.key_rotated`, `device.revoked`): made by the pipeline from a signed record
     /// on the registry stream, never accepted as an ordinary event.
     Registry,
+    /// An entry of the query servers' audit log ([`crate::audit`]): made by the pipeline
+    /// on the audit stream, never accepted as an ordinary event.
+    Audit,
 }
 
 impl EventType {
@@ -82,6 +85,7 @@ impl EventType {
             EventType::Maintenance => "maintenance",
             EventType::Telemetry => "telemetry",
             EventType::Registry => "registry",
+            EventType::Audit => "audit",
         }
     }
 

@@ -13,6 +13,7 @@
 //! produced by the same function the auditor's verifier uses.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod columns;
 pub mod embedded;
 pub mod event;

@@ -118,6 +118,7 @@ pub struct PartitionProcessor {
 enum Stage {
     Events(Signatures),
     Registry(Box<RegistryStage>),
+    Audit,
 }
 
 /// Dedupe keys are 128-bit xxh3 hashes of event ids (16 bytes per id in memory, a
@@ -216,6 +217,13 @@ impl PartitionProcessor {
         self
     }
 
+    /// Makes this the audit stream's processor: each record is an audit entry of the node's
+    /// servers ([`crate::audit`]).
+    pub fn with_audit(mut self) -> Self {
+        self.stage = Stage::Audit;
+        self
+    }
+
     /// The partition number.
     pub fn partition(&self) -> u32 {
         self.partition
@@ -292,6 +300,7 @@ impl PartitionProcessor {
                 let seen = &self.seen;
                 r.open_record(payload, now_ms, &limits, &|id| seen.contains(&id_key(id)))
             }
+            Stage::Audit => crate::audit::open_entry(payload, &limits),
         };
         let outcome = match opened {
             Ok(o) => match self.add(offset, &o)? {

@@ -284,7 +284,7 @@ fn info(
     }
 }
 
-fn finish(event: Event, envelope: Option<Vec<u8>>) -> Result<Opened, Rejection> {
+pub(crate) fn finish(event: Event, envelope: Option<Vec<u8>>) -> Result<Opened, Rejection> {
     let canonical = event.canonical_bytes().map_err(|mut r| {
         r.event_id = Some(event.event_id.clone());
         r
@@ -837,6 +837,22 @@ pub fn append_registry(
     batch: crate::BatchPolicy,
     envelopes: &[Vec<u8>],
 ) -> Result<(Vec<crate::Outcome>, Option<veritrace_anchor::BatchHeader>)> {
+    // One writer of the registry stream at a time (another registry command, a gateway).
+    let lock_path = dir.partition_lock_file(REGISTRY_STREAM, 0);
+    let holder = format!("veritrace registry (pid {})", std::process::id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let _lock = loop {
+        if let Some(l) = veritrace_anchor::DirLock::try_acquire(&lock_path, &holder)? {
+            break l;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Invalid(format!(
+                "the registry stream is written by another process ({}) for 30 s",
+                veritrace_anchor::DirLock::holder(&lock_path)
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let stage = RegistryStage::open(dir, root.clone(), policy.clone())?;
     let mut proc =
         crate::PartitionProcessor::open(dir, REGISTRY_STREAM, 0, batch)?.with_registry(stage);

@@ -209,6 +209,8 @@ pub struct QueryEngine {
     pub(crate) visibility: Option<Arc<crate::visibility::Visibility>>,
     /// The limits of this engine's identity, over the server's ([`crate::access::Quota`]).
     quota: Option<Arc<crate::access::Quota>>,
+    /// Whether lookups refuse audit entries (every scope but admins' and auditors').
+    pub(crate) hides_audit: bool,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -459,6 +461,7 @@ impl QueryEngine {
         let epochs = Arc::new(Swappable::new(epochs_schema())?);
         ctx.register_table("batches", batches.clone())?;
         ctx.register_table("epochs", epochs.clone())?;
+        ctx.register_table("audit", audit_view(events_table.clone())?)?;
         let events: Arc<dyn TableProvider> = events_table.clone();
         let edges = Arc::new(std::sync::RwLock::new(Arc::new(EdgeIndex::default())));
         for d in [Direction::Backward, Direction::Forward] {
@@ -493,6 +496,7 @@ impl QueryEngine {
             grants: Arc::default(),
             visibility: None,
             quota: None,
+            hides_audit: false,
         };
         engine.refresh().await?;
         Ok(engine)
@@ -1101,6 +1105,31 @@ impl QueryEngine {
         })
         .await
     }
+}
+
+/// The `audit` table: the audit log's entries ([`veritrace_processors::audit`]) among the
+/// events, with what each one says.
+fn audit_view(events: Arc<Swappable>) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
+    let plan = LogicalPlanBuilder::scan(
+        "events",
+        datafusion::datasource::provider_as_source(events),
+        None,
+    )?
+    .filter(col("event_type").eq(lit(crate::visibility::AUDIT_TYPE)))?
+    .project(vec![
+        col("event_id").alias("entry_id"),
+        col("event_time").alias("at"),
+        col("operator").alias("who"),
+        col("site").alias("route"),
+        col("result").alias("outcome"),
+        col("participant_id").alias("node"),
+        col("attributes").alias("entry"),
+        col("batch_id"),
+        col("leaf_index"),
+    ])?
+    .build()?;
+    Ok(Arc::new(datafusion::datasource::ViewTable::new(plan, None)))
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {

@@ -30,11 +30,12 @@ use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
     IpcMessage, SchemaAsIpc, Ticket,
 };
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::access::{Authenticator, Capability, Identity, Role};
+use crate::audit::{AuditLog, Facts};
 use crate::{Error, QueryEngine};
 
 static SQL_INFO: LazyLock<Result<SqlInfoData, String>> = LazyLock::new(|| {
@@ -81,12 +82,17 @@ fn status(e: Error) -> Status {
 pub struct FlightSql {
     engine: Arc<QueryEngine>,
     auth: Option<Arc<Authenticator>>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl FlightSql {
     /// A service over `engine`, without authentication (every caller an anonymous admin).
     pub fn new(engine: Arc<QueryEngine>) -> Self {
-        FlightSql { engine, auth: None }
+        FlightSql {
+            engine,
+            auth: None,
+            audit: None,
+        }
     }
 
     /// A service over `engine` with `auth` deciding who each call is.
@@ -94,7 +100,15 @@ impl FlightSql {
         FlightSql {
             engine,
             auth: Some(auth),
+            audit: None,
         }
+    }
+
+    /// Writes every statement run (and every refused call) to `audit`
+    /// ([`crate::audit`]).
+    pub fn with_audit(mut self, audit: Option<Arc<AuditLog>>) -> Self {
+        self.audit = audit;
+        self
     }
 
     async fn identity(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Identity, Status> {
@@ -113,8 +127,12 @@ impl FlightSql {
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<QueryEngine, Status> {
         let id = self.identity(metadata).await?;
+        self.engine_for_identity(&id).await
+    }
+
+    async fn engine_for_identity(&self, id: &Identity) -> Result<QueryEngine, Status> {
         id.require(Capability::Rows).map_err(status)?;
-        let quota = self.auth.as_ref().and_then(|a| a.quota(&id));
+        let quota = self.auth.as_ref().and_then(|a| a.quota(id));
         Ok(self
             .engine
             .scoped(&id.scope())
@@ -152,17 +170,171 @@ impl FlightSql {
         sql: &str,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let engine = self.engine_for(metadata).await?;
-        let (schema, batches) = engine.sql_stream(sql).await.map_err(status)?;
-        let stream = FlightDataEncoderBuilder::new()
+        let started = (
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            std::time::Instant::now(),
+        );
+        let facts = || Facts {
+            sql: Some(sql.to_owned()),
+            ..Facts::default()
+        };
+        // Refusals before any row are audited here; a stream's entry is written when it
+        // ends, fails or is dropped.
+        let refused = |id: Option<&Identity>, st: &Status| {
+            let audit = self.audit.clone();
+            let (id, facts, st) = (id.cloned(), facts(), st.clone());
+            async move {
+                if let Some(a) = audit {
+                    let code = st.message().split(':').next().unwrap_or("error").to_owned();
+                    let _ = a
+                        .record(
+                            id.as_ref().ok_or(()),
+                            "flight",
+                            "DoGet".into(),
+                            facts,
+                            st.code() as u32,
+                            code,
+                            None,
+                            started,
+                        )
+                        .await;
+                }
+            }
+        };
+        let id = match self.identity(metadata).await {
+            Ok(i) => i,
+            Err(st) => {
+                refused(None, &st).await;
+                return Err(st);
+            }
+        };
+        let engine = match self.engine_for_identity(&id).await {
+            Ok(e) => e,
+            Err(st) => {
+                refused(Some(&id), &st).await;
+                return Err(st);
+            }
+        };
+        let (schema, batches) = match engine.sql_stream(sql).await {
+            Ok(x) => x,
+            Err(e) => {
+                let st = status(e);
+                refused(Some(&id), &st).await;
+                return Err(st);
+            }
+        };
+        let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = {
+            let rows = rows.clone();
+            batches.inspect_ok(move |b| {
+                rows.fetch_add(b.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+            })
+        };
+        let encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(batches.map_err(|e| {
+            .build(counted.map_err(|e| {
                 // Errors after the schema (a deadline, a bad cast, damage) keep their status
                 // and reason code, as before it.
                 arrow_flight::error::FlightError::Tonic(Box::new(status(Error::Sql(e))))
             }))
             .map_err(Status::from);
-        Ok(Response::new(Box::pin(stream)))
+        let Some(audit) = self.audit.clone() else {
+            return Ok(Response::new(Box::pin(encoded)));
+        };
+        let entry = Arc::new(std::sync::Mutex::new(StreamAudit {
+            audit,
+            id,
+            facts: Some(facts()),
+            rows,
+            digest: sha2::Sha256::default(),
+            outcome: None,
+            ended: false,
+            started,
+        }));
+        let (seen, end) = (entry.clone(), entry);
+        let audited = encoded.inspect(move |item| lock(&seen).see(item)).chain(
+            futures::stream::once(async move {
+                lock(&end).ended = true;
+                None
+            })
+            .filter_map(|x: Option<Result<arrow_flight::FlightData, Status>>| async move { x }),
+        );
+        Ok(Response::new(Box::pin(audited)))
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere; the entry is still written.
+fn lock(e: &std::sync::Mutex<StreamAudit>) -> std::sync::MutexGuard<'_, StreamAudit> {
+    e.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The audit entry of one Flight stream: rows counted and messages digested as they pass,
+/// written when the stream ends, fails or is dropped.
+struct StreamAudit {
+    audit: Arc<AuditLog>,
+    id: Identity,
+    facts: Option<Facts>,
+    rows: Arc<std::sync::atomic::AtomicU64>,
+    digest: sha2::Sha256,
+    outcome: Option<(u32, String)>,
+    ended: bool,
+    started: (i64, std::time::Instant),
+}
+
+impl StreamAudit {
+    fn see(&mut self, item: &Result<arrow_flight::FlightData, Status>) {
+        use sha2::Digest;
+        match item {
+            Ok(d) => {
+                self.digest.update(&d.data_header);
+                self.digest.update(&d.data_body);
+            }
+            Err(st) if self.outcome.is_none() => {
+                let code = st.message().split(':').next().unwrap_or("error").to_owned();
+                self.outcome = Some((st.code() as u32, code));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl Drop for StreamAudit {
+    fn drop(&mut self) {
+        use sha2::Digest;
+        let Some(mut facts) = self.facts.take() else {
+            return;
+        };
+        facts.rows = Some(self.rows.load(std::sync::atomic::Ordering::Relaxed));
+        let (code, outcome) = match self.outcome.take() {
+            Some(o) => o,
+            None if self.ended => (0, "ok".into()),
+            // The client went away before the last row.
+            None => (tonic::Code::Cancelled as u32, "cancelled".into()),
+        };
+        let digest = std::mem::take(&mut self.digest).finalize();
+        let (audit, id, started) = (self.audit.clone(), self.id.clone(), self.started);
+        // Dropped on a runtime thread (the stream's); the entry is queued from a task.
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                if let Err(e) = audit
+                    .record(
+                        Ok(&id),
+                        "flight",
+                        "DoGet".into(),
+                        facts,
+                        code,
+                        outcome,
+                        Some(&digest[..]),
+                        started,
+                    )
+                    .await
+                {
+                    tracing::error!(error = %e, "a Flight SQL stream's audit entry could not be written");
+                }
+            });
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use serde_json::json;
 use veritrace_metrics::error_response;
 
 use crate::access::{Authenticator, Capability, Identity, Role};
+use crate::audit::{AuditLog, Facts};
 use crate::{Error, Format, QueryEngine, output};
 
 /// Metric: HTTP requests by route and status class ([`veritrace_metrics::HTTP_REQUESTS`]).
@@ -47,28 +48,32 @@ struct AppState {
     requests: IntCounterVec,
     latency: HistogramVec,
     auth: Option<Arc<Authenticator>>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// Builds the router without authentication: every caller is an anonymous admin (for
 /// embedding and loopback development). `registry` is exposed on `/metrics`; the router
 /// adds its own metrics to it.
 pub fn router(engine: Arc<QueryEngine>, registry: Registry) -> Result<Router, prometheus::Error> {
-    build(engine, registry, None)
+    build(engine, registry, None, None)
 }
 
-/// Builds the router with `auth` deciding who each request is.
+/// Builds the router with `auth` deciding who each request is, and every request but
+/// `/healthz` written to `audit` when given ([`crate::audit`]).
 pub fn router_with_auth(
     engine: Arc<QueryEngine>,
     registry: Registry,
     auth: Arc<Authenticator>,
+    audit: Option<Arc<AuditLog>>,
 ) -> Result<Router, prometheus::Error> {
-    build(engine, registry, Some(auth))
+    build(engine, registry, Some(auth), audit)
 }
 
 fn build(
     engine: Arc<QueryEngine>,
     registry: Registry,
     auth: Option<Arc<Authenticator>>,
+    audit: Option<Arc<AuditLog>>,
 ) -> Result<Router, prometheus::Error> {
     let requests = veritrace_metrics::counter_vec(&registry, &veritrace_metrics::HTTP_REQUESTS)?;
     let latency = veritrace_metrics::histogram_vec(
@@ -83,6 +88,7 @@ fn build(
         requests,
         latency,
         auth,
+        audit,
     };
     Ok(Router::new()
         .route("/v1/sql", post(sql))
@@ -135,26 +141,102 @@ async fn json_errors(req: Request, next: Next) -> Response {
     out
 }
 
-/// Puts the caller's [`Identity`] into the request (every route but `/healthz`).
+/// Largest response body the audit log digests (larger answers are refused, never sent
+/// undigested; the SQL route's row cap keeps answers far below it).
+const MAX_AUDITED_BODY: usize = 256 << 20;
+
+/// Puts the caller's [`Identity`] into the request (every route but `/healthz`) and writes
+/// the request to the audit log.
 async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
+    let started = (
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        Instant::now(),
+    );
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let route = format!(
+        "{} {}",
+        req.method(),
+        template.as_deref().unwrap_or("(no route)")
+    );
+    let target = match &template {
+        Some(t) if !t.contains('{') => None,
+        _ => Some(req.uri().path().chars().take(1024).collect::<String>()),
+    };
     let identity = match &s.auth {
-        None => Identity::anonymous(Role::Admin),
+        None => Ok(Identity::anonymous(Role::Admin)),
         Some(a) => {
             let header = req
                 .headers()
                 .get(header::AUTHORIZATION)
                 .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-            match a.authenticate(header).await {
-                Ok(i) => i,
-                Err(e) => return e.into_response(),
-            }
+            a.authenticate(header).await
         }
     };
-    req.extensions_mut().insert(identity);
-    next.run(req).await
+    let (identity, resp) = match identity {
+        Ok(i) => {
+            req.extensions_mut().insert(i.clone());
+            (Ok(i), next.run(req).await)
+        }
+        Err(e) => (Err(()), e.into_response()),
+    };
+    let Some(audit) = &s.audit else {
+        return resp;
+    };
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_AUDITED_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return Error::Internal(format!(
+                "the answer could not be read for the audit log: {e}"
+            ))
+            .into_response();
+        }
+    };
+    let status = parts.status;
+    let outcome = if status.is_success() {
+        "ok".to_owned()
+    } else {
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| status.as_str().to_owned())
+    };
+    let mut facts = parts
+        .extensions
+        .remove::<crate::audit::Facts>()
+        .unwrap_or_default();
+    facts.target = facts.target.or(target);
+    let recorded = audit
+        .record(
+            identity.as_ref().map_err(|_| ()),
+            "http",
+            route,
+            facts,
+            u32::from(status.as_u16()),
+            outcome,
+            status.is_success().then_some(&bytes[..]),
+            started,
+        )
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "a request was refused: its audit entry could not be written");
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!(
+                "the request was not answered because its audit entry could not be written: {e}"
+            ),
+        );
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// The request's identity, checked for `what`, and an engine of its scope.
@@ -261,6 +343,13 @@ async fn trace(
         "events": events,
     }))
     .into_response())
+    .map(|mut r| {
+        r.extensions_mut().insert(Facts {
+            rows: Some(rows.iter().map(|b| b.num_rows() as u64).sum()),
+            ..Facts::default()
+        });
+        r
+    })
 }
 
 #[derive(Deserialize)]
@@ -281,6 +370,22 @@ async fn sql(
             "body must be JSON {{\"sql\": \"...\", \"max_rows\": N}}: {e}"
         ))
     })?;
+    let text = req.sql.clone();
+    // The statement goes into the audit entry whatever the outcome.
+    Ok(match sql_run(s, id, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = e.into_response();
+            r.extensions_mut().insert(Facts {
+                sql: Some(text),
+                ..Facts::default()
+            });
+            r
+        }
+    })
+}
+
+async fn sql_run(s: AppState, id: Identity, req: SqlRequest) -> Result<Response, Error> {
     let max = req
         .max_rows
         .unwrap_or(DEFAULT_MAX_ROWS)
@@ -315,10 +420,16 @@ async fn sql(
             .map_err(|e| Error::Output(e.to_string()))?
     };
     let row_count = total.min(max);
-    Ok(Json(
+    let mut resp = Json(
         json!({"columns": columns, "rows": rows, "row_count": row_count, "truncated": truncated}),
     )
-    .into_response())
+    .into_response();
+    resp.extensions_mut().insert(Facts {
+        sql: Some(req.sql),
+        rows: Some(row_count as u64),
+        target: None,
+    });
+    Ok(resp)
 }
 
 async fn event(

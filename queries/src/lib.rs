@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod audit;
 mod damage;
 pub mod dict_count;
 mod engine;

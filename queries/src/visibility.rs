@@ -8,7 +8,9 @@
 //! The filter is part of every plan of the session (SQL, trace functions, traces,
 //! certificates, Flight SQL), and lookups by id (events, proofs) apply the same rule to the
 //! event found ([`Visibility::admits`]). A trace shows the nodes reached through edges the
-//! participant may see and counts the others per depth, never their codes.
+//! participant may see and counts the others per depth, never their codes. Analysts
+//! read every row but the audit log's; admins and auditors read everything, and the
+//! `audit` table.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,9 @@ use veritrace_anchor::tables;
 use crate::access::Scope;
 use crate::trace::{Direction, TraceFunction, Walk};
 use crate::{Error, QueryEngine, Result};
+
+/// The event type of audit entries, which only admins and auditors read.
+pub const AUDIT_TYPE: &str = "audit";
 
 /// What one participant may see: its own events, and per grantor the codes shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,15 +151,18 @@ impl QueryEngine {
     /// An engine that reads what `scope` may see ([`crate::visibility`]); `Scope::All` is
     /// this engine itself. Cheap: views over the shared tables, no data copied.
     pub async fn scoped(&self, scope: &Scope) -> Result<QueryEngine> {
-        let participant = match scope {
+        let not_audit = col("event_type").not_eq(lit(AUDIT_TYPE));
+        let (pred, vis) = match scope {
             Scope::All => return Ok(self.clone()),
             Scope::Nothing => {
                 return Err(Error::Forbidden("this identity may read no rows".into()));
             }
-            Scope::Participant(p) => p,
+            Scope::Data => (not_audit, None),
+            Scope::Participant(p) => {
+                let vis = Arc::new(self.visibility_of(p).await?);
+                (vis.predicate().and(not_audit), Some(vis))
+            }
         };
-        let vis = Arc::new(self.visibility_of(participant).await?);
-        let pred = vis.predicate();
         let events_plan =
             LogicalPlanBuilder::scan("events", provider_as_source(self.events.clone()), None)?
                 .filter(pred.clone())?
@@ -170,13 +178,23 @@ impl QueryEngine {
             .table_provider("edges")
             .await
             .map_err(|e| Error::Internal(format!("the edges table: {e}")))?;
-        let edges_plan = LogicalPlanBuilder::scan("edges", provider_as_source(edges_all), None)?
-            .filter(in_subquery(col("event_id"), Arc::new(ids)))?
-            .build()?;
-        let edges: Arc<dyn TableProvider> = Arc::new(ViewTable::new(edges_plan, None));
-        let rejected: Arc<dyn TableProvider> =
-            Arc::new(MemTable::try_new(tables::REJECTED.schema(), vec![vec![]])?);
-
+        // Audit entries have no edges, so analysts read the edges table as it is.
+        let edges: Arc<dyn TableProvider> = if vis.is_some() {
+            let plan = LogicalPlanBuilder::scan("edges", provider_as_source(edges_all), None)?
+                .filter(in_subquery(col("event_id"), Arc::new(ids)))?
+                .build()?;
+            Arc::new(ViewTable::new(plan, None))
+        } else {
+            edges_all
+        };
+        let rejected: Arc<dyn TableProvider> = if vis.is_some() {
+            Arc::new(MemTable::try_new(tables::REJECTED.schema(), vec![vec![]])?)
+        } else {
+            self.ctx
+                .table_provider("rejected")
+                .await
+                .map_err(|e| Error::Internal(format!("the rejected table: {e}")))?
+        };
         let state = self.ctx.state();
         let (catalog_name, schema_name) = {
             let o = state.config_options();
@@ -218,7 +236,8 @@ impl QueryEngine {
         let mut scoped = self.clone();
         scoped.ctx = ctx;
         scoped.events = events;
-        scoped.visibility = Some(vis);
+        scoped.visibility = vis;
+        scoped.hides_audit = true;
         Ok(scoped)
     }
 
@@ -273,12 +292,15 @@ impl QueryEngine {
 
     /// `NotFound` unless this engine's identity may see `event` (lookups by id).
     pub(crate) fn check_visible(&self, event_id: &str, event: &serde_json::Value) -> Result<()> {
-        match &self.visibility {
-            Some(v) if !v.admits(event) => Err(Error::NotFound {
+        let audit = event.get("event_type").and_then(|t| t.as_str()) == Some(AUDIT_TYPE);
+        let hidden = (self.hides_audit && audit)
+            || self.visibility.as_ref().is_some_and(|v| !v.admits(event));
+        if hidden {
+            return Err(Error::NotFound {
                 what: "event (among those you may see)",
                 id: event_id.to_owned(),
-            }),
-            _ => Ok(()),
+            });
         }
+        Ok(())
     }
 }

@@ -335,6 +335,7 @@ impl World {
             self.engine.clone(),
             prometheus::Registry::new(),
             self.auth().await,
+            None,
         )
         .expect("router")
     }
@@ -820,6 +821,7 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
         w.engine.clone(),
         prometheus::Registry::new(),
         auth,
+        None,
     )
     .expect("router");
     let started = std::time::Instant::now();
@@ -902,4 +904,160 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_an_audit_entry_sealed_anchored_and_proven_like_any_event() {
+    use veritrace_queries::audit::AuditLog;
+    let w = world().await;
+    let registry = prometheus::Registry::new();
+    let audit = Arc::new(
+        AuditLog::start(
+            &w.dir,
+            veritrace_processors::embedded::EmbeddedConfig {
+                stream: String::new(),
+                policy: BatchPolicy {
+                    max_records: 1000,
+                    max_age: Duration::from_millis(200),
+                    ..BatchPolicy::default()
+                },
+                epoch_interval: Duration::from_millis(500),
+                backend: veritrace_anchor::Backend::Local,
+                signatures: Default::default(),
+                queue: 64,
+                holder: "test".into(),
+                kind: Default::default(),
+            },
+            "node-a:8080".into(),
+            &registry,
+        )
+        .expect("audit log"),
+    );
+    let app = veritrace_queries::http::router_with_auth(
+        w.engine.clone(),
+        registry,
+        w.auth().await,
+        Some(audit.clone()),
+    )
+    .expect("router");
+    let shop = w.token(Role::Participant, Some("shop-1"));
+    let admin = w.token(Role::Admin, None);
+    let auditor = w.token(Role::Auditor, None);
+    let analyst = w.token(Role::Analyst, None);
+    let sql = "SELECT event_id FROM events WHERE event_type = 'sale'";
+    // What the client received, to compare with the entry's digest.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/sql")
+        .header(header::AUTHORIZATION, format!("Bearer {shop}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"sql": sql}).to_string()))
+        .expect("request");
+    let mut svc = app.clone();
+    let resp = match svc.call(req).await {
+        Ok(r) => r,
+        Err(e) => match e {},
+    };
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let (s, _) = call(&app, "GET", "/v1/events/prod:0/proof", Some(&shop), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/v1/sql",
+        Some("vtk_000000000000_bad"),
+        Some(json!({"sql": "SELECT 1"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, "GET", "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    drop((app, svc));
+    Arc::try_unwrap(audit)
+        .expect("the only owner")
+        .stop()
+        .expect("sealed");
+    w.engine.refresh().await.expect("refresh");
+
+    let app = w.app().await;
+    let (s, v) = call(&app, "POST", "/v1/sql", Some(&auditor), Some(json!({"sql": "SELECT entry_id, who, route, outcome, node, entry FROM audit ORDER BY at"}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let rows = v["rows"].as_array().expect("rows").clone();
+    assert_eq!(rows.len(), 3, "three requests, /healthz not audited: {v}");
+    let entry = |i: usize| -> Value {
+        serde_json::from_str(rows[i]["entry"].as_str().expect("entry")).expect("json")
+    };
+    let first = entry(0);
+    assert_eq!(rows[0]["route"], "POST /v1/sql");
+    assert_eq!(rows[0]["outcome"], "ok");
+    assert_eq!(rows[0]["node"], "node-a:8080");
+    assert_eq!(first["role"], "participant");
+    assert_eq!(first["participant"], "shop-1");
+    assert_eq!(first["sql"], sql);
+    assert_eq!(first["rows"], 1);
+    assert_eq!(
+        first["result_sha256"],
+        digest.as_str(),
+        "the digest of what the client got"
+    );
+    assert_eq!(rows[1]["outcome"], "not_found");
+    assert_eq!(entry(1)["target"], "/v1/events/prod:0/proof");
+    assert_eq!(rows[2]["outcome"], "invalid_token");
+    assert_eq!(rows[2]["who"], "-");
+
+    // Proven like any event, anchored on the local ledger.
+    let id = rows[0]["entry_id"].as_str().expect("id");
+    let (s, bundle) = call(
+        &app,
+        "GET",
+        &format!("/v1/events/{id}/proof"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{bundle}");
+    let report = veritrace_verify::verify::verify_bundle_json(
+        bundle.to_string().as_bytes(),
+        &veritrace_verify::verify::Options::default(),
+    )
+    .expect("the audit entry's proof verifies");
+    assert_eq!(report.status, veritrace_verify::bundle::Status::Anchored);
+
+    // Analysts and participants read neither the audit table nor its entries.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/sql",
+        Some(&analyst),
+        Some(json!({"sql": "SELECT count(*) FROM audit"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/sql",
+        Some(&analyst),
+        Some(json!({"sql": "SELECT count(*) AS n FROM events WHERE event_type = 'audit'"})),
+    )
+    .await;
+    assert_eq!(v["rows"][0]["n"], 0, "{v}");
+    let (s, _) = call(
+        &app,
+        "GET",
+        &format!("/v1/events/{id}"),
+        Some(&analyst),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&app, "GET", &format!("/v1/events/{id}"), Some(&shop), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -135,6 +135,8 @@ specs! {
         "HTTP request latency by route";
     QUERIES_RUNNING = "veritrace_queries_running", Gauge, "queries", [], SERVE,
         "Queries running now on the query runtime";
+    AUDIT_ENTRIES = "veritrace_audit_entries_total", Counter, "entries", ["outcome"], SERVE,
+        "Audit log entries by outcome (sealed, rejected, failed, refused)";
     GATEWAY_REQUESTS = "veritrace_gateway_requests_total", Counter, "requests", ["route", "status"], GATEWAY,
         "Gateway HTTP requests by route and status";
     GATEWAY_REQUEST_SECONDS = "veritrace_gateway_request_seconds", Histogram, "seconds", ["route"], GATEWAY,

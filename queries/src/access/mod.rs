@@ -9,10 +9,10 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `admin` | everything |
+//! | `admin` | everything, the audit log included |
 //! | `operator` | health and metrics, no row data |
-//! | `analyst` | every row (SQL, traces, events, proofs) |
-//! | `auditor` | every row, proofs and verification |
+//! | `analyst` | every row but the audit log (SQL, traces, events, proofs) |
+//! | `auditor` | every row and the audit log (`audit` table), proofs and verification |
 //! | `participant` | events in which its participant takes part (as the recording participant or the counterparty), plus events about trace codes another participant shared with it |
 //! | `public` | health only |
 
@@ -180,7 +180,8 @@ impl Identity {
     /// The rows this identity reads.
     pub fn scope(&self) -> Scope {
         match (self.role, &self.participant) {
-            (Role::Admin | Role::Analyst | Role::Auditor, _) => Scope::All,
+            (Role::Admin | Role::Auditor, _) => Scope::All,
+            (Role::Analyst, _) => Scope::Data,
             (Role::Participant, Some(p)) => Scope::Participant(p.clone()),
             _ => Scope::Nothing,
         }
@@ -204,8 +205,10 @@ impl Identity {
 /// The rows an identity reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
-    /// Every row.
+    /// Every row, the audit log included.
     All,
+    /// Every row but the audit log.
+    Data,
     /// Events in which this participant takes part, plus what others share with it.
     Participant(String),
     /// No rows at all.

@@ -1,0 +1,119 @@
+//! The audit log of the query servers: every request (who, role, when, route or SQL text,
+//! rows returned, digest of the result, outcome) becomes an event of type `audit` on the
+//! audit stream, sealed into batches, put into epochs and anchored like any event, so an
+//! auditor proves an audit entry as any other.
+//!
+//! Entries come only from the servers of the node (they submit [`AuditEntry`] JSON to an
+//! embedded processor of the audit stream, see [`crate::embedded`]); an `audit` event
+//! type sent by a source is refused like any unknown type.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EVENT_VERSION, Event, EventType, Limits, Participant};
+use crate::reason::{Reason, Rejection};
+use crate::signed::Opened;
+
+/// The stream (batch names, manifest) of the audit log.
+pub const AUDIT_STREAM: &str = "veritrace.audit";
+
+/// Longest SQL text kept in an entry, in bytes (longer text is cut, its digest kept whole).
+pub const MAX_SQL_BYTES: usize = 16 * 1024;
+
+/// One request, as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    /// Unique id (`audit:<node>:<random>`).
+    pub entry_id: String,
+    /// When the request arrived (ms since the epoch).
+    pub at_ms: i64,
+    /// The server that answered (host name and listener).
+    pub node: String,
+    /// Who: `token:<id>`, `jwt:<sub>`, `anonymous`, or `-` when authentication failed.
+    pub who: String,
+    /// The role, when authenticated.
+    pub role: String,
+    /// The participant the caller speaks for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<String>,
+    /// `http` or `flight`.
+    pub protocol: String,
+    /// Method and route (`POST /v1/sql`, `GET /v1/events/{id}/proof`, `DoGet`).
+    pub route: String,
+    /// The path or statement target (event id, trace code), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The SQL text, for statements (cut at [`MAX_SQL_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// SHA-256 of the whole SQL text (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_sha256: Option<String>,
+    /// Rows returned, when rows were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// SHA-256 of the result as sent (the response body; the Arrow IPC messages for
+    /// Flight), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_sha256: Option<String>,
+    /// HTTP status (or the gRPC code) of the answer.
+    pub status: u32,
+    /// `ok`, or the reason code of the refusal or failure.
+    pub outcome: String,
+    /// How long it took (ms).
+    pub duration_ms: u64,
+}
+
+fn bad(detail: impl AsRef<str>) -> Rejection {
+    Rejection::new(Reason::BadRecord, detail)
+}
+
+/// Turns one submitted entry into its `audit` event.
+pub(crate) fn open_entry(payload: &[u8], limits: &Limits) -> Result<Opened, Rejection> {
+    if payload.len() > limits.max_payload.max(64 * 1024) {
+        return Err(Rejection::new(
+            Reason::PayloadTooLarge,
+            format!("an audit entry of {} bytes", payload.len()),
+        ));
+    }
+    let entry: AuditEntry =
+        serde_json::from_slice(payload).map_err(|e| bad(format!("not an audit entry: {e}")))?;
+    if entry.entry_id.is_empty() || entry.node.is_empty() {
+        return Err(bad("an audit entry needs entry_id and node"));
+    }
+    let time = chrono::DateTime::from_timestamp_millis(entry.at_ms)
+        .ok_or_else(|| bad(format!("at_ms {} is not a time", entry.at_ms)))?;
+    let event = Event {
+        attachments: Vec::new(),
+        attributes: serde_json::to_value(&entry).ok(),
+        counterparty: None,
+        device_id: None,
+        event_id: entry.entry_id.clone(),
+        event_time: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        event_time_ms: entry.at_ms,
+        event_type: EventType::Audit,
+        inputs: Vec::new(),
+        location: None,
+        object: None,
+        operator: Some(entry.who.clone()),
+        outputs: Vec::new(),
+        participant: Participant {
+            id: entry.node.clone(),
+            name: None,
+            role: "operator".into(),
+        },
+        quantity: None,
+        readings: BTreeMap::new(),
+        result: Some(entry.outcome.clone()),
+        signature: None,
+        site: Some(entry.route.clone()),
+        trace_code: None,
+        version: EVENT_VERSION,
+    };
+    crate::signed::finish(event, None).map_err(|mut r| {
+        r.event_id = Some(entry.entry_id);
+        r
+    })
+}
