@@ -191,7 +191,11 @@ pub fn compact(dir: &DataDir, opts: &CompactOptions) -> Result<Option<CompactRep
     let mut todo: Vec<BatchHeader> = dir
         .all_batch_headers()?
         .into_iter()
-        .filter(|h| !covered.contains(h.batch_id.as_str()) && dir.events_file(&h.batch_id).exists())
+        .filter(|h| {
+            h.stream != crate::AUDIT_STREAM
+                && !covered.contains(h.batch_id.as_str())
+                && dir.events_file(&h.batch_id).exists()
+        })
         .collect();
     if todo.len() < opts.min_files.max(1) {
         todo.clear();

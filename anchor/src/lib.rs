@@ -46,4 +46,9 @@ pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic
 pub use layout::DataDir;
 pub use ledger::{LedgerHead, LocalLedger};
 pub use lock::DirLock;
+
+/// The stream of the query servers' audit log (see `veritrace_processors::audit`): its
+/// batches are sealed and anchored like any, read as the `audit` table (never as events),
+/// and left out of compaction.
+pub const AUDIT_STREAM: &str = "veritrace.audit";
 pub use veritrace_verify::bundle::{BatchHeader, LedgerEntry};

@@ -16,7 +16,7 @@ use crate::reason::{Reason, Rejection};
 use crate::signed::Opened;
 
 /// The stream (batch names, manifest) of the audit log.
-pub const AUDIT_STREAM: &str = "veritrace.audit";
+pub use veritrace_anchor::AUDIT_STREAM;
 
 /// Longest SQL text kept in an entry, in bytes (longer text is cut, its digest kept whole).
 pub const MAX_SQL_BYTES: usize = 16 * 1024;

@@ -106,6 +106,8 @@ pub(crate) struct Snapshot {
     pub(crate) evm: BTreeMap<u64, (Digest, EvmReceipt)>,
     /// The events files to scan (committed compacted files, then uncompacted batches).
     pub(crate) event_files: Vec<veritrace_anchor::compact::EventFile>,
+    /// The audit log's batch files (the `audit` table; never compacted).
+    pub(crate) audit_files: Vec<veritrace_anchor::compact::EventFile>,
     /// Committed events files that are gone, with what names them.
     pub(crate) missing: Vec<(std::path::PathBuf, String)>,
     /// Recorded digests of the committed files (for the background verifier).
@@ -193,6 +195,8 @@ pub struct QueryEngine {
     /// The `events` table, for trace plans.
     pub(crate) events: Arc<dyn TableProvider>,
     events_table: Arc<Swappable>,
+    /// The audit log's entries, as events ([`veritrace_processors::audit`]).
+    audit_table: Arc<Swappable>,
     /// The operator's root key, to replay the identity registry (visibility grants).
     pub(crate) registry_root: Option<veritrace_verify::signature::PublicKey>,
     /// The registry's grants, with the snapshot fingerprint they were read at.
@@ -461,7 +465,8 @@ impl QueryEngine {
         let epochs = Arc::new(Swappable::new(epochs_schema())?);
         ctx.register_table("batches", batches.clone())?;
         ctx.register_table("epochs", epochs.clone())?;
-        ctx.register_table("audit", audit_view(events_table.clone())?)?;
+        let audit_table = Arc::new(Swappable::new(es.clone())?);
+        ctx.register_table("audit", audit_view(audit_table.clone())?)?;
         let events: Arc<dyn TableProvider> = events_table.clone();
         let edges = Arc::new(std::sync::RwLock::new(Arc::new(EdgeIndex::default())));
         for d in [Direction::Backward, Direction::Forward] {
@@ -492,6 +497,7 @@ impl QueryEngine {
             edges,
             events,
             events_table,
+            audit_table,
             registry_root,
             grants: Arc::default(),
             visibility: None,
@@ -532,11 +538,23 @@ impl QueryEngine {
             let ledger = LocalLedger::read_entries(&dir)?;
             let evm = veritrace_anchor::evm::read_receipts(&dir)?;
             let log = veritrace_anchor::compact::CompactionLog::read(&dir)?;
-            let event_files = veritrace_anchor::compact::event_files(&dir, &all, &log);
+            // The audit log's batches are its own table, never events.
+            let (audit, business): (Vec<_>, Vec<_>) = all
+                .iter()
+                .cloned()
+                .partition(|h| h.stream == veritrace_anchor::AUDIT_STREAM);
+            let event_files = veritrace_anchor::compact::event_files(&dir, &business, &log);
+            let audit_files = audit
+                .iter()
+                .map(|h| dir.events_file(&h.batch_id))
+                .filter(|p| p.exists())
+                .map(|path| veritrace_anchor::compact::EventFile { path, keys: None })
+                .collect();
             let (missing, digests) = committed_files(&dir, &all, &log)?;
             Ok(Snapshot {
                 fingerprint: fp,
                 event_files,
+                audit_files,
                 missing,
                 digests,
                 headers: all.into_iter().map(|h| (h.batch_id.clone(), h)).collect(),
@@ -555,6 +573,7 @@ impl QueryEngine {
             &snap
                 .event_files
                 .iter()
+                .chain(&snap.audit_files)
                 .map(|f| f.path.as_path())
                 .collect::<Vec<_>>(),
         );
@@ -576,6 +595,7 @@ impl QueryEngine {
                 check
                     .event_files
                     .iter()
+                    .chain(&check.audit_files)
                     .filter(|f| !f.path.exists())
                     .map(|f| (f.path.clone(), "missing: committed and gone".to_owned())),
             );
@@ -639,10 +659,17 @@ impl QueryEngine {
             .replace_provider(Arc::new(EventsTable::new(
                 tables::EVENTS.schema(),
                 snap.event_files.clone(),
-                options,
+                options.clone(),
                 snap.missing.clone(),
                 self.verifier.altered(),
             )));
+        self.audit_table.replace_provider(Arc::new(EventsTable::new(
+            tables::EVENTS.schema(),
+            snap.audit_files.clone(),
+            options,
+            snap.missing.clone(),
+            self.verifier.altered(),
+        )));
         Ok(())
     }
 

@@ -54,6 +54,15 @@ impl QueryEngine {
         }
         let files: Vec<&std::path::Path> =
             snap.event_files.iter().map(|f| f.path.as_path()).collect();
+        // Admins and auditors look audit entries up by id too.
+        let files: Vec<&std::path::Path> = if self.hides_audit {
+            files
+        } else {
+            files
+                .into_iter()
+                .chain(snap.audit_files.iter().map(|f| f.path.as_path()))
+                .collect()
+        };
         let mut batches = self.lookup.find(snap.fingerprint, &files, event_id)?;
         let altered = self.verifier.report();
         if !altered.is_empty() {

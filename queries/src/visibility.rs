@@ -151,41 +151,51 @@ impl QueryEngine {
     /// An engine that reads what `scope` may see ([`crate::visibility`]); `Scope::All` is
     /// this engine itself. Cheap: views over the shared tables, no data copied.
     pub async fn scoped(&self, scope: &Scope) -> Result<QueryEngine> {
-        let not_audit = col("event_type").not_eq(lit(AUDIT_TYPE));
-        let (pred, vis) = match scope {
+        let vis = match scope {
             Scope::All => return Ok(self.clone()),
             Scope::Nothing => {
                 return Err(Error::Forbidden("this identity may read no rows".into()));
             }
-            Scope::Data => (not_audit, None),
-            Scope::Participant(p) => {
-                let vis = Arc::new(self.visibility_of(p).await?);
-                (vis.predicate().and(not_audit), Some(vis))
-            }
+            // Every row; only the audit table is left out of the session.
+            Scope::Data => None,
+            Scope::Participant(p) => Some(Arc::new(self.visibility_of(p).await?)),
         };
-        let events_plan =
-            LogicalPlanBuilder::scan("events", provider_as_source(self.events.clone()), None)?
+        let (events, ids) = match &vis {
+            None => (self.events.clone(), None),
+            Some(v) => {
+                let pred = v.predicate();
+                let plan = LogicalPlanBuilder::scan(
+                    "events",
+                    provider_as_source(self.events.clone()),
+                    None,
+                )?
                 .filter(pred.clone())?
                 .build()?;
-        let events: Arc<dyn TableProvider> = Arc::new(ViewTable::new(events_plan, None));
-        let ids =
-            LogicalPlanBuilder::scan("events", provider_as_source(self.events.clone()), None)?
+                let ids = LogicalPlanBuilder::scan(
+                    "events",
+                    provider_as_source(self.events.clone()),
+                    None,
+                )?
                 .filter(pred)?
                 .project(vec![col("event_id")])?
                 .build()?;
+                let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, None));
+                (view, Some(ids))
+            }
+        };
         let edges_all = self
             .ctx
             .table_provider("edges")
             .await
             .map_err(|e| Error::Internal(format!("the edges table: {e}")))?;
-        // Audit entries have no edges, so analysts read the edges table as it is.
-        let edges: Arc<dyn TableProvider> = if vis.is_some() {
-            let plan = LogicalPlanBuilder::scan("edges", provider_as_source(edges_all), None)?
-                .filter(in_subquery(col("event_id"), Arc::new(ids)))?
-                .build()?;
-            Arc::new(ViewTable::new(plan, None))
-        } else {
-            edges_all
+        let edges: Arc<dyn TableProvider> = match ids {
+            Some(ids) => {
+                let plan = LogicalPlanBuilder::scan("edges", provider_as_source(edges_all), None)?
+                    .filter(in_subquery(col("event_id"), Arc::new(ids)))?
+                    .build()?;
+                Arc::new(ViewTable::new(plan, None))
+            }
+            None => edges_all,
         };
         let rejected: Arc<dyn TableProvider> = if vis.is_some() {
             Arc::new(MemTable::try_new(tables::REJECTED.schema(), vec![vec![]])?)
