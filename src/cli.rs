@@ -81,6 +81,11 @@ enum Command {
     /// The identity registry: devices, their keys, rotation and revocation.
     #[command(subcommand)]
     Device(crate::registry_cmd::DeviceCommand),
+    /// Erase the private values of an event (a data-protection request, a trade secret at
+    /// the end of a contract): values and salts are deleted, every proof still verifies with
+    /// the field shown as committed, and the erasure is an entry of the audit log, sealed
+    /// and anchored.
+    Erase(EraseArgs),
     /// API tokens for `veritrace serve`: create (shown once, stored as a hash), list,
     /// revoke.
     #[command(subcommand)]
@@ -241,8 +246,28 @@ struct ProofArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// Disclose private fields in the proof: `all`, or fields separated by commas
+    /// (`attributes.price,counterparty.name`); the others stay committed.
+    #[arg(long, default_value = "")]
+    disclose: String,
     /// The event id.
     event_id: String,
+}
+
+#[derive(Debug, Args)]
+struct EraseArgs {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The event whose private values are erased.
+    #[arg(long)]
+    event: String,
+    /// Only this private field (repeatable); default: every private field of the event.
+    #[arg(long = "field")]
+    fields: Vec<String>,
+    /// Why (a data-protection request, the end of a contract): kept in the audit log.
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(Debug, Args)]
@@ -339,6 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Participant(c) => crate::registry_cmd::participant_cmd(c, &cfg),
         Command::Device(c) => crate::registry_cmd::device_cmd(c, &cfg),
         Command::Tokens(c) => crate::tokens_cmd::tokens_cmd(c, &cfg),
+        Command::Erase(a) => erase_cmd(a, &cfg),
         Command::Process(a) => crate::process::process(a, cfg),
         Command::Gateway(a) => crate::gateway_cmd::gateway(a, cfg),
         Command::MqttBridge(a) => crate::mqtt_cmd::bridge(a, cfg),
@@ -374,7 +400,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = crate::rt::runtime()?;
             let bundle = rt.block_on(async {
                 let engine = QueryEngine::open(&data).await?;
-                engine.proof(&a.event_id).await
+                engine
+                    .proof_disclosing(
+                        &a.event_id,
+                        &veritrace_queries::Disclose::parse(&a.disclose),
+                    )
+                    .await
             })?;
             let text = bundle.to_json_pretty()? + "\n";
             match a.out {
@@ -584,6 +615,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn erase_cmd(a: EraseArgs, cfg: &crate::config::Config) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !a.reason.trim().is_empty(),
+        "--reason is required: it goes into the audit log"
+    );
+    let data = a.data.clone().unwrap_or_else(|| cfg.data_dir.clone());
+    let rt = crate::rt::runtime()?;
+    let loc = rt.block_on(async {
+        let engine = QueryEngine::open(&data).await?;
+        engine.event(&a.event).await
+    })?;
+    let dir = veritrace_anchor::DataDir::open(&data)?;
+    let erased = veritrace_processors::privacy::erase(&dir, &loc.batch_id, &a.event, &a.fields)?;
+    anyhow::ensure!(
+        !erased.is_empty(),
+        "event {} has no private values held{} (never private, or erased already)",
+        a.event,
+        if a.fields.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", a.fields.join(", "))
+        }
+    );
+    let mut id = [0u8; 12];
+    getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let now = veritrace_processors::now_ms();
+    let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    let entry = veritrace_processors::audit::AuditEntry {
+        entry_id: format!("audit:{}", hex::encode(id)),
+        at_ms: now,
+        node: "cli".into(),
+        who: format!("cli:{who}"),
+        role: "admin".into(),
+        participant: None,
+        protocol: "cli".into(),
+        route: "erase".into(),
+        target: Some(a.event.clone()),
+        sql: None,
+        sql_sha256: None,
+        rows: None,
+        result_sha256: None,
+        status: 0,
+        outcome: "erased".into(),
+        duration_ms: 0,
+        detail: Some(format!("{}: {}", erased.join(", "), a.reason.trim())),
+    };
+    let holder = format!("veritrace erase (pid {})", std::process::id());
+    let policy = cfg.runtime()?.policy;
+    let header =
+        veritrace_processors::audit::append(&dir, policy, &holder, std::slice::from_ref(&entry))?
+            .context("the erasure's audit entry was not sealed")?;
+    let anchored = veritrace_anchor::epoch_loop::anchor_once(
+        &dir,
+        cfg.pipeline.epoch_interval,
+        cfg.backend()?,
+        &holder,
+        std::time::Duration::from_secs(30),
+    )?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "event_id": a.event,
+            "erased": erased,
+            "audit_entry": entry.entry_id,
+            "batch_id": header.batch_id,
+            "epoch": anchored.and_then(|r| r.sealed).map(|e| e.epoch_id),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A progress bar on stderr for `veritrace check`.

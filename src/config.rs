@@ -84,6 +84,17 @@ pub struct Config {
     /// Who may use `veritrace serve` (HTTP and Flight SQL): API tokens, an OIDC provider,
     /// the anonymous role.
     pub auth: AuthConfig,
+    /// Private fields: committed in the leaf, values kept apart, erasable.
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`: see `veritrace_processors::privacy`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// `[privacy.fields]`: event type -> its private fields (`operator`, `site`,
+    /// `participant.name`, `counterparty.name`, `attributes.KEY`).
+    pub fields: BTreeMap<String, Vec<String>>,
 }
 
 /// `[auth]`: authentication of `veritrace serve` (see `veritrace_queries::access`).
@@ -488,6 +499,7 @@ impl SignaturesConfig {
             .collect();
         Ok(SignatureSettings {
             root: self.root()?,
+            privacy: Default::default(),
             default,
             streams,
         })
@@ -825,6 +837,7 @@ impl Default for Config {
                     },
                 }
             },
+            privacy: PrivacyConfig::default(),
             auth: AuthConfig {
                 tokens_file: String::new(),
                 anonymous: "auto".into(),
@@ -1018,7 +1031,13 @@ impl Config {
             epoch_interval: p.epoch_interval,
             backend: self.backend()?,
             anchor_drain: self.anchor.evm.drain_timeout,
-            signatures: self.signatures.settings()?,
+            signatures: SignatureSettings {
+                privacy: std::sync::Arc::new(
+                    veritrace_processors::privacy::Privacy::new(&self.privacy.fields)
+                        .map_err(|e| anyhow::anyhow!("privacy.fields: {e}"))?,
+                ),
+                ..self.signatures.settings()?
+            },
         })
     }
 }

@@ -110,6 +110,10 @@ impl DataDir {
     pub fn batches_dir(&self) -> PathBuf {
         self.root.join("batches")
     }
+    /// Private values (and salts) of a batch, kept apart from the log (`private/`).
+    pub fn private_file(&self, batch_id: &str) -> PathBuf {
+        self.root().join("private").join(format!("{batch_id}.json"))
+    }
     /// Events file of a batch.
     pub fn events_file(&self, batch_id: &str) -> PathBuf {
         self.events_dir().join(format!("{batch_id}.parquet"))

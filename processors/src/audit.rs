@@ -64,6 +64,47 @@ pub struct AuditEntry {
     pub outcome: String,
     /// How long it took (ms).
     pub duration_ms: u64,
+    /// What else the entry says (an erasure: the fields and the reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Appends entries to the audit stream from a process that is not a server (`veritrace
+/// erase`): on the first audit partition no other process holds, sealed as one batch before
+/// this returns.
+pub fn append(
+    dir: &veritrace_anchor::DataDir,
+    policy: crate::BatchPolicy,
+    holder: &str,
+    entries: &[AuditEntry],
+) -> crate::Result<Option<veritrace_anchor::BatchHeader>> {
+    for p in 0..64 {
+        let Some(_lock) = veritrace_anchor::DirLock::try_acquire(
+            &dir.partition_lock_file(AUDIT_STREAM, p),
+            holder,
+        )?
+        else {
+            continue;
+        };
+        let mut proc = crate::PartitionProcessor::open(dir, AUDIT_STREAM, p, policy)?.with_audit();
+        let first = proc.resume_offset().unwrap_or(0);
+        for (offset, e) in (first..).zip(entries) {
+            let payload =
+                serde_json::to_vec(e).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+            if let crate::Outcome::Rejected(r) =
+                proc.push(offset, None, &payload, crate::now_ms())?
+            {
+                return Err(crate::Error::Invalid(format!(
+                    "the audit entry was refused ({}): {}",
+                    r.reason, r.detail
+                )));
+            }
+        }
+        return proc.seal(crate::now_ms());
+    }
+    Err(crate::Error::Invalid(format!(
+        "all 64 partitions of {AUDIT_STREAM} are written by other processes"
+    )))
 }
 
 fn bad(detail: impl AsRef<str>) -> Rejection {

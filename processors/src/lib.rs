@@ -21,6 +21,7 @@ pub mod event;
 pub mod kafka;
 mod number;
 pub mod partition;
+pub mod privacy;
 pub mod reason;
 pub mod runtime;
 pub mod signed;

@@ -106,6 +106,9 @@ pub struct PartitionProcessor {
     edges: EdgeColumns,
     leaves: Vec<Digest>,
     rejected: RejectedColumns,
+    /// The open batch's private values ([`crate::privacy`]), and where they go.
+    private: Vec<crate::privacy::PrivateValue>,
+    dir: DataDir,
     open_first: Option<u64>,
     open_last: u64,
     open_records: u64,
@@ -196,6 +199,8 @@ impl PartitionProcessor {
             edges: EdgeColumns::default(),
             leaves: Vec::new(),
             rejected: RejectedColumns::new(),
+            private: Vec::new(),
+            dir: dir.clone(),
             open_first: None,
             open_last: 0,
             open_records: 0,
@@ -304,7 +309,10 @@ impl PartitionProcessor {
         };
         let outcome = match opened {
             Ok(o) => match self.add(offset, &o)? {
-                None => Outcome::Accepted,
+                None => {
+                    self.private.extend(o.private);
+                    Outcome::Accepted
+                }
                 Some(r) => self.reject(offset, key, payload, r, now_ms),
             },
             Err(r) => self.reject(offset, key, payload, r, now_ms),
@@ -423,6 +431,9 @@ impl PartitionProcessor {
         } else {
             Some(self.edges.finish(&id)?)
         };
+        // The private values first: a committed batch has its file.
+        crate::privacy::write_batch(&self.dir, &id, &self.private)?;
+        self.private.clear();
         let header = self.writer.seal(SealInput {
             first_offset: first,
             last_offset: last,

@@ -125,6 +125,8 @@ pub struct SignatureSettings {
     /// The operator's root key, which registers participants; without it there is no
     /// registry and signed events are `unknown_signer`.
     pub root: Option<PublicKey>,
+    /// Which fields are private, per event type ([`crate::privacy`]).
+    pub privacy: Arc<crate::privacy::Privacy>,
     /// The policy of streams not named in `streams`.
     pub default: SignaturePolicy,
     /// Per stream (a Kafka topic or the embedded pipeline's stream name).
@@ -151,6 +153,7 @@ impl SignatureSettings {
             policy: self.policy(stream).clone(),
             registry,
             preverified: Default::default(),
+            privacy: self.privacy.clone(),
         }
     }
 }
@@ -166,6 +169,8 @@ pub struct Signatures {
     /// Envelopes (by digest) whose Ed25519 signatures [`Signatures::preverify`] checked
     /// together with others; [`Signatures::open`] does not check them again.
     preverified: std::collections::HashMap<[u8; 32], [u8; 32]>,
+    /// Which fields are private.
+    pub privacy: Arc<crate::privacy::Privacy>,
 }
 
 /// Checks a signature as [`Signed::verify`] does, with ring's assembly P-256 for ES256
@@ -207,6 +212,8 @@ pub struct Opened {
     /// For an event of a bundle: its index, audit path and bytes as sent
     /// ([`bundle_sig::encode_member`], kept in the `bundle_member` column).
     pub member: Option<Vec<u8>>,
+    /// Its private fields' values and salts ([`crate::privacy`]), kept apart from the log.
+    pub private: Vec<crate::privacy::PrivateValue>,
 }
 
 fn reason_of(e: &RegistryError) -> Reason {
@@ -298,6 +305,7 @@ pub(crate) fn finish(event: Event, envelope: Option<Vec<u8>>) -> Result<Opened, 
         },
         envelope,
         member: None,
+        private: Vec::new(),
     })
 }
 
@@ -348,11 +356,11 @@ impl Signatures {
                 r.event_id = Some(event.event_id);
                 return Err(r);
             }
-            return finish(event, None);
+            return self.finish_private(event);
         };
         let mut event = parse_event(&signed.payload, now_ms, limits)?;
         if self.policy.for_type(event.event_type) == Policy::Off {
-            return finish(event, None);
+            return self.finish_private(event);
         }
         match self.check(&signed, &event, now_ms) {
             Ok(sig) => event.signature = Some(sig),
@@ -362,6 +370,21 @@ impl Signatures {
             }
         }
         finish(event, Some(payload.to_vec()))
+    }
+
+    /// [`finish`] for an event that keeps no envelope: its private fields become
+    /// commitments first.
+    fn finish_private(&self, mut event: Event) -> Result<Opened, Rejection> {
+        if self.privacy.is_empty() {
+            return finish(event, None);
+        }
+        let private = self.privacy.apply(&mut event).map_err(|mut r| {
+            r.event_id = Some(event.event_id.clone());
+            r
+        })?;
+        let mut o = finish(event, None)?;
+        o.private = private;
+        Ok(o)
     }
 
     /// A bundle record (`{"bundle": ENVELOPE, "events": [...]}`, see
@@ -1114,6 +1137,7 @@ mod tests {
             root: Some(root.public()),
             default: policy,
             streams: BTreeMap::new(),
+            privacy: Default::default(),
         };
         settings.stage("events", settings.registry(dir).expect("cache"))
     }

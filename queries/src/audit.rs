@@ -120,6 +120,7 @@ impl AuditLog {
             status,
             outcome,
             duration_ms: started.1.elapsed().as_millis() as u64,
+            detail: None,
         };
         let payload = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(1);

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /v1/sql` | body `{"sql": "...", "max_rows": 10000}`: rows as JSON objects |
 //! | `GET /v1/events/{id}` | the canonical event and where it is stored |
-//! | `GET /v1/events/{id}/proof` | the proof bundle (`veritrace verify` checks it) |
+//! | `GET /v1/events/{id}/proof?disclose=all\|FIELD,...` | the proof bundle (`veritrace verify` checks it), disclosing private fields if asked |
 //! | `GET /v1/trace/{code}?direction=backward\|forward&depth=N` | the trace: nodes, edge events, cycles, and every event (code percent-encoded) |
 //! | `GET /healthz` | liveness and data directory summary (no credentials needed) |
 //! | `GET /metrics` | Prometheus exposition |
@@ -437,11 +437,9 @@ async fn event(
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let loc = engine_for(&s, &who, Capability::Rows)
-        .await?
-        .event(&id)
-        .await?;
-    Ok(Json(json!({
+    let engine = engine_for(&s, &who, Capability::Rows).await?;
+    let loc = engine.event(&id).await?;
+    let mut body = json!({
         "event": loc.event,
         "batch_id": loc.batch_id,
         "leaf_index": loc.leaf_index,
@@ -449,18 +447,44 @@ async fn event(
         "stream": loc.stream,
         "partition": loc.partition,
         "offset": loc.offset,
-    }))
-    .into_response())
+    });
+    // Private values for those who may read them (auditors see commitments only).
+    if who.role != Role::Auditor {
+        let private: serde_json::Map<String, serde_json::Value> = engine
+            .private_values(&loc.batch_id, &id)
+            .await?
+            .into_iter()
+            .map(|v| (v.path, v.value))
+            .collect();
+        if !private.is_empty() {
+            body["private"] = serde_json::Value::Object(private);
+        }
+    }
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProofQuery {
+    #[serde(default)]
+    disclose: Option<String>,
 }
 
 async fn proof(
     State(s): State<AppState>,
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ProofQuery>,
 ) -> Result<Response, Error> {
+    let disclose = crate::Disclose::parse(q.disclose.as_deref().unwrap_or(""));
+    if disclose != crate::Disclose::Nothing && who.role == Role::Auditor {
+        return Err(Error::Forbidden(
+            "auditors verify proofs with private fields committed; a participant or analyst discloses them".into(),
+        ));
+    }
     let bundle = engine_for(&s, &who, Capability::Proofs)
         .await?
-        .proof(&id)
+        .proof_disclosing(&id, &disclose)
         .await?;
     Ok(Json(bundle).into_response())
 }

@@ -259,6 +259,7 @@ impl QueryEngine {
             }
             .to_owned(),
             signed,
+            disclosures: Vec::new(),
             status,
             event: loc.event,
             leaf: LeafProof {
@@ -632,4 +633,84 @@ pub(crate) fn epoch_and_anchor(
         }
     }
     Ok((status, epoch, anchor))
+}
+
+/// Which private fields a proof discloses ([`veritrace_verify::private`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Disclose {
+    /// None: every private field stays committed.
+    #[default]
+    Nothing,
+    /// Every private field still held.
+    All,
+    /// These fields (those still held).
+    Fields(Vec<String>),
+}
+
+impl Disclose {
+    /// From a query parameter or flag: `all`, or fields separated by commas.
+    pub fn parse(s: &str) -> Self {
+        match s.trim() {
+            "" => Disclose::Nothing,
+            "all" | "*" => Disclose::All,
+            list => Disclose::Fields(
+                list.split(',')
+                    .map(|f| f.trim().to_owned())
+                    .filter(|f| !f.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl QueryEngine {
+    /// The private values (and salts) still held for `event_id` of `batch_id`.
+    pub async fn private_values(
+        &self,
+        batch_id: &str,
+        event_id: &str,
+    ) -> Result<Vec<veritrace_processors::privacy::PrivateValue>> {
+        let (dir, batch, id) = (self.dir.clone(), batch_id.to_owned(), event_id.to_owned());
+        let file = tokio::task::spawn_blocking(move || {
+            veritrace_processors::privacy::read_batch(&dir, &batch)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reading private values: {e}")))?
+        .map_err(|e| Error::corrupt(format!("private values of batch {batch_id}"), e))?;
+        Ok(file
+            .values
+            .into_iter()
+            .filter(|v| v.event_id == id)
+            .collect())
+    }
+
+    /// [`QueryEngine::proof`], disclosing the private fields asked for that are still held
+    /// (an erased or unknown field stays committed; the verifier notes it).
+    pub async fn proof_disclosing(
+        &self,
+        event_id: &str,
+        disclose: &Disclose,
+    ) -> Result<ProofBundle> {
+        let mut bundle = self.proof(event_id).await?;
+        if *disclose == Disclose::Nothing {
+            return Ok(bundle);
+        }
+        let held = self
+            .private_values(&bundle.batch.batch_id, event_id)
+            .await?;
+        bundle.disclosures = held
+            .into_iter()
+            .filter(|v| match disclose {
+                Disclose::All => true,
+                Disclose::Fields(f) => f.contains(&v.path),
+                Disclose::Nothing => false,
+            })
+            .map(|v| veritrace_verify::private::Disclosure {
+                path: v.path,
+                value: v.value,
+                salt: v.salt,
+            })
+            .collect();
+        Ok(bundle)
+    }
 }

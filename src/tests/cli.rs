@@ -990,3 +990,206 @@ fn keys_generated_here_sign_events_that_the_verifier_accepts() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .expect("read")
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_intact() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("p");
+    let config = tmp.path().join("veritrace.toml");
+    std::fs::write(
+        &config,
+        "[privacy.fields]\nsale = [\"attributes.price\", \"counterparty.name\"]\n",
+    )
+    .expect("config");
+    let c = config.to_str().expect("p");
+    let file = tmp.path().join("events.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"event_id":"s1","event_type":"sale","event_time":"2026-11-30T10:00:00Z","trace_code":"(01)09506000134352(21)B1","participant":{"id":"shop-1","role":"retailer"},"counterparty":{"id":"cust-9","name":"Erika Mustermann","role":"customer"},"attributes":{"price":1299.5,"channel":"store"}}"#,
+            "\n",
+            r#"{"event_id":"p1","event_type":"production","event_time":"2026-11-30T09:00:00Z","trace_code":"(01)09506000134352(21)B1","participant":{"id":"plant-1","role":"manufacturer"},"attributes":{"price":10}}"#,
+            "\n"
+        ),
+    )
+    .expect("events");
+    ok(&[
+        "--config",
+        c,
+        "ingest",
+        "file",
+        file.to_str().expect("p"),
+        "--data",
+        d,
+    ]);
+
+    // In the log: commitments, never the values (the production event's price is not
+    // private: only sales are configured).
+    let rows = sql_json(
+        &data,
+        "SELECT event_id, counterparty_name, attributes FROM events ORDER BY event_id",
+    );
+    let name = rows[1]["counterparty_name"].as_str().expect("name");
+    assert!(name.starts_with("vtc1:"), "{rows}");
+    assert!(
+        rows[1]["attributes"]
+            .as_str()
+            .expect("attrs")
+            .contains("\"price\":\"vtc1:"),
+        "{rows}"
+    );
+    assert!(
+        rows[0]["attributes"]
+            .as_str()
+            .expect("attrs")
+            .contains("\"price\":10"),
+        "{rows}"
+    );
+    let holders = files_containing(&data, "Erika Mustermann");
+    assert_eq!(
+        holders.len(),
+        1,
+        "only the private store holds the value: {holders:?}"
+    );
+    assert!(holders[0].starts_with(data.join("private")), "{holders:?}");
+
+    // A proof keeps them committed unless asked; disclosed fields are checked.
+    let plain = tmp.path().join("plain.json");
+    let open = tmp.path().join("open.json");
+    ok(&[
+        "proof",
+        "--data",
+        d,
+        "s1",
+        "--out",
+        plain.to_str().expect("p"),
+    ]);
+    ok(&[
+        "proof",
+        "--data",
+        d,
+        "s1",
+        "--disclose",
+        "all",
+        "--out",
+        open.to_str().expect("p"),
+    ]);
+    let plain_text = std::fs::read_to_string(&plain).expect("read");
+    assert!(!plain_text.contains("Erika"), "{plain_text}");
+    let out = ok(&["verify", plain.to_str().expect("p")]);
+    assert!(out.contains("committed, not disclosed"), "{out}");
+    let out = ok(&["verify", open.to_str().expect("p")]);
+    assert!(
+        out.contains("private field counterparty.name disclosed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("private field attributes.price disclosed"),
+        "{out}"
+    );
+    // A lie about a disclosed value is caught.
+    let mut lie: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&open).expect("read")).expect("json");
+    for d in lie["disclosures"].as_array_mut().expect("disclosures") {
+        if d["path"] == "attributes.price" {
+            d["value"] = serde_json::json!(99.0);
+        }
+    }
+    let liar = tmp.path().join("lie.json");
+    std::fs::write(&liar, lie.to_string()).expect("write");
+    let out = run(&["verify", liar.to_str().expect("p")]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bad_disclosure"));
+
+    // Erased: the values and salts are gone everywhere, every proof still verifies, and
+    // the erasure is an audited, proven record.
+    let out = run(&["--config", c, "erase", "--data", d, "--event", "s1"]);
+    assert!(!out.status.success(), "a reason is required");
+    let out = ok(&[
+        "--config",
+        c,
+        "erase",
+        "--data",
+        d,
+        "--event",
+        "s1",
+        "--reason",
+        "GDPR art. 17 request 2026-51",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["erased"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(files_containing(&data, "Erika Mustermann").is_empty());
+    let out = run(&[
+        "--config", c, "erase", "--data", d, "--event", "s1", "--reason", "again",
+    ]);
+    assert!(!out.status.success(), "nothing left to erase");
+    let out = ok(&["verify", plain.to_str().expect("p")]);
+    assert!(out.contains("committed, not disclosed"), "{out}");
+    let again = tmp.path().join("again.json");
+    ok(&[
+        "proof",
+        "--data",
+        d,
+        "s1",
+        "--disclose",
+        "all",
+        "--out",
+        again.to_str().expect("p"),
+    ]);
+    assert!(
+        !std::fs::read_to_string(&again)
+            .expect("read")
+            .contains("Erika")
+    );
+    ok(&["verify", again.to_str().expect("p")]);
+    let audit = sql_json(&data, "SELECT entry_id, route, entry FROM audit");
+    assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
+    assert_eq!(audit[0]["route"], "erase");
+    assert!(
+        audit[0]["entry"]
+            .as_str()
+            .expect("entry")
+            .contains("GDPR art. 17"),
+        "{audit}"
+    );
+    let entry_id = audit[0]["entry_id"].as_str().expect("id");
+    let proof = tmp.path().join("erasure.json");
+    ok(&[
+        "proof",
+        "--data",
+        d,
+        entry_id,
+        "--out",
+        proof.to_str().expect("p"),
+    ]);
+    ok(&["verify", proof.to_str().expect("p")]);
+    // The events table is unchanged by the erasure.
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), 2);
+}

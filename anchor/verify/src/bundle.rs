@@ -305,6 +305,10 @@ pub struct ProofBundle {
     /// The signed statement, for a signed event ([`FORMAT_SIGNED`] only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<SignedStatement>,
+    /// Private fields disclosed with this proof ([`crate::private`]); the others stay
+    /// committed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disclosures: Vec<crate::private::Disclosure>,
 }
 
 impl ProofBundle {

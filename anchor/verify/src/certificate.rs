@@ -145,6 +145,7 @@ impl Certificate {
             epoch: b.epoch.clone(),
             anchor,
             signed: None,
+            disclosures: Vec::new(),
         })
     }
 }

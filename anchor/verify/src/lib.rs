@@ -30,6 +30,7 @@ pub mod bundle_sig;
 pub mod canonical;
 pub mod certificate;
 pub mod merkle;
+pub mod private;
 pub mod registry;
 pub mod report;
 pub mod signature;

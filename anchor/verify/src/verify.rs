@@ -29,6 +29,27 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// Each disclosed private field matches its commitment; committed fields not disclosed are
+/// noted (withheld or erased: the proof holds either way).
+fn check_private(b: &ProofBundle, checks: &mut Vec<String>, notes: &mut Vec<String>) -> Result<()> {
+    let committed = crate::private::commitments(&b.event);
+    for d in &b.disclosures {
+        crate::private::check(&b.event, d).map_err(|detail| statement("bad_disclosure", detail))?;
+        checks.push(format!(
+            "private field {} disclosed; its value and salt give the committed hash",
+            d.path
+        ));
+    }
+    for (path, _) in committed {
+        if !b.disclosures.iter().any(|d| d.path == path) {
+            notes.push(format!(
+                "private field {path} is committed, not disclosed (withheld or erased)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parses and verifies a bundle.
 pub fn verify_bundle_json(bytes: &[u8], opts: &Options) -> Result<Report> {
     verify_bundle(&ProofBundle::from_json(bytes)?, opts)
@@ -289,6 +310,7 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
         bytes.len()
     ));
     check_statement(b, opts, &mut checks, &mut notes)?;
+    check_private(b, &mut checks, &mut notes)?;
 
     // 2. The leaf proves into the batch root.
     merkle::verify_inclusion(

@@ -57,6 +57,7 @@ fn bundle() -> ProofBundle {
         epoch: None,
         anchor: None,
         signed: None,
+        disclosures: Vec::new(),
     }
 }
 

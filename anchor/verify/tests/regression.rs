@@ -32,6 +32,7 @@ fn sealed_bundle(first_offset: u64, last_offset: u64, records: u64) -> ProofBund
         epoch: None,
         anchor: None,
         signed: None,
+        disclosures: Vec::new(),
     }
 }
 

@@ -239,6 +239,7 @@ fn run_signed(
                 policy
             },
             streams: BTreeMap::new(),
+            privacy: Default::default(),
         },
         ..RuntimeConfig::default()
     };
