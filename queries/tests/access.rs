@@ -395,6 +395,17 @@ async fn call(
     )
 }
 
+async fn post_sql(app: &Router, token: Option<&str>, sql: impl AsRef<str>) -> (StatusCode, Value) {
+    call(
+        app,
+        "POST",
+        "/v1/sql",
+        token,
+        Some(json!({"sql": sql.as_ref()})),
+    )
+    .await
+}
+
 async fn sql_ids(app: &Router, token: &str, sql: &str) -> (StatusCode, BTreeSet<String>, Value) {
     let (s, v) = call(
         app,
@@ -433,14 +444,7 @@ async fn every_role_sees_exactly_its_ground_truth() {
         let (s, ids, v) = sql_ids(&app, &t, USER_EVENTS).await;
         assert_eq!(s, StatusCode::OK, "{role}: {v}");
         assert_eq!(ids, all, "{role} sees every event");
-        let (s, v) = call(
-            &app,
-            "POST",
-            "/v1/sql",
-            Some(&t),
-            Some(json!({"sql": "SELECT count(*) AS n FROM rejected"})),
-        )
-        .await;
+        let (s, v) = post_sql(&app, Some(&t), "SELECT count(*) AS n FROM rejected").await;
         assert_eq!(
             (s, v["rows"][0]["n"].as_i64()),
             (StatusCode::OK, Some(1)),
@@ -449,14 +453,7 @@ async fn every_role_sees_exactly_its_ground_truth() {
     }
     for role in [Role::Operator, Role::Public] {
         let t = w.token(role, None);
-        let (s, v) = call(
-            &app,
-            "POST",
-            "/v1/sql",
-            Some(&t),
-            Some(json!({"sql": USER_EVENTS})),
-        )
-        .await;
+        let (s, v) = post_sql(&app, Some(&t), USER_EVENTS).await;
         assert_eq!(
             (s, code(&v)),
             (StatusCode::FORBIDDEN, "forbidden"),
@@ -504,26 +501,12 @@ async fn every_role_sees_exactly_its_ground_truth() {
             .sum();
         assert_eq!(counted as usize, expected.len(), "{p}: {v}");
         // Edges only of visible events; no rejected rows.
-        let (_, v) = call(
-            &app,
-            "POST",
-            "/v1/sql",
-            Some(&t),
-            Some(json!({"sql": "SELECT DISTINCT event_id FROM edges"})),
-        )
-        .await;
+        let (_, v) = post_sql(&app, Some(&t), "SELECT DISTINCT event_id FROM edges").await;
         for r in v["rows"].as_array().expect("rows") {
             let id = r["event_id"].as_str().unwrap_or("");
             assert!(expected.contains(id), "{p} sees edge of {id}");
         }
-        let (_, v) = call(
-            &app,
-            "POST",
-            "/v1/sql",
-            Some(&t),
-            Some(json!({"sql": "SELECT count(*) AS n FROM rejected"})),
-        )
-        .await;
+        let (_, v) = post_sql(&app, Some(&t), "SELECT count(*) AS n FROM rejected").await;
         assert_eq!(v["rows"][0]["n"].as_i64(), Some(0), "{p}: {v}");
         // Lookups and proofs: visible ones answer, the others are not found.
         for e in &evs {
@@ -551,7 +534,7 @@ async fn every_role_sees_exactly_its_ground_truth() {
         .await;
         assert!(ids.is_subset(&expected), "{p}: join");
         // Nor can information_schema name another table.
-        let (_, v) = call(&app, "POST", "/v1/sql", Some(&t), Some(json!({"sql": "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"}))).await;
+        let (_, v) = post_sql(&app, Some(&t), "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name").await;
         let names: Vec<&str> = v["rows"]
             .as_array()
             .expect("rows")
@@ -663,27 +646,13 @@ async fn refused_tokens_get_401_with_their_reason_and_healthz_needs_none() {
     let w = world().await;
     let app = w.app().await;
     let good = w.token(Role::Analyst, None);
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/v1/sql",
-        None,
-        Some(json!({"sql": "SELECT 1"})),
-    )
-    .await;
+    let (s, v) = post_sql(&app, None, "SELECT 1").await;
     assert_eq!(
         (s, code(&v)),
         (StatusCode::UNAUTHORIZED, "missing_credentials"),
         "{v}"
     );
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/v1/sql",
-        Some("vtk_123456789012_nope"),
-        Some(json!({"sql": "SELECT 1"})),
-    )
-    .await;
+    let (s, v) = post_sql(&app, Some("vtk_123456789012_nope"), "SELECT 1").await;
     assert_eq!(
         (s, code(&v)),
         (StatusCode::UNAUTHORIZED, "invalid_token"),
@@ -825,14 +794,7 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
     )
     .expect("router");
     let started = std::time::Instant::now();
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/v1/sql",
-        Some(&one),
-        Some(json!({"sql": "SELECT 1 AS x"})),
-    )
-    .await;
+    let (s, v) = post_sql(&app, Some(&one), "SELECT 1 AS x").await;
     assert_eq!(
         (s, code(&v)),
         (StatusCode::TOO_MANY_REQUESTS, "too_many_queries"),
@@ -843,14 +805,7 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
         "it waited in line first"
     );
     // Another participant, and the health check, are not held up by it.
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/v1/sql",
-        Some(&other),
-        Some(json!({"sql": "SELECT 1 AS x"})),
-    )
-    .await;
+    let (s, v) = post_sql(&app, Some(&other), "SELECT 1 AS x").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(
         call(&app, "GET", "/healthz", None, None).await.0,
@@ -860,14 +815,7 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
     // Once the stream is gone its slot is free again.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (s, _) = call(
-            &app,
-            "POST",
-            "/v1/sql",
-            Some(&one),
-            Some(json!({"sql": "SELECT 1 AS x"})),
-        )
-        .await;
+        let (s, _) = post_sql(&app, Some(&one), "SELECT 1 AS x").await;
         if s == StatusCode::OK {
             break;
         }
@@ -886,12 +834,10 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
         },
     );
     let started = std::time::Instant::now();
-    let (s, v) = call(
+    let (s, v) = post_sql(
         &app,
-        "POST",
-        "/v1/sql",
         Some(&quick),
-        Some(json!({"sql": "SELECT count(*) FROM generate_series(1, 100000000000)"})),
+        "SELECT count(*) FROM generate_series(1, 100000000000)",
     )
     .await;
     assert_eq!(
@@ -968,14 +914,7 @@ async fn every_request_is_an_audit_entry_sealed_anchored_and_proven_like_any_eve
     };
     let (s, _) = call(&app, "GET", "/v1/events/prod:0/proof", Some(&shop), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = call(
-        &app,
-        "POST",
-        "/v1/sql",
-        Some("vtk_000000000000_bad"),
-        Some(json!({"sql": "SELECT 1"})),
-    )
-    .await;
+    let (s, _) = post_sql(&app, Some("vtk_000000000000_bad"), "SELECT 1").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = call(&app, "GET", "/healthz", None, None).await;
     assert_eq!(s, StatusCode::OK);
@@ -987,7 +926,12 @@ async fn every_request_is_an_audit_entry_sealed_anchored_and_proven_like_any_eve
     w.engine.refresh().await.expect("refresh");
 
     let app = w.app().await;
-    let (s, v) = call(&app, "POST", "/v1/sql", Some(&auditor), Some(json!({"sql": "SELECT entry_id, who, route, outcome, node, entry FROM audit ORDER BY at"}))).await;
+    let (s, v) = post_sql(
+        &app,
+        Some(&auditor),
+        "SELECT entry_id, who, route, outcome, node, entry FROM audit ORDER BY at",
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let rows = v["rows"].as_array().expect("rows").clone();
     assert_eq!(rows.len(), 3, "three requests, /healthz not audited: {v}");
@@ -1031,21 +975,12 @@ async fn every_request_is_an_audit_entry_sealed_anchored_and_proven_like_any_eve
     assert_eq!(report.status, veritrace_verify::bundle::Status::Anchored);
 
     // Analysts and participants read neither the audit table nor its entries.
-    let (s, v) = call(
-        &app,
-        "POST",
-        "/v1/sql",
-        Some(&analyst),
-        Some(json!({"sql": "SELECT count(*) FROM audit"})),
-    )
-    .await;
+    let (s, v) = post_sql(&app, Some(&analyst), "SELECT count(*) FROM audit").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (_, v) = call(
+    let (_, v) = post_sql(
         &app,
-        "POST",
-        "/v1/sql",
         Some(&analyst),
-        Some(json!({"sql": "SELECT count(*) AS n FROM events WHERE event_type = 'audit'"})),
+        "SELECT count(*) AS n FROM events WHERE event_type = 'audit'",
     )
     .await;
     assert_eq!(v["rows"][0]["n"], 0, "{v}");

@@ -1012,6 +1012,20 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Writes the proof of event `s1` with every private field still held disclosed.
+fn disclosing_proof(data: &str, out: &Path) {
+    ok(&[
+        "proof",
+        "--data",
+        data,
+        "s1",
+        "--disclose",
+        "all",
+        "--out",
+        out.to_str().expect("p"),
+    ]);
+}
+
 #[test]
 fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_intact() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -1086,16 +1100,7 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
         "--out",
         plain.to_str().expect("p"),
     ]);
-    ok(&[
-        "proof",
-        "--data",
-        d,
-        "s1",
-        "--disclose",
-        "all",
-        "--out",
-        open.to_str().expect("p"),
-    ]);
+    disclosing_proof(d, &open);
     let plain_text = std::fs::read_to_string(&plain).expect("read");
     assert!(!plain_text.contains("Erika"), "{plain_text}");
     let out = ok(&["verify", plain.to_str().expect("p")]);
@@ -1153,16 +1158,7 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
     let out = ok(&["verify", plain.to_str().expect("p")]);
     assert!(out.contains("committed, not disclosed"), "{out}");
     let again = tmp.path().join("again.json");
-    ok(&[
-        "proof",
-        "--data",
-        d,
-        "s1",
-        "--disclose",
-        "all",
-        "--out",
-        again.to_str().expect("p"),
-    ]);
+    disclosing_proof(d, &again);
     assert!(
         !std::fs::read_to_string(&again)
             .expect("read")
