@@ -130,6 +130,10 @@ pub struct RoleLimits {
     /// Deadline of one of its queries, e.g. `"5s"`, if shorter than `[query] timeout`.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// Memory its running queries may hold together, in MiB (a pool of its own); 0: the
+    /// server's pool.
+    #[serde(default)]
+    pub memory_limit_mib: usize,
 }
 
 /// `[auth.oidc]`.
@@ -238,6 +242,8 @@ impl AuthConfig {
                     veritrace_queries::access::Limits {
                         max_concurrent: (l.max_concurrent > 0).then_some(l.max_concurrent),
                         timeout: l.timeout,
+                        memory_limit: (l.memory_limit_mib > 0)
+                            .then(|| l.memory_limit_mib.saturating_mul(1 << 20)),
                     },
                 ))
             })

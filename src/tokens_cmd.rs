@@ -51,6 +51,9 @@ pub struct CreateArgs {
     /// Deadline of one of its queries, e.g. `5s` (over its role's and the server's).
     #[arg(long)]
     timeout: Option<humantime::Duration>,
+    /// Memory its running queries may hold together, in MiB (a pool of its own).
+    #[arg(long)]
+    memory_limit_mib: Option<usize>,
     #[command(flatten)]
     at: Where,
 }
@@ -95,6 +98,10 @@ pub fn tokens_cmd(cmd: TokensCommand, cfg: &Config) -> anyhow::Result<ExitCode> 
                     limits: veritrace_queries::access::Limits {
                         max_concurrent: a.max_concurrent.filter(|n| *n > 0),
                         timeout: a.timeout.map(Into::into),
+                        memory_limit: a
+                            .memory_limit_mib
+                            .filter(|m| *m > 0)
+                            .map(|m| m.saturating_mul(1 << 20)),
                     },
                 },
             )

@@ -873,6 +873,15 @@ impl QueryEngine {
 
     /// This engine with `quota`'s limits on its queries.
     pub fn with_quota(mut self, quota: Option<Arc<crate::access::Quota>>) -> Self {
+        if let Some(rt) = quota.as_ref().and_then(|q| q.runtime.clone()) {
+            // The same tables and functions, planned and run against the identity's own
+            // memory pool.
+            self.ctx = SessionContext::new_with_state(
+                SessionStateBuilder::new_from_existing(self.ctx.state())
+                    .with_runtime_env(rt)
+                    .build(),
+            );
+        }
         self.quota = quota;
         self
     }

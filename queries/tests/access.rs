@@ -766,7 +766,7 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
         "plant-1",
         Limits {
             max_concurrent: Some(1),
-            timeout: None,
+            ..Limits::default()
         },
     );
     let other = w.token(Role::Participant, Some("shop-1"));
@@ -829,8 +829,8 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
     let quick = limited(
         "plant-1",
         Limits {
-            max_concurrent: None,
             timeout: Some(Duration::from_secs(1)),
+            ..Limits::default()
         },
     );
     let started = std::time::Instant::now();
@@ -849,6 +849,29 @@ async fn one_identitys_queries_wait_in_their_own_line_with_their_own_deadline() 
         started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
+    );
+
+    // A token's own memory pool: a join whose build side cannot spill fails within it,
+    // while the same join runs for a token without one.
+    let small = limited(
+        "plant-1",
+        Limits {
+            memory_limit: Some(1 << 20),
+            ..Limits::default()
+        },
+    );
+    let join = "SELECT count(*) AS n FROM generate_series(1, 400000) a JOIN generate_series(1, 400000) b ON a.value = b.value";
+    let (s, v) = post_sql(&app, Some(&small), join).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "query_memory_exceeded"),
+        "{v}"
+    );
+    let (s, v) = post_sql(&app, Some(&other), join).await;
+    assert_eq!(
+        (s, v["rows"][0]["n"].as_i64()),
+        (StatusCode::OK, Some(400000)),
+        "{v}"
     );
 }
 

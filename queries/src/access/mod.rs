@@ -223,6 +223,10 @@ pub struct Limits {
     pub max_concurrent: Option<usize>,
     /// Deadline of one query, if shorter than the server's.
     pub timeout: Option<Duration>,
+    /// Memory this identity's running queries may hold together, in bytes (a pool of its
+    /// own: sorts and aggregates spill within it, other queries fail with
+    /// `query_memory_exceeded`).
+    pub memory_limit: Option<usize>,
 }
 
 impl Limits {
@@ -231,12 +235,13 @@ impl Limits {
         Limits {
             max_concurrent: self.max_concurrent.or(other.max_concurrent),
             timeout: self.timeout.or(other.timeout),
+            memory_limit: self.memory_limit.or(other.memory_limit),
         }
     }
 
     /// Whether nothing is limited.
     pub fn is_none(&self) -> bool {
-        self.max_concurrent.is_none() && self.timeout.is_none()
+        self.max_concurrent.is_none() && self.timeout.is_none() && self.memory_limit.is_none()
     }
 }
 
@@ -249,16 +254,33 @@ pub struct Quota {
     pub limits: Limits,
     /// Its query slots.
     pub slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Its queries' runtime, with its own memory pool, when memory is limited.
+    pub runtime: Option<Arc<datafusion::execution::runtime_env::RuntimeEnv>>,
 }
 
 impl Quota {
     /// A quota named `name` with `limits`.
     pub fn new(name: String, limits: Limits) -> Self {
+        use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+        let runtime = limits.memory_limit.and_then(|bytes| {
+            let pool = TrackConsumersPool::new(
+                FairSpillPool::new(bytes.max(1 << 20)),
+                std::num::NonZeroUsize::MIN.saturating_add(2),
+            );
+            datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::new(pool))
+                .build_arc()
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "no runtime for {name}'s memory limit"),
+                )
+                .ok()
+        });
         Quota {
-            name,
             slots: limits
                 .max_concurrent
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+            runtime,
+            name,
             limits,
         }
     }

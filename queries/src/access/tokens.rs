@@ -57,6 +57,9 @@ pub struct TokenRecord {
     /// Deadline of one of its queries in seconds (over its role's), if limited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Memory its running queries may hold together, in MiB, if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mib: Option<usize>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -197,6 +200,7 @@ pub fn create(path: &Path, new: &NewToken) -> Result<(String, TokenRecord), Stri
         revoked: None,
         max_concurrent: new.limits.max_concurrent,
         timeout_secs: new.limits.timeout.map(|d| d.as_secs().max(1)),
+        memory_limit_mib: new.limits.memory_limit.map(|b| (b >> 20).max(1)),
     };
     update(path, |f| {
         if f.tokens.iter().any(|t| t.id == id) {
@@ -334,6 +338,7 @@ impl TokenStore {
             limits: super::Limits {
                 max_concurrent: t.max_concurrent,
                 timeout: t.timeout_secs.map(std::time::Duration::from_secs),
+                memory_limit: t.memory_limit_mib.map(|m| m.saturating_mul(1 << 20)),
             },
         })
     }
