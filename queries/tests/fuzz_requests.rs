@@ -291,7 +291,7 @@ fn run<S: Strategy>(
 // SQL generator
 // ------------------------------------------------------------------------------------------
 
-const TABLES: &[&str] = &["events", "rejected", "batches", "epochs", "edges"];
+const TABLES: &[&str] = &["events", "rejected", "batches", "epochs", "edges", "audit"];
 
 const EVENT_COLUMNS: &[&str] = &[
     "*",
