@@ -10,6 +10,11 @@
 //! system's page cache is not dropped (that needs privileges CI does not have). Cold is the
 //! median of `--cold-repeat` fresh engines (connections), since a single first run varies
 //! with the kernel's memory state. "Warm" is the median of the repeats that follow.
+//!
+//! With `--participant ID` the same run also asks the Veritrace questions as that participant
+//! would (`QueryEngine::scoped(&Scope::Participant(ID))`: the events it takes part in, edges
+//! of those events, traces with the other nodes hidden), each right after its unscoped peer,
+//! and reports those timings and rows beside the unscoped ones.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use veritrace_anchor::compact::{CompactOptions, compact};
 use veritrace_processors::BatchPolicy;
 use veritrace_processors::runtime::{self, RuntimeConfig};
 use veritrace_queries::QueryEngine;
+use veritrace_queries::access::Scope;
 use veritrace_queries::trace::Direction;
 use veritrace_simulator::{SimConfig, Simulator};
 
@@ -54,6 +60,10 @@ pub struct TracesArgs {
     /// Fill the data directory and stop (no compaction, no questions).
     #[arg(long)]
     pub fill_only: bool,
+    /// Also ask the Veritrace questions as this participant (`Scope::Participant`), each
+    /// right after its unscoped peer, and report both.
+    #[arg(long)]
+    pub participant: Option<String>,
 }
 
 /// Flags of `veritrace-loadtest sql`.
@@ -132,6 +142,24 @@ pub struct Timing {
     pub duckdb_warm_ms: f64,
     /// DuckDB warm / Veritrace warm (above 1: Veritrace is faster).
     pub warm_ratio: f64,
+    /// The same question as `--participant` (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participant: Option<ScopedTiming>,
+}
+
+/// One question asked through `QueryEngine::scoped(&Scope::Participant(..))`.
+#[derive(Debug, Serialize)]
+pub struct ScopedTiming {
+    /// Rows the participant sees.
+    pub rows: u64,
+    /// Cold (ms): a fresh engine, its scoped view, then the first answer.
+    pub cold_ms: f64,
+    /// Warm median (ms).
+    pub warm_ms: f64,
+    /// Scoped warm / unscoped warm - 1, in percent (the visibility filter's cost).
+    pub warm_cost_pct: f64,
+    /// Scoped cold / unscoped cold - 1, in percent.
+    pub cold_cost_pct: f64,
 }
 
 /// The report.
@@ -145,6 +173,9 @@ pub struct TracesReport {
     pub event_files: usize,
     /// Trace-graph edges.
     pub edges: u64,
+    /// `--participant`, and the events it may see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participant: Option<(String, u64)>,
     /// The questions.
     pub timings: Vec<Timing>,
 }
@@ -347,16 +378,21 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<Option<TracesReport>> {
             "SELECT count(*) FROM (SELECT event_type, site, count(*) FROM events GROUP BY event_type, site)".into(),
         ),
     ];
-    // Veritrace: fresh engines per question for the cold time, then warm repeats.
-    let mut vt = Vec::new();
-    for (_, sql) in &questions {
-        let (cold, rows, warm) = rt.block_on(async {
+    // Veritrace: fresh engines per question for the cold time, then warm repeats; with
+    // `--participant`, the same through the participant's scoped engine right after.
+    let scope = a.participant.clone().map(Scope::Participant);
+    let ask = |sql: &str, scope: Option<&Scope>| {
+        rt.block_on(async {
             let mut cold = Vec::new();
             let mut last = None;
             for _ in 0..a.cold_repeat.max(1) {
                 drop(last.take());
                 let t = Instant::now();
                 let engine = QueryEngine::open(&a.data).await?;
+                let engine = match scope {
+                    Some(s) => engine.scoped(s).await?,
+                    None => engine,
+                };
                 let rows = count(&engine, sql).await?;
                 cold.push(ms(t.elapsed()));
                 last = Some((engine, rows));
@@ -369,8 +405,30 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<Option<TracesReport>> {
                 warm.push(ms(t.elapsed()));
             }
             anyhow::Ok((median(cold), rows, median(warm)))
-        })?;
+        })
+    };
+    let mut vt = Vec::new();
+    let mut scoped = Vec::new();
+    for (q, sql) in &questions {
+        let (cold, rows, warm) = ask(sql, None)?;
         vt.push((cold, rows, warm));
+        scoped.push(match &scope {
+            Some(s) => {
+                let (s_cold, s_rows, s_warm) = ask(sql, Some(s))?;
+                eprintln!(
+                    "{q}: {rows} rows, warm {warm:.1} ms, cold {cold:.0} ms; as participant: \
+                     {s_rows} rows, warm {s_warm:.1} ms, cold {s_cold:.0} ms"
+                );
+                Some(ScopedTiming {
+                    rows: s_rows,
+                    cold_ms: s_cold,
+                    warm_ms: s_warm,
+                    warm_cost_pct: (s_warm / warm.max(1e-9) - 1.0) * 100.0,
+                    cold_cost_pct: (s_cold / cold.max(1e-9) - 1.0) * 100.0,
+                })
+            }
+            None => None,
+        });
     }
     // DuckDB over the same files.
     let python = a.python.clone().unwrap_or_else(default_python);
@@ -415,17 +473,27 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<Option<TracesReport>> {
             duckdb_cold_ms: d["cold_ms"].as_f64().unwrap_or_default(),
             duckdb_warm_ms: dw,
             warm_ratio: dw / warm.max(1e-9),
+            participant: scoped[i].take(),
         });
     }
-    let events = rt.block_on(async {
+    let (events, participant) = rt.block_on(async {
         let engine = QueryEngine::open(&a.data).await?;
-        count(&engine, "SELECT count(*) FROM events").await
+        let events = count(&engine, "SELECT count(*) FROM events").await?;
+        let participant = match &scope {
+            Some(s) => {
+                let seen = count(&engine.scoped(s).await?, "SELECT count(*) FROM events").await?;
+                a.participant.clone().map(|p| (p, seen))
+            }
+            None => None,
+        };
+        anyhow::Ok((events, participant))
     })?;
     Ok(Some(TracesReport {
         events,
         events_bytes,
         event_files: files.len(),
         edges: edges_count,
+        participant,
         timings,
     }))
 }

@@ -18,6 +18,7 @@ fn every_question_has_the_same_answer_in_duckdb() {
         cold_repeat: 2,
         python: Some(python),
         fill_only: false,
+        participant: None,
     })
     .expect("benchmark run")
     .expect("a report");
