@@ -150,23 +150,23 @@ pub fn write_batch(dir: &DataDir, batch_id: &str, values: &[PrivateValue]) -> cr
 }
 
 fn write(path: &Path, file: &PrivateFile) -> crate::Result<()> {
-    let io = |op: &str, e: std::io::Error| {
-        crate::Error::Invalid(format!("{op} {}: {e}", path.display()))
-    };
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| io("creating the directory of", e))?;
+        std::fs::create_dir_all(d).map_err(|source| veritrace_anchor::Error::Io {
+            op: "create directory",
+            path: d.to_owned(),
+            source,
+        })?;
     }
     let bytes = serde_json::to_vec(file).map_err(|e| crate::Error::Invalid(e.to_string()))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, &bytes)
-        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .map_err(|e| io("writing", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("replacing", e))?;
-    if let Some(d) = path.parent() {
-        std::fs::File::open(d)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("syncing the directory of", e))?;
-    }
+    veritrace_anchor::write_atomic(path, |f| {
+        use std::io::Write;
+        f.write_all(&bytes)
+            .map_err(|source| veritrace_anchor::Error::Io {
+                op: "write",
+                path: path.to_owned(),
+                source,
+            })
+    })?;
     Ok(())
 }
 

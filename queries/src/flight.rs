@@ -170,12 +170,7 @@ impl FlightSql {
         sql: &str,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let started = (
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-            std::time::Instant::now(),
-        );
+        let started = (veritrace_processors::now_ms(), std::time::Instant::now());
         let facts = || Facts {
             sql: Some(sql.to_owned()),
             ..Facts::default()

@@ -151,12 +151,7 @@ async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
-    let started = (
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-        Instant::now(),
-    );
+    let started = (veritrace_processors::now_ms(), Instant::now());
     let template = req
         .extensions()
         .get::<MatchedPath>()

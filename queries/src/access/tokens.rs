@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -75,9 +74,7 @@ pub fn default_path(data_dir: &Path) -> PathBuf {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    veritrace_processors::now_ms().div_euclid(1000)
 }
 
 fn hash(token: &str) -> String {
@@ -232,7 +229,7 @@ pub fn list(path: &Path) -> Result<Vec<TokenRecord>, String> {
     Ok(read(path)?.tokens)
 }
 
-type Stamp = Option<(SystemTime, u64, u64)>;
+type Stamp = Option<(std::time::SystemTime, u64, u64)>;
 
 /// The token file as the server reads it: re-read whenever it changes.
 #[derive(Debug)]
