@@ -124,7 +124,8 @@ pub fn bridge(a: BridgeArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
             cfg.kafka.brokers,
             listener.local_addr()?
         );
-        let app = veritrace_metrics::ops_router(registry, health);
+        let app =
+            veritrace_metrics::ops_router(registry, veritrace_metrics::Health::ready_when(health));
         let (ops_stop, mut ops_rx) = tokio::sync::watch::channel(false);
         let ops = tokio::spawn(veritrace_metrics::serve(listener, app, async move {
             let _ = ops_rx.wait_for(|s| *s).await;

@@ -128,21 +128,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("binding the metrics endpoint {listen}"))?;
     let bound = listener.local_addr()?;
-    let health: veritrace_metrics::HealthCheck = {
-        let failed = failed.clone();
-        let m = metrics.clone();
-        Arc::new(move || {
-            let reason = failed
-                .lock()
-                .map(|f| f.clone())
-                .unwrap_or_else(|p| p.into_inner().clone());
-            if let Some(reason) = reason {
-                Err(format!("processing stopped: {reason}"))
-            } else {
-                Ok(serde_json::json!({"assigned_partitions": m.assigned.get()}))
-            }
-        })
-    };
+    let health = process_health(failed.clone(), metrics.clone());
     let app = veritrace_metrics::ops_router(registry, health);
     let server_stop = Arc::new(tokio::sync::Notify::new());
     let server = {
@@ -250,4 +236,48 @@ pub fn ingest_to_kafka(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long the Kafka poll loop may stand still before `GET /livez` fails (a seal that
+/// waits for the disk is far shorter; a deadlock is not).
+const POLL_STALL: u64 = 300;
+
+/// `/livez`: the poll loop turned within [`POLL_STALL`] seconds (or has not started: the
+/// process waits for its brokers, which a restart would not help). `/readyz`: processing has
+/// not stopped and the consumer is subscribed and polling.
+fn process_health(
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+    metrics: ProcessorMetrics,
+) -> veritrace_metrics::Health {
+    let last_poll = {
+        let m = metrics.clone();
+        move || {
+            let at = m.poll_loop_timestamp.get();
+            (at > 0).then(|| (veritrace_processors::now_ms() / 1000 - at).max(0) as u64)
+        }
+    };
+    let live: veritrace_metrics::HealthCheck = {
+        let last_poll = last_poll.clone();
+        Arc::new(move || match last_poll() {
+            Some(s) if s > POLL_STALL => Err(format!(
+                "the Kafka poll loop has not turned for {s} s (a stall; restart)"
+            )),
+            Some(s) => Ok(serde_json::json!({"poll_loop_seconds_ago": s})),
+            None => Ok(serde_json::json!({"poll_loop": "not started (waiting for the brokers)"})),
+        })
+    };
+    let ready: veritrace_metrics::HealthCheck = Arc::new(move || {
+        let reason = failed
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        if let Some(reason) = reason {
+            return Err(format!("processing stopped: {reason}"));
+        }
+        if last_poll().is_none() {
+            return Err("not consuming yet: waiting for the brokers and topics".into());
+        }
+        Ok(serde_json::json!({"assigned_partitions": metrics.assigned.get()}))
+    });
+    veritrace_metrics::Health { live, ready }
 }

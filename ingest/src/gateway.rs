@@ -208,38 +208,42 @@ pub fn flush(producer: &FutureProducer, timeout: Duration) {
     let _ = producer.flush(timeout);
 }
 
-/// The router: `POST /v1/ingest`, `GET /healthz`, `GET /metrics`.
+/// The router: `POST /v1/ingest`, `GET /livez`, `GET /readyz` (= `/healthz`), `GET /metrics`.
 pub fn router(gw: Arc<Gateway>, registry: Registry) -> Router {
     let limit = gw.cfg.max_body_bytes;
     let health = gw.clone();
+    // Readiness: the sink takes records. Liveness (`/livez`): the runtime answers.
+    let ready = move || {
+        let gw = health.clone();
+        async move {
+            match &gw.sink {
+                Sink::Kafka(p) => axum::Json(serde_json::json!({
+                    "status": "ok",
+                    "topic": gw.cfg.topic,
+                    "in_flight": p.in_flight_count(),
+                }))
+                .into_response(),
+                Sink::Embedded(e) if e.is_running() => axum::Json(serde_json::json!({
+                    "status": "ok",
+                    "embedded": gw.cfg.topic,
+                }))
+                .into_response(),
+                Sink::Embedded(_) => error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "embedded_stopped",
+                    "the embedded processor has stopped (a write failed; see the log)",
+                ),
+            }
+        }
+    };
     Router::new()
         .route("/v1/ingest", post(ingest))
         .route(
-            "/healthz",
-            get(move || {
-                let gw = health.clone();
-                async move {
-                    match &gw.sink {
-                        Sink::Kafka(p) => axum::Json(serde_json::json!({
-                            "status": "ok",
-                            "topic": gw.cfg.topic,
-                            "in_flight": p.in_flight_count(),
-                        }))
-                        .into_response(),
-                        Sink::Embedded(e) if e.is_running() => axum::Json(serde_json::json!({
-                            "status": "ok",
-                            "embedded": gw.cfg.topic,
-                        }))
-                        .into_response(),
-                        Sink::Embedded(_) => error_response(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "embedded_stopped",
-                            "the embedded processor has stopped (a write failed; see the log)",
-                        ),
-                    }
-                }
-            }),
+            "/livez",
+            get(|| async { axum::Json(serde_json::json!({"status": "alive"})).into_response() }),
         )
+        .route("/readyz", get(ready.clone()))
+        .route("/healthz", get(ready))
         .route(
             "/metrics",
             get(move || {
@@ -251,7 +255,7 @@ pub fn router(gw: Arc<Gateway>, registry: Registry) -> Router {
             error_response(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such route; see POST /v1/ingest, GET /healthz, GET /metrics",
+                "no such route; see POST /v1/ingest, GET /livez, GET /readyz (= /healthz), GET /metrics",
             )
         })
         .layer(DefaultBodyLimit::max(limit))

@@ -6,10 +6,11 @@
 //! | `GET /v1/events/{id}` | the canonical event and where it is stored |
 //! | `GET /v1/events/{id}/proof?disclose=all\|FIELD,...` | the proof bundle (`veritrace verify` checks it), disclosing private fields if asked |
 //! | `GET /v1/trace/{code}?direction=backward\|forward&depth=N` | the trace: nodes, edge events, cycles, and every event (code percent-encoded) |
-//! | `GET /healthz` | liveness and data directory summary (no credentials needed) |
+//! | `GET /livez` | liveness: the runtime answers (no credentials needed) |
+//! | `GET /readyz`, `GET /healthz` | readiness and data directory summary; 503 while files are damaged (no credentials needed) |
 //! | `GET /metrics` | Prometheus exposition |
 //!
-//! With an [`Authenticator`] ([`router_with_auth`]) every route but `/healthz` needs
+//! With an [`Authenticator`] ([`router_with_auth`]) every route but the probes needs
 //! `Authorization: Bearer <token>` (401 with a reason code otherwise) and a role that may
 //! use it (403 `forbidden`); what the rows show is the identity's scope
 //! ([`crate::visibility`]).
@@ -24,7 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use prometheus::{HistogramVec, IntCounterVec, Registry};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
 use serde::Deserialize;
 use serde_json::json;
 use veritrace_metrics::error_response;
@@ -49,6 +50,7 @@ struct AppState {
     latency: HistogramVec,
     auth: Option<Arc<Authenticator>>,
     audit: Option<Arc<AuditLog>>,
+    damaged: IntGauge,
 }
 
 /// Builds the router without authentication: every caller is an anonymous admin (for
@@ -82,6 +84,7 @@ fn build(
         None,
     )?;
     engine.register_metrics(&registry)?;
+    let damaged = veritrace_metrics::gauge(&registry, &veritrace_metrics::DAMAGED_FILES)?;
     let state = AppState {
         engine,
         registry,
@@ -89,12 +92,15 @@ fn build(
         latency,
         auth,
         audit,
+        damaged,
     };
     Ok(Router::new()
         .route("/v1/sql", post(sql))
         .route("/v1/events/{id}", get(event))
         .route("/v1/events/{id}/proof", get(proof))
         .route("/v1/trace/{code}", get(trace))
+        .route("/livez", get(livez))
+        .route("/readyz", get(healthz))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -148,7 +154,7 @@ const MAX_AUDITED_BODY: usize = 256 << 20;
 /// Puts the caller's [`Identity`] into the request (every route but `/healthz`) and writes
 /// the request to the audit log.
 async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    if req.uri().path() == "/healthz" {
+    if OPEN_ROUTES.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let started = (veritrace_processors::now_ms(), Instant::now());
@@ -484,6 +490,16 @@ async fn proof(
     Ok(Json(bundle).into_response())
 }
 
+/// Routes that answer without credentials and are not audited: the probes.
+const OPEN_ROUTES: [&str; 3] = ["/livez", "/readyz", "/healthz"];
+
+/// `GET /livez`: the server's runtime answers (an orchestrator restarts it otherwise).
+/// Damage or a slow data directory make it unready (`/readyz`), not dead: a restart would
+/// not mend them.
+async fn livez() -> Response {
+    Json(json!({"status": "alive"})).into_response()
+}
+
 async fn healthz(State(s): State<AppState>) -> Result<Response, Error> {
     // Damage makes the server unhealthy, with the reason: an orchestrator stops routing to
     // it and an operator sees which file (`veritrace check` gives the whole report).
@@ -491,6 +507,7 @@ async fn healthz(State(s): State<AppState>) -> Result<Response, Error> {
         Ok(d) => d,
         Err(e) => vec![(s.engine.data_dir().root().to_owned(), e.to_string())],
     };
+    s.damaged.set(damage.len() as i64);
     if !damage.is_empty() {
         let list: Vec<serde_json::Value> = damage
             .iter()
@@ -537,6 +554,9 @@ async fn metrics(
     Extension(id): Extension<Identity>,
 ) -> Result<Response, Error> {
     id.require(Capability::Metrics)?;
+    if let Ok(d) = s.engine.damage().await {
+        s.damaged.set(d.len() as i64);
+    }
     Ok(veritrace_metrics::render(&s.registry))
 }
 
@@ -544,7 +564,7 @@ async fn not_found() -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such route; see GET /healthz, POST /v1/sql, GET /v1/events/{id}[/proof], GET /metrics",
+        "no such route; see GET /livez, GET /readyz (= /healthz), POST /v1/sql, GET /v1/events/{id}[/proof], GET /metrics",
     )
 }
 

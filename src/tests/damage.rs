@@ -464,6 +464,16 @@ fn a_damaged_or_deleted_events_file_fails_queries_and_health_instead_of_changing
     );
     assert_eq!(health["error"]["code"], "data_damaged", "{health}");
     assert!(health.to_string().contains(&file), "{health}");
+    // Damage makes the server unready (route around it), not dead (a restart mends nothing).
+    let (st, ready) = s.request("GET", "/readyz", "");
+    assert_eq!(
+        (st, &ready["error"]["code"]),
+        (503, &"data_damaged".into()),
+        "{ready}"
+    );
+    let (st, live) = s.request("GET", "/livez", "");
+    assert_eq!((st, &live["status"]), (200, &"alive".into()), "{live}");
+    assert_eq!(s.metric("veritrace_damaged_files"), 1.0);
     let (st, r) = s.sql("SELECT count(*) AS n FROM events");
     assert_eq!(
         (st, r["error"]["code"].as_str()),

@@ -435,12 +435,32 @@ fn a_processor_started_before_its_broker_waits_for_it() {
         harness::scrape(p.metrics_port).is_ok(),
         "processor gave up without a broker"
     );
+    // Alive (a restart would not bring the broker), not ready.
+    let probe = |path: &str| veritrace_testkit::metrics::get(p.metrics_port, path).expect(path);
+    assert_eq!(probe("/livez").0, 200, "{:?}", probe("/livez"));
+    let (st, body) = probe("/readyz");
+    assert!(
+        st == 503 && body.contains("waiting for the brokers"),
+        "{st} {body}"
+    );
     let broker = Broker::start_on(port);
     broker.create_topics(1);
     let records = sim(3_000, 41);
     let want = Expected::from_sim(&records);
     produce(&broker.addr(), RAW, &keyed(&records));
     wait_all_sealed(&[&p], records.len());
+    let (st, body) = probe("/readyz");
+    assert!(
+        st == 200 && body.contains("assigned_partitions"),
+        "{st} {body}"
+    );
+    let scraped = harness::scrape(p.metrics_port).expect("scrape");
+    let beat = veritrace_testkit::metrics::sum(&scraped, "veritrace_poll_loop_timestamp_seconds");
+    let now = veritrace_processors::now_ms() as f64 / 1000.0;
+    assert!(
+        beat.is_some_and(|b| (now - b).abs() < 60.0),
+        "{beat:?} vs {now}"
+    );
     p.stop();
     check_data(&data, &want, 5);
 }

@@ -17,7 +17,7 @@ mod processor;
 mod serve;
 
 pub use processor::{LATENCY_BUCKETS, ProcessorMetrics};
-pub use serve::{HealthCheck, error_response, ops_router, render, serve};
+pub use serve::{Health, HealthCheck, error_response, ops_router, render, serve};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -151,6 +151,10 @@ specs! {
         "Kafka publish attempts the bridge retried (the MQTT message stays unacknowledged)";
     MQTT_CONNECTED = "veritrace_mqtt_connected", Gauge, "boolean", [], MQTT,
         "1 while the bridge is connected to the MQTT broker";
+    POLL_LOOP_TIMESTAMP = "veritrace_poll_loop_timestamp_seconds", Gauge, "seconds", [], PROCESS_ONLY,
+        "Unix time the Kafka poll loop last turned (GET /livez fails when it stalls for 5 minutes)";
+    DAMAGED_FILES = "veritrace_damaged_files", Gauge, "files", [], SERVE,
+        "Committed files found damaged or missing (GET /readyz answers 503 while any are; `veritrace check` reports them)";
     QUERIES_REFUSED = "veritrace_queries_refused_total", Counter, "queries", ["reason"], SERVE,
         "Queries refused or stopped, by reason (statement_too_complex, query_timeout, server_busy, query_memory_exceeded, cancelled)";
 }

@@ -7,8 +7,8 @@ use prometheus::{
 use crate::{
     ACCEPTED, ANCHOR_FAILURES, ANCHOR_GAS, ANCHOR_REORGS, ANCHOR_SECONDS, ASSIGNED, BATCHES,
     COMMIT_FAILURES, COMMITTED, CONSUMED, DUPLICATES, EPOCHS, EVENT_TO_SEALED_SECONDS, LAG,
-    PENDING_BATCHES, PENDING_EPOCHS, REBALANCES, REJECTED, REJECTED_PUBLISHED, SEAL_SECONDS,
-    counter, counter_vec, gauge, gauge_vec, histogram, histogram_vec,
+    PENDING_BATCHES, PENDING_EPOCHS, POLL_LOOP_TIMESTAMP, REBALANCES, REJECTED, REJECTED_PUBLISHED,
+    SEAL_SECONDS, counter, counter_vec, gauge, gauge_vec, histogram, histogram_vec,
 };
 
 /// Buckets of the seal and event-to-sealed latencies, in seconds.
@@ -66,6 +66,8 @@ pub struct ProcessorMetrics {
     pub anchor_failures: IntCounter,
     /// [`crate::ANCHOR_REORGS`].
     pub anchor_reorgs: IntCounter,
+    /// [`crate::POLL_LOOP_TIMESTAMP`].
+    pub poll_loop_timestamp: IntGauge,
 }
 
 impl ProcessorMetrics {
@@ -93,6 +95,7 @@ impl ProcessorMetrics {
             anchor_gas: counter(r, &ANCHOR_GAS)?,
             anchor_failures: counter(r, &ANCHOR_FAILURES)?,
             anchor_reorgs: counter(r, &ANCHOR_REORGS)?,
+            poll_loop_timestamp: gauge(r, &POLL_LOOP_TIMESTAMP)?,
         })
     }
 }
@@ -111,6 +114,6 @@ mod tests {
         m.committed.with_label_values(&["raw", "0"]).set(1);
         m.rebalances.with_label_values(&["assign"]).inc();
         assert_eq!(crate::off_catalog(&r), Vec::<String>::new());
-        assert_eq!(r.gather().len(), 20, "every family is exported");
+        assert_eq!(r.gather().len(), 21, "every family is exported");
     }
 }

@@ -30,9 +30,59 @@ pub fn render(registry: &Registry) -> Response {
 /// A health check for [`ops_router`]: `Ok(detail)` is healthy, `Err(reason)` is not.
 pub type HealthCheck = Arc<dyn Fn() -> Result<serde_json::Value, String> + Send + Sync>;
 
-/// The router of a process that serves only operations endpoints (`veritrace process`):
-/// `GET /metrics` (Prometheus) and `GET /healthz` (200 when healthy, 503 with the reason).
-pub fn ops_router(registry: Registry, health: HealthCheck) -> Router {
+/// What an orchestrator asks a process, as two different questions:
+/// - `live`: is the process itself working (its loops turn)? No means restart it.
+/// - `ready`: should it take work or traffic now (connected, data readable)? No means wait
+///   for it, or route around it; restarting would not help.
+#[derive(Clone)]
+pub struct Health {
+    /// `GET /livez`.
+    pub live: HealthCheck,
+    /// `GET /readyz` (and `GET /healthz`), asked only when `live` holds.
+    pub ready: HealthCheck,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
+}
+
+impl Health {
+    /// Live while the HTTP runtime answers; ready by `ready`.
+    pub fn ready_when(ready: HealthCheck) -> Self {
+        Health {
+            live: Arc::new(|| Ok(serde_json::json!({}))),
+            ready,
+        }
+    }
+
+    fn answer(check: &HealthCheck, ok: &str) -> Response {
+        match check() {
+            Ok(detail) => Json(serde_json::json!({"status": ok, "detail": detail})).into_response(),
+            Err(reason) => error_response(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", reason),
+        }
+    }
+
+    /// The answer to `GET /livez`.
+    pub fn live_response(&self) -> Response {
+        Self::answer(&self.live, "alive")
+    }
+
+    /// The answer to `GET /readyz` and `GET /healthz`.
+    pub fn ready_response(&self) -> Response {
+        if let Err(reason) = (self.live)() {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", reason);
+        }
+        Self::answer(&self.ready, "ok")
+    }
+}
+
+/// The router of a process that serves only operations endpoints (`veritrace process`, the
+/// MQTT bridge): `GET /metrics` (Prometheus), `GET /livez`, and `GET /readyz` = `GET
+/// /healthz` (200 when healthy, 503 with the reason).
+pub fn ops_router(registry: Registry, health: Health) -> Router {
+    let (live, ready) = (health.clone(), health);
     Router::new()
         .route(
             "/metrics",
@@ -42,27 +92,27 @@ pub fn ops_router(registry: Registry, health: HealthCheck) -> Router {
             }),
         )
         .route(
-            "/healthz",
+            "/livez",
             get(move || {
-                let health = health.clone();
-                async move {
-                    match health() {
-                        Ok(detail) => Json(serde_json::json!({"status": "ok", "detail": detail}))
-                            .into_response(),
-                        Err(reason) => {
-                            error_response(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", reason)
-                        }
-                    }
-                }
+                let h = live.clone();
+                async move { h.live_response() }
             }),
         )
+        .route("/readyz", get(ready_get(ready.clone())))
+        .route("/healthz", get(ready_get(ready)))
         .fallback(|| async {
             error_response(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such route; see GET /healthz, GET /metrics",
+                "no such route; see GET /livez, GET /readyz (= /healthz), GET /metrics",
             )
         })
+}
+
+fn ready_get(
+    h: Health,
+) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    move || std::future::ready(h.ready_response())
 }
 
 /// Serves `app` on an already-bound listener until `shutdown` resolves.

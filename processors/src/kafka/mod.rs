@@ -600,6 +600,10 @@ fn poll_loop(
         }
         if idle || last_flush.elapsed() >= FLUSH_EVERY {
             last_flush = Instant::now();
+            shared
+                .metrics
+                .poll_loop_timestamp
+                .set(crate::now_ms() / 1000);
             let mut tasks = lock(&shared.tasks);
             for t in tasks.iter_mut() {
                 if !t.buf.is_empty() {

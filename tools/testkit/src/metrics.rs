@@ -10,15 +10,23 @@ use std::time::Duration;
 
 /// Fetches `GET /metrics` from `127.0.0.1:port`.
 pub fn scrape(port: u16) -> std::io::Result<String> {
+    get(port, "/metrics").map(|(_, body)| body)
+}
+
+/// `GET path` from `127.0.0.1:port`: the status code and the body.
+pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {head:?}")))?;
+    Ok((status, body.to_owned()))
 }
 
 /// `(labels, value)` of every sample of `name` (`labels` is the text between the braces).
