@@ -22,9 +22,7 @@ EVENTS="${1:-1000000}"
 DATA="${2:-/tmp/vt-auth}"
 DURATION="${DURATION:-30s}"
 ROUNDS="${ROUNDS:-2}"
-BIN="${CARGO_TARGET_DIR:-$HOME/.cache/veritrace/target}/release/veritrace"
-[ -x "$BIN" ] || { echo "no release binary at $BIN: cargo build --release -p veritrace" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+. loadtest/common.sh
 
 if [ ! -d "$DATA/batches" ]; then
   "$BIN" demo --events "$EVENTS" --data "$DATA" --no-serve >/dev/null
