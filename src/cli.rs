@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use crate::config::Config;
 pub struct Cli {
     /// Configuration file (default: ./veritrace.toml if present). Environment variables
     /// VERITRACE__SECTION__KEY override it; flags override both.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "VERITRACE_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -90,6 +90,18 @@ enum Command {
     /// revoke.
     #[command(subcommand)]
     Tokens(crate::tokens_cmd::TokensCommand),
+    /// The configuration itself.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load the configuration as every command does (the file, then VERITRACE__* variables)
+    /// and validate it: exits 0 and names what was read when it is valid, 2 with the key at
+    /// fault when not (an unknown key, a bad value). For deployment checks (containers,
+    /// ConfigMaps) before a rollout.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -364,6 +376,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Participant(c) => crate::registry_cmd::participant_cmd(c, &cfg),
         Command::Device(c) => crate::registry_cmd::device_cmd(c, &cfg),
         Command::Tokens(c) => crate::tokens_cmd::tokens_cmd(c, &cfg),
+        Command::Config(ConfigCommand::Check) => {
+            let file = match cli.config.as_deref() {
+                Some(p) => p.display().to_string(),
+                None if Path::new(crate::config::DEFAULT_FILE).is_file() => {
+                    crate::config::DEFAULT_FILE.to_string()
+                }
+                None => "no file (built-in defaults)".to_string(),
+            };
+            let mut vars: Vec<String> = std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .filter(|k| k.starts_with("VERITRACE__"))
+                .collect();
+            vars.sort();
+            println!("configuration ok: {file}");
+            for v in vars {
+                println!("  overridden by {v}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Erase(a) => erase_cmd(a, &cfg),
         Command::Process(a) => crate::process::process(a, cfg),
         Command::Gateway(a) => crate::gateway_cmd::gateway(a, cfg),

@@ -1189,3 +1189,63 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
     // The events table is unchanged by the erasure.
     assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), 2);
 }
+
+#[test]
+fn config_check_validates_the_file_and_variables_before_a_rollout() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("site.toml");
+    std::fs::write(&file, "[pipeline]\nbatch-max-records = 500\n").expect("write");
+    let clean = |c: &mut Command| {
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("VERITRACE_") {
+                c.env_remove(k);
+            }
+        }
+    };
+    // The file from VERITRACE_CONFIG, a variable above it.
+    let mut c = bin();
+    clean(&mut c);
+    let o = c
+        .args(["config", "check"])
+        .env("VERITRACE_CONFIG", &file)
+        .env("VERITRACE__HTTP__LISTEN", "0.0.0.0:8080")
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("configuration ok") && out.contains("site.toml"),
+        "{out}"
+    );
+    assert!(
+        out.contains("overridden by VERITRACE__HTTP__LISTEN"),
+        "{out}"
+    );
+
+    // A misspelt variable and a bad value in the file: exit 2, naming the key.
+    let mut c = bin();
+    clean(&mut c);
+    let o = c
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .env("VERITRACE__KAFKA__BROKER", "k:9092")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("broker"));
+    std::fs::write(&file, "[pipeline]\nbatch-max-records = \"many\"\n").expect("write");
+    let mut c = bin();
+    clean(&mut c);
+    let o = c
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("batch-max-records"));
+}
