@@ -282,6 +282,9 @@ pub struct MqttConfig {
     pub session_expiry: Duration,
     /// `[mqtt.tls]`: TLS to the broker.
     pub tls: MqttTlsConfig,
+    /// `[mqtt.devices]`: topic filter -> the device that publishes on it (`{N}`: the
+    /// topic's N-th level, a `+` of the filter).
+    pub devices: BTreeMap<String, String>,
 }
 
 /// A string setting that may be written as a number (`5` for `"5"`).
@@ -313,6 +316,17 @@ pub struct MqttTlsConfig {
 }
 
 impl MqttConfig {
+    /// `[mqtt.devices]`, parsed: each topic filter bound to the device id it names.
+    pub fn device_bindings(&self) -> anyhow::Result<Vec<veritrace_ingest::devices::TopicBinding>> {
+        self.devices
+            .iter()
+            .map(|(filter, id)| {
+                veritrace_ingest::devices::TopicBinding::parse(filter, id)
+                    .map_err(|e| anyhow::anyhow!("mqtt.devices: {e}"))
+            })
+            .collect()
+    }
+
     /// The protocol version.
     pub fn protocol(&self) -> anyhow::Result<veritrace_ingest::mqtt::Protocol> {
         veritrace_ingest::mqtt::Protocol::parse(&self.protocol).with_context(|| {
@@ -817,6 +831,7 @@ impl Default for Config {
                 broker: "127.0.0.1:1883".into(),
                 client_id: "veritrace-bridge".into(),
                 routes: BTreeMap::from([("veritrace/#".to_owned(), RAW_TOPIC.to_owned())]),
+                devices: BTreeMap::new(),
                 max_in_flight: 100,
                 max_message_bytes: 1 << 20,
                 metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
@@ -961,6 +976,7 @@ impl Config {
         );
         m.protocol()?;
         m.tls()?;
+        m.device_bindings()?;
         let k = &self.kafka;
         anyhow::ensure!(!k.group.is_empty(), "kafka.group must not be empty");
         anyhow::ensure!(

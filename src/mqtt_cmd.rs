@@ -31,6 +31,10 @@ pub struct BridgeArgs {
     /// [config: mqtt.metrics-listen].
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Data directory whose identity registry the devices of `[mqtt.devices]` are looked up
+    /// in [config: data-dir].
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
 }
 
 /// Runs the bridge until SIGTERM or Ctrl-C, then finishes the messages in flight.
@@ -60,6 +64,30 @@ pub fn bridge(a: BridgeArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
             })
             .collect::<anyhow::Result<_>>()?;
     }
+    // Topics bound to devices: their messages are checked against the identity registry.
+    let devices = m.device_bindings()?;
+    let rt_cfg = cfg.runtime()?;
+    let mut signatures = std::collections::HashMap::new();
+    if !devices.is_empty() {
+        anyhow::ensure!(
+            rt_cfg.signatures.root.is_some(),
+            "mqtt.devices binds topics to registered devices: set signatures.root-key (the identity registry) too"
+        );
+        let data = a.data.unwrap_or_else(|| cfg.data_dir.clone());
+        let dir = veritrace_anchor::DataDir::open(&data).with_context(|| {
+            format!(
+                "the bridge looks the devices of mqtt.devices up in the identity registry in {}",
+                data.display()
+            )
+        })?;
+        let registry = rt_cfg.signatures.registry(&dir)?;
+        for (_, topic) in &routes {
+            signatures.insert(
+                topic.clone(),
+                rt_cfg.signatures.stage(topic, registry.clone()),
+            );
+        }
+    }
     let bcfg = BridgeConfig {
         host,
         port,
@@ -70,6 +98,10 @@ pub fn bridge(a: BridgeArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         protocol: m.protocol()?,
         tls: m.tls()?,
         session_expiry: m.session_expiry,
+        devices,
+        signatures,
+        rejected_topic: cfg.kafka.rejected_topic.clone(),
+        limits: rt_cfg.policy.limits,
     };
     let listen = a.metrics_listen.unwrap_or(m.metrics_listen);
     let rt = crate::rt::runtime()?;
@@ -84,6 +116,7 @@ pub fn bridge(a: BridgeArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
             let published = vm::counter(&registry, &vm::MQTT_PUBLISHED)?;
             let retries = vm::counter(&registry, &vm::MQTT_RETRIES)?;
             let connected = vm::gauge(&registry, &vm::MQTT_CONNECTED)?;
+            let refused = vm::counter(&registry, &vm::MQTT_REFUSED)?;
             let s = stats.clone();
             tokio::spawn(async move {
                 loop {
@@ -92,6 +125,7 @@ pub fn bridge(a: BridgeArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
                     sync(&received, s.received.load(Ordering::Relaxed));
                     sync(&published, s.published.load(Ordering::Relaxed));
                     sync(&retries, s.retries.load(Ordering::Relaxed));
+                    sync(&refused, s.refused.load(Ordering::Relaxed));
                     connected.set(i64::from(s.connected.load(Ordering::Relaxed)));
                     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 }

@@ -362,34 +362,14 @@ fn cert_device(gw: &Gateway, cert: &ClientCert) -> Result<CertDevice, Box<Respon
             ),
         )));
     };
-    let registry = gw.signatures.registry.as_ref().map(|r| r.current());
-    let device = registry
-        .as_ref()
-        .and_then(|r| r.devices().get(cn).cloned())
-        .or_else(|| {
-            // Registered moments ago: look again now rather than at the next reload.
-            let r = gw.signatures.registry.as_ref()?.reload();
-            r.devices().get(cn).cloned()
-        });
-    match device {
-        None => Err(Box::new(refuse(
-            StatusCode::FORBIDDEN,
-            Reason::UnknownSigner.as_str(),
-            format!("the client certificate names {cn:?}, which is not a registered device"),
-        ))),
-        Some(d) if d.revoked.is_some() => Err(Box::new(refuse(
-            StatusCode::FORBIDDEN,
-            Reason::SignerRevoked.as_str(),
-            format!(
-                "the client certificate names device {cn:?}, revoked at {}",
-                d.revoked.unwrap_or_default()
-            ),
-        ))),
-        Some(d) => Ok(CertDevice {
-            id: cn.to_owned(),
-            participant: d.participant_id,
-        }),
-    }
+    crate::devices::lookup(&gw.signatures, cn, "the client certificate")
+        .map(|d| CertDevice {
+            id: d.id,
+            participant: d.participant,
+        })
+        .map_err(|(reason, detail)| {
+            Box::new(refuse(StatusCode::FORBIDDEN, reason.as_str(), detail))
+        })
 }
 
 async fn ingest_inner(

@@ -9,6 +9,7 @@
 //! benchmarks come from `veritrace-simulator` (`loadtest/simulator/`).
 #![deny(missing_docs)]
 
+pub mod devices;
 pub mod file;
 pub mod gateway;
 pub mod kafka;

@@ -15,14 +15,21 @@
 //! `max_queued_messages` (1,000 by default) bounds that; raise it (0: no limit) for outages
 //! longer than that many messages.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rumqttc::v5::mqttbytes::v5 as m5;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use tokio::sync::mpsc;
+use veritrace_processors::Reason;
+use veritrace_processors::event::Limits;
+use veritrace_processors::signed::Signatures;
+
+use crate::devices::{self, TopicBinding};
 
 /// The MQTT protocol version the bridge speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,6 +123,17 @@ pub struct BridgeConfig {
     /// MQTT 5: how long the broker keeps the session (and its messages) while the bridge
     /// is away.
     pub session_expiry: Duration,
+    /// Topic filters bound to the devices that publish on them ([`crate::devices`]): a
+    /// message a bound device may not send goes to `rejected_topic` instead of its route's.
+    pub devices: Vec<TopicBinding>,
+    /// The signature stage of each Kafka topic the routes name, over the identity registry
+    /// (used when `devices` binds a topic).
+    pub signatures: HashMap<String, Signatures>,
+    /// Where refused messages go: the original bytes, the reason code in the
+    /// `veritrace-reason` header (as the processors publish their rejections).
+    pub rejected_topic: String,
+    /// The processors' record limits.
+    pub limits: Limits,
 }
 
 /// One message received, in either protocol version.
@@ -267,6 +285,64 @@ pub struct BridgeStats {
     pub connections: AtomicU64,
     /// True while connected to the MQTT broker.
     pub connected: AtomicBool,
+    /// Messages refused by their topic's device binding (published to the rejected topic).
+    pub refused: AtomicU64,
+}
+
+/// Why a message goes to the rejected topic instead of its route's.
+#[derive(Debug, Clone)]
+struct Refused {
+    reason: Reason,
+    detail: String,
+    /// `mqtt:TOPIC`, in the `veritrace-source` header.
+    source: String,
+}
+
+/// The refusal of a message whose topic binds a device that may not send it (unregistered,
+/// revoked, or a statement signed for another participant); `None` for every other message.
+fn refusal(cfg: &BridgeConfig, kafka_topic: &str, msg: &Msg) -> Option<Refused> {
+    let mqtt_topic = msg.topic();
+    let refused = |(reason, detail): devices::Refusal| Refused {
+        reason,
+        detail,
+        source: format!("mqtt:{mqtt_topic}"),
+    };
+    let id = match devices::device_of(&cfg.devices, &mqtt_topic) {
+        Ok(None) => return None,
+        Ok(Some(id)) => id,
+        Err(r) => return Some(refused(r)),
+    };
+    let stage = cfg.signatures.get(kafka_topic)?;
+    let device = match devices::lookup(stage, &id, &format!("MQTT topic {mqtt_topic:?}")) {
+        Ok(d) => d,
+        Err(r) => return Some(refused(r)),
+    };
+    devices::check_record(
+        stage,
+        &device,
+        msg.payload(),
+        veritrace_processors::now_ms(),
+        &cfg.limits,
+    )
+    .err()
+    .map(refused)
+}
+
+/// The headers of a refused message, as the processors write them on their rejections.
+fn rejection_headers(r: &Refused) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "veritrace-reason",
+            value: Some(r.reason.as_str()),
+        })
+        .insert(Header {
+            key: "veritrace-detail",
+            value: Some(r.detail.as_str()),
+        })
+        .insert(Header {
+            key: "veritrace-source",
+            value: Some(r.source.as_str()),
+        })
 }
 
 fn kafka_topic<'a>(routes: &'a [(String, String)], mqtt_topic: &str) -> Option<&'a str> {
@@ -282,6 +358,7 @@ async fn publish(
     producer: &FutureProducer,
     topic: &str,
     payload: &[u8],
+    refused: Option<&Refused>,
     stats: &BridgeStats,
     stop: &AtomicBool,
 ) -> bool {
@@ -291,6 +368,9 @@ async fn publish(
         let mut rec = FutureRecord::to(topic).payload(payload);
         if let Some(k) = key.as_deref() {
             rec = rec.key(k);
+        }
+        if let Some(r) = refused {
+            rec = rec.headers(rejection_headers(r));
         }
         match producer.send(rec, Duration::from_secs(5)).await {
             Ok(_) => return true,
@@ -383,7 +463,12 @@ pub async fn run(
         })
     };
 
-    type Pending = (Msg, Option<rdkafka::producer::DeliveryFuture>, String);
+    type Pending = (
+        Msg,
+        Option<rdkafka::producer::DeliveryFuture>,
+        String,
+        Option<Refused>,
+    );
     let (ack_tx, mut ack_rx) = mpsc::channel::<Pending>(usize::from(cfg.max_in_flight).max(1));
     let acker = {
         let client = client.clone();
@@ -391,15 +476,28 @@ pub async fn run(
         let stop = stop.clone();
         let producer = producer.clone();
         tokio::spawn(async move {
-            while let Some((p, delivery, topic)) = ack_rx.recv().await {
+            while let Some((p, delivery, topic, refused)) = ack_rx.recv().await {
                 let delivered = match delivery {
                     Some(d) => matches!(d.await, Ok(Ok(_))),
                     None => false,
                 };
-                if !delivered && !publish(&producer, &topic, p.payload(), &stats, &stop).await {
+                if !delivered
+                    && !publish(
+                        &producer,
+                        &topic,
+                        p.payload(),
+                        refused.as_ref(),
+                        &stats,
+                        &stop,
+                    )
+                    .await
+                {
                     return;
                 }
                 stats.published.fetch_add(1, Ordering::Relaxed);
+                if refused.is_some() {
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                }
                 if client.ack(&p).await.is_err() {
                     return;
                 }
@@ -415,15 +513,28 @@ pub async fn run(
             let _ = client.ack(&p).await;
             continue;
         };
+        // A message its topic's device may not send is kept, with the reason, on the
+        // rejected topic (never dropped: the MQTT broker has it acknowledged only then).
+        let refused = refusal(&cfg, &topic, &p);
+        let topic = match &refused {
+            Some(r) => {
+                tracing::warn!(mqtt_topic = %p.topic(), reason = r.reason.as_str(), detail = %r.detail, "refused by the topic's device binding; sent to the rejected topic");
+                cfg.rejected_topic.clone()
+            }
+            None => topic,
+        };
         let key = crate::key_of(p.payload());
         let mut rec = FutureRecord::to(&topic).payload(p.payload());
         if let Some(k) = key.as_deref() {
             rec = rec.key(k);
         }
+        if let Some(r) = &refused {
+            rec = rec.headers(rejection_headers(r));
+        }
         // A full producer queue or another refusal: the acker publishes it itself, retrying,
         // before acknowledging.
         let delivery = producer.send_result(rec).ok();
-        if ack_tx.send((p, delivery, topic)).await.is_err() {
+        if ack_tx.send((p, delivery, topic, refused)).await.is_err() {
             break;
         }
     }

@@ -151,6 +151,8 @@ specs! {
         "Kafka publish attempts the bridge retried (the MQTT message stays unacknowledged)";
     MQTT_CONNECTED = "veritrace_mqtt_connected", Gauge, "boolean", [], MQTT,
         "1 while the bridge is connected to the MQTT broker";
+    MQTT_REFUSED = "veritrace_mqtt_refused_total", Counter, "messages", [], MQTT,
+        "MQTT messages refused by their topic's device binding (sent to the rejected topic with the reason)";
     POLL_LOOP_TIMESTAMP = "veritrace_poll_loop_timestamp_seconds", Gauge, "seconds", [], PROCESS_ONLY,
         "Unix time the Kafka poll loop last turned (GET /livez fails when it stalls for 5 minutes)";
     DAMAGED_FILES = "veritrace_damaged_files", Gauge, "files", [], SERVE,
