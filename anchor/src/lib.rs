@@ -36,6 +36,7 @@ mod layout;
 pub mod ledger;
 mod lock;
 mod merge;
+pub mod store;
 pub mod tables;
 
 pub use anchorer::{AnchoredEpoch, Anchorer, Backend};

@@ -11,6 +11,8 @@
 //!   (`$VERITRACE_PYTHON`, else the virtualenv `scripts/test` builds).
 //! - [`metrics`]: `GET /metrics` and reading samples out of the Prometheus text.
 //! - [`mosquitto`]: a mosquitto MQTT broker (Debian's, installed by `scripts/test`).
+//! - [`moto`]: an S3-compatible object store (PyPI's `moto_server`, in the tools
+//!   virtualenv).
 //! - [`tls`]: a throw-away certificate authority (server and client certificates) and an
 //!   HTTPS client, for the TLS and client-certificate tests.
 //!
@@ -22,6 +24,7 @@ pub mod anvil;
 pub mod broker;
 pub mod metrics;
 pub mod mosquitto;
+pub mod moto;
 pub mod python;
 pub mod tls;
 
