@@ -27,10 +27,40 @@ pub struct DataDir {
     root: PathBuf,
 }
 
+/// The local path a data directory names: a plain path, or a `file://` URL. Other URLs
+/// (`s3://bucket/prefix`) are refused with a clear error instead of becoming a relative
+/// directory named `s3:`.
+fn local_root(root: PathBuf) -> Result<PathBuf> {
+    let Some(text) = root.to_str() else {
+        return Ok(root);
+    };
+    if let Some(path) = text.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(Error::Invalid(format!(
+                "{text:?}: a file:// data directory needs an absolute path (file:///var/lib/veritrace)"
+            )));
+        }
+        return Ok(PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = text.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
+    {
+        return Err(Error::Invalid(format!(
+            "{text:?}: data directories on object storage ({scheme}://) are not supported yet; use a local or shared file system path (see deploy/README.md)"
+        )));
+    }
+    Ok(root)
+}
+
 impl DataDir {
     /// Opens (creating if needed) a data directory.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
-        let dir = DataDir { root: root.into() };
+        let dir = DataDir {
+            root: local_root(root.into())?,
+        };
         for sub in [
             "events", "rejected", "edges", "batches", "epochs", "ledger", "anchors", "keys",
             "digests",
@@ -43,7 +73,9 @@ impl DataDir {
 
     /// Opens an existing data directory without creating anything.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
-        let dir = DataDir { root: root.into() };
+        let dir = DataDir {
+            root: local_root(root.into())?,
+        };
         let batches = dir.root.join("batches");
         if !batches.is_dir() {
             return Err(Error::Invalid(format!(
@@ -171,5 +203,27 @@ impl DataDir {
             out.extend(crate::fsutil::read_jsonl::<crate::BatchHeader>(&f)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_a_path_only_with_file_scheme() {
+        assert_eq!(
+            local_root("file:///var/lib/veritrace".into()).expect("file url"),
+            PathBuf::from("/var/lib/veritrace")
+        );
+        assert_eq!(
+            local_root("data/vt".into()).expect("path"),
+            PathBuf::from("data/vt")
+        );
+        let e = local_root("s3://bucket/prefix".into()).expect_err("s3");
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(local_root("file://relative".into()).is_err());
+        // A colon in a plain path is still a path.
+        assert!(local_root("/tmp/a:b".into()).is_ok());
     }
 }
