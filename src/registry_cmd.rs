@@ -58,6 +58,10 @@ pub struct ShareArgs {
     /// Why (kept in the record).
     #[arg(long, default_value = "")]
     reason: String,
+    /// When the grant ends by itself: a time (`2027-03-31T00:00:00Z`) or a duration from
+    /// its start (`90d`, `12h`); default: until `participant unshare`.
+    #[arg(long)]
+    until: Option<String>,
     /// The grant's id; default: a random one (printed).
     #[arg(long)]
     grant_id: Option<String>,
@@ -246,13 +250,16 @@ pub fn participant_cmd(cmd: ParticipantCommand, cfg: &Config) -> anyhow::Result<
                     format!("grant-{}", hex::encode(b))
                 }
             };
+            let at = a.common.at.unwrap_or_else(now_secs);
+            let until = a.until.as_deref().map(|u| grant_end(u, at)).transpose()?;
             let record = Record::VisibilityGranted {
                 grant_id,
                 grantor: a.from,
                 grantee: a.to,
                 trace_codes: codes,
                 reason: a.reason,
-                at: a.common.at.unwrap_or_else(now_secs),
+                at,
+                until,
             };
             submit(cfg, a.common.data.as_deref(), &admin, &record)
         }
@@ -443,4 +450,44 @@ fn list(cfg: &Config, a: DeviceListArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--until`: an RFC 3339 time, or a duration after `at`; seconds since the epoch.
+fn grant_end(text: &str, at: i64) -> anyhow::Result<i64> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| anyhow::anyhow!("--until {text:?} is before 1970"))?
+            .as_secs();
+        return i64::try_from(secs).map_err(|_| anyhow::anyhow!("--until {text:?} is too far"));
+    }
+    let d = humantime::parse_duration(text).map_err(|_| {
+        anyhow::anyhow!(
+            "--until {text:?}: expected a time (2027-03-31T00:00:00Z) or a duration (90d)"
+        )
+    })?;
+    let secs =
+        i64::try_from(d.as_secs()).map_err(|_| anyhow::anyhow!("--until {text:?} is too far"))?;
+    let end = at.saturating_add(secs);
+    anyhow::ensure!(end > at, "--until {text:?} must end after the grant starts");
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_end;
+
+    #[test]
+    fn a_grant_ends_at_a_time_or_after_a_duration() {
+        assert_eq!(
+            grant_end("2027-01-01T00:00:00Z", 0).expect("time"),
+            1_798_761_600
+        );
+        assert_eq!(
+            grant_end("90d", 1_000).expect("duration"),
+            1_000 + 90 * 86_400
+        );
+        assert!(grant_end("0s", 1_000).is_err());
+        assert!(grant_end("next tuesday", 1_000).is_err());
+    }
 }

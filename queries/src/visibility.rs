@@ -251,12 +251,17 @@ impl QueryEngine {
         Ok(scoped)
     }
 
-    /// The visibility rule of `participant`: its grants as the registry holds them now.
+    /// The visibility rule of `participant`: its grants in force now, as the registry holds
+    /// them.
     async fn visibility_of(&self, participant: &str) -> Result<Visibility> {
         let grants = self.grants().await?;
+        // A grant's end is checked at every request: it needs no record to take effect.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let mut shared: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for g in grants.values() {
-            if g.grantee != participant || g.revoked.is_some() {
+            if g.grantee != participant || !g.in_force(now) {
                 continue;
             }
             let codes = shared.entry(g.grantor.clone()).or_default();

@@ -341,6 +341,17 @@ impl World {
     }
 
     fn grant(&self, id: &str, from: &'static str, to: &str, codes: &[String]) {
+        self.grant_until(id, from, to, codes, None);
+    }
+
+    fn grant_until(
+        &self,
+        id: &str,
+        from: &'static str,
+        to: &str,
+        codes: &[String],
+        until: Option<i64>,
+    ) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -356,6 +367,7 @@ impl World {
                 trace_codes: codes.to_vec(),
                 reason: "recall".into(),
                 at: now,
+                until,
             },
         );
     }
@@ -639,6 +651,20 @@ async fn every_role_sees_exactly_its_ground_truth() {
     w.engine.refresh().await.expect("refresh");
     let (_, ids, _) = sql_ids(&app, &shop, USER_EVENTS).await;
     assert_eq!(ids, truth(&evs, "shop-1", &[]));
+
+    // A grant with an end (an audit window): in force until then, then over by itself,
+    // with no record written at its end.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    w.grant_until("audit-1", "plant-1", "shop-1", &shared, Some(now + 3));
+    w.engine.refresh().await.expect("refresh");
+    let (_, ids, _) = sql_ids(&app, &shop, USER_EVENTS).await;
+    assert_eq!(ids, expected, "in force before its end");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let (_, ids, _) = sql_ids(&app, &shop, USER_EVENTS).await;
+    assert_eq!(ids, truth(&evs, "shop-1", &[]), "over after its end");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

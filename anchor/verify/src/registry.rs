@@ -87,6 +87,9 @@ pub enum Record {
         reason: String,
         /// When.
         at: i64,
+        /// When it ends by itself (seconds since the epoch, after `at`); none: when revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<i64>,
     },
     /// A grant ends. Signed by the grantor's admin key.
     #[serde(rename = "visibility.revoked")]
@@ -190,8 +193,18 @@ pub struct Grant {
     pub trace_codes: Vec<String>,
     /// Since when.
     pub since: i64,
+    /// When it ends by itself, if it does.
+    pub until: Option<i64>,
     /// When it was revoked, if it was.
     pub revoked: Option<i64>,
+}
+
+impl Grant {
+    /// Whether the grant lets its grantee see at `now` (seconds since the epoch): not
+    /// revoked, and not past its end.
+    pub fn in_force(&self, now: i64) -> bool {
+        self.revoked.is_none() && self.until.is_none_or(|u| now < u)
+    }
 }
 
 /// Who signed a statement, once [`Registry::authorize`] accepted it.
@@ -341,9 +354,19 @@ impl Registry {
                 grantee,
                 trace_codes,
                 at,
+                until,
                 ..
             } => {
                 self.check_admin(envelope, grantor)?;
+                if until.is_some_and(|u| u <= *at) {
+                    return Err(err(
+                        "bad_record",
+                        format!(
+                            "the grant ends ({}) before it starts ({at})",
+                            until.unwrap_or_default()
+                        ),
+                    ));
+                }
                 if !self.participants.contains_key(grantee) {
                     return Err(err(
                         "bad_record",
@@ -377,6 +400,7 @@ impl Registry {
                         grantee: grantee.clone(),
                         trace_codes: trace_codes.clone(),
                         since: *at,
+                        until: *until,
                         revoked: None,
                     },
                 );
