@@ -15,7 +15,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use veritrace_verify::bundle_sig::sign_bundle;
-use veritrace_verify::signature::{Alg, Claims, Envelope, SigningKey, sign_cose, sign_jws};
+use veritrace_verify::signature::{
+    Alg, Claims, Envelope, SigningKey, cose_with_disclosures, jws_with_disclosures, sign_cose,
+    sign_jws,
+};
 
 /// The key file format's name.
 pub const KEY_FORMAT: &str = "veritrace.key/1";
@@ -91,8 +94,43 @@ pub struct SignArgs {
     /// the envelope signing the RFC 6962 root over the events as written.
     #[arg(long)]
     bundle: Option<usize>,
+    /// Commit this field before signing (`attributes.price`, `counterparty.name`, ...;
+    /// repeatable): the signed event holds a salted commitment, and the value and salt are
+    /// disclosed beside the signature (SD-JWT style), so the operator can erase them and
+    /// the signature still verifies.
+    #[arg(long = "private", value_name = "FIELD")]
+    private: Vec<String>,
     /// A JSON event, or a file of them (JSON lines); `-` reads standard input.
     input: PathBuf,
+}
+
+/// Replaces the fields of `event` named in `paths` (those it holds) by salted commitments;
+/// returns their disclosures.
+fn commit_fields(
+    event: &mut serde_json::Value,
+    paths: &[String],
+) -> anyhow::Result<Vec<veritrace_verify::private::Disclosure>> {
+    use veritrace_verify::private::{Disclosure, commit};
+    let mut out = Vec::new();
+    for path in paths {
+        let mut slot = Some(&mut *event);
+        for part in path.split('.') {
+            slot = slot.and_then(|v| v.get_mut(part));
+        }
+        let Some(slot) = slot.filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness for a salt: {e}"))?;
+        let value = slot.take();
+        *slot = serde_json::Value::String(commit(&salt, &value).map_err(anyhow::Error::msg)?);
+        out.push(Disclosure {
+            path: path.clone(),
+            value,
+            salt: hex::encode(salt),
+        });
+    }
+    Ok(out)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -232,7 +270,17 @@ pub fn sign_cmd(a: SignArgs) -> anyhow::Result<ExitCode> {
         (None, EnvelopeArg::Cose) => bail!("COSE envelopes are binary: give --out FILE"),
     };
     let iat = a.iat.unwrap_or_else(now_secs);
+    for p in &a.private {
+        anyhow::ensure!(
+            veritrace_verify::private::is_private_path(p),
+            "--private {p}: only operator, site, participant.name, counterparty.name and attributes.KEY can be private"
+        );
+    }
     if let Some(n) = a.bundle {
+        anyhow::ensure!(
+            a.private.is_empty(),
+            "--private takes single events: a bundle signs its events as written and has no place for disclosures"
+        );
         anyhow::ensure!(
             (1..=10_000).contains(&n),
             "--bundle takes 1 to 10000 events"
@@ -286,8 +334,16 @@ pub fn sign_cmd(a: SignArgs) -> anyhow::Result<ExitCode> {
         if text.is_empty() {
             continue;
         }
-        let event: serde_json::Value = serde_json::from_str(text)
+        let mut event: serde_json::Value = serde_json::from_str(text)
             .with_context(|| format!("line {} is not a JSON event", i + 1))?;
+        let disclosures = commit_fields(&mut event, &a.private)?;
+        let committed;
+        let text = if disclosures.is_empty() {
+            text
+        } else {
+            committed = event.to_string();
+            committed.as_str()
+        };
         let claims = Claims {
             iss: Some(a.issuer.clone()),
             sub: event
@@ -299,9 +355,13 @@ pub fn sign_cmd(a: SignArgs) -> anyhow::Result<ExitCode> {
         // The payload is the event as given: the pipeline canonicalises what it verifies.
         match a.format {
             EnvelopeArg::Jws => {
-                writeln!(out, "{}", sign_jws(&key, &kid, &claims, text.as_bytes()))?;
+                let jws = sign_jws(&key, &kid, &claims, text.as_bytes());
+                writeln!(out, "{}", jws_with_disclosures(&jws, &disclosures))?;
             }
-            EnvelopeArg::Cose => out.write_all(&sign_cose(&key, &kid, &claims, text.as_bytes()))?,
+            EnvelopeArg::Cose => out.write_all(&cose_with_disclosures(
+                &sign_cose(&key, &kid, &claims, text.as_bytes()),
+                &disclosures,
+            )?)?,
         }
         signed += 1;
     }

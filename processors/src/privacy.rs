@@ -3,8 +3,13 @@
 //! `private/<batch>.json` beside the batch, so a proof can disclose them one by one and
 //! `veritrace erase` can delete them while every proof keeps verifying.
 //!
-//! Applied to events that do not keep a signed envelope (an envelope holds the values in
-//! clear; a signer who needs privacy commits the fields itself).
+//! Applied to events that do not keep a signed envelope. A signed envelope holds what its
+//! signer signed, so a signer commits its private fields itself (`veritrace sign --private`)
+//! and sends the disclosures beside the signature (SD-JWT style, see
+//! [`veritrace_verify::signature`]): they are checked against the signed commitments and
+//! kept here like any private value, never in the log. A signed event that holds a field
+//! its type makes private in clear is refused (`private_field_in_clear`): its value could
+//! never be erased.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use veritrace_anchor::DataDir;
-use veritrace_verify::private::{commit, is_private_path};
+use veritrace_verify::private::{COMMIT_PREFIX, Disclosure, check, commit, is_private_path};
 
 use crate::event::{Event, EventType};
 use crate::reason::{Reason, Rejection};
@@ -133,6 +138,80 @@ impl Privacy {
         }
         Ok(out)
     }
+}
+
+impl Privacy {
+    /// `Err(private_field_in_clear)` when `event` holds a field its type makes private as
+    /// a value instead of a commitment.
+    pub fn refuse_in_clear(&self, event: &Event) -> Result<(), Rejection> {
+        let Some(paths) = self.fields.get(event.event_type.as_str()) else {
+            return Ok(());
+        };
+        let committed = |v: &str| v.starts_with(COMMIT_PREFIX);
+        for path in paths {
+            let clear = match path.as_str() {
+                "operator" => event.operator.as_deref().is_some_and(|v| !committed(v)),
+                "site" => event.site.as_deref().is_some_and(|v| !committed(v)),
+                "participant.name" => event
+                    .participant
+                    .name
+                    .as_deref()
+                    .is_some_and(|v| !committed(v)),
+                "counterparty.name" => event
+                    .counterparty
+                    .as_ref()
+                    .and_then(|c| c.name.as_deref())
+                    .is_some_and(|v| !committed(v)),
+                p => p.strip_prefix("attributes.").is_some_and(|key| {
+                    event
+                        .attributes
+                        .as_ref()
+                        .and_then(|a| a.get(key))
+                        .is_some_and(|v| !v.as_str().is_some_and(committed))
+                }),
+            };
+            if clear {
+                return Err(Rejection::new(
+                    Reason::PrivateFieldInClear,
+                    format!(
+                        "{path} is private for {} events: a signed event must hold its commitment and disclose the value beside the signature (veritrace sign --private {path})",
+                        event.event_type.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The private values a signer disclosed beside its signature, each checked against the
+/// commitment the signed event holds (`bad_disclosure` otherwise, and for a field named
+/// twice).
+pub fn disclosed(
+    accepted: &crate::event::Accepted,
+    disclosures: &[Disclosure],
+) -> Result<Vec<PrivateValue>, Rejection> {
+    let refuse = |detail: String| {
+        let mut r = Rejection::new(Reason::BadDisclosure, detail);
+        r.event_id = Some(accepted.event.event_id.clone());
+        r
+    };
+    let event: Value = serde_json::from_slice(&accepted.canonical)
+        .map_err(|e| refuse(format!("the canonical event does not parse: {e}")))?;
+    let mut out: Vec<PrivateValue> = Vec::with_capacity(disclosures.len());
+    for d in disclosures {
+        if out.iter().any(|v| v.path == d.path) {
+            return Err(refuse(format!("{} is disclosed twice", d.path)));
+        }
+        check(&event, d).map_err(refuse)?;
+        out.push(PrivateValue {
+            event_id: accepted.event.event_id.clone(),
+            path: d.path.clone(),
+            value: d.value.clone(),
+            salt: d.salt.to_ascii_lowercase(),
+        });
+    }
+    Ok(out)
 }
 
 /// Writes the private values of a batch (before its manifest line: a batch that is

@@ -34,11 +34,13 @@ pub enum Reason {
     ClaimsMismatch,
     BadRecord,
     RecordNotAuthorized,
+    BadDisclosure,
+    PrivateFieldInClear,
 }
 
 impl Reason {
     /// Every reason, in a stable order (for metrics and reports).
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 29] = [
         Reason::PayloadTooLarge,
         Reason::MalformedJson,
         Reason::NotAnObject,
@@ -66,6 +68,8 @@ impl Reason {
         Reason::ClaimsMismatch,
         Reason::BadRecord,
         Reason::RecordNotAuthorized,
+        Reason::BadDisclosure,
+        Reason::PrivateFieldInClear,
     ];
 
     /// The stable snake_case code.
@@ -98,6 +102,8 @@ impl Reason {
             Reason::ClaimsMismatch => "claims_mismatch",
             Reason::BadRecord => "bad_record",
             Reason::RecordNotAuthorized => "record_not_authorized",
+            Reason::BadDisclosure => "bad_disclosure",
+            Reason::PrivateFieldInClear => "private_field_in_clear",
         }
     }
 

@@ -343,7 +343,7 @@ impl Signatures {
         } else {
             unwrap_envelope(payload, limits)?
         };
-        let Some(signed) = signed else {
+        let Some(mut signed) = signed else {
             let event = parse_event(payload, now_ms, limits)?;
             if self.policy.for_type(event.event_type) == Policy::Enforce {
                 let mut r = Rejection::new(
@@ -362,14 +362,22 @@ impl Signatures {
         if self.policy.for_type(event.event_type) == Policy::Off {
             return self.finish_private(event);
         }
-        match self.check(&signed, &event, now_ms) {
+        match self
+            .check(&signed, &event, now_ms)
+            .and_then(|sig| self.privacy.refuse_in_clear(&event).map(|()| sig))
+        {
             Ok(sig) => event.signature = Some(sig),
             Err(mut r) => {
                 r.event_id = Some(event.event_id);
                 return Err(r);
             }
         }
-        finish(event, Some(payload.to_vec()))
+        let envelope = signed.stored.take().unwrap_or_else(|| payload.to_vec());
+        let mut opened = finish(event, Some(envelope))?;
+        if !signed.disclosures.is_empty() {
+            opened.private = crate::privacy::disclosed(&opened.accepted, &signed.disclosures)?;
+        }
+        Ok(opened)
     }
 
     /// [`finish`] for an event that keeps no envelope: its private fields become
@@ -465,12 +473,14 @@ impl Signatures {
             let one = || -> Result<Opened, Rejection> {
                 let mut event = parse_event(raw, now_ms, limits)?;
                 if self.policy.for_type(event.event_type) == Policy::Off {
-                    return finish(event, None);
+                    return self.finish_private(event);
                 }
-                takes_part(&signer, &event).map_err(|mut r| {
-                    r.event_id = Some(event.event_id.clone());
-                    r
-                })?;
+                takes_part(&signer, &event)
+                    .and_then(|()| self.privacy.refuse_in_clear(&event))
+                    .map_err(|mut r| {
+                        r.event_id = Some(event.event_id.clone());
+                        r
+                    })?;
                 let mut sig = info(
                     &signed,
                     iat,

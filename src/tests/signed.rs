@@ -540,6 +540,221 @@ fn signed_events_are_checked_against_the_registry_in_the_log_and_proofs_show_the
     }
 }
 
+/// Files under `dir` whose bytes contain `needle`.
+fn holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .expect("read")
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn signed_events_disclose_private_fields_beside_the_signature_and_erasure_keeps_them_verifying() {
+    let site = Site::new("enforce");
+    let mut config = std::fs::read_to_string(&site.config).expect("config");
+    config.push_str("[privacy.fields]\nsale = [\"attributes.price\", \"counterparty.name\"]\n");
+    std::fs::write(&site.config, config).expect("config");
+    let [_, _, _, _, d3, _] = register(&site);
+    let d3_file = site.key_file("d3", &d3);
+    let sale = |id: &str, name: &str| {
+        serde_json::json!({
+            "event_id": id,
+            "event_type": "sale",
+            "event_time": "2026-11-01T08:00:00Z",
+            "participant": {"id": P2, "role": "retailer"},
+            "counterparty": {"id": "cust-9", "name": name, "role": "customer"},
+            "attributes": {"price": 1299.5, "channel": "store"},
+            "trace_code": CODE,
+        })
+        .to_string()
+    };
+    let input = site.root.join("sales.jsonl");
+    std::fs::write(&input, format!("{}\n", sale("sd-jws", "Erika Mustermann"))).expect("w");
+    let signed_jws = site.ok(&[
+        "sign",
+        "--key",
+        &d3_file,
+        "--issuer",
+        "d3",
+        "--private",
+        "attributes.price",
+        "--private",
+        "counterparty.name",
+        input.to_str().expect("p"),
+    ]);
+    assert!(
+        !signed_jws.contains("Erika"),
+        "the payload holds commitments: {signed_jws}"
+    );
+    let jws_line = signed_jws.trim().to_owned();
+    assert_eq!(jws_line.matches('~').count(), 3, "JWS~D1~D2~: {jws_line}");
+    std::fs::write(&input, format!("{}\n", sale("sd-cose", "Max Mustermann"))).expect("w");
+    let cose = site.root.join("sales.cbor");
+    site.ok(&[
+        "sign",
+        "--key",
+        &d3_file,
+        "--issuer",
+        "d3",
+        "--format",
+        "cose",
+        "--private",
+        "attributes.price",
+        "--private",
+        "counterparty.name",
+        "--out",
+        cose.to_str().expect("p"),
+        input.to_str().expect("p"),
+    ]);
+    // Refused: a value in clear where the type makes it private, a disclosure that lies,
+    // and a disclosure for a field the signer did not commit.
+    let clear = jws(
+        &d3,
+        "d3",
+        site.now - 60,
+        sale("sd-clear", "Clear Person").as_bytes(),
+    );
+    let lie = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        std::fs::write(&input, format!("{}\n", sale("sd-lie", "Lying Person"))).expect("w");
+        let line = site.ok(&[
+            "sign",
+            "--key",
+            &d3_file,
+            "--issuer",
+            "d3",
+            "--private",
+            "attributes.price",
+            "--private",
+            "counterparty.name",
+            input.to_str().expect("p"),
+        ]);
+        let mut parts: Vec<String> = line.trim().split('~').map(str::to_owned).collect();
+        let d: serde_json::Value =
+            serde_json::from_slice(&b64.decode(&parts[1]).expect("b64")).expect("json");
+        let changed = serde_json::json!([d[0], d[1], 9.99]);
+        parts[1] = b64.encode(changed.to_string());
+        parts.join("~")
+    };
+    let uncommitted = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let plain = jws(&d3, "d3", site.now - 60, event("sd-extra", P2).as_slice());
+        let d = serde_json::json!(["00112233445566778899aabbccddeeff", "operator", "Otto"]);
+        format!("{plain}~{}~", b64.encode(d.to_string()))
+    };
+    ingest(
+        &site,
+        "sd.jws",
+        format!("{jws_line}\n{clear}\n{lie}\n{uncommitted}\n").as_bytes(),
+    );
+    ingest(&site, "sd.cbor", &std::fs::read(&cose).expect("cose"));
+    let mut refused = rejected(&site);
+    refused.retain(|(id, _)| !id.starts_with("registry:"));
+    assert_eq!(
+        refused,
+        vec![
+            ("sd-clear".to_owned(), "private_field_in_clear".to_owned()),
+            ("sd-extra".to_owned(), "bad_disclosure".to_owned()),
+            ("sd-lie".to_owned(), "bad_disclosure".to_owned()),
+        ]
+    );
+    let rows = site.sql(
+        "SELECT event_id, counterparty_name, attributes, signer FROM events WHERE event_type = 'sale' ORDER BY event_id",
+    );
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in rows {
+        assert_eq!(r["signer"], "d3", "{r}");
+        assert!(
+            r["counterparty_name"]
+                .as_str()
+                .expect("name")
+                .starts_with("vtc1:"),
+            "{r}"
+        );
+        assert!(
+            r["attributes"]
+                .as_str()
+                .expect("a")
+                .contains("\"price\":\"vtc1:"),
+            "{r}"
+        );
+    }
+    // The log holds no value: only the private store does (the rejected records keep
+    // theirs, as sent).
+    for name in ["Erika Mustermann", "Max Mustermann"] {
+        let holders = holding(&site.data, name);
+        assert_eq!(holders.len(), 1, "{name}: {holders:?}");
+        assert!(
+            holders[0].starts_with(site.data.join("private")),
+            "{holders:?}"
+        );
+    }
+
+    let verify = |path: &Path| {
+        let out = bin()
+            .args(["verify", path.to_str().expect("p")])
+            .output()
+            .expect("verify");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for id in ["sd-jws", "sd-cose"] {
+        let open = site.root.join(format!("{id}.open.json"));
+        site.ok(&[
+            "proof",
+            id,
+            "--disclose",
+            "all",
+            "--out",
+            open.to_str().expect("p"),
+        ]);
+        let (code, out) = verify(&open);
+        assert_eq!(code, Some(0), "{id}: {out}");
+        assert!(out.contains("signature by"), "{id}: {out}");
+        assert!(
+            out.contains("private field attributes.price disclosed"),
+            "{id}: {out}"
+        );
+        assert!(
+            out.contains("private field counterparty.name disclosed"),
+            "{id}: {out}"
+        );
+    }
+    site.ok(&["erase", "--event", "sd-jws", "--reason", "end of contract"]);
+    assert!(holding(&site.data, "Erika Mustermann").is_empty());
+    let after = site.root.join("after.json");
+    site.ok(&[
+        "proof",
+        "sd-jws",
+        "--disclose",
+        "all",
+        "--out",
+        after.to_str().expect("p"),
+    ]);
+    let (code, out) = verify(&after);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("signature by"), "{out}");
+    assert!(out.contains("committed, not disclosed"), "{out}");
+}
+
 #[test]
 fn under_record_unsigned_events_pass_and_signatures_that_fail_do_not() {
     let site = Site::new("record");

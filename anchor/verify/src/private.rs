@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub const COMMIT_PREFIX: &str = "vtc1:";
 
 /// One private field disclosed: its value and the salt of its commitment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Disclosure {
     /// The field (`attributes.price`, `counterparty.name`, ...).

@@ -20,6 +20,14 @@ use ciborium::value::{Integer, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::Digest;
+use crate::private::Disclosure;
+
+/// Most disclosures one envelope may carry.
+pub const MAX_DISCLOSURES: usize = 64;
+
+/// The unprotected-header label of a COSE_Sign1's disclosures (an array of byte strings,
+/// each the JSON `[salt, path, value]`).
+pub const COSE_DISCLOSURES: &str = "disclosures";
 
 /// Why a signed statement was refused. `code` is stable (the pipeline's reason codes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,8 +285,16 @@ pub struct Signed {
     pub to_be_signed: Vec<u8>,
     /// The signature.
     pub signature: Vec<u8>,
-    /// SHA-256 of the whole envelope as received: what a leaf commits to.
+    /// SHA-256 of the envelope as the log keeps it (as received, less any disclosures):
+    /// what a leaf commits to.
     pub digest: Digest,
+    /// Private fields disclosed alongside the signature (SD-JWT style: not signed, each
+    /// checked against the salted commitment the signed payload holds; see
+    /// [`crate::private`]).
+    pub disclosures: Vec<Disclosure>,
+    /// The envelope the log keeps when disclosures came with it (they go to the private
+    /// store, never into the log); `None`: the bytes as received.
+    pub stored: Option<Vec<u8>>,
 }
 
 impl Signed {
@@ -338,6 +354,7 @@ fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
 pub fn parse_cose(bytes: &[u8]) -> Result<Signed, SigError> {
     let v: Value = ciborium::de::from_reader_with_recursion_limit(bytes, 16)
         .map_err(|e| malformed(format!("not CBOR: {e}")))?;
+    let tagged = matches!(v, Value::Tag(..));
     let v = match v {
         Value::Tag(COSE_SIGN1_TAG, inner) => *inner,
         Value::Tag(t, _) => return Err(malformed(format!("CBOR tag {t} is not COSE_Sign1 (18)"))),
@@ -414,6 +431,30 @@ pub fn parse_cose(bytes: &[u8]) -> Result<Signed, SigError> {
             _ => {}
         }
     }
+    let mut disclosures = Vec::new();
+    let mut kept = Vec::with_capacity(unprotected.len());
+    for (k, v) in unprotected {
+        if matches!(&k, Value::Text(t) if t == COSE_DISCLOSURES) {
+            let Value::Array(items) = v else {
+                return Err(malformed("the disclosures are not an array"));
+            };
+            if items.len() > MAX_DISCLOSURES {
+                return Err(malformed(format!(
+                    "{} disclosures, more than {MAX_DISCLOSURES}",
+                    items.len()
+                )));
+            }
+            for item in items {
+                let Value::Bytes(b) = item else {
+                    return Err(malformed("a disclosure is not a byte string"));
+                };
+                disclosures.push(disclosure_from_json(&b)?);
+            }
+        } else {
+            kept.push((k, v));
+        }
+    }
+    let unprotected = kept;
     if kid.is_none() {
         // A kid in the unprotected header (as the RFC 9052 examples put it) only selects
         // the key: the signature is still checked with that key.
@@ -429,6 +470,21 @@ pub fn parse_cose(bytes: &[u8]) -> Result<Signed, SigError> {
         }
     }
     let alg = alg.ok_or_else(|| malformed("the protected header names no alg"))?;
+    // Disclosures are not signed: the log keeps the envelope without them (untagged
+    // envelopes stay untagged).
+    let stored = (!disclosures.is_empty()).then(|| {
+        let parts = Value::Array(vec![
+            Value::Bytes(protected.clone()),
+            Value::Map(unprotected),
+            Value::Bytes(payload.clone()),
+            Value::Bytes(signature.clone()),
+        ]);
+        cbor_bytes(&if tagged {
+            Value::Tag(COSE_SIGN1_TAG, Box::new(parts))
+        } else {
+            parts
+        })
+    });
     Ok(Signed {
         envelope: Envelope::Cose,
         alg,
@@ -437,8 +493,71 @@ pub fn parse_cose(bytes: &[u8]) -> Result<Signed, SigError> {
         to_be_signed: sig_structure(&protected, &payload),
         payload,
         signature,
-        digest: sha256(bytes),
+        digest: sha256(stored.as_deref().unwrap_or(bytes)),
+        disclosures,
+        stored,
     })
+}
+
+/// A disclosure as sent: the JSON array `[salt, path, value]` (salt: 32 hex digits).
+fn disclosure_from_json(bytes: &[u8]) -> Result<Disclosure, SigError> {
+    let (salt, path, value): (String, String, serde_json::Value) = serde_json::from_slice(bytes)
+        .map_err(|e| malformed(format!("a disclosure is not [salt, path, value]: {e}")))?;
+    Ok(Disclosure { path, value, salt })
+}
+
+/// A disclosure as sent (see [`disclosure_from_json`]).
+pub fn disclosure_json(d: &Disclosure) -> Vec<u8> {
+    serde_json::to_vec(&(&d.salt, &d.path, &d.value)).unwrap_or_default()
+}
+
+/// Appends disclosures to a compact JWS, SD-JWT style: `JWS~D1~D2~`, each `Dn` the
+/// base64url of [`disclosure_json`].
+pub fn jws_with_disclosures(jws: &str, disclosures: &[Disclosure]) -> String {
+    let mut out = jws.to_owned();
+    if disclosures.is_empty() {
+        return out;
+    }
+    out.push('~');
+    for d in disclosures {
+        out.push_str(&B64.encode(disclosure_json(d)));
+        out.push('~');
+    }
+    out
+}
+
+/// Puts disclosures into the unprotected header of a COSE_Sign1 (label
+/// [`COSE_DISCLOSURES`]); the signature is unchanged.
+pub fn cose_with_disclosures(cose: &[u8], disclosures: &[Disclosure]) -> Result<Vec<u8>, SigError> {
+    if disclosures.is_empty() {
+        return Ok(cose.to_vec());
+    }
+    let v: Value = ciborium::de::from_reader_with_recursion_limit(cose, 16)
+        .map_err(|e| malformed(format!("not CBOR: {e}")))?;
+    let (tag, inner) = match v {
+        Value::Tag(t, inner) => (Some(t), *inner),
+        other => (None, other),
+    };
+    let Value::Array(mut parts) = inner else {
+        return Err(malformed("a COSE_Sign1 is an array of 4"));
+    };
+    let Some(Value::Map(unprotected)) = parts.get_mut(1) else {
+        return Err(malformed("the unprotected header is not a map"));
+    };
+    unprotected.push((
+        Value::Text(COSE_DISCLOSURES.into()),
+        Value::Array(
+            disclosures
+                .iter()
+                .map(|d| Value::Bytes(disclosure_json(d)))
+                .collect(),
+        ),
+    ));
+    let parts = Value::Array(parts);
+    Ok(cbor_bytes(&match tag {
+        Some(t) => Value::Tag(t, Box::new(parts)),
+        None => parts,
+    }))
 }
 
 /// Signs `payload` as a tagged COSE_Sign1 with the claims in the protected header.
@@ -482,6 +601,26 @@ pub fn sign_cose(key: &SigningKey, kid: &str, claims: &Claims, payload: &[u8]) -
 /// Parses a JWS in compact serialization (`header.payload.signature`, base64url).
 pub fn parse_jws(text: &str) -> Result<Signed, SigError> {
     let text = text.trim();
+    // SD-JWT style disclosures after the JWS: `JWS~D1~D2~`.
+    let (text, disclosed) = match text.split_once('~') {
+        Some((jws, rest)) => (jws, Some(rest)),
+        None => (text, None),
+    };
+    let mut disclosures = Vec::new();
+    for part in disclosed.into_iter().flat_map(|r| r.split('~')) {
+        if part.is_empty() {
+            continue;
+        }
+        if disclosures.len() == MAX_DISCLOSURES {
+            return Err(malformed(format!(
+                "more than {MAX_DISCLOSURES} disclosures"
+            )));
+        }
+        let bytes = B64
+            .decode(part)
+            .map_err(|e| malformed(format!("a disclosure is not base64url: {e}")))?;
+        disclosures.push(disclosure_from_json(&bytes)?);
+    }
     let mut parts = text.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -537,6 +676,8 @@ pub fn parse_jws(text: &str) -> Result<Signed, SigError> {
         to_be_signed: format!("{h}.{p}").into_bytes(),
         signature,
         digest: sha256(text.as_bytes()),
+        stored: disclosed.map(|_| text.as_bytes().to_vec()),
+        disclosures,
     })
 }
 
@@ -551,7 +692,7 @@ pub fn sniff(bytes: &[u8]) -> Option<Envelope> {
         _ => {}
     }
     let text = bytes.trim_ascii();
-    let jws_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let jws_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
     if text.starts_with(b"eyJ")
         && text.iter().filter(|&&b| b == b'.').count() == 2
         && text.iter().all(jws_byte)
@@ -621,6 +762,45 @@ mod tests {
     }
 
     const EVENT: &[u8] = br#"{"event_id":"e1","event_type":"production"}"#;
+
+    #[test]
+    fn disclosures_ride_beside_the_signature_and_the_log_keeps_the_envelope_without_them() {
+        let key = &keys()[1];
+        let d = Disclosure {
+            path: "attributes.price".into(),
+            value: serde_json::json!(12.5),
+            salt: "00112233445566778899aabbccddeeff".into(),
+        };
+        let jws = sign_jws(key, "k1", &claims(), EVENT);
+        let with = jws_with_disclosures(&jws, std::slice::from_ref(&d));
+        assert!(with.starts_with(&format!("{jws}~")) && with.ends_with('~'));
+        assert_eq!(sniff(with.as_bytes()), Some(Envelope::Jws));
+        let j = parse_jws(&with).expect("parse");
+        let plain = parse_jws(&jws).expect("parse");
+        assert_eq!(j.disclosures, vec![d.clone()]);
+        assert_eq!(j.stored.as_deref(), Some(jws.as_bytes()));
+        assert_eq!(j.digest, plain.digest, "the leaf commits to the envelope alone");
+        j.verify(&key.public()).expect("verifies");
+        assert!(plain.stored.is_none() && plain.disclosures.is_empty());
+
+        let cose = sign_cose(key, "k1", &claims(), EVENT);
+        let with = cose_with_disclosures(&cose, std::slice::from_ref(&d)).expect("add");
+        let c = parse_cose(&with).expect("parse");
+        assert_eq!(c.disclosures, vec![d.clone()]);
+        assert_eq!(c.stored.as_deref(), Some(cose.as_slice()));
+        assert_eq!(c.digest, parse_cose(&cose).expect("parse").digest);
+        c.verify(&key.public()).expect("verifies");
+
+        for bad in [
+            format!("{jws}~bm90IGpzb24~"),
+            format!("{jws}~{}~", B64.encode(br#"["s","p"]"#)),
+            format!("{jws}~!!~"),
+            format!("{jws}{}", "~WyJzIiwicCIsMV0".repeat(MAX_DISCLOSURES + 1)),
+        ] {
+            let e = parse_jws(&bad).expect_err("refused");
+            assert_eq!(e.code, "malformed_envelope", "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn cose_and_jws_round_trip_with_both_algorithms() {
