@@ -164,6 +164,12 @@ impl DataDir {
         self.batches_dir()
             .join(format!("{stream}-p{partition:03}.jsonl"))
     }
+    /// Write-ahead journal of one partition of a stream whose records are acknowledged
+    /// before they are sealed (the audit log): emptied after each seal.
+    pub fn journal_file(&self, stream: &str, partition: u32) -> PathBuf {
+        self.batches_dir()
+            .join(format!("{stream}-p{partition:03}.journal"))
+    }
     /// Lock file of one partition of one stream: held by the process that owns it.
     pub fn partition_lock_file(&self, stream: &str, partition: u32) -> PathBuf {
         self.batches_dir()

@@ -87,6 +87,8 @@ pub fn append(
             continue;
         };
         let mut proc = crate::PartitionProcessor::open(dir, AUDIT_STREAM, p, policy)?.with_audit();
+        // What a server answered on this partition before it stopped comes first.
+        replay_journal(&mut proc, &dir.journal_file(AUDIT_STREAM, p))?;
         let first = proc.resume_offset().unwrap_or(0);
         for (offset, e) in (first..).zip(entries) {
             let payload =
@@ -105,6 +107,145 @@ pub fn append(
     Err(crate::Error::Invalid(format!(
         "all 64 partitions of {AUDIT_STREAM} are written by other processes"
     )))
+}
+
+/// One line of an audit partition's write-ahead journal: an entry and its offset.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalLine {
+    offset: u64,
+    entry: Box<serde_json::value::RawValue>,
+}
+
+/// The write-ahead journal of the audit partition a server holds: an entry is appended and
+/// fsynced before the request it describes is answered, and the journal is emptied once
+/// the batch holding its entries is sealed. A server that dies in between leaves entries
+/// that the next holder of the partition seals first ([`replay_journal`]), so an answered
+/// request always has its entry.
+#[derive(Debug)]
+pub struct Journal {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating) the journal at `path` for appending.
+    pub fn open(path: &std::path::Path) -> crate::Result<Self> {
+        let io = |op: &'static str| {
+            let path = path.to_owned();
+            move |source| veritrace_anchor::Error::Io { op, path, source }
+        };
+        let existed = path.exists();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io("open for append"))?;
+        if !existed && let Some(d) = path.parent() {
+            std::fs::File::open(d)
+                .and_then(|d| d.sync_all())
+                .map_err(io("fsync directory"))?;
+        }
+        Ok(Journal {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Appends entries (offset, entry JSON) with one write and one fsync.
+    pub fn append<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = (u64, &'a [u8])>,
+    ) -> crate::Result<()> {
+        use std::io::Write;
+        let mut bytes = Vec::new();
+        for (offset, entry) in entries {
+            let entry = serde_json::value::RawValue::from_string(
+                String::from_utf8(entry.to_vec())
+                    .map_err(|e| crate::Error::Invalid(format!("an audit entry: {e}")))?,
+            )
+            .map_err(|e| crate::Error::Invalid(format!("an audit entry is not JSON: {e}")))?;
+            serde_json::to_writer(&mut bytes, &JournalLine { offset, entry })
+                .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+            bytes.push(b'\n');
+        }
+        let io = |op: &'static str| {
+            let path = self.path.clone();
+            move |source| veritrace_anchor::Error::Io { op, path, source }
+        };
+        self.file.write_all(&bytes).map_err(io("append"))?;
+        self.file.sync_data().map_err(io("fsync"))?;
+        Ok(())
+    }
+
+    /// Empties the journal: everything in it is sealed.
+    pub fn clear(&mut self) -> crate::Result<()> {
+        let io = |op: &'static str| {
+            let path = self.path.clone();
+            move |source| veritrace_anchor::Error::Io { op, path, source }
+        };
+        self.file.set_len(0).map_err(io("truncate"))?;
+        self.file.sync_all().map_err(io("fsync"))?;
+        Ok(())
+    }
+}
+
+/// Seals the journaled entries of partition `proc` that it has not sealed (a server died
+/// after answering and before sealing), then empties the journal. Entries already sealed
+/// are skipped by their offset; a torn last line was never acknowledged (its fsync did
+/// not return) and is dropped; any other damage stops here, naming the line, and the
+/// journal is left as it is. Returns how many entries were sealed now.
+pub fn replay_journal(
+    proc: &mut crate::PartitionProcessor,
+    path: &std::path::Path,
+) -> crate::Result<usize> {
+    let lines: Vec<JournalLine> = veritrace_anchor::read_jsonl(path)?;
+    let mut replayed = 0;
+    for line in &lines {
+        match proc.push(
+            line.offset,
+            None,
+            line.entry.get().as_bytes(),
+            crate::now_ms(),
+        )? {
+            crate::Outcome::AlreadySealed => {}
+            _ => replayed += 1,
+        }
+    }
+    if replayed > 0 {
+        proc.seal(crate::now_ms())?;
+        tracing::warn!(path = %path.display(), entries = replayed, "sealed audit entries a stopped server had journaled but not sealed");
+    }
+    if path.exists() {
+        Journal::open(path)?.clear()?;
+    }
+    Ok(replayed)
+}
+
+/// Seals the journals of audit partitions that no process holds (a server that died and
+/// whose partition no server took again: a group that shrank). Returns the entries sealed.
+pub fn recover_journals(
+    dir: &veritrace_anchor::DataDir,
+    policy: crate::BatchPolicy,
+    holder: &str,
+) -> crate::Result<usize> {
+    let mut sealed = 0;
+    for p in 0..64 {
+        let path = dir.journal_file(AUDIT_STREAM, p);
+        if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
+            continue;
+        }
+        let Some(_lock) = veritrace_anchor::DirLock::try_acquire(
+            &dir.partition_lock_file(AUDIT_STREAM, p),
+            holder,
+        )?
+        else {
+            continue;
+        };
+        let mut proc = crate::PartitionProcessor::open(dir, AUDIT_STREAM, p, policy)?.with_audit();
+        sealed += replay_journal(&mut proc, &path)?;
+    }
+    Ok(sealed)
 }
 
 fn bad(detail: impl AsRef<str>) -> Rejection {

@@ -92,10 +92,18 @@ pub enum Busy {
     Stopped,
 }
 
+/// Called once a submission is journaled (audit entries: durable before their request is
+/// answered), or with the error that stopped the journal.
+pub type Journaled = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
 struct Submission {
     records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     done: Done,
+    journaled: Option<Journaled>,
 }
+
+/// Submissions journaled together at most (one write, one fsync).
+const GROUP_COMMIT: usize = 256;
 
 /// A running embedded queue.
 pub struct Embedded {
@@ -127,6 +135,7 @@ impl Embedded {
                 &cfg.holder,
             )
         };
+        let mut journal = None;
         let (proc, lock) = match cfg.kind {
             EmbeddedKind::Events => {
                 let Some(l) = lock(0)? else {
@@ -145,8 +154,12 @@ impl Embedded {
                 let mut found = None;
                 for p in 0..64 {
                     if let Some(l) = lock(p)? {
-                        let proc = PartitionProcessor::open(dir, &cfg.stream, p, cfg.policy)?;
-                        found = Some((proc.with_audit(), l));
+                        let mut proc =
+                            PartitionProcessor::open(dir, &cfg.stream, p, cfg.policy)?.with_audit();
+                        let path = dir.journal_file(&cfg.stream, p);
+                        crate::audit::replay_journal(&mut proc, &path)?;
+                        journal = Some(crate::audit::Journal::open(&path)?);
+                        found = Some((proc, l));
                         break;
                     }
                 }
@@ -164,7 +177,7 @@ impl Embedded {
             .spawn(move || {
                 // The partition's lock is held as long as its processor writes.
                 let _lock = lock;
-                worker(proc, rx)
+                worker(proc, rx, journal)
             })
             .map_err(|e| Error::Invalid(format!("cannot start the processor thread: {e}")))?;
         let anchor_stop = Arc::new(AtomicBool::new(false));
@@ -194,12 +207,34 @@ impl Embedded {
         records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
         done: Done,
     ) -> std::result::Result<(), Busy> {
+        self.send(Submission {
+            records,
+            done,
+            journaled: None,
+        })
+    }
+
+    /// [`Embedded::submit`] for an audit queue: `journaled` is called once the records
+    /// are in the partition's write-ahead journal (durable), before they are sealed.
+    pub fn submit_journaled(
+        &self,
+        records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+        journaled: Journaled,
+        done: Done,
+    ) -> std::result::Result<(), Busy> {
+        self.send(Submission {
+            records,
+            done,
+            journaled: Some(journaled),
+        })
+    }
+
+    fn send(&self, s: Submission) -> std::result::Result<(), Busy> {
         let tx = self.tx.as_ref().ok_or(Busy::Stopped)?;
-        tx.try_send(Submission { records, done })
-            .map_err(|e| match e {
-                TrySendError::Full(_) => Busy::Full,
-                TrySendError::Disconnected(_) => Busy::Stopped,
-            })
+        tx.try_send(s).map_err(|e| match e {
+            TrySendError::Full(_) => Busy::Full,
+            TrySendError::Disconnected(_) => Busy::Stopped,
+        })
     }
 
     /// Whether the processor thread is still running.
@@ -242,11 +277,26 @@ impl Drop for Embedded {
     }
 }
 
-fn worker(mut proc: PartitionProcessor, rx: Receiver<Submission>) -> Result<Stats> {
+fn worker(
+    mut proc: PartitionProcessor,
+    rx: Receiver<Submission>,
+    mut journal: Option<crate::audit::Journal>,
+) -> Result<Stats> {
     let mut next = proc.resume_offset().unwrap_or(0);
     let mut pending: Vec<(Done, Sealed)> = Vec::new();
-    let seal = |proc: &mut PartitionProcessor, pending: &mut Vec<(Done, Sealed)>| -> Result<()> {
-        match proc.seal(now_ms()) {
+    let seal = |proc: &mut PartitionProcessor,
+                pending: &mut Vec<(Done, Sealed)>,
+                journal: Option<&mut crate::audit::Journal>|
+     -> Result<()> {
+        let sealed = proc.seal(now_ms()).and_then(|header| {
+            // Given only when every journaled record was pushed before this seal: the
+            // journal is done.
+            if let Some(j) = journal {
+                j.clear()?;
+            }
+            Ok(header)
+        });
+        match sealed {
             Ok(header) => {
                 let id = header.map(|h| h.batch_id);
                 for (done, mut sealed) in pending.drain(..) {
@@ -269,58 +319,98 @@ fn worker(mut proc: PartitionProcessor, rx: Receiver<Submission>) -> Result<Stat
             d.saturating_duration_since(Instant::now())
         });
         match rx.recv_timeout(timeout) {
-            Ok(Submission { records, done }) => {
-                let now = now_ms();
-                proc.preverify(records.iter().map(|(_, p)| p.as_slice()));
-                let mut sealed = Sealed::default();
-                for (index, (key, payload)) in records.into_iter().enumerate() {
-                    let outcome = match proc.push(next, key.as_deref(), &payload, now) {
-                        Ok(o) => o,
-                        Err(e) => {
-                            done(Err(format!("processing failed: {e}")));
-                            for (d, _) in pending.drain(..) {
-                                d(Err(format!("processing failed: {e}")));
+            Ok(first) => {
+                let mut group = vec![first];
+                if let Some(j) = journal.as_mut() {
+                    // Group commit: what else is queued shares the write and the fsync.
+                    while group.len() < GROUP_COMMIT {
+                        match rx.try_recv() {
+                            Ok(s) => group.push(s),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut offset = next;
+                    let written = j.append(group.iter().flat_map(|s| s.records.iter()).map(
+                        |(_, payload)| {
+                            offset += 1;
+                            (offset - 1, payload.as_slice())
+                        },
+                    ));
+                    if let Err(e) = written {
+                        let msg = format!("the audit journal cannot be written: {e}");
+                        for s in group {
+                            if let Some(j) = s.journaled {
+                                j(Err(msg.clone()));
                             }
-                            return Err(e);
+                            (s.done)(Err(msg.clone()));
                         }
-                    };
-                    next += 1;
-                    match outcome {
-                        Outcome::Accepted => sealed.accepted += 1,
-                        Outcome::Bundle { accepted, rejected } => {
-                            sealed.accepted += accepted;
-                            sealed.rejected.extend(rejected.into_iter().map(|(r, _)| {
-                                RecordRejected {
-                                    index,
-                                    event_id: r.event_id,
-                                    reason: r.reason.as_str(),
-                                    detail: r.detail,
-                                }
-                            }));
+                        for (d, _) in pending.drain(..) {
+                            d(Err(msg.clone()));
                         }
-                        Outcome::Rejected(r) => sealed.rejected.push(RecordRejected {
-                            index,
-                            event_id: r.event_id,
-                            reason: r.reason.as_str(),
-                            detail: r.detail,
-                        }),
-                        Outcome::AlreadySealed => {}
+                        return Err(e);
+                    }
+                    for s in &mut group {
+                        if let Some(j) = s.journaled.take() {
+                            j(Ok(()));
+                        }
                     }
                 }
-                pending.push((done, sealed));
-                if proc.open_records() as usize >= proc.policy().max_records
-                    || proc.should_seal(Instant::now())
-                {
-                    seal(&mut proc, &mut pending)?;
+                let last = group.len() - 1;
+                for (n, Submission { records, done, .. }) in group.into_iter().enumerate() {
+                    let now = now_ms();
+                    proc.preverify(records.iter().map(|(_, p)| p.as_slice()));
+                    let mut sealed = Sealed::default();
+                    for (index, (key, payload)) in records.into_iter().enumerate() {
+                        let outcome = match proc.push(next, key.as_deref(), &payload, now) {
+                            Ok(o) => o,
+                            Err(e) => {
+                                done(Err(format!("processing failed: {e}")));
+                                for (d, _) in pending.drain(..) {
+                                    d(Err(format!("processing failed: {e}")));
+                                }
+                                return Err(e);
+                            }
+                        };
+                        next += 1;
+                        match outcome {
+                            Outcome::Accepted => sealed.accepted += 1,
+                            Outcome::Bundle { accepted, rejected } => {
+                                sealed.accepted += accepted;
+                                sealed.rejected.extend(rejected.into_iter().map(|(r, _)| {
+                                    RecordRejected {
+                                        index,
+                                        event_id: r.event_id,
+                                        reason: r.reason.as_str(),
+                                        detail: r.detail,
+                                    }
+                                }));
+                            }
+                            Outcome::Rejected(r) => sealed.rejected.push(RecordRejected {
+                                index,
+                                event_id: r.event_id,
+                                reason: r.reason.as_str(),
+                                detail: r.detail,
+                            }),
+                            Outcome::AlreadySealed => {}
+                        }
+                    }
+                    pending.push((done, sealed));
+                    if proc.open_records() as usize >= proc.policy().max_records
+                        || proc.should_seal(Instant::now())
+                    {
+                        // Records of this group still to be pushed keep the journal.
+                        let done_with = if n == last { journal.as_mut() } else { None };
+                        seal(&mut proc, &mut pending, done_with)?;
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
                 if proc.should_seal(Instant::now()) || !pending.is_empty() {
-                    seal(&mut proc, &mut pending)?;
+                    seal(&mut proc, &mut pending, journal.as_mut())?;
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
-                seal(&mut proc, &mut pending)?;
+                seal(&mut proc, &mut pending, journal.as_mut())?;
                 return Ok(proc.stats().clone());
             }
         }

@@ -4,9 +4,13 @@
 //! epoch and anchored like any event. Admins and auditors read it as the `audit` table and
 //! prove an entry like any event.
 //!
-//! The request is not held until its entry is sealed (a batch's age bounds how long an
-//! entry waits, one second by default); if the entry cannot be queued at all, the request
-//! is refused (`audit_unavailable`), never answered unaudited.
+//! A request is answered once its entry is durable: appended and fsynced to the write-ahead
+//! journal of the server's audit partition (entries queued together share the fsync). It
+//! is not held until the entry is sealed (a batch's age bounds that, one second by
+//! default): a server that dies in between leaves the entry in its journal, and the next
+//! process that takes the partition, or any server starting on the directory, seals it
+//! first ([`veritrace_processors::audit::replay_journal`]). If the entry cannot be queued
+//! or journaled, the request is refused (`audit_unavailable`), never answered unaudited.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +20,9 @@ use veritrace_processors::audit::{AUDIT_STREAM, AuditEntry, MAX_SQL_BYTES};
 use veritrace_processors::embedded::{Busy, Embedded, EmbeddedConfig, EmbeddedKind};
 
 use crate::access::Identity;
+
+/// Longest wait for an entry's journal write and fsync before its request is refused.
+const JOURNAL_WAIT: Duration = Duration::from_secs(10);
 
 /// The audit log writer of one server process.
 pub struct AuditLog {
@@ -58,6 +65,9 @@ impl AuditLog {
     ) -> Result<Self, String> {
         cfg.stream = AUDIT_STREAM.into();
         cfg.kind = EmbeddedKind::Audit;
+        // Journals of servers that died on partitions no one holds now are sealed first.
+        veritrace_processors::audit::recover_journals(dir, cfg.policy, &cfg.holder)
+            .map_err(|e| format!("sealing the audit journals left by stopped servers: {e}"))?;
         let written = veritrace_metrics::counter_vec(registry, &veritrace_metrics::AUDIT_ENTRIES)
             .map_err(|e| e.to_string())?;
         let queue = Embedded::start(dir, cfg).map_err(|e| e.to_string())?;
@@ -125,7 +135,7 @@ impl AuditLog {
         let payload = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(1);
         let mut records = vec![(None, payload)];
-        loop {
+        let journaled = loop {
             let written = self.written.clone();
             let done: veritrace_processors::embedded::Done = Box::new(move |r| {
                 let label = match r {
@@ -135,8 +145,15 @@ impl AuditLog {
                 };
                 written.with_label_values(&[label]).inc();
             });
-            match self.queue.submit(std::mem::take(&mut records), done) {
-                Ok(()) => return Ok(()),
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let journaled: veritrace_processors::embedded::Journaled = Box::new(move |r| {
+                let _ = tx.send(r);
+            });
+            match self
+                .queue
+                .submit_journaled(std::mem::take(&mut records), journaled, done)
+            {
+                Ok(()) => break rx,
                 Err(Busy::Stopped) => {
                     self.written.with_label_values(&["refused"]).inc();
                     return Err("the audit log has stopped".into());
@@ -150,6 +167,26 @@ impl AuditLog {
                     self.written.with_label_values(&["refused"]).inc();
                     return Err("the audit log's queue stayed full for 1 s".into());
                 }
+            }
+        };
+        // Answered only once the entry is durable in the partition's journal (an fsync,
+        // shared by the entries queued together).
+        match tokio::time::timeout(JOURNAL_WAIT, journaled).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => {
+                self.written.with_label_values(&["refused"]).inc();
+                Err(e)
+            }
+            Ok(Err(_)) => {
+                self.written.with_label_values(&["refused"]).inc();
+                Err("the audit log stopped before the entry was journaled".into())
+            }
+            Err(_) => {
+                self.written.with_label_values(&["refused"]).inc();
+                Err(format!(
+                    "the audit journal took over {} s to become durable",
+                    JOURNAL_WAIT.as_secs()
+                ))
             }
         }
     }

@@ -286,3 +286,65 @@ fn an_event_id_sent_with_two_trace_codes_stays_provable() {
         );
     }
 }
+
+/// The audit entries in `data`, as `veritrace sql` reads them (sealed ones only).
+fn audit_rows(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = common::bin()
+        .args([
+            "sql",
+            "--data",
+            data.to_str().expect("p"),
+            "--format",
+            "json",
+        ])
+        .arg("SELECT route, outcome, entry FROM audit ORDER BY at")
+        .output()
+        .expect("sql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    rows.as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn an_answered_request_keeps_its_audit_entry_through_kill_9_before_its_batch_seals() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    demo(&data, 200);
+    // Batches of the audit log seal only after an hour: the entry is in the journal alone.
+    let mut s = Server::start(&data, &[("VERITRACE__PIPELINE__BATCH_MAX_AGE", "1h")]);
+    let sql = "SELECT count(*) AS n FROM events WHERE event_type = 'production'";
+    let (st, v) = s.sql(sql);
+    assert_eq!(st, 200, "{v}");
+    let journal = data.join("batches").join("veritrace.audit-p000.journal");
+    let held = std::fs::read_to_string(&journal).expect("journal");
+    assert!(held.contains("POST /v1/sql"), "{held}");
+    s.child.kill().expect("kill -9");
+    s.child.wait().expect("wait");
+    drop(s);
+    assert!(
+        audit_rows(&data).is_empty(),
+        "nothing was sealed before the kill"
+    );
+
+    // The next server on the directory seals it before it answers anything.
+    let s = Server::start(&data, &[]);
+    healthy(&s);
+    drop(s);
+    let rows = audit_rows(&data);
+    let entry: serde_json::Value =
+        serde_json::from_str(rows[0]["entry"].as_str().expect("entry")).expect("json");
+    assert_eq!(
+        (&rows[0]["route"], &rows[0]["outcome"], &entry["sql"]),
+        (&"POST /v1/sql".into(), &"ok".into(), &sql.into()),
+        "{rows:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(&journal).expect("journal").len(),
+        0,
+        "emptied once sealed"
+    );
+}

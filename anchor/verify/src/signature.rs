@@ -779,7 +779,10 @@ mod tests {
         let plain = parse_jws(&jws).expect("parse");
         assert_eq!(j.disclosures, vec![d.clone()]);
         assert_eq!(j.stored.as_deref(), Some(jws.as_bytes()));
-        assert_eq!(j.digest, plain.digest, "the leaf commits to the envelope alone");
+        assert_eq!(
+            j.digest, plain.digest,
+            "the leaf commits to the envelope alone"
+        );
         j.verify(&key.public()).expect("verifies");
         assert!(plain.stored.is_none() && plain.disclosures.is_empty());
 
