@@ -41,6 +41,12 @@ enum Command {
     /// Compact the sealed batches' small events files into large files sorted by trace code
     /// (every proof still verifies; queries never see an event twice or miss one).
     Compact(CompactArgs),
+    /// Publish the committed `events`, `rejected` and `edges` tables as Delta Lake tables
+    /// (roots: the data directory, rejected/, edges/), so Spark, Trino, DuckDB or the
+    /// deltalake package read exactly the committed files, never a file twice during a
+    /// compaction. After the first run, every sealed epoch and every compaction publishes.
+    /// Prints one JSON line per table.
+    Publish(PublishArgs),
     /// Write the proof bundle of one event.
     Proof(ProofArgs),
     /// Verify a proof bundle (offline, or against the chain with --rpc); exits 0 when
@@ -248,6 +254,13 @@ struct CompactArgs {
     /// Merge every sorted run into one now (after a bulk import; rewrites everything).
     #[arg(long)]
     full_merge: bool,
+}
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -479,6 +492,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(3))
                 }
             }
+        }
+        Command::Publish(a) => {
+            let dir = veritrace_anchor::DataDir::open(data_of(a.data))?;
+            for t in veritrace_anchor::delta::publish(&dir)? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Trace(a) => {
             let data = data_of(a.data.clone());

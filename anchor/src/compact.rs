@@ -389,13 +389,19 @@ fn remove_if_present(p: PathBuf) -> Result<bool> {
 }
 
 /// Deletes batch files covered by a compaction and compacted files replaced by a merge,
-/// once the commit that superseded them is `grace` old.
+/// once the commit that superseded them is `grace` old, after publishing the Delta tables
+/// if the directory publishes them ([`crate::delta`]).
 fn delete_superseded(
     dir: &DataDir,
     done: &CompactionLog,
     grace: Duration,
     report: &mut CompactReport,
 ) -> Result<()> {
+    // A published Delta table names the small files until a version removes them: publish
+    // first, and delete nothing if that fails (readers of the table would lose files).
+    if crate::delta::enabled(dir) {
+        crate::delta::publish(dir)?;
+    }
     let now = SystemTime::now();
     for c in &done.compactions {
         if old_enough(&c.committed_at, now, grace) {

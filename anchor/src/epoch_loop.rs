@@ -194,6 +194,7 @@ impl EpochLoop {
                     if let Some(e) = a.tick(Instant::now(), true, now_rfc3339)? {
                         obs.sealed(&e);
                         obs.pending_batches(0);
+                        crate::delta::publish_if_enabled(&dir);
                     }
                 }
                 let done = if stopping {
@@ -269,6 +270,9 @@ pub fn anchor_once(
     };
     a.rescan(dir)?;
     let sealed = a.tick(Instant::now(), true, now_rfc3339)?;
+    if sealed.is_some() {
+        crate::delta::publish_if_enabled(dir);
+    }
     let waiting_before = a.unanchored_epochs();
     let anchored = a.drain(timeout)?;
     let waiting_after = a.unanchored_epochs();

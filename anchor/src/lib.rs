@@ -26,6 +26,7 @@ mod batch;
 pub mod clock;
 pub mod compact;
 mod compaction_log;
+pub mod delta;
 mod epoch;
 pub mod epoch_loop;
 mod error;

@@ -7,22 +7,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use common::{bin, demo, fails, ok, run};
-
-fn count(data: &Path, sql: &str) -> u64 {
-    let out = ok(&[
-        "sql",
-        "--data",
-        data.to_str().expect("p"),
-        "--format",
-        "json",
-        sql,
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    v[0]["n"].as_u64().expect("n")
-}
+use common::{bin, count, demo, fails, ingest, new_events, ok, run};
 
 /// Every file under `dir` with its size: what must survive a refused recovery unchanged.
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -42,39 +28,6 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 /// `n` new valid events (production of fresh lots), one JSON line each.
-fn new_events(tag: &str, n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            serde_json::json!({
-                "event_id": format!("{tag}-{i:04}"),
-                "event_type": "production",
-                "event_time": "2026-10-01T00:00:01.000Z",
-                "participant": {"id": "sup-test", "name": "Test Supplier", "role": "supplier"},
-                "object": {"product_id": "06945501102041", "batch_number": format!("{tag}{i}")},
-                "quantity": {"unit": "pcs", "value": 10},
-                "site": "sup-test",
-                "trace_code": format!("(01)06945501102041(10){tag}{i}"),
-            })
-            .to_string()
-                + "\n"
-        })
-        .collect()
-}
-
-fn ingest(data: &Path, file: &Path) -> Output {
-    run(&[
-        "ingest",
-        "file",
-        file.to_str().expect("p"),
-        "--data",
-        data.to_str().expect("p"),
-        "--stream",
-        "demo",
-        "--partitions",
-        "4",
-    ])
-}
-
 #[test]
 fn ingest_resumes_after_compaction_with_and_without_a_merge() {
     let tmp = tempfile::tempdir().expect("tmp");

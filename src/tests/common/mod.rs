@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub(crate) fn bin() -> Command {
@@ -198,4 +198,53 @@ pub(crate) fn demo(dir: &Path, events: u64) {
         "demo failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The `n` column of a one-row `veritrace sql` answer (`SELECT count(*) AS n ...`).
+pub(crate) fn count(data: &Path, sql: &str) -> u64 {
+    let out = ok(&[
+        "sql",
+        "--data",
+        data.to_str().expect("p"),
+        "--format",
+        "json",
+        sql,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v[0]["n"].as_u64().expect("n")
+}
+
+/// `n` production events tagged `tag` (ids `{tag}-0000`...), as JSON lines.
+pub(crate) fn new_events(tag: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "event_id": format!("{tag}-{i:04}"),
+                "event_type": "production",
+                "event_time": "2026-10-01T00:00:01.000Z",
+                "participant": {"id": "sup-test", "name": "Test Supplier", "role": "supplier"},
+                "object": {"product_id": "06945501102041", "batch_number": format!("{tag}{i}")},
+                "quantity": {"unit": "pcs", "value": 10},
+                "site": "sup-test",
+                "trace_code": format!("(01)06945501102041(10){tag}{i}"),
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+/// `veritrace ingest file` of `file` into `data` (stream `demo`, 4 partitions).
+pub(crate) fn ingest(data: &Path, file: &Path) -> Output {
+    run(&[
+        "ingest",
+        "file",
+        file.to_str().expect("p"),
+        "--data",
+        data.to_str().expect("p"),
+        "--stream",
+        "demo",
+        "--partitions",
+        "4",
+    ])
 }
