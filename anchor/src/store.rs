@@ -139,22 +139,7 @@ impl ObjectDir {
     /// Writes `key` if no object has that key: `Some(version)` when this call created it,
     /// `None` when another writer had (its content stays).
     pub async fn create(&self, key: &str, bytes: Vec<u8>) -> StoreResult<Option<Version>> {
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match self
-            .store
-            .put_opts(&self.path(key), PutPayload::from(bytes), opts)
-            .await
-        {
-            Ok(r) => Ok(Some(Version {
-                e_tag: r.e_tag,
-                version: r.version,
-            })),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
-            Err(e) => Err(Self::fail("create", key)(e)),
-        }
+        self.put(key, bytes, PutMode::Create, "create").await
     }
 
     /// Replaces `key` only if it is still at `expected`: the new version, or `None` when it
@@ -165,8 +150,21 @@ impl ObjectDir {
         bytes: Vec<u8>,
         expected: &Version,
     ) -> StoreResult<Option<Version>> {
+        self.put(key, bytes, PutMode::Update(expected.update()), "swap")
+            .await
+    }
+
+    /// A conditional put: the new version, or `None` when its condition failed (the object
+    /// exists, for a create; it changed, for a swap).
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+        op: &'static str,
+    ) -> StoreResult<Option<Version>> {
         let opts = PutOptions {
-            mode: PutMode::Update(expected.update()),
+            mode,
             ..PutOptions::default()
         };
         match self
@@ -178,8 +176,11 @@ impl ObjectDir {
                 e_tag: r.e_tag,
                 version: r.version,
             })),
-            Err(object_store::Error::Precondition { .. }) => Ok(None),
-            Err(e) => Err(Self::fail("swap", key)(e)),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(None),
+            Err(e) => Err(Self::fail(op, key)(e)),
         }
     }
 
@@ -385,20 +386,17 @@ impl Lease {
                 }));
             }
         }
-        match dir.read(&key).await? {
-            Some(v) => Ok(Err(Held(serde_json::from_slice(&v.bytes).unwrap_or(
-                LeaseState {
-                    holder: "unknown".into(),
-                    generation: 0,
-                    expires_at_ms: 0,
-                },
-            )))),
-            None => Ok(Err(Held(LeaseState {
+        // Lost every race: report whoever holds it now, as far as the object says.
+        let held = dir
+            .read(&key)
+            .await?
+            .and_then(|v| serde_json::from_slice(&v.bytes).ok())
+            .unwrap_or_else(|| LeaseState {
                 holder: "unknown".into(),
                 generation: 0,
                 expires_at_ms: 0,
-            }))),
-        }
+            });
+        Ok(Err(Held(held)))
     }
 
     /// What this lease says.

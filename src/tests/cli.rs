@@ -1,5 +1,8 @@
 //! End to end through the real binary: demo, sql, proof, verify (valid and tampered), serve.
 
+#[allow(dead_code)] // each test binary uses its own part
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -991,27 +994,6 @@ fn keys_generated_here_sign_events_that_the_verifier_accepts() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Every file under `dir` (recursively) whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
-                .expect("read")
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-            {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// Writes the proof of event `s1` with every private field still held disclosed.
 fn disclosing_proof(data: &str, out: &Path) {
     ok(&[
@@ -1081,7 +1063,7 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
             .contains("\"price\":10"),
         "{rows}"
     );
-    let holders = files_containing(&data, "Erika Mustermann");
+    let holders = common::files_containing(&data, "Erika Mustermann");
     assert_eq!(
         holders.len(),
         1,
@@ -1150,7 +1132,7 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
     ]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(v["erased"].as_array().map(Vec::len), Some(2), "{v}");
-    assert!(files_containing(&data, "Erika Mustermann").is_empty());
+    assert!(common::files_containing(&data, "Erika Mustermann").is_empty());
     let out = run(&[
         "--config", c, "erase", "--data", d, "--event", "s1", "--reason", "again",
     ]);

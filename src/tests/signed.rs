@@ -6,6 +6,9 @@
 
 mod harness;
 
+#[allow(dead_code)] // each test binary uses its own part
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -540,27 +543,6 @@ fn signed_events_are_checked_against_the_registry_in_the_log_and_proofs_show_the
     }
 }
 
-/// Files under `dir` whose bytes contain `needle`.
-fn holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
-                .expect("read")
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-            {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn signed_events_disclose_private_fields_beside_the_signature_and_erasure_keeps_them_verifying() {
     let site = Site::new("enforce");
@@ -698,7 +680,7 @@ fn signed_events_disclose_private_fields_beside_the_signature_and_erasure_keeps_
     // The log holds no value: only the private store does (the rejected records keep
     // theirs, as sent).
     for name in ["Erika Mustermann", "Max Mustermann"] {
-        let holders = holding(&site.data, name);
+        let holders = common::files_containing(&site.data, name);
         assert_eq!(holders.len(), 1, "{name}: {holders:?}");
         assert!(
             holders[0].starts_with(site.data.join("private")),
@@ -739,7 +721,7 @@ fn signed_events_disclose_private_fields_beside_the_signature_and_erasure_keeps_
         );
     }
     site.ok(&["erase", "--event", "sd-jws", "--reason", "end of contract"]);
-    assert!(holding(&site.data, "Erika Mustermann").is_empty());
+    assert!(common::files_containing(&site.data, "Erika Mustermann").is_empty());
     let after = site.root.join("after.json");
     site.ok(&[
         "proof",
