@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod columns;
 pub mod embedded;
+pub mod epcis;
 pub mod event;
 #[cfg(feature = "kafka")]
 pub mod kafka;
