@@ -160,10 +160,15 @@ enum IngestCommand {
 struct IngestFileArgs {
     /// The file (`-` for standard input).
     path: PathBuf,
-    /// jsonl, json (an array), csv, or cose (a CBOR sequence of COSE_Sign1 envelopes);
-    /// detected from the name and content when omitted. JSON lines may be signed JWS.
+    /// jsonl, json (an array), csv, cose (a CBOR sequence of COSE_Sign1 envelopes) or
+    /// epcis (a GS1 EPCIS 2.0 JSON-LD document, `.jsonld`); detected from the name and
+    /// content when omitted. JSON lines may be signed JWS.
     #[arg(long)]
     format: Option<veritrace_ingest::file::FileFormat>,
+    /// For EPCIS documents: the participant that records their events, `ID:ROLE` (EPCIS
+    /// events do not name it), e.g. `plant-sh-01:manufacturer`.
+    #[arg(long)]
+    recorder: Option<veritrace_processors::epcis::Recorder>,
     /// Column mapping for CSV (TOML; see `veritrace_ingest::file`).
     #[arg(long)]
     csv_map: Option<PathBuf>,
@@ -962,7 +967,12 @@ fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
         Some(p) => Some(veritrace_ingest::file::CsvMapping::load(p)?),
         None => None,
     };
-    let records = veritrace_ingest::file::open_records(&a.path, a.format, mapping.as_ref())?;
+    let records = veritrace_ingest::file::open_records(
+        &a.path,
+        a.format,
+        mapping.as_ref(),
+        a.recorder.as_ref(),
+    )?;
     if a.kafka {
         return crate::process::ingest_to_kafka(records, cfg, a.brokers, a.topic);
     }

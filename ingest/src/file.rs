@@ -48,6 +48,9 @@ pub enum FileFormat {
     /// COSE_Sign1 envelopes as a CBOR sequence (RFC 8742), as `veritrace sign --format
     /// cose` writes them: each envelope is one record, its bytes as they are.
     Cose,
+    /// A GS1 EPCIS 2.0 document (JSON-LD `EPCISDocument` or `EPCISQueryDocument`): each
+    /// event mapped to Veritrace events ([`crate::epcis`]).
+    Epcis,
 }
 
 impl std::str::FromStr for FileFormat {
@@ -58,8 +61,9 @@ impl std::str::FromStr for FileFormat {
             "json" | "json-array" => Ok(FileFormat::JsonArray),
             "csv" => Ok(FileFormat::Csv),
             "cose" | "cbor" => Ok(FileFormat::Cose),
+            "epcis" | "jsonld" => Ok(FileFormat::Epcis),
             other => Err(format!(
-                "unknown format {other:?} (expected jsonl, json, csv or cose)"
+                "unknown format {other:?} (expected jsonl, json, csv, cose or epcis)"
             )),
         }
     }
@@ -72,6 +76,7 @@ impl FileFormat {
             Some("csv") => return FileFormat::Csv,
             Some("jsonl" | "ndjson") => return FileFormat::JsonLines,
             Some("cose" | "cbor") => return FileFormat::Cose,
+            Some("jsonld") => return FileFormat::Epcis,
             _ => {}
         }
         // COSE_Sign1: tag 18 or an array of four; no text starts with these bytes.
@@ -80,6 +85,8 @@ impl FileFormat {
         }
         match head.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'[') => FileFormat::JsonArray,
+            // An EPCIS document in a `.json` file: one object with an EPCIS body.
+            Some(b'{') if head.windows(11).any(|w| w == b"\"epcisBody\"") => FileFormat::Epcis,
             _ => FileFormat::JsonLines,
         }
     }
@@ -107,6 +114,14 @@ pub enum FileError {
     /// The CSV file itself is unreadable (no header row, ...).
     #[error("csv {path}: {detail}")]
     Csv {
+        /// Which file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// An EPCIS document cannot be imported as asked (no recorder given, ...).
+    #[error("epcis {path}: {detail}")]
+    Epcis {
         /// Which file.
         path: String,
         /// What is wrong.
@@ -506,6 +521,7 @@ pub fn open_records(
     path: &Path,
     format: Option<FileFormat>,
     mapping: Option<&CsvMapping>,
+    recorder: Option<&veritrace_processors::epcis::Recorder>,
 ) -> Result<Records, FileError> {
     let name = path.display().to_string();
     let io = |source| FileError::Io {
@@ -524,11 +540,19 @@ pub fn open_records(
     };
     let inner = match format {
         FileFormat::JsonLines => RecordsInner::Lines(reader),
-        FileFormat::JsonArray | FileFormat::Csv | FileFormat::Cose => {
+        FileFormat::JsonArray | FileFormat::Csv | FileFormat::Cose | FileFormat::Epcis => {
             let mut data = Vec::new();
             reader.read_to_end(&mut data).map_err(io)?;
             let recs = if format == FileFormat::JsonArray {
                 json_array(&data)
+            } else if format == FileFormat::Epcis {
+                let r = recorder.ok_or_else(|| FileError::Epcis {
+                    path: name.clone(),
+                    detail: "EPCIS events do not name the party that records them: give \
+                             --recorder ID:ROLE (e.g. plant-sh-01:manufacturer)"
+                        .into(),
+                })?;
+                crate::epcis::records(&data, r)
             } else if format == FileFormat::Cose {
                 cbor_sequence(&data)
             } else {
@@ -550,7 +574,7 @@ pub fn read_records(
     format: Option<FileFormat>,
     mapping: Option<&CsvMapping>,
 ) -> Result<Vec<Vec<u8>>, FileError> {
-    open_records(path, format, mapping)?.collect()
+    open_records(path, format, mapping, None)?.collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod devices;
+pub mod epcis;
 pub mod file;
 pub mod gateway;
 pub mod kafka;

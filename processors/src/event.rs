@@ -560,6 +560,9 @@ pub fn parse_event(payload: &[u8], now_ms: i64, limits: &Limits) -> Result<Event
         );
     }
     let raw: RawEvent = serde_json::from_slice(payload).map_err(|e| {
+        if let Some(r) = crate::epcis::refusal(payload) {
+            return r;
+        }
         // Another version may have other fields: say so rather than name the first difference.
         if e.classify() == serde_json::error::Category::Data
             && let Ok(VersionOnly {

@@ -36,11 +36,12 @@ pub enum Reason {
     RecordNotAuthorized,
     BadDisclosure,
     PrivateFieldInClear,
+    EpcisUnsupported,
 }
 
 impl Reason {
     /// Every reason, in a stable order (for metrics and reports).
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 30] = [
         Reason::PayloadTooLarge,
         Reason::MalformedJson,
         Reason::NotAnObject,
@@ -70,6 +71,7 @@ impl Reason {
         Reason::RecordNotAuthorized,
         Reason::BadDisclosure,
         Reason::PrivateFieldInClear,
+        Reason::EpcisUnsupported,
     ];
 
     /// The stable snake_case code.
@@ -104,6 +106,7 @@ impl Reason {
             Reason::RecordNotAuthorized => "record_not_authorized",
             Reason::BadDisclosure => "bad_disclosure",
             Reason::PrivateFieldInClear => "private_field_in_clear",
+            Reason::EpcisUnsupported => "epcis_unsupported",
         }
     }
 

@@ -1231,3 +1231,147 @@ fn config_check_validates_the_file_and_variables_before_a_rollout() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("batch-max-records"));
 }
+
+/// A GS1 EPCIS 2.0 document (the CBV hash reference's `epcisDocWithVariousEventTypes`:
+/// 13 events of every type) imported with `veritrace ingest file`: the events Veritrace can
+/// represent are accepted with ids from their CBV 2.0 hash IDs (equal to the reference's),
+/// the others are kept in `rejected` with `epcis_unsupported` and why; a second import is
+/// all duplicates (dedupe by content); an imported event's proof verifies and commits to the
+/// original EPCIS event; the aggregation's parent traces back to its children.
+#[test]
+fn an_epcis_document_imports_event_by_event_with_cbv_hash_ids_and_proofs() {
+    let vectors =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("processors/tests/data/epcis-hash");
+    let doc = vectors.join("epcisDocWithVariousEventTypes.jsonld");
+    let hashes: Vec<String> =
+        std::fs::read_to_string(vectors.join("epcisDocWithVariousEventTypes.hashes"))
+            .expect("hashes")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("p");
+    let doc_s = doc.to_str().expect("p");
+
+    // EPCIS does not say who records its events: asked for, not guessed.
+    let out = run(&["ingest", "file", doc_s, "--data", d]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--recorder"));
+
+    ok(&[
+        "ingest",
+        "file",
+        doc_s,
+        "--data",
+        d,
+        "--recorder",
+        "plant-1:manufacturer",
+    ]);
+    let accepted = sql_json(
+        &data,
+        "SELECT event_id, event_type, attributes FROM events ORDER BY event_id",
+    );
+    let accepted = accepted.as_array().expect("rows");
+    let rejected = sql_json(&data, "SELECT reason, detail, payload FROM rejected");
+    let rejected = rejected.as_array().expect("rows");
+    assert_eq!(
+        accepted.len() + rejected.len(),
+        hashes.len(),
+        "every event accounted for"
+    );
+    assert_eq!(accepted.len(), 8, "{accepted:?}");
+    for row in accepted {
+        let id = row["event_id"].as_str().expect("id");
+        let hex = id
+            .strip_prefix("epcis:sha-256:")
+            .expect("an id from the CBV hash");
+        let hash = format!("ni:///sha-256;{hex}?ver=CBV2.0");
+        assert!(hashes.contains(&hash), "{id} is not a reference hash");
+        let attrs: serde_json::Value =
+            serde_json::from_str(row["attributes"].as_str().expect("attributes")).expect("json");
+        assert_eq!(attrs["epcis_event_hash"], hash);
+        assert!(
+            attrs["epcis"]["type"].is_string(),
+            "the original event is kept: {attrs}"
+        );
+    }
+    let types: std::collections::BTreeSet<&str> = accepted
+        .iter()
+        .filter_map(|r| r["event_type"].as_str())
+        .collect();
+    for t in [
+        "transport",
+        "warehouse_in",
+        "production",
+        "assembly",
+        "transformation",
+    ] {
+        assert!(types.contains(t), "{t} in {types:?}");
+    }
+    for row in rejected {
+        assert_eq!(row["reason"], "epcis_unsupported", "{row}");
+        // The payload (binary, hex in JSON output) is the event with its `@context`.
+        let payload = row["payload"].as_str().expect("payload");
+        let context: String = "\"@context\"".bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            payload.contains(&context),
+            "kept as sent, standing alone: {payload}"
+        );
+    }
+    let details: Vec<&str> = rejected
+        .iter()
+        .filter_map(|r| r["detail"].as_str())
+        .collect();
+    for why in ["DELETE", "TransactionEvent", "conformant"] {
+        assert!(
+            details.iter().any(|d| d.contains(why)),
+            "{why} in {details:?}"
+        );
+    }
+
+    // The same document again: every event is a duplicate of itself.
+    ok(&[
+        "ingest",
+        "file",
+        doc_s,
+        "--data",
+        d,
+        "--recorder",
+        "plant-1:manufacturer",
+    ]);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), 8);
+    assert_eq!(
+        count(
+            &data,
+            "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'"
+        ),
+        8
+    );
+
+    // A proof of an imported event verifies, and what it proves holds the EPCIS event.
+    let id = accepted[0]["event_id"].as_str().expect("id");
+    let proof = tmp.path().join("proof.json");
+    ok(&[
+        "proof",
+        "--data",
+        d,
+        id,
+        "--out",
+        proof.to_str().expect("p"),
+    ]);
+    ok(&["verify", proof.to_str().expect("p")]);
+    assert!(
+        std::fs::read_to_string(&proof)
+            .expect("read")
+            .contains("epcis_event_hash")
+    );
+
+    // Packing: an item packed on the pallet traces forward to the pallet's packing event.
+    let reached = count(
+        &data,
+        "SELECT count(*) AS n FROM trace_forward('(01)04047023775511(21)98') \
+         WHERE trace_node = '(00)040470231111111229' AND event_type = 'assembly'",
+    );
+    assert_eq!(reached, 1);
+}

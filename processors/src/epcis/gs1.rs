@@ -102,7 +102,7 @@ fn from_id_urn(rest: &str) -> Option<String> {
         }
         "sscc" => {
             let [cp, sr] = parts::<2>(body)?;
-            if sr.is_empty() {
+            if sr.is_empty() || !digits(&sr) {
                 return None;
             }
             let s = format!("{}{cp}{}", &sr[..1], &sr[1..]);
@@ -293,8 +293,8 @@ fn valid_key(ai: &str, v: &str) -> bool {
         "414" | "417" => checked(&[13]),
         "8017" | "8018" => checked(&[18]),
         "402" => checked(&[17]),
-        "253" | "255" => v.len() >= 13 && digits(&v[..13]),
-        "8003" => v.len() >= 14 && digits(&v[..14]),
+        "253" | "255" => v.get(..13).is_some_and(digits),
+        "8003" => v.get(..14).is_some_and(digits),
         "8006" => v.len() == 18 && digits(v),
         "401" | "8004" | "8010" => !v.is_empty(),
         _ => false,
