@@ -101,22 +101,51 @@ fn committed(dir: &DataDir, table: &str, root: &Path) -> Result<BTreeMap<String,
         .collect();
     let files: Vec<PathBuf> = match table {
         "events" => {
+            // Every committed file, gone or not: a missing one is damage to report, never
+            // a file to leave out of the table quietly.
             let log = CompactionLog::read(dir)?;
-            crate::compact::event_files(dir, &headers, &log)
+            let covered = log.covered_batches();
+            log.live_files()
                 .into_iter()
-                .map(|f| f.path)
+                .map(|f| dir.compacted_dir().join(&f.file))
+                .chain(
+                    headers
+                        .iter()
+                        .filter(|h| !covered.contains(h.batch_id.as_str()))
+                        .map(|h| dir.events_file(&h.batch_id)),
+                )
                 .collect()
         }
-        "rejected" => headers
-            .iter()
-            .map(|h| dir.rejected_file(&h.batch_id))
-            .filter(|p| p.exists())
-            .collect(),
-        _ => headers
-            .iter()
-            .map(|h| dir.edges_file(&h.batch_id))
-            .filter(|p| p.exists())
-            .collect(),
+        _ => {
+            // The files each batch committed are in its partition's digest log; batches
+            // from before digests name none, and their files are taken if present.
+            let mut recorded = std::collections::HashMap::new();
+            let partitions: std::collections::BTreeSet<(&str, u32)> = headers
+                .iter()
+                .map(|h| (h.stream.as_str(), h.partition))
+                .collect();
+            for (stream, p) in partitions {
+                recorded.extend(crate::integrity::read_batch_files(
+                    &dir.batch_files_log(stream, p),
+                )?);
+            }
+            let mut files = Vec::new();
+            for h in &headers {
+                let path = if table == "rejected" {
+                    dir.rejected_file(&h.batch_id)
+                } else {
+                    dir.edges_file(&h.batch_id)
+                };
+                let committed = match recorded.get(&h.batch_id) {
+                    Some(b) => b.files.iter().any(|f| dir.root().join(&f.file) == path),
+                    None => path.exists(),
+                };
+                if committed {
+                    files.push(path);
+                }
+            }
+            files
+        }
     };
     let mut want = BTreeMap::new();
     for path in files {

@@ -6,27 +6,14 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_veritrace"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run veritrace")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "veritrace {args:?} failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8 stdout")
+/// Writes the proof of `id` to `out` and verifies it (both must succeed): what verify said.
+fn proven(data: &str, id: &str, out: &Path) -> String {
+    let path = out.to_str().expect("p");
+    ok(&["proof", "--data", data, id, "--out", path]);
+    ok(&["verify", path])
 }
 
 struct Demo {
@@ -57,21 +44,7 @@ fn demo(events: u64) -> Demo {
     }
 }
 
-fn sql_json(data: &Path, sql: &str) -> serde_json::Value {
-    let out = ok(&[
-        "sql",
-        "--data",
-        data.to_str().expect("path"),
-        "--format",
-        "json",
-        sql,
-    ]);
-    serde_json::from_str(&out).expect("json rows")
-}
-
-fn count(data: &Path, sql: &str) -> u64 {
-    sql_json(data, sql)[0]["n"].as_u64().expect("count")
-}
+use common::{bin, count, ok, run, sql_json};
 
 #[test]
 fn demo_proves_verifies_and_catches_tampering() {
@@ -1158,16 +1131,7 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
         "{audit}"
     );
     let entry_id = audit[0]["entry_id"].as_str().expect("id");
-    let proof = tmp.path().join("erasure.json");
-    ok(&[
-        "proof",
-        "--data",
-        d,
-        entry_id,
-        "--out",
-        proof.to_str().expect("p"),
-    ]);
-    ok(&["verify", proof.to_str().expect("p")]);
+    proven(d, entry_id, &tmp.path().join("erasure.json"));
     // The events table is unchanged by the erasure.
     assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), 2);
 }
@@ -1352,15 +1316,7 @@ fn an_epcis_document_imports_event_by_event_with_cbv_hash_ids_and_proofs() {
     // A proof of an imported event verifies, and what it proves holds the EPCIS event.
     let id = accepted[0]["event_id"].as_str().expect("id");
     let proof = tmp.path().join("proof.json");
-    ok(&[
-        "proof",
-        "--data",
-        d,
-        id,
-        "--out",
-        proof.to_str().expect("p"),
-    ]);
-    ok(&["verify", proof.to_str().expect("p")]);
+    proven(d, id, &proof);
     assert!(
         std::fs::read_to_string(&proof)
             .expect("read")

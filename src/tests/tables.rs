@@ -51,6 +51,19 @@ fn agree(data: &Path, when: &str) -> serde_json::Value {
     seen
 }
 
+/// `veritrace compact` of every batch file, deleting superseded files `grace_secs` after.
+fn compact(data: &str, grace_secs: &str) {
+    ok(&[
+        "compact",
+        "--data",
+        data,
+        "--min-files",
+        "1",
+        "--grace-secs",
+        grace_secs,
+    ]);
+}
+
 fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -104,15 +117,7 @@ fn an_outside_engine_reads_exactly_the_committed_files_through_compaction() {
     // Compaction with a grace period: the small files are still on disk (queries planned
     // before may read them), yet the table names only the compacted file.
     let small = files_in(&data.join("events"));
-    ok(&[
-        "compact",
-        "--data",
-        d,
-        "--min-files",
-        "1",
-        "--grace-secs",
-        "3600",
-    ]);
+    compact(d, "3600");
     assert_eq!(files_in(&data.join("events")), small, "nothing deleted yet");
     let during = agree(&data, "during the grace period");
     assert!(
@@ -121,15 +126,7 @@ fn an_outside_engine_reads_exactly_the_committed_files_through_compaction() {
     );
 
     // After the grace period the small files are gone, and no published file with them.
-    ok(&[
-        "compact",
-        "--data",
-        d,
-        "--min-files",
-        "1",
-        "--grace-secs",
-        "0",
-    ]);
+    compact(d, "0");
     assert_eq!(files_in(&data.join("events")), 0);
     agree(&data, "after the small files were deleted");
     assert!(ok(&["check", "--data", d]).contains("INTACT"));
@@ -161,4 +158,41 @@ fn a_table_whose_log_lost_a_version_is_reported_and_not_extended() {
         !log.join(format!("{:020}.json", 2)).exists(),
         "no version written over a broken log"
     );
+}
+
+#[test]
+fn a_committed_file_that_is_gone_is_reported_and_not_left_out_of_the_table() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    demo(&data, 4_000);
+    let d = data.to_str().expect("p");
+    for (dir, root) in [
+        ("events", data.clone()),
+        ("rejected", data.join("rejected")),
+    ] {
+        let gone = std::fs::read_dir(data.join(dir))
+            .expect("ls")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .expect("a file");
+        let kept = tmp.path().join("kept.parquet");
+        std::fs::rename(&gone, &kept).expect("move away");
+        let err = common::fails(&["publish", "--data", d]);
+        let name = gone.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(
+            err.contains(name) && err.contains("committed and gone"),
+            "{dir}: {err}"
+        );
+        assert!(
+            !root
+                .join("_delta_log")
+                .join(format!("{:020}.json", 0))
+                .exists(),
+            "{dir}: no version published over damage"
+        );
+        std::fs::rename(&kept, &gone).expect("restore");
+    }
+    ok(&["publish", "--data", d]);
+    agree(&data, "restored");
 }

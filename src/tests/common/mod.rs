@@ -200,8 +200,8 @@ pub(crate) fn demo(dir: &Path, events: u64) {
     );
 }
 
-/// The `n` column of a one-row `veritrace sql` answer (`SELECT count(*) AS n ...`).
-pub(crate) fn count(data: &Path, sql: &str) -> u64 {
+/// The rows of `veritrace sql --format json`.
+pub(crate) fn sql_json(data: &Path, sql: &str) -> serde_json::Value {
     let out = ok(&[
         "sql",
         "--data",
@@ -210,8 +210,12 @@ pub(crate) fn count(data: &Path, sql: &str) -> u64 {
         "json",
         sql,
     ]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    v[0]["n"].as_u64().expect("n")
+    serde_json::from_str(&out).expect("json rows")
+}
+
+/// The `n` column of a one-row `veritrace sql` answer (`SELECT count(*) AS n ...`).
+pub(crate) fn count(data: &Path, sql: &str) -> u64 {
+    sql_json(data, sql)[0]["n"].as_u64().expect("n")
 }
 
 /// `n` production events tagged `tag` (ids `{tag}-0000`...), as JSON lines.
