@@ -219,7 +219,9 @@ struct TraceArgs {
     /// At most this many levels.
     #[arg(long)]
     depth: Option<u32>,
-    /// tree (nodes and their events), table, json, csv or arrow (every event column).
+    /// tree (nodes and their events), table, json, csv or arrow (every event column), or
+    /// epcis (an EPCIS 2.0 query document: imported events as imported, native events in
+    /// their EPCIS form, each with its proof reference as the `vt:proof` extension).
     #[arg(long, default_value = "tree")]
     format: String,
     /// Also write a trace certificate: every event of the trace with its proof, in one
@@ -858,22 +860,33 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
         Direction::Forward
     };
     let tree = a.format == "tree";
-    let format: Format = if tree {
+    let epcis = a.format == "epcis";
+    let format: Format = if tree || epcis {
         Format::Table
     } else {
         a.format
             .parse()
-            .map_err(|e: String| anyhow::anyhow!("{e} (or tree, the default)"))?
+            .map_err(|e: String| anyhow::anyhow!("{e} (or tree, the default, or epcis)"))?
     };
     let rt = crate::rt::runtime()?;
-    let (walk, batches, cert) = rt.block_on(async {
+    let (walk, batches, cert, epcis_doc) = rt.block_on(async {
         let engine = QueryEngine::open(data).await?;
         let (walk, batches) = engine.trace(&a.code, direction, a.depth).await?;
         let cert = match &a.certificate {
             Some(_) => Some(engine.certificate(&a.code, direction, a.depth).await?),
             None => None,
         };
-        Ok::<_, veritrace_queries::Error>((walk, batches, cert))
+        let doc = if epcis {
+            let name = format!(
+                "veritrace:trace:{}:{}",
+                if a.backward { "backward" } else { "forward" },
+                a.code
+            );
+            Some(epcis_export(&engine, &batches, &name).await?)
+        } else {
+            None
+        };
+        Ok::<_, anyhow::Error>((walk, batches, cert, doc))
     })?;
     if let (Some(path), Some(cert)) = (&a.certificate, &cert) {
         std::fs::write(path, serde_json::to_vec_pretty(cert)?)
@@ -886,7 +899,9 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let out = if tree {
+    let out = if let Some(doc) = &epcis_doc {
+        serde_json::to_vec_pretty(doc)?
+    } else if tree {
         trace::render_tree(&walk, &batches).into_bytes()
     } else if format == Format::Table {
         output::encode(&trace::project(&batches, &trace::SUMMARY_COLUMNS)?, format)?
@@ -922,6 +937,79 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
         eprintln!("note: no events and no edges for {}", walk.root);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The events of a trace as an EPCIS 2.0 query document
+/// ([`veritrace_processors::epcis::export`]): imported events as they were imported (a part
+/// of a split EPCIS event brings the whole event, once), native events in their EPCIS form;
+/// events with no EPCIS form are named on stderr, never dropped silently.
+async fn epcis_export(
+    engine: &QueryEngine,
+    batches: &[arrow::record_batch::RecordBatch],
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
+    use veritrace_processors::epcis::export;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&output::encode(batches, Format::Json)?)?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut events = Vec::new();
+    let mut left_out = Vec::new();
+    for row in &rows {
+        let canonical: serde_json::Value =
+            serde_json::from_str(row["canonical"].as_str().unwrap_or("{}"))?;
+        let id = canonical["event_id"].as_str().unwrap_or("").to_owned();
+        let attrs = &canonical["attributes"];
+        let proof = export::proof_reference(
+            &id,
+            row["batch_id"].as_str().unwrap_or(""),
+            row["leaf_index"].as_u64().unwrap_or(0),
+            row["leaf_hash"].as_str().unwrap_or(""),
+        );
+        // A part of a split EPCIS event stands for the whole event, proven by its first part.
+        let (base, original, proof) = match attrs["epcis_part_of"].as_str() {
+            Some(base) => {
+                let loc = engine.event(base).await?;
+                let proof = export::proof_reference(
+                    base,
+                    &loc.batch_id,
+                    loc.leaf_index,
+                    &hex::encode(loc.leaf_hash.0),
+                );
+                (
+                    base.to_owned(),
+                    loc.event["attributes"]["epcis"].clone(),
+                    proof,
+                )
+            }
+            None => (id.clone(), attrs["epcis"].clone(), proof),
+        };
+        if !seen.insert(base.clone()) {
+            continue;
+        }
+        let mut ev = if original.is_object() {
+            original
+        } else {
+            match export::from_event(&canonical) {
+                Ok(e) => e,
+                Err(why) => {
+                    left_out.push(format!("{id}: {why}"));
+                    continue;
+                }
+            }
+        };
+        if let Some(o) = ev.as_object_mut() {
+            // An imported event keeps its own `@context` (the prefixes of its extensions).
+            o.insert("vt:proof".into(), proof);
+        }
+        events.push(ev);
+    }
+    for l in &left_out {
+        eprintln!("not in the EPCIS document: {l}");
+    }
+    let created = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    Ok(export::query_document(events, name, &created))
 }
 
 fn anchor_run(data: &std::path::Path, timeout_secs: u64, cfg: &Config) -> anyhow::Result<ExitCode> {

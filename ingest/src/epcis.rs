@@ -19,17 +19,17 @@ pub fn records(data: &[u8], recorder: &Recorder) -> Vec<Vec<u8>> {
     let ctx = HashContext::of_document(&doc);
     let mut out = Vec::new();
     for ev in events {
-        match map_event(ev, &ctx, recorder) {
+        // Each event keeps the document's context, so it stands alone: in the rejected
+        // table, and as the original an export writes back.
+        let mut alone = ev.clone();
+        if let Some(o) = alone.as_object_mut()
+            && !o.contains_key("@context")
+        {
+            o.insert("@context".into(), doc["@context"].clone());
+        }
+        match map_event(&alone, &ctx.with_event(&alone), recorder) {
             Ok(mapped) => out.extend(mapped.iter().map(|e| e.to_string().into_bytes())),
-            Err(_) => {
-                let mut alone = ev.clone();
-                if let Some(o) = alone.as_object_mut()
-                    && !o.contains_key("@context")
-                {
-                    o.insert("@context".into(), doc["@context"].clone());
-                }
-                out.push(alone.to_string().into_bytes());
-            }
+            Err(_) => out.push(alone.to_string().into_bytes()),
         }
     }
     out

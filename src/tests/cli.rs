@@ -1323,6 +1323,65 @@ fn an_epcis_document_imports_event_by_event_with_cbv_hash_ids_and_proofs() {
             .contains("epcis_event_hash")
     );
 
+    // Export, then import again: the trace's events come back as the same events (their
+    // CBV hash IDs, so their ids, are unchanged), each with its proof reference.
+    let exported = tmp.path().join("trace.jsonld");
+    let out = bin()
+        .args([
+            "trace",
+            "(01)04012345111224(21)25",
+            "--forward",
+            "--format",
+            "epcis",
+        ])
+        .args(["--data", d])
+        .output()
+        .expect("trace");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&exported, &out.stdout).expect("write");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("an EPCIS document");
+    assert_eq!(doc["type"], "EPCISQueryDocument");
+    let list = doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        .as_array()
+        .expect("events");
+    assert_eq!(list.len(), 3, "the three transformations of serial 25");
+    for ev in list {
+        let id = ev["vt:proof"]["vt:eventId"]
+            .as_str()
+            .expect("proof reference");
+        proven(d, id, &tmp.path().join("exported-proof.json"));
+    }
+    let again = tmp.path().join("again");
+    let a = again.to_str().expect("p");
+    ok(&[
+        "ingest",
+        "file",
+        exported.to_str().expect("p"),
+        "--data",
+        a,
+        "--recorder",
+        "p2:warehouse",
+    ]);
+    let ids = |data: &Path, filter: &str| -> Vec<String> {
+        sql_json(
+            data,
+            &format!("SELECT event_id FROM events {filter} ORDER BY event_id"),
+        )
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["event_id"].as_str().map(str::to_owned))
+        .collect()
+    };
+    assert_eq!(
+        ids(&again, ""),
+        ids(&data, "WHERE event_type = 'transformation'")
+    );
+
     // Packing: an item packed on the pallet traces forward to the pallet's packing event.
     let reached = count(
         &data,

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::gs1::canonical_digital_link;
@@ -75,6 +75,17 @@ impl HashContext {
                     }
                 }
             }
+        }
+        ctx
+    }
+
+    /// The context of one event of the document: the document's, with what the event's
+    /// own `@context` declares on top (an event may carry one, as exported events do).
+    pub fn with_event(&self, event: &Value) -> HashContext {
+        let mut ctx = self.clone();
+        let own = HashContext::of_document(&json!({"@context": event["@context"].clone()}));
+        for (k, v) in own.prefixes {
+            ctx.prefixes.insert(k, v);
         }
         ctx
     }

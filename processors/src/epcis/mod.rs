@@ -1,5 +1,6 @@
 //! GS1 EPCIS 2.0 (JSON-LD): the events of a document and their CBV 2.0 event hash IDs.
 
+pub mod export;
 pub mod gs1;
 pub mod hash;
 pub mod map;
