@@ -126,10 +126,16 @@ pub struct Gateway {
     sink: Sink,
     signatures: Signatures,
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// EPCIS capture jobs, newest last, at most [`MAX_CAPTURE_JOBS`].
+    captures: Mutex<std::collections::VecDeque<(String, serde_json::Value)>>,
     requests: IntCounterVec,
     records: IntCounterVec,
     latency: HistogramVec,
 }
+
+/// Capture jobs the gateway remembers for `GET /epcis/capture/{id}` (in memory: a restart
+/// forgets them; what they captured is in the log).
+const MAX_CAPTURE_JOBS: usize = 10_000;
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,6 +166,7 @@ impl Gateway {
             sink,
             signatures,
             buckets: Mutex::new(HashMap::new()),
+            captures: Mutex::new(std::collections::VecDeque::new()),
         }))
     }
 
@@ -238,6 +245,8 @@ pub fn router(gw: Arc<Gateway>, registry: Registry) -> Router {
     };
     Router::new()
         .route("/v1/ingest", post(ingest))
+        .route("/epcis/capture", post(capture))
+        .route("/epcis/capture/{id}", get(capture_job))
         .route(
             "/livez",
             get(|| async { axum::Json(serde_json::json!({"status": "alive"})).into_response() }),
@@ -255,7 +264,7 @@ pub fn router(gw: Arc<Gateway>, registry: Registry) -> Router {
             error_response(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such route; see POST /v1/ingest, GET /livez, GET /readyz (= /healthz), GET /metrics",
+                "no such route; see POST /v1/ingest, POST /epcis/capture, GET /epcis/capture/{id}, GET /livez, GET /readyz (= /healthz), GET /metrics",
             )
         })
         .layer(DefaultBodyLimit::max(limit))
@@ -344,6 +353,135 @@ async fn ingest(
     resp
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct CaptureQuery {
+    /// `ID:ROLE` of the participant that records the document's events.
+    recorder: Option<String>,
+}
+
+/// `POST /epcis/capture` (the EPCIS 2.0 capture binding): an EPCIS document, its events
+/// mapped to Veritrace events ([`crate::epcis`]) and then taken as `POST /v1/ingest` takes
+/// records. The recorder is `?recorder=ID:ROLE`; a client certificate's device may only
+/// record for its own participant. Answers 202 with `Location: /epcis/capture/{id}`, the
+/// capture job (finished: the records were acknowledged, or sealed when embedded), or the
+/// error that refused the whole document.
+async fn capture(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    peer: Option<Extension<Peer>>,
+    axum::extract::Query(q): axum::extract::Query<CaptureQuery>,
+    body: Bytes,
+) -> Response {
+    let start = Instant::now();
+    let cert = peer.and_then(|Extension(p)| p.client);
+    let resp = capture_inner(&gw, addr, cert.as_deref(), q, &body).await;
+    let status = resp.status();
+    gw.requests
+        .with_label_values(&["/epcis/capture", status.as_str()])
+        .inc();
+    gw.latency
+        .with_label_values(&["/epcis/capture"])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn capture_inner(
+    gw: &Gateway,
+    peer: SocketAddr,
+    cert: Option<&ClientCert>,
+    q: CaptureQuery,
+    body: &[u8],
+) -> Response {
+    use veritrace_processors::epcis::{Recorder, document_events};
+    let device = match cert.map(|c| cert_device(gw, c)).transpose() {
+        Ok(d) => d,
+        Err(refused) => return *refused,
+    };
+    let recorder: Recorder = match q.recorder.as_deref().map(str::parse) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return refuse(StatusCode::BAD_REQUEST, "bad_recorder", e),
+        None => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "missing_recorder",
+                "EPCIS events do not name the party that records them: add ?recorder=ID:ROLE",
+            );
+        }
+    };
+    if let Some(d) = &device
+        && d.participant != recorder.id
+    {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            Reason::SignerNotAuthorized.as_str(),
+            format!(
+                "this connection's certificate is device {} of participant {}; it cannot record for {}",
+                d.id, d.participant, recorder.id
+            ),
+        );
+    }
+    let doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let events = doc.as_ref().and_then(document_events).map_or(0, Vec::len);
+    if doc.as_ref().and_then(document_events).is_none() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "not_an_epcis_document",
+            "the body is not an EPCIS 2.0 document (JSON-LD with epcisBody.eventList); nothing was captured",
+        );
+    }
+    let records = crate::epcis::records(body, &recorder);
+    let resp = ingest_records(gw, peer, device, records).await;
+    if resp.status() != StatusCode::ACCEPTED {
+        return resp;
+    }
+    let (mut parts, b) = resp.into_parts();
+    let outcome: serde_json::Value = match axum::body::to_bytes(b, 16 << 20).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let mut id_bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut id_bytes);
+    let id = hex::encode(id_bytes);
+    let job = serde_json::json!({
+        "captureID": id,
+        "running": false,
+        "success": true,
+        "captureErrorBehaviour": "proceed",
+        "events": events,
+        "outcome": outcome,
+    });
+    {
+        let mut jobs = gw.captures.lock().unwrap_or_else(|p| p.into_inner());
+        if jobs.len() >= MAX_CAPTURE_JOBS {
+            jobs.pop_front();
+        }
+        jobs.push_back((id.clone(), job.clone()));
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("/epcis/capture/{id}")) {
+        parts.headers.insert(header::LOCATION, v);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(job.to_string()))
+}
+
+/// `GET /epcis/capture/{id}`: a capture job this gateway ran (since its start).
+async fn capture_job(
+    State(gw): State<Arc<Gateway>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let jobs = gw.captures.lock().unwrap_or_else(|p| p.into_inner());
+    match jobs.iter().rev().find(|(j, _)| *j == id) {
+        Some((_, job)) => axum::Json(job.clone()).into_response(),
+        None => refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_capture",
+            format!(
+                "no capture job {id} on this gateway (jobs are kept in memory, the last {MAX_CAPTURE_JOBS})"
+            ),
+        ),
+    }
+}
+
 /// The registered device a client certificate names: its id and participant.
 struct CertDevice {
     id: String,
@@ -400,6 +538,16 @@ async fn ingest_inner(
             );
         }
     };
+    ingest_records(gw, peer, device, records).await
+}
+
+/// The records of one request, authenticated, rate-limited and handed to the sink.
+async fn ingest_records(
+    gw: &Gateway,
+    peer: SocketAddr,
+    device: Option<CertDevice>,
+    records: Vec<Vec<u8>>,
+) -> Response {
     if records.len() > gw.cfg.max_records {
         return refuse(
             StatusCode::BAD_REQUEST,

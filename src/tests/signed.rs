@@ -1248,3 +1248,65 @@ impl Drop for Stop {
         }
     }
 }
+
+/// The EPCIS 2.0 capture binding on the embedded gateway: `POST /epcis/capture` answers 202
+/// with the capture job once the document's events are sealed, the job can be read back,
+/// and a request without a recorder or without an EPCIS document captures nothing.
+#[test]
+fn the_epcis_capture_binding_answers_202_with_its_job_once_the_events_are_sealed() {
+    let site = Site::new("off");
+    let env = [("VERITRACE__PIPELINE__BATCH_MAX_AGE", "200ms")];
+    let (_gateway, addr) = start_gateway_with(&site, &["--embedded"], &env);
+    let doc = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("processors/tests/data/epcis-hash/epcisDocWithVariousEventTypes.jsonld"),
+    )
+    .expect("document");
+    let ld = "application/ld+json";
+    let (status, _, body) = http(&addr, "POST", "/epcis/capture", ld, &doc);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("missing_recorder"))
+    );
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/epcis/capture?recorder=p1:manufacturer",
+        ld,
+        b"{\"a\":1}",
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("not_an_epcis_document"))
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) AS n FROM events")[0]["n"],
+        0,
+        "nothing captured"
+    );
+
+    let (status, _, job) = http(
+        &addr,
+        "POST",
+        "/epcis/capture?recorder=p1:manufacturer",
+        ld,
+        &doc,
+    );
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["events"], 13, "{job}");
+    assert_eq!(job["success"], true);
+    assert_eq!(job["outcome"]["events_accepted"], 8, "{job}");
+    let refused = job["outcome"]["rejected"].as_array().expect("rejected");
+    assert_eq!(refused.len(), 5, "{job}");
+    assert!(
+        refused.iter().all(|r| r["reason"] == "epcis_unsupported"),
+        "{job}"
+    );
+    // Answered once sealed: the events are in the log already.
+    assert_eq!(site.sql("SELECT count(*) AS n FROM events")[0]["n"], 8);
+    let id = job["captureID"].as_str().expect("capture id");
+    let (status, _, again) = http(&addr, "GET", &format!("/epcis/capture/{id}"), ld, b"");
+    assert_eq!((status, &again), (200, &job));
+    let (status, _, _) = http(&addr, "GET", "/epcis/capture/unknown", ld, b"");
+    assert_eq!(status, 404);
+}
