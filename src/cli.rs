@@ -38,6 +38,11 @@ enum Command {
     /// Trace a product, part or batch: backward (what went into it) or forward (where it
     /// went), through any number of assembly and transformation levels.
     Trace(TraceArgs),
+    /// A recall: every object a lot or part went into (forward), each with its last known
+    /// state, place and custodian; with --reverse, what went into a product, down to the
+    /// lots that could have caused a complaint. table, json, csv or epcis, and a trace
+    /// certificate with --certificate.
+    Recall(crate::recall::RecallArgs),
     /// Compact the sealed batches' small events files into large files sorted by trace code
     /// (every proof still verifies; queries never see an event twice or miss one).
     Compact(CompactArgs),
@@ -511,6 +516,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = data_of(a.data.clone());
             trace_cmd(a, &data)
         }
+        Command::Recall(a) => {
+            let data = data_of(a.data.clone());
+            crate::recall::run(a, &data)
+        }
         Command::Check(a) => check_cmd(&data_of(a.data), a.deep, a.json),
         Command::Serve(a) => {
             let data = data_of(a.data);
@@ -943,7 +952,7 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// ([`veritrace_processors::epcis::export`]): imported events as they were imported (a part
 /// of a split EPCIS event brings the whole event, once), native events in their EPCIS form;
 /// events with no EPCIS form are named on stderr, never dropped silently.
-async fn epcis_export(
+pub(crate) async fn epcis_export(
     engine: &QueryEngine,
     batches: &[arrow::record_batch::RecordBatch],
     name: &str,

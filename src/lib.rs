@@ -10,6 +10,7 @@ pub mod demo;
 pub mod gateway_cmd;
 pub mod mqtt_cmd;
 pub mod process;
+pub mod recall;
 pub mod registry_cmd;
 pub mod rt;
 pub mod signing;

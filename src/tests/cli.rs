@@ -1390,3 +1390,86 @@ fn an_epcis_document_imports_event_by_event_with_cbv_hash_ids_and_proofs() {
     );
     assert_eq!(reached, 1);
 }
+
+/// A recall from the lot that went into the most objects: every object made from it is
+/// reported once with its last known event (one of its own), a reverse recall from one of
+/// those objects finds the lot again, the certificate verifies, and the EPCIS form is an
+/// EPCIS query document.
+#[test]
+fn a_recall_reaches_every_object_made_from_a_lot_and_the_reverse_finds_the_lot() {
+    let d = demo(20_000);
+    let data = d.data.to_str().expect("p");
+    let lot = sql_json(
+        &d.data,
+        "SELECT parent FROM edges GROUP BY parent ORDER BY count(*) DESC, parent LIMIT 1",
+    )[0]["parent"]
+        .as_str()
+        .expect("a lot")
+        .to_owned();
+    let children: std::collections::BTreeSet<String> = sql_json(
+        &d.data,
+        &format!("SELECT DISTINCT child FROM edges WHERE parent = '{lot}'"),
+    )
+    .as_array()
+    .expect("rows")
+    .iter()
+    .filter_map(|r| r["child"].as_str().map(str::to_owned))
+    .collect();
+    assert!(children.len() > 1, "{children:?}");
+    let cert = d.data.join("recall-cert.json");
+    let rows: serde_json::Value = serde_json::from_str(&ok(&[
+        "recall",
+        &lot,
+        "--data",
+        data,
+        "--format",
+        "json",
+        "--certificate",
+        cert.to_str().expect("p"),
+    ]))
+    .expect("json");
+    let rows = rows.as_array().expect("rows");
+    let codes: Vec<&str> = rows.iter().filter_map(|r| r["code"].as_str()).collect();
+    let unique: std::collections::BTreeSet<&str> = codes.iter().copied().collect();
+    assert_eq!(unique.len(), codes.len(), "each object once");
+    for c in &children {
+        assert!(
+            unique.contains(c.as_str()),
+            "{c} made from {lot} is missing"
+        );
+    }
+    for r in rows {
+        if let Some(id) = r["last_event_id"].as_str() {
+            let owner = sql_json(
+                &d.data,
+                &format!("SELECT trace_code FROM events WHERE event_id = '{id}'"),
+            );
+            assert_eq!(owner[0]["trace_code"], r["code"], "{r}");
+            assert_ne!(r["state"], "no events", "{r}");
+        }
+    }
+    assert!(ok(&["verify", cert.to_str().expect("p")]).contains("VALID"));
+
+    let child = children.iter().next().expect("a child");
+    let back: serde_json::Value = serde_json::from_str(&ok(&[
+        "recall",
+        child,
+        "--reverse",
+        "--data",
+        data,
+        "--format",
+        "json",
+    ]))
+    .expect("json");
+    assert!(
+        back.as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["code"].as_str() == Some(lot.as_str())),
+        "{back}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&ok(&["recall", &lot, "--data", data, "--format", "epcis"]))
+            .expect("epcis");
+    assert_eq!(doc["type"], "EPCISQueryDocument");
+}
