@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rumqttc::v5::mqttbytes::v5 as m5;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
@@ -330,19 +330,7 @@ fn refusal(cfg: &BridgeConfig, kafka_topic: &str, msg: &Msg) -> Option<Refused> 
 
 /// The headers of a refused message, as the processors write them on their rejections.
 fn rejection_headers(r: &Refused) -> OwnedHeaders {
-    OwnedHeaders::new()
-        .insert(Header {
-            key: "veritrace-reason",
-            value: Some(r.reason.as_str()),
-        })
-        .insert(Header {
-            key: "veritrace-detail",
-            value: Some(r.detail.as_str()),
-        })
-        .insert(Header {
-            key: "veritrace-source",
-            value: Some(r.source.as_str()),
-        })
+    veritrace_processors::kafka::rejection_headers(r.reason.as_str(), &r.detail, &r.source)
 }
 
 fn kafka_topic<'a>(routes: &'a [(String, String)], mqtt_topic: &str) -> Option<&'a str> {

@@ -23,6 +23,30 @@ pub mod admin;
 pub mod settings;
 mod worker;
 
+/// The headers every rejection published to the rejected topic carries: `veritrace-reason`
+/// (the stable code), `veritrace-detail` and `veritrace-source` (where the record came from:
+/// `topic/partition/offset`, or `mqtt:TOPIC` for the MQTT bridge's refusals).
+pub fn rejection_headers(
+    reason: &str,
+    detail: &str,
+    source: &str,
+) -> rdkafka::message::OwnedHeaders {
+    use rdkafka::message::{Header, OwnedHeaders};
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "veritrace-reason",
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: "veritrace-detail",
+            value: Some(detail),
+        })
+        .insert(Header {
+            key: "veritrace-source",
+            value: Some(source),
+        })
+}
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
 use std::sync::{Arc, Mutex};

@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::Header;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use veritrace_anchor::{DataDir, DirLock};
 
@@ -317,19 +317,7 @@ impl Worker {
 
     fn send(&self, p: &mut PendingReject) -> Result<()> {
         let source = format!("{}/{}/{}", self.ctx.topic, self.ctx.partition, p.offset);
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "veritrace-reason",
-                value: Some(p.reason.as_str()),
-            })
-            .insert(Header {
-                key: "veritrace-detail",
-                value: Some(p.detail.as_str()),
-            })
-            .insert(Header {
-                key: "veritrace-source",
-                value: Some(source.as_str()),
-            });
+        let mut headers = super::rejection_headers(p.reason.as_str(), &p.detail, &source);
         let truncated;
         if let Some(n) = p.truncated_from {
             truncated = n.to_string();
