@@ -811,6 +811,41 @@ fn trace_certificates_verify_offline_and_tampering_is_reported_per_event() {
     c["trace"]["nodes"][1]["from"] = c["trace"]["nodes"][2]["code"].clone();
     let (code, _) = verify(&write("relinked.json", &c));
     assert_eq!(code, 1);
+    // An event moved under another object's node (its proof is intact): another product's
+    // history must not pass for this one's.
+    let mut c = cert.clone();
+    let events = c["events"].as_array_mut().expect("e");
+    let (moved, other) = {
+        let i = events
+            .iter()
+            .position(|e| e["event"]["trace_code"] == e["node"])
+            .expect("an event of its own node");
+        let other = cert["trace"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|n| n["code"].as_str())
+            .find(|code| {
+                let ev = &events[i]["event"];
+                ev["trace_code"].as_str() != Some(*code)
+                    && !ev["inputs"].to_string().contains(code)
+                    && !ev["outputs"].to_string().contains(code)
+            })
+            .expect("another node")
+            .to_owned();
+        (i, other)
+    };
+    events[moved]["node"] = other.clone().into();
+    let moved_id = events[moved]["event"]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (code, v) = verify(&write("moved.json", &c));
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["problems"].to_string().contains(&moved_id) && v["problems"].to_string().contains(&other),
+        "{v}"
+    );
     // An event listed twice.
     let mut c = cert.clone();
     let first = c["events"][0].clone();

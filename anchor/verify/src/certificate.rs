@@ -213,6 +213,13 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
                 "event {id} belongs to {}, which is not a node of the trace",
                 e.node
             ));
+        } else if !concerns(&e.event, &e.node) {
+            // Listed under a node its own content does not name: another object's history.
+            problems.push(format!(
+                "event {id} is listed under {}, but its content names that object neither as \
+                 its trace code nor among its inputs or outputs",
+                e.node
+            ));
         }
         if let Some(eid) = e.event.get("event_id").and_then(Value::as_str)
             && by_id.insert(eid, &e.event).is_some()
@@ -299,4 +306,12 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
         problems,
         notes,
     })
+}
+
+/// True when `event`'s own content names `node`: as its trace code, or among its inputs or
+/// outputs (an edge event is listed under the object it was crossed from).
+fn concerns(event: &Value, node: &str) -> bool {
+    event.get("trace_code").and_then(Value::as_str) == Some(node)
+        || strings(event.get("inputs")).contains(&node)
+        || strings(event.get("outputs")).contains(&node)
 }
