@@ -861,6 +861,58 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// A trace walk and its events, with what a command asked beside them.
+pub(crate) struct Traced {
+    /// The objects reached.
+    pub(crate) walk: veritrace_queries::trace::Walk,
+    /// Every event of the walk.
+    pub(crate) batches: Vec<arrow::record_batch::RecordBatch>,
+    /// The events as an EPCIS document, when asked for.
+    pub(crate) epcis: Option<serde_json::Value>,
+}
+
+/// Walks the trace graph from `code`; writes the walk's trace certificate to
+/// `certificate` and builds the EPCIS document named `epcis` when asked.
+pub(crate) fn traced(
+    data: &std::path::Path,
+    code: &str,
+    direction: veritrace_queries::trace::Direction,
+    depth: Option<u32>,
+    certificate: Option<&std::path::Path>,
+    epcis: Option<&str>,
+) -> anyhow::Result<Traced> {
+    let rt = crate::rt::runtime()?;
+    let (walk, batches, cert, doc) = rt.block_on(async {
+        let engine = QueryEngine::open(data).await?;
+        let (walk, batches) = engine.trace(code, direction, depth).await?;
+        let cert = match certificate {
+            Some(_) => Some(engine.certificate(code, direction, depth).await?),
+            None => None,
+        };
+        let doc = match epcis {
+            Some(name) => Some(epcis_export(&engine, &batches, name).await?),
+            None => None,
+        };
+        Ok::<_, anyhow::Error>((walk, batches, cert, doc))
+    })?;
+    if let (Some(path), Some(cert)) = (certificate, &cert) {
+        std::fs::write(path, serde_json::to_vec_pretty(cert)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "certificate: {} events, {} batches, {} epoch receipts -> {}",
+            cert.events.len(),
+            cert.batches.len(),
+            cert.anchors.len(),
+            path.display()
+        );
+    }
+    Ok(Traced {
+        walk,
+        batches,
+        epcis: doc,
+    })
+}
+
 fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
     use veritrace_queries::trace::{self, Direction};
     let direction = if a.backward {
@@ -877,37 +929,23 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
             .parse()
             .map_err(|e: String| anyhow::anyhow!("{e} (or tree, the default, or epcis)"))?
     };
-    let rt = crate::rt::runtime()?;
-    let (walk, batches, cert, epcis_doc) = rt.block_on(async {
-        let engine = QueryEngine::open(data).await?;
-        let (walk, batches) = engine.trace(&a.code, direction, a.depth).await?;
-        let cert = match &a.certificate {
-            Some(_) => Some(engine.certificate(&a.code, direction, a.depth).await?),
-            None => None,
-        };
-        let doc = if epcis {
-            let name = format!(
-                "veritrace:trace:{}:{}",
-                if a.backward { "backward" } else { "forward" },
-                a.code
-            );
-            Some(epcis_export(&engine, &batches, &name).await?)
-        } else {
-            None
-        };
-        Ok::<_, anyhow::Error>((walk, batches, cert, doc))
-    })?;
-    if let (Some(path), Some(cert)) = (&a.certificate, &cert) {
-        std::fs::write(path, serde_json::to_vec_pretty(cert)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!(
-            "certificate: {} events, {} batches, {} epoch receipts -> {}",
-            cert.events.len(),
-            cert.batches.len(),
-            cert.anchors.len(),
-            path.display()
-        );
-    }
+    let name = format!(
+        "veritrace:trace:{}:{}",
+        if a.backward { "backward" } else { "forward" },
+        a.code
+    );
+    let Traced {
+        walk,
+        batches,
+        epcis: epcis_doc,
+    } = traced(
+        data,
+        &a.code,
+        direction,
+        a.depth,
+        a.certificate.as_deref(),
+        epcis.then_some(name.as_str()),
+    )?;
     let out = if let Some(doc) = &epcis_doc {
         serde_json::to_vec_pretty(doc)?
     } else if tree {

@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use clap::Args;
 use veritrace_queries::trace::Direction;
-use veritrace_queries::{Format, QueryEngine, output};
+use veritrace_queries::{Format, output};
 
 /// `veritrace recall`.
 #[derive(Debug, Args)]
@@ -82,35 +81,23 @@ pub fn run(a: RecallArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
             .parse()
             .map_err(|e: String| anyhow::anyhow!("{e} (or epcis)"))?
     };
-    let rt = crate::rt::runtime()?;
     let name = format!(
         "veritrace:recall:{}:{}",
         if a.reverse { "reverse" } else { "forward" },
         a.code
     );
-    let (walk, batches, cert, doc) = rt.block_on(async {
-        let engine = QueryEngine::open(data).await?;
-        let (walk, batches) = engine.trace(&a.code, direction, a.depth).await?;
-        let cert = match &a.certificate {
-            Some(_) => Some(engine.certificate(&a.code, direction, a.depth).await?),
-            None => None,
-        };
-        let doc = if epcis {
-            Some(crate::cli::epcis_export(&engine, &batches, &name).await?)
-        } else {
-            None
-        };
-        Ok::<_, anyhow::Error>((walk, batches, cert, doc))
-    })?;
-    if let (Some(path), Some(cert)) = (&a.certificate, &cert) {
-        std::fs::write(path, serde_json::to_vec_pretty(cert)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!(
-            "certificate: {} events -> {}",
-            cert.events.len(),
-            path.display()
-        );
-    }
+    let crate::cli::Traced {
+        walk,
+        batches,
+        epcis: doc,
+    } = crate::cli::traced(
+        data,
+        &a.code,
+        direction,
+        a.depth,
+        a.certificate.as_deref(),
+        epcis.then_some(name.as_str()),
+    )?;
     // The last event of each object.
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&output::encode(&batches, Format::Json)?)?;
