@@ -54,8 +54,11 @@ enum Command {
     Publish(PublishArgs),
     /// Write the proof bundle of one event.
     Proof(ProofArgs),
-    /// Verify a proof bundle (offline, or against the chain with --rpc); exits 0 when
-    /// valid, 1 when not, 2 when it could not be checked (file unreadable, RPC down).
+    /// Verify a proof bundle or trace certificate (offline, or against the chain with
+    /// --rpc); exits 0 when valid and anchored in the --ledger, --key or --rpc you gave, 3
+    /// when valid but anchored in nothing you gave (first line UNANCHORED: anyone with a key
+    /// of their own can make such a file), 1 when not valid, 2 when it could not be checked
+    /// (file unreadable, RPC down).
     Verify(VerifyArgs),
     /// Serve the HTTP API over a data directory.
     Serve(ServeArgs),
@@ -854,10 +857,12 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", verdict.text);
     }
-    Ok(if verdict.valid {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    // 0 valid and anchored in what the auditor supplied, 3 valid but anchored in nothing
+    // (anyone can make such a file), 1 invalid.
+    Ok(match (verdict.valid, verdict.anchored) {
+        (true, true) => ExitCode::SUCCESS,
+        (true, false) => ExitCode::from(3),
+        (false, _) => ExitCode::from(1),
     })
 }
 

@@ -13,7 +13,13 @@ use std::time::{Duration, Instant};
 fn proven(data: &str, id: &str, out: &Path) -> String {
     let path = out.to_str().expect("p");
     ok(&["proof", "--data", data, id, "--out", path]);
-    ok(&["verify", path])
+    verified(data, out)
+}
+
+/// `veritrace verify FILE` anchored in `data`'s ledger, which must pass (exit 0).
+fn verified(data: &str, file: &Path) -> String {
+    let ledger = format!("{data}/ledger/local.jsonl");
+    ok(&["verify", file.to_str().expect("p"), "--ledger", &ledger])
 }
 
 struct Demo {
@@ -118,6 +124,20 @@ fn demo_proves_verifies_and_catches_tampering() {
         ]);
         assert!(out.starts_with("VALID"), "{out}");
         assert!(out.contains("anchored"), "{out}");
+        // Without the operator's ledger or key the receipt's own key is all there is, and a
+        // forger's file would pass the same checks: not a success (exit 3, UNANCHORED).
+        let out = run(&["verify", proof.to_str().expect("p")]);
+        assert_eq!(out.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("UNANCHORED"));
+        // Pinned to another key, it fails.
+        let other = "11".repeat(32);
+        let out = run(&["verify", proof.to_str().expect("p"), "--key", &other]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     // Any altered byte in event, path, roots or receipt fails with a reason.
@@ -208,7 +228,12 @@ fn demo_proves_verifies_and_catches_tampering() {
         }
         b[pos] = if b[pos] == b'0' { b'1' } else { b'0' };
         std::fs::write(&path, &b).expect("write");
-        let out = run(&["verify", path.to_str().expect("p")]);
+        let out = run(&[
+            "verify",
+            path.to_str().expect("p"),
+            "--ledger",
+            ledger.to_str().expect("p"),
+        ]);
         assert_ne!(out.status.code(), Some(0), "changed byte {pos} verified");
         failures += 1;
     }
@@ -568,9 +593,19 @@ fn unanchored_epoch_gives_a_sealed_proof_that_still_verifies() {
         serde_json::from_str(&std::fs::read_to_string(&proof).expect("read")).expect("json");
     assert_eq!(bundle["status"].as_str(), Some("sealed"));
     assert!(bundle.get("anchor").is_none());
-    let out = ok(&["verify", proof.to_str().expect("p")]);
+    // Sealed, in no anchored epoch yet: consistent, but nothing anchors it (exit 3).
+    let out = run(&[
+        "verify",
+        proof.to_str().expect("p"),
+        "--ledger",
+        ledger.to_str().expect("p"),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.starts_with("VALID") && out.contains("(sealed)") && out.contains("not anchored yet"),
+        out.starts_with("UNANCHORED")
+            && out.contains("(sealed)")
+            && out.contains("not anchored yet"),
         "{out}"
     );
     // Claiming anchored without a receipt fails.
@@ -1093,9 +1128,9 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
     disclosing_proof(d, &open);
     let plain_text = std::fs::read_to_string(&plain).expect("read");
     assert!(!plain_text.contains("Erika"), "{plain_text}");
-    let out = ok(&["verify", plain.to_str().expect("p")]);
+    let out = verified(d, &plain);
     assert!(out.contains("committed, not disclosed"), "{out}");
-    let out = ok(&["verify", open.to_str().expect("p")]);
+    let out = verified(d, &open);
     assert!(
         out.contains("private field counterparty.name disclosed"),
         "{out}"
@@ -1145,7 +1180,7 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
         "--config", c, "erase", "--data", d, "--event", "s1", "--reason", "again",
     ]);
     assert!(!out.status.success(), "nothing left to erase");
-    let out = ok(&["verify", plain.to_str().expect("p")]);
+    let out = verified(d, &plain);
     assert!(out.contains("committed, not disclosed"), "{out}");
     let again = tmp.path().join("again.json");
     disclosing_proof(d, &again);
@@ -1154,7 +1189,7 @@ fn private_fields_are_committed_disclosed_on_request_and_erased_with_proofs_inta
             .expect("read")
             .contains("Erika")
     );
-    ok(&["verify", again.to_str().expect("p")]);
+    verified(d, &again);
     let audit = sql_json(&data, "SELECT entry_id, route, entry FROM audit");
     assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
     assert_eq!(audit[0]["route"], "erase");
@@ -1483,7 +1518,7 @@ fn a_recall_reaches_every_object_made_from_a_lot_and_the_reverse_finds_the_lot()
             assert_ne!(r["state"], "no events", "{r}");
         }
     }
-    assert!(ok(&["verify", cert.to_str().expect("p")]).contains("VALID"));
+    assert!(verified(data, &cert).starts_with("VALID"));
 
     let child = children.iter().next().expect("a child");
     let back: serde_json::Value = serde_json::from_str(&ok(&[

@@ -119,8 +119,13 @@ fn a_demo_on_a_real_chain_verifies_against_it_and_forged_receipts_fail() {
         let (code, v) = verify(&p, &["--rpc", &node.url(), "--contract", &contract]);
         assert_eq!(code, 0, "{v}");
         assert!(v["checks"].to_string().contains("anchoredAt"), "{v}");
+        // Without the chain, the receipt is only consistent with itself: exit 3.
         let (code, v) = verify(&p, &[]);
-        assert_eq!(code, 0, "{v}");
+        assert_eq!(code, 3, "{v}");
+        assert_eq!(
+            (&v["valid"], &v["anchored"]),
+            (&Value::Bool(true), &Value::Bool(false))
+        );
         assert!(
             v["notes"].to_string().contains("chain was not consulted"),
             "{v}"

@@ -499,9 +499,12 @@ fn signed_events_are_checked_against_the_registry_in_the_log_and_proofs_show_the
         let text = b.to_string();
         assert!(text.contains("envelope_sha256"), "{id}: {text}");
         assert_eq!(b["format"], "veritrace.proof/2", "{id}");
+        let ledger = site.data.join("ledger/local.jsonl");
         let verify = |path: &Path| {
             let out = bin()
                 .args(["verify", path.to_str().expect("path")])
+                .arg("--ledger")
+                .arg(&ledger)
                 .output()
                 .expect("verify");
             (
@@ -688,9 +691,12 @@ fn signed_events_disclose_private_fields_beside_the_signature_and_erasure_keeps_
         );
     }
 
+    let ledger = site.data.join("ledger/local.jsonl");
     let verify = |path: &Path| {
         let out = bin()
             .args(["verify", path.to_str().expect("p")])
+            .arg("--ledger")
+            .arg(&ledger)
             .output()
             .expect("verify");
         (
@@ -1228,6 +1234,8 @@ fn the_embedded_gateway_answers_once_sealed_with_each_outcome_and_survives_kill_
     site.ok(&["proof", "emb-3", "--out", proof.to_str().expect("path")]);
     let out = bin()
         .args(["verify", proof.to_str().expect("path")])
+        .arg("--ledger")
+        .arg(site.data.join("ledger/local.jsonl"))
         .output()
         .expect("verify");
     assert!(

@@ -1,7 +1,9 @@
 //! `veritrace-verify`: the auditor's tool. Verifies a proof bundle or a trace certificate
 //! offline (and, built with `--features rpc`, against the chain) and exits 0 when it is
-//! valid, 1 when it is not, 2 when it could not decide (unreadable file, chain unreachable,
-//! bad arguments). `veritrace verify` is the same code inside the node's binary.
+//! valid and rests on a trust anchor (`--ledger`, `--key` or `--rpc`), 3 when it is valid but
+//! rests on none (anyone can make such a file), 1 when it is not valid, 2 when it could not
+//! decide (unreadable file, chain unreachable, bad arguments). `veritrace verify` is the same
+//! code inside the node's binary.
 
 use std::process::ExitCode;
 
@@ -12,7 +14,9 @@ const USAGE: &str = "\
 usage: veritrace-verify [OPTIONS] FILE
 
 Verifies a Veritrace proof bundle or trace certificate (JSON): every hash, the batch and
-epoch roots, the anchor receipt. Exit status: 0 valid, 1 invalid, 2 could not decide.
+epoch roots, the anchor receipt. Exit status: 0 valid and anchored in a key, ledger or chain
+you supplied, 3 valid but anchored in nothing you supplied (first line UNANCHORED: anyone
+with a key of their own can make such a file), 1 invalid, 2 could not decide.
 
 options:
   --ledger FILE        the node's local ledger: checks its whole hash chain and the receipt in it
@@ -114,7 +118,7 @@ fn chain(a: &Args) -> Result<Option<Box<dyn ChainCheck>>, String> {
     }
 }
 
-fn run(a: &Args) -> Result<bool, String> {
+fn run(a: &Args) -> Result<ExitCode, String> {
     let file = a.file.as_deref().unwrap_or_default();
     let bytes = std::fs::read(file).map_err(|e| format!("reading {file}: {e}"))?;
     let ledger = match &a.ledger {
@@ -135,7 +139,16 @@ fn run(a: &Args) -> Result<bool, String> {
     } else {
         print!("{}", verdict.text);
     }
-    Ok(verdict.valid)
+    Ok(exit_code(&verdict))
+}
+
+/// 0 valid and anchored, 3 valid and unanchored, 1 invalid.
+fn exit_code(v: &veritrace_verify::report::Verdict) -> ExitCode {
+    match (v.valid, v.anchored) {
+        (true, true) => ExitCode::SUCCESS,
+        (true, false) => ExitCode::from(3),
+        (false, _) => ExitCode::from(1),
+    }
 }
 
 fn main() -> ExitCode {
@@ -145,8 +158,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Parsed::Run(a)) => match run(&a) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
+            Ok(code) => code,
             Err(e) => {
                 eprintln!("veritrace-verify: {e}");
                 ExitCode::from(2)

@@ -52,6 +52,11 @@ pub trait ChainCheck {
 pub struct Verdict {
     /// True when every check passed.
     pub valid: bool,
+    /// True when the result rests on a trust anchor the auditor supplied (the operator's
+    /// pinned key or ledger file, or the chain read back). A valid document without one is
+    /// only consistent with itself: anyone with a key can make such a file. The CLIs exit 3
+    /// for it, and its first line says `UNANCHORED`.
+    pub anchored: bool,
     /// The report for people, one line per check (ends with a newline).
     pub text: String,
     /// The report for scripts.
@@ -62,6 +67,7 @@ impl Verdict {
     fn invalid(name: &str, code: &str, msg: String) -> Self {
         Verdict {
             valid: false,
+            anchored: false,
             text: format!("INVALID  {name}: {msg}\n"),
             json: json!({"valid": false, "code": code, "error": msg}),
         }
@@ -94,6 +100,7 @@ pub fn verify_document(
             match chain.check(receipt, &epoch.root, epoch.epoch_id, epoch.batch_count) {
                 Ok(checks) => {
                     report.checks.extend(checks);
+                    report.trusted = true;
                     report
                         .notes
                         .retain(|n| !n.starts_with("the chain was not consulted"));
@@ -129,11 +136,19 @@ pub fn verify_document(
     if let Some(n) = chain_note {
         report.notes.push(n.to_owned());
     }
-    let mut text = format!(
-        "VALID  {} ({})\n",
-        report.event_id.as_deref().unwrap_or("?"),
-        report.status.as_str()
-    );
+    let mut text = if report.trusted {
+        format!(
+            "VALID  {} ({})\n",
+            report.event_id.as_deref().unwrap_or("?"),
+            report.status.as_str()
+        )
+    } else {
+        format!(
+            "UNANCHORED  {} ({}): {UNANCHORED}\n",
+            report.event_id.as_deref().unwrap_or("?"),
+            report.status.as_str()
+        )
+    };
     for c in &report.checks {
         text.push_str(&format!("  ok    {c}\n"));
     }
@@ -142,9 +157,11 @@ pub fn verify_document(
     }
     Ok(Verdict {
         valid: true,
+        anchored: report.trusted,
         text,
         json: json!({
             "valid": true,
+            "anchored": report.trusted,
             "event_id": report.event_id,
             "status": report.status.as_str(),
             "checks": report.checks,
@@ -168,6 +185,7 @@ fn certificate(
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
     };
     // Each epoch receipt once against the chain, when asked.
+    let mut chain_backed = std::collections::HashSet::new();
     if let Some(chain) = chain {
         for (epoch_id, anchor) in &cert.anchors {
             let Anchor::Evm { receipt } = anchor else {
@@ -182,10 +200,13 @@ fn certificate(
                 continue;
             };
             match chain.check(receipt, &ep.root, ep.epoch_id, ep.batch_count) {
-                Ok(_) => report.checks.push(format!(
-                    "epoch {epoch_id}: root read back from contract {} in block {}",
-                    receipt.contract, receipt.block_number
-                )),
+                Ok(_) => {
+                    chain_backed.insert(*epoch_id);
+                    report.checks.push(format!(
+                        "epoch {epoch_id}: root read back from contract {} in block {}",
+                        receipt.contract, receipt.block_number
+                    ));
+                }
                 Err(ChainCheckError::Failed { code, detail }) => report
                     .problems
                     .push(format!("epoch {epoch_id}: {code}: {detail}")),
@@ -194,6 +215,24 @@ fn certificate(
         }
     }
     let valid = report.valid();
+    // Anchored when every event rests on the pinned key or ledger, or on its epoch's root
+    // read back from the chain.
+    let anchored = valid
+        && report
+            .events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| match &e.result {
+                Ok(r) => {
+                    r.trusted
+                        || cert
+                            .bundle(i)
+                            .ok()
+                            .and_then(|b| b.epoch.map(|ep| ep.epoch_id))
+                            .is_some_and(|id| chain_backed.contains(&id))
+                }
+                Err(_) => false,
+            });
     let events: Vec<Value> = report
         .events
         .iter()
@@ -204,6 +243,7 @@ fn certificate(
         .collect();
     let json = json!({
         "valid": valid,
+        "anchored": anchored,
         "root": cert.trace.root,
         "direction": cert.trace.direction,
         "events": events,
@@ -212,11 +252,20 @@ fn certificate(
         "notes": report.notes,
     });
     let mut text = format!(
-        "{}  certificate: {} trace of {} ({} events)\n",
-        if valid { "VALID" } else { "INVALID" },
+        "{}  certificate: {} trace of {} ({} events){}\n",
+        match (valid, anchored) {
+            (false, _) => "INVALID",
+            (true, true) => "VALID",
+            (true, false) => "UNANCHORED",
+        },
         cert.trace.direction,
         cert.trace.root,
-        report.events.len()
+        report.events.len(),
+        if valid && !anchored {
+            format!(": {UNANCHORED}")
+        } else {
+            String::new()
+        }
     );
     for e in &report.events {
         text.push_str(&match &e.result {
@@ -248,5 +297,15 @@ fn certificate(
             "  note  the chain was not consulted: pass --rpc URL to read the epoch roots back\n",
         );
     }
-    Ok(Verdict { valid, text, json })
+    Ok(Verdict {
+        valid,
+        anchored,
+        text,
+        json,
+    })
 }
+
+/// What an unanchored verdict says on its first line.
+const UNANCHORED: &str = "every check passes, but nothing ties this file to the operator \
+    (anyone with a key of their own can make one): pass --ledger FILE or --key HEX (the \
+    operator's local ledger or published key) or --rpc URL (the chain)";

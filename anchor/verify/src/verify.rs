@@ -27,6 +27,11 @@ pub struct Report {
     pub checks: Vec<String>,
     /// Limits of what was proven (for example: no independent key was supplied).
     pub notes: Vec<String>,
+    /// True when the result rests on a trust anchor the auditor supplied: the operator's
+    /// pinned key or its ledger file for a local receipt. (A chain that backs an EVM receipt
+    /// is the other anchor; [`crate::report`] adds it.) False for a sealed event, and for a
+    /// receipt whose key came from the receipt itself: anyone can make such a file.
+    pub trusted: bool,
 }
 
 /// Each disclosed private field matches its commitment; committed fields not disclosed are
@@ -349,6 +354,7 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
             status: b.status,
             checks,
             notes,
+            trusted: false,
         });
     };
     let header_leaf = b.batch.leaf_hash()?;
@@ -381,6 +387,7 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
             status: b.status,
             checks,
             notes,
+            trusted: false,
         });
     };
     if b.status != Status::Anchored {
@@ -388,6 +395,7 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
             "bundle has an anchor receipt but status is not anchored".into(),
         ));
     }
+    let mut trusted = false;
     match anchor {
         Anchor::Local { ledger_entry } => {
             check_local_entry(ledger_entry, epoch.epoch_id, &epoch.root, epoch.batch_count)?;
@@ -430,6 +438,7 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
                 checks.push("signing key matches the pinned key".into());
                 key_pinned = true;
             }
+            trusted = key_pinned;
             if !key_pinned {
                 notes.push(
                     "the signing key was taken from the receipt itself: pass --ledger or --key with the operator's published key to tie it to the node".into(),
@@ -458,6 +467,7 @@ pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
         status: b.status,
         checks,
         notes,
+        trusted,
     })
 }
 

@@ -88,25 +88,28 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
-fn a_valid_bundle_exits_0_with_each_check() {
+fn a_consistent_bundle_anchored_in_nothing_exits_3_with_each_check() {
+    // A sealed bundle: every check passes, but no anchor ties it to anyone (anyone could
+    // have made it), so it is not a plain success.
     let d = Dir::new("valid");
     let p = d.write("b.json", &serde_json::to_vec(&bundle()).expect("json"));
     let out = run(&[s(&p)]);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(3),
         "{}{}",
         stdout(&out),
         stderr(&out)
     );
     let text = stdout(&out);
-    assert!(text.starts_with("VALID  e1 (sealed)"), "{text}");
+    assert!(text.starts_with("UNANCHORED  e1 (sealed)"), "{text}");
     assert!(text.contains("  ok    "), "{text}");
 
     let out = run(&["--json", s(&p)]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(v["valid"], true);
+    assert_eq!(v["anchored"], false);
     assert_eq!(v["event_id"], "e1");
     assert_eq!(v["status"], "sealed");
     assert!(v["checks"].as_array().is_some_and(|c| !c.is_empty()));
@@ -168,7 +171,7 @@ fn rpc_without_a_chain_to_ask_is_not_a_verdict() {
     // check and says so; without it, --rpc is refused as unavailable in this build.
     let out = run(&["--rpc", "http://127.0.0.1:9", s(&p)]);
     if cfg!(feature = "rpc") {
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
         assert!(
             stdout(&out).contains("--rpc has nothing to check"),
             "{}",
@@ -212,6 +215,14 @@ fn documents_written_before_the_layout_change_still_verify() {
     );
 
     let out = run(&[s(&f("certificate-38d4cc2.json"))]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "no anchor given: {}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).starts_with("UNANCHORED  certificate: backward trace"));
+    let out = run(&["--ledger", s(&ledger), s(&f("certificate-38d4cc2.json"))]);
     assert_eq!(
         out.status.code(),
         Some(0),
