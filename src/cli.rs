@@ -1017,8 +1017,13 @@ pub(crate) async fn epcis_export(
             row["leaf_index"].as_u64().unwrap_or(0),
             row["leaf_hash"].as_str().unwrap_or(""),
         );
-        // A part of a split EPCIS event stands for the whole event, proven by its first part.
-        let (base, original, proof) = match attrs["epcis_part_of"].as_str() {
+        // A part of a split EPCIS event stands for the whole event, proven by its first part
+        // (looked up once).
+        let part_of = attrs["epcis_part_of"].as_str();
+        if !seen.insert(part_of.unwrap_or(&id).to_owned()) {
+            continue;
+        }
+        let (original, proof) = match part_of {
             Some(base) => {
                 let loc = engine.event(base).await?;
                 let proof = export::proof_reference(
@@ -1027,17 +1032,10 @@ pub(crate) async fn epcis_export(
                     loc.leaf_index,
                     &hex::encode(loc.leaf_hash.0),
                 );
-                (
-                    base.to_owned(),
-                    loc.event["attributes"]["epcis"].clone(),
-                    proof,
-                )
+                (loc.event["attributes"]["epcis"].clone(), proof)
             }
-            None => (id.clone(), attrs["epcis"].clone(), proof),
+            None => (attrs["epcis"].clone(), proof),
         };
-        if !seen.insert(base.clone()) {
-            continue;
-        }
         let mut ev = if original.is_object() {
             original
         } else {

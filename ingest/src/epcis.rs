@@ -10,13 +10,16 @@ use veritrace_processors::epcis::{HashContext, Recorder, document_events, map_ev
 
 /// The records of an EPCIS document, events recorded by `recorder`.
 pub fn records(data: &[u8], recorder: &Recorder) -> Vec<Vec<u8>> {
-    let Ok(doc) = serde_json::from_slice::<Value>(data) else {
-        return vec![data.to_vec()];
-    };
-    let Some(events) = document_events(&doc) else {
-        return vec![data.to_vec()];
-    };
-    let ctx = HashContext::of_document(&doc);
+    serde_json::from_slice::<Value>(data)
+        .ok()
+        .and_then(|doc| document_records(&doc, recorder))
+        .unwrap_or_else(|| vec![data.to_vec()])
+}
+
+/// The records of a parsed EPCIS document; `None` when it is not one.
+pub fn document_records(doc: &Value, recorder: &Recorder) -> Option<Vec<Vec<u8>>> {
+    let events = document_events(doc)?;
+    let ctx = HashContext::of_document(doc);
     let mut out = Vec::new();
     for ev in events {
         // Each event keeps the document's context, so it stands alone: in the rejected
@@ -32,5 +35,5 @@ pub fn records(data: &[u8], recorder: &Recorder) -> Vec<Vec<u8>> {
             Err(_) => out.push(alone.to_string().into_bytes()),
         }
     }
-    out
+    Some(out)
 }

@@ -343,12 +343,16 @@ async fn ingest(
     let start = Instant::now();
     let cert = peer.and_then(|Extension(p)| p.client);
     let resp = ingest_inner(&gw, addr, cert.as_deref(), &headers, &body).await;
-    let status = resp.status();
+    observed(&gw, "/v1/ingest", start, resp)
+}
+
+/// Counts the answer of `route` and its latency since `start`.
+fn observed(gw: &Gateway, route: &str, start: Instant, resp: Response) -> Response {
     gw.requests
-        .with_label_values(&["/v1/ingest", status.as_str()])
+        .with_label_values(&[route, resp.status().as_str()])
         .inc();
     gw.latency
-        .with_label_values(&["/v1/ingest"])
+        .with_label_values(&[route])
         .observe(start.elapsed().as_secs_f64());
     resp
 }
@@ -375,14 +379,7 @@ async fn capture(
     let start = Instant::now();
     let cert = peer.and_then(|Extension(p)| p.client);
     let resp = capture_inner(&gw, addr, cert.as_deref(), q, &body).await;
-    let status = resp.status();
-    gw.requests
-        .with_label_values(&["/epcis/capture", status.as_str()])
-        .inc();
-    gw.latency
-        .with_label_values(&["/epcis/capture"])
-        .observe(start.elapsed().as_secs_f64());
-    resp
+    observed(&gw, "/epcis/capture", start, resp)
 }
 
 async fn capture_inner(
@@ -421,15 +418,16 @@ async fn capture_inner(
         );
     }
     let doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let events = doc.as_ref().and_then(document_events).map_or(0, Vec::len);
-    if doc.as_ref().and_then(document_events).is_none() {
+    let Some(events) = doc.as_ref().and_then(document_events).map(Vec::len) else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "not_an_epcis_document",
             "the body is not an EPCIS 2.0 document (JSON-LD with epcisBody.eventList); nothing was captured",
         );
-    }
-    let records = crate::epcis::records(body, &recorder);
+    };
+    let records = doc.as_ref().map_or_else(Vec::new, |d| {
+        crate::epcis::document_records(d, &recorder).unwrap_or_default()
+    });
     let resp = ingest_records(gw, peer, device, records).await;
     if resp.status() != StatusCode::ACCEPTED {
         return resp;
