@@ -1,4 +1,3 @@
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -6,7 +5,7 @@ use parquet::arrow::ArrowWriter;
 use tracing::instrument;
 use veritrace_verify::{Digest, merkle};
 
-use crate::fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
+
 use crate::tables::{EDGES, EVENTS, REJECTED, Table};
 use crate::{BatchHeader, DataDir, Error, Result};
 
@@ -62,10 +61,10 @@ impl BatchWriter {
             )));
         }
         let manifest = dir.manifest_file(stream, partition);
-        repair_torn_tail(&manifest)?;
+        dir.repair_torn_tail(&manifest)?;
         // A digest line torn by a crash was never followed by its commit line.
-        repair_torn_tail(&dir.batch_files_log(stream, partition))?;
-        let headers: Vec<BatchHeader> = read_jsonl(&manifest)?;
+        dir.repair_torn_tail(&dir.batch_files_log(stream, partition))?;
+        let headers: Vec<BatchHeader> = dir.read_jsonl(&manifest)?;
         check_chain(&manifest, stream, partition, &headers)?;
         check_references(dir, &manifest, stream, partition, &headers)?;
         let w = BatchWriter {
@@ -88,12 +87,14 @@ impl BatchWriter {
             self.dir.edges_dir(),
         ] {
             // Data directories made before the edges table have no edges/ yet.
-            if !d.exists() {
+            if !self.dir.is_remote() && !d.exists() {
                 std::fs::create_dir_all(&d).map_err(Error::io("create directory", &d))?;
             }
-            let entries = std::fs::read_dir(&d).map_err(Error::io("list", &d))?;
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
+            for (path, _) in self.dir.list_files(&d)? {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let Some(rest) = name.strip_prefix(&prefix) else {
                     continue;
                 };
@@ -104,8 +105,8 @@ impl BatchWriter {
                 if stale {
                     // Never deleted: nothing references it (checked at open), but a person
                     // may still want it; it is sealed again from the input.
-                    let to = quarantine(&self.dir, &e.path())?;
-                    tracing::warn!(file = %e.path().display(), moved_to = %to.display(), "batch file never committed to the manifest moved to quarantine");
+                    let to = quarantine(&self.dir, &path)?;
+                    tracing::warn!(file = %path.display(), moved_to = %to.display(), "batch file never committed to the manifest moved to quarantine");
                 }
             }
         }
@@ -155,41 +156,35 @@ impl BatchWriter {
         );
         let root = merkle::root(input.leaf_hashes);
 
-        write_parquet(&self.dir.events_file(&id), &input.events, &EVENTS)?;
+        let mut digests =
+            vec![write_parquet(&self.dir, &self.dir.events_file(&id), &input.events, &EVENTS)?];
         if let Some(rej) = &input.rejected
             && rej.num_rows() > 0
         {
-            write_parquet(&self.dir.rejected_file(&id), rej, &REJECTED)?;
+            digests.push(write_parquet(
+                &self.dir,
+                &self.dir.rejected_file(&id),
+                rej,
+                &REJECTED,
+            )?);
         }
         if let Some(edges) = &input.edges
             && edges.num_rows() > 0
         {
-            write_parquet(&self.dir.edges_file(&id), edges, &EDGES)?;
+            digests.push(write_parquet(
+                &self.dir,
+                &self.dir.edges_file(&id),
+                edges,
+                &EDGES,
+            )?);
         }
         // The files' digests go on record before the commit line names the batch.
-        let mut written = vec![self.dir.events_file(&id)];
-        for (file, any) in [
-            (
-                self.dir.rejected_file(&id),
-                input.rejected.as_ref().is_some_and(|r| r.num_rows() > 0),
-            ),
-            (
-                self.dir.edges_file(&id),
-                input.edges.as_ref().is_some_and(|e| e.num_rows() > 0),
-            ),
-        ] {
-            if any {
-                written.push(file);
-            }
-        }
         let files = crate::integrity::BatchFiles {
             batch_id: id.clone(),
-            files: written
-                .iter()
-                .map(|p| crate::integrity::digest_file(&self.dir, p))
-                .collect::<Result<_>>()?,
+            files: digests,
         };
         crate::integrity::record_batch_files(
+            &self.dir,
             &self.dir.batch_files_log(&self.stream, self.partition),
             &files,
         )?;
@@ -206,7 +201,7 @@ impl BatchWriter {
             prev_root: self.last.as_ref().map_or(Digest::ZERO, |h| h.root),
             sealed_at: input.sealed_at,
         };
-        append_line_durable(&self.manifest, &header)?;
+        self.dir.append_jsonl(&self.manifest, &header)?;
         self.last = Some(header.clone());
         Ok(header)
     }
@@ -215,6 +210,25 @@ impl BatchWriter {
 /// Moves `path` into `quarantine/` (keeping its name, suffixed when taken) and returns where.
 pub(crate) fn quarantine(dir: &DataDir, path: &Path) -> Result<PathBuf> {
     let q = dir.quarantine_dir();
+    if dir.is_remote() {
+        // No renames on an object store: a copy under quarantine/, then the original goes.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unnamed".into());
+        let Some(bytes) = dir.read_file(path)? else {
+            return Ok(path.to_owned());
+        };
+        let mut n = 0;
+        loop {
+            let to = if n == 0 { q.join(&name) } else { q.join(format!("{name}.{n}")) };
+            if dir.write_new(&to, bytes.clone())? {
+                dir.remove_file(path)?;
+                return Ok(to);
+            }
+            n += 1;
+        }
+    }
     std::fs::create_dir_all(&q).map_err(Error::io("create directory", &q))?;
     let name = path
         .file_name()
@@ -287,18 +301,38 @@ pub(crate) fn check_references(
     })
 }
 
-fn write_parquet(path: &Path, batch: &RecordBatch, table: &Table) -> Result<()> {
+/// Writes a batch's Parquet file and returns its digest. Locally the file replaces any
+/// leftover of the same name atomically; on an object store it is created only if absent
+/// (files of uncommitted batches were set aside at open, so one there now was written by
+/// another owner of the partition: this writer has lost it).
+fn write_parquet(
+    dir: &DataDir,
+    path: &Path,
+    batch: &RecordBatch,
+    table: &Table,
+) -> Result<crate::integrity::FileDigest> {
     let props = table.writer_properties(batch.num_rows());
-    write_atomic(path, |f: &mut File| {
-        let pe = |source| Error::Parquet {
-            path: path.to_owned(),
-            source,
-        };
-        let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props)).map_err(pe)?;
-        w.write(batch).map_err(pe)?;
-        w.close().map_err(pe)?;
-        Ok(())
-    })
+    let pe = |source| Error::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(pe)?;
+    w.write(batch).map_err(pe)?;
+    w.close().map_err(pe)?;
+    let digest = crate::integrity::digest_bytes(dir, path, &buf);
+    if dir.is_remote() {
+        if !dir.write_new(path, buf)? {
+            return Err(Error::Lost {
+                path: path.to_owned(),
+                detail: "another writer created this batch file: the partition has a new owner"
+                    .into(),
+            });
+        }
+    } else {
+        dir.write_replace(path, buf)?;
+    }
+    Ok(digest)
 }
 
 /// Checks one partition's manifest: consecutive sequence numbers, increasing offsets,

@@ -83,12 +83,21 @@ pub fn event_files(dir: &DataDir, headers: &[BatchHeader], log: &CompactionLog) 
             keys: f.keys,
         })
         .collect();
+    // On an object store, one listing instead of a request per batch.
+    let listed: Option<std::collections::HashSet<PathBuf>> = dir.is_remote().then(|| {
+        dir.list_files(&dir.events_dir())
+            .map(|v| v.into_iter().map(|(p, _)| p).collect())
+            .unwrap_or_default()
+    });
     files.extend(
         headers
             .iter()
             .filter(|h| !covered.contains(h.batch_id.as_str()))
             .map(|h| dir.events_file(&h.batch_id))
-            .filter(|p| p.exists())
+            .filter(|p| match &listed {
+                Some(l) => l.contains(p),
+                None => p.exists(),
+            })
             .map(|path| EventFile { path, keys: None }),
     );
     files
@@ -98,11 +107,19 @@ pub fn event_files(dir: &DataDir, headers: &[BatchHeader], log: &CompactionLog) 
 /// the sidecar compaction wrote. The caller checks them against the sealed root.
 pub fn batch_leaves(dir: &DataDir, batch_id: &str) -> Result<Vec<Digest>> {
     let events = dir.events_file(batch_id);
-    if events.exists() {
-        return leaves_from_events(&events);
+    if dir.is_remote() {
+        if let Some(bytes) = dir.read_file(&events)? {
+            return leaves_from_parquet(&events, bytes::Bytes::from(bytes));
+        }
+    } else if events.exists() {
+        let f = File::open(&events).map_err(Error::io("open", &events))?;
+        return leaves_from_parquet(&events, f);
     }
     let side = dir.leaves_file(batch_id);
-    let bytes = std::fs::read(&side).map_err(Error::io("read leaf hashes", &side))?;
+    let bytes = dir.read_file(&side)?.ok_or_else(|| Error::Corrupt {
+        path: side.clone(),
+        detail: format!("batch {batch_id} has neither its events file nor its leaf hashes"),
+    })?;
     if bytes.len() % 32 != 0 {
         return Err(Error::Corrupt {
             path: side,
@@ -122,12 +139,14 @@ pub fn batch_leaves(dir: &DataDir, batch_id: &str) -> Result<Vec<Digest>> {
         .collect())
 }
 
-fn leaves_from_events(path: &std::path::Path) -> Result<Vec<Digest>> {
+fn leaves_from_parquet<R: parquet::file::reader::ChunkReader + 'static>(
+    path: &std::path::Path,
+    f: R,
+) -> Result<Vec<Digest>> {
     let bad = |detail: String| Error::Corrupt {
         path: path.to_owned(),
         detail,
     };
-    let f = File::open(path).map_err(Error::io("open", path))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(e.to_string()))?;
     let idx = b
         .schema()
@@ -173,6 +192,7 @@ fn read_all(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
 /// (it takes `compacted/compactor.lock`); returns `Ok(None)` when another holds it.
 #[instrument(skip_all)]
 pub fn compact(dir: &DataDir, opts: &CompactOptions) -> Result<Option<CompactReport>> {
+    dir.require_local("compaction")?;
     std::fs::create_dir_all(dir.compacted_dir())
         .map_err(Error::io("create directory", dir.compacted_dir()))?;
     std::fs::create_dir_all(dir.leaves_dir())

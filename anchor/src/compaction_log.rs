@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use arrow_array::{Array, RecordBatch};
 
-use crate::fsutil::read_jsonl;
 use crate::{DataDir, Error, Result};
 
 /// One committed compaction.
@@ -187,7 +186,7 @@ impl CompactionLog {
     /// Reads the log (a torn last line is ignored).
     pub fn read(dir: &DataDir) -> Result<Self> {
         let mut log = CompactionLog::default();
-        for line in read_jsonl::<LogLine>(&dir.compactions_file())? {
+        for line in dir.read_jsonl::<LogLine>(&dir.compactions_file())? {
             match line {
                 LogLine::Merge(m) => log.merges.push(m),
                 LogLine::Compaction(c) => log.compactions.push(c),

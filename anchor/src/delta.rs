@@ -68,7 +68,7 @@ pub fn table_root(dir: &DataDir, table: &str) -> PathBuf {
 
 /// True once `veritrace publish` has run on the directory (its events table exists).
 pub fn enabled(dir: &DataDir) -> bool {
-    log_dir(dir.root()).is_dir()
+    !dir.is_remote() && log_dir(dir.root()).is_dir()
 }
 
 /// Publishes if [`enabled`]; a failure is logged, never fatal to the caller (sealing and
@@ -88,6 +88,7 @@ fn log_dir(root: &Path) -> PathBuf {
 
 /// Publishes every table: one new Delta version per table whose committed files changed.
 pub fn publish(dir: &DataDir) -> Result<Vec<Published>> {
+    dir.require_local("publishing Delta tables")?;
     TABLES.iter().map(|t| publish_table(dir, t)).collect()
 }
 
@@ -126,6 +127,7 @@ fn committed(dir: &DataDir, table: &str, root: &Path) -> Result<BTreeMap<String,
                 .collect();
             for (stream, p) in partitions {
                 recorded.extend(crate::integrity::read_batch_files(
+                    dir,
                     &dir.batch_files_log(stream, p),
                 )?);
             }

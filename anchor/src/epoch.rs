@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 use veritrace_verify::{Digest, merkle};
 
-use crate::fsutil::{append_line_durable, read_jsonl, repair_torn_tail};
 use crate::{BatchHeader, DataDir, Error, Result};
 
 /// One epoch: the batches it covers (in epoch-tree leaf order) and the root over their
@@ -30,6 +29,7 @@ pub struct EpochRecord {
 /// The append-only log of epochs (`epochs/epochs.jsonl`).
 #[derive(Debug)]
 pub struct EpochLog {
+    dir: DataDir,
     path: PathBuf,
     records: Vec<EpochRecord>,
     in_epoch: HashSet<String>,
@@ -39,7 +39,7 @@ impl EpochLog {
     /// Opens the epoch log for appending (one writer per data directory): repairs a torn
     /// last line, then reads it like [`EpochLog::read`].
     pub fn open_writer(dir: &DataDir) -> Result<Self> {
-        repair_torn_tail(&dir.epochs_file())?;
+        dir.repair_torn_tail(&dir.epochs_file())?;
         Self::read(dir)
     }
 
@@ -47,7 +47,7 @@ impl EpochLog {
     /// that no batch is in two epochs.
     pub fn read(dir: &DataDir) -> Result<Self> {
         let path = dir.epochs_file();
-        let records: Vec<EpochRecord> = read_jsonl(&path)?;
+        let records: Vec<EpochRecord> = dir.read_jsonl(&path)?;
         let mut in_epoch = HashSet::new();
         for (i, r) in records.iter().enumerate() {
             if r.epoch_id != i as u64 || r.batch_count != r.batch_ids.len() as u64 {
@@ -66,6 +66,7 @@ impl EpochLog {
             }
         }
         Ok(EpochLog {
+            dir: dir.clone(),
             path,
             records,
             in_epoch,
@@ -123,7 +124,7 @@ impl EpochLog {
             batch_ids: headers.iter().map(|h| h.batch_id.clone()).collect(),
             sealed_at,
         };
-        append_line_durable(&self.path, &rec)?;
+        self.dir.append_jsonl(&self.path, &rec)?;
         self.in_epoch.extend(rec.batch_ids.iter().cloned());
         self.records.push(rec.clone());
         Ok(Some(rec))

@@ -134,7 +134,7 @@ impl EpochLoop {
             holder,
         } = &self.lead
         {
-            let Some(lock) = DirLock::try_acquire(&self.dir.anchorer_lock_file(), holder)? else {
+            let Some(lock) = self.dir.try_lock(&self.dir.anchorer_lock_file(), holder)? else {
                 return Ok(false);
             };
             let a = Anchorer::open(&self.dir, *interval, backend.clone(), now_rfc3339)?;

@@ -35,6 +35,24 @@ pub enum Error {
         /// What contradicts what.
         detail: String,
     },
+    /// The object store holding the data directory failed a request (network, permissions,
+    /// a store without conditional writes); the work is retried, nothing is lost.
+    #[error("object store, {path}: {detail}")]
+    Store {
+        /// The file (object) concerned.
+        path: PathBuf,
+        /// What the store said.
+        detail: String,
+    },
+    /// Another process wrote where this one expected to own the next entry (a partition or
+    /// the epoch sealer moved to a new owner): this process stops writing there.
+    #[error("ownership lost, {path}: {detail}")]
+    Lost {
+        /// The log.
+        path: PathBuf,
+        /// What happened.
+        detail: String,
+    },
     /// The caller asked for something impossible (sealing offsets out of order, ...).
     #[error("invalid request: {0}")]
     Invalid(String),

@@ -103,3 +103,27 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     }
     Ok(out)
 }
+
+/// Writes `path` only if it does not exist: a temporary sibling is written and fsynced, then
+/// hard-linked to the name (which fails if the name is taken) and removed; the directory is
+/// fsynced. `true` when this call wrote it.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
+    }
+    let tmp = path.with_extension(format!("new-{}.tmp", std::process::id()));
+    let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+    f.write_all(bytes).map_err(Error::io("write", &tmp))?;
+    f.sync_all().map_err(Error::io("fsync", &tmp))?;
+    drop(f);
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(path)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io("link", path)(e)),
+    }
+}

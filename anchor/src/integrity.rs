@@ -55,8 +55,24 @@ pub struct BatchFiles {
     pub files: Vec<FileDigest>,
 }
 
-/// Hashes a file (streaming).
+/// The digest of a file's bytes, as recorded for `path`.
+pub fn digest_bytes(dir: &DataDir, path: &Path, bytes: &[u8]) -> FileDigest {
+    FileDigest {
+        file: relative(dir, path),
+        bytes: bytes.len() as u64,
+        sha256: Digest(Sha256::digest(bytes).into()),
+    }
+}
+
+/// Hashes a file (streaming, when local).
 pub fn digest_file(dir: &DataDir, path: &Path) -> Result<FileDigest> {
+    if dir.is_remote() {
+        let bytes = dir.read_file(path)?.ok_or_else(|| Error::Corrupt {
+            path: path.to_owned(),
+            detail: "missing".into(),
+        })?;
+        return Ok(digest_bytes(dir, path, &bytes));
+    }
     let mut f = File::open(path).map_err(Error::io("open", path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -84,7 +100,10 @@ fn relative(dir: &DataDir, path: &Path) -> String {
 }
 
 /// Appends a batch's file digests to its partition's digest log (before the commit line).
-pub(crate) fn record_batch_files(log: &Path, files: &BatchFiles) -> Result<()> {
+pub(crate) fn record_batch_files(dir: &DataDir, log: &Path, files: &BatchFiles) -> Result<()> {
+    if dir.is_remote() {
+        return dir.append_jsonl(log, files);
+    }
     if let Some(parent) = log.parent() {
         // Data directories from before digests have no digests/ yet.
         std::fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
@@ -93,8 +112,9 @@ pub(crate) fn record_batch_files(log: &Path, files: &BatchFiles) -> Result<()> {
 }
 
 /// The recorded digests of committed batches of one partition (the last line per batch).
-pub fn read_batch_files(path: &Path) -> Result<HashMap<String, BatchFiles>> {
-    Ok(read_jsonl::<BatchFiles>(path)?
+pub fn read_batch_files(dir: &DataDir, path: &Path) -> Result<HashMap<String, BatchFiles>> {
+    Ok(dir
+        .read_jsonl::<BatchFiles>(path)?
         .into_iter()
         .map(|b| (b.batch_id.clone(), b))
         .collect())
@@ -103,6 +123,25 @@ pub fn read_batch_files(path: &Path) -> Result<HashMap<String, BatchFiles>> {
 /// Verifies one file against its recorded digest; `Some(problem)` when it differs.
 pub fn verify_file(dir: &DataDir, d: &FileDigest) -> Result<Option<String>> {
     let path = dir.root().join(&d.file);
+    if dir.is_remote() {
+        let Some(bytes) = dir.read_file(&path)? else {
+            return Ok(Some("missing (committed, recorded, and gone)".into()));
+        };
+        if bytes.len() as u64 != d.bytes {
+            return Ok(Some(format!(
+                "length {} bytes, expected {} (truncated or rewritten)",
+                bytes.len(),
+                d.bytes
+            )));
+        }
+        let found = digest_bytes(dir, &path, &bytes);
+        return Ok((found.sha256 != d.sha256).then(|| {
+            format!(
+                "SHA-256 {} where {} was recorded at commit (altered)",
+                found.sha256, d.sha256
+            )
+        }));
+    }
     match std::fs::metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Some("missing (committed, recorded, and gone)".into()));
@@ -196,6 +235,7 @@ impl Progress for NoProgress {
 /// Verifies a whole data directory (read only). `Err` only when the check itself cannot
 /// run (unreadable directory); damage is in the report.
 pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<CheckReport> {
+    dir.require_local("veritrace check")?;
     let mut r = CheckReport::default();
     let damage = |path: PathBuf, batch: Option<&str>, problem: String| Damage {
         path,
@@ -248,7 +288,7 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
             r.damage.push(damage(path.clone(), None, e.to_string()));
         }
         let dl = dir.batch_files_log(stream, *p);
-        match read_batch_files(&dl) {
+        match read_batch_files(dir, &dl) {
             Ok(d) => digests.extend(d),
             Err(e) => r.damage.push(damage(dl, None, e.to_string())),
         }

@@ -9,7 +9,6 @@ use tracing::instrument;
 use veritrace_verify::bundle::LedgerEntry;
 use veritrace_verify::{Digest, verify};
 
-use crate::fsutil::append_line_durable;
 use crate::{DataDir, EpochRecord, Error, Result};
 
 /// The embedded anchor backend: an append-only file (`ledger/local.jsonl`) in which each
@@ -42,18 +41,28 @@ impl LocalLedger {
     /// to sign those epochs again. A torn last line beyond the head (a crash while
     /// appending) is cut off.
     pub fn open(dir: &DataDir) -> Result<Self> {
-        let key = load_or_create_key(&dir.ledger_key_file())?;
+        let key = node_key(dir)?;
         let public_hex = hex::encode(key.verifying_key().to_bytes());
         let path = dir.ledger_file();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(Error::Io {
-                    op: "read",
-                    path,
-                    source: e,
-                });
+        let text = if dir.is_remote() {
+            let lines: Vec<serde_json::Value> = dir.read_jsonl(&path)?;
+            let mut text = String::new();
+            for l in lines {
+                text.push_str(&l.to_string());
+                text.push('\n');
+            }
+            text
+        } else {
+            match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: "read",
+                        path,
+                        source: e,
+                    });
+                }
             }
         };
         let entries = verify::verify_ledger(&text).map_err(|e| Error::Corrupt {
@@ -61,7 +70,7 @@ impl LocalLedger {
             detail: e.to_string(),
         })?;
         check_head(dir, &entries)?;
-        crate::fsutil::repair_torn_tail(&path)?;
+        dir.repair_torn_tail(&path)?;
         write_head(dir, &entries)?;
         if let Some(first) = entries.first()
             && first.public_key != public_hex
@@ -86,7 +95,7 @@ impl LocalLedger {
     /// Reads the ledger entries without the node key and without writing (for queries),
     /// checked against the head: a truncated ledger is an error naming what is missing.
     pub fn read_entries(dir: &DataDir) -> Result<Vec<LedgerEntry>> {
-        let entries = crate::fsutil::read_jsonl(&dir.ledger_file())?;
+        let entries = dir.read_jsonl(&dir.ledger_file())?;
         check_head(dir, &entries)?;
         Ok(entries)
     }
@@ -146,7 +155,7 @@ impl LocalLedger {
         };
         let sig = self.key.sign(&entry.signing_bytes()?);
         entry.signature = hex::encode(sig.to_bytes());
-        append_line_durable(&self.path, &entry)?;
+        self.dir.append_jsonl(&self.path, &entry)?;
         self.entries.push(entry.clone());
         write_head(&self.dir, &self.entries)?;
         Ok(entry)
@@ -167,19 +176,14 @@ pub struct LedgerHead {
 /// Reads the head, if one was written (ledgers from before heads have none).
 pub fn read_head(dir: &DataDir) -> Result<Option<LedgerHead>> {
     let path = dir.ledger_head_file();
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+    match dir.read_file(&path)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::Corrupt {
                 path,
                 detail: format!("ledger head is not valid: {e}"),
             }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io {
-            op: "read",
-            path,
-            source: e,
-        }),
+        None => Ok(None),
     }
 }
 
@@ -231,11 +235,48 @@ fn write_head(dir: &DataDir, entries: &[LedgerEntry]) -> Result<()> {
     if read_head(dir)?.as_ref() == Some(&head) {
         return Ok(());
     }
-    let path = dir.ledger_head_file();
-    crate::fsutil::write_atomic(&path, |f| {
-        serde_json::to_writer(&mut *f, &head).map_err(|e| Error::Bug(e.to_string()))?;
-        f.write_all(b"\n").map_err(Error::io("write", &path))
-    })
+    let mut bytes = serde_json::to_vec(&head).map_err(|e| Error::Bug(e.to_string()))?;
+    bytes.push(b'\n');
+    dir.write_replace(&dir.ledger_head_file(), bytes)
+}
+
+/// The variable naming a file that holds the node's ledger key (64 hex digits; created if
+/// absent). Where it is unset the key is `keys/local-ledger.key` in the data directory.
+pub const LEDGER_KEY_VAR: &str = "VERITRACE_LEDGER_KEY";
+
+/// The node's Ed25519 ledger key: from [`LEDGER_KEY_VAR`]'s file when set, else from the data
+/// directory (on an object store it is created there create-only, so replicas racing to
+/// create it end up with the one key; a Secret mounted as a file is the better home).
+fn node_key(dir: &DataDir) -> Result<SigningKey> {
+    if let Some(file) = std::env::var_os(LEDGER_KEY_VAR).filter(|v| !v.is_empty()) {
+        return load_or_create_key(Path::new(&file));
+    }
+    if !dir.is_remote() {
+        return load_or_create_key(&dir.ledger_key_file());
+    }
+    let path = dir.ledger_key_file();
+    if dir.read_file(&path)?.is_none() {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| Error::Bug(format!("no OS randomness for the node key: {e}")))?;
+        if dir.write_new(&path, hex::encode(seed).into_bytes())? {
+            let key = SigningKey::from_bytes(&seed);
+            dir.write_replace(
+                &path.with_extension("pub"),
+                format!("{}\n", hex::encode(key.verifying_key().to_bytes())).into_bytes(),
+            )?;
+            tracing::warn!(key = %path.display(), "created the local ledger node key in the bucket; set {LEDGER_KEY_VAR} to a file (a mounted Secret) to keep it out of the data");
+        }
+    }
+    let text = dir.read_file(&path)?.unwrap_or_default();
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(String::from_utf8_lossy(&text).trim(), &mut seed).map_err(|e| {
+        Error::Corrupt {
+            path: path.clone(),
+            detail: format!("node key is not 64 hex digits: {e}"),
+        }
+    })?;
+    Ok(SigningKey::from_bytes(&seed))
 }
 
 fn load_or_create_key(path: &Path) -> Result<SigningKey> {

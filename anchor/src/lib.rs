@@ -37,6 +37,7 @@ mod layout;
 pub mod ledger;
 mod lock;
 mod merge;
+mod storage;
 pub mod store;
 pub mod tables;
 
@@ -48,6 +49,7 @@ pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic
 pub use layout::DataDir;
 pub use ledger::{LedgerHead, LocalLedger};
 pub use lock::DirLock;
+pub use storage::{HeldLease, LEASE_TTL_MS, Source};
 
 /// The stream of the query servers' audit log (see `veritrace_processors::audit`): its
 /// batches are sealed and anchored like any, read as the `audit` table (never as events),

@@ -10,11 +10,18 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// A held lock; released on drop.
+/// A held lock; released on drop. On an object store it is a lease
+/// ([`DataDir::try_lock`](crate::DataDir::try_lock)).
 #[derive(Debug)]
 pub struct DirLock {
-    file: File,
+    held: Held,
     path: PathBuf,
+}
+
+#[derive(Debug)]
+enum Held {
+    File(File),
+    Lease(crate::storage::HeldLease),
 }
 
 impl DirLock {
@@ -38,9 +45,25 @@ impl DirLock {
             .and_then(|()| file.write_all(note.as_bytes()))
             .map_err(Error::io("write lock note", path))?;
         Ok(Some(DirLock {
-            file,
+            held: Held::File(file),
             path: path.to_owned(),
         }))
+    }
+
+    pub(crate) fn lease(lease: crate::storage::HeldLease, path: &Path) -> DirLock {
+        DirLock {
+            held: Held::Lease(lease),
+            path: path.to_owned(),
+        }
+    }
+
+    /// Whether the lock was taken away (a lease that expired unrenewed and another holder
+    /// took); an OS lock is never lost while held.
+    pub fn lost(&self) -> bool {
+        match &self.held {
+            Held::File(_) => false,
+            Held::Lease(l) => l.lost(),
+        }
     }
 
     /// Who holds the lock at `path`, as its holder wrote it (for error messages).
@@ -58,7 +81,9 @@ impl DirLock {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        let _ = self.file.unlock();
+        if let Held::File(f) = &self.held {
+            let _ = f.unlock();
+        }
     }
 }
 

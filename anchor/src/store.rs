@@ -15,7 +15,8 @@
 //!   compare-and-swap. A holder that lost its lease finds out at its next renewal; its next
 //!   log append is refused anyway (the new holder has written that sequence number).
 //!
-//! Not wired into the writers and readers yet: this is the layer they move onto.
+//! [`crate::DataDir`] reaches these through `storage`, with the same paths as on a local
+//! directory.
 
 use std::sync::Arc;
 
@@ -106,8 +107,10 @@ impl ObjectDir {
         }
         let mut b = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_virtual_hosted_style_request(false)
-            .with_allow_http(opts.allow_http);
+            .with_virtual_hosted_style_request(false);
+        if opts.allow_http {
+            b = b.with_allow_http(true);
+        }
         if !opts.endpoint.is_empty() {
             b = b.with_endpoint(&opts.endpoint);
         }
@@ -197,6 +200,68 @@ impl ObjectDir {
         };
         let bytes = r.bytes().await.map_err(Self::fail("read", key))?;
         Ok(Some(Versioned { bytes, version }))
+    }
+
+    /// Bytes `start..start + len` of `key` (a ranged GET).
+    pub async fn read_range(&self, key: &str, start: u64, len: u64) -> StoreResult<bytes::Bytes> {
+        self.store
+            .get_range(&self.path(key), start..start + len)
+            .await
+            .map_err(Self::fail("get range", key))
+    }
+
+    /// Whether `key` exists, and its size.
+    pub async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
+        match self.store.head(&self.path(key)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Self::fail("head", key)(e)),
+        }
+    }
+
+    /// Writes `key` whatever is there (not a commit point: keys, derived files).
+    pub async fn overwrite(&self, key: &str, bytes: Vec<u8>) -> StoreResult<()> {
+        self.store
+            .put(&self.path(key), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(Self::fail("put", key))
+    }
+
+    /// Deletes `key` (absent already: done).
+    pub async fn delete(&self, key: &str) -> StoreResult<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::fail("delete", key)(e)),
+        }
+    }
+
+    /// The store and the key prefix, for readers that go through `object_store` directly
+    /// (DataFusion).
+    pub fn store(&self) -> (&Arc<dyn ObjectStore>, &str) {
+        (&self.store, &self.prefix)
+    }
+
+    /// The keys under `prefix` with their sizes, in key order.
+    pub async fn list_sized(&self, prefix: &str) -> StoreResult<Vec<(String, u64)>> {
+        let base = self.path(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut keys: Vec<(String, u64)> = self
+            .store
+            .list(Some(&base))
+            .map_ok(|m| {
+                let full = m.location.to_string();
+                (full.strip_prefix(&strip).unwrap_or(&full).to_owned(), m.size)
+            })
+            .try_collect()
+            .await
+            .map_err(Self::fail("list", prefix))?;
+        keys.sort();
+        Ok(keys)
     }
 
     /// The keys under `prefix` (relative to the directory), in key order.

@@ -79,16 +79,12 @@ pub fn append(
     entries: &[AuditEntry],
 ) -> crate::Result<Option<veritrace_anchor::BatchHeader>> {
     for p in 0..64 {
-        let Some(_lock) = veritrace_anchor::DirLock::try_acquire(
-            &dir.partition_lock_file(AUDIT_STREAM, p),
-            holder,
-        )?
-        else {
+        let Some(_lock) = dir.try_lock(&dir.partition_lock_file(AUDIT_STREAM, p), holder)? else {
             continue;
         };
         let mut proc = crate::PartitionProcessor::open(dir, AUDIT_STREAM, p, policy)?.with_audit();
         // What a server answered on this partition before it stopped comes first.
-        replay_journal(&mut proc, &dir.journal_file(AUDIT_STREAM, p))?;
+        replay_journal(dir, &mut proc, &dir.journal_file(AUDIT_STREAM, p))?;
         let first = proc.resume_offset().unwrap_or(0);
         for (offset, e) in (first..).zip(entries) {
             let payload =
@@ -122,15 +118,84 @@ struct JournalLine {
 /// the batch holding its entries is sealed. A server that dies in between leaves entries
 /// that the next holder of the partition seals first ([`replay_journal`]), so an answered
 /// request always has its entry.
+///
+/// On an object store the journal is a prefix: each group of entries is one object
+/// `{journal}/{seq:020}.ndjson`, created only if absent (a second writer cannot overwrite
+/// it), and emptying deletes them newest first, so a crash meanwhile leaves a prefix.
 #[derive(Debug)]
 pub struct Journal {
-    file: std::fs::File,
+    file: JournalFile,
     path: std::path::PathBuf,
+}
+
+#[derive(Debug)]
+enum JournalFile {
+    Local(std::fs::File),
+    Remote {
+        dir: veritrace_anchor::DataDir,
+        next: u64,
+    },
+}
+
+/// The objects of a journal on an object store, in order, with their sequence numbers.
+fn journal_chunks(
+    dir: &veritrace_anchor::DataDir,
+    path: &std::path::Path,
+) -> crate::Result<Vec<(u64, std::path::PathBuf)>> {
+    let mut out: Vec<(u64, std::path::PathBuf)> = dir
+        .list_files(path)?
+        .into_iter()
+        .filter_map(|(p, _)| {
+            let seq = p.file_name()?.to_str()?.strip_suffix(".ndjson")?.parse().ok()?;
+            Some((seq, p))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The journal's entries, in order: whole lines only (a torn last line locally was never
+/// acknowledged); any other unparsable line is damage, named.
+fn journal_lines(
+    dir: &veritrace_anchor::DataDir,
+    path: &std::path::Path,
+) -> crate::Result<Vec<JournalLine>> {
+    if !dir.is_remote() {
+        return Ok(veritrace_anchor::read_jsonl(path)?);
+    }
+    let mut out = Vec::new();
+    for (_, chunk) in journal_chunks(dir, path)? {
+        let Some(bytes) = dir.read_file(&chunk)? else {
+            continue;
+        };
+        for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            out.push(serde_json::from_slice(line).map_err(|e| {
+                veritrace_anchor::Error::Corrupt {
+                    path: chunk.clone(),
+                    detail: format!("line {}: {e}", n + 1),
+                }
+            })?);
+        }
+    }
+    Ok(out)
 }
 
 impl Journal {
     /// Opens (creating) the journal at `path` for appending.
-    pub fn open(path: &std::path::Path) -> crate::Result<Self> {
+    pub fn open(dir: &veritrace_anchor::DataDir, path: &std::path::Path) -> crate::Result<Self> {
+        if dir.is_remote() {
+            let next = journal_chunks(dir, path)?.last().map_or(0, |(s, _)| s + 1);
+            return Ok(Journal {
+                file: JournalFile::Remote {
+                    dir: dir.clone(),
+                    next,
+                },
+                path: path.to_owned(),
+            });
+        }
         let io = |op: &'static str| {
             let path = path.to_owned();
             move |source| veritrace_anchor::Error::Io { op, path, source }
@@ -147,7 +212,7 @@ impl Journal {
                 .map_err(io("fsync directory"))?;
         }
         Ok(Journal {
-            file,
+            file: JournalFile::Local(file),
             path: path.to_owned(),
         })
     }
@@ -173,8 +238,23 @@ impl Journal {
             let path = self.path.clone();
             move |source| veritrace_anchor::Error::Io { op, path, source }
         };
-        self.file.write_all(&bytes).map_err(io("append"))?;
-        self.file.sync_data().map_err(io("fsync"))?;
+        match &mut self.file {
+            JournalFile::Local(f) => {
+                f.write_all(&bytes).map_err(io("append"))?;
+                f.sync_data().map_err(io("fsync"))?;
+            }
+            JournalFile::Remote { dir, next } => {
+                let chunk = self.path.join(format!("{:020}.ndjson", *next));
+                if !dir.write_new(&chunk, bytes)? {
+                    return Err(veritrace_anchor::Error::Lost {
+                        path: chunk,
+                        detail: "another server journals on this audit partition".into(),
+                    }
+                    .into());
+                }
+                *next += 1;
+            }
+        }
         Ok(())
     }
 
@@ -184,8 +264,17 @@ impl Journal {
             let path = self.path.clone();
             move |source| veritrace_anchor::Error::Io { op, path, source }
         };
-        self.file.set_len(0).map_err(io("truncate"))?;
-        self.file.sync_all().map_err(io("fsync"))?;
+        match &mut self.file {
+            JournalFile::Local(f) => {
+                f.set_len(0).map_err(io("truncate"))?;
+                f.sync_all().map_err(io("fsync"))?;
+            }
+            JournalFile::Remote { dir, .. } => {
+                for (_, chunk) in journal_chunks(dir, &self.path)?.into_iter().rev() {
+                    dir.remove_file(&chunk)?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -196,10 +285,11 @@ impl Journal {
 /// not return) and is dropped; any other damage stops here, naming the line, and the
 /// journal is left as it is. Returns how many entries were sealed now.
 pub fn replay_journal(
+    dir: &veritrace_anchor::DataDir,
     proc: &mut crate::PartitionProcessor,
     path: &std::path::Path,
 ) -> crate::Result<usize> {
-    let lines: Vec<JournalLine> = veritrace_anchor::read_jsonl(path)?;
+    let lines: Vec<JournalLine> = journal_lines(dir, path)?;
     let mut replayed = 0;
     for line in &lines {
         match proc.push(
@@ -216,8 +306,8 @@ pub fn replay_journal(
         proc.seal(crate::now_ms())?;
         tracing::warn!(path = %path.display(), entries = replayed, "sealed audit entries a stopped server had journaled but not sealed");
     }
-    if path.exists() {
-        Journal::open(path)?.clear()?;
+    if dir.is_remote() || path.exists() {
+        Journal::open(dir, path)?.clear()?;
     }
     Ok(replayed)
 }
@@ -232,18 +322,19 @@ pub fn recover_journals(
     let mut sealed = 0;
     for p in 0..64 {
         let path = dir.journal_file(AUDIT_STREAM, p);
-        if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
+        let empty = if dir.is_remote() {
+            journal_chunks(dir, &path)?.is_empty()
+        } else {
+            std::fs::metadata(&path).map_or(true, |m| m.len() == 0)
+        };
+        if empty {
             continue;
         }
-        let Some(_lock) = veritrace_anchor::DirLock::try_acquire(
-            &dir.partition_lock_file(AUDIT_STREAM, p),
-            holder,
-        )?
-        else {
+        let Some(_lock) = dir.try_lock(&dir.partition_lock_file(AUDIT_STREAM, p), holder)? else {
             continue;
         };
         let mut proc = crate::PartitionProcessor::open(dir, AUDIT_STREAM, p, policy)?.with_audit();
-        sealed += replay_journal(&mut proc, &path)?;
+        sealed += replay_journal(dir, &mut proc, &path)?;
     }
     Ok(sealed)
 }

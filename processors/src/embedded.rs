@@ -130,10 +130,7 @@ impl Embedded {
     /// and epoch threads.
     pub fn start(dir: &DataDir, cfg: EmbeddedConfig) -> Result<Self> {
         let lock = |p: u32| {
-            veritrace_anchor::DirLock::try_acquire(
-                &dir.partition_lock_file(&cfg.stream, p),
-                &cfg.holder,
-            )
+            dir.try_lock(&dir.partition_lock_file(&cfg.stream, p), &cfg.holder)
         };
         let mut journal = None;
         let (proc, lock) = match cfg.kind {
@@ -142,7 +139,7 @@ impl Embedded {
                     return Err(Error::Invalid(format!(
                         "partition 0 of stream {} is written by another process ({})",
                         cfg.stream,
-                        veritrace_anchor::DirLock::holder(&dir.partition_lock_file(&cfg.stream, 0))
+                        dir.lock_holder(&dir.partition_lock_file(&cfg.stream, 0))
                     )));
                 };
                 let registry = cfg.signatures.registry(dir)?;
@@ -157,8 +154,8 @@ impl Embedded {
                         let mut proc =
                             PartitionProcessor::open(dir, &cfg.stream, p, cfg.policy)?.with_audit();
                         let path = dir.journal_file(&cfg.stream, p);
-                        crate::audit::replay_journal(&mut proc, &path)?;
-                        journal = Some(crate::audit::Journal::open(&path)?);
+                        crate::audit::replay_journal(dir, &mut proc, &path)?;
+                        journal = Some(crate::audit::Journal::open(dir, &path)?);
                         found = Some((proc, l));
                         break;
                     }

@@ -4,7 +4,6 @@
 //! bytes), deduplicates event ids, and seals batches through the anchor crate.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, StringArray};
@@ -159,7 +158,7 @@ impl PartitionProcessor {
     pub fn open(dir: &DataDir, stream: &str, partition: u32, policy: BatchPolicy) -> Result<Self> {
         let writer = BatchWriter::open(dir, stream, partition)?;
         let manifest: Vec<BatchHeader> =
-            veritrace_anchor::read_jsonl(&dir.manifest_file(stream, partition))?;
+            dir.read_jsonl(&dir.manifest_file(stream, partition))?;
         let sealed: u64 = manifest.iter().map(|h| h.size).sum();
         let mut seen = IdSet::with_capacity_and_hasher(
             sealed as usize + policy.max_records,
@@ -176,12 +175,13 @@ impl PartitionProcessor {
             if covered.contains(h.batch_id.as_str()) {
                 compacted.insert(h.batch_id.as_str());
             } else {
-                load_ids(&dir.events_file(&h.batch_id), None, &mut seen)?;
+                load_ids(dir, &dir.events_file(&h.batch_id), None, &mut seen)?;
             }
         }
         if !compacted.is_empty() {
             for f in log.live_files() {
                 load_ids(
+                    dir,
                     &dir.compacted_dir().join(&f.file),
                     Some(&compacted),
                     &mut seen,
@@ -456,15 +456,12 @@ impl PartitionProcessor {
 /// Adds the event ids of `path` to `seen`; with `batches`, only the rows of those batches
 /// (a compacted file holds rows of many partitions).
 fn load_ids(
+    dir: &DataDir,
     path: &std::path::Path,
     batches: Option<&HashSet<&str>>,
     seen: &mut IdSet,
 ) -> Result<()> {
-    let f = File::open(path).map_err(|e| Error::Io {
-        op: "open sealed batch",
-        path: path.to_owned(),
-        source: e,
-    })?;
+    let f = dir.source(path)?;
     let pq = |e: parquet::errors::ParquetError| Error::Corrupt {
         path: path.to_owned(),
         detail: e.to_string(),

@@ -225,10 +225,16 @@ pub fn write_batch(dir: &DataDir, batch_id: &str, values: &[PrivateValue]) -> cr
         batch_id: batch_id.to_owned(),
         values: values.to_vec(),
     };
-    write(&dir.private_file(batch_id), &file)
+    write(dir, &dir.private_file(batch_id), &file)
 }
 
-fn write(path: &Path, file: &PrivateFile) -> crate::Result<()> {
+fn write(dir: &DataDir, path: &Path, file: &PrivateFile) -> crate::Result<()> {
+    if dir.is_remote() {
+        let bytes =
+            serde_json::to_vec(file).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        dir.write_replace(path, bytes)?;
+        return Ok(());
+    }
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|source| veritrace_anchor::Error::Io {
             op: "create directory",
@@ -252,22 +258,18 @@ fn write(path: &Path, file: &PrivateFile) -> crate::Result<()> {
 /// The private values held for a batch (none when it had none or all were erased).
 pub fn read_batch(dir: &DataDir, batch_id: &str) -> crate::Result<PrivateFile> {
     let path = dir.private_file(batch_id);
-    match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+    match dir.read_file(&path)? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| {
             crate::Error::Anchor(veritrace_anchor::Error::Corrupt {
                 path: path.clone(),
                 detail: format!("not a private values file: {e}"),
             })
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PrivateFile {
+        None => Ok(PrivateFile {
             version: 1,
             batch_id: batch_id.to_owned(),
             values: Vec::new(),
         }),
-        Err(e) => Err(crate::Error::Invalid(format!(
-            "reading {}: {e}",
-            path.display()
-        ))),
     }
 }
 
@@ -290,7 +292,7 @@ pub fn erase(
         !hit
     });
     if !erased.is_empty() {
-        write(&dir.private_file(batch_id), &file)?;
+        write(dir, &dir.private_file(batch_id), &file)?;
     }
     Ok(erased)
 }

@@ -24,7 +24,6 @@
 //! ([`RegistryCache`]) and follow it as it grows.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -735,6 +734,13 @@ impl RegistryCache {
 }
 
 fn manifest_stamp(dir: &DataDir) -> Option<(u64, SystemTime)> {
+    if dir.is_remote() {
+        // The entry count stands for the length; every read of an object store lists anyway.
+        let logs = dir.list_logs(&dir.batches_dir()).ok()?;
+        let m = dir.manifest_file(REGISTRY_STREAM, 0);
+        let n = logs.into_iter().find(|(p, _)| *p == m)?.1;
+        return Some((n, SystemTime::UNIX_EPOCH));
+    }
     let m = std::fs::metadata(dir.manifest_file(REGISTRY_STREAM, 0)).ok()?;
     Some((m.len(), m.modified().ok()?))
 }
@@ -742,10 +748,10 @@ fn manifest_stamp(dir: &DataDir) -> Option<(u64, SystemTime)> {
 /// The signed registry records of `dir`, in log order (batch by batch, leaf by leaf).
 pub fn registry_envelopes(dir: &DataDir) -> Result<Vec<(String, Vec<u8>)>> {
     let manifest: Vec<veritrace_anchor::BatchHeader> =
-        veritrace_anchor::read_jsonl(&dir.manifest_file(REGISTRY_STREAM, 0))?;
+        dir.read_jsonl(&dir.manifest_file(REGISTRY_STREAM, 0))?;
     // Files we wrote are checked when read: each against the digest its batch recorded.
     let digests =
-        veritrace_anchor::integrity::read_batch_files(&dir.batch_files_log(REGISTRY_STREAM, 0))?;
+        veritrace_anchor::integrity::read_batch_files(dir, &dir.batch_files_log(REGISTRY_STREAM, 0))?;
     let mut out = Vec::new();
     for h in manifest.iter().filter(|h| h.size > 0) {
         let path = dir.events_file(&h.batch_id);
@@ -771,7 +777,7 @@ pub fn registry_envelopes(dir: &DataDir) -> Result<Vec<(String, Vec<u8>)>> {
                 }
             }
         }
-        let rows = read_envelopes(&path)?;
+        let rows = read_envelopes(dir, &path)?;
         if rows.len() as u64 != h.size {
             return Err(Error::Corrupt {
                 path,
@@ -788,16 +794,12 @@ pub fn registry_envelopes(dir: &DataDir) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-fn read_envelopes(path: &PathBuf) -> Result<Vec<(String, Vec<u8>)>> {
+fn read_envelopes(dir: &DataDir, path: &PathBuf) -> Result<Vec<(String, Vec<u8>)>> {
     let corrupt = |detail: String| Error::Corrupt {
         path: path.clone(),
         detail,
     };
-    let f = File::open(path).map_err(|source| Error::Io {
-        op: "open",
-        path: path.clone(),
-        source,
-    })?;
+    let f = dir.source(path)?;
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| corrupt(e.to_string()))?;
     let schema = b.parquet_schema();
     let cols: Vec<usize> = ["event_id", "envelope"]
@@ -875,13 +877,13 @@ pub fn append_registry(
     let holder = format!("veritrace registry (pid {})", std::process::id());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let _lock = loop {
-        if let Some(l) = veritrace_anchor::DirLock::try_acquire(&lock_path, &holder)? {
+        if let Some(l) = dir.try_lock(&lock_path, &holder)? {
             break l;
         }
         if std::time::Instant::now() >= deadline {
             return Err(Error::Invalid(format!(
                 "the registry stream is written by another process ({}) for 30 s",
-                veritrace_anchor::DirLock::holder(&lock_path)
+                dir.lock_holder(&lock_path)
             )));
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -114,6 +114,33 @@ pub(crate) struct Snapshot {
     pub(crate) digests: Vec<veritrace_anchor::integrity::FileDigest>,
 }
 
+/// Which events files exist: asked of the file system one by one locally, listed once on an
+/// object store (a request per file would be a round trip each).
+pub(crate) enum Present {
+    Local,
+    Listed(std::collections::HashSet<std::path::PathBuf>),
+}
+
+impl Present {
+    pub(crate) fn of(dir: &DataDir) -> Result<Present> {
+        if !dir.is_remote() {
+            return Ok(Present::Local);
+        }
+        let mut set = std::collections::HashSet::new();
+        for d in [dir.events_dir(), dir.compacted_dir()] {
+            set.extend(dir.list_files(&d)?.into_iter().map(|(p, _)| p));
+        }
+        Ok(Present::Listed(set))
+    }
+
+    pub(crate) fn has(&self, path: &std::path::Path) -> bool {
+        match self {
+            Present::Local => path.exists(),
+            Present::Listed(s) => s.contains(path),
+        }
+    }
+}
+
 /// The committed events files that are missing, and the recorded digests of every committed
 /// file (batch files no compaction covers, live compacted files).
 #[allow(clippy::type_complexity)]
@@ -126,6 +153,7 @@ fn committed_files(
     Vec<veritrace_anchor::integrity::FileDigest>,
 )> {
     use std::collections::BTreeSet;
+    let exists = Present::of(dir)?;
     let covered = log.covered_batches();
     let mut missing = Vec::new();
     let mut digests = Vec::new();
@@ -136,6 +164,7 @@ fn committed_files(
     let mut recorded = HashMap::new();
     for (stream, p) in partitions {
         recorded.extend(veritrace_anchor::integrity::read_batch_files(
+            dir,
             &dir.batch_files_log(stream, p),
         )?);
     }
@@ -144,7 +173,7 @@ fn committed_files(
         .filter(|h| !covered.contains(h.batch_id.as_str()))
     {
         let path = dir.events_file(&h.batch_id);
-        if !path.exists() {
+        if !exists.has(&path) {
             missing.push((
                 path,
                 format!(
@@ -159,7 +188,7 @@ fn committed_files(
     }
     for f in log.live_files() {
         let path = dir.compacted_dir().join(&f.file);
-        if !path.exists() {
+        if !exists.has(&path) {
             missing.push((
                 path,
                 format!(
@@ -433,6 +462,12 @@ impl QueryEngine {
             state = state.with_physical_optimizer_rule(Arc::new(DictionaryCountRule));
         }
         let ctx = SessionContext::new_with_state(state.build());
+        // An `s3://` data directory: DataFusion reads its Parquet files through the same
+        // store, with ranged GETs (footer, then the row groups and pages left after pruning).
+        if let Some((url, store, _)) = dir.object_store() {
+            let url = datafusion::execution::object_store::ObjectStoreUrl::parse(&url)?;
+            ctx.register_object_store(url.as_ref(), store);
+        }
         // `events` is the committed files only (compacted files plus batches no compaction
         // covers), swapped as a whole on refresh: never an event twice, never a miss.
         let es = tables::EVENTS.schema();
@@ -447,7 +482,7 @@ impl QueryEngine {
         )
         .await?;
         let es_edges = tables::EDGES.schema();
-        if dir.edges_dir().is_dir() {
+        if dir.is_remote() || dir.edges_dir().is_dir() {
             ctx.register_parquet(
                 "edges",
                 &format!("{}/", dir.edges_dir().display()),
@@ -526,7 +561,14 @@ impl QueryEngine {
 
     /// The current metadata snapshot, re-read if the files changed.
     pub(crate) async fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        let fp = fingerprint(&self.dir);
+        let fp = if self.dir.is_remote() {
+            let dir = self.dir.clone();
+            tokio::task::spawn_blocking(move || fingerprint(&dir))
+                .await
+                .unwrap_or(0)
+        } else {
+            fingerprint(&self.dir)
+        };
         let mut guard = self.snapshot.lock().await;
         if guard.fingerprint == fp && fp != 0 {
             return Ok(guard.clone());
@@ -544,10 +586,11 @@ impl QueryEngine {
                 .cloned()
                 .partition(|h| h.stream == veritrace_anchor::AUDIT_STREAM);
             let event_files = veritrace_anchor::compact::event_files(&dir, &business, &log);
+            let present = Present::of(&dir)?;
             let audit_files = audit
                 .iter()
                 .map(|h| dir.events_file(&h.batch_id))
-                .filter(|p| p.exists())
+                .filter(|p| present.has(p))
                 .map(|path| veritrace_anchor::compact::EventFile { path, keys: None })
                 .collect();
             let (missing, digests) = committed_files(&dir, &all, &log)?;
@@ -589,20 +632,22 @@ impl QueryEngine {
         self.verifier
             .schedule(self.dir.clone(), snap.digests.clone());
         let check = snap.clone();
-        let mut out = tokio::task::spawn_blocking(move || {
+        let dir = self.dir.clone();
+        let mut out = tokio::task::spawn_blocking(move || -> Result<_> {
+            let present = Present::of(&dir)?;
             let mut out: Vec<(std::path::PathBuf, String)> = check.missing.clone();
             out.extend(
                 check
                     .event_files
                     .iter()
                     .chain(&check.audit_files)
-                    .filter(|f| !f.path.exists())
+                    .filter(|f| !present.has(&f.path))
                     .map(|f| (f.path.clone(), "missing: committed and gone".to_owned())),
             );
-            out
+            Ok(out)
         })
         .await
-        .map_err(|e| crate::Error::Internal(format!("checking files: {e}")))?;
+        .map_err(|e| crate::Error::Internal(format!("checking files: {e}")))??;
         out.extend(self.verifier.report());
         // One line per file: the first (most specific) reason found for it.
         let mut seen = std::collections::HashSet::new();
@@ -1231,6 +1276,30 @@ fn fingerprint(dir: &DataDir) -> u64 {
         h ^= x;
         h = h.wrapping_mul(0x0100_0000_01b3);
     };
+    if dir.is_remote() {
+        // Every log's entry count: one listing per log directory.
+        for d in [
+            dir.batches_dir(),
+            dir.epochs_file().parent().map(|p| p.to_owned()).unwrap_or_default(),
+            dir.ledger_file().parent().map(|p| p.to_owned()).unwrap_or_default(),
+            dir.evm_journal_file().parent().map(|p| p.to_owned()).unwrap_or_default(),
+            dir.compacted_dir(),
+        ] {
+            match dir.list_logs(&d) {
+                Ok(logs) => {
+                    for (p, n) in logs {
+                        for b in p.to_string_lossy().bytes() {
+                            mix(u64::from(b));
+                        }
+                        mix(n);
+                    }
+                }
+                // Unknown: read again next time.
+                Err(_) => return 0,
+            }
+        }
+        return h | 1;
+    }
     let mut files = vec![
         dir.epochs_file(),
         dir.ledger_file(),

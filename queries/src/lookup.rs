@@ -41,6 +41,8 @@ use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 
+use veritrace_anchor::DataDir;
+
 use crate::{Error, Result};
 
 /// The columns a lookup returns, in this order.
@@ -110,13 +112,14 @@ impl LookupIndex {
     /// `snapshot` identifies the file list (the metadata snapshot's fingerprint).
     pub(crate) fn find(
         &self,
+        dir: &DataDir,
         snapshot: u64,
         files: &[&Path],
         id: &str,
     ) -> Result<Vec<RecordBatch>> {
         let hash = id_hash(id);
         let mut out = Vec::new();
-        for f in self.resolve(snapshot, files)?.iter() {
+        for f in self.resolve(dir, snapshot, files)?.iter() {
             for (rg, bloom) in f.blooms.iter().enumerate() {
                 // Without a bloom filter (older files), the row-group index decides.
                 if bloom.as_ref().is_some_and(|b| !b.check(id)) {
@@ -145,7 +148,12 @@ impl LookupIndex {
         Ok(out)
     }
 
-    fn resolve(&self, snapshot: u64, files: &[&Path]) -> Result<Arc<Vec<Arc<FileIndex>>>> {
+    fn resolve(
+        &self,
+        dir: &DataDir,
+        snapshot: u64,
+        files: &[&Path],
+    ) -> Result<Arc<Vec<Arc<FileIndex>>>> {
         if let Some((fp, list)) = lock(&self.resolved).as_ref()
             && *fp == snapshot
             && list.len() == files.len()
@@ -155,7 +163,7 @@ impl LookupIndex {
         let list = Arc::new(
             files
                 .iter()
-                .map(|p| self.file(p))
+                .map(|p| self.file(dir, p))
                 .collect::<Result<Vec<_>>>()?,
         );
         *lock(&self.resolved) = Some((snapshot, list.clone()));
@@ -169,23 +177,24 @@ impl LookupIndex {
         *lock(&self.resolved) = None;
     }
 
-    fn file(&self, path: &Path) -> Result<Arc<FileIndex>> {
-        let len = std::fs::metadata(path)
+    fn file(&self, dir: &DataDir, path: &Path) -> Result<Arc<FileIndex>> {
+        let len = dir
+            .file_len(path)
             .map_err(|e| corrupt(path, format!("cannot read the file: {e}")))?
-            .len();
+            .ok_or_else(|| corrupt(path, "cannot read the file: it is gone"))?;
         let key = (path.to_owned(), len);
         if let Some(f) = lock(&self.files).get(&key) {
             return Ok(f.clone());
         }
-        let f = Arc::new(FileIndex::open(path)?);
+        let f = Arc::new(FileIndex::open(dir, path, len)?);
         lock(&self.files).insert(key, f.clone());
         Ok(f)
     }
 }
 
 impl FileIndex {
-    fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| corrupt(path, e))?;
+    fn open(dir: &DataDir, path: &Path, len: u64) -> Result<Self> {
+        let file = PreadFile::open(dir, path, len)?;
         let meta = ArrowReaderMetadata::load(
             &file,
             ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
@@ -196,7 +205,7 @@ impl FileIndex {
             .find(|&i| schema.column(i).name() == "event_id")
             .ok_or_else(|| corrupt(path, "no event_id column"))?;
         let reader = SerializedFileReader::new_with_options(
-            file,
+            file.clone(),
             ReadOptionsBuilder::new()
                 .with_reader_properties(
                     ReaderProperties::builder()
@@ -214,7 +223,7 @@ impl FileIndex {
         }
         Ok(FileIndex {
             path: path.to_owned(),
-            file: PreadFile::open(path)?,
+            file,
             meta,
             id_column,
             blooms,
@@ -348,19 +357,31 @@ impl FileIndex {
 }
 
 /// An open file read with `pread`: no file opened, duplicated or seeked per lookup (the
-/// `ChunkReader` of `std::fs::File` does all three for every page it reads).
+/// `ChunkReader` of `std::fs::File` does all three for every page it reads). On an object
+/// store, each read is a ranged GET of what the reader asks for (the footer, a bloom filter,
+/// the pages of one row group), never the whole file.
 #[derive(Debug, Clone)]
 struct PreadFile {
-    file: Arc<File>,
+    file: Option<Arc<File>>,
+    /// The object store's file, when remote.
+    remote: Option<(DataDir, PathBuf)>,
     len: u64,
 }
 
 impl PreadFile {
-    fn open(path: &Path) -> Result<Self> {
+    fn open(dir: &DataDir, path: &Path, len: u64) -> Result<Self> {
+        if dir.is_remote() {
+            return Ok(PreadFile {
+                file: None,
+                remote: Some((dir.clone(), path.to_owned())),
+                len,
+            });
+        }
         let file = File::open(path).map_err(|e| corrupt(path, e))?;
         let len = file.metadata().map_err(|e| corrupt(path, e))?.len();
         Ok(PreadFile {
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
+            remote: None,
             len,
         })
     }
@@ -377,29 +398,60 @@ impl parquet::file::reader::ChunkReader for PreadFile {
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<PreadReader> {
         Ok(PreadReader {
-            file: self.file.clone(),
+            file: self.clone(),
             pos: start,
+            ahead: bytes::Bytes::new(),
         })
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
         use std::os::unix::fs::FileExt;
+        if let Some((dir, path)) = &self.remote {
+            return dir
+                .read_range(path, start, length as u64)
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)));
+        }
+        let Some(file) = &self.file else {
+            return Err(parquet::errors::ParquetError::General("no file".into()));
+        };
         let mut buf = vec![0u8; length];
-        self.file.read_exact_at(&mut buf, start)?;
+        file.read_exact_at(&mut buf, start)?;
         Ok(buf.into())
     }
 }
 
 /// A reader at a position of a [`PreadFile`].
 struct PreadReader {
-    file: Arc<File>,
+    file: PreadFile,
     pos: u64,
+    /// Remote: what was fetched beyond `pos` (GETs of up to 1 MiB, not one per `read`).
+    ahead: bytes::Bytes,
 }
 
 impl std::io::Read for PreadReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use parquet::file::reader::ChunkReader;
         use std::os::unix::fs::FileExt;
-        let n = self.file.read_at(buf, self.pos)?;
+        let n = match &self.file.file {
+            Some(f) => f.read_at(buf, self.pos)?,
+            None => {
+                if self.ahead.is_empty() {
+                    let want = (buf.len() as u64)
+                        .max(1 << 20)
+                        .min(self.file.len.saturating_sub(self.pos));
+                    if want == 0 {
+                        return Ok(0);
+                    }
+                    self.ahead = self
+                        .file
+                        .get_bytes(self.pos, want as usize)
+                        .map_err(std::io::Error::other)?;
+                }
+                let n = buf.len().min(self.ahead.len());
+                buf[..n].copy_from_slice(&self.ahead.split_to(n));
+                n
+            }
+        };
         self.pos += n as u64;
         Ok(n)
     }

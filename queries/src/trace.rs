@@ -204,7 +204,7 @@ impl EdgeIndex {
         let mut chunks = todo.chunks(CHUNK);
         let decode = |ids: &[&str]| -> Vec<(String, Result<Option<EdgeRows>>)> {
             ids.iter()
-                .map(|b| (b.to_string(), read_edges_file(&dir.edges_file(b))))
+                .map(|b| (b.to_string(), read_edges_file(dir, &dir.edges_file(b))))
                 .collect()
         };
         let mut current = chunks.next().map(decode);
@@ -368,11 +368,14 @@ struct EdgeRows {
 }
 
 /// Reads an edges file (None: the batch has none).
-fn read_edges_file(path: &std::path::Path) -> Result<Option<EdgeRows>> {
+fn read_edges_file(
+    dir: &veritrace_anchor::DataDir,
+    path: &std::path::Path,
+) -> Result<Option<EdgeRows>> {
     let bad = |e: &dyn std::fmt::Display| Error::corrupt(path.display(), e);
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let f = match dir.open_source(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
         Err(e) => return Err(bad(&e)),
     };
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;

@@ -39,7 +39,6 @@ use super::decide::{
     self, Bump, Confirmation, EpochView, FeeLimits, Fees, Market, Reorg, Vanished,
 };
 use super::journal::{self, JournalRecord};
-use crate::fsutil::{append_line_durable, repair_torn_tail};
 use crate::{AnchoredEpoch, ChainError, DataDir, EpochRecord, Error, Result};
 use veritrace_verify::chain::{redact_url, scrub_url};
 
@@ -170,6 +169,7 @@ fn decode_fees(raw: &Bytes, tx_hash: &B256, journal: &std::path::Path) -> Result
 /// Anchors epochs on an EVM chain. Open one per data directory (under the anchorer lock).
 pub struct EvmAnchorer {
     s: EvmSettings,
+    dir: DataDir,
     path: PathBuf,
     rt: Arc<tokio::runtime::Runtime>,
     provider: RootProvider<Ethereum>,
@@ -215,10 +215,12 @@ impl EvmAnchorer {
     /// not touch the network: a chain that is down delays anchoring, never the start.
     pub fn open(dir: &DataDir, settings: EvmSettings) -> Result<Self> {
         let path = dir.evm_journal_file();
-        if let Some(parent) = path.parent() {
+        if let Some(parent) = path.parent()
+            && !dir.is_remote()
+        {
             std::fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
         }
-        repair_torn_tail(&path)?;
+        dir.repair_torn_tail(&path)?;
         let contract = settings.contract.to_string();
         let mut states: BTreeMap<u64, EpochState> = BTreeMap::new();
         let mut foreign = 0usize;
@@ -296,6 +298,7 @@ impl EvmAnchorer {
             wallet: EthereumWallet::from(settings.key.clone()),
             from,
             s: settings,
+            dir: dir.clone(),
             path,
             rt: Arc::new(rt),
             provider,
@@ -410,7 +413,7 @@ impl EvmAnchorer {
     }
 
     fn journal(&self, rec: &JournalRecord) -> Result<()> {
-        append_line_durable(&self.path, rec)
+        self.dir.append_jsonl(&self.path, rec)
     }
 
     async fn step(&mut self, epochs: &[EpochRecord]) -> Result<()> {

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use veritrace_verify::Digest;
 use veritrace_verify::bundle::EvmReceipt;
 
-use crate::fsutil::read_jsonl;
 use crate::{DataDir, Result};
 
 /// One journal line.
@@ -84,7 +83,7 @@ pub enum JournalRecord {
 /// Reads every journal line (a torn last line is ignored here and repaired by the
 /// anchorer when it opens the journal).
 pub(crate) fn read(dir: &DataDir) -> Result<Vec<JournalRecord>> {
-    read_jsonl(&dir.evm_journal_file())
+    dir.read_jsonl(&dir.evm_journal_file())
 }
 
 /// The current EVM receipt of each anchored epoch, with the root it anchors: the last

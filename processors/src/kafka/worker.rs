@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Header;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use veritrace_anchor::{DataDir, DirLock};
+use veritrace_anchor::DataDir;
 
 use crate::partition::{BatchPolicy, Outcome, PartitionProcessor, Stats};
 use crate::reason::{Reason, Rejection};
@@ -105,7 +105,7 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
     let started = Instant::now();
     let mut warned = Instant::now();
     let _lock = loop {
-        if let Some(l) = DirLock::try_acquire(&lock_path, &ctx.holder)? {
+        if let Some(l) = ctx.dir.try_lock(&lock_path, &ctx.holder)? {
             break l;
         }
         if ctx.cancel.load(Ordering::Relaxed) {
@@ -116,7 +116,7 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
             tracing::warn!(
                 topic = %ctx.topic,
                 partition = ctx.partition,
-                holder = %DirLock::holder(&lock_path),
+                holder = %ctx.dir.lock_holder(&lock_path),
                 waited_s = started.elapsed().as_secs(),
                 "partition is assigned to this process but another process still holds its lock in the data directory; waiting"
             );

@@ -1,0 +1,403 @@
+//! The data directory's backends behind one set of operations: a local (or shared POSIX)
+//! directory, or an object store (`s3://bucket/prefix`). Writers and readers call these
+//! through [`crate::DataDir`] with the same paths on both; on an object store a path is the
+//! object key under the prefix (ARCHITECTURE.md, "Object storage").
+//!
+//! | operation | local directory | object store |
+//! |---|---|---|
+//! | create-only write | temp file, fsync, hard link (fails if taken), fsync dir | PUT `If-None-Match: *` |
+//! | replace | temp file, fsync, rename, fsync dir | PUT |
+//! | append to a JSON-lines log `x.jsonl` | append one line, fsync | create-only PUT of `x/{seq:020}.json` |
+//! | read a log | read, drop a torn last line | LIST `x/`, GET each entry (in parallel) |
+//! | owner of a partition, the sealer | OS file lock | lease object, renewed by compare-and-swap |
+//!
+//! The object store is async; these calls are not (the processors' partition threads and the
+//! anchorer are plain threads). They run on one small runtime of their own and wait for the
+//! answer, so they may be called from anywhere, a blocking thread of another runtime
+//! included.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::store::{Appended, Lease, ObjectDir, StoreError};
+use crate::{Error, Result};
+
+/// An object-store data directory: the store, its URL and the next sequence number of each
+/// log this process appends to.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    pub(crate) dir: ObjectDir,
+    /// `s3://bucket/prefix`, as given.
+    pub(crate) url: String,
+    next: Mutex<HashMap<String, u64>>,
+}
+
+/// The runtime the object-store calls run on.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("veritrace-store")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            // Without threads nothing of the process works; say so where it happened.
+            Err(e) => panic!("starting the object-store runtime: {e}"),
+        }
+    })
+}
+
+/// Runs `fut` on the store runtime and waits for it.
+pub(crate) fn block<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    futures::executor::block_on(runtime().spawn(fut))
+        .map_err(|e| Error::Bug(format!("object-store call: {e}")))
+}
+
+fn store_err(path: &Path) -> impl FnOnce(StoreError) -> Error {
+    let path = path.to_owned();
+    move |e| Error::Store {
+        path,
+        detail: e.to_string(),
+    }
+}
+
+/// `x/y.jsonl` -> the log's name `x/y`.
+fn log_name(key: &str) -> &str {
+    key.strip_suffix(".jsonl").unwrap_or(key)
+}
+
+impl Remote {
+    pub(crate) fn new(dir: ObjectDir, url: String) -> Remote {
+        Remote {
+            dir,
+            url,
+            next: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn read(&self, path: &Path, key: String) -> Result<Option<Vec<u8>>> {
+        let dir = self.dir.clone();
+        block(async move { dir.read(&key).await })?
+            .map(|v| v.map(|v| v.bytes.to_vec()))
+            .map_err(store_err(path))
+    }
+
+    pub(crate) fn len(&self, path: &Path, key: String) -> Result<Option<u64>> {
+        let dir = self.dir.clone();
+        block(async move { dir.head(&key).await })?.map_err(store_err(path))
+    }
+
+    pub(crate) fn read_range(
+        &self,
+        path: &Path,
+        key: String,
+        start: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes> {
+        let dir = self.dir.clone();
+        block(async move { dir.read_range(&key, start, len).await })?.map_err(store_err(path))
+    }
+
+    pub(crate) fn exists(&self, path: &Path, key: String) -> Result<bool> {
+        let dir = self.dir.clone();
+        block(async move { dir.head(&key).await })?
+            .map(|m| m.is_some())
+            .map_err(store_err(path))
+    }
+
+    pub(crate) fn create(&self, path: &Path, key: String, bytes: Vec<u8>) -> Result<bool> {
+        let dir = self.dir.clone();
+        block(async move { dir.create(&key, bytes).await })?
+            .map(|v| v.is_some())
+            .map_err(store_err(path))
+    }
+
+    pub(crate) fn replace(&self, path: &Path, key: String, bytes: Vec<u8>) -> Result<()> {
+        let dir = self.dir.clone();
+        block(async move { dir.overwrite(&key, bytes).await })?.map_err(store_err(path))
+    }
+
+    pub(crate) fn delete(&self, path: &Path, key: String) -> Result<()> {
+        let dir = self.dir.clone();
+        block(async move { dir.delete(&key).await })?.map_err(store_err(path))
+    }
+
+    /// Keys directly or indirectly under `prefix/`, with their sizes, in key order.
+    pub(crate) fn list(&self, path: &Path, prefix: String) -> Result<Vec<(String, u64)>> {
+        let dir = self.dir.clone();
+        block(async move { dir.list_sized(&prefix).await })?.map_err(store_err(path))
+    }
+
+    /// The entries of log `key` (`x.jsonl`), in order. A gap in the sequence is damage.
+    pub(crate) fn read_log<T: DeserializeOwned>(&self, path: &Path, key: &str) -> Result<Vec<T>> {
+        let name = log_name(key).to_owned();
+        let dir = self.dir.clone();
+        let entries = block(async move {
+            let keys = dir.list(&format!("{name}/")).await?;
+            let mut seqs = Vec::with_capacity(keys.len());
+            for k in keys {
+                if let Some(seq) = k
+                    .strip_prefix(&format!("{name}/"))
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .and_then(|k| k.parse::<u64>().ok())
+                {
+                    seqs.push((seq, k));
+                }
+            }
+            let got: Vec<std::result::Result<(u64, Option<bytes::Bytes>), StoreError>> =
+                futures::stream::iter(seqs)
+                    .map(|(seq, k)| {
+                        let dir = dir.clone();
+                        async move { Ok((seq, dir.read(&k).await?.map(|v| v.bytes))) }
+                    })
+                    .buffered(32)
+                    .collect()
+                    .await;
+            got.into_iter().collect::<std::result::Result<Vec<_>, _>>()
+        })?
+        .map_err(store_err(path))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (i, (seq, bytes)) in entries.into_iter().enumerate() {
+            if seq != i as u64 {
+                return Err(Error::Corrupt {
+                    path: path.to_owned(),
+                    detail: format!("entry {i} is missing (the next is {seq})"),
+                });
+            }
+            let Some(bytes) = bytes else {
+                return Err(Error::Corrupt {
+                    path: path.to_owned(),
+                    detail: format!("entry {seq} was listed and is gone"),
+                });
+            };
+            out.push(serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                path: path.to_owned(),
+                detail: format!("entry {seq}: {e}"),
+            })?);
+        }
+        if let Ok(mut next) = self.next.lock() {
+            next.insert(key.to_owned(), out.len() as u64);
+        }
+        Ok(out)
+    }
+
+    /// Appends to log `key` at the next sequence number. Another writer's entry there means
+    /// this process no longer owns the log: [`Error::Lost`], and nothing is written.
+    pub(crate) fn append<T: serde::Serialize>(
+        &self,
+        path: &Path,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        let entry = serde_json::to_vec(value).map_err(|e| Error::Bug(e.to_string()))?;
+        let known = self.next.lock().ok().and_then(|n| n.get(key).copied());
+        let seq = match known {
+            Some(s) => s,
+            None => {
+                let name = log_name(key).to_owned();
+                let keys = self.list(path, format!("{name}/"))?;
+                keys.iter()
+                    .filter_map(|(k, _)| {
+                        k.strip_prefix(&format!("{name}/"))
+                            .and_then(|k| k.strip_suffix(".json"))
+                            .and_then(|k| k.parse::<u64>().ok())
+                    })
+                    .max()
+                    .map_or(0, |m| m + 1)
+            }
+        };
+        let log = crate::store::ObjectLog::new(self.dir.clone(), log_name(key));
+        let appended = block(async move { log.append(seq, entry).await })?
+            .map_err(store_err(path))?;
+        match appended {
+            Appended::Written => {
+                if let Ok(mut next) = self.next.lock() {
+                    next.insert(key.to_owned(), seq + 1);
+                }
+                Ok(())
+            }
+            Appended::Taken(_) => {
+                if let Ok(mut next) = self.next.lock() {
+                    next.remove(key);
+                }
+                Err(Error::Lost {
+                    path: path.to_owned(),
+                    detail: format!(
+                        "another writer appended entry {seq} first: this process no longer owns the log and writes nothing more to it"
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How long a lease lasts without renewal: a holder that died is replaced after this.
+pub const LEASE_TTL_MS: i64 = 15_000;
+
+/// A lease held on an object store, renewed in the background every third of its life
+/// until dropped (then released, so the next holder need not wait for the expiry).
+#[derive(Debug)]
+pub struct HeldLease {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    /// The lease key.
+    pub key: String,
+}
+
+impl HeldLease {
+    /// Takes the lease `name` (`leases/{name}.json`), or says who holds it.
+    pub(crate) fn acquire(
+        remote: &Arc<Remote>,
+        path: &Path,
+        name: &str,
+        holder: &str,
+    ) -> Result<std::result::Result<HeldLease, String>> {
+        let dir = remote.dir.clone();
+        let (n, h) = (name.to_owned(), holder.to_owned());
+        let got = block(async move { Lease::acquire(&dir, &n, &h, LEASE_TTL_MS, now_ms()).await })?
+            .map_err(store_err(path))?;
+        let lease = match got {
+            Ok(l) => l,
+            Err(held) => {
+                return Ok(Err(format!(
+                    "{} (lease generation {}, expires in {} ms)",
+                    held.0.holder,
+                    held.0.generation,
+                    (held.0.expires_at_ms - now_ms()).max(0)
+                )));
+            }
+        };
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dir, flag, key) = (remote.dir.clone(), lost.clone(), format!("leases/{name}.json"));
+        let renewer = std::thread::Builder::new()
+            .name("veritrace-lease".into())
+            .spawn(move || {
+                let mut lease = lease;
+                let every = std::time::Duration::from_millis((LEASE_TTL_MS / 3) as u64);
+                loop {
+                    match stopped.recv_timeout(every) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => {
+                            let d = dir.clone();
+                            let _ = block(async move { lease.release(&d, now_ms()).await });
+                            return;
+                        }
+                    }
+                    let d = dir.clone();
+                    let mut l = lease.clone();
+                    match block(async move {
+                        let r = l.renew(&d, LEASE_TTL_MS, now_ms()).await;
+                        (l, r)
+                    }) {
+                        Ok((l, Ok(true))) => lease = l,
+                        Ok((_, Ok(false))) => {
+                            tracing::error!(lease = %lease.state().holder, "lease lost to another holder: this process's next write to what it guarded is refused");
+                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                        // A store that does not answer: try again; the lease may expire
+                        // meanwhile, and then the create-only commits fence this writer.
+                        Ok((_, Err(e))) => tracing::warn!(error = %e, "renewing a lease failed; retrying"),
+                        Err(e) => tracing::warn!(error = %e, "renewing a lease failed; retrying"),
+                    }
+                }
+            })
+            .map_err(Error::io("start lease renewer", path))?;
+        Ok(Ok(HeldLease {
+            stop: Some(stop),
+            renewer: Some(renewer),
+            lost,
+            key,
+        }))
+    }
+
+    /// Whether another holder took the lease (after it expired unrenewed).
+    pub fn lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(r) = self.renewer.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The key of `path` under `root` (`/` separated); a path outside the root is a bug.
+pub(crate) fn key_of(root: &Path, path: &Path) -> Result<String> {
+    let rel = path.strip_prefix(root).map_err(|_| {
+        Error::Bug(format!(
+            "{} is not inside the data directory {}",
+            path.display(),
+            root.display()
+        ))
+    })?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Ok(parts.join("/"))
+}
+
+/// `root` joined with `key`.
+pub(crate) fn path_of(root: &Path, key: &str) -> PathBuf {
+    root.join(key)
+}
+
+/// A Parquet file to read: a local file, or an object's bytes.
+#[derive(Debug)]
+pub enum Source {
+    /// A local file.
+    File(std::fs::File),
+    /// The object, read whole.
+    Bytes(bytes::Bytes),
+}
+
+impl parquet::file::reader::Length for Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::File(f) => f.len(),
+            Source::Bytes(b) => b.len() as u64,
+        }
+    }
+}
+
+impl parquet::file::reader::ChunkReader for Source {
+    type T = Box<dyn std::io::Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(match self {
+            Source::File(f) => Box::new(f.get_read(start)?),
+            Source::Bytes(b) => Box::new(b.get_read(start)?),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        match self {
+            Source::File(f) => f.get_bytes(start, length),
+            Source::Bytes(b) => b.get_bytes(start, length),
+        }
+    }
+}
