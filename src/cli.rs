@@ -314,7 +314,8 @@ struct EraseArgs {
 struct VerifyArgs {
     /// The proof bundle (JSON).
     bundle: PathBuf,
-    /// The node's local ledger file: checks the whole hash chain and that the receipt is in it.
+    /// The node's local ledger file (or the s3://bucket/prefix data directory holding it): checks
+    /// the whole hash chain and that the receipt is in it.
     #[arg(long)]
     ledger: Option<PathBuf>,
     /// The node's published Ed25519 public key (hex) to pin the signer.
@@ -502,7 +503,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!(
                         "another compactor is running on {} ({})",
                         dir.root().display(),
-                        veritrace_anchor::DirLock::holder(&dir.compactor_lock_file())
+                        dir.lock_holder(&dir.compactor_lock_file())
                     );
                     Ok(ExitCode::from(3))
                 }
@@ -825,6 +826,16 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let bytes =
         std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
     let ledger = match &a.ledger {
+        // The ledger of a data directory on an object store (s3://bucket/prefix), read
+        // with the auditor's own credentials.
+        Some(p) if p.to_string_lossy().starts_with("s3://") => {
+            let dir = veritrace_anchor::DataDir::open(p)
+                .with_context(|| format!("opening {}", p.display()))?;
+            let entries: Vec<serde_json::Value> = dir
+                .read_jsonl(&dir.ledger_file())
+                .with_context(|| format!("reading the ledger of {}", p.display()))?;
+            Some(entries.iter().map(|e| format!("{e}\n")).collect())
+        }
         Some(p) => Some(
             std::fs::read_to_string(p)
                 .with_context(|| format!("reading ledger {}", p.display()))?,
@@ -1063,7 +1074,7 @@ pub(crate) async fn epcis_export(
 }
 
 fn anchor_run(data: &std::path::Path, timeout_secs: u64, cfg: &Config) -> anyhow::Result<ExitCode> {
-    use veritrace_anchor::{DataDir, DirLock};
+    use veritrace_anchor::DataDir;
     let dir = DataDir::open(data)?;
     let holder = format!("veritrace anchor run (pid {})", std::process::id());
     let Some(r) = veritrace_anchor::epoch_loop::anchor_once(
@@ -1077,7 +1088,7 @@ fn anchor_run(data: &std::path::Path, timeout_secs: u64, cfg: &Config) -> anyhow
         anyhow::bail!(
             "another process anchors {} ({}); it anchors these epochs itself",
             data.display(),
-            DirLock::holder(&dir.anchorer_lock_file())
+            dir.lock_holder(&dir.anchorer_lock_file())
         );
     };
     if let Some(e) = &r.sealed {

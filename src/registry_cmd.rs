@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use veritrace_anchor::{DataDir, DirLock};
+use veritrace_anchor::DataDir;
 use veritrace_processors::Outcome;
 use veritrace_processors::signed::{REGISTRY_STREAM, append_registry, load_registry};
 use veritrace_verify::registry::Record;
@@ -366,7 +366,7 @@ fn submit(
             .unwrap_or_else(|| "the next epoch".into()),
         None => format!(
             "the next epoch of {}",
-            DirLock::holder(&dir.anchorer_lock_file())
+            dir.lock_holder(&dir.anchorer_lock_file())
         ),
     };
     println!(

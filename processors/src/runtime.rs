@@ -161,6 +161,40 @@ where
     let mut workers = Vec::new();
     let mut next_offsets = Vec::new();
     let registry = cfg.signatures.registry(dir)?;
+    // One writer per partition: a Kafka processor or another import holding one makes this
+    // run stop before it writes anything (locally an OS lock, on an object store a lease).
+    let holder = format!("veritrace ingest (pid {})", std::process::id());
+    let mut _locks = Vec::with_capacity(parts as usize);
+    // On an object store the lease of a process that died expires after its TTL: wait that
+    // long before calling the partition taken.
+    let patience = if dir.is_remote() {
+        Duration::from_millis(veritrace_anchor::LEASE_TTL_MS as u64 + 2_000)
+    } else {
+        Duration::ZERO
+    };
+    let deadline = Instant::now() + patience;
+    for p in 0..parts {
+        let path = dir.partition_lock_file(&cfg.stream, p);
+        let got = loop {
+            match dir.try_lock(&path, &holder)? {
+                Some(l) => break Some(l),
+                None if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(500));
+                }
+                None => break None,
+            }
+        };
+        match got {
+            Some(l) => _locks.push(l),
+            None => {
+                return Err(Error::Invalid(format!(
+                    "partition {p} of stream {} is written by another process ({}); stop it or import into another stream",
+                    cfg.stream,
+                    dir.lock_holder(&path)
+                )));
+            }
+        }
+    }
     for p in 0..parts {
         let proc = PartitionProcessor::open(dir, &cfg.stream, p, cfg.policy)?
             .with_signatures(cfg.signatures.stage(&cfg.stream, registry.clone()));
