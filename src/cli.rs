@@ -398,6 +398,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return crate::signing::sign_cmd(a);
     }
     let cfg = Config::load(cli.config.as_deref())?;
+    // Every s3:// data directory this process opens reaches its store this way.
+    veritrace_anchor::store::S3Options::configure(cfg.storage.options()?);
     let data_of = |flag: Option<PathBuf>| flag.unwrap_or_else(|| cfg.data_dir.clone());
     match cli.command {
         Command::Demo(_) | Command::Keys(_) | Command::Sign(_) => unreachable!("handled above"),

@@ -86,6 +86,64 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Private fields: committed in the leaf, values kept apart, erasable.
     pub privacy: PrivacyConfig,
+    /// How to reach an object store, for an `s3://bucket/prefix` data directory.
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: the object store of an `s3://bucket/prefix` data directory. Every empty
+/// field falls back to the usual AWS variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, ...; then IRSA or instance credentials). The secret may be an
+/// indirection, `"${file:/run/secrets/s3/secret-access-key}"` or `"${env:NAME}"`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StorageConfig {
+    /// An S3-compatible store's URL (`http://minio.minio.svc:9000`); empty: AWS.
+    pub endpoint: String,
+    /// The bucket's region.
+    pub region: String,
+    /// Plain HTTP to the endpoint (a store inside the cluster).
+    pub allow_http: bool,
+    /// The access key id (or an indirection).
+    pub access_key_id: String,
+    /// The secret access key (or an indirection); never printed.
+    pub secret_access_key: String,
+}
+
+impl StorageConfig {
+    /// The object-store options, indirections resolved.
+    pub fn options(&self) -> anyhow::Result<veritrace_anchor::store::S3Options> {
+        let resolve = |name: &str, v: &str| -> anyhow::Result<String> {
+            let Some(inner) = v.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+                return Ok(v.to_owned());
+            };
+            if let Some(var) = inner.strip_prefix("env:") {
+                std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!("storage.{name}: environment variable {var} is not set")
+                })
+            } else if let Some(path) = inner.strip_prefix("file:") {
+                std::fs::read_to_string(path)
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|e| anyhow::anyhow!("storage.{name}: cannot read {path}: {e}"))
+            } else {
+                anyhow::bail!(
+                    "storage.{name}: unknown indirection (use ${{env:NAME}} or ${{file:PATH}})"
+                )
+            }
+        };
+        let access_key_id = resolve("access-key-id", &self.access_key_id)?;
+        let secret_access_key = resolve("secret-access-key", &self.secret_access_key)?;
+        anyhow::ensure!(
+            access_key_id.is_empty() == secret_access_key.is_empty(),
+            "storage.access-key-id and storage.secret-access-key go together"
+        );
+        Ok(veritrace_anchor::store::S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id,
+            secret_access_key,
+            allow_http: self.allow_http,
+        })
+    }
 }
 
 /// `[privacy]`: see `veritrace_processors::privacy`.
@@ -859,6 +917,7 @@ impl Default for Config {
                 }
             },
             privacy: PrivacyConfig::default(),
+            storage: StorageConfig::default(),
             auth: AuthConfig {
                 tokens_file: String::new(),
                 anonymous: "auto".into(),

@@ -5,7 +5,6 @@ use parquet::arrow::ArrowWriter;
 use tracing::instrument;
 use veritrace_verify::{Digest, merkle};
 
-
 use crate::tables::{EDGES, EVENTS, REJECTED, Table};
 use crate::{BatchHeader, DataDir, Error, Result};
 
@@ -44,6 +43,8 @@ pub struct BatchWriter {
     partition: u32,
     manifest: PathBuf,
     last: Option<BatchHeader>,
+    /// Lines in the partition's digest log (as read at open, plus those written since).
+    digest_lines: u64,
 }
 
 impl BatchWriter {
@@ -67,12 +68,16 @@ impl BatchWriter {
         let headers: Vec<BatchHeader> = dir.read_jsonl(&manifest)?;
         check_chain(&manifest, stream, partition, &headers)?;
         check_references(dir, &manifest, stream, partition, &headers)?;
+        let digest_lines = dir
+            .read_jsonl::<serde_json::Value>(&dir.batch_files_log(stream, partition))?
+            .len() as u64;
         let w = BatchWriter {
             dir: dir.clone(),
             stream: stream.to_owned(),
             partition,
             manifest,
             last: headers.last().cloned(),
+            digest_lines,
         };
         w.remove_uncommitted()?;
         Ok(w)
@@ -156,8 +161,12 @@ impl BatchWriter {
         );
         let root = merkle::root(input.leaf_hashes);
 
-        let mut digests =
-            vec![write_parquet(&self.dir, &self.dir.events_file(&id), &input.events, &EVENTS)?];
+        let mut digests = vec![write_parquet(
+            &self.dir,
+            &self.dir.events_file(&id),
+            &input.events,
+            &EVENTS,
+        )?];
         if let Some(rej) = &input.rejected
             && rej.num_rows() > 0
         {
@@ -186,8 +195,10 @@ impl BatchWriter {
         crate::integrity::record_batch_files(
             &self.dir,
             &self.dir.batch_files_log(&self.stream, self.partition),
+            self.digest_lines,
             &files,
         )?;
+        self.digest_lines += 1;
         let header = BatchHeader {
             batch_id: id,
             stream: self.stream.clone(),
@@ -201,7 +212,7 @@ impl BatchWriter {
             prev_root: self.last.as_ref().map_or(Digest::ZERO, |h| h.root),
             sealed_at: input.sealed_at,
         };
-        self.dir.append_jsonl(&self.manifest, &header)?;
+        self.dir.append_jsonl(&self.manifest, header.seq, &header)?;
         self.last = Some(header.clone());
         Ok(header)
     }
@@ -221,7 +232,11 @@ pub(crate) fn quarantine(dir: &DataDir, path: &Path) -> Result<PathBuf> {
         };
         let mut n = 0;
         loop {
-            let to = if n == 0 { q.join(&name) } else { q.join(format!("{name}.{n}")) };
+            let to = if n == 0 {
+                q.join(&name)
+            } else {
+                q.join(format!("{name}.{n}"))
+            };
             if dir.write_new(&to, bytes.clone())? {
                 dir.remove_file(path)?;
                 return Ok(to);

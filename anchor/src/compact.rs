@@ -27,7 +27,7 @@ use tracing::instrument;
 use veritrace_verify::Digest;
 
 use crate::clock::now_rfc3339;
-use crate::fsutil::{append_line_durable, write_atomic};
+use crate::fsutil::write_atomic;
 use crate::merge::{merge, merge_candidates};
 use crate::tables::EVENTS;
 use crate::{BatchHeader, DataDir, Error, Result};
@@ -173,8 +173,8 @@ fn leaves_from_parquet<R: parquet::file::reader::ChunkReader + 'static>(
     Ok(out)
 }
 
-fn read_all(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
-    let f = File::open(path).map_err(Error::io("open", path))?;
+fn read_all(dir: &DataDir, path: &std::path::Path) -> Result<Vec<RecordBatch>> {
+    let f = dir.source(path)?;
     let r = ParquetRecordBatchReaderBuilder::try_new(f)
         .and_then(|b| b.build())
         .map_err(|source| Error::Parquet {
@@ -192,29 +192,35 @@ fn read_all(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
 /// (it takes `compacted/compactor.lock`); returns `Ok(None)` when another holds it.
 #[instrument(skip_all)]
 pub fn compact(dir: &DataDir, opts: &CompactOptions) -> Result<Option<CompactReport>> {
-    dir.require_local("compaction")?;
-    std::fs::create_dir_all(dir.compacted_dir())
-        .map_err(Error::io("create directory", dir.compacted_dir()))?;
-    std::fs::create_dir_all(dir.leaves_dir())
-        .map_err(Error::io("create directory", dir.leaves_dir()))?;
+    if !dir.is_remote() {
+        std::fs::create_dir_all(dir.compacted_dir())
+            .map_err(Error::io("create directory", dir.compacted_dir()))?;
+        std::fs::create_dir_all(dir.leaves_dir())
+            .map_err(Error::io("create directory", dir.leaves_dir()))?;
+    }
     let holder = format!("compactor (pid {})", std::process::id());
-    let Some(_lock) = crate::DirLock::try_acquire(&dir.compactor_lock_file(), &holder)? else {
+    let Some(_lock) = dir.try_lock(&dir.compactor_lock_file(), &holder)? else {
         return Ok(None);
     };
-    crate::fsutil::repair_torn_tail(&dir.compactions_file())?;
+    dir.repair_torn_tail(&dir.compactions_file())?;
     let mut report = CompactReport::default();
     let done = CompactionLog::read(dir)?;
     report.orphans_removed = remove_orphans(dir, &done)?;
     delete_superseded(dir, &done, opts.grace, &mut report)?;
 
     let covered = done.covered_batches();
+    let present: std::collections::HashSet<PathBuf> = dir
+        .list_files(&dir.events_dir())?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     let mut todo: Vec<BatchHeader> = dir
         .all_batch_headers()?
         .into_iter()
         .filter(|h| {
             h.stream != crate::AUDIT_STREAM
                 && !covered.contains(h.batch_id.as_str())
-                && dir.events_file(&h.batch_id).exists()
+                && present.contains(&dir.events_file(&h.batch_id))
         })
         .collect();
     if todo.len() < opts.min_files.max(1) {
@@ -257,7 +263,7 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
     let mut batches = Vec::new();
     for h in unit {
         let path = dir.events_file(&h.batch_id);
-        let parts = read_all(&path)?;
+        let parts = read_all(dir, &path)?;
         // The leaf hashes in leaf order (row order of the batch file), for proofs.
         let mut side = Vec::with_capacity(h.size as usize * 32);
         for p in &parts {
@@ -286,11 +292,7 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
                 detail: format!("{} leaves, the header says {}", side.len() / 32, h.size),
             });
         }
-        let leaves_path = dir.leaves_file(&h.batch_id);
-        write_atomic(&leaves_path, |f| {
-            use std::io::Write;
-            f.write_all(&side).map_err(Error::io("write", &leaves_path))
-        })?;
+        dir.write_replace(&dir.leaves_file(&h.batch_id), side)?;
         batches.extend(parts);
     }
     let Some(first) = batches.first() else {
@@ -336,7 +338,7 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
     );
     let path = dir.compacted_dir().join(&name);
     let props = EVENTS.writer_properties(opts.row_group_rows);
-    write_atomic(&path, |f: &mut File| {
+    let digest = write_out(dir, &path, |f| {
         let pe = |source| Error::Parquet {
             path: path.clone(),
             source,
@@ -346,7 +348,6 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
         w.close().map_err(pe)?;
         Ok(())
     })?;
-    let digest = crate::integrity::digest_file(dir, &dir.compacted_dir().join(&name))?;
     let c = Compaction {
         file: name,
         batch_ids: unit.iter().map(|h| h.batch_id.clone()).collect(),
@@ -356,31 +357,68 @@ fn compact_unit(dir: &DataDir, unit: &[BatchHeader], opts: &CompactOptions) -> R
         digest: Some(digest),
     };
     // The commit point.
-    append_line_durable(&dir.compactions_file(), &c)?;
+    append_log_line(dir, &c)?;
     tracing::info!(file = %c.file, batches = c.batch_ids.len(), rows, "compacted");
     Ok(c)
+}
+
+/// Appends a line to the compaction log (the commit point of a compaction or a merge), as
+/// the entry after the ones there now: the compactor holds the directory's compactor lock
+/// (or lease), and on an object store a racing writer loses the create-only append.
+pub(crate) fn append_log_line<T: Serialize>(dir: &DataDir, line: &T) -> Result<()> {
+    let path = dir.compactions_file();
+    let seq = if dir.is_remote() {
+        dir.read_jsonl::<serde_json::Value>(&path)?.len() as u64
+    } else {
+        0
+    };
+    dir.append_jsonl(&path, seq, line)
+}
+
+/// Writes a compacted file and returns its digest: locally in place atomically (streamed
+/// to disk); on an object store built in memory and created only if absent (another
+/// compactor's file there means this one lost the directory: [`Error::Lost`]).
+pub(crate) fn write_out(
+    dir: &DataDir,
+    path: &std::path::Path,
+    body: impl FnOnce(&mut (dyn std::io::Write + Send)) -> Result<()>,
+) -> Result<crate::integrity::FileDigest> {
+    if dir.is_remote() {
+        let mut buf = Vec::new();
+        body(&mut buf)?;
+        let digest = crate::integrity::digest_bytes(dir, path, &buf);
+        if !dir.write_new(path, buf)? {
+            return Err(Error::Lost {
+                path: path.to_owned(),
+                detail: "another compactor wrote this file".into(),
+            });
+        }
+        return Ok(digest);
+    }
+    write_atomic(path, |f: &mut File| body(f))?;
+    crate::integrity::digest_file(dir, path)
 }
 
 fn remove_orphans(dir: &DataDir, done: &CompactionLog) -> Result<usize> {
     let named = done.named_files();
     let mut removed = 0;
     let d = dir.compacted_dir();
-    for e in std::fs::read_dir(&d)
-        .map_err(Error::io("list", &d))?
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
+    for (path, _) in dir.list_files(&d)? {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let parquet = name.ends_with(".parquet") || name.ends_with(".tmp");
         if parquet && !named.contains(name.as_str()) {
             if name.ends_with(".tmp") {
                 // A write interrupted before its rename: never complete, never committed.
-                tracing::warn!(file = %e.path().display(), "removing an unfinished compacted file");
-                std::fs::remove_file(e.path()).map_err(Error::io("remove", e.path()))?;
+                tracing::warn!(file = %path.display(), "removing an unfinished compacted file");
+                dir.remove_file(&path)?;
             } else {
                 // Complete but not in the log: a crash before the commit line, or a log
                 // that lost lines (then this may be the only copy of its rows). Set aside.
-                let to = crate::batch::quarantine(dir, &e.path())?;
-                tracing::warn!(file = %e.path().display(), moved_to = %to.display(), "compacted file not in the compaction log moved to quarantine");
+                let to = crate::batch::quarantine(dir, &path)?;
+                tracing::warn!(file = %path.display(), moved_to = %to.display(), "compacted file not in the compaction log moved to quarantine");
             }
             removed += 1;
         }
@@ -396,7 +434,14 @@ fn old_enough(committed_at: &str, now: SystemTime, grace: Duration) -> bool {
 }
 
 /// Removes `p` if it exists; true when it did.
-fn remove_if_present(p: PathBuf) -> Result<bool> {
+fn remove_if_present(dir: &DataDir, p: PathBuf) -> Result<bool> {
+    if dir.is_remote() {
+        if !dir.exists(&p)? {
+            return Ok(false);
+        }
+        dir.remove_file(&p)?;
+        return Ok(true);
+    }
     match std::fs::remove_file(&p) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -426,7 +471,8 @@ fn delete_superseded(
     for c in &done.compactions {
         if old_enough(&c.committed_at, now, grace) {
             for b in &c.batch_ids {
-                report.small_files_deleted += usize::from(remove_if_present(dir.events_file(b))?);
+                report.small_files_deleted +=
+                    usize::from(remove_if_present(dir, dir.events_file(b))?);
             }
         }
     }
@@ -434,7 +480,7 @@ fn delete_superseded(
         if old_enough(&m.committed_at, now, grace) {
             for f in &m.merged {
                 report.merged_files_deleted +=
-                    usize::from(remove_if_present(dir.compacted_dir().join(f))?);
+                    usize::from(remove_if_present(dir, dir.compacted_dir().join(f))?);
             }
         }
     }

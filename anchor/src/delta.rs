@@ -68,7 +68,13 @@ pub fn table_root(dir: &DataDir, table: &str) -> PathBuf {
 
 /// True once `veritrace publish` has run on the directory (its events table exists).
 pub fn enabled(dir: &DataDir) -> bool {
-    !dir.is_remote() && log_dir(dir.root()).is_dir()
+    if dir.is_remote() {
+        // One listing; an object store that does not answer now is retried next time.
+        return dir
+            .list_files(&log_dir(dir.root()))
+            .is_ok_and(|files| !files.is_empty());
+    }
+    log_dir(dir.root()).is_dir()
 }
 
 /// Publishes if [`enabled`]; a failure is logged, never fatal to the caller (sealing and
@@ -88,7 +94,6 @@ fn log_dir(root: &Path) -> PathBuf {
 
 /// Publishes every table: one new Delta version per table whose committed files changed.
 pub fn publish(dir: &DataDir) -> Result<Vec<Published>> {
-    dir.require_local("publishing Delta tables")?;
     TABLES.iter().map(|t| publish_table(dir, t)).collect()
 }
 
@@ -140,7 +145,7 @@ fn committed(dir: &DataDir, table: &str, root: &Path) -> Result<BTreeMap<String,
                 };
                 let committed = match recorded.get(&h.batch_id) {
                     Some(b) => b.files.iter().any(|f| dir.root().join(&f.file) == path),
-                    None => path.exists(),
+                    None => dir.exists(&path)?,
                 };
                 if committed {
                     files.push(path);
@@ -150,6 +155,27 @@ fn committed(dir: &DataDir, table: &str, root: &Path) -> Result<BTreeMap<String,
         }
     };
     let mut want = BTreeMap::new();
+    if dir.is_remote() {
+        // Sizes from one listing per directory; the modification time is the
+        // publication's (an object's own is not listed here, and readers only show it).
+        let mut sizes = std::collections::HashMap::new();
+        let parents: std::collections::BTreeSet<PathBuf> = files
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_owned))
+            .collect();
+        for d in parents {
+            sizes.extend(dir.list_files(&d)?);
+        }
+        let now = now_ms();
+        for path in files {
+            let size = *sizes.get(&path).ok_or_else(|| Error::Corrupt {
+                path: path.clone(),
+                detail: "committed and gone: not published (run `veritrace check`)".into(),
+            })?;
+            want.insert(encode_path(relative(&path, root)?), (size, now));
+        }
+        return Ok(want);
+    }
     for path in files {
         let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Corrupt {
@@ -158,13 +184,7 @@ fn committed(dir: &DataDir, table: &str, root: &Path) -> Result<BTreeMap<String,
             },
             _ => Error::io("stat", &path)(e),
         })?;
-        let rel = path.strip_prefix(root).map_err(|_| {
-            Error::Bug(format!(
-                "{} is not under the table root {}",
-                path.display(),
-                root.display()
-            ))
-        })?;
+        let rel = relative(&path, root)?;
         let mtime = meta
             .modified()
             .ok()
@@ -175,18 +195,30 @@ fn committed(dir: &DataDir, table: &str, root: &Path) -> Result<BTreeMap<String,
     Ok(want)
 }
 
+fn relative<'a>(path: &'a Path, root: &Path) -> Result<&'a Path> {
+    path.strip_prefix(root).map_err(|_| {
+        Error::Bug(format!(
+            "{} is not under the table root {}",
+            path.display(),
+            root.display()
+        ))
+    })
+}
+
 /// Brings one table's Delta log to the files committed now.
 fn publish_table(dir: &DataDir, table: &'static str) -> Result<Published> {
     let root = table_root(dir, table);
     let logs = log_dir(&root);
-    std::fs::create_dir_all(&logs).map_err(Error::io("create directory", &logs))?;
+    if !dir.is_remote() {
+        std::fs::create_dir_all(&logs).map_err(Error::io("create directory", &logs))?;
+    }
     // Optimistic concurrency, as Delta writers do: a writer that loses the race for a
     // version starts over. The table is read before the committed state, so a version that
     // wins was computed from a state at least as new as the one it follows: a publisher that
     // read the compaction log before a compaction can never undo that compaction's version
     // (which the compactor writes before it deletes the small files).
     for _ in 0..64 {
-        let (version, live) = read_table(&logs)?;
+        let (version, live) = read_table(dir, &logs)?;
         let want = committed(dir, table, &root)?;
         let added: Vec<_> = want.keys().filter(|p| !live.contains_key(*p)).collect();
         let removed: Vec<_> = live.keys().filter(|p| !want.contains_key(*p)).collect();
@@ -234,7 +266,7 @@ fn publish_table(dir: &DataDir, table: &'static str) -> Result<Published> {
                 "modificationTime": mtime, "dataChange": true,
             }}));
         }
-        if commit(&logs, next, &actions)? {
+        if commit(dir, &logs, next, &actions)? {
             tracing::info!(
                 table,
                 version = next,
@@ -259,29 +291,26 @@ fn publish_table(dir: &DataDir, table: &'static str) -> Result<Published> {
 }
 
 /// The table's last version and its live files (path -> size), replayed from the log.
-pub fn read_table(logs: &Path) -> Result<(Option<u64>, BTreeMap<String, u64>)> {
+pub fn read_table(dir: &DataDir, logs: &Path) -> Result<(Option<u64>, BTreeMap<String, u64>)> {
     let mut versions = Vec::new();
-    match std::fs::read_dir(logs) {
-        Ok(rd) => {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(v) = name.strip_suffix(".json").filter(|v| v.len() == 20) {
-                    if let Ok(v) = v.parse::<u64>() {
-                        versions.push(v);
-                    }
-                } else if name == "_last_checkpoint" {
-                    return Err(Error::Corrupt {
-                        path: logs.join(name),
-                        detail: "a Delta checkpoint written by another writer: this table is \
-                                 published by Veritrace only (move the table's _delta_log \
-                                 aside and publish again)"
-                            .into(),
-                    });
-                }
+    for (path, _) in dir.list_files(logs)? {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(v) = name.strip_suffix(".json").filter(|v| v.len() == 20) {
+            if let Ok(v) = v.parse::<u64>() {
+                versions.push(v);
             }
+        } else if name == "_last_checkpoint" {
+            return Err(Error::Corrupt {
+                path,
+                detail: "a Delta checkpoint written by another writer: this table is \
+                         published by Veritrace only (move the table's _delta_log \
+                         aside and publish again)"
+                    .into(),
+            });
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, BTreeMap::new())),
-        Err(e) => return Err(Error::io("list", logs)(e)),
     }
     versions.sort_unstable();
     let mut live = BTreeMap::new();
@@ -296,7 +325,14 @@ pub fn read_table(logs: &Path) -> Result<(Option<u64>, BTreeMap<String, u64>)> {
                 ),
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+        let bytes = dir.read_file(&path)?.ok_or_else(|| Error::Corrupt {
+            path: path.clone(),
+            detail: "listed and gone while read".into(),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         for (n, line) in text
             .lines()
             .enumerate()
@@ -316,11 +352,19 @@ pub fn read_table(logs: &Path) -> Result<(Option<u64>, BTreeMap<String, u64>)> {
     Ok((versions.last().copied(), live))
 }
 
-/// Writes version `v` create-only: the whole file is written and synced under a temporary
-/// name, then hard-linked to its final name, which fails if another writer took `v`.
-/// `Ok(false)`: it did.
-fn commit(logs: &Path, v: u64, actions: &[Value]) -> Result<bool> {
+/// Writes version `v` create-only: locally the whole file is written and synced under a
+/// temporary name, then hard-linked to its final name, which fails if another writer took
+/// `v`; on an object store a PUT with `If-None-Match: *`. `Ok(false)`: another writer did.
+fn commit(dir: &DataDir, logs: &Path, v: u64, actions: &[Value]) -> Result<bool> {
     let target = logs.join(format!("{v:020}.json"));
+    if dir.is_remote() {
+        let mut text = Vec::new();
+        for a in actions {
+            serde_json::to_writer(&mut text, a).map_err(|e| Error::Bug(e.to_string()))?;
+            text.push(b'\n');
+        }
+        return dir.write_new(&target, text);
+    }
     let tmp = logs.join(format!(
         ".{v:020}.json.{}-{}.tmp",
         std::process::id(),
@@ -479,19 +523,34 @@ mod tests {
     #[test]
     fn a_version_is_created_once_and_the_loser_sees_the_winner() {
         let d = tempfile::tempdir().expect("tmp");
-        let logs = d.path().join("_delta_log");
+        let dir = DataDir::create(d.path().join("data")).expect("data dir");
+        let logs = dir.root().join("_delta_log");
         std::fs::create_dir_all(&logs).expect("mkdir");
         let add = |p: &str| json!({"add": {"path": p, "size": 1}});
-        assert!(commit(&logs, 0, &[add("a")]).expect("first"));
-        assert!(!commit(&logs, 0, &[add("b")]).expect("second"), "taken");
-        assert!(commit(&logs, 1, &[json!({"remove": {"path": "a"}}), add("c")]).expect("v1"));
-        let (v, live) = read_table(&logs).expect("read");
+        assert!(commit(&dir, &logs, 0, &[add("a")]).expect("first"));
+        assert!(
+            !commit(&dir, &logs, 0, &[add("b")]).expect("second"),
+            "taken"
+        );
+        assert!(
+            commit(
+                &dir,
+                &logs,
+                1,
+                &[json!({"remove": {"path": "a"}}), add("c")]
+            )
+            .expect("v1")
+        );
+        let (v, live) = read_table(&dir, &logs).expect("read");
         assert_eq!(v, Some(1));
         assert_eq!(live.keys().collect::<Vec<_>>(), ["c"]);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&logs).expect("ls").count(), 2);
         // A missing version is damage, reported with its file.
         std::fs::remove_file(logs.join(format!("{:020}.json", 0))).expect("rm");
-        assert!(matches!(read_table(&logs), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            read_table(&dir, &logs),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

@@ -124,7 +124,7 @@ impl EpochLog {
             batch_ids: headers.iter().map(|h| h.batch_id.clone()).collect(),
             sealed_at,
         };
-        self.dir.append_jsonl(&self.path, &rec)?;
+        self.dir.append_jsonl(&self.path, rec.epoch_id, &rec)?;
         self.in_epoch.extend(rec.batch_ids.iter().cloned());
         self.records.push(rec.clone());
         Ok(Some(rec))

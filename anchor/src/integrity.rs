@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 use veritrace_verify::{Digest, merkle};
 
 use crate::compact::CompactionLog;
-use crate::fsutil::{append_line_durable, read_jsonl};
+use crate::fsutil::append_line_durable;
 use crate::{BatchHeader, DataDir, EpochLog, Error, Result};
 
 /// A file's length and SHA-256, recorded when it was committed.
@@ -100,9 +100,14 @@ fn relative(dir: &DataDir, path: &Path) -> String {
 }
 
 /// Appends a batch's file digests to its partition's digest log (before the commit line).
-pub(crate) fn record_batch_files(dir: &DataDir, log: &Path, files: &BatchFiles) -> Result<()> {
+pub(crate) fn record_batch_files(
+    dir: &DataDir,
+    log: &Path,
+    seq: u64,
+    files: &BatchFiles,
+) -> Result<()> {
     if dir.is_remote() {
-        return dir.append_jsonl(log, files);
+        return dir.append_jsonl(log, seq, files);
     }
     if let Some(parent) = log.parent() {
         // Data directories from before digests have no digests/ yet.
@@ -235,7 +240,6 @@ impl Progress for NoProgress {
 /// Verifies a whole data directory (read only). `Err` only when the check itself cannot
 /// run (unreadable directory); damage is in the report.
 pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<CheckReport> {
-    dir.require_local("veritrace check")?;
     let mut r = CheckReport::default();
     let damage = |path: PathBuf, batch: Option<&str>, problem: String| Damage {
         path,
@@ -244,20 +248,15 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
     };
     // Manifests, one per partition.
     let mut manifests: Vec<(PathBuf, String, u32)> = Vec::new();
-    let bd = dir.batches_dir();
-    for e in std::fs::read_dir(&bd)
-        .map_err(Error::io("list", &bd))?
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".jsonl") else {
+    for (path, _) in dir.list_logs(&dir.batches_dir())? {
+        let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
             continue;
         };
         let Some((stream, p)) = stem.rsplit_once("-p") else {
             continue;
         };
         if let Ok(p) = p.parse::<u32>() {
-            manifests.push((e.path(), stream.to_owned(), p));
+            manifests.push((path, stream.to_owned(), p));
         }
     }
     manifests.sort();
@@ -274,7 +273,7 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
     let mut digests: HashMap<String, BatchFiles> = HashMap::new();
     for (path, stream, p) in &manifests {
         r.manifests += 1;
-        let hs: Vec<BatchHeader> = match read_jsonl(path) {
+        let hs: Vec<BatchHeader> = match dir.read_jsonl(path) {
             Ok(h) => h,
             Err(e) => {
                 r.damage.push(damage(path.clone(), None, e.to_string()));
@@ -300,6 +299,14 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
     let live = log.live_files();
     let work = headers.len() as u64 + live.len() as u64 + 3;
     progress.start(work);
+
+    // What is there: one listing of each directory (one request on an object store).
+    let present: HashSet<PathBuf> = dir
+        .list_files(&dir.events_dir())?
+        .into_iter()
+        .chain(dir.list_files(&dir.compacted_dir())?)
+        .map(|(p, _)| p)
+        .collect();
 
     // Batches: files present and as recorded; root from the leaves.
     for h in headers.values() {
@@ -332,7 +339,7 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
                         }
                     }
                 }
-                None if !events.exists() => r.damage.push(damage(
+                None if !present.contains(&events) => r.damage.push(damage(
                     events.clone(),
                     Some(id),
                     "missing: the batch is committed in its manifest but its events file is gone"
@@ -340,8 +347,8 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
                 )),
                 None => r.files_without_digest += 1,
             }
-            if events.exists() {
-                match read_event_rows(&events, deep) {
+            if present.contains(&events) {
+                match read_event_rows(dir, &events, deep) {
                     Ok(rows) => {
                         let leaves: Vec<Digest> = rows.iter().map(|x| x.leaf).collect();
                         if let Some(p) = root_problem(h, &leaves) {
@@ -374,15 +381,15 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
                     r.bytes_hashed += d.bytes;
                 }
             },
-            None if !path.exists() => r.damage.push(damage(
+            None if !present.contains(&path) => r.damage.push(damage(
                 path.clone(),
                 None,
                 "missing: committed in the compaction log and gone".into(),
             )),
             None => r.files_without_digest += 1,
         }
-        if deep && path.exists() {
-            match read_event_rows(&path, true) {
+        if deep && present.contains(&path) {
+            match read_event_rows(dir, &path, true) {
                 Ok(rows) => {
                     check_rows(&path, "", &rows, &mut r);
                     for row in &rows {
@@ -493,12 +500,20 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
 
     // The local ledger: chain, signatures, head, and the epochs it anchors.
     let ledger_path = dir.ledger_file();
-    let text = match std::fs::read_to_string(&ledger_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io("read", &ledger_path)(e)),
+    // Locally the file's own text; on an object store its entries, one per line.
+    let text = if dir.is_remote() {
+        dir.read_jsonl::<serde_json::Value>(&ledger_path)
+            .map(|entries| entries.iter().map(|e| format!("{e}\n")).collect::<String>())
+            .map_err(|e| e.to_string())
+    } else {
+        match std::fs::read_to_string(&ledger_path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => return Err(Error::io("read", &ledger_path)(e)),
+        }
     };
-    match veritrace_verify::verify::verify_ledger(&text) {
+    match text.and_then(|t| veritrace_verify::verify::verify_ledger(&t).map_err(|e| e.to_string()))
+    {
         Ok(entries) => {
             if let Err(e) = crate::ledger::check_head(dir, &entries) {
                 r.damage
@@ -639,12 +654,12 @@ fn check_rows(path: &Path, batch: &str, rows: &[Row], r: &mut CheckReport) {
     }
 }
 
-fn read_event_rows(path: &Path, canonical: bool) -> Result<Vec<Row>> {
+fn read_event_rows(dir: &DataDir, path: &Path, canonical: bool) -> Result<Vec<Row>> {
     let bad = |detail: String| Error::Corrupt {
         path: path.to_owned(),
         detail,
     };
-    let f = File::open(path).map_err(Error::io("open", path))?;
+    let f = dir.source(path)?;
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(e.to_string()))?;
     let mut names = vec!["batch_id", "leaf_index", "leaf_hash"];
     if canonical {

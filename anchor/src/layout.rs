@@ -69,21 +69,29 @@ const MARKER: &str = "veritrace-data.json";
 /// `s3://bucket/prefix` as a data directory: the store from the usual AWS variables
 /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 /// `AWS_ALLOW_HTTP` for a plain-HTTP endpoint), path-style requests.
-fn remote_root(text: &str) -> Result<Option<(PathBuf, Arc<Remote>)>> {
+fn remote_root_with(
+    text: &str,
+    opts: &crate::store::S3Options,
+) -> Result<Option<(PathBuf, Arc<Remote>)>> {
     if !text.starts_with("s3://") {
         return Ok(None);
     }
     let url = text.trim_end_matches('/').to_owned();
-    let dir = crate::store::ObjectDir::s3(&url, &crate::store::S3Options::default())
-        .map_err(Error::Invalid)?;
+    let dir = crate::store::ObjectDir::s3(&url, opts).map_err(Error::Invalid)?;
     Ok(Some((PathBuf::from(&url), Arc::new(Remote::new(dir, url)))))
 }
 
 impl DataDir {
     /// Opens (creating if needed) a data directory.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
+        Self::create_with(root, &crate::store::S3Options::configured())
+    }
+
+    /// [`DataDir::create`], with the object store's endpoint, region and credentials given
+    /// (empty fields: the AWS variables).
+    pub fn create_with(root: impl Into<PathBuf>, s3: &crate::store::S3Options) -> Result<Self> {
         let root = root.into();
-        if let Some((root, remote)) = remote_root(&root.to_string_lossy())? {
+        if let Some((root, remote)) = remote_root_with(&root.to_string_lossy(), s3)? {
             let dir = DataDir {
                 root,
                 remote: Some(remote.clone()),
@@ -108,8 +116,13 @@ impl DataDir {
 
     /// Opens an existing data directory without creating anything.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_with(root, &crate::store::S3Options::configured())
+    }
+
+    /// [`DataDir::open`], with the object store's endpoint, region and credentials given.
+    pub fn open_with(root: impl Into<PathBuf>, s3: &crate::store::S3Options) -> Result<Self> {
         let root = root.into();
-        if let Some((root, remote)) = remote_root(&root.to_string_lossy())? {
+        if let Some((root, remote)) = remote_root_with(&root.to_string_lossy(), s3)? {
             let marker = root.join(MARKER);
             if !remote.exists(&marker, MARKER.into())? {
                 return Err(Error::Invalid(format!(
@@ -247,12 +260,18 @@ impl DataDir {
         }
     }
 
-    /// Appends one entry to a JSON-lines log, durably. On an object store the entry is
-    /// written create-only at the next sequence number: if another writer took it, nothing
-    /// is written and the answer is [`Error::Lost`].
-    pub fn append_jsonl<T: serde::Serialize>(&self, path: &Path, value: &T) -> Result<()> {
+    /// Appends one entry to a JSON-lines log, durably, as its entry number `seq` (how many
+    /// entries the writer read or wrote before). On an object store the entry is written
+    /// create-only at `seq`: if another writer took it, nothing is written and the answer is
+    /// [`Error::Lost`]. Locally the log's OS lock makes the writer the only one.
+    pub fn append_jsonl<T: serde::Serialize>(
+        &self,
+        path: &Path,
+        seq: u64,
+        value: &T,
+    ) -> Result<()> {
         match &self.remote {
-            Some(r) => r.append(path, &self.key(path)?, value),
+            Some(r) => r.append(path, &self.key(path)?, seq, value),
             None => crate::fsutil::append_line_durable(path, value),
         }
     }
@@ -282,7 +301,8 @@ impl DataDir {
             Some(r) => r.replace(path, self.key(path)?, bytes),
             None => {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(Error::io("create directory", parent))?;
                 }
                 crate::fsutil::write_atomic(path, |f| {
                     use std::io::Write;
@@ -313,7 +333,8 @@ impl DataDir {
                     .into_iter()
                     .filter_map(|(k, size)| {
                         let rest = k.strip_prefix(&format!("{prefix}/"))?;
-                        (!rest.contains('/')).then(|| (crate::storage::path_of(&self.root, &k), size))
+                        (!rest.contains('/'))
+                            .then(|| (crate::storage::path_of(&self.root, &k), size))
                     })
                     .collect())
             }
@@ -345,8 +366,12 @@ impl DataDir {
                 let prefix = self.key(dir)?;
                 let mut logs: std::collections::BTreeMap<PathBuf, u64> = Default::default();
                 for (k, _) in r.list(dir, format!("{prefix}/"))? {
-                    let Some(rest) = k.strip_prefix(&format!("{prefix}/")) else { continue };
-                    let Some((name, entry)) = rest.split_once('/') else { continue };
+                    let Some(rest) = k.strip_prefix(&format!("{prefix}/")) else {
+                        continue;
+                    };
+                    let Some((name, entry)) = rest.split_once('/') else {
+                        continue;
+                    };
                     if entry.contains('/') || !entry.ends_with(".json") {
                         continue;
                     }
@@ -382,7 +407,9 @@ impl DataDir {
     pub fn lock_holder(&self, path: &Path) -> String {
         match &self.remote {
             Some(_) => {
-                let Ok(key) = self.key(path) else { return String::new() };
+                let Ok(key) = self.key(path) else {
+                    return String::new();
+                };
                 let name = key.strip_suffix(".lock").unwrap_or(&key);
                 let lease = self.root.join(format!("leases/{name}.json"));
                 self.read_file(&lease)
@@ -530,8 +557,16 @@ mod tests {
         );
         let e = local_root("gs://bucket/prefix".into()).expect_err("gs");
         assert!(e.to_string().contains("s3://bucket/prefix"), "{e}");
-        assert!(remote_root("s3://bucket/prefix").expect("s3").is_some());
-        assert!(remote_root("/var/lib/veritrace").expect("path").is_none());
+        assert!(
+            remote_root_with("s3://bucket/prefix", &Default::default())
+                .expect("s3")
+                .is_some()
+        );
+        assert!(
+            remote_root_with("/var/lib/veritrace", &Default::default())
+                .expect("path")
+                .is_none()
+        );
         assert!(local_root("file://relative".into()).is_err());
         // A colon in a plain path is still a path.
         assert!(local_root("/tmp/a:b".into()).is_ok());

@@ -155,7 +155,8 @@ impl LocalLedger {
         };
         let sig = self.key.sign(&entry.signing_bytes()?);
         entry.signature = hex::encode(sig.to_bytes());
-        self.dir.append_jsonl(&self.path, &entry)?;
+        self.dir
+            .append_jsonl(&self.path, self.entries.len() as u64, &entry)?;
         self.entries.push(entry.clone());
         write_head(&self.dir, &self.entries)?;
         Ok(entry)

@@ -49,7 +49,7 @@ pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic
 pub use layout::DataDir;
 pub use ledger::{LedgerHead, LocalLedger};
 pub use lock::DirLock;
-pub use storage::{HeldLease, LEASE_TTL_MS, Source};
+pub use storage::{HeldLease, LEASE_TTL_MS, ObjectFile, ReadAt, Source};
 
 /// The stream of the query servers' audit log (see `veritrace_processors::audit`): its
 /// batches are sealed and anchored like any, read as the `audit` table (never as events),

@@ -13,7 +13,6 @@
 //! use the inputs, after it the run; the inputs are deleted a grace period later.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::File;
 use std::path::PathBuf;
 
 use arrow_array::{ArrayRef, RecordBatch};
@@ -25,7 +24,6 @@ use tracing::instrument;
 use crate::compaction_log::{
     CompactOptions, CompactionLog, KeyRange, LiveFile, Merge, RunFile, SORT_KEY,
 };
-use crate::fsutil::{append_line_durable, write_atomic};
 use crate::tables::EVENTS;
 use crate::{DataDir, Error, Result};
 
@@ -96,6 +94,7 @@ struct Cursor {
 }
 
 struct Merger {
+    dir: DataDir,
     conv: RowConverter,
     cursors: Vec<Cursor>,
     /// Min-heap of cursor indices by current key.
@@ -125,7 +124,7 @@ impl Merger {
                     cur.rows = None;
                     return Ok(false);
                 };
-                let f = File::open(&p).map_err(Error::io("open", &p))?;
+                let f = self.dir.source(&p)?;
                 let r = ParquetRecordBatchReaderBuilder::try_new(f)
                     .and_then(|b| b.with_batch_size(CURSOR_ROWS).build())
                     .map_err(|source| Error::Parquet {
@@ -303,6 +302,7 @@ pub(crate) fn merge(
     ])
     .map_err(|e| Error::Bug(e.to_string()))?;
     let mut m = Merger {
+        dir: dir.clone(),
         conv,
         cursors: runs
             .iter()
@@ -350,7 +350,7 @@ pub(crate) fn merge(
         let path = dir.compacted_dir().join(&name);
         let mut keys = KeyRange::default();
         let mut rows = 0u64;
-        write_atomic(&path, |f: &mut File| {
+        let digest = crate::compact::write_out(dir, &path, |f| {
             let pe = |source| Error::Parquet {
                 path: path.clone(),
                 source,
@@ -377,7 +377,6 @@ pub(crate) fn merge(
             w.close().map_err(pe)?;
             Ok(())
         })?;
-        let digest = crate::integrity::digest_file(dir, &dir.compacted_dir().join(&name))?;
         files.push(RunFile {
             file: name,
             rows,
@@ -399,7 +398,7 @@ pub(crate) fn merge(
         committed_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
     };
     // The commit point.
-    append_line_durable(&dir.compactions_file(), &merge)?;
+    crate::compact::append_log_line(dir, &merge)?;
     tracing::info!(
         inputs = merge.merged.len(),
         runs = runs.len(),

@@ -16,9 +16,8 @@
 //! answer, so they may be called from anywhere, a blocking thread of another runtime
 //! included.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -33,7 +32,6 @@ pub(crate) struct Remote {
     pub(crate) dir: ObjectDir,
     /// `s3://bucket/prefix`, as given.
     pub(crate) url: String,
-    next: Mutex<HashMap<String, u64>>,
 }
 
 /// The runtime the object-store calls run on.
@@ -53,12 +51,19 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Runs `fut` on the store runtime and waits for it.
+/// Runs `fut` on the store runtime and waits for it on a plain channel. (Not by polling
+/// the task's `JoinHandle` here: called from inside another runtime's task whose
+/// cooperative budget is spent, that poll is told to yield and is woken again at once, and
+/// the thread spins for ever.)
 pub(crate) fn block<T: Send + 'static>(
     fut: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T> {
-    futures::executor::block_on(runtime().spawn(fut))
-        .map_err(|e| Error::Bug(format!("object-store call: {e}")))
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .map_err(|_| Error::Bug("object-store call: its task ended without an answer".into()))
 }
 
 fn store_err(path: &Path) -> impl FnOnce(StoreError) -> Error {
@@ -76,11 +81,7 @@ fn log_name(key: &str) -> &str {
 
 impl Remote {
     pub(crate) fn new(dir: ObjectDir, url: String) -> Remote {
-        Remote {
-            dir,
-            url,
-            next: Mutex::new(HashMap::new()),
-        }
+        Remote { dir, url }
     }
 
     pub(crate) fn read(&self, path: &Path, key: String) -> Result<Option<Vec<u8>>> {
@@ -183,58 +184,30 @@ impl Remote {
                 detail: format!("entry {seq}: {e}"),
             })?);
         }
-        if let Ok(mut next) = self.next.lock() {
-            next.insert(key.to_owned(), out.len() as u64);
-        }
         Ok(out)
     }
 
-    /// Appends to log `key` at the next sequence number. Another writer's entry there means
-    /// this process no longer owns the log: [`Error::Lost`], and nothing is written.
+    /// Appends to log `key` at `seq`, the number of entries its writer has read or written.
+    /// Another writer's entry there means this process no longer owns the log:
+    /// [`Error::Lost`], and nothing is written (it stays fenced: it never moves past an entry
+    /// it did not read).
     pub(crate) fn append<T: serde::Serialize>(
         &self,
         path: &Path,
         key: &str,
+        seq: u64,
         value: &T,
     ) -> Result<()> {
         let entry = serde_json::to_vec(value).map_err(|e| Error::Bug(e.to_string()))?;
-        let known = self.next.lock().ok().and_then(|n| n.get(key).copied());
-        let seq = match known {
-            Some(s) => s,
-            None => {
-                let name = log_name(key).to_owned();
-                let keys = self.list(path, format!("{name}/"))?;
-                keys.iter()
-                    .filter_map(|(k, _)| {
-                        k.strip_prefix(&format!("{name}/"))
-                            .and_then(|k| k.strip_suffix(".json"))
-                            .and_then(|k| k.parse::<u64>().ok())
-                    })
-                    .max()
-                    .map_or(0, |m| m + 1)
-            }
-        };
         let log = crate::store::ObjectLog::new(self.dir.clone(), log_name(key));
-        let appended = block(async move { log.append(seq, entry).await })?
-            .map_err(store_err(path))?;
-        match appended {
-            Appended::Written => {
-                if let Ok(mut next) = self.next.lock() {
-                    next.insert(key.to_owned(), seq + 1);
-                }
-                Ok(())
-            }
-            Appended::Taken(_) => {
-                if let Ok(mut next) = self.next.lock() {
-                    next.remove(key);
-                }
-                Err(Error::Lost {
-                    path: path.to_owned(),
-                    detail: format!(
-                        "another writer appended entry {seq} first: this process no longer owns the log and writes nothing more to it"
-                    ),
-                })
-            }
+        match block(async move { log.append(seq, entry).await })?.map_err(store_err(path))? {
+            Appended::Written => Ok(()),
+            Appended::Taken(_) => Err(Error::Lost {
+                path: path.to_owned(),
+                detail: format!(
+                    "another writer appended entry {seq} first: this process no longer owns the log and writes nothing more to it"
+                ),
+            }),
         }
     }
 }
@@ -285,7 +258,11 @@ impl HeldLease {
         };
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (dir, flag, key) = (remote.dir.clone(), lost.clone(), format!("leases/{name}.json"));
+        let (dir, flag, key) = (
+            remote.dir.clone(),
+            lost.clone(),
+            format!("leases/{name}.json"),
+        );
         let renewer = std::thread::Builder::new()
             .name("veritrace-lease".into())
             .spawn(move || {
@@ -399,5 +376,64 @@ impl parquet::file::reader::ChunkReader for Source {
             Source::File(f) => f.get_bytes(start, length),
             Source::Bytes(b) => b.get_bytes(start, length),
         }
+    }
+}
+
+/// One object addressed by its own `s3://bucket/key` URL (a file that lives beside a data
+/// directory, such as the API token list), read and replaced by compare-and-swap.
+#[derive(Debug, Clone)]
+pub struct ObjectFile {
+    dir: ObjectDir,
+    name: String,
+    url: String,
+}
+
+/// The version an [`ObjectFile`] was read at (`None`: it did not exist).
+#[derive(Debug, Clone)]
+pub struct ReadAt(Option<crate::store::Version>);
+
+impl ObjectFile {
+    /// `Some` for an `s3://` URL, with the store from the AWS variables; `None` for a path.
+    pub fn parse(url: &Path) -> Result<Option<ObjectFile>> {
+        let text = url.to_string_lossy();
+        if !text.starts_with("s3://") {
+            return Ok(None);
+        }
+        let (parent, name) = text
+            .rsplit_once('/')
+            .filter(|(p, n)| !n.is_empty() && p.len() > "s3:/".len())
+            .ok_or_else(|| Error::Invalid(format!("{text:?} names no object")))?;
+        let dir = ObjectDir::s3(parent, &crate::store::S3Options::configured())
+            .map_err(Error::Invalid)?;
+        Ok(Some(ObjectFile {
+            dir,
+            name: name.to_owned(),
+            url: text.into_owned(),
+        }))
+    }
+
+    /// The content (`None`: no such object) and the version it was read at.
+    pub fn read(&self) -> Result<(Option<Vec<u8>>, ReadAt)> {
+        let (dir, name) = (self.dir.clone(), self.name.clone());
+        let got = block(async move { dir.read(&name).await })?
+            .map_err(store_err(Path::new(&self.url)))?;
+        Ok(match got {
+            Some(v) => (Some(v.bytes.to_vec()), ReadAt(Some(v.version))),
+            None => (None, ReadAt(None)),
+        })
+    }
+
+    /// Writes `bytes` if the object is still at `at` (created if it did not exist): `false`
+    /// when another writer changed it first (read again and redo the change).
+    pub fn replace(&self, bytes: Vec<u8>, at: &ReadAt) -> Result<bool> {
+        let (dir, name, at) = (self.dir.clone(), self.name.clone(), at.0.clone());
+        let done = block(async move {
+            match at {
+                None => dir.create(&name, bytes).await,
+                Some(v) => dir.swap(&name, bytes, &v).await,
+            }
+        })?
+        .map_err(store_err(Path::new(&self.url)))?;
+        Ok(done.is_some())
     }
 }

@@ -66,7 +66,7 @@ pub struct Versioned {
 }
 
 /// Where an `s3://` data directory lives and how to reach it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct S3Options {
     /// The endpoint of an S3-compatible store (`http://127.0.0.1:9000`); empty: AWS.
     pub endpoint: String,
@@ -78,6 +78,55 @@ pub struct S3Options {
     pub secret_access_key: String,
     /// Plain HTTP to the endpoint (tests, a store inside the cluster).
     pub allow_http: bool,
+}
+
+/// Credentials from files (a mounted Secret), as `AWS_ACCESS_KEY_ID_FILE` and
+/// `AWS_SECRET_ACCESS_KEY_FILE` name them: keys stay out of the pod's environment.
+fn credential_files() -> Result<Option<(String, String)>, String> {
+    let read = |var: &str| -> Result<Option<String>, String> {
+        match std::env::var_os(var) {
+            None => Ok(None),
+            Some(p) => std::fs::read_to_string(&p)
+                .map(|t| Some(t.trim().to_owned()))
+                .map_err(|e| format!("{var}: reading {}: {e}", p.to_string_lossy())),
+        }
+    };
+    match (
+        read("AWS_ACCESS_KEY_ID_FILE")?,
+        read("AWS_SECRET_ACCESS_KEY_FILE")?,
+    ) {
+        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        (None, None) => Ok(None),
+        _ => Err("AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE go together".into()),
+    }
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"***")
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+static CONFIGURED: std::sync::OnceLock<S3Options> = std::sync::OnceLock::new();
+
+impl S3Options {
+    /// Sets the options every `s3://` data directory of this process uses (the
+    /// configuration's `[storage]`; its empty fields fall back to the AWS variables). Once per
+    /// process, before the first data directory is opened; `false` if it was set before.
+    pub fn configure(opts: S3Options) -> bool {
+        CONFIGURED.set(opts).is_ok()
+    }
+
+    /// What [`S3Options::configure`] set, or the defaults (the AWS variables).
+    pub fn configured() -> S3Options {
+        CONFIGURED.get().cloned().unwrap_or_default()
+    }
 }
 
 /// A data directory on an object store: every key is under one prefix.
@@ -121,6 +170,8 @@ impl ObjectDir {
             b = b
                 .with_access_key_id(&opts.access_key_id)
                 .with_secret_access_key(&opts.secret_access_key);
+        } else if let Some((id, secret)) = credential_files()? {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
         }
         let store = b.build().map_err(|e| format!("{url}: {e}"))?;
         Ok(ObjectDir::new(Arc::new(store), prefix))
@@ -255,7 +306,10 @@ impl ObjectDir {
             .list(Some(&base))
             .map_ok(|m| {
                 let full = m.location.to_string();
-                (full.strip_prefix(&strip).unwrap_or(&full).to_owned(), m.size)
+                (
+                    full.strip_prefix(&strip).unwrap_or(&full).to_owned(),
+                    m.size,
+                )
             })
             .try_collect()
             .await

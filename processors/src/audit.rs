@@ -146,7 +146,12 @@ fn journal_chunks(
         .list_files(path)?
         .into_iter()
         .filter_map(|(p, _)| {
-            let seq = p.file_name()?.to_str()?.strip_suffix(".ndjson")?.parse().ok()?;
+            let seq = p
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".ndjson")?
+                .parse()
+                .ok()?;
             Some((seq, p))
         })
         .collect();

@@ -157,8 +157,7 @@ impl PartitionProcessor {
     /// the ids of already-sealed events so duplicates across restarts are caught.
     pub fn open(dir: &DataDir, stream: &str, partition: u32, policy: BatchPolicy) -> Result<Self> {
         let writer = BatchWriter::open(dir, stream, partition)?;
-        let manifest: Vec<BatchHeader> =
-            dir.read_jsonl(&dir.manifest_file(stream, partition))?;
+        let manifest: Vec<BatchHeader> = dir.read_jsonl(&dir.manifest_file(stream, partition))?;
         let sealed: u64 = manifest.iter().map(|h| h.size).sum();
         let mut seen = IdSet::with_capacity_and_hasher(
             sealed as usize + policy.max_records,

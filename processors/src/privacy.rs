@@ -230,8 +230,7 @@ pub fn write_batch(dir: &DataDir, batch_id: &str, values: &[PrivateValue]) -> cr
 
 fn write(dir: &DataDir, path: &Path, file: &PrivateFile) -> crate::Result<()> {
     if dir.is_remote() {
-        let bytes =
-            serde_json::to_vec(file).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        let bytes = serde_json::to_vec(file).map_err(|e| crate::Error::Invalid(e.to_string()))?;
         dir.write_replace(path, bytes)?;
         return Ok(());
     }

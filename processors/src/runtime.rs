@@ -147,13 +147,6 @@ where
 {
     let start = Instant::now();
     let parts = cfg.partitions.max(1);
-    let anchorer = Anchorer::open(
-        dir,
-        cfg.epoch_interval,
-        cfg.backend.clone(),
-        veritrace_anchor::clock::now_rfc3339,
-    )?;
-    let witness = anchorer.witness_description();
     let drain = cfg.anchor_drain;
     let (htx, hrx) = sync_channel::<BatchHeader>(1024);
 
@@ -166,25 +159,51 @@ where
     let holder = format!("veritrace ingest (pid {})", std::process::id());
     let mut _locks = Vec::with_capacity(parts as usize);
     // On an object store the lease of a process that died expires after its TTL: wait that
-    // long before calling the partition taken.
+    // long before calling a lock taken.
     let patience = if dir.is_remote() {
         Duration::from_millis(veritrace_anchor::LEASE_TTL_MS as u64 + 2_000)
     } else {
         Duration::ZERO
     };
     let deadline = Instant::now() + patience;
-    for p in 0..parts {
-        let path = dir.partition_lock_file(&cfg.stream, p);
-        let got = loop {
-            match dir.try_lock(&path, &holder)? {
-                Some(l) => break Some(l),
+    let lock = |path: &std::path::Path| -> Result<Option<veritrace_anchor::DirLock>> {
+        loop {
+            match dir.try_lock(path, &holder)? {
+                Some(l) => return Ok(Some(l)),
                 None if Instant::now() < deadline => {
                     thread::sleep(Duration::from_millis(500));
                 }
-                None => break None,
+                None => return Ok(None),
             }
-        };
-        match got {
+        }
+    };
+    // One anchorer per directory too: while another process (a Kafka processor, a server)
+    // anchors it, this run seals its batches and leaves their epochs to that process, which
+    // finds them in the manifests.
+    let anchor_lock = lock(&dir.anchorer_lock_file())?;
+    let (anchorer, witness) = match &anchor_lock {
+        Some(_) => {
+            let a = Anchorer::open(
+                dir,
+                cfg.epoch_interval,
+                cfg.backend.clone(),
+                veritrace_anchor::clock::now_rfc3339,
+            )?;
+            let w = a.witness_description();
+            (Some(a), w)
+        }
+        None => {
+            let who = dir.lock_holder(&dir.anchorer_lock_file());
+            tracing::info!(anchorer = %who, "another process anchors this data directory: its epochs will hold this run's batches");
+            (
+                None,
+                format!("the process that anchors this data directory ({who})"),
+            )
+        }
+    };
+    for p in 0..parts {
+        let path = dir.partition_lock_file(&cfg.stream, p);
+        match lock(&path)? {
             Some(l) => _locks.push(l),
             None => {
                 return Err(Error::Invalid(format!(
@@ -215,12 +234,22 @@ where
     let (anchor_dir, interval) = (dir.clone(), cfg.epoch_interval);
     let anchor_thread = thread::Builder::new()
         .name("anchor".into())
-        .spawn(move || {
-            EpochLoop::with_anchorer(&anchor_dir, interval, anchorer).run(
-                BatchFeed::Channel(hrx),
-                drain,
-                &ProgressObserver(anchor_progress),
-            )
+        .spawn(move || match anchorer {
+            Some(anchorer) => {
+                let r = EpochLoop::with_anchorer(&anchor_dir, interval, anchorer).run(
+                    BatchFeed::Channel(hrx),
+                    drain,
+                    &ProgressObserver(anchor_progress),
+                );
+                drop(anchor_lock);
+                r
+            }
+            None => {
+                // Sealed batches are in their manifests already; the anchoring process
+                // rescans them.
+                for _ in hrx {}
+                Ok(Default::default())
+            }
         })
         .map_err(|e| Error::Invalid(format!("cannot start anchor thread: {e}")))?;
 

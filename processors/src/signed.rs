@@ -750,8 +750,10 @@ pub fn registry_envelopes(dir: &DataDir) -> Result<Vec<(String, Vec<u8>)>> {
     let manifest: Vec<veritrace_anchor::BatchHeader> =
         dir.read_jsonl(&dir.manifest_file(REGISTRY_STREAM, 0))?;
     // Files we wrote are checked when read: each against the digest its batch recorded.
-    let digests =
-        veritrace_anchor::integrity::read_batch_files(dir, &dir.batch_files_log(REGISTRY_STREAM, 0))?;
+    let digests = veritrace_anchor::integrity::read_batch_files(
+        dir,
+        &dir.batch_files_log(REGISTRY_STREAM, 0),
+    )?;
     let mut out = Vec::new();
     for h in manifest.iter().filter(|h| h.size > 0) {
         let path = dir.events_file(&h.batch_id);

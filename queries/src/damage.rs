@@ -92,7 +92,10 @@ impl Verifier {
                         .ok()
                         .map(|m| (m.len(), m.modified().ok()))
                 };
-                if !dir.is_remote() && sig.is_some() && lock(&self.intact).get(&path) == sig.as_ref() {
+                if !dir.is_remote()
+                    && sig.is_some()
+                    && lock(&self.intact).get(&path) == sig.as_ref()
+                {
                     continue;
                 }
                 let verdict = if dir.is_remote() {

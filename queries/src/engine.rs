@@ -1280,9 +1280,18 @@ fn fingerprint(dir: &DataDir) -> u64 {
         // Every log's entry count: one listing per log directory.
         for d in [
             dir.batches_dir(),
-            dir.epochs_file().parent().map(|p| p.to_owned()).unwrap_or_default(),
-            dir.ledger_file().parent().map(|p| p.to_owned()).unwrap_or_default(),
-            dir.evm_journal_file().parent().map(|p| p.to_owned()).unwrap_or_default(),
+            dir.epochs_file()
+                .parent()
+                .map(|p| p.to_owned())
+                .unwrap_or_default(),
+            dir.ledger_file()
+                .parent()
+                .map(|p| p.to_owned())
+                .unwrap_or_default(),
+            dir.evm_journal_file()
+                .parent()
+                .map(|p| p.to_owned())
+                .unwrap_or_default(),
             dir.compacted_dir(),
         ] {
             match dir.list_logs(&d) {

@@ -63,7 +63,9 @@ impl QueryEngine {
                 .chain(snap.audit_files.iter().map(|f| f.path.as_path()))
                 .collect()
         };
-        let mut batches = self.lookup.find(&self.dir, snap.fingerprint, &files, event_id)?;
+        let mut batches = self
+            .lookup
+            .find(&self.dir, snap.fingerprint, &files, event_id)?;
         let altered = self.verifier.report();
         if !altered.is_empty() {
             let touched: Vec<String> = altered

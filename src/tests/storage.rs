@@ -3,6 +3,7 @@
 //! `scripts/test` into the tools virtualenv). Writers, readers, proofs and restarts must not
 //! be able to tell them apart.
 
+#[allow(dead_code)] // each test binary uses its own part
 mod common;
 
 use std::path::Path;
@@ -17,7 +18,7 @@ struct Backend {
     /// `--data`: a path, or `s3://bucket/prefix`.
     data: String,
     env: Vec<(String, String)>,
-    _moto: Option<Moto>,
+    moto: Option<Moto>,
     dir: tempfile::TempDir,
 }
 
@@ -28,7 +29,7 @@ impl Backend {
             name: "local",
             data: dir.path().join("data").display().to_string(),
             env: Vec::new(),
-            _moto: None,
+            moto: None,
             dir,
         }
     }
@@ -47,7 +48,7 @@ impl Backend {
             name: "s3",
             data: "s3://veritrace-test/plant-a".to_owned(),
             env,
-            _moto: Some(moto),
+            moto: Some(moto),
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
@@ -89,12 +90,70 @@ impl Backend {
 
     fn ingest(&self, file: &str, extra_env: &[(&str, &str)]) -> Output {
         let mut c = self.cmd(&[
-            "ingest", "file", file, "--data", &self.data, "--stream", "demo", "--partitions", "4",
+            "ingest",
+            "file",
+            file,
+            "--data",
+            &self.data,
+            "--stream",
+            "demo",
+            "--partitions",
+            "4",
         ]);
         for (k, v) in extra_env {
             c.env(k, v);
         }
         c.output().expect("ingest")
+    }
+
+    /// The files under `rel` in the data directory (relative names, sorted), read behind
+    /// the program's back.
+    fn list(&self, rel: &str) -> Vec<String> {
+        match &self.moto {
+            Some(m) => {
+                let mut keys: Vec<String> = m
+                    .list("veritrace-test", &format!("plant-a/{rel}/"))
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix("plant-a/").map(str::to_owned))
+                    .collect();
+                keys.sort();
+                keys
+            }
+            None => {
+                let mut names: Vec<String> = std::fs::read_dir(Path::new(&self.data).join(rel))
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| format!("{rel}/{}", e.file_name().to_string_lossy()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                names.sort();
+                names
+            }
+        }
+    }
+
+    fn read_raw(&self, rel: &str) -> Vec<u8> {
+        match &self.moto {
+            Some(m) => m
+                .get_object("veritrace-test", &format!("plant-a/{rel}"))
+                .unwrap_or_else(|| panic!("no object {rel}")),
+            None => std::fs::read(Path::new(&self.data).join(rel)).expect("read"),
+        }
+    }
+
+    fn write_raw(&self, rel: &str, bytes: &[u8]) {
+        match &self.moto {
+            Some(m) => m.put_object("veritrace-test", &format!("plant-a/{rel}"), bytes),
+            None => std::fs::write(Path::new(&self.data).join(rel), bytes).expect("write"),
+        }
+    }
+
+    fn delete_raw(&self, rel: &str) {
+        match &self.moto {
+            Some(m) => m.delete_object("veritrace-test", &format!("plant-a/{rel}")),
+            None => std::fs::remove_file(Path::new(&self.data).join(rel)).expect("remove"),
+        }
     }
 
     fn rows(&self, sql: &str) -> serde_json::Value {
@@ -111,6 +170,16 @@ impl Backend {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The `duplicate_event_id` count of an import report.
+fn duplicates(report: &str) -> u64 {
+    report
+        .lines()
+        .find(|l| l.trim_start().starts_with("duplicate_event_id"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or(0)
 }
 
 fn stderr(o: &Output) -> String {
@@ -131,7 +200,7 @@ fn import_query_prove_verify_and_trace_on_both_backends() {
         let out = b.ingest(&second, &[]);
         assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
         let report = stdout(&out);
-        assert!(report.contains("duplicate_event_id          300"), "[{}] {report}", b.name);
+        assert_eq!(duplicates(&report), 300, "[{}] {report}", b.name);
 
         assert_eq!(b.n("SELECT count(*) AS n FROM events"), 400, "[{}]", b.name);
         assert_eq!(
@@ -140,7 +209,12 @@ fn import_query_prove_verify_and_trace_on_both_backends() {
             "[{}]",
             b.name
         );
-        assert_eq!(b.n("SELECT count(*) AS n FROM rejected"), 300, "[{}]", b.name);
+        assert_eq!(
+            b.n("SELECT count(*) AS n FROM rejected"),
+            300,
+            "[{}]",
+            b.name
+        );
         // Every batch is chained to the one before it, and every one is in an epoch.
         let chains = b.rows(
             "SELECT partition, count(*) AS batches, max(seq) AS last FROM batches GROUP BY partition ORDER BY partition",
@@ -164,7 +238,10 @@ fn import_query_prove_verify_and_trace_on_both_backends() {
         let bundle = b.ok(&["proof", "nu-0042", "--data", &b.data]);
         let bundle_path = b.file("proof.json", &bundle);
         let ledger = if b.name == "local" {
-            Path::new(&b.data).join("ledger/local.jsonl").display().to_string()
+            Path::new(&b.data)
+                .join("ledger/local.jsonl")
+                .display()
+                .to_string()
         } else {
             b.data.clone()
         };
@@ -183,7 +260,11 @@ fn import_query_prove_verify_and_trace_on_both_backends() {
             "--data",
             &b.data,
         ]);
-        assert!(trace.contains("production at sup-test"), "[{}] {trace}", b.name);
+        assert!(
+            trace.contains("production at sup-test"),
+            "[{}] {trace}",
+            b.name
+        );
     }
 }
 
@@ -199,7 +280,14 @@ fn an_import_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         // Killed twice at different points, then run to the end.
         for wait_ms in [700u64, 1_600] {
             let mut c = b.cmd(&[
-                "ingest", "file", &input, "--data", &b.data, "--stream", "demo", "--partitions",
+                "ingest",
+                "file",
+                &input,
+                "--data",
+                &b.data,
+                "--stream",
+                "demo",
+                "--partitions",
                 "4",
             ]);
             for (k, v) in small {
@@ -220,7 +308,12 @@ fn an_import_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
         // On an object store a killed holder's lease is waited out (its TTL), never broken.
         assert!(start.elapsed() < Duration::from_secs(120), "[{}]", b.name);
-        assert_eq!(b.n("SELECT count(*) AS n FROM events"), N as u64, "[{}]", b.name);
+        assert_eq!(
+            b.n("SELECT count(*) AS n FROM events"),
+            N as u64,
+            "[{}]",
+            b.name
+        );
         assert_eq!(
             b.n("SELECT count(DISTINCT event_id) AS n FROM events"),
             N as u64,
@@ -261,7 +354,12 @@ fn serve_answers_sql_and_proofs_from_both_backends() {
         let server = common::Server::start(Path::new(&b.data), &env);
         let (status, body) = server.sql("SELECT count(*) AS n FROM events");
         assert_eq!(status, 200, "[{}] {body}", b.name);
-        assert_eq!(body["rows"][0]["n"].as_u64(), Some(200), "[{}] {body}", b.name);
+        assert_eq!(
+            body["rows"][0]["n"].as_u64(),
+            Some(200),
+            "[{}] {body}",
+            b.name
+        );
         let (status, body) = server.request("GET", "/v1/events/sv-0007/proof", "");
         assert_eq!(status, 200, "[{}] {body}", b.name);
         assert_eq!(body["event"]["event_id"], "sv-0007", "[{}] {body}", b.name);
@@ -278,25 +376,308 @@ fn serve_answers_sql_and_proofs_from_both_backends() {
 #[test]
 fn an_s3_data_directory_that_does_not_exist_or_cannot_be_reached_is_named() {
     let b = Backend::s3();
-    let out = b.run(&["sql", "--data", "s3://veritrace-test/nothing-here", "SELECT 1"]);
+    let out = b.run(&[
+        "sql",
+        "--data",
+        "s3://veritrace-test/nothing-here",
+        "SELECT 1",
+    ]);
     assert!(!out.status.success());
     let e = stderr(&out);
     assert!(e.contains("is not a Veritrace data directory"), "{e}");
     // A bucket that does not exist.
     let out = b.run(&["sql", "--data", "s3://no-such-bucket/x", "SELECT 1"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("s3://no-such-bucket/x"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s3://no-such-bucket/x"),
+        "{}",
+        stderr(&out)
+    );
     // A store that does not answer: the store's error, with the key, not a hang.
     let mut c = common::bin();
     c.args(["sql", "--data", "s3://veritrace-test/x", "SELECT 1"]);
     for (k, v) in &b.env {
         c.env(k, v);
     }
-    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", veritrace_testkit::free_port()));
+    c.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{}", veritrace_testkit::free_port()),
+    );
     let out = c.output().expect("run");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("object store"), "{}", stderr(&out));
     // Other schemes are refused with what is supported.
     let out = b.run(&["sql", "--data", "gs://bucket/x", "SELECT 1"]);
-    assert!(stderr(&out).contains("s3://bucket/prefix"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s3://bucket/prefix"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn compaction_and_merges_are_invisible_to_readers_and_proofs_on_both_backends() {
+    for b in Backend::both() {
+        // Many small batches (of 50), each its own file.
+        let small = [("VERITRACE__PIPELINE__BATCH_MAX_RECORDS", "50")];
+        for tag in ["ca", "cb", "cc"] {
+            let input = b.file(&format!("{tag}.jsonl"), &common::new_events(tag, 400));
+            let out = b.ingest(&input, &small);
+            assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
+        }
+        let bundle_before = b.ok(&["proof", "cb-0123", "--data", &b.data]);
+        let count = "SELECT count(*) AS n FROM events";
+        assert_eq!(b.n(count), 1_200, "[{}]", b.name);
+        // Compact into files of 300 rows and merge them, keeping the small files for the
+        // grace period: readers see each event once all along.
+        let report = b.ok(&[
+            "compact",
+            "--data",
+            &b.data,
+            "--target-rows",
+            "300",
+            "--min-files",
+            "2",
+            "--grace-secs",
+            "3600",
+            "--full-merge",
+        ]);
+        let r: serde_json::Value = serde_json::from_str(&report).expect("report");
+        assert!(r["files_written"].as_u64() >= Some(3), "[{}] {r}", b.name);
+        assert_eq!(b.n(count), 1_200, "[{}] during the grace period", b.name);
+        assert_eq!(
+            b.n("SELECT count(DISTINCT event_id) AS n FROM events"),
+            1_200,
+            "[{}]",
+            b.name
+        );
+        // Then without the grace period: the superseded files go.
+        let report = b.ok(&["compact", "--data", &b.data, "--grace-secs", "0"]);
+        let r: serde_json::Value = serde_json::from_str(&report).expect("report");
+        assert!(
+            r["small_files_deleted"].as_u64() >= Some(20),
+            "[{}] {r}",
+            b.name
+        );
+        assert_eq!(b.n(count), 1_200, "[{}] after the deletions", b.name);
+        // The proof of an event whose batch file is gone is the same proof: its leaves come
+        // from the sidecar compaction wrote.
+        let bundle_after = b.ok(&["proof", "cb-0123", "--data", &b.data]);
+        assert_eq!(bundle_before, bundle_after, "[{}]", b.name);
+        let trace = b.ok(&[
+            "trace",
+            "--backward",
+            "(01)06945501102041(10)cc17",
+            "--data",
+            &b.data,
+        ]);
+        assert_eq!(
+            trace.matches("production at sup-test").count(),
+            1,
+            "[{}] {trace}",
+            b.name
+        );
+        // New imports after compaction dedupe against the compacted files.
+        let again = b.file("again.jsonl", &common::new_events("ca", 10));
+        let out = b.ingest(&again, &[]);
+        assert_eq!(
+            duplicates(&stdout(&out)),
+            10,
+            "[{}] {}",
+            b.name,
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn api_tokens_on_s3_are_created_concurrently_and_revocations_reach_the_server() {
+    let b = Backend::s3();
+    let input = b.file("a.jsonl", &common::new_events("tk", 20));
+    let out = b.ingest(&input, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Eight creations at once: no lock exists on an object store, so each is a read, a
+    // change and a compare-and-swap write; none may overwrite another.
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            b.cmd(&[
+                "tokens",
+                "create",
+                "--data",
+                &b.data,
+                "--role",
+                "analyst",
+                "--name",
+                &format!("t{i}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tokens create")
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", stderr(&out));
+        tokens.push(stdout(&out).trim().to_owned());
+    }
+    let list = b.ok(&["tokens", "list", "--data", &b.data, "--json"]);
+    let list: Vec<serde_json::Value> = list
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let mut names: Vec<&str> = list.iter().filter_map(|t| t["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"],
+        "{list:?}"
+    );
+
+    let env: Vec<(&str, &str)> = b
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let server = common::Server::start(Path::new(&b.data), &env);
+    let sql = serde_json::json!({ "sql": "SELECT count(*) AS n FROM events" }).to_string();
+    let (status, _) = server.request("POST", "/v1/sql", &sql);
+    assert_eq!(status, 401, "tokens exist: no anonymous access");
+    let (status, body) = server.request_as(&tokens[3], "POST", "/v1/sql", &sql);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][0]["n"].as_u64(), Some(20), "{body}");
+
+    // A revocation reaches a running server within its re-read interval.
+    let id = list
+        .iter()
+        .find(|t| t["name"] == "t3")
+        .and_then(|t| t["id"].as_str())
+        .expect("t3's id")
+        .to_owned();
+    b.ok(&["tokens", "revoke", &id, "--data", &b.data]);
+    common::wait_for("the revocation", Duration::from_secs(20), || {
+        server.request_as(&tokens[3], "POST", "/v1/sql", &sql).0 == 401
+    });
+    let (status, body) = server.request_as(&tokens[4], "POST", "/v1/sql", &sql);
+    assert_eq!(status, 200, "another token still works: {body}");
+}
+
+#[test]
+fn check_finds_altered_and_missing_files_on_both_backends() {
+    for b in Backend::both() {
+        let small = [("VERITRACE__PIPELINE__BATCH_MAX_RECORDS", "100")];
+        let input = b.file("a.jsonl", &common::new_events("ck", 600));
+        let out = b.ingest(&input, &small);
+        assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
+        let out = b.run(&["check", "--data", &b.data, "--deep"]);
+        assert!(
+            out.status.success(),
+            "[{}] {}{}",
+            b.name,
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("INTACT"),
+            "[{}] {}",
+            b.name,
+            stdout(&out)
+        );
+
+        let files: Vec<String> = b
+            .list("events")
+            .into_iter()
+            .filter(|f| f.ends_with(".parquet"))
+            .collect();
+        assert!(files.len() >= 6, "[{}] {files:?}", b.name);
+        // One byte changed in the middle of one file, another file gone.
+        let mut bytes = b.read_raw(&files[1]);
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5a;
+        b.write_raw(&files[1], &bytes);
+        b.delete_raw(&files[4]);
+        let out = b.run(&["check", "--data", &b.data]);
+        assert_eq!(out.status.code(), Some(1), "[{}] {}", b.name, stdout(&out));
+        let report = stdout(&out);
+        assert!(report.contains("DAMAGED: "), "[{}] {report}", b.name);
+        // Only those two files are named (the altered one may fail its root check too).
+        let name = |f: &str| f.rsplit('/').next().unwrap_or(f).to_owned();
+        for l in report.lines().filter(|l| l.starts_with("  ")) {
+            assert!(
+                l.contains(&name(&files[1])) || l.contains(&name(&files[4])),
+                "[{}] {l}",
+                b.name
+            );
+        }
+        let line = |f: &str| {
+            let name = name(f);
+            report
+                .lines()
+                .find(|l| l.contains(&name))
+                .unwrap_or_else(|| panic!("[{}] {name} not named in {report}", b.name))
+                .to_owned()
+        };
+        assert!(line(&files[1]).contains("altered"), "[{}] {report}", b.name);
+        assert!(line(&files[4]).contains("missing"), "[{}] {report}", b.name);
+    }
+}
+
+#[test]
+fn delta_tables_are_published_on_both_backends_and_read_by_delta_rs() {
+    let python = veritrace_testkit::python::require_python("the deltalake package")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/python/delta_tables.py");
+    for b in Backend::both() {
+        let small = [("VERITRACE__PIPELINE__BATCH_MAX_RECORDS", "100")];
+        // Valid events and a few that are rejected, so every table has rows.
+        let mut text = common::new_events("dt", 300);
+        text.push_str("{\"not\": \"an event\"}\n");
+        let input = b.file("a.jsonl", &text);
+        let out = b.ingest(&input, &small);
+        assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
+        let published = b.ok(&["publish", "--data", &b.data]);
+        assert_eq!(published.lines().count(), 3, "[{}] {published}", b.name);
+        let read = |when: &str| -> serde_json::Value {
+            let mut c = Command::new(&python);
+            c.arg(&script).arg(&b.data);
+            for (k, v) in &b.env {
+                c.env(k, v);
+            }
+            let out = c.output().expect("python");
+            assert!(
+                out.status.success(),
+                "[{}] {when}: {}",
+                b.name,
+                stderr(&out)
+            );
+            serde_json::from_slice(&out.stdout).expect("json")
+        };
+        let seen = read("published");
+        assert_eq!(seen["events"]["rows"], 300, "[{}] {seen}", b.name);
+        assert_eq!(seen["events"]["distinct"], 300, "[{}] {seen}", b.name);
+        assert_eq!(seen["rejected"]["rows"], 1, "[{}] {seen}", b.name);
+        // New batches are published by the epoch that seals them; compaction publishes
+        // before it deletes what it replaced.
+        let more = b.file("b.jsonl", &common::new_events("du", 50));
+        let out = b.ingest(&more, &small);
+        assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
+        b.ok(&[
+            "compact",
+            "--data",
+            &b.data,
+            "--min-files",
+            "1",
+            "--grace-secs",
+            "0",
+        ]);
+        let seen = read("after an ingest and a compaction");
+        assert_eq!(seen["events"]["rows"], 350, "[{}] {seen}", b.name);
+        assert_eq!(seen["events"]["distinct"], 350, "[{}] {seen}", b.name);
+        assert!(
+            seen["events"]["version"].as_u64() >= Some(2),
+            "[{}] {seen}",
+            b.name
+        );
+    }
 }

@@ -7,6 +7,9 @@ Every column of every table is read (not only counted), so a column whose type t
 schema misstates fails here as it would in Spark or Trino.
 
 usage: delta_tables.py DATA_DIR
+
+DATA_DIR may be s3://bucket/prefix: the store is then the one the AWS_* variables name
+(AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
 """
 
 import json
@@ -21,11 +24,14 @@ ROOTS = {"events": "", "rejected": "rejected", "edges": "edges"}
 
 
 def main():
-    data = sys.argv[1]
+    data = sys.argv[1].rstrip("/")
+    options = None
+    if data.startswith("s3://"):
+        options = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     out = {}
     for table, sub in ROOTS.items():
-        root = os.path.join(data, sub) if sub else data
-        dt = DeltaTable(root)
+        root = f"{data}/{sub}" if sub else data
+        dt = DeltaTable(root, storage_options=options)
         t = dt.to_pyarrow_table()
         key = KEYS[table]
         ident = t.column(key)

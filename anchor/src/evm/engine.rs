@@ -170,6 +170,8 @@ fn decode_fees(raw: &Bytes, tx_hash: &B256, journal: &std::path::Path) -> Result
 pub struct EvmAnchorer {
     s: EvmSettings,
     dir: DataDir,
+    /// Records in the journal (read at open, plus those written since).
+    journal_lines: u64,
     path: PathBuf,
     rt: Arc<tokio::runtime::Runtime>,
     provider: RootProvider<Ethereum>,
@@ -224,7 +226,9 @@ impl EvmAnchorer {
         let contract = settings.contract.to_string();
         let mut states: BTreeMap<u64, EpochState> = BTreeMap::new();
         let mut foreign = 0usize;
-        for rec in journal::read(dir)? {
+        let records = journal::read(dir)?;
+        let journal_lines = records.len() as u64;
+        for rec in records {
             match rec {
                 JournalRecord::Submitted {
                     epoch_id,
@@ -299,6 +303,7 @@ impl EvmAnchorer {
             from,
             s: settings,
             dir: dir.clone(),
+            journal_lines,
             path,
             rt: Arc::new(rt),
             provider,
@@ -412,8 +417,10 @@ impl EvmAnchorer {
         })
     }
 
-    fn journal(&self, rec: &JournalRecord) -> Result<()> {
-        self.dir.append_jsonl(&self.path, rec)
+    fn journal(&mut self, rec: &JournalRecord) -> Result<()> {
+        self.dir.append_jsonl(&self.path, self.journal_lines, rec)?;
+        self.journal_lines += 1;
+        Ok(())
     }
 
     async fn step(&mut self, epochs: &[EpochRecord]) -> Result<()> {

@@ -121,7 +121,9 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
                 "partition is assigned to this process but another process still holds its lock in the data directory; waiting"
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // A lease on an object store is a request per try: ask less often there.
+        let pause = if ctx.dir.is_remote() { 500 } else { 50 };
+        std::thread::sleep(Duration::from_millis(pause));
     };
     let proc = PartitionProcessor::open(&ctx.dir, &ctx.topic, ctx.partition as u32, ctx.policy)?
         .with_signatures(ctx.signatures.clone());

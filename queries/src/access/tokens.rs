@@ -82,10 +82,29 @@ fn hash(token: &str) -> String {
 }
 
 fn read(path: &Path) -> Result<TokenFile, String> {
+    if let Some(obj) = object(path)? {
+        return parse(path, obj.read().map_err(|e| e.to_string())?.0);
+    }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TokenFile::default()),
         Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    parse(path, Some(bytes))
+}
+
+fn is_object(path: &Path) -> bool {
+    path.to_string_lossy().starts_with("s3://")
+}
+
+/// The token file on an object store, when `path` is an `s3://` URL.
+fn object(path: &Path) -> Result<Option<veritrace_anchor::ObjectFile>, String> {
+    veritrace_anchor::ObjectFile::parse(path).map_err(|e| e.to_string())
+}
+
+fn parse(path: &Path, bytes: Option<Vec<u8>>) -> Result<TokenFile, String> {
+    let Some(bytes) = bytes else {
+        return Ok(TokenFile::default());
     };
     let f: TokenFile = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{} is not a token file: {e}", path.display()))?;
@@ -102,8 +121,26 @@ fn read(path: &Path) -> Result<TokenFile, String> {
 /// Runs `change` on the token file under its lock and writes the result atomically.
 fn update<T>(
     path: &Path,
-    change: impl FnOnce(&mut TokenFile) -> Result<T, String>,
+    change: impl Fn(&mut TokenFile) -> Result<T, String>,
 ) -> Result<T, String> {
+    if let Some(obj) = object(path)? {
+        // No locks on an object store: read, change, and write back only if nobody wrote
+        // in between (compare-and-swap on the version read); otherwise do it again.
+        for _ in 0..32 {
+            let (bytes, at) = obj.read().map_err(|e| e.to_string())?;
+            let mut file = parse(path, bytes)?;
+            let out = change(&mut file)?;
+            let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
+            bytes.push(b'\n');
+            if obj.replace(bytes, &at).map_err(|e| e.to_string())? {
+                return Ok(out);
+            }
+        }
+        return Err(format!(
+            "{}: changed by others 32 times in a row while this change was made; try again",
+            path.display()
+        ));
+    }
     let dir = path
         .parent()
         .ok_or_else(|| format!("{} has no directory", path.display()))?;
@@ -238,8 +275,18 @@ pub struct TokenStore {
     cache: Mutex<(Stamp, Arc<HashMap<String, TokenRecord>>)>,
 }
 
+/// How often a server re-reads a token file on an object store (a revocation takes effect
+/// on every server within this; locally it is at once, by the file's modification time).
+pub const OBJECT_REREAD: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn stamp(path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt;
+    if is_object(path) {
+        let window = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / OBJECT_REREAD.as_secs());
+        return Some((std::time::UNIX_EPOCH, window, 0));
+    }
     std::fs::metadata(path)
         .ok()
         .and_then(|m| Some((m.modified().ok()?, m.len(), m.ino())))
@@ -272,7 +319,16 @@ impl TokenStore {
         let now = stamp(&self.path);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0.is_none() || cache.0 != now {
-            let file = read(&self.path)?;
+            let file = match read(&self.path) {
+                Ok(f) => f,
+                // An object store that does not answer for a moment: keep what was read
+                // last (tried again on the next request), rather than refuse everyone.
+                Err(e) if cache.0.is_some() && is_object(&self.path) => {
+                    tracing::warn!(file = %self.path.display(), error = %e, "token file not re-read; using the copy read before");
+                    return Ok(cache.1.clone());
+                }
+                Err(e) => return Err(e),
+            };
             let map = file
                 .tokens
                 .into_iter()

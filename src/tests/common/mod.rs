@@ -106,6 +106,26 @@ impl Server {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    /// One request with `Authorization: Bearer {token}`.
+    pub(crate) fn request_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let auth = format!("Authorization: Bearer {token}\r\n");
+        http_with(
+            &self.http,
+            method,
+            path,
+            body,
+            &auth,
+            Duration::from_secs(120),
+        )
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
     /// `POST /v1/sql`.
     pub(crate) fn sql(&self, sql: &str) -> (u16, serde_json::Value) {
         self.request(
@@ -146,11 +166,23 @@ pub(crate) fn http(
     body: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, serde_json::Value)> {
+    http_with(addr, method, path, body, "", timeout)
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+pub(crate) fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, serde_json::Value)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(timeout))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut resp = String::new();

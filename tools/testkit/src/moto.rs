@@ -62,24 +62,134 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Creates a bucket (`PUT /bucket`; moto accepts unsigned requests); panics on failure.
-    pub fn create_bucket(&self, name: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))
-            .unwrap_or_else(|e| panic!("moto_server: {e}"));
+    /// One unsigned request (moto accepts them for buckets): `(status, body)`. A server that
+    /// closes the connection without an answer (seen right after it opened its port) is
+    /// asked again, for up to 10 s.
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut last = String::new();
+        for _ in 0..40 {
+            match self.try_request(method, path, body) {
+                Ok(answer) => return answer,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("moto_server: {method} {path}: {last}")
+    }
+
+    fn try_request(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
         write!(
             s,
-            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
         )
-        .unwrap_or_else(|e| panic!("moto_server: {e}"));
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        assert!(
-            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+        .and_then(|()| s.write_all(body))
+        .map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let head_end = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(answer.len(), |i| i + 4);
+        let head = String::from_utf8_lossy(&answer[..head_end]).into_owned();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("answered {head:?}"))?;
+        Ok((status, answer[head_end..].to_vec()))
+    }
+
+    /// Creates a bucket (`PUT /bucket`); panics on failure.
+    pub fn create_bucket(&self, name: &str) {
+        let (status, body) = self.request("PUT", &format!("/{name}"), b"");
+        assert_eq!(
+            status,
+            200,
             "creating bucket {name}: {}",
-            answer.lines().next().unwrap_or_default()
+            String::from_utf8_lossy(&body)
         );
+    }
+
+    /// Runs one boto3 call on this server (moto answers object requests only when they are
+    /// signed, so they go through the AWS SDK of the tools virtualenv): `op` is `get`, `put`,
+    /// `delete` or `list`; `input` goes to stdin (`put`), the answer comes from stdout.
+    fn boto(&self, op: &str, bucket: &str, key: &str, input: &[u8]) -> (bool, Vec<u8>) {
+        const SCRIPT: &str = r#"
+import sys, boto3, botocore
+op, endpoint, bucket, key = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+try:
+    if op == "get":
+        sys.stdout.buffer.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    elif op == "put":
+        s3.put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
+    elif op == "delete":
+        s3.delete_object(Bucket=bucket, Key=key)
+    elif op == "list":
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            for o in page.get("Contents", []):
+                print(o["Key"])
+except botocore.exceptions.ClientError as e:
+    if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
+        sys.exit(3)
+    raise
+"#;
+        let mut child = Command::new(crate::python::python())
+            .args(["-c", SCRIPT, op, &self.endpoint(), bucket, key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python for boto3: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input)
+                .unwrap_or_else(|e| panic!("boto3 {op}: {e}"));
+        }
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("boto3 {op}: {e}"));
+        if out.status.code() == Some(3) {
+            return (false, Vec::new());
+        }
+        assert!(
+            out.status.success(),
+            "boto3 {op} {bucket}/{key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (true, out.stdout)
+    }
+
+    /// The object `bucket/key` (`None`: there is none), read behind the program's back.
+    pub fn get_object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        match self.boto("get", bucket, key, b"") {
+            (true, body) => Some(body),
+            (false, _) => None,
+        }
+    }
+
+    /// Writes the object `bucket/key` behind the program's back (damage, for tests).
+    pub fn put_object(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        self.boto("put", bucket, key, bytes);
+    }
+
+    /// Deletes the object `bucket/key` behind the program's back.
+    pub fn delete_object(&self, bucket: &str, key: &str) {
+        self.boto("delete", bucket, key, b"");
+    }
+
+    /// The keys under `prefix` in `bucket`.
+    pub fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let (_, out) = self.boto("list", bucket, prefix, b"");
+        String::from_utf8_lossy(&out)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 }
 
