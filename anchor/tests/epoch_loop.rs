@@ -1,43 +1,21 @@
 //! The one epoch loop, fed by a channel (in-process runtimes) or by the manifests
 //! (processes that share a data directory), on the local ledger.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
 use veritrace_anchor::epoch_loop::{BatchFeed, EpochLoop, EpochObserver, anchor_once};
 use veritrace_anchor::{
     AnchoredEpoch, Anchorer, Backend, BatchHeader, BatchWriter, DataDir, DirLock, EpochRecord,
-    LocalLedger, SealInput,
+    LocalLedger,
 };
-use veritrace_verify::merkle;
 
 fn seal(w: &mut BatchWriter, first: u64, n: usize) -> BatchHeader {
-    let ids: Vec<String> = (0..n).map(|i| format!("e{}", first as usize + i)).collect();
-    let leaves: Vec<_> = ids
-        .iter()
-        .map(|s| merkle::leaf_hash(s.as_bytes()))
-        .collect();
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "event_id",
-        DataType::Utf8,
-        false,
-    )]));
-    let col: ArrayRef = Arc::new(StringArray::from(ids));
-    w.seal(SealInput {
-        first_offset: first,
-        last_offset: first + n as u64 - 1,
-        records: n as u64,
-        leaf_hashes: &leaves,
-        events: RecordBatch::try_new(schema, vec![col]).expect("batch"),
-        rejected: None,
-        edges: None,
-        sealed_at: "2026-12-02T00:00:00.000Z".into(),
-    })
-    .expect("seal")
+    common::seal(w, first, n).expect("seal")
 }
 
 #[derive(Default)]

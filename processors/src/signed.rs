@@ -24,7 +24,7 @@
 //! ([`RegistryCache`]) and follow it as it grows.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -796,9 +796,9 @@ pub fn registry_envelopes(dir: &DataDir) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-fn read_envelopes(dir: &DataDir, path: &PathBuf) -> Result<Vec<(String, Vec<u8>)>> {
+fn read_envelopes(dir: &DataDir, path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let corrupt = |detail: String| Error::Corrupt {
-        path: path.clone(),
+        path: path.to_path_buf(),
         detail,
     };
     let f = dir.source(path)?;

@@ -89,6 +89,11 @@ impl Backend {
     }
 
     fn ingest(&self, file: &str, extra_env: &[(&str, &str)]) -> Output {
+        self.ingest_cmd(file, extra_env).output().expect("ingest")
+    }
+
+    /// `veritrace ingest file FILE` into stream demo, 4 partitions.
+    fn ingest_cmd(&self, file: &str, extra_env: &[(&str, &str)]) -> Command {
         let mut c = self.cmd(&[
             "ingest",
             "file",
@@ -103,7 +108,7 @@ impl Backend {
         for (k, v) in extra_env {
             c.env(k, v);
         }
-        c.output().expect("ingest")
+        c
     }
 
     /// The files under `rel` in the data directory (relative names, sorted), read behind
@@ -279,21 +284,8 @@ fn an_import_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         ];
         // Killed twice at different points, then run to the end.
         for wait_ms in [700u64, 1_600] {
-            let mut c = b.cmd(&[
-                "ingest",
-                "file",
-                &input,
-                "--data",
-                &b.data,
-                "--stream",
-                "demo",
-                "--partitions",
-                "4",
-            ]);
-            for (k, v) in small {
-                c.env(k, v);
-            }
-            let mut child = c
+            let mut child = b
+                .ingest_cmd(&input, &small)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -118,6 +118,13 @@ fn parse(path: &Path, bytes: Option<Vec<u8>>) -> Result<TokenFile, String> {
     Ok(f)
 }
 
+/// The file's bytes: pretty JSON and a final newline.
+fn encode(file: &TokenFile) -> Result<Vec<u8>, String> {
+    let mut bytes = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 /// Runs `change` on the token file under its lock and writes the result atomically.
 fn update<T>(
     path: &Path,
@@ -130,9 +137,10 @@ fn update<T>(
             let (bytes, at) = obj.read().map_err(|e| e.to_string())?;
             let mut file = parse(path, bytes)?;
             let out = change(&mut file)?;
-            let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
-            bytes.push(b'\n');
-            if obj.replace(bytes, &at).map_err(|e| e.to_string())? {
+            if obj
+                .replace(encode(&file)?, &at)
+                .map_err(|e| e.to_string())?
+            {
                 return Ok(out);
             }
         }
@@ -156,8 +164,7 @@ fn update<T>(
         .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
     let mut file = read(path)?;
     let out = change(&mut file)?;
-    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
-    bytes.push(b'\n');
+    let bytes = encode(&file)?;
     let tmp = path.with_extension("json.tmp");
     {
         use std::os::unix::fs::OpenOptionsExt;
