@@ -66,6 +66,16 @@ impl Backend {
         c
     }
 
+    /// `veritrace serve` on this data directory, with its environment.
+    fn serve(&self) -> common::Server {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        common::Server::start(Path::new(&self.data), &env)
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run veritrace")
     }
@@ -338,12 +348,7 @@ fn serve_answers_sql_and_proofs_from_both_backends() {
         let input = b.file("a.jsonl", &common::new_events("sv", 200));
         let out = b.ingest(&input, &[]);
         assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
-        let env: Vec<(&str, &str)> = b
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let server = common::Server::start(Path::new(&b.data), &env);
+        let server = b.serve();
         let (status, body) = server.sql("SELECT count(*) AS n FROM events");
         assert_eq!(status, 200, "[{}] {body}", b.name);
         assert_eq!(
@@ -527,12 +532,7 @@ fn api_tokens_on_s3_are_created_concurrently_and_revocations_reach_the_server() 
         "{list:?}"
     );
 
-    let env: Vec<(&str, &str)> = b
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let server = common::Server::start(Path::new(&b.data), &env);
+    let server = b.serve();
     let sql = serde_json::json!({ "sql": "SELECT count(*) AS n FROM events" }).to_string();
     let (status, _) = server.request("POST", "/v1/sql", &sql);
     assert_eq!(status, 401, "tokens exist: no anonymous access");
