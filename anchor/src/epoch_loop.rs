@@ -21,10 +21,16 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::clock::now_rfc3339;
-use crate::{AnchoredEpoch, Anchorer, Backend, BatchHeader, DataDir, DirLock, EpochRecord, Result};
+use crate::{
+    AnchoredEpoch, Anchorer, Backend, BatchHeader, DataDir, DirLock, EpochRecord, Error, Result,
+};
 
 /// How often the loop wakes at most to drive the backend (chain polls, stop checks).
 const WAKE: Duration = Duration::from_millis(100);
+
+/// How long a loop that gave up the lead waits before it asks for it again (another
+/// process that took it over meanwhile keeps it).
+const STEP_DOWN_PAUSE: Duration = Duration::from_secs(2);
 
 /// Where the loop learns of sealed batches.
 #[derive(Debug)]
@@ -41,6 +47,8 @@ pub enum BatchFeed {
 pub trait EpochObserver {
     /// This process took the lead: it seals and anchors epochs for the directory.
     fn leading(&self, _backend: &str) {}
+    /// This process gave the lead up (lease lost, or the store failed mid-way).
+    fn stepped_down(&self) {}
     /// Batches waiting for the next epoch (reported before each epoch).
     fn pending_batches(&self, _n: usize) {}
     /// An epoch was sealed.
@@ -84,8 +92,12 @@ pub struct EpochLoop {
     dir: DataDir,
     interval: Duration,
     lead: Lead,
+    /// What a contending loop goes back to waiting with when it loses the lead.
+    contend: Option<(Backend, String)>,
     next: Instant,
     seen_chain: (u64, u64),
+    /// Not before this instant does a loop that stepped down try to lead again.
+    retry_lead_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for EpochLoop {
@@ -105,8 +117,10 @@ impl EpochLoop {
             dir: dir.clone(),
             interval,
             lead: Lead::Held(None, Box::new(anchorer)),
+            contend: None,
             next: Instant::now() + interval,
             seen_chain: (0, 0),
+            retry_lead_at: None,
         }
     }
 
@@ -118,16 +132,45 @@ impl EpochLoop {
             interval,
             lead: Lead::Waiting {
                 interval,
-                backend,
+                backend: backend.clone(),
                 holder: holder.to_owned(),
             },
+            contend: Some((backend, holder.to_owned())),
             next: Instant::now() + interval,
             seen_chain: (0, 0),
+            retry_lead_at: None,
         }
+    }
+
+    /// Gives up the lead (a contending loop only): its lease was lost, another process
+    /// wrote the epoch it was about to write, or the store failed mid-way. Whatever it had
+    /// in memory is dropped; the next leader (this process again, after a pause, or
+    /// another) re-reads the directory, so nothing sealed is lost and nothing is sealed
+    /// twice. `false`: a loop around the caller's own anchorer, which cannot step down.
+    fn step_down(&mut self, why: &Error, obs: &dyn EpochObserver) -> bool {
+        let Some((backend, holder)) = self.contend.clone() else {
+            return false;
+        };
+        if !matches!(self.lead, Lead::Held(..)) {
+            return true;
+        }
+        tracing::warn!(error = %why, "this process stops anchoring epochs for the data directory and waits to lead again");
+        obs.stepped_down();
+        self.lead = Lead::Waiting {
+            interval: self.interval,
+            backend,
+            holder,
+        };
+        self.retry_lead_at = Some(Instant::now() + STEP_DOWN_PAUSE);
+        true
     }
 
     /// Takes the lead if the lock is free. Returns whether this process anchors.
     pub fn try_lead(&mut self, obs: &dyn EpochObserver) -> Result<bool> {
+        if self.retry_lead_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(false);
+        }
+        self.retry_lead_at = None;
         if let Lead::Waiting {
             interval,
             backend,
@@ -179,42 +222,27 @@ impl EpochLoop {
                 }
                 BatchFeed::Rescan(stop) => (stop.load(Ordering::Relaxed), true),
             };
-            self.try_lead(obs)?;
+            match self.try_lead(obs) {
+                Ok(_) => {}
+                // A store that does not answer delays the lead; it is asked again.
+                Err(e @ Error::Store { .. }) if self.contend.is_some() => {
+                    tracing::warn!(error = %e, "could not ask for the anchorer lease; retrying");
+                    self.retry_lead_at = Some(Instant::now() + STEP_DOWN_PAUSE);
+                }
+                Err(e) => return Err(e),
+            }
             let due = stopping || Instant::now() >= self.next;
             if due {
                 self.next = Instant::now() + self.interval;
             }
-            let dir = self.dir.clone();
-            if let Lead::Held(_, a) = &mut self.lead {
-                if due {
-                    if rescan {
-                        a.rescan(&dir)?;
-                    }
-                    obs.pending_batches(a.pending_batches());
-                    if let Some(e) = a.tick(Instant::now(), true, now_rfc3339)? {
-                        obs.sealed(&e);
-                        obs.pending_batches(0);
-                        crate::delta::publish_if_enabled(&dir);
+            match self.lead_step(due, rescan, stopping, drain, obs, &mut report) {
+                Ok(()) => {}
+                Err(e @ (Error::Lost { .. } | Error::Store { .. })) => {
+                    if !self.step_down(&e, obs) {
+                        return Err(e);
                     }
                 }
-                let done = if stopping {
-                    a.drain(drain)?
-                } else {
-                    a.drive()?
-                };
-                if !done.is_empty() {
-                    obs.anchored(&done);
-                    report.anchored.extend(done);
-                }
-                obs.unanchored_epochs(a.unanchored_epochs());
-                if let Some(st) = a.chain_status() {
-                    obs.chain(
-                        st.failures.saturating_sub(self.seen_chain.0),
-                        st.reorgs.saturating_sub(self.seen_chain.1),
-                    );
-                    self.seen_chain = (st.failures, st.reorgs);
-                }
-                report.unanchored = a.unanchored_epochs();
+                Err(e) => return Err(e),
             }
             if stopping {
                 return Ok(report);
@@ -223,6 +251,60 @@ impl EpochLoop {
                 std::thread::sleep(WAKE);
             }
         }
+    }
+
+    /// One round of the leader's work (nothing when another process leads).
+    fn lead_step(
+        &mut self,
+        due: bool,
+        rescan: bool,
+        stopping: bool,
+        drain: Duration,
+        obs: &dyn EpochObserver,
+        report: &mut EpochLoopReport,
+    ) -> Result<()> {
+        let dir = self.dir.clone();
+        let Lead::Held(lock, a) = &mut self.lead else {
+            return Ok(());
+        };
+        if let Some(l) = lock
+            && l.lost()
+        {
+            return Err(Error::Lost {
+                path: l.path().to_owned(),
+                detail: "the anchorer lease ran out before it was renewed".into(),
+            });
+        }
+        if due {
+            if rescan {
+                a.rescan(&dir)?;
+            }
+            obs.pending_batches(a.pending_batches());
+            if let Some(e) = a.tick(Instant::now(), true, now_rfc3339)? {
+                obs.sealed(&e);
+                obs.pending_batches(0);
+                crate::delta::publish_if_enabled(&dir);
+            }
+        }
+        let done = if stopping {
+            a.drain(drain)?
+        } else {
+            a.drive()?
+        };
+        if !done.is_empty() {
+            obs.anchored(&done);
+            report.anchored.extend(done);
+        }
+        obs.unanchored_epochs(a.unanchored_epochs());
+        if let Some(st) = a.chain_status() {
+            obs.chain(
+                st.failures.saturating_sub(self.seen_chain.0),
+                st.reorgs.saturating_sub(self.seen_chain.1),
+            );
+            self.seen_chain = (st.failures, st.reorgs);
+        }
+        report.unanchored = a.unanchored_epochs();
+        Ok(())
     }
 
     fn add(&mut self, h: BatchHeader) {

@@ -219,6 +219,24 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `holder` made unique to this acquisition: the process, a run id that differs between
+/// processes with the same pid (containers), and a counter.
+fn unique_holder(holder: &str) -> String {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static ACQUIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!(
+            "{:x}",
+            (nanos as u64) ^ (u64::from(std::process::id()) << 40)
+        )
+    });
+    let n = ACQUIRED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{holder} pid={} run={run}.{n}", std::process::id())
+}
+
 /// How long a lease lasts without renewal: a holder that died is replaced after this.
 pub const LEASE_TTL_MS: i64 = 15_000;
 
@@ -242,7 +260,13 @@ impl HeldLease {
         holder: &str,
     ) -> Result<std::result::Result<HeldLease, String>> {
         let dir = remote.dir.clone();
-        let (n, h) = (name.to_owned(), holder.to_owned());
+        // Each acquisition is a holder of its own, as an OS lock is per open file: two
+        // processes that give the same name (two replicas on one host), or two parts of one
+        // process, never both hold the lease; and a restarted process waits out the lease of
+        // the one it replaces instead of taking over what that one may still be writing.
+        let holder = unique_holder(holder);
+        let (n, h) = (name.to_owned(), holder.clone());
+        let acquired_at = std::time::Instant::now();
         let got = block(async move { Lease::acquire(&dir, &n, &h, LEASE_TTL_MS, now_ms()).await })?
             .map_err(store_err(path))?;
         let lease = match got {
@@ -268,6 +292,12 @@ impl HeldLease {
             .spawn(move || {
                 let mut lease = lease;
                 let every = std::time::Duration::from_millis((LEASE_TTL_MS / 3) as u64);
+                let ttl = std::time::Duration::from_millis(LEASE_TTL_MS as u64);
+                // The lease runs out TTL after the last renewal that succeeded was *sent*
+                // (measured here, on this process's monotonic clock): past that, another
+                // process may hold it, so this one stops writing whether or not the store
+                // has said so yet.
+                let mut valid_until = acquired_at + ttl;
                 loop {
                     match stopped.recv_timeout(every) {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -279,11 +309,15 @@ impl HeldLease {
                     }
                     let d = dir.clone();
                     let mut l = lease.clone();
+                    let sent = std::time::Instant::now();
                     match block(async move {
                         let r = l.renew(&d, LEASE_TTL_MS, now_ms()).await;
                         (l, r)
                     }) {
-                        Ok((l, Ok(true))) => lease = l,
+                        Ok((l, Ok(true))) => {
+                            lease = l;
+                            valid_until = sent + ttl;
+                        }
                         Ok((_, Ok(false))) => {
                             tracing::error!(lease = %lease.state().holder, "lease lost to another holder: this process's next write to what it guarded is refused");
                             flag.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -293,6 +327,12 @@ impl HeldLease {
                         // meanwhile, and then the create-only commits fence this writer.
                         Ok((_, Err(e))) => tracing::warn!(error = %e, "renewing a lease failed; retrying"),
                         Err(e) => tracing::warn!(error = %e, "renewing a lease failed; retrying"),
+                    }
+                    // A margin of one renewal interval: clocks and requests in flight.
+                    if std::time::Instant::now() + every >= valid_until {
+                        tracing::error!(lease = %lease.state().holder, "a lease could not be renewed before it ran out: this process gives up what it guarded");
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
                     }
                 }
             })

@@ -374,10 +374,13 @@ impl ObjectLog {
     /// Writes the entry at `seq` unless one is there.
     pub async fn append(&self, seq: u64, entry: Vec<u8>) -> StoreResult<Appended> {
         let key = self.key(seq);
-        if self.dir.create(&key, entry).await?.is_some() {
+        if self.dir.create(&key, entry.clone()).await?.is_some() {
             return Ok(Appended::Written);
         }
         match self.dir.read(&key).await? {
+            // Our own entry: a request the store carried out whose answer was lost, sent
+            // again by the client and refused the second time.
+            Some(v) if v.bytes.as_ref() == entry.as_slice() => Ok(Appended::Written),
             Some(v) => Ok(Appended::Taken(v.bytes)),
             // Created by another writer, then gone: only a deletion (never done to a log)
             // does that.
@@ -531,14 +534,33 @@ impl Lease {
             ..self.state.clone()
         };
         let bytes = serde_json::to_vec(&state).unwrap_or_default();
-        match dir.swap(&self.key, bytes, &self.version).await? {
-            Some(v) => {
+        // Two rounds: the condition can fail on a write of our own (an earlier renewal the
+        // store carried out but whose answer was lost, or this one sent twice by the client).
+        // The lease is still ours while it names this holder at this generation: a new
+        // holder always raises the generation.
+        for _ in 0..2 {
+            if let Some(v) = dir.swap(&self.key, bytes.clone(), &self.version).await? {
                 self.state = state;
                 self.version = v;
-                Ok(true)
+                return Ok(true);
             }
-            None => Ok(false),
+            let Some(current) = dir.read(&self.key).await? else {
+                return Ok(false);
+            };
+            let Ok(now) = serde_json::from_slice::<LeaseState>(&current.bytes) else {
+                return Ok(false);
+            };
+            if now.holder != self.state.holder || now.generation != self.state.generation {
+                return Ok(false);
+            }
+            if current.bytes.as_ref() == bytes.as_slice() {
+                self.state = state;
+                self.version = current.version;
+                return Ok(true);
+            }
+            self.version = current.version;
         }
+        Ok(false)
     }
 
     /// Gives the lease up (expired now), so the next holder need not wait for the expiry.
@@ -691,6 +713,17 @@ mod tests {
             assert_eq!(text, format!("{winner}-{seq}"));
         }
         assert_eq!(log.read_from(n - 3).await.expect("read").len(), 3);
+        // The same entry sent again (a retried request whose first answer was lost) is the
+        // writer's own; a different one is another writer's.
+        let first = entries[0].1.to_vec();
+        assert_eq!(
+            log.append(0, first).await.expect("append"),
+            Appended::Written
+        );
+        assert!(matches!(
+            log.append(0, b"c-0".to_vec()).await.expect("append"),
+            Appended::Taken(_)
+        ));
     }
 
     /// A lease is exclusive until it expires; a holder that lost it cannot renew it.
@@ -707,6 +740,15 @@ mod tests {
             .expect_err("held by a");
         assert_eq!(held.0.holder, "pod-a");
         assert!(a.renew(&dir, ttl, 5_000).await.expect("renew"));
+        // A renewal the store carried out but whose answer never came back (the copy that
+        // sent it is dropped): the holder's next renewal, at the old version, still succeeds.
+        let mut unanswered = a.clone();
+        assert!(unanswered.renew(&dir, ttl, 4_000).await.expect("renew"));
+        assert!(
+            a.renew(&dir, ttl, 5_000)
+                .await
+                .expect("renew at a stale version")
+        );
         // Still held at 14 s (renewed at 5 s for 10 s), free at 16 s.
         assert!(
             Lease::acquire(&dir, "anchorer", "pod-b", ttl, 14_000)

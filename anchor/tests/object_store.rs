@@ -4,9 +4,14 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 use common::seal;
+use veritrace_anchor::epoch_loop::{BatchFeed, EpochLoop, EpochObserver};
 use veritrace_anchor::store::S3Options;
-use veritrace_anchor::{BatchWriter, DataDir, EpochLog, Error};
+use veritrace_anchor::{Backend, BatchWriter, DataDir, EpochLog, Error, LocalLedger};
 use veritrace_testkit::moto::Moto;
 
 fn s3(moto: &Moto) -> S3Options {
@@ -31,6 +36,10 @@ fn two_writers_of_one_partition_or_one_epoch_log_cannot_both_commit() {
     let lock = a.partition_lock_file("demo", 0);
     let held = a.try_lock(&lock, "pod-a").expect("lease").expect("free");
     assert!(b.try_lock(&lock, "pod-b").expect("lease").is_none());
+    // The same name again (a second replica on one host, or another part of the same
+    // process) is another holder, as with an OS lock.
+    assert!(b.try_lock(&lock, "pod-a").expect("lease").is_none());
+    assert!(a.try_lock(&lock, "pod-a").expect("lease").is_none());
     assert!(
         b.lock_holder(&lock).contains("pod-a"),
         "{}",
@@ -83,4 +92,102 @@ fn two_writers_of_one_partition_or_one_epoch_log_cannot_both_commit() {
     let epochs = EpochLog::read(&b).expect("read");
     assert_eq!(epochs.records().len(), 1);
     assert_eq!(epochs.records()[0].sealed_at, "2026-12-03T00:00:01.000Z");
+}
+
+/// Counts what a contending loop reports, readable from the test thread.
+#[derive(Default)]
+struct Leads {
+    leading: AtomicUsize,
+    stepped_down: AtomicUsize,
+}
+
+impl EpochObserver for Leads {
+    fn leading(&self, _backend: &str) {
+        self.leading.fetch_add(1, Ordering::SeqCst);
+    }
+    fn stepped_down(&self) {
+        self.stepped_down.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The leading epoch sealer finds that another writer sealed the epoch it was about to
+/// write (a zombie, or a process that took over while this one stalled): it gives up the
+/// lead instead of stopping the process, leads again later from what the directory says,
+/// and the epochs stay one chain with every batch in exactly one of them.
+#[test]
+fn an_epoch_sealer_that_loses_its_epoch_steps_down_and_leads_again() {
+    let moto = Moto::start();
+    moto.create_bucket("stepdown");
+    let url = "s3://stepdown/plant";
+    let a = DataDir::create_with(url, &s3(&moto)).expect("create");
+    let b = DataDir::open_with(url, &s3(&moto)).expect("open");
+    let mut w = BatchWriter::open(&a, "demo", 0).expect("writer");
+    let zombie_epochs = EpochLog::open_writer(&b).expect("zombie opens the epoch log");
+
+    let leads = Arc::new(Leads::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let looping = std::thread::spawn({
+        let (a, stop, leads) = (a.clone(), stop.clone(), leads.clone());
+        move || {
+            EpochLoop::contending(&a, Duration::from_millis(100), Backend::Local, "pod-a").run(
+                BatchFeed::Rescan(stop),
+                Duration::from_secs(5),
+                &*leads,
+            )
+        }
+    });
+    wait_until("the loop to lead", || {
+        leads.leading.load(Ordering::SeqCst) == 1
+    });
+    // The loop leads with an empty epoch log in memory; the zombie seals epoch 0 under it.
+    seal(&mut w, 0, 10).expect("batch 0");
+    seal(&mut w, 10, 10).expect("batch 1");
+    let mut zombie_epochs = zombie_epochs;
+    zombie_epochs
+        .seal(
+            b.all_batch_headers().expect("headers"),
+            "2026-12-03T00:00:01.000Z".into(),
+        )
+        .expect("zombie seals")
+        .expect("something to seal");
+    seal(&mut w, 20, 10).expect("batch 2");
+    wait_until("the loop to step down", || {
+        leads.stepped_down.load(Ordering::SeqCst) >= 1
+    });
+    wait_until("the loop to lead again and seal batch 2", || {
+        EpochLog::read(&b)
+            .map(|e| e.records().len() == 2)
+            .unwrap_or(false)
+    });
+    stop.store(true, Ordering::SeqCst);
+    looping
+        .join()
+        .expect("join")
+        .expect("a lost epoch is not the process's end");
+    assert!(leads.leading.load(Ordering::SeqCst) >= 2);
+
+    let epochs = EpochLog::read(&b).expect("read");
+    let records = epochs.records();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].sealed_at, "2026-12-03T00:00:01.000Z");
+    let mut batches: Vec<&String> = records.iter().flat_map(|r| &r.batch_ids).collect();
+    let all = batches.len();
+    batches.sort();
+    batches.dedup();
+    assert_eq!(
+        (all, batches.len()),
+        (3, 3),
+        "every batch in exactly one epoch"
+    );
+    // Both epochs anchored by the leader that came back, once each.
+    let ledger = LocalLedger::read_entries(&b).expect("ledger");
+    assert_eq!(ledger.len(), 2);
 }

@@ -83,11 +83,21 @@ impl Processor {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Processor {
+        let logs = data.parent().expect("data dir has a parent");
+        Self::start_in(brokers, data, logs, name, extra, env)
+    }
+
+    /// A processor on `data` (a path or an `s3://` URL) that logs into `logs`.
+    pub fn start_in(
+        brokers: &str,
+        data: &Path,
+        logs: &Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Processor {
         let metrics_port = free_port();
-        let log = data
-            .parent()
-            .expect("data dir has a parent")
-            .join(format!("{name}-{metrics_port}.log"));
+        let log = logs.join(format!("{name}-{metrics_port}.log"));
         let logf = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_veritrace"))
             .args(["process", "--brokers", brokers, "--data"])

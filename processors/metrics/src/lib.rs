@@ -112,7 +112,7 @@ specs! {
     ASSIGNED = "veritrace_assigned_partitions", Gauge, "partitions", [], PROCESS_ONLY,
         "Partitions owned by this process";
     REBALANCES = "veritrace_rebalances_total", Counter, "rebalances", ["kind"], PROCESS_ONLY,
-        "Rebalance callbacks, by kind";
+        "Rebalance callbacks, by kind (assign, revoke, error), and partitions lost to another process (lost)";
     EPOCHS = "veritrace_epochs_anchored_total", Counter, "epochs", [], PROCESS,
         "Epochs anchored by this process";
     PENDING_BATCHES = "veritrace_pending_batches", Gauge, "batches", [], PROCESS_ONLY,

@@ -635,16 +635,48 @@ fn poll_loop(
                     hand_off(shared, t, chunk);
                 }
             }
-            for t in tasks.iter() {
-                if t.join.is_finished() {
-                    // A task only ends early on an error; `revoke` collects it.
-                    shared.fail(Error::Invalid(format!(
-                        "the task of {}-p{} stopped",
-                        t.topic, t.partition
-                    )));
-                }
+            let (ended, running): (Vec<Task>, Vec<Task>) = std::mem::take(&mut *tasks)
+                .into_iter()
+                .partition(|t| t.join.is_finished());
+            *tasks = running;
+            drop(tasks);
+            for t in ended {
+                restart_or_fail(consumer, shared, t);
             }
         }
+    }
+}
+
+/// A task that ended before it was told to stop. One that lost its partition to another
+/// process (its lease ran out, or another writer committed the next batch) is started
+/// again from the manifest: it waits for the partition, and the group's next rebalance
+/// decides who reads it. Any other end stops the process.
+fn restart_or_fail(consumer: &BaseConsumer<Ctx>, shared: &Shared, t: Task) {
+    let (topic, p) = (t.topic.clone(), t.partition);
+    match t.join.join() {
+        Ok(Err(Error::Anchor(e @ veritrace_anchor::Error::Lost { .. }))) => {
+            shared.metrics.rebalances.with_label_values(&["lost"]).inc();
+            tracing::warn!(topic = %topic, partition = p, error = %e,
+                "this process lost the partition to another; its unsealed records are read again by whoever owns it");
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, p);
+            shared.assign(&mut tpl);
+            if shared.failed() {
+                return;
+            }
+            // Read again from where the manifest resumes (set by `assign`).
+            if let Err(e) = consumer.seek_partitions(tpl, Duration::from_secs(10)) {
+                shared.fail(Error::Kafka(format!(
+                    "repositioning {topic}-p{p} after losing it: {e}"
+                )));
+            }
+        }
+        Ok(Err(e)) => shared.fail(e),
+        Ok(Ok(exit)) => {
+            lock(&shared.stats).merge(&exit.stats);
+            shared.fail(Error::Invalid(format!("the task of {topic}-p{p} stopped")));
+        }
+        Err(_) => shared.fail(Error::Invalid(format!("the task of {topic}-p{p} panicked"))),
     }
 }
 

@@ -104,7 +104,7 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
         .partition_lock_file(&ctx.topic, ctx.partition as u32);
     let started = Instant::now();
     let mut warned = Instant::now();
-    let _lock = loop {
+    let lock = loop {
         if let Some(l) = ctx.dir.try_lock(&lock_path, &ctx.holder)? {
             break l;
         }
@@ -135,6 +135,7 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
     tracing::info!(topic = %ctx.topic, partition = ctx.partition, ?resume, "partition opened");
     let mut w = Worker {
         ctx,
+        lock,
         proc,
         pending: Vec::new(),
         timestamps: Vec::new(),
@@ -155,6 +156,8 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
 
 struct Worker {
     ctx: WorkerCtx,
+    /// The partition's lock (a lease on an object store): held for the worker's life.
+    lock: veritrace_anchor::DirLock,
     proc: PartitionProcessor,
     pending: Vec<PendingReject>,
     timestamps: Vec<i64>,
@@ -422,6 +425,15 @@ impl Worker {
             tracing::warn!(topic = %self.ctx.topic, partition = self.ctx.partition, records = self.proc.open_records(),
                 "stopping without sealing: the rejected topic did not acknowledge; the next owner reads these records again");
             return Ok(());
+        }
+        // A lease that ran out unrenewed: another process may own the partition now. Its
+        // commit would fence this one anyway (create-only manifest entries); stopping here
+        // keeps this process from racing it at all.
+        if self.lock.lost() {
+            return Err(Error::Anchor(veritrace_anchor::Error::Lost {
+                path: self.lock.path().to_owned(),
+                detail: "the partition lease ran out before it was renewed".into(),
+            }));
         }
         let t0 = Instant::now();
         let Some(h) = self.proc.seal(now_ms())? else {

@@ -21,11 +21,30 @@ pub(crate) fn ok(args: &[&str]) -> String {
     let out = run(args);
     assert!(
         out.status.success(),
-        "veritrace {args:?} failed: {}\n{}",
+        "veritrace {args:?} failed ({}): {}\n{}",
+        describe(&out.status),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
+/// An exit status in words: the code, or the signal that ended the process (a process killed
+/// by a signal writes nothing of its own, so this is the only trace it leaves).
+pub(crate) fn describe(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!(
+            "killed by signal {s}{}",
+            if status.core_dumped() {
+                ", core dumped"
+            } else {
+                ""
+            }
+        ),
+        (None, None) => status.to_string(),
+    }
 }
 
 /// Runs `veritrace args`, which must fail; its stderr.
