@@ -6,6 +6,7 @@
 //! pipeline; the `veritrace-loadtest` binary runs larger end-to-end loads.
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod evm;
 pub mod genealogy;
 pub mod kafka;

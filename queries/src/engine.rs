@@ -448,8 +448,15 @@ impl QueryEngine {
             FairSpillPool::new(limits.memory_limit.max(1 << 20)),
             std::num::NonZeroUsize::MIN.saturating_add(2),
         );
+        // No listing cache: DataFusion would otherwise list a directory table (`rejected`,
+        // `edges`) once and never again, and a server on an `s3://` data directory would
+        // stop seeing the files sealed after its first query.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(pool))
+            .with_cache_manager(
+                datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+                    .with_list_files_cache_limit(0),
+            )
             .build_arc()?;
         let mut state = SessionStateBuilder::new()
             .with_config(config)

@@ -360,13 +360,27 @@ fn serve_answers_sql_and_proofs_from_both_backends() {
         let (status, body) = server.request("GET", "/v1/events/sv-0007/proof", "");
         assert_eq!(status, 200, "[{}] {body}", b.name);
         assert_eq!(body["event"]["event_id"], "sv-0007", "[{}] {body}", b.name);
-        // New data is seen without a restart.
-        let more = b.file("b.jsonl", &common::new_events("sw", 50));
+        assert_eq!(
+            server.sql("SELECT count(*) AS n FROM rejected").1["rows"][0]["n"].as_u64(),
+            Some(0),
+            "[{}]",
+            b.name
+        );
+        // New data is seen without a restart, in every table (the directory tables too:
+        // DataFusion would cache their listing and never see a new file).
+        let mut again = common::new_events("sv", 200);
+        again.push_str(&common::new_events("sw", 50));
+        let more = b.file("b.jsonl", &again);
         let out = b.ingest(&more, &[]);
         assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
-        common::wait_for("the new events", Duration::from_secs(30), || {
-            server.sql("SELECT count(*) AS n FROM events").1["rows"][0]["n"].as_u64() == Some(250)
-        });
+        common::wait_for(
+            "the new events and rejections",
+            Duration::from_secs(30),
+            || {
+                server.sql("SELECT (SELECT count(*) FROM events) AS e, (SELECT count(*) FROM rejected) AS r").1["rows"][0]
+                == serde_json::json!({"e": 250, "r": 200})
+            },
+        );
     }
 }
 

@@ -6,6 +6,8 @@
 //! - `bare-consume`: a consumer that does nothing with the records (the peer rate).
 //! - `kafka`: the end-to-end benchmark: produce while `veritrace process` consumes, then
 //!   report sustained events/s, event-to-sealed latency, and the bare consume rate.
+//! - `cluster`: replicas and servers on one `s3://` bucket, killed and scaled while
+//!   records stream in; checks that nothing is lost or doubled.
 //! - `traces`: trace analytics questions, cold and warm, against DuckDB on the same files.
 //! - `evm`: anchoring on Anvil: gas per epoch, seal-to-anchored latency, per-event peer.
 
@@ -78,6 +80,11 @@ enum Cmd {
     },
     /// End-to-end: publish while `veritrace process` consumes; report rates and latency.
     Kafka(veritrace_loadtest::kafka::E2eArgs),
+    /// Several `veritrace process` replicas and query servers on one `s3://` data directory
+    /// (moto_server), with kill -9 of each replica in turn and scaling down and up while
+    /// records stream in and queries run; checks exactly once, intact chains, and every
+    /// epoch anchored once.
+    Cluster(veritrace_loadtest::cluster::ClusterArgs),
     /// Writes a genealogy whose truth is known: `events.jsonl` (for `veritrace ingest
     /// file`) and `truth.json` (every node's parents and children, and the events of
     /// each), through splits, merges, shared inputs and 7 levels.
@@ -172,6 +179,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Kafka(a) => {
             let r = veritrace_loadtest::kafka::end_to_end(&a)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Cluster(a) => {
+            let r = veritrace_loadtest::cluster::run(&a)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            if !r.passed {
+                anyhow::bail!("the cluster run found a broken promise (see the report above)");
+            }
         }
         Cmd::Genealogy {
             out,
