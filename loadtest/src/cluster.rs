@@ -117,6 +117,8 @@ struct Proc {
     child: Child,
     name: String,
     log: PathBuf,
+    /// Its metrics port (0: none).
+    metrics: u16,
 }
 
 impl Proc {
@@ -205,6 +207,39 @@ fn count(port: u16, text: &str) -> anyhow::Result<u64> {
 const ALL_RECORDS: &str =
     "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM rejected) AS n";
 
+/// What the epoch log and the ledger say about the batches.
+struct EpochState {
+    batches: u64,
+    epochs: u64,
+    ledger_entries: u64,
+    batches_not_in_exactly_one_epoch: u64,
+    epochs_not_anchored_exactly_once: u64,
+}
+
+fn epoch_state(dir: &DataDir) -> anyhow::Result<EpochState> {
+    let headers = dir.all_batch_headers()?;
+    let epochs = EpochLog::read(dir)?;
+    let mut in_epochs: Vec<&String> = epochs.records().iter().flat_map(|e| &e.batch_ids).collect();
+    let listed = in_epochs.len();
+    in_epochs.sort();
+    in_epochs.dedup();
+    let all: BTreeSet<&String> = headers.iter().map(|h| &h.batch_id).collect();
+    let covered: BTreeSet<&String> = in_epochs.iter().copied().collect();
+    let ledger = LocalLedger::read_entries(dir)?;
+    let anchored: Vec<u64> = ledger.iter().map(|e| e.epoch_id).collect();
+    let unique: HashSet<u64> = anchored.iter().copied().collect();
+    let n_epochs = epochs.records().len() as u64;
+    Ok(EpochState {
+        batches: headers.len() as u64,
+        epochs: n_epochs,
+        ledger_entries: ledger.len() as u64,
+        batches_not_in_exactly_one_epoch: (listed - in_epochs.len()) as u64
+            + all.difference(&covered).count() as u64,
+        epochs_not_anchored_exactly_once: (anchored.len() - unique.len()) as u64
+            + (0..n_epochs).filter(|e| !unique.contains(e)).count() as u64,
+    })
+}
+
 /// The run (see the module docs).
 pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     ensure!(
@@ -288,7 +323,12 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        Ok(Proc { child, name, log })
+        Ok(Proc {
+            child,
+            name,
+            log,
+            metrics: mport,
+        })
     };
     let mut servers = Vec::new();
     let mut server_ports = Vec::new();
@@ -310,6 +350,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
             child,
             name: format!("serve-{i}"),
             log: log.clone(),
+            metrics: 0,
         });
         server_ports.push(hport);
     }
@@ -434,6 +475,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     report.published = produced.delivered;
     note(format!("all {} records published", produced.delivered));
     let until = Instant::now() + Duration::from_secs(1800);
+    let mut unassigned_since: Option<Instant> = None;
     loop {
         for p in pods.iter_mut().flatten() {
             if let Ok(Some(st)) = p.child.try_wait() {
@@ -448,6 +490,23 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         if n >= report.published {
             break;
         }
+        // Records are waiting and no replica owns a partition: the group is stuck.
+        let assigned: f64 = pods
+            .iter()
+            .flatten()
+            .filter_map(|p| veritrace_testkit::metrics::scrape(p.metrics).ok())
+            .filter_map(|t| veritrace_testkit::metrics::sum(&t, "veritrace_assigned_partitions"))
+            .sum();
+        if assigned > 0.0 {
+            unassigned_since = None;
+        } else if unassigned_since.get_or_insert_with(Instant::now).elapsed()
+            > Duration::from_secs(90)
+        {
+            bail!(
+                "{n} of {} records committed, and for 90 s the consumer group has assigned no partition to any replica",
+                report.published
+            );
+        }
         ensure!(
             Instant::now() < until,
             "{n} of {} records committed after 30 minutes",
@@ -457,8 +516,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     }
     report.seconds = started.elapsed().as_secs_f64();
     note("every record committed".into());
-    // Give the epoch loop time to seal the last batches, then stop everything cleanly.
-    std::thread::sleep(Duration::from_secs(12));
+    // Stop the replicas cleanly (each seals what it holds).
     for (i, slot) in pods.iter_mut().enumerate() {
         if let Some(p) = slot.take() {
             ensure!(
@@ -467,16 +525,31 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
             );
         }
     }
-    // A last `anchor run` seals and anchors whatever the replicas left (none should be).
-    let out = store
-        .cmd(&a.veritrace)
-        .args(["anchor", "run", "--data", &store.url])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "anchor run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The servers stay up (any process on the directory may lead the epoch loop): wait
+    // until every batch is in an epoch and every epoch is anchored.
+    let opts = S3Options {
+        endpoint: moto.endpoint(),
+        region: "us-east-1".into(),
+        access_key_id: "test".into(),
+        secret_access_key: "test".into(),
+        allow_http: true,
+    };
+    let dir = DataDir::open_with(&store.url, &opts)?;
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let e = epoch_state(&dir)?;
+        let settled =
+            e.batches_not_in_exactly_one_epoch == 0 && e.epochs_not_anchored_exactly_once == 0;
+        report.batches = e.batches;
+        report.epochs = e.epochs;
+        report.ledger_entries = e.ledger_entries;
+        report.batches_not_in_exactly_one_epoch = e.batches_not_in_exactly_one_epoch;
+        report.epochs_not_anchored_exactly_once = e.epochs_not_anchored_exactly_once;
+        if settled || Instant::now() > until {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
     stop_queries.store(true, Ordering::Relaxed);
     let (mut lat, errors, backwards, first_error) = queries
         .join()
@@ -513,33 +586,6 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         .unwrap_or(text.trim())
         .to_owned();
 
-    // Epochs and the ledger, read from the bucket directly.
-    let opts = S3Options {
-        endpoint: moto.endpoint(),
-        region: "us-east-1".into(),
-        access_key_id: "test".into(),
-        secret_access_key: "test".into(),
-        allow_http: true,
-    };
-    let dir = DataDir::open_with(&store.url, &opts)?;
-    let headers = dir.all_batch_headers()?;
-    report.batches = headers.len() as u64;
-    let epochs = EpochLog::read(&dir)?;
-    report.epochs = epochs.records().len() as u64;
-    let mut in_epochs: Vec<&String> = epochs.records().iter().flat_map(|e| &e.batch_ids).collect();
-    let listed = in_epochs.len();
-    in_epochs.sort();
-    in_epochs.dedup();
-    let all: BTreeSet<&String> = headers.iter().map(|h| &h.batch_id).collect();
-    let covered: BTreeSet<&String> = in_epochs.iter().copied().collect();
-    report.batches_not_in_exactly_one_epoch =
-        (listed - in_epochs.len()) as u64 + all.difference(&covered).count() as u64;
-    let ledger = LocalLedger::read_entries(&dir)?;
-    report.ledger_entries = ledger.len() as u64;
-    let anchored: Vec<u64> = ledger.iter().map(|e| e.epoch_id).collect();
-    let unique: HashSet<u64> = anchored.iter().copied().collect();
-    report.epochs_not_anchored_exactly_once = (anchored.len() - unique.len()) as u64
-        + (0..report.epochs).filter(|e| !unique.contains(e)).count() as u64;
     report.disruptions = log.into_inner().unwrap_or_default();
 
     report.passed = report.published == a.events

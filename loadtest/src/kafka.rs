@@ -145,6 +145,10 @@ pub struct E2eArgs {
     /// backlog, without the producer competing for the cores).
     #[arg(long)]
     pub prefill: bool,
+    /// The data directory on an S3-compatible store (moto_server from the tools virtualenv,
+    /// started on a free loopback port) instead of a local directory.
+    #[arg(long)]
+    pub object_store: bool,
 }
 
 /// Result of the end-to-end run.
@@ -177,6 +181,8 @@ pub struct E2eReport {
     pub processor_cpu_s: f64,
     /// CPU seconds the broker used up to the end of the processor run.
     pub broker_cpu_s: f64,
+    /// CPU seconds the object store (moto_server) used, with `--object-store`.
+    pub store_cpu_s: Option<f64>,
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
@@ -259,11 +265,25 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
         None
     };
     let mport = free_port()?;
-    let data = work.path().join("data");
+    let mut process = Command::new(&a.veritrace);
+    process.args(["process", "--brokers", &brokers, "--data"]);
+    let moto = if a.object_store {
+        let moto = veritrace_testkit::moto::Moto::try_start().map_err(anyhow::Error::msg)?;
+        moto.create_bucket("veritrace-e2e");
+        process.arg("s3://veritrace-e2e/plant").envs([
+            ("AWS_ENDPOINT_URL", moto.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]);
+        Some(moto)
+    } else {
+        process.arg(work.path().join("data"));
+        None
+    };
     let proc_ = Proc(
-        Command::new(&a.veritrace)
-            .args(["process", "--brokers", &brokers, "--data"])
-            .arg(&data)
+        process
             .args(["--metrics-listen", &format!("127.0.0.1:{mport}")])
             .stdout(Stdio::null())
             .spawn()?,
@@ -324,7 +344,9 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
     let e2e = start.elapsed().as_secs_f64();
     let processor_cpu_s = cpu_seconds(proc_.0.id());
     let broker_cpu_s = cpu_seconds(broker.pid());
+    let store_cpu_s = moto.as_ref().map(|m| cpu_seconds(m.pid()));
     drop(proc_);
+    drop(moto);
     eprintln!("measuring the bare consumer on the same topic");
     let bare = bare_consume(&brokers, crate::RAW_TOPIC, a.events)?;
     let per_s = a.events as f64 / e2e;
@@ -343,6 +365,7 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
         ratio_to_bare: sustained_per_s / bare.records_per_s,
         processor_cpu_s,
         broker_cpu_s,
+        store_cpu_s,
         bare_consume: bare,
     })
 }
