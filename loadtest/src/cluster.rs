@@ -5,6 +5,9 @@
 //! rejection kept once, every batch chain and file intact (`veritrace check`), every batch
 //! in exactly one epoch and every epoch anchored exactly once.
 //!
+//! `--local` runs the same on a local directory shared by the replicas (OS locks instead of
+//! leases), for comparison.
+//!
 //! Everything it starts (tansu, moto_server, the replicas, the servers) listens on free
 //! loopback ports and is stopped by PID.
 
@@ -59,6 +62,10 @@ pub struct ClusterArgs {
     /// partitions; one that stopped is replaced after the session timeout).
     #[arg(long)]
     pub dynamic_membership: bool,
+    /// A local data directory (shared by the replicas through OS locks) instead of the
+    /// bucket: the same run, for comparison.
+    #[arg(long)]
+    pub local: bool,
     /// Keep the logs of the replicas and servers here (default: a temporary directory,
     /// removed at the end).
     #[arg(long)]
@@ -68,6 +75,8 @@ pub struct ClusterArgs {
 /// What the run did and found.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ClusterReport {
+    /// Where the data directory was: `s3` (moto_server) or `local`.
+    pub backend: String,
     /// Records published.
     pub published: u64,
     /// Valid events in the dataset (each must be in the table once).
@@ -82,6 +91,8 @@ pub struct ClusterReport {
     pub rejected: u64,
     /// Seconds from the first publish until every record was in a committed batch.
     pub seconds: f64,
+    /// Records per second over the whole run (disruptions included).
+    pub records_per_s: f64,
     /// What happened, in order, with the second it happened at.
     pub disruptions: Vec<String>,
     /// Sealed batches, all partitions.
@@ -102,6 +113,8 @@ pub struct ClusterReport {
     pub query_errors: u64,
     /// A server answered a smaller count than it had answered before.
     pub counts_went_backwards: u64,
+    /// A server answered with an event id twice.
+    pub answers_with_a_duplicate: u64,
     /// Query latency percentiles, seconds.
     pub query_p50_s: f64,
     /// 99th percentile.
@@ -204,6 +217,10 @@ fn count(port: u16, text: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no n in {rows}"))
 }
 
+/// What the query thread asks: events, distinct event ids, rejections.
+const WHAT_A_READER_SEES: &str = "SELECT (SELECT count(*) FROM events) AS e, \
+     (SELECT count(DISTINCT event_id) FROM events) AS d, (SELECT count(*) FROM rejected) AS r";
+
 const ALL_RECORDS: &str =
     "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM rejected) AS n";
 
@@ -254,7 +271,10 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         }
         None => tmp.path().to_owned(),
     };
-    let mut report = ClusterReport::default();
+    let mut report = ClusterReport {
+        backend: if a.local { "local" } else { "s3" }.into(),
+        ..ClusterReport::default()
+    };
 
     // The dataset and what must come out of it.
     eprintln!("generating {} records", a.events);
@@ -278,20 +298,30 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     let brokers = format!("127.0.0.1:{port}");
     let broker = veritrace_testkit::broker::Broker::try_start(&a.tansu, port, "memory://tansu/")
         .map_err(anyhow::Error::msg)?;
-    let moto = veritrace_testkit::moto::Moto::try_start().map_err(anyhow::Error::msg)?;
-    moto.create_bucket("veritrace-cluster");
-    let store = Store {
-        env: [
-            ("AWS_ENDPOINT_URL", moto.endpoint()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-        url: "s3://veritrace-cluster/plant".into(),
+    let (moto, store) = if a.local {
+        let data = tmp.path().join("data");
+        let store = Store {
+            env: Vec::new(),
+            url: data.to_string_lossy().into_owned(),
+        };
+        (None, store)
+    } else {
+        let moto = veritrace_testkit::moto::Moto::try_start().map_err(anyhow::Error::msg)?;
+        moto.create_bucket("veritrace-cluster");
+        let store = Store {
+            env: [
+                ("AWS_ENDPOINT_URL", moto.endpoint()),
+                ("AWS_ALLOW_HTTP", "true".into()),
+                ("AWS_ACCESS_KEY_ID", "test".into()),
+                ("AWS_SECRET_ACCESS_KEY", "test".into()),
+                ("AWS_REGION", "us-east-1".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+            url: "s3://veritrace-cluster/plant".into(),
+        };
+        (Some(moto), store)
     };
     let st = store
         .cmd(&a.veritrace)
@@ -371,20 +401,28 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         std::thread::spawn(move || {
             let mut last = vec![0u64; ports.len()];
             let mut latencies = Vec::new();
-            let (mut errors, mut backwards) = (0u64, 0u64);
+            let (mut errors, mut backwards, mut doubled) = (0u64, 0u64, 0u64);
             let mut first_error = None;
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let k = i % ports.len();
                 i += 1;
                 let t0 = Instant::now();
-                match count(ports[k], ALL_RECORDS) {
-                    Ok(n) => {
+                match sql(ports[k], WHAT_A_READER_SEES) {
+                    Ok(rows) => {
                         latencies.push(t0.elapsed().as_secs_f64());
-                        if n < last[k] {
+                        let (e, d, r) = (
+                            rows[0]["e"].as_u64().unwrap_or(0),
+                            rows[0]["d"].as_u64().unwrap_or(0),
+                            rows[0]["r"].as_u64().unwrap_or(0),
+                        );
+                        if e + r < last[k] {
                             backwards += 1;
                         }
-                        last[k] = last[k].max(n);
+                        if d != e {
+                            doubled += 1;
+                        }
+                        last[k] = last[k].max(e + r);
                     }
                     Err(e) => {
                         errors += 1;
@@ -393,7 +431,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            (latencies, errors, backwards, first_error)
+            (latencies, errors, backwards, doubled, first_error)
         })
     };
 
@@ -515,6 +553,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         std::thread::sleep(Duration::from_secs(1));
     }
     report.seconds = started.elapsed().as_secs_f64();
+    report.records_per_s = report.published as f64 / report.seconds;
     note("every record committed".into());
     // Stop the replicas cleanly (each seals what it holds).
     for (i, slot) in pods.iter_mut().enumerate() {
@@ -528,7 +567,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     // The servers stay up (any process on the directory may lead the epoch loop): wait
     // until every batch is in an epoch and every epoch is anchored.
     let opts = S3Options {
-        endpoint: moto.endpoint(),
+        endpoint: moto.as_ref().map(|m| m.endpoint()).unwrap_or_default(),
         region: "us-east-1".into(),
         access_key_id: "test".into(),
         secret_access_key: "test".into(),
@@ -551,7 +590,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         std::thread::sleep(Duration::from_secs(1));
     }
     stop_queries.store(true, Ordering::Relaxed);
-    let (mut lat, errors, backwards, first_error) = queries
+    let (mut lat, errors, backwards, doubled, first_error) = queries
         .join()
         .map_err(|_| anyhow::anyhow!("the query thread panicked"))?;
     lat.sort_by(f64::total_cmp);
@@ -563,6 +602,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     report.queries = lat.len() as u64;
     report.query_errors = errors;
     report.counts_went_backwards = backwards;
+    report.answers_with_a_duplicate = doubled;
     report.query_p50_s = pct(0.5);
     report.query_p99_s = pct(0.99);
     report.first_query_error = first_error;
@@ -595,7 +635,8 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         && report.check.contains("INTACT")
         && report.batches_not_in_exactly_one_epoch == 0
         && report.epochs_not_anchored_exactly_once == 0
-        && report.counts_went_backwards == 0;
+        && report.counts_went_backwards == 0
+        && report.answers_with_a_duplicate == 0;
     drop(moto);
     drop(broker);
     Ok(report)
