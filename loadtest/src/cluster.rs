@@ -187,6 +187,20 @@ fn tail(p: &Path) -> String {
     veritrace_testkit::tail(p)
 }
 
+/// Fails when a replica exited on its own (a failure of the run), with its log.
+fn all_running(pods: &mut [Option<Proc>]) -> anyhow::Result<()> {
+    for p in pods.iter_mut().flatten() {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            bail!(
+                "{} exited ({st}) on its own; its log:\n{}",
+                p.name,
+                tail(&p.log)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// One `POST /v1/sql` to `127.0.0.1:port`: the rows.
 fn sql(port: u16, text: &str) -> anyhow::Result<serde_json::Value> {
     let body = serde_json::json!({ "sql": text }).to_string();
@@ -309,16 +323,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         let moto = veritrace_testkit::moto::Moto::try_start().map_err(anyhow::Error::msg)?;
         moto.create_bucket("veritrace-cluster");
         let store = Store {
-            env: [
-                ("AWS_ENDPOINT_URL", moto.endpoint()),
-                ("AWS_ALLOW_HTTP", "true".into()),
-                ("AWS_ACCESS_KEY_ID", "test".into()),
-                ("AWS_SECRET_ACCESS_KEY", "test".into()),
-                ("AWS_REGION", "us-east-1".into()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
+            env: moto.client_env(),
             url: "s3://veritrace-cluster/plant".into(),
         };
         (Some(moto), store)
@@ -458,15 +463,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         let until = Instant::now() + step;
         while Instant::now() < until {
             // A replica that exits on its own is a failure of the run.
-            for p in pods.iter_mut().flatten() {
-                if let Ok(Some(st)) = p.child.try_wait() {
-                    bail!(
-                        "{} exited ({st}) on its own; its log:\n{}",
-                        p.name,
-                        tail(&p.log)
-                    );
-                }
-            }
+            all_running(pods)?;
             if let Ok(n) = count(server_ports[0], ALL_RECORDS) {
                 committed.store(n, Ordering::Relaxed);
             }
@@ -515,15 +512,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     let until = Instant::now() + Duration::from_secs(1800);
     let mut unassigned_since: Option<Instant> = None;
     loop {
-        for p in pods.iter_mut().flatten() {
-            if let Ok(Some(st)) = p.child.try_wait() {
-                bail!(
-                    "{} exited ({st}) on its own; its log:\n{}",
-                    p.name,
-                    tail(&p.log)
-                );
-            }
-        }
+        all_running(&mut pods)?;
         let n = count(server_ports[0], ALL_RECORDS).unwrap_or(0);
         if n >= report.published {
             break;

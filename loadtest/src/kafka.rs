@@ -270,13 +270,9 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
     let moto = if a.object_store {
         let moto = veritrace_testkit::moto::Moto::try_start().map_err(anyhow::Error::msg)?;
         moto.create_bucket("veritrace-e2e");
-        process.arg("s3://veritrace-e2e/plant").envs([
-            ("AWS_ENDPOINT_URL", moto.endpoint()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-        ]);
+        process
+            .arg("s3://veritrace-e2e/plant")
+            .envs(moto.client_env());
         Some(moto)
     } else {
         process.arg(work.path().join("data"));

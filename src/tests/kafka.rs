@@ -752,16 +752,7 @@ fn on_s3(env: &[(String, String)], args: &[&str]) -> String {
 fn two_processors_on_one_s3_bucket_one_killed_mid_stream_lose_and_double_nothing() {
     let moto = veritrace_testkit::moto::Moto::start();
     moto.create_bucket("veritrace-kafka");
-    let env: Vec<(String, String)> = [
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = moto.client_env();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let url = "s3://veritrace-kafka/plant";
     let data = std::path::Path::new(url);

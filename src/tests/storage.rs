@@ -37,13 +37,7 @@ impl Backend {
     fn s3() -> Backend {
         let moto = Moto::start();
         moto.create_bucket("veritrace-test");
-        let env = vec![
-            ("AWS_ENDPOINT_URL".to_owned(), moto.endpoint()),
-            ("AWS_ALLOW_HTTP".to_owned(), "true".to_owned()),
-            ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
-            ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
-        ];
+        let env = moto.client_env();
         Backend {
             name: "s3",
             data: "s3://veritrace-test/plant-a".to_owned(),

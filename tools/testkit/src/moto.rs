@@ -57,6 +57,21 @@ impl Moto {
         Ok(m)
     }
 
+    /// The environment a `veritrace` process needs to reach this store (endpoint, plain
+    /// HTTP, moto's test credentials, a region).
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
