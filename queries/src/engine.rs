@@ -112,6 +112,20 @@ pub(crate) struct Snapshot {
     pub(crate) missing: Vec<(std::path::PathBuf, String)>,
     /// Recorded digests of the committed files (for the background verifier).
     pub(crate) digests: Vec<veritrace_anchor::integrity::FileDigest>,
+    /// The committed rejected and edges files, and those of them that are gone.
+    pub(crate) side: SideFiles,
+}
+
+/// The `rejected` and `edges` tables: the files the batch commits named (their digest log),
+/// never whatever lies in the directory. A file a writer put there and never committed (it
+/// was killed before its manifest entry; recovery quarantines it later) is not read, so a
+/// reader never counts a record twice.
+#[derive(Debug, Default)]
+pub(crate) struct SideFiles {
+    pub(crate) rejected: Vec<std::path::PathBuf>,
+    pub(crate) edges: Vec<std::path::PathBuf>,
+    pub(crate) rejected_missing: Vec<(std::path::PathBuf, String)>,
+    pub(crate) edges_missing: Vec<(std::path::PathBuf, String)>,
 }
 
 /// Which events files exist: asked of the file system one by one locally, listed once on an
@@ -127,7 +141,12 @@ impl Present {
             return Ok(Present::Local);
         }
         let mut set = std::collections::HashSet::new();
-        for d in [dir.events_dir(), dir.compacted_dir()] {
+        for d in [
+            dir.events_dir(),
+            dir.compacted_dir(),
+            dir.rejected_dir(),
+            dir.edges_dir(),
+        ] {
             set.extend(dir.list_files(&d)?.into_iter().map(|(p, _)| p));
         }
         Ok(Present::Listed(set))
@@ -151,6 +170,7 @@ fn committed_files(
 ) -> Result<(
     Vec<(std::path::PathBuf, String)>,
     Vec<veritrace_anchor::integrity::FileDigest>,
+    SideFiles,
 )> {
     use std::collections::BTreeSet;
     let exists = Present::of(dir)?;
@@ -167,6 +187,52 @@ fn committed_files(
             dir,
             &dir.batch_files_log(stream, p),
         )?);
+    }
+    // Rejected and edges files are never compacted: every batch's count.
+    let mut side = SideFiles::default();
+    for h in headers
+        .iter()
+        .filter(|h| h.stream != veritrace_anchor::AUDIT_STREAM)
+    {
+        let (rejected, edges) = (dir.rejected_file(&h.batch_id), dir.edges_file(&h.batch_id));
+        let (with_rejected, with_edges) = match recorded.get(&h.batch_id) {
+            Some(b) => (
+                b.files.iter().any(|f| dir.root().join(&f.file) == rejected),
+                b.files.iter().any(|f| dir.root().join(&f.file) == edges),
+            ),
+            // A batch from before digest logs: its files if they are there.
+            None => (exists.has(&rejected), exists.has(&edges)),
+        };
+        for (committed, path, files, gone, what) in [
+            (
+                with_rejected,
+                rejected,
+                &mut side.rejected,
+                &mut side.rejected_missing,
+                "rejected",
+            ),
+            (
+                with_edges,
+                edges,
+                &mut side.edges,
+                &mut side.edges_missing,
+                "edges",
+            ),
+        ] {
+            if !committed {
+                continue;
+            }
+            if !exists.has(&path) {
+                gone.push((
+                    path.clone(),
+                    format!(
+                        "missing: batch {} committed its {what} file and it is gone",
+                        h.batch_id
+                    ),
+                ));
+            }
+            files.push(path);
+        }
     }
     for h in headers
         .iter()
@@ -201,7 +267,7 @@ fn committed_files(
             digests.push(d.clone());
         }
     }
-    Ok((missing, digests))
+    Ok((missing, digests, side))
 }
 
 /// DataFusion over one data directory.
@@ -224,6 +290,8 @@ pub struct QueryEngine {
     /// The `events` table, for trace plans.
     pub(crate) events: Arc<dyn TableProvider>,
     events_table: Arc<Swappable>,
+    rejected_table: Arc<Swappable>,
+    edges_table: Arc<Swappable>,
     /// The audit log's entries, as events ([`veritrace_processors::audit`]).
     audit_table: Arc<Swappable>,
     /// The operator's root key, to replay the identity registry (visibility grants).
@@ -480,29 +548,11 @@ impl QueryEngine {
         let es = tables::EVENTS.schema();
         let events_table = Arc::new(Swappable::new(es.clone())?);
         ctx.register_table("events", events_table.clone())?;
-        let rejected_path = format!("{}/", dir.rejected_dir().display());
-        let rs = tables::REJECTED.schema();
-        ctx.register_parquet(
-            "rejected",
-            &rejected_path,
-            ParquetReadOptions::default().schema(&rs),
-        )
-        .await?;
-        let es_edges = tables::EDGES.schema();
-        if dir.is_remote() || dir.edges_dir().is_dir() {
-            ctx.register_parquet(
-                "edges",
-                &format!("{}/", dir.edges_dir().display()),
-                ParquetReadOptions::default().schema(&es_edges),
-            )
-            .await?;
-        } else {
-            // A data directory from before the edges table: no edges yet.
-            ctx.register_table(
-                "edges",
-                Arc::new(MemTable::try_new(es_edges, vec![vec![]])?),
-            )?;
-        }
+        // `rejected` and `edges`: the committed files only, swapped on refresh like events.
+        let rejected_table = Arc::new(Swappable::new(tables::REJECTED.schema())?);
+        ctx.register_table("rejected", rejected_table.clone())?;
+        let edges_table = Arc::new(Swappable::new(tables::EDGES.schema())?);
+        ctx.register_table("edges", edges_table.clone())?;
         let batches = Arc::new(Swappable::new(batches_schema())?);
         let epochs = Arc::new(Swappable::new(epochs_schema())?);
         ctx.register_table("batches", batches.clone())?;
@@ -540,6 +590,8 @@ impl QueryEngine {
             events,
             events_table,
             audit_table,
+            rejected_table,
+            edges_table,
             registry_root,
             grants: Arc::default(),
             visibility: None,
@@ -600,13 +652,14 @@ impl QueryEngine {
                 .filter(|p| present.has(p))
                 .map(|path| veritrace_anchor::compact::EventFile { path, keys: None })
                 .collect();
-            let (missing, digests) = committed_files(&dir, &all, &log)?;
+            let (missing, digests, side) = committed_files(&dir, &all, &log)?;
             Ok(Snapshot {
                 fingerprint: fp,
                 event_files,
                 audit_files,
                 missing,
                 digests,
+                side,
                 headers: all.into_iter().map(|h| (h.batch_id.clone(), h)).collect(),
                 epochs,
                 ledger,
@@ -718,8 +771,32 @@ impl QueryEngine {
         self.audit_table.replace_provider(Arc::new(EventsTable::new(
             tables::EVENTS.schema(),
             snap.audit_files.clone(),
-            options,
+            options.clone(),
             snap.missing.clone(),
+            self.verifier.altered(),
+        )));
+        let plain = |files: &[std::path::PathBuf]| -> Vec<veritrace_anchor::compact::EventFile> {
+            files
+                .iter()
+                .map(|path| veritrace_anchor::compact::EventFile {
+                    path: path.clone(),
+                    keys: None,
+                })
+                .collect()
+        };
+        self.rejected_table
+            .replace_provider(Arc::new(EventsTable::new(
+                tables::REJECTED.schema(),
+                plain(&snap.side.rejected),
+                options.clone(),
+                snap.side.rejected_missing.clone(),
+                self.verifier.altered(),
+            )));
+        self.edges_table.replace_provider(Arc::new(EventsTable::new(
+            tables::EDGES.schema(),
+            plain(&snap.side.edges),
+            options,
+            snap.side.edges_missing.clone(),
             self.verifier.altered(),
         )));
         Ok(())

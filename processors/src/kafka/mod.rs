@@ -458,7 +458,17 @@ pub fn run(
     let consumer: BaseConsumer<Ctx> = cfg
         .client
         .consumer_config(&cfg.group, cfg.instance_id.as_deref())?
-        .set_log_level(RDKafkaLogLevel::Warning)
+        // librdkafka's own `debug` contexts (`kafka.consumer-properties.debug = "cgrp"`)
+        // are only worth setting if their messages come through.
+        .set_log_level(
+            if cfg.client.consumer.0.contains_key("debug")
+                || cfg.client.properties.0.contains_key("debug")
+            {
+                RDKafkaLogLevel::Debug
+            } else {
+                RDKafkaLogLevel::Warning
+            },
+        )
         .create_with_context(Ctx {
             shared: shared.clone(),
         })
