@@ -154,6 +154,7 @@ struct Shared {
     producer: FutureProducer,
     metrics: ProcessorMetrics,
     commits_tx: Sender<(String, i32, i64)>,
+    seeks_tx: Sender<(String, i32, i64)>,
     tasks: Mutex<Vec<Task>>,
     stats: Mutex<Stats>,
     fatal: Mutex<Option<Error>>,
@@ -220,6 +221,8 @@ impl Shared {
                 metrics: self.metrics.clone(),
                 cancel: cancel.clone(),
                 commits: self.commits_tx.clone(),
+                seeks: self.seeks_tx.clone(),
+                rewind: self.cfg.resume_rewind,
                 expected_start: resume,
                 holder: self.holder.clone(),
             };
@@ -442,6 +445,7 @@ pub fn run(
         .create()
         .map_err(|e| Error::Kafka(format!("creating the rejected-topic producer: {e}")))?;
     let (commits_tx, commits_rx) = channel();
+    let (seeks_tx, seeks_rx) = channel();
     let holder = format!("veritrace process group={} host={}", cfg.group, hostname());
     let shared = Arc::new(Shared {
         dir: dir.clone(),
@@ -449,6 +453,7 @@ pub fn run(
         producer: producer.clone(),
         metrics: metrics.clone(),
         commits_tx,
+        seeks_tx,
         tasks: Mutex::new(Vec::new()),
         stats: Mutex::new(Stats::default()),
         fatal: Mutex::new(None),
@@ -536,7 +541,7 @@ pub fn run(
             .map_err(|e| Error::Invalid(format!("cannot start the anchor thread: {e}")))?
     };
 
-    poll_loop(&consumer, &shared, &stop, &commits_rx);
+    poll_loop(&consumer, &shared, &stop, &commits_rx, &seeks_rx);
 
     // Shutdown: seal what is open, commit it, leave the group, anchor what was sealed.
     let final_commits = shared.revoke(None);
@@ -596,11 +601,24 @@ fn poll_loop(
     shared: &Shared,
     stop: &AtomicBool,
     commits_rx: &Receiver<(String, i32, i64)>,
+    seeks_rx: &Receiver<(String, i32, i64)>,
 ) {
     let mut last_flush = Instant::now();
     let mut warned_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) && !shared.failed() {
         drain_commits(consumer, &shared.metrics, commits_rx);
+        while let Ok((topic, p, o)) = seeks_rx.try_recv() {
+            // What was fetched for the partition before is dropped by its task.
+            if let Some(t) = lock(&shared.tasks)
+                .iter_mut()
+                .find(|t| t.partition == p && t.topic == topic)
+            {
+                t.buf.clear();
+            }
+            if let Err(e) = consumer.seek(&topic, p, Offset::Offset(o), Duration::from_secs(10)) {
+                tracing::warn!(topic = %topic, partition = p, offset = o, error = %e, "could not read the partition again from an earlier offset");
+            }
+        }
         let polled = consumer.poll(Duration::from_millis(50));
         let idle = polled.is_none();
         match polled {

@@ -67,6 +67,10 @@ pub(crate) struct WorkerCtx {
     pub(crate) cancel: Arc<AtomicBool>,
     /// Sealed positions go here; the poll loop commits them.
     pub(crate) commits: std::sync::mpsc::Sender<(String, i32, i64)>,
+    /// Positions to read from again go here; the poll loop seeks.
+    pub(crate) seeks: std::sync::mpsc::Sender<(String, i32, i64)>,
+    /// How far before the resume point the partition is read (`kafka.resume-rewind`).
+    pub(crate) rewind: u64,
     /// Where the assign callback positioned the consumer (one past the last sealed offset).
     pub(crate) expected_start: Option<i64>,
     pub(crate) holder: String,
@@ -135,6 +139,8 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
     tracing::info!(topic = %ctx.topic, partition = ctx.partition, ?resume, "partition opened");
     let mut w = Worker {
         ctx,
+        gap_retries: 0,
+        gap_asked: None,
         lock,
         proc,
         pending: Vec::new(),
@@ -154,8 +160,15 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
     Ok(exit)
 }
 
+/// How often a task asks to read again from further back before it accepts a gap after
+/// its resume point.
+const GAP_RETRIES: u32 = 3;
+
 struct Worker {
     ctx: WorkerCtx,
+    /// Re-reads asked for because the first record was past the resume point.
+    gap_retries: u32,
+    gap_asked: Option<Instant>,
     /// The partition's lock (a lease on an object store): held for the worker's life.
     lock: veritrace_anchor::DirLock,
     proc: PartitionProcessor,
@@ -211,6 +224,38 @@ impl Worker {
                     continue;
                 }
                 if self.last_offset.is_none() && r.offset > resume {
+                    // Records the broker skipped, or records fetched before this task's
+                    // position took effect: read from further back before accepting a gap.
+                    if self.gap_retries < GAP_RETRIES {
+                        let due = self
+                            .gap_asked
+                            .is_none_or(|t| t.elapsed() > Duration::from_secs(5));
+                        if due {
+                            self.gap_retries += 1;
+                            self.gap_asked = Some(Instant::now());
+                            let back = self
+                                .ctx
+                                .rewind
+                                .max(1)
+                                .saturating_mul(4u64.saturating_pow(self.gap_retries))
+                                as i64;
+                            let to = resume.saturating_sub(back).max(0);
+                            tracing::warn!(
+                                topic = %self.ctx.topic,
+                                partition = self.ctx.partition,
+                                expected = resume,
+                                first = r.offset,
+                                from = to,
+                                "the first record after the resume point is not the next one; reading again from further back"
+                            );
+                            let _ = self.ctx.seeks.send((
+                                self.ctx.topic.clone(),
+                                self.ctx.partition,
+                                to,
+                            ));
+                        }
+                        continue;
+                    }
                     tracing::warn!(
                         topic = %self.ctx.topic,
                         partition = self.ctx.partition,
