@@ -365,6 +365,27 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
             metrics: mport,
         })
     };
+    let mut pods: Vec<Option<Proc>> = Vec::new();
+    for i in 0..a.processes {
+        pods.push(Some(start_process(i)?));
+    }
+    // The servers open an existing data directory: wait for the replicas to create it.
+    let opts = S3Options {
+        endpoint: moto.as_ref().map(|m| m.endpoint()).unwrap_or_default(),
+        region: "us-east-1".into(),
+        access_key_id: "test".into(),
+        secret_access_key: "test".into(),
+        allow_http: true,
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    while DataDir::open_with(&store.url, &opts).is_err() {
+        all_running(&mut pods)?;
+        ensure!(
+            Instant::now() < until,
+            "no replica created the data directory within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut servers = Vec::new();
     let mut server_ports = Vec::new();
     for i in 0..a.servers {
@@ -388,10 +409,6 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
             metrics: 0,
         });
         server_ports.push(hport);
-    }
-    let mut pods: Vec<Option<Proc>> = Vec::new();
-    for i in 0..a.processes {
-        pods.push(Some(start_process(i)?));
     }
     for (p, s) in server_ports.iter().zip(&servers) {
         veritrace_testkit::wait_port(*p, &s.name, Duration::from_secs(60), Some(&s.log))
@@ -555,13 +572,6 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     }
     // The servers stay up (any process on the directory may lead the epoch loop): wait
     // until every batch is in an epoch and every epoch is anchored.
-    let opts = S3Options {
-        endpoint: moto.as_ref().map(|m| m.endpoint()).unwrap_or_default(),
-        region: "us-east-1".into(),
-        access_key_id: "test".into(),
-        secret_access_key: "test".into(),
-        allow_http: true,
-    };
     let dir = DataDir::open_with(&store.url, &opts)?;
     let until = Instant::now() + Duration::from_secs(120);
     loop {
