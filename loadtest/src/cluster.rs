@@ -29,12 +29,9 @@ use veritrace_simulator::{SimConfig, Simulator};
 /// Flags of the cluster run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClusterArgs {
-    /// The tansu binary (a broker is started on a free loopback port for the run).
-    #[arg(long)]
-    pub tansu: PathBuf,
-    /// The `veritrace` binary (release build).
-    #[arg(long)]
-    pub veritrace: PathBuf,
+    /// The binaries the run starts.
+    #[command(flatten)]
+    pub bins: crate::kafka::Binaries,
     /// Records to publish.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
@@ -310,8 +307,9 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
     // A broker and a bucket.
     let port = veritrace_testkit::free_port();
     let brokers = format!("127.0.0.1:{port}");
-    let broker = veritrace_testkit::broker::Broker::try_start(&a.tansu, port, "memory://tansu/")
-        .map_err(anyhow::Error::msg)?;
+    let broker =
+        veritrace_testkit::broker::Broker::try_start(&a.bins.tansu, port, "memory://tansu/")
+            .map_err(anyhow::Error::msg)?;
     let (moto, store) = if a.local {
         let data = tmp.path().join("data");
         let store = Store {
@@ -329,7 +327,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         (Some(moto), store)
     };
     let st = store
-        .cmd(&a.veritrace)
+        .cmd(&a.bins.veritrace)
         .args([
             "topics",
             "create",
@@ -347,7 +345,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         let mport = veritrace_testkit::free_port();
         let log = logs.join(format!("{name}-{mport}.log"));
         let child = store
-            .cmd(&a.veritrace)
+            .cmd(&a.bins.veritrace)
             .args(["process", "--brokers", &brokers, "--data", &store.url])
             .args(if a.dynamic_membership {
                 vec![]
@@ -392,7 +390,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
         let hport = veritrace_testkit::free_port();
         let log = logs.join(format!("serve-{i}-{hport}.log"));
         let child = store
-            .cmd(&a.veritrace)
+            .cmd(&a.bins.veritrace)
             .args(["serve", "--data", &store.url])
             .args(["--listen", &format!("127.0.0.1:{hport}")])
             .args([
@@ -615,7 +613,7 @@ pub fn run(a: &ClusterArgs) -> anyhow::Result<ClusterReport> {
 
     // Every chain, digest, root and epoch.
     let out = store
-        .cmd(&a.veritrace)
+        .cmd(&a.bins.veritrace)
         .args(["check", "--data", &store.url])
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

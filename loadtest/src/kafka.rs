@@ -119,15 +119,23 @@ fn tracing_warn(msg: &str) {
     eprintln!("consumer: {msg}");
 }
 
-/// Flags of the end-to-end run.
+/// The binaries a load run starts (shared by the end-to-end and the cluster runs).
 #[derive(Debug, Clone, clap::Args)]
-pub struct E2eArgs {
+pub struct Binaries {
     /// The tansu binary (a broker is started on a free loopback port for the run).
     #[arg(long)]
     pub tansu: PathBuf,
     /// The `veritrace` binary (release build).
     #[arg(long)]
     pub veritrace: PathBuf,
+}
+
+/// Flags of the end-to-end run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct E2eArgs {
+    /// The binaries the run starts.
+    #[command(flatten)]
+    pub bins: crate::kafka::Binaries,
     /// Records to publish.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
@@ -236,11 +244,12 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
     let work = tempfile::tempdir()?;
     let port = free_port()?;
     let brokers = format!("127.0.0.1:{port}");
-    let broker = veritrace_testkit::broker::Broker::try_start(&a.tansu, port, "memory://tansu/")
-        .map_err(anyhow::Error::msg)?;
+    let broker =
+        veritrace_testkit::broker::Broker::try_start(&a.bins.tansu, port, "memory://tansu/")
+            .map_err(anyhow::Error::msg)?;
     let vt = |args: &[&str]| -> anyhow::Result<()> {
         // Its report goes to stderr: stdout carries only this run's JSON.
-        let st = Command::new(&a.veritrace)
+        let st = Command::new(&a.bins.veritrace)
             .args(args)
             .stdout(std::io::stderr())
             .status()?;
@@ -265,7 +274,7 @@ pub fn end_to_end(a: &E2eArgs) -> anyhow::Result<E2eReport> {
         None
     };
     let mport = free_port()?;
-    let mut process = Command::new(&a.veritrace);
+    let mut process = Command::new(&a.bins.veritrace);
     process.args(["process", "--brokers", &brokers, "--data"]);
     let moto = if a.object_store {
         let moto = veritrace_testkit::moto::Moto::try_start().map_err(anyhow::Error::msg)?;
