@@ -192,9 +192,11 @@ impl Shared {
             .collect();
         let n_partitions = elems.len() + lock(&self.tasks).len();
         for (topic, p) in elems {
-            let resume = match veritrace_anchor::read_jsonl::<BatchHeader>(
-                &self.dir.manifest_file(&topic, p as u32),
-            ) {
+            // Through the data directory: on an object store the manifest is not a file.
+            let resume = match self
+                .dir
+                .read_jsonl::<BatchHeader>(&self.dir.manifest_file(&topic, p as u32))
+            {
                 Ok(h) => h.last().map(|h| h.last_offset as i64 + 1),
                 Err(e) => {
                     self.fail(e.into());
