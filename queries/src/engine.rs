@@ -285,6 +285,9 @@ pub struct QueryEngine {
     pub(crate) lookup: Arc<crate::lookup::LookupIndex>,
     batches: Arc<Swappable>,
     epochs: Arc<Swappable>,
+    /// Held to write while a refresh swaps the tables, and to read while a statement pins
+    /// them: a statement sees every table of one snapshot.
+    swaps: Arc<std::sync::RwLock<()>>,
     /// The trace graph, shared with the SQL table functions.
     pub(crate) edges: Arc<std::sync::RwLock<Arc<EdgeIndex>>>,
     /// The `events` table, for trace plans.
@@ -586,6 +589,7 @@ impl QueryEngine {
             lookup: Arc::new(crate::lookup::LookupIndex::default()),
             batches,
             epochs,
+            swaps: Arc::default(),
             edges,
             events,
             events_table,
@@ -803,6 +807,7 @@ impl QueryEngine {
     }
 
     fn register_meta(&self, snap: &Snapshot) -> Result<()> {
+        let _swapping = self.swaps.write().unwrap_or_else(|p| p.into_inner());
         self.register_events(snap)?;
         let mut epoch_of: HashMap<&str, u64> = HashMap::new();
         for e in &snap.epochs {
@@ -1211,7 +1216,21 @@ impl QueryEngine {
             .with_allow_statements(false);
         let plan = state.statement_to_plan(statement).await?;
         opts.verify_plan(&plan)?;
+        let plan = self.pin(plan)?;
         Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Replaces every swappable table a plan reads (in subqueries and views too) by the
+    /// contents it holds now, taken together: the statement then reads one snapshot however
+    /// late it runs and whatever other statements refresh meanwhile. Without this, each scan
+    /// took the table current when it was planned, so two subqueries of one statement
+    /// could count different snapshots.
+    fn pin(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let _pinning = self.swaps.read().unwrap_or_else(|p| p.into_inner());
+        Ok(pin_tables(plan)?)
     }
 
     /// The walk of a trace alone (nodes, edge events, cycles), without reading events.
@@ -1274,6 +1293,36 @@ impl QueryEngine {
 
 /// The `audit` table: the audit log's entries ([`veritrace_processors::audit`]) among the
 /// events, with what each one says.
+/// See [`QueryEngine::pin`]; call with the swaps lock held.
+fn pin_tables(
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::datasource::{provider_as_source, source_as_provider};
+    use datafusion::logical_expr::LogicalPlan;
+    plan.transform_up_with_subqueries(|p| {
+        let LogicalPlan::TableScan(mut scan) = p else {
+            return Ok(Transformed::no(p));
+        };
+        let Ok(provider) = source_as_provider(&scan.source) else {
+            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+        };
+        let pinned: Arc<dyn TableProvider> =
+            if let Some(s) = provider.downcast_ref::<Swappable>() {
+                s.current()
+            } else if let Some(view) = provider.get_logical_plan() {
+                // A view over swappable tables (the audit view, a participant's scope).
+                let inner = pin_tables(view.into_owned())?;
+                Arc::new(datafusion::datasource::ViewTable::new(inner, None))
+            } else {
+                return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+            };
+        scan.source = provider_as_source(pinned);
+        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+    })
+    .map(|t| t.data)
+}
+
 fn audit_view(events: Arc<Swappable>) -> Result<Arc<dyn TableProvider>> {
     use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
     let plan = LogicalPlanBuilder::scan(
@@ -1415,4 +1464,76 @@ fn fingerprint(dir: &DataDir) -> u64 {
         }
     }
     h | 1
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use veritrace_processors::{BatchPolicy, PartitionProcessor};
+    use veritrace_simulator::{SimConfig, Simulator};
+
+    fn count(batches: &[RecordBatch], col: &str) -> u64 {
+        let a = batches[0]
+            .column_by_name(col)
+            .expect(col)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("int64");
+        a.value(0) as u64
+    }
+
+    /// A statement reads the one snapshot it was planned on, every table and every
+    /// subquery of it, even when a refresh for another statement swaps the tables before
+    /// it runs (the cluster run's readers saw `count(*)` and `count(DISTINCT event_id)`
+    /// of one statement disagree while records streamed in).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_statement_reads_the_snapshot_it_was_planned_on() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = DataDir::create(tmp.path().join("data")).expect("create");
+        let records: Vec<_> = Simulator::new(SimConfig {
+            events: 400,
+            seed: 7,
+            invalid_ratio: 0.1,
+            duplicate_ratio: 0.0,
+            ..SimConfig::default()
+        })
+        .collect();
+        let mut p = PartitionProcessor::open(&dir, "veritrace.raw", 0, BatchPolicy::default())
+            .expect("open");
+        let now = veritrace_processors::now_ms();
+        let seal = |p: &mut PartitionProcessor, from: usize, to: usize| {
+            for (i, r) in records[from..to].iter().enumerate() {
+                p.push((from + i) as u64, Some(&r.key), &r.payload, now)
+                    .expect("push");
+            }
+            p.seal(now).expect("seal");
+        };
+        seal(&mut p, 0, 200);
+        let engine = QueryEngine::open(tmp.path().join("data"))
+            .await
+            .expect("engine");
+        let sql = "SELECT (SELECT count(*) FROM events) AS e, \
+                   (SELECT count(DISTINCT event_id) FROM events) AS d, \
+                   (SELECT count(*) FROM rejected) AS r, \
+                   (SELECT sum(records) FROM batches) AS b";
+        let before = engine.sql(sql).await.expect("before");
+        let planned = engine.dataframe(sql).await.expect("plan");
+        seal(&mut p, 200, 400);
+        let after = engine.sql(sql).await.expect("after");
+        assert!(
+            count(&after, "e") > count(&before, "e"),
+            "the refresh saw nothing new"
+        );
+        let late = planned.collect().await.expect("run");
+        for col in ["e", "d", "r"] {
+            assert_eq!(count(&late, col), count(&before, col), "{col}");
+        }
+        let b = late[0].column_by_name("b").expect("b");
+        let b = arrow::compute::cast(b, &DataType::Int64).expect("cast");
+        let b = b
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("i64");
+        assert_eq!(b.value(0) as u64, 200, "batches");
+    }
 }
