@@ -1005,74 +1005,24 @@ fn trace_cmd(a: TraceArgs, data: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// The events of a trace as an EPCIS 2.0 query document
-/// ([`veritrace_processors::epcis::export`]): imported events as they were imported (a part
-/// of a split EPCIS event brings the whole event, once), native events in their EPCIS form;
-/// events with no EPCIS form are named on stderr, never dropped silently.
+/// ([`veritrace_queries::epcis`]): imported events as they were imported (a part of a split
+/// EPCIS event brings the whole event, once), native events in their EPCIS form; events
+/// with no EPCIS form are named on stderr, never dropped silently.
 pub(crate) async fn epcis_export(
     engine: &QueryEngine,
     batches: &[arrow::record_batch::RecordBatch],
     name: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    use veritrace_processors::epcis::export;
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&output::encode(batches, Format::Json)?)?;
-    let mut seen = std::collections::BTreeSet::new();
-    let mut events = Vec::new();
-    let mut left_out = Vec::new();
-    for row in &rows {
-        let canonical: serde_json::Value =
-            serde_json::from_str(row["canonical"].as_str().unwrap_or("{}"))?;
-        let id = canonical["event_id"].as_str().unwrap_or("").to_owned();
-        let attrs = &canonical["attributes"];
-        let proof = export::proof_reference(
-            &id,
-            row["batch_id"].as_str().unwrap_or(""),
-            row["leaf_index"].as_u64().unwrap_or(0),
-            row["leaf_hash"].as_str().unwrap_or(""),
-        );
-        // A part of a split EPCIS event stands for the whole event, proven by its first part
-        // (looked up once).
-        let part_of = attrs["epcis_part_of"].as_str();
-        if !seen.insert(part_of.unwrap_or(&id).to_owned()) {
-            continue;
-        }
-        let (original, proof) = match part_of {
-            Some(base) => {
-                let loc = engine.event(base).await?;
-                let proof = export::proof_reference(
-                    base,
-                    &loc.batch_id,
-                    loc.leaf_index,
-                    &hex::encode(loc.leaf_hash.0),
-                );
-                (loc.event["attributes"]["epcis"].clone(), proof)
-            }
-            None => (attrs["epcis"].clone(), proof),
-        };
-        let mut ev = if original.is_object() {
-            original
-        } else {
-            match export::from_event(&canonical) {
-                Ok(e) => e,
-                Err(why) => {
-                    left_out.push(format!("{id}: {why}"));
-                    continue;
-                }
-            }
-        };
-        if let Some(o) = ev.as_object_mut() {
-            // An imported event keeps its own `@context` (the prefixes of its extensions).
-            o.insert("vt:proof".into(), proof);
-        }
-        events.push(ev);
-    }
+    let (events, left_out) = veritrace_queries::epcis::epcis_events(engine, batches).await?;
     for l in &left_out {
         eprintln!("not in the EPCIS document: {l}");
     }
     let created = chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
-    Ok(export::query_document(events, name, &created))
+    Ok(veritrace_processors::epcis::export::query_document(
+        events, name, &created,
+    ))
 }
 
 fn anchor_run(data: &std::path::Path, timeout_secs: u64, cfg: &Config) -> anyhow::Result<ExitCode> {

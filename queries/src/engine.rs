@@ -1307,16 +1307,15 @@ fn pin_tables(
         let Ok(provider) = source_as_provider(&scan.source) else {
             return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
         };
-        let pinned: Arc<dyn TableProvider> =
-            if let Some(s) = provider.downcast_ref::<Swappable>() {
-                s.current()
-            } else if let Some(view) = provider.get_logical_plan() {
-                // A view over swappable tables (the audit view, a participant's scope).
-                let inner = pin_tables(view.into_owned())?;
-                Arc::new(datafusion::datasource::ViewTable::new(inner, None))
-            } else {
-                return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
-            };
+        let pinned: Arc<dyn TableProvider> = if let Some(s) = provider.downcast_ref::<Swappable>() {
+            s.current()
+        } else if let Some(view) = provider.get_logical_plan() {
+            // A view over swappable tables (the audit view, a participant's scope).
+            let inner = pin_tables(view.into_owned())?;
+            Arc::new(datafusion::datasource::ViewTable::new(inner, None))
+        } else {
+            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+        };
         scan.source = provider_as_source(pinned);
         Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
     })

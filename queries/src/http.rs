@@ -6,6 +6,7 @@
 //! | `GET /v1/events/{id}` | the canonical event and where it is stored |
 //! | `GET /v1/events/{id}/proof?disclose=all\|FIELD,...` | the proof bundle (`veritrace verify` checks it), disclosing private fields if asked |
 //! | `GET /v1/trace/{code}?direction=backward\|forward&depth=N` | the trace: nodes, edge events, cycles, and every event (code percent-encoded) |
+//! | `GET /epcis/events?EQ_bizStep=...&MATCH_anyEPC=...&perPage=N&nextPageToken=T` | the EPCIS 2.0 REST query binding's common queries ([`crate::epcis`]): an `EPCISQueryDocument`, the next page in a `Link` header |
 //! | `GET /livez` | liveness: the runtime answers (no credentials needed) |
 //! | `GET /readyz`, `GET /healthz` | readiness and data directory summary; 503 while files are damaged (no credentials needed) |
 //! | `GET /metrics` | Prometheus exposition |
@@ -99,6 +100,7 @@ fn build(
         .route("/v1/events/{id}", get(event))
         .route("/v1/events/{id}/proof", get(proof))
         .route("/v1/trace/{code}", get(trace))
+        .route("/epcis/events", get(epcis_events))
         .route("/livez", get(livez))
         .route("/readyz", get(healthz))
         .route("/healthz", get(healthz))
@@ -351,6 +353,65 @@ async fn trace(
         });
         r
     })
+}
+
+/// `GET /epcis/events`: one page of EPCIS events matching the query parameters.
+async fn epcis_events(
+    State(s): State<AppState>,
+    Extension(id): Extension<Identity>,
+    axum::extract::Query(pairs): axum::extract::Query<Vec<(String, String)>>,
+) -> Result<Response, Error> {
+    let q = crate::epcis::EventsQuery::parse(&pairs)?;
+    let engine = engine_for(&s, &id, Capability::Rows).await?;
+    let page = crate::epcis::query_events(&engine, &q).await?;
+    let created = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let n = page.events.len() as u64;
+    let mut doc = veritrace_processors::epcis::export::query_document(
+        page.events,
+        "SimpleEventQuery",
+        &created,
+    );
+    let mut resp = match &page.next_page_token {
+        Some(t) => {
+            doc["epcisBody"]["queryResults"]["nextPageToken"] = json!(t);
+            // The same query, from where this page ended (EPCIS 2.0 REST pagination).
+            let pct = |s: &str| -> String {
+                s.bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect()
+            };
+            let next: Vec<String> = pairs
+                .iter()
+                .filter(|(k, _)| k != "nextPageToken")
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([("nextPageToken", t.as_str())])
+                .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
+                .collect();
+            let link = format!("</epcis/events?{}>; rel=\"next\"", next.join("&"));
+            let mut r = Json(doc).into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&link) {
+                r.headers_mut().insert(header::LINK, v);
+            }
+            r
+        }
+        None => Json(doc).into_response(),
+    };
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/ld+json"),
+    );
+    resp.extensions_mut().insert(Facts {
+        rows: Some(n),
+        ..Facts::default()
+    });
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

@@ -27,6 +27,7 @@ pub mod audit;
 mod damage;
 pub mod dict_count;
 mod engine;
+pub mod epcis;
 mod error;
 mod events_table;
 pub mod flight;

@@ -1266,6 +1266,215 @@ fn config_check_validates_the_file_and_variables_before_a_rollout() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("batch-max-records"));
 }
 
+/// The EPCIS 2.0 REST query binding (`GET /epcis/events`) on `serve`, against what the
+/// imported document itself says: each parameter selects the events it names (URN, Digital
+/// Link and pattern forms alike), pages follow the `Link` header without a gap or a repeat,
+/// and a bad parameter is a 400 with a reason.
+#[test]
+fn the_epcis_query_binding_answers_the_common_queries_page_by_page() {
+    let vectors =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("processors/tests/data/epcis-hash");
+    let doc_path = vectors.join("epcisDocWithVariousEventTypes.jsonld");
+    let hashes: Vec<String> =
+        std::fs::read_to_string(vectors.join("epcisDocWithVariousEventTypes.hashes"))
+            .expect("hashes")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&doc_path).expect("doc")).expect("json");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("p");
+    ok(&[
+        "ingest",
+        "file",
+        doc_path.to_str().expect("p"),
+        "--data",
+        d,
+        "--recorder",
+        "plant-1:manufacturer",
+    ]);
+    // The document's events that were imported, by our id (from their CBV hash).
+    let ids: std::collections::BTreeSet<String> = sql_json(&data, "SELECT event_id FROM events")
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["event_id"].as_str().map(str::to_owned))
+        .collect();
+    let imported: Vec<(String, &serde_json::Value)> = doc["epcisBody"]["eventList"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .zip(&hashes)
+        .filter_map(|(e, h)| {
+            let hex = h
+                .strip_prefix("ni:///sha-256;")?
+                .strip_suffix("?ver=CBV2.0")?;
+            let id = format!("epcis:sha-256:{hex}");
+            ids.contains(&id).then_some((id, e))
+        })
+        .collect();
+    assert!(imported.len() >= 4, "{imported:?}");
+    let expect = |keep: &dyn Fn(&serde_json::Value) -> bool| -> std::collections::BTreeSet<String> {
+        imported
+            .iter()
+            .filter(|(_, e)| keep(e))
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+
+    let server = common::Server::start(&data, &[]);
+    let get = |query: &str| {
+        common::http_full(
+            &server.http,
+            "GET",
+            &format!("/epcis/events{query}"),
+            "",
+            "",
+            Duration::from_secs(60),
+        )
+        .expect("request")
+    };
+    let ids_of = |doc: &serde_json::Value| -> Vec<String> {
+        assert_eq!(doc["type"], "EPCISQueryDocument", "{doc}");
+        doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+            .as_array()
+            .expect("eventList")
+            .iter()
+            .map(|e| {
+                e["vt:proof"]["vt:eventId"]
+                    .as_str()
+                    .expect("proof reference")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let all = |query: &str| -> std::collections::BTreeSet<String> {
+        let (st, head, body) = get(query);
+        assert_eq!(st, 200, "{query}: {body}");
+        assert!(
+            !head.to_ascii_lowercase().contains("link:"),
+            "{query}: one page: {head}"
+        );
+        let got = ids_of(&body);
+        let set: std::collections::BTreeSet<String> = got.iter().cloned().collect();
+        assert_eq!(set.len(), got.len(), "{query}: an event twice");
+        set
+    };
+    assert_eq!(all(""), expect(&|_| true));
+    assert_eq!(
+        all("?EQ_bizStep=packing"),
+        expect(&|e| e["bizStep"] == "packing")
+    );
+    assert!(!expect(&|e| e["bizStep"] == "packing").is_empty());
+    // One SSCC, as a URN and as a Digital Link; its company's pattern takes in more.
+    let sscc = |e: &serde_json::Value| {
+        ["epcList", "childEPCs"].iter().any(|k| {
+            e[*k]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "urn:epc:id:sscc:5200001.0111111146"))
+        })
+    };
+    let want = expect(&sscc);
+    assert_eq!(want.len(), 2, "departing and receiving of one SSCC");
+    assert_eq!(all("?MATCH_epc=urn:epc:id:sscc:5200001.0111111146"), want);
+    assert_eq!(
+        all("?MATCH_anyEPC=https%3A%2F%2Fid.gs1.org%2F00%2F052000011111111461"),
+        want
+    );
+    assert_eq!(
+        all("?MATCH_epc=urn:epc:id:sscc:5200001.0111111146&EQ_bizStep=receiving"),
+        expect(&|e| sscc(e) && e["bizStep"] == "receiving")
+    );
+    assert_eq!(
+        all("?MATCH_parentID=urn:epc:id:sscc:4047023.0111111122"),
+        expect(&|e| e["parentID"] == "urn:epc:id:sscc:4047023.0111111122")
+    );
+    assert_eq!(
+        all("?EQ_readPoint=urn:epc:id:sgln:4012345.00012.0"),
+        expect(&|e| e["readPoint"]["id"] == "urn:epc:id:sgln:4012345.00012.0")
+    );
+    // Times: 2019-10-21T11:00:30+01:00 is 10:00:30Z; the window holds the first hour.
+    let in_window = |e: &serde_json::Value| {
+        let t = chrono::DateTime::parse_from_rfc3339(e["eventTime"].as_str().expect("time"))
+            .expect("rfc3339");
+        let (from, to) = (
+            chrono::DateTime::parse_from_rfc3339("2019-10-21T10:00:30Z").expect("t"),
+            chrono::DateTime::parse_from_rfc3339("2019-10-21T11:00:30Z").expect("t"),
+        );
+        t >= from && t < to
+    };
+    let window = all("?GE_eventTime=2019-10-21T10:00:30Z&LT_eventTime=2019-10-21T11:00:30Z");
+    assert_eq!(window, expect(&in_window));
+    assert!(!window.is_empty());
+
+    // Page by page, one event each, following the Link header: the same events, in time
+    // order, none twice, and the last page has no link.
+    let mut pages = Vec::new();
+    let mut next = Some("/epcis/events?perPage=1".to_owned());
+    while let Some(path) = next.take() {
+        let (st, head, body) =
+            common::http_full(&server.http, "GET", &path, "", "", Duration::from_secs(60))
+                .expect("request");
+        assert_eq!(st, 200, "{path}: {body}");
+        pages.extend(ids_of(&body));
+        next = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("link:"))
+            .and_then(|l| Some(l.split_once('<')?.1.split_once('>')?.0.to_owned()));
+        assert!(
+            pages.len() <= imported.len() + 1,
+            "pages never end: {pages:?}"
+        );
+    }
+    let mut by_time: Vec<(chrono::DateTime<chrono::FixedOffset>, &String)> = imported
+        .iter()
+        .map(|(id, e)| {
+            (
+                chrono::DateTime::parse_from_rfc3339(e["eventTime"].as_str().expect("t"))
+                    .expect("t"),
+                id,
+            )
+        })
+        .collect();
+    by_time.sort();
+    let times: Vec<_> = pages
+        .iter()
+        .map(|id| by_time.iter().find(|(_, i)| *i == id).expect("known").0)
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "time order: {pages:?}"
+    );
+    assert_eq!(
+        pages
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        expect(&|_| true)
+    );
+    assert_eq!(pages.len(), imported.len(), "{pages:?}");
+
+    // Refusals, with the reason.
+    for (query, why) in [
+        ("?EQ_colour=red", "not a query parameter"),
+        ("?MATCH_epc=banana", "no EPC URN"),
+        ("?GE_eventTime=yesterday", "RFC 3339"),
+        ("?perPage=0", "perPage"),
+        ("?nextPageToken=forged", "not a token"),
+    ] {
+        let (st, _, body) = get(query);
+        assert_eq!(st, 400, "{query}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(why)),
+            "{query}: {body}"
+        );
+    }
+}
+
 /// A GS1 EPCIS 2.0 document (the CBV hash reference's `epcisDocWithVariousEventTypes`:
 /// 13 events of every type) imported with `veritrace ingest file`: the events Veritrace can
 /// represent are accepted with ids from their CBV 2.0 hash IDs (equal to the reference's),

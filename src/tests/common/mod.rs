@@ -197,6 +197,18 @@ pub(crate) fn http_with(
     headers: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, serde_json::Value)> {
+    http_full(addr, method, path, body, headers, timeout).map(|(st, _, b)| (st, b))
+}
+
+/// [`http_with`], with the answer's header lines too.
+pub(crate) fn http_full(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String, serde_json::Value)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(timeout))?;
     write!(
@@ -211,9 +223,10 @@ pub(crate) fn http_with(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {resp:?}")))?;
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
     Ok((
         status,
+        head.to_owned(),
         serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())),
     ))
 }
