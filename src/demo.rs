@@ -110,6 +110,17 @@ fn evm_backend(args: &DemoArgs) -> anyhow::Result<veritrace_anchor::Backend> {
 }
 
 fn prepare_dir(path: &Path) -> anyhow::Result<DataDir> {
+    // The demo recreates its directory and writes its sample files beside the data: a
+    // local directory only (`file:///x` is the directory /x).
+    let text = path.to_string_lossy();
+    let path = match text.strip_prefix("file://") {
+        Some(p) => Path::new(p),
+        None if text.contains("://") => bail!(
+            "{text}: the demo writes a local directory (it recreates it on every run); pass a path, \
+             and use `veritrace ingest` or `veritrace process` for a bucket"
+        ),
+        None => path,
+    };
     if path.exists() {
         let marker = path.join(MARKER);
         let empty = std::fs::read_dir(path)
@@ -141,10 +152,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ChainArg::Evm => evm_backend(&args)?,
     };
     let dir = prepare_dir(&args.data)?;
-    let root = args
-        .data
+    let root = dir
+        .root()
         .canonicalize()
-        .unwrap_or_else(|_| args.data.clone());
+        .unwrap_or_else(|_| dir.root().to_owned());
     println!(
         "Veritrace demo: {} records from a simulated multi-plant manufacturer\n  pipeline: in-process channel ({} partitions) -> processors -> Merkle batches -> epochs -> {} anchor\n  data directory: {}\n",
         thousands(args.events),

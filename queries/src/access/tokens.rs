@@ -68,9 +68,15 @@ struct TokenFile {
     tokens: Vec<TokenRecord>,
 }
 
-/// The token file of a data directory.
+/// The token file of a data directory (a path, a `file://` URL or an `s3://` URL).
 pub fn default_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("access").join("tokens.json")
+    // `file:///srv/vt` is the directory `/srv/vt`, as the data directory reads it; joined
+    // as text it became a relative `file:` directory under the working directory.
+    let dir = match data_dir.to_str().and_then(|t| t.strip_prefix("file://")) {
+        Some(path) => Path::new(path),
+        None => data_dir,
+    };
+    dir.join("access").join("tokens.json")
 }
 
 fn now() -> i64 {
@@ -407,6 +413,22 @@ impl TokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_file_of_a_file_url_is_in_that_directory() {
+        assert_eq!(
+            default_path(Path::new("file:///srv/vt")),
+            Path::new("/srv/vt/access/tokens.json")
+        );
+        assert_eq!(
+            default_path(Path::new("/srv/vt")),
+            Path::new("/srv/vt/access/tokens.json")
+        );
+        assert_eq!(
+            default_path(Path::new("s3://bucket/plant")),
+            Path::new("s3://bucket/plant/access/tokens.json")
+        );
+    }
 
     #[test]
     fn created_tokens_verify_until_revoked_or_expired_and_only_hashes_are_stored() {
