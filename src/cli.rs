@@ -126,7 +126,8 @@ enum AnchorCommand {
     /// Seal batches that are in no epoch yet and anchor every sealed epoch with the
     /// configured backend ([anchor] in the config), waiting up to --timeout-secs. For data
     /// directories fed by `ingest file` whose run ended before the chain answered. Exits 0
-    /// when everything is anchored, 3 when epochs still wait (they stay sealed).
+    /// when everything is anchored, 3 when epochs still wait (they stay sealed); 0 with the
+    /// process named when another process (a processor, a server) anchors the directory.
     Run(AnchorRunArgs),
 }
 
@@ -1037,11 +1038,14 @@ fn anchor_run(data: &std::path::Path, timeout_secs: u64, cfg: &Config) -> anyhow
         std::time::Duration::from_secs(timeout_secs),
     )?
     else {
-        anyhow::bail!(
-            "another process anchors {} ({}); it anchors these epochs itself",
+        // Anchoring is in hand: a scheduled `anchor run` next to a running processor or
+        // server has nothing to do, and says who does it.
+        println!(
+            "nothing to do: another process anchors {} ({}); it seals and anchors this directory's epochs itself",
             data.display(),
             dir.lock_holder(&dir.anchorer_lock_file())
         );
+        return Ok(ExitCode::SUCCESS);
     };
     if let Some(e) = &r.sealed {
         eprintln!("sealed epoch {} over {} batches", e.epoch_id, e.batch_count);

@@ -1266,6 +1266,38 @@ fn config_check_validates_the_file_and_variables_before_a_rollout() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("batch-max-records"));
 }
 
+/// `veritrace anchor run` next to a server that anchors the directory itself (a scheduled
+/// job beside a deployment): nothing to do, the anchoring process named, exit 0.
+#[test]
+fn anchor_run_beside_a_process_that_anchors_says_who_and_succeeds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    common::demo(&data, 300);
+    let _server = common::Server::start(&data, &[]);
+    let d = data.to_str().expect("p");
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = run(&["anchor", "run", "--data", d, "--timeout-secs", "5"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{:?}: {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The server may not lead yet: then this run anchored, and the next one asks again.
+        if text.contains("another process anchors") {
+            assert!(
+                text.contains("veritrace serve") || text.contains("pid"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < until, "the server never anchored: {text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The EPCIS 2.0 REST query binding (`GET /epcis/events`) on `serve`, against what the
 /// imported document itself says: each parameter selects the events it names (URN, Digital
 /// Link and pattern forms alike), pages follow the `Link` header without a gap or a repeat,
