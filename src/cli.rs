@@ -674,15 +674,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             // Blocking reads still running must not hold the exit.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
-            // The last entries are sealed before the process ends.
+            // The last entries are sealed before the process ends, within a deadline: with
+            // the data directory unreachable the store client retries for minutes, and an
+            // orchestrator kills the pod long before. What is not sealed stays in the
+            // audit journal (every answered request's entry was durable there first) and
+            // the next start seals it.
             if let Some(a) = audit_slot {
-                match Arc::try_unwrap(a) {
-                    Ok(a) => a
-                        .stop()
-                        .map_err(anyhow::Error::msg)
-                        .context("sealing the audit log")?,
-                    // Still shared by a stopped task: dropping it seals what was queued.
-                    Err(a) => drop(a),
+                let (done_tx, done_rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let r = match Arc::try_unwrap(a) {
+                        Ok(a) => a.stop().map_err(anyhow::Error::msg),
+                        // Still shared by a stopped task: dropping it seals what was queued.
+                        Err(a) => {
+                            drop(a);
+                            Ok(())
+                        }
+                    };
+                    let _ = done_tx.send(r);
+                });
+                match done_rx.recv_timeout(AUDIT_SEAL_DEADLINE) {
+                    Ok(r) => r.context("sealing the audit log")?,
+                    Err(_) => anyhow::bail!(
+                        "the audit log's last entries were not sealed within {AUDIT_SEAL_DEADLINE:?} \
+                         (is the data directory reachable?); they stay in its journal and the next start seals them"
+                    ),
                 }
             }
             result?;
@@ -690,6 +705,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// How long `serve` waits, after its requests ended, for the audit log's last seal.
+const AUDIT_SEAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn erase_cmd(a: EraseArgs, cfg: &crate::config::Config) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(

@@ -395,6 +395,51 @@ fn serve_answers_sql_and_proofs_from_both_backends() {
     }
 }
 
+/// A server whose bucket went away still stops when told to: after the grace for running
+/// requests, the audit log's last seal gets a deadline (the store client would retry for
+/// minutes, far past an orchestrator's kill), and what it could not seal stays in the
+/// journal, named on the way out.
+#[test]
+fn serve_stops_within_its_deadline_when_the_bucket_is_gone() {
+    let b = Backend::s3();
+    let input = b.file("a.jsonl", &common::new_events("gone", 50));
+    let out = b.ingest(&input, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut server = b.serve();
+    // Requests, so the audit log holds entries to seal.
+    for _ in 0..3 {
+        assert_eq!(server.sql("SELECT count(*) AS n FROM events").0, 200);
+    }
+    let moto = b.moto.as_ref().expect("moto");
+    let st = Command::new("kill")
+        .args(["-KILL", &moto.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let st = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    // The grace (10 s) plus the seal's deadline (15 s), with room for a slow machine; the
+    // store client alone retries each request for about a minute.
+    let until = std::time::Instant::now() + Duration::from_secs(50);
+    let status = loop {
+        if let Some(st) = server.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "serve did not stop with its bucket gone"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        !status.success(),
+        "an unsealed audit log is not a clean stop"
+    );
+}
+
 #[test]
 fn an_s3_data_directory_that_does_not_exist_or_cannot_be_reached_is_named() {
     let b = Backend::s3();
