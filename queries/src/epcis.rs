@@ -512,4 +512,73 @@ mod tests {
                 .contains("'x'' OR ''1''=''1'")
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "EQ_bizStep",
+                    "EQ_disposition",
+                    "MATCH_epc",
+                    "MATCH_anyEPC",
+                    "MATCH_parentID",
+                    "MATCH_inputEPC",
+                    "MATCH_outputEPC",
+                    "GE_eventTime",
+                    "LT_eventTime",
+                    "EQ_readPoint",
+                    "EQ_bizLocation",
+                    "perPage",
+                    "nextPageToken",
+                ])
+                .prop_map(str::to_owned),
+                "\\PC{0,20}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,80}",
+                "[a-z:./*0-9|%-]{0,60}",
+                prop::sample::select(vec![
+                    "urn:epc:id:sgtin:0614141.107346.2017",
+                    "urn:epc:idpat:sgtin:0614141.107346.*",
+                    "https://id.gs1.org/01/10614141073464/21/2017",
+                    "2019-10-21T10:00:30Z",
+                    "shipping|receiving",
+                ])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        proptest! {
+            /// Any query string is an answer or a named refusal, never a panic; what is
+            /// accepted matches any event without panicking, and its SQL keeps every
+            /// value inside its quotes.
+            #[test]
+            fn any_query_string_is_read_or_refused(pairs in prop::collection::vec((name(), value()), 0..6)) {
+                if let Ok(q) = EventsQuery::parse(&pairs) {
+                    let ev = json!({"type": "ObjectEvent", "bizStep": "shipping",
+                        "epcList": ["urn:epc:id:sgtin:0614141.107346.2017", 7, null],
+                        "readPoint": {"id": 3}, "parentID": {"x": 1}});
+                    let _ = q.matches(&ev);
+                    let sql = q.sql(q.after.as_ref(), 10);
+                    prop_assert_eq!(sql.matches('\'').count() % 2, 0, "{}", sql);
+                }
+            }
+
+            /// A token is taken only from this server for the same query.
+            #[test]
+            fn tokens_round_trip_and_nothing_else_passes(t in "\\PC{0,80}", id in "\\PC{0,40}") {
+                let q = EventsQuery::parse(&[]).expect("empty");
+                let token = q.token("2026-01-01T00:00:00.000000Z", &id);
+                let back = EventsQuery::parse(&[("nextPageToken".into(), token)]).expect("own token");
+                prop_assert_eq!(back.after, Some(("2026-01-01T00:00:00.000000Z".to_owned(), id)));
+                let _ = EventsQuery::parse(&[("nextPageToken".into(), t)]);
+            }
+        }
+    }
 }
