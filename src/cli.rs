@@ -1090,11 +1090,13 @@ fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
         Some(p) => Some(veritrace_ingest::file::CsvMapping::load(p)?),
         None => None,
     };
+    let schema = cfg.epcis.schema()?;
     let records = veritrace_ingest::file::open_records(
         &a.path,
         a.format,
         mapping.as_ref(),
         a.recorder.as_ref(),
+        schema.as_ref(),
     )?;
     if a.kafka {
         return crate::process::ingest_to_kafka(records, cfg, a.brokers, a.topic);

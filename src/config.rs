@@ -88,6 +88,32 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// How to reach an object store, for an `s3://bucket/prefix` data directory.
     pub storage: StorageConfig,
+    /// GS1 EPCIS documents in (`ingest file`, the gateway's capture binding).
+    pub epcis: EpcisConfig,
+}
+
+/// `[epcis]`: how EPCIS documents are checked before their events are taken.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EpcisConfig {
+    /// The operator's copy of GS1's EPCIS 2.0 JSON schema (`EPCIS-JSON-Schema.json`, from
+    /// <https://ref.gs1.org/standards/epcis/artefacts>). A document that fails it is refused
+    /// whole, with where it failed. Empty: documents are not checked against a schema (their
+    /// events are still checked one by one as they are mapped).
+    pub schema: String,
+}
+
+impl EpcisConfig {
+    /// The compiled schema, or `None` when none is configured.
+    pub fn schema(&self) -> anyhow::Result<Option<veritrace_ingest::epcis::Schema>> {
+        if self.schema.is_empty() {
+            return Ok(None);
+        }
+        veritrace_ingest::epcis::Schema::load(Path::new(&self.schema))
+            .map(Some)
+            .map_err(anyhow::Error::msg)
+            .context("[epcis] schema")
+    }
 }
 
 /// `[storage]`: the object store of an `s3://bucket/prefix` data directory. Every empty
@@ -918,6 +944,7 @@ impl Default for Config {
             },
             privacy: PrivacyConfig::default(),
             storage: StorageConfig::default(),
+            epcis: EpcisConfig::default(),
             auth: AuthConfig {
                 tokens_file: String::new(),
                 anonymous: "auto".into(),

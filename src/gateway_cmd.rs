@@ -105,6 +105,7 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
         delivery_timeout: g.delivery_timeout,
         topic: topic.clone(),
         limits: rt_cfg.policy.limits,
+        epcis_schema: cfg.epcis.schema()?.map(std::sync::Arc::new),
     };
     let grace = g.shutdown_grace;
     let rt = crate::rt::runtime()?;

@@ -522,6 +522,7 @@ pub fn open_records(
     format: Option<FileFormat>,
     mapping: Option<&CsvMapping>,
     recorder: Option<&veritrace_processors::epcis::Recorder>,
+    schema: Option<&crate::epcis::Schema>,
 ) -> Result<Records, FileError> {
     let name = path.display().to_string();
     let io = |source| FileError::Io {
@@ -552,6 +553,16 @@ pub fn open_records(
                              --recorder ID:ROLE (e.g. plant-sh-01:manufacturer)"
                         .into(),
                 })?;
+                if let Some(schema) = schema
+                    && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&data)
+                {
+                    // A document that fails the schema is refused whole: nothing of it is
+                    // taken, and the file stays as it is.
+                    schema.check(&doc).map_err(|detail| FileError::Epcis {
+                        path: name.clone(),
+                        detail,
+                    })?;
+                }
                 crate::epcis::records(&data, r)
             } else if format == FileFormat::Cose {
                 cbor_sequence(&data)
@@ -574,7 +585,7 @@ pub fn read_records(
     format: Option<FileFormat>,
     mapping: Option<&CsvMapping>,
 ) -> Result<Vec<Vec<u8>>, FileError> {
-    open_records(path, format, mapping, None)?.collect()
+    open_records(path, format, mapping, None, None)?.collect()
 }
 
 #[cfg(test)]

@@ -79,6 +79,8 @@ pub struct GatewayConfig {
     pub topic: String,
     /// Record limits (the processors' own).
     pub limits: Limits,
+    /// The EPCIS schema captured documents must satisfy (`None`: not checked).
+    pub epcis_schema: Option<std::sync::Arc<crate::epcis::Schema>>,
 }
 
 impl Default for GatewayConfig {
@@ -91,6 +93,7 @@ impl Default for GatewayConfig {
             delivery_timeout: Duration::from_secs(30),
             topic: veritrace_processors::kafka::RAW_TOPIC.into(),
             limits: Limits::default(),
+            epcis_schema: None,
         }
     }
 }
@@ -425,6 +428,15 @@ async fn capture_inner(
             "the body is not an EPCIS 2.0 document (JSON-LD with epcisBody.eventList); nothing was captured",
         );
     };
+    if let (Some(schema), Some(d)) = (&gw.cfg.epcis_schema, &doc)
+        && let Err(why) = schema.check(d)
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "epcis_schema",
+            format!("{why}; nothing was captured"),
+        );
+    }
     let records = doc.as_ref().map_or_else(Vec::new, |d| {
         crate::epcis::document_records(d, &recorder).unwrap_or_default()
     });

@@ -1298,6 +1298,58 @@ fn anchor_run_beside_a_process_that_anchors_says_who_and_succeeds() {
     }
 }
 
+/// With `[epcis] schema` set, a document that fails the schema is refused whole, saying
+/// where, and nothing of it is taken; one that satisfies it imports as before.
+#[test]
+fn an_epcis_document_that_fails_the_configured_schema_is_refused_whole() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let schema = root.join("ingest/tests/data/epcis-shape.schema.json");
+    let doc_path =
+        root.join("processors/tests/data/epcis-hash/epcisDocWithVariousEventTypes.jsonld");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("p");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&doc_path).expect("doc")).expect("json");
+    doc["epcisBody"]["eventList"][5]["eventTimeZoneOffset"] = serde_json::json!("CET");
+    let bad = tmp.path().join("bad.jsonld");
+    std::fs::write(&bad, doc.to_string()).expect("write");
+    let ingest = |file: &Path| {
+        bin()
+            .args(["ingest", "file"])
+            .arg(file)
+            .args(["--data", d, "--recorder", "plant-1:manufacturer"])
+            .env("VERITRACE__EPCIS__SCHEMA", &schema)
+            .output()
+            .expect("ingest")
+    };
+    let out = ingest(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("at /epcisBody/eventList/5/eventTimeZoneOffset"),
+        "{err}"
+    );
+    assert!(!data.join("events").exists(), "nothing taken");
+    let out = ingest(&doc_path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), 8);
+    // A schema file that is not there is a configuration error, not a silent pass.
+    let out = bin()
+        .args(["ingest", "file"])
+        .arg(&doc_path)
+        .args(["--data", d, "--recorder", "plant-1:manufacturer"])
+        .env("VERITRACE__EPCIS__SCHEMA", tmp.path().join("missing.json"))
+        .output()
+        .expect("ingest");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[epcis] schema"));
+}
+
 /// The EPCIS 2.0 REST query binding (`GET /epcis/events`) on `serve`, against what the
 /// imported document itself says: each parameter selects the events it names (URN, Digital
 /// Link and pattern forms alike), pages follow the `Link` header without a gap or a repeat,

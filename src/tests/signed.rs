@@ -1263,7 +1263,14 @@ impl Drop for Stop {
 #[test]
 fn the_epcis_capture_binding_answers_202_with_its_job_once_the_events_are_sealed() {
     let site = Site::new("off");
-    let env = [("VERITRACE__PIPELINE__BATCH_MAX_AGE", "200ms")];
+    // A schema documents must satisfy (our own small one of the shape; an operator points
+    // this at GS1's EPCIS-JSON-Schema.json).
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("ingest/tests/data/epcis-shape.schema.json");
+    let env = [
+        ("VERITRACE__PIPELINE__BATCH_MAX_AGE", "200ms"),
+        ("VERITRACE__EPCIS__SCHEMA", schema.to_str().expect("path")),
+    ];
     let (_gateway, addr) = start_gateway_with(&site, &["--embedded"], &env);
     let doc = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1287,6 +1294,23 @@ fn the_epcis_capture_binding_answers_202_with_its_job_once_the_events_are_sealed
         (status, body["error"]["code"].as_str()),
         (400, Some("not_an_epcis_document"))
     );
+    // One event with a time that is none: the whole document is refused, with where.
+    let mut broken: serde_json::Value = serde_json::from_slice(&doc).expect("json");
+    broken["epcisBody"]["eventList"][3]["eventTime"] = serde_json::json!("yesterday");
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/epcis/capture?recorder=p1:manufacturer",
+        ld,
+        broken.to_string().as_bytes(),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("epcis_schema")),
+        "{body}"
+    );
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("at /epcisBody/eventList/3/eventTime"), "{msg}");
     assert_eq!(
         site.sql("SELECT count(*) AS n FROM events")[0]["n"],
         0,
