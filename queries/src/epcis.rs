@@ -53,7 +53,7 @@ pub async fn epcis_events(
     let mut seen = BTreeSet::new();
     let (mut events, mut left_out) = (Vec::new(), Vec::new());
     for row in rows(batches)? {
-        if let Some(ev) = epcis_event(engine, &row, &mut seen, &mut left_out).await? {
+        if let Some(ev) = epcis_event(engine, &row, true, &mut seen, &mut left_out).await? {
             events.push(ev);
         }
     }
@@ -70,10 +70,12 @@ fn rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
 }
 
 /// One row's EPCIS event; `None` when the row is a later part of an event already given
-/// (ids in `seen`) or has no EPCIS form (named in `left_out`).
+/// (ids in `seen`), a later part at all unless `parts` (its first part, a row of its own,
+/// stands for it), or has no EPCIS form (named in `left_out`).
 async fn epcis_event(
     engine: &QueryEngine,
     row: &Value,
+    parts: bool,
     seen: &mut BTreeSet<String>,
     left_out: &mut Vec<String>,
 ) -> Result<Option<Value>> {
@@ -82,6 +84,9 @@ async fn epcis_event(
     let id = canonical["event_id"].as_str().unwrap_or("").to_owned();
     let attrs = &canonical["attributes"];
     let part_of = attrs["epcis_part_of"].as_str();
+    if part_of.is_some() && !parts {
+        return Ok(None);
+    }
     if !seen.insert(part_of.unwrap_or(&id).to_owned()) {
         return Ok(None);
     }
@@ -288,10 +293,7 @@ impl EventsQuery {
         let at = |t: &chrono::DateTime<chrono::Utc>| {
             lit(&t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
         };
-        let mut conds = vec![
-            // Later parts of a split EPCIS event: their first part stands for them.
-            "attributes IS NULL OR attributes NOT LIKE '%\"epcis_part_of\"%'".to_owned(),
-        ];
+        let mut conds: Vec<String> = Vec::new();
         if let Some(t) = &self.from {
             conds.push(format!("event_time >= CAST({} AS TIMESTAMP)", at(t)));
         }
@@ -305,11 +307,13 @@ impl EventsQuery {
                 id = lit(id)
             ));
         }
-        let conds: Vec<String> = conds.into_iter().map(|c| format!("({c})")).collect();
-        format!(
-            "SELECT {COLUMNS} FROM events WHERE {} ORDER BY event_time, event_id LIMIT {limit}",
-            conds.join(" AND ")
-        )
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            let conds: Vec<String> = conds.into_iter().map(|c| format!("({c})")).collect();
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        format!("SELECT {COLUMNS} FROM events{filter} ORDER BY event_time, event_id LIMIT {limit}")
     }
 
     /// Whether an EPCIS event matches every parameter but the time range (in the SQL).
@@ -401,7 +405,9 @@ pub async fn query_events(engine: &QueryEngine, q: &EventsQuery) -> Result<Event
                 to_rfc3339(row["event_time"].as_str().unwrap_or("")),
                 row["event_id"].as_str().unwrap_or("").to_owned(),
             );
-            if let Some(ev) = epcis_event(engine, &row, &mut seen, &mut left_out).await?
+            // Later parts of a split EPCIS event are skipped: the first part, a row of its
+            // own at the same time, stands for the whole event.
+            if let Some(ev) = epcis_event(engine, &row, false, &mut seen, &mut left_out).await?
                 && q.matches(&ev)
             {
                 events.push(ev);

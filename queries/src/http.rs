@@ -625,7 +625,7 @@ async fn not_found() -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such route; see GET /livez, GET /readyz (= /healthz), POST /v1/sql, GET /v1/events/{id}[/proof], GET /metrics",
+        "no such route; see GET /livez, GET /readyz (= /healthz), POST /v1/sql, GET /v1/events/{id}[/proof], GET /v1/trace/{code}, GET /epcis/events, GET /metrics",
     )
 }
 
