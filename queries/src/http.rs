@@ -368,14 +368,13 @@ async fn epcis_events(
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
     let n = page.events.len() as u64;
-    let mut doc = veritrace_processors::epcis::export::query_document(
+    let doc = veritrace_processors::epcis::export::query_document(
         page.events,
         "SimpleEventQuery",
         &created,
     );
     let mut resp = match &page.next_page_token {
         Some(t) => {
-            doc["epcisBody"]["queryResults"]["nextPageToken"] = json!(t);
             // The same query, from where this page ended (EPCIS 2.0 REST pagination).
             let pct = |s: &str| -> String {
                 s.bytes()
