@@ -1298,6 +1298,19 @@ fn anchor_run_beside_a_process_that_anchors_says_who_and_succeeds() {
     }
 }
 
+/// The CBV hash reference's `epcisDocWithVariousEventTypes` document (13 events of every
+/// type) and its expected hash IDs, one per event in order.
+fn various_event_types() -> (PathBuf, Vec<String>) {
+    let vectors =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("processors/tests/data/epcis-hash");
+    let hashes = std::fs::read_to_string(vectors.join("epcisDocWithVariousEventTypes.hashes"))
+        .expect("hashes")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (vectors.join("epcisDocWithVariousEventTypes.jsonld"), hashes)
+}
+
 /// With `[epcis] schema` set, a document that fails the schema is refused whole, saying
 /// where, and nothing of it is taken; one that satisfies it imports as before.
 #[test]
@@ -1356,15 +1369,7 @@ fn an_epcis_document_that_fails_the_configured_schema_is_refused_whole() {
 /// and a bad parameter is a 400 with a reason.
 #[test]
 fn the_epcis_query_binding_answers_the_common_queries_page_by_page() {
-    let vectors =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("processors/tests/data/epcis-hash");
-    let doc_path = vectors.join("epcisDocWithVariousEventTypes.jsonld");
-    let hashes: Vec<String> =
-        std::fs::read_to_string(vectors.join("epcisDocWithVariousEventTypes.hashes"))
-            .expect("hashes")
-            .lines()
-            .map(str::to_owned)
-            .collect();
+    let (doc_path, hashes) = various_event_types();
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&doc_path).expect("doc")).expect("json");
     let tmp = tempfile::tempdir().expect("tmp");
@@ -1567,15 +1572,7 @@ fn the_epcis_query_binding_answers_the_common_queries_page_by_page() {
 /// original EPCIS event; the aggregation's parent traces back to its children.
 #[test]
 fn an_epcis_document_imports_event_by_event_with_cbv_hash_ids_and_proofs() {
-    let vectors =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("processors/tests/data/epcis-hash");
-    let doc = vectors.join("epcisDocWithVariousEventTypes.jsonld");
-    let hashes: Vec<String> =
-        std::fs::read_to_string(vectors.join("epcisDocWithVariousEventTypes.hashes"))
-            .expect("hashes")
-            .lines()
-            .map(str::to_owned)
-            .collect();
+    let (doc, hashes) = various_event_types();
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let d = data.to_str().expect("p");
