@@ -1291,8 +1291,6 @@ impl QueryEngine {
     }
 }
 
-/// The `audit` table: the audit log's entries ([`veritrace_processors::audit`]) among the
-/// events, with what each one says.
 /// See [`QueryEngine::pin`]; call with the swaps lock held.
 fn pin_tables(
     plan: datafusion::logical_expr::LogicalPlan,
@@ -1322,6 +1320,8 @@ fn pin_tables(
     .map(|t| t.data)
 }
 
+/// The `audit` table: the audit log's entries ([`veritrace_processors::audit`]) among the
+/// events, with what each one says.
 fn audit_view(events: Arc<Swappable>) -> Result<Arc<dyn TableProvider>> {
     use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
     let plan = LogicalPlanBuilder::scan(

@@ -473,6 +473,8 @@ async fn every_role_sees_exactly_its_ground_truth() {
         );
         let (s, _) = call(&app, "GET", "/v1/events/prod:0/proof", Some(&t), None).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{role}");
+        let (s, _) = call(&app, "GET", "/epcis/events", Some(&t), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{role}");
         let (s, _) = call(&app, "GET", "/healthz", Some(&t), None).await;
         assert_eq!(s, StatusCode::OK, "{role}");
     }
@@ -520,6 +522,18 @@ async fn every_role_sees_exactly_its_ground_truth() {
         }
         let (_, v) = post_sql(&app, Some(&t), "SELECT count(*) AS n FROM rejected").await;
         assert_eq!(v["rows"][0]["n"].as_i64(), Some(0), "{p}: {v}");
+        // The EPCIS query binding answers from the same scope: only its events, in their
+        // EPCIS form (telemetry without a trace code has none).
+        let (s, v) = call(&app, "GET", "/epcis/events?perPage=1000", Some(&t), None).await;
+        assert_eq!(s, StatusCode::OK, "{p}: {v}");
+        let epcis: BTreeSet<String> = v["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+            .as_array()
+            .expect("eventList")
+            .iter()
+            .filter_map(|e| e["vt:proof"]["vt:eventId"].as_str().map(str::to_owned))
+            .collect();
+        assert!(epcis.is_subset(&expected), "{p}: {epcis:?}");
+        assert_eq!(epcis.is_empty(), expected.is_empty(), "{p}: {epcis:?}");
         // Lookups and proofs: visible ones answer, the others are not found.
         for e in &evs {
             let (s, v) = call(
