@@ -287,6 +287,13 @@ pub fn default_python() -> PathBuf {
 
 /// Runs the benchmark (None with `--fill-only`).
 pub fn run(a: &TracesArgs) -> anyhow::Result<Option<TracesReport>> {
+    // DuckDB reads the Parquet files in place and the report sizes them on disk: a local
+    // directory only.
+    anyhow::ensure!(
+        !a.data.to_string_lossy().contains("://"),
+        "the traces benchmark needs a local data directory given as a path (DuckDB reads its files in place), not {}",
+        a.data.display()
+    );
     let empty = !a.data.join("batches").is_dir();
     if empty {
         fill(&a.data, a.events)?;
