@@ -1,13 +1,18 @@
 //! An S3-compatible object store on a free loopback port: `moto_server` from PyPI
 //! (`moto[server]`, pinned in tools/python/requirements.txt and installed by `scripts/test`
 //! into the virtualenv beside [`crate::python::python`]). It answers conditional writes
-//! (`If-None-Match: *`, `If-Match`) with 412 as S3 does.
+//! (`If-None-Match: *`, `If-Match`) with 412 as S3 does; it is started through
+//! `moto_serial.py`, one request at a time, so that of two racing conditional writes only
+//! one wins, as on S3.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// The launcher that serves moto one request at a time.
+const MOTO_SERIAL: &str = include_str!("moto_serial.py");
 
 /// `moto_server` of the tools virtualenv.
 pub fn moto_bin() -> PathBuf {
@@ -46,8 +51,14 @@ impl Moto {
         let log = dir.path().join("moto.log");
         let logf = std::fs::File::create(&log).map_err(|e| format!("moto log: {e}"))?;
         let port = crate::free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // moto_server itself answers requests on threads of their own, and its conditional
+        // writes are a check, then a write: two racing writers could both win. This
+        // launcher serves one request at a time (see the script).
+        let script = dir.path().join("moto_serial.py");
+        std::fs::write(&script, MOTO_SERIAL).map_err(|e| format!("moto launcher: {e}"))?;
+        let child = Command::new(crate::python::python())
+            .arg(&script)
+            .args(["127.0.0.1", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
@@ -88,7 +99,7 @@ impl Moto {
     fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
         let mut last = String::new();
         for _ in 0..40 {
-            match self.try_request(method, path, body) {
+            match self.try_request(method, path, "", body) {
                 Ok(answer) => return answer,
                 Err(e) => last = e,
             }
@@ -97,12 +108,31 @@ impl Moto {
         panic!("moto_server: {method} {path}: {last}")
     }
 
-    fn try_request(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    /// One request with extra header lines (each ending in `\r\n`).
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), String> {
+        self.exchange(method, path, headers, body)
+            .map(|(status, _, body)| (status, body))
+    }
+
+    /// [`Moto::try_request`], with the answer's head too.
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> Result<(u16, String, Vec<u8>), String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
             self.port,
             body.len()
         )
@@ -120,7 +150,7 @@ impl Moto {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| format!("answered {head:?}"))?;
-        Ok((status, answer[head_end..].to_vec()))
+        Ok((status, head, answer[head_end..].to_vec()))
     }
 
     /// Creates a bucket (`PUT /bucket`); panics on failure.
@@ -217,5 +247,72 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Of writers racing to create one object (`If-None-Match: *`), or to replace one
+    /// version of it (`If-Match`), exactly one wins, as on S3; moto_server's own threaded
+    /// server checks and then writes, so two could win (the concurrent token test once
+    /// lost a token that way).
+    #[test]
+    fn of_racing_conditional_writers_exactly_one_wins() {
+        let moto = Moto::start();
+        moto.create_bucket("race");
+        // moto answers a refused unsigned request 403, not 412.
+        let auth = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n";
+        // Large bodies: moto digests them between its check and its write.
+        let body = |i: usize| vec![b'a' + i as u8; 4 << 20];
+        // `first` is the body of racer 0: the replacing racers write bodies other than the
+        // version they replace (the same bytes would be the same version again).
+        let race = |round: usize, condition: &str, first: usize| -> usize {
+            std::thread::scope(|s| {
+                let racers: Vec<_> = (0..8)
+                    .map(|i| {
+                        let headers = format!("{condition}\r\n{auth}");
+                        let moto = &moto;
+                        s.spawn(move || {
+                            match moto.try_request(
+                                "PUT",
+                                &format!("/race/key-{round}"),
+                                &headers,
+                                &body(first + i),
+                            ) {
+                                Ok((200, _)) => 1,
+                                Ok((412, _)) => 0,
+                                other => panic!("round {round}: {other:?}"),
+                            }
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().expect("racer")).sum()
+            })
+        };
+        for round in 0..10 {
+            assert_eq!(
+                race(round, "If-None-Match: *", 0),
+                1,
+                "create, round {round}"
+            );
+            // Every racer replaces the version all of them read.
+            let (st, head, _) = moto
+                .exchange("PUT", &format!("/race/key-{round}"), auth, &body(0))
+                .expect("put");
+            assert_eq!(st, 200);
+            let etag = head
+                .lines()
+                .find_map(|l| l.strip_prefix("ETag: "))
+                .expect("an ETag")
+                .trim()
+                .to_owned();
+            assert_eq!(
+                race(round, &format!("If-Match: {etag}"), 1),
+                1,
+                "replace, round {round}"
+            );
+        }
     }
 }
