@@ -376,15 +376,9 @@ async fn epcis_events(
     let mut resp = match &page.next_page_token {
         Some(t) => {
             // The same query, from where this page ended (EPCIS 2.0 REST pagination).
-            let pct = |s: &str| -> String {
-                s.bytes()
-                    .map(|b| match b {
-                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                            (b as char).to_string()
-                        }
-                        _ => format!("%{b:02X}"),
-                    })
-                    .collect()
+            let pct = |s: &str| {
+                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
             };
             let next: Vec<String> = pairs
                 .iter()
