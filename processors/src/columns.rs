@@ -18,7 +18,9 @@ use crate::reason::Rejection;
 
 /// Accumulates the trace-graph edges of one open batch: an `assembly` links each input to
 /// its output (`trace_code`); a `transformation` links each input to each output (a split
-/// fans out, a merge fans in).
+/// fans out, a merge fans in); a `disassembly` writes a row per object taken out of its
+/// `trace_code`, or one row with the empty string as `parent` when it empties the container
+/// (the trace graph ends those links at its time).
 #[derive(Debug)]
 pub struct EdgeColumns {
     parent: StringBuilder,
@@ -48,13 +50,20 @@ impl EdgeColumns {
     /// Adds the edges an accepted event defines (none for most event types).
     pub fn push(&mut self, e: &Event) {
         let children: Vec<&str> = match e.event_type {
-            crate::event::EventType::Assembly => e.trace_code.as_deref().into_iter().collect(),
+            crate::event::EventType::Assembly | crate::event::EventType::Disassembly => {
+                e.trace_code.as_deref().into_iter().collect()
+            }
             crate::event::EventType::Transformation => {
                 e.outputs.iter().map(String::as_str).collect()
             }
             _ => return,
         };
-        for input in &e.inputs {
+        let everything = [String::new()];
+        let inputs = match e.event_type {
+            crate::event::EventType::Disassembly if e.inputs.is_empty() => &everything[..],
+            _ => &e.inputs[..],
+        };
+        for input in inputs {
             for child in &children {
                 self.parent.append_value(input);
                 self.child.append_value(child);

@@ -42,6 +42,10 @@ pub enum EventType {
     Retail,
     Sale,
     Assembly,
+    /// Takes objects out of a container or an assembly (unpacking a pallet, removing a
+    /// part): `trace_code` the container, `inputs` what comes out (none: everything in it).
+    /// It ends the containment an `assembly` began, so traces know what was in what when.
+    Disassembly,
     Transformation,
     Maintenance,
     Telemetry,
@@ -56,7 +60,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type a source may send ([`EventType::Registry`] is not one).
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 12] = [
         EventType::Production,
         EventType::QualityCheck,
         EventType::WarehouseIn,
@@ -65,6 +69,7 @@ impl EventType {
         EventType::Retail,
         EventType::Sale,
         EventType::Assembly,
+        EventType::Disassembly,
         EventType::Transformation,
         EventType::Maintenance,
         EventType::Telemetry,
@@ -81,6 +86,7 @@ impl EventType {
             EventType::Retail => "retail",
             EventType::Sale => "sale",
             EventType::Assembly => "assembly",
+            EventType::Disassembly => "disassembly",
             EventType::Transformation => "transformation",
             EventType::Maintenance => "maintenance",
             EventType::Telemetry => "telemetry",
@@ -849,7 +855,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     use EventType::*;
     match ty {
         Production | QualityCheck | WarehouseIn | WarehouseOut | Transport | Retail | Sale
-        | Assembly
+        | Assembly | Disassembly
             if code.is_none() =>
         {
             return Err(missing("trace_code", ty));

@@ -376,7 +376,7 @@ impl QueryEngine {
     ) -> Result<veritrace_verify::certificate::Certificate> {
         use std::collections::BTreeMap;
         use veritrace_verify::certificate::{
-            CERTIFICATE_FORMAT, CertBatch, CertEvent, CertNode, CertTrace, Certificate,
+            CERTIFICATE_FORMAT, CertBatch, CertEvent, CertNode, CertTrace, CertWindow, Certificate,
         };
         let (walk, batches) = self.trace_unguarded(code, direction, max_depth).await?;
         let snap = self.snapshot().await?;
@@ -491,6 +491,14 @@ impl QueryEngine {
                         depth: n.depth,
                         via_event: n.via_event.clone(),
                         from: n.from.clone(),
+                        windows: n
+                            .windows
+                            .iter()
+                            .map(|w| CertWindow {
+                                from: w.from.clone(),
+                                to: w.to.clone(),
+                            })
+                            .collect(),
                     })
                     .collect(),
                 cycles: walk.cycles.clone(),

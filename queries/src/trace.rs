@@ -11,6 +11,16 @@
 //! A walk is breadth-first from the root: every node once, at its shortest distance, every
 //! event once. Cycles (bad data: an object among its own inputs) are found with a separate
 //! depth-first pass over the nodes reached, reported, and never looped on.
+//!
+//! Containment over time: a `disassembly` (unpacking a pallet, removing a part) ends the
+//! links its `assembly` began. A container with any ended link is followed only for the
+//! time a link held: forward from a case, a pallet it travelled in is reached with the
+//! window from packing to unpacking (intersected with the window the case itself was
+//! reached in), and only the pallet's events in that window are its; backward from a
+//! pallet, each case is reached if it was inside during the pallet's window, with its
+//! history up to when it came out. Every node carries its windows; where no link on the
+//! way ever ended, windows stay unbounded and a trace is what it was before disassembly
+//! existed.
 
 use std::collections::VecDeque;
 
@@ -59,6 +69,50 @@ impl std::str::FromStr for Direction {
 const NULL_CODE: u32 = u32::MAX - 1;
 /// An edge event whose own trace code the edges file does not say.
 const UNKNOWN_CODE: u32 = u32::MAX;
+/// A disassembly that empties its container (every link into it ends).
+const EVERYTHING: u32 = u32::MAX;
+
+/// A set of closed time intervals in epoch milliseconds, sorted and disjoint;
+/// `[(i64::MIN, i64::MAX)]` is all time.
+type Windows = Vec<(i64, i64)>;
+
+const ALL_TIME: (i64, i64) = (i64::MIN, i64::MAX);
+
+/// `w` cut to `[lo, hi]`.
+fn intersect(w: &[(i64, i64)], lo: i64, hi: i64) -> Windows {
+    w.iter()
+        .filter_map(|&(a, b)| {
+            let (a, b) = (a.max(lo), b.min(hi));
+            (a <= b).then_some((a, b))
+        })
+        .collect()
+}
+
+/// Adds `add` to `w`; true when `w` grew.
+fn unite(w: &mut Windows, add: &[(i64, i64)]) -> bool {
+    let before = w.clone();
+    w.extend_from_slice(add);
+    w.sort_unstable();
+    let mut out: Windows = Vec::with_capacity(w.len());
+    for &(a, b) in w.iter() {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    *w = out;
+    *w != before
+}
+
+/// One stretch of time an input was inside a container: from the assembly that put it in to
+/// the disassembly that took it out (none: still inside).
+#[derive(Debug, Clone, Copy)]
+struct Stint {
+    from: i64,
+    to: i64,
+    add: u32,
+    end: Option<u32>,
+}
 
 /// Interned strings: one byte arena, ids in insertion order, a table of (hash, id).
 #[derive(Debug, Default, Clone)]
@@ -121,6 +175,11 @@ pub struct EdgeIndex {
     parents: Vec<Vec<(u32, u32)>>,
     /// node -> (child, edge event)
     children: Vec<Vec<(u32, u32)>>,
+    /// Each edge event's time (epoch ms).
+    event_times: Vec<i64>,
+    /// container -> (input taken out or [`EVERYTHING`], disassembly event): the links that
+    /// ended. Only containers ever taken apart are here.
+    ends: HashMap<u32, Vec<(u32, u32)>>,
     /// Batches whose edges are loaded.
     loaded: HashSet<String>,
     edges: u64,
@@ -140,6 +199,7 @@ impl EdgeIndex {
         let (i, new) = self.events.intern(e);
         if new {
             self.event_codes.push(UNKNOWN_CODE);
+            self.event_times.push(0);
         }
         i
     }
@@ -147,6 +207,34 @@ impl EdgeIndex {
     /// Adds one edge made by an event whose own trace code is unknown.
     pub fn add(&mut self, parent: &str, child: &str, event_id: &str) {
         self.add_with_code(parent, child, event_id, None, false);
+    }
+
+    /// Adds one edge row with its event's type and time: a `disassembly` row ends the link
+    /// from `parent` (the empty string: every link) into `child` at `time_ms`; any other row
+    /// is a link made at `time_ms`.
+    pub fn add_row(&mut self, row: EdgeRow<'_>) {
+        if row.event_type == "disassembly" {
+            let container = self.intern_code(row.child);
+            let input = if row.parent.is_empty() {
+                EVERYTHING
+            } else {
+                self.intern_code(row.parent)
+            };
+            let e = self.intern_event(row.event_id);
+            self.event_codes[e as usize] = container;
+            self.event_times[e as usize] = row.time_ms;
+            self.ends.entry(container).or_default().push((input, e));
+            self.edges += 1;
+            return;
+        }
+        let e = self.link(
+            row.parent,
+            row.child,
+            row.event_id,
+            row.event_code,
+            row.code_known,
+        );
+        self.event_times[e as usize] = row.time_ms;
     }
 
     /// Adds one edge; `known` tells whether `event_code` (the event's own trace code) is
@@ -159,6 +247,18 @@ impl EdgeIndex {
         event_code: Option<&str>,
         known: bool,
     ) {
+        self.link(parent, child, event_id, event_code, known);
+    }
+
+    /// Adds one link; returns its event's id.
+    fn link(
+        &mut self,
+        parent: &str,
+        child: &str,
+        event_id: &str,
+        event_code: Option<&str>,
+        known: bool,
+    ) -> u32 {
         let p = self.intern_code(parent);
         let c = self.intern_code(child);
         let e = self.intern_event(event_id);
@@ -171,6 +271,7 @@ impl EdgeIndex {
         self.children[p as usize].push((c, e));
         self.parents[c as usize].push((p, e));
         self.edges += 1;
+        e
     }
 
     /// True when the batch's edges are loaded.
@@ -230,18 +331,85 @@ impl EdgeIndex {
     }
 
     fn add_rows(&mut self, rows: &EdgeRows) {
-        for batch in &rows.batches {
-            let (pa, ca, ea) = (&batch[0], &batch[1], &batch[2]);
-            let code = batch.get(3);
-            for i in 0..pa.len() {
-                let own = code.and_then(|c| (!c.is_null(i)).then(|| c.value(i)));
-                self.add_with_code(pa.value(i), ca.value(i), ea.value(i), own, code.is_some());
+        for b in &rows.batches {
+            for i in 0..b.parent.len() {
+                let code = b.code.as_ref();
+                self.add_row(EdgeRow {
+                    parent: b.parent.value(i),
+                    child: b.child.value(i),
+                    event_id: b.event_id.value(i),
+                    event_code: code.and_then(|c| (!c.is_null(i)).then(|| c.value(i))),
+                    code_known: code.is_some(),
+                    event_type: b.event_type.value(i),
+                    time_ms: b.time.value(i),
+                });
             }
+        }
+    }
+
+    /// The stints of `input` inside `container`, from the assembly events `adds` that put it
+    /// in and the disassemblies of the container that took it (or everything) out, in time
+    /// order. An assembly while already inside changes nothing; a disassembly while outside
+    /// ends nothing.
+    fn stints(&self, input: u32, container: u32, adds: &[u32]) -> Vec<Stint> {
+        let mut points: Vec<(i64, u8, u32)> = adds
+            .iter()
+            .map(|&e| (self.event_times[e as usize], 0, e))
+            .collect();
+        for &(what, e) in self.ends.get(&container).into_iter().flatten() {
+            if what == input || what == EVERYTHING {
+                points.push((self.event_times[e as usize], 1, e));
+            }
+        }
+        points.sort_unstable();
+        let mut out = Vec::new();
+        let mut open: Option<(i64, u32)> = None;
+        for (t, kind, e) in points {
+            match (kind, open) {
+                (0, None) => open = Some((t, e)),
+                (1, Some((from, add))) => {
+                    out.push(Stint {
+                        from,
+                        to: t,
+                        add,
+                        end: Some(e),
+                    });
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some((from, add)) = open {
+            out.push(Stint {
+                from,
+                to: i64::MAX,
+                add,
+                end: None,
+            });
+        }
+        out
+    }
+
+    fn edge_event(&self, ev: u32, node: u32, depth: u32) -> EdgeEvent {
+        let lookup = match self.event_codes[ev as usize] {
+            UNKNOWN_CODE => EventLookup::Unknown,
+            NULL_CODE => EventLookup::NoCode,
+            c => EventLookup::Code(self.codes.name(c).to_string()),
+        };
+        EdgeEvent {
+            event_id: self.events.name(ev).to_string(),
+            node: self.codes.name(node).to_string(),
+            depth,
+            lookup,
+            time_ms: self.event_times[ev as usize],
         }
     }
 
     /// Walks from `root` in `direction`, at most `max_depth` levels (None: all).
     pub fn walk(&self, root: &str, direction: Direction, max_depth: Option<u32>) -> Walk {
+        if !self.ends.is_empty() {
+            return self.walk_in_time(root, direction, max_depth);
+        }
         let mut w = Walk {
             root: root.to_owned(),
             direction,
@@ -250,6 +418,7 @@ impl EdgeIndex {
                 depth: 0,
                 via_event: None,
                 from: None,
+                windows: Vec::new(),
             }],
             edge_events: Vec::new(),
             cycles: Vec::new(),
@@ -276,17 +445,7 @@ impl EdgeIndex {
             }
             for &(next, ev) in &adj[n as usize] {
                 if seen_events.insert(ev) {
-                    let lookup = match self.event_codes[ev as usize] {
-                        UNKNOWN_CODE => EventLookup::Unknown,
-                        NULL_CODE => EventLookup::NoCode,
-                        c => EventLookup::Code(self.codes.name(c).to_string()),
-                    };
-                    w.edge_events.push(EdgeEvent {
-                        event_id: self.events.name(ev).to_string(),
-                        node: self.codes.name(n).to_string(),
-                        depth: d,
-                        lookup,
-                    });
+                    w.edge_events.push(self.edge_event(ev, n, d));
                 }
                 if let datafusion::common::hash_map::Entry::Vacant(v) = depth.entry(next) {
                     v.insert(d + 1);
@@ -295,9 +454,142 @@ impl EdgeIndex {
                         depth: d + 1,
                         via_event: Some(self.events.name(ev).to_string()),
                         from: Some(self.codes.name(n).to_string()),
+                        windows: Vec::new(),
                     });
                     queue.push_back(next);
                 }
+            }
+        }
+        w.cycles = self.cycles(&depth, adj, max_depth);
+        w
+    }
+
+    /// [`EdgeIndex::walk`] when some container was taken apart: each node carries the
+    /// windows of time it belongs to the trace in, and a link is followed only where its
+    /// stint meets them. Forward, a container's windows are the stint cut to the windows of
+    /// the node it holds; backward, an input's window runs up to the end of the last stint
+    /// that meets the container's windows. A link into a container never taken apart has no
+    /// stint: it holds for all time from an unbounded window (so traces without disassembly
+    /// are unchanged) and from its assembly on otherwise. A node whose windows grow is
+    /// walked again, so every window reaches every node it leads to.
+    fn walk_in_time(&self, root: &str, direction: Direction, max_depth: Option<u32>) -> Walk {
+        let mut w = Walk {
+            root: root.to_owned(),
+            direction,
+            nodes: vec![TraceNode {
+                code: root.to_owned(),
+                depth: 0,
+                via_event: None,
+                from: None,
+                windows: Vec::new(),
+            }],
+            edge_events: Vec::new(),
+            cycles: Vec::new(),
+            depth_limited: false,
+            hidden: Vec::new(),
+        };
+        let Some(start) = self.codes.get(root) else {
+            return w;
+        };
+        let adj = match direction {
+            Direction::Backward => &self.parents,
+            Direction::Forward => &self.children,
+        };
+        let mut depth: HashMap<u32, u32> = HashMap::from([(start, 0)]);
+        let mut windows: HashMap<u32, Windows> = HashMap::from([(start, vec![ALL_TIME])]);
+        let mut order: Vec<u32> = vec![start];
+        let mut seen_events: HashSet<u32> = HashSet::new();
+        let mut queue = VecDeque::from([start]);
+        let mut queued: HashSet<u32> = HashSet::from_iter([start]);
+        while let Some(n) = queue.pop_front() {
+            queued.remove(&n);
+            let d = depth[&n];
+            if max_depth.is_some_and(|m| d >= m) {
+                if !adj[n as usize].is_empty() {
+                    w.depth_limited = true;
+                }
+                continue;
+            }
+            let here = windows[&n].clone();
+            let unbounded = here == [ALL_TIME];
+            // The link events per neighbour, neighbours in the order first linked.
+            let mut groups: Vec<(u32, Vec<u32>)> = Vec::new();
+            for &(next, ev) in &adj[n as usize] {
+                match groups.iter_mut().find(|(m, _)| *m == next) {
+                    Some((_, evs)) => evs.push(ev),
+                    None => groups.push((next, vec![ev])),
+                }
+            }
+            for (next, evs) in groups {
+                let (input, container) = match direction {
+                    Direction::Forward => (n, next),
+                    Direction::Backward => (next, n),
+                };
+                let stints: Vec<Stint> = if self.ends.contains_key(&container) {
+                    self.stints(input, container, &evs)
+                } else {
+                    evs.iter()
+                        .map(|&add| Stint {
+                            from: if unbounded {
+                                i64::MIN
+                            } else {
+                                self.event_times[add as usize]
+                            },
+                            to: i64::MAX,
+                            add,
+                            end: None,
+                        })
+                        .collect()
+                };
+                let mut reach: Windows = Vec::new();
+                let mut crossed: Vec<u32> = Vec::new();
+                for st in &stints {
+                    let overlap = intersect(&here, st.from, st.to);
+                    let Some(&(_, last)) = overlap.last() else {
+                        continue;
+                    };
+                    match direction {
+                        Direction::Forward => unite(&mut reach, &overlap),
+                        Direction::Backward => unite(&mut reach, &[(i64::MIN, last)]),
+                    };
+                    crossed.push(st.add);
+                    crossed.extend(st.end);
+                }
+                let Some(&via) = crossed.first() else {
+                    continue;
+                };
+                for ev in crossed {
+                    if seen_events.insert(ev) {
+                        w.edge_events.push(self.edge_event(ev, n, d));
+                    }
+                }
+                match windows.entry(next) {
+                    datafusion::common::hash_map::Entry::Vacant(v) => {
+                        v.insert(reach);
+                        depth.insert(next, d + 1);
+                        order.push(next);
+                        w.nodes.push(TraceNode {
+                            code: self.codes.name(next).to_string(),
+                            depth: d + 1,
+                            via_event: Some(self.events.name(via).to_string()),
+                            from: Some(self.codes.name(n).to_string()),
+                            windows: Vec::new(),
+                        });
+                        queued.insert(next);
+                        queue.push_back(next);
+                    }
+                    datafusion::common::hash_map::Entry::Occupied(mut o) => {
+                        if unite(o.get_mut(), &reach) && queued.insert(next) {
+                            queue.push_back(next);
+                        }
+                    }
+                }
+            }
+        }
+        for (node, id) in w.nodes.iter_mut().zip(&order) {
+            let ws = &windows[id];
+            if ws.as_slice() != [ALL_TIME] {
+                node.windows = ws.iter().map(|&(a, b)| Window::of(a, b)).collect();
             }
         }
         w.cycles = self.cycles(&depth, adj, max_depth);
@@ -361,10 +653,39 @@ impl EdgeIndex {
     }
 }
 
-/// The string columns of one edges file: parent, child, event id and, when the file has it,
-/// the event's own trace code.
+/// One row of an edges file.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeRow<'a> {
+    /// The input (for a disassembly: the object taken out, or "" for everything).
+    pub parent: &'a str,
+    /// The output (for a disassembly: the container).
+    pub child: &'a str,
+    /// The event that made (or ended) the link.
+    pub event_id: &'a str,
+    /// That event's own trace code.
+    pub event_code: Option<&'a str>,
+    /// Whether `event_code` is known (files from before it was kept do not say).
+    pub code_known: bool,
+    /// That event's type.
+    pub event_type: &'a str,
+    /// That event's time, epoch milliseconds.
+    pub time_ms: i64,
+}
+
+/// The columns of one record batch of an edges file.
+struct EdgeBatch {
+    parent: StringArray,
+    child: StringArray,
+    event_id: StringArray,
+    /// The event's own trace code, when the file has it.
+    code: Option<StringArray>,
+    event_type: StringArray,
+    time: arrow::array::TimestampMillisecondArray,
+}
+
+/// The record batches of one edges file.
 struct EdgeRows {
-    batches: Vec<Vec<StringArray>>,
+    batches: Vec<EdgeBatch>,
 }
 
 /// Reads an edges file (None: the batch has none).
@@ -380,7 +701,7 @@ fn read_edges_file(
     };
     let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
     let schema = b.schema().clone();
-    let mut names = vec!["parent", "child", "event_id"];
+    let mut names = vec!["parent", "child", "event_id", "event_type", "event_time"];
     // Files from before `event_trace_code` lack it: their events' codes are unknown.
     if schema.index_of("event_trace_code").is_ok() {
         names.push("event_trace_code");
@@ -396,16 +717,40 @@ fn read_edges_file(
     for batch in b.with_projection(mask).build().map_err(|e| bad(&e))? {
         let batch = batch.map_err(|e| bad(&e))?;
         let s = batch.schema();
-        let mut cols = Vec::with_capacity(names.len());
-        for n in &names {
+        let string = |n: &str| -> Result<StringArray> {
             let i = s.index_of(n).map_err(|e| bad(&e))?;
             let c = batch
                 .column(i)
                 .as_string_opt::<i32>()
                 .ok_or_else(|| bad(&format!("{n} is not a string column")))?;
-            cols.push(c.clone());
-        }
-        out.batches.push(cols);
+            if n != "event_trace_code" && c.null_count() > 0 {
+                return Err(bad(&format!("{n} has nulls")));
+            }
+            Ok(c.clone())
+        };
+        let time = {
+            let i = s.index_of("event_time").map_err(|e| bad(&e))?;
+            let c = batch
+                .column(i)
+                .as_primitive_opt::<arrow::datatypes::TimestampMillisecondType>()
+                .ok_or_else(|| bad(&"event_time is not a millisecond timestamp column"))?;
+            if c.null_count() > 0 {
+                return Err(bad(&"event_time has nulls"));
+            }
+            c.clone()
+        };
+        out.batches.push(EdgeBatch {
+            parent: string("parent")?,
+            child: string("child")?,
+            event_id: string("event_id")?,
+            code: if names.contains(&"event_trace_code") {
+                Some(string("event_trace_code")?)
+            } else {
+                None
+            },
+            event_type: string("event_type")?,
+            time,
+        });
     }
     Ok(Some(out))
 }
@@ -421,6 +766,55 @@ pub struct TraceNode {
     pub via_event: Option<String>,
     /// The node it was reached from.
     pub from: Option<String>,
+    /// The times it belongs to the trace in (empty: all time): while it held, or was held
+    /// in, what the trace followed ([containment over time](self)).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+}
+
+/// A closed interval of time, as canonical event times (`2026-01-01T00:00:00.000Z`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Window {
+    /// From (None: since ever).
+    pub from: Option<String>,
+    /// Until, inclusive (None: still).
+    pub to: Option<String>,
+    #[serde(skip)]
+    from_ms: i64,
+    #[serde(skip)]
+    to_ms: i64,
+}
+
+impl Window {
+    fn of(from_ms: i64, to_ms: i64) -> Window {
+        let text = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        Window {
+            from: if from_ms == i64::MIN {
+                None
+            } else {
+                text(from_ms)
+            },
+            to: if to_ms == i64::MAX { None } else { text(to_ms) },
+            from_ms,
+            to_ms,
+        }
+    }
+
+    /// True when `ms` falls in it.
+    pub fn contains(&self, ms: i64) -> bool {
+        self.from_ms <= ms && ms <= self.to_ms
+    }
+
+    /// Its bounds in epoch milliseconds (None: open on that side).
+    pub fn bounds_ms(&self) -> (Option<i64>, Option<i64>) {
+        (
+            (self.from_ms != i64::MIN).then_some(self.from_ms),
+            (self.to_ms != i64::MAX).then_some(self.to_ms),
+        )
+    }
 }
 
 /// An assembly or transformation event crossed by a walk, with the node it was crossed
@@ -436,6 +830,9 @@ pub struct EdgeEvent {
     /// How to find the event among all events.
     #[serde(skip)]
     pub lookup: EventLookup,
+    /// Its time, epoch milliseconds.
+    #[serde(skip)]
+    pub time_ms: i64,
 }
 
 /// How a trace finds an edge event's row.
@@ -479,19 +876,68 @@ pub struct Walk {
 /// only edges written before event codes were kept need a search by id among all events.
 pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
     let codes: Vec<&str> = w.nodes.iter().map(|n| n.code.as_str()).collect();
-    let node_set: HashSet<&str> = codes.iter().copied().collect();
-    let node_table = mem(
-        vec![
-            Field::new("trace_node", DataType::Utf8, false),
-            Field::new("trace_depth", DataType::UInt32, false),
-        ],
-        vec![
-            Arc::new(StringArray::from(codes.clone())),
-            Arc::new(UInt32Array::from(
-                w.nodes.iter().map(|n| n.depth).collect::<Vec<_>>(),
-            )),
-        ],
-    )?;
+    let windows: HashMap<&str, &[Window]> = w
+        .nodes
+        .iter()
+        .map(|n| (n.code.as_str(), n.windows.as_slice()))
+        .collect();
+    let timed = w.nodes.iter().any(|n| !n.windows.is_empty());
+    let node_table = if timed {
+        // One row per window (a node without windows: one row open on both sides); a node's
+        // events are those whose time falls in one of its windows.
+        let (mut node, mut depth, mut from, mut to) = (vec![], vec![], vec![], vec![]);
+        for n in &w.nodes {
+            let bounds: Vec<(Option<i64>, Option<i64>)> = if n.windows.is_empty() {
+                vec![(None, None)]
+            } else {
+                n.windows.iter().map(Window::bounds_ms).collect()
+            };
+            for (a, b) in bounds {
+                node.push(n.code.as_str());
+                depth.push(n.depth);
+                from.push(a);
+                to.push(b);
+            }
+        }
+        let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into()));
+        mem(
+            vec![
+                Field::new("trace_node", DataType::Utf8, false),
+                Field::new("trace_depth", DataType::UInt32, false),
+                Field::new("window_from", ts.clone(), true),
+                Field::new("window_to", ts, true),
+            ],
+            vec![
+                Arc::new(StringArray::from(node)),
+                Arc::new(UInt32Array::from(depth)),
+                Arc::new(arrow::array::TimestampMillisecondArray::from(from).with_timezone("UTC")),
+                Arc::new(arrow::array::TimestampMillisecondArray::from(to).with_timezone("UTC")),
+            ],
+        )?
+    } else {
+        mem(
+            vec![
+                Field::new("trace_node", DataType::Utf8, false),
+                Field::new("trace_depth", DataType::UInt32, false),
+            ],
+            vec![
+                Arc::new(StringArray::from(codes.clone())),
+                Arc::new(UInt32Array::from(
+                    w.nodes.iter().map(|n| n.depth).collect::<Vec<_>>(),
+                )),
+            ],
+        )?
+    };
+    let in_window = timed.then(|| {
+        (col("n.window_from")
+            .is_null()
+            .or(col("events.event_time").gt_eq(col("n.window_from"))))
+        .and(
+            col("n.window_to")
+                .is_null()
+                .or(col("events.event_time").lt_eq(col("n.window_to"))),
+        )
+    });
     let event_cols: Vec<Expr> = events
         .schema()
         .fields()
@@ -513,17 +959,23 @@ pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
             LogicalPlanBuilder::scan("n", provider_as_source(node_table), None)?.build()?,
             JoinType::Inner,
             (vec!["trace_code"], vec!["trace_node"]),
-            None,
+            in_window,
         )?
         .project(out_cols("n"))?
         .build()?;
-    // Edge events whose own code is a node are among that node's events already.
+    // Edge events whose own code is a node, in that node's windows, are among that node's
+    // events already.
+    let covered = |c: &str, ms: i64| {
+        windows
+            .get(c)
+            .is_some_and(|ws| ws.is_empty() || ws.iter().any(|x| x.contains(ms)))
+    };
     let (mut no_code, mut other_code, mut other_ids, mut unknown) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut wanted: Vec<&EdgeEvent> = Vec::new();
     for e in &w.edge_events {
         match &e.lookup {
-            EventLookup::Code(c) if node_set.contains(c.as_str()) => continue,
+            EventLookup::Code(c) if covered(c, e.time_ms) => continue,
             EventLookup::Code(c) => {
                 other_code.push(c.as_str());
                 other_ids.push(lit(e.event_id.as_str()));
@@ -743,7 +1195,17 @@ pub fn render_tree(w: &Walk, batches: &[RecordBatch]) -> String {
         } else {
             ("├── ", "│   ")
         };
-        let _ = writeln!(out, "{prefix}{branch}{}", n.code);
+        let _ = write!(out, "{prefix}{branch}{}", n.code);
+        for (i, win) in n.windows.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{} {} .. {}",
+                if i == 0 { "  while" } else { "," },
+                win.from.as_deref().unwrap_or("always"),
+                win.to.as_deref().unwrap_or("now")
+            );
+        }
+        out.push('\n');
         let inner = format!("{prefix}{cont}");
         let children = kids.get(n.code.as_str()).cloned().unwrap_or_default();
         let bar = if children.is_empty() { "  " } else { "│ " };
@@ -894,6 +1356,182 @@ mod tests {
         assert!(limited.depth_limited);
         // Unknown codes trace to themselves only.
         assert_eq!(i.walk("nope", Direction::Forward, None).nodes.len(), 1);
+    }
+
+    /// (parent, child, event, type, time): `a` assembly, `d` disassembly.
+    fn timed(rows: &[(&str, &str, &str, char, i64)]) -> EdgeIndex {
+        let mut i = EdgeIndex::default();
+        for &(parent, child, event_id, kind, time_ms) in rows {
+            i.add_row(EdgeRow {
+                parent,
+                child,
+                event_id,
+                event_code: Some(child),
+                code_known: true,
+                event_type: if kind == 'd' {
+                    "disassembly"
+                } else {
+                    "assembly"
+                },
+                time_ms,
+            });
+        }
+        i
+    }
+
+    type Bounds = Vec<(Option<i64>, Option<i64>)>;
+
+    fn windows(w: &Walk) -> Vec<(String, Bounds)> {
+        w.nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.code.clone(),
+                    n.windows.iter().map(Window::bounds_ms).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn events(w: &Walk) -> Vec<&str> {
+        let mut v: Vec<&str> = w.edge_events.iter().map(|e| e.event_id.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Cases packed on a pallet, the pallet loaded on a truck and unloaded, the pallet
+    /// emptied, one case repacked on another pallet, the first pallet reused and loaded on
+    /// the same truck again; a part built into a case for good.
+    fn pallets() -> EdgeIndex {
+        timed(&[
+            ("Q", "C1", "q", 'a', 5),
+            ("C1", "P1", "a1", 'a', 10),
+            ("C2", "P1", "a1", 'a', 10),
+            ("P1", "K", "k1", 'a', 20),
+            ("P1", "K", "k1d", 'd', 30),
+            ("", "P1", "d1", 'd', 40),
+            ("C9", "P1", "d9", 'd', 45),
+            ("C2", "P2", "a2", 'a', 50),
+            ("C3", "P1", "a3", 'a', 60),
+            ("P1", "K", "k2", 'a', 70),
+        ])
+    }
+
+    #[test]
+    fn containment_is_followed_only_while_it_lasted() {
+        let i = pallets();
+        let (s, e) = (None, None);
+        // Forward from a case: the pallet while it was on it, the truck while both held.
+        let w = i.walk("C1", Direction::Forward, None);
+        assert_eq!(
+            windows(&w),
+            vec![
+                ("C1".into(), vec![]),
+                ("P1".into(), vec![(Some(10), Some(40))]),
+                ("K".into(), vec![(Some(20), Some(30))]),
+            ]
+        );
+        assert_eq!(events(&w), vec!["a1", "d1", "k1", "k1d"]);
+        // The repacked case: both pallets, each for its own stint.
+        let w = i.walk("C2", Direction::Forward, None);
+        assert_eq!(
+            windows(&w),
+            vec![
+                ("C2".into(), vec![]),
+                ("P1".into(), vec![(Some(10), Some(40))]),
+                ("P2".into(), vec![]),
+                ("K".into(), vec![(Some(20), Some(30))]),
+            ]
+        );
+        // The case on the reused pallet: only the second trip of the truck.
+        let w = i.walk("C3", Direction::Forward, None);
+        assert_eq!(
+            windows(&w),
+            vec![
+                ("C3".into(), vec![]),
+                ("P1".into(), vec![(Some(60), e)]),
+                ("K".into(), vec![(Some(70), e)]),
+            ]
+        );
+        assert_eq!(events(&w), vec!["a3", "k2"]);
+        // A part built in for good goes wherever its case went, from when it was built in.
+        let w = i.walk("Q", Direction::Forward, None);
+        assert_eq!(
+            windows(&w),
+            vec![
+                ("Q".into(), vec![]),
+                ("C1".into(), vec![]),
+                ("P1".into(), vec![(Some(10), Some(40))]),
+                ("K".into(), vec![(Some(20), Some(30))]),
+            ]
+        );
+        // Backward from the pallet: every case it ever held, each up to when it came out;
+        // the part inside a case up to then too. The disassembly of a case never packed
+        // links nothing.
+        let w = i.walk("P1", Direction::Backward, None);
+        assert_eq!(
+            windows(&w),
+            vec![
+                ("P1".into(), vec![]),
+                ("C1".into(), vec![(s, Some(40))]),
+                ("C2".into(), vec![(s, Some(40))]),
+                ("C3".into(), vec![]),
+                ("Q".into(), vec![(s, Some(40))]),
+            ]
+        );
+        assert_eq!(events(&w), vec!["a1", "a3", "d1", "q"]);
+        // Backward from the truck: the pallet on both trips.
+        let w = i.walk("K", Direction::Backward, None);
+        let codes: Vec<&str> = w.nodes.iter().map(|n| n.code.as_str()).collect();
+        assert_eq!(codes, vec!["K", "P1", "C1", "C2", "C3", "Q"]);
+        assert_eq!(windows(&w)[1], ("P1".into(), vec![]));
+        // A case unpacked before its pallet was loaded never rode the truck.
+        let early = timed(&[
+            ("C1", "P1", "a1", 'a', 10),
+            ("C1", "P1", "d1", 'd', 15),
+            ("P1", "K", "k1", 'a', 20),
+        ]);
+        let w = early.walk("C1", Direction::Forward, None);
+        assert_eq!(
+            windows(&w),
+            vec![
+                ("C1".into(), vec![]),
+                ("P1".into(), vec![(Some(10), Some(15))])
+            ]
+        );
+        let w = early.walk("K", Direction::Backward, None);
+        assert_eq!(
+            windows(&w),
+            vec![
+                ("K".into(), vec![]),
+                ("P1".into(), vec![]),
+                ("C1".into(), vec![(s, Some(15))])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_node_reached_twice_in_different_windows_is_walked_in_both() {
+        // A lot split over two cases; the cases ride one pallet at different times, and the
+        // pallet rides a truck in the second stint only.
+        let i = timed(&[
+            ("L", "A", "sa", 'a', 1),
+            ("L", "B", "sb", 'a', 1),
+            ("A", "P", "pa", 'a', 10),
+            ("A", "P", "pad", 'd', 20),
+            ("B", "P", "pb", 'a', 30),
+            ("B", "P", "pbd", 'd', 40),
+            ("P", "K", "k", 'a', 35),
+            ("P", "K", "kd", 'd', 36),
+        ]);
+        let w = i.walk("L", Direction::Forward, None);
+        let got = windows(&w);
+        assert_eq!(
+            got[3],
+            ("P".into(), vec![(Some(10), Some(20)), (Some(30), Some(40))])
+        );
+        assert_eq!(got[4], ("K".into(), vec![(Some(35), Some(36))]));
+        assert_eq!(w.nodes[4].from.as_deref(), Some("P"));
     }
 
     #[test]

@@ -1327,15 +1327,15 @@ fn the_epcis_capture_binding_answers_202_with_its_job_once_the_events_are_sealed
     assert_eq!(status, 202, "{job}");
     assert_eq!(job["events"], 13, "{job}");
     assert_eq!(job["success"], true);
-    assert_eq!(job["outcome"]["events_accepted"], 8, "{job}");
+    assert_eq!(job["outcome"]["events_accepted"], 10, "{job}");
     let refused = job["outcome"]["rejected"].as_array().expect("rejected");
-    assert_eq!(refused.len(), 5, "{job}");
+    assert_eq!(refused.len(), 3, "{job}");
     assert!(
         refused.iter().all(|r| r["reason"] == "epcis_unsupported"),
         "{job}"
     );
     // Answered once sealed: the events are in the log already.
-    assert_eq!(site.sql("SELECT count(*) AS n FROM events")[0]["n"], 8);
+    assert_eq!(site.sql("SELECT count(*) AS n FROM events")[0]["n"], 10);
     let id = job["captureID"].as_str().expect("capture id");
     let (status, _, again) = http(&addr, "GET", &format!("/epcis/capture/{id}"), ld, b"");
     assert_eq!((status, &again), (200, &job));

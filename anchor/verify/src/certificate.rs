@@ -40,6 +40,28 @@ pub struct CertNode {
     pub via_event: Option<String>,
     /// The node it was reached from.
     pub from: Option<String>,
+    /// The times it belongs to the trace in, when not all time: while it held (or was held
+    /// in) what the trace followed, between an assembly and the disassembly that ended it.
+    /// Its events lie in them, but for the events that link it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<CertWindow>,
+}
+
+/// A closed interval of event times (canonical form, `2026-01-01T00:00:00.000Z`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertWindow {
+    /// From (None: since ever).
+    pub from: Option<String>,
+    /// Until, inclusive (None: still).
+    pub to: Option<String>,
+}
+
+impl CertWindow {
+    /// True when the canonical event time `t` falls in it (canonical times compare as text).
+    pub fn contains(&self, t: &str) -> bool {
+        self.from.as_deref().is_none_or(|f| f <= t) && self.to.as_deref().is_none_or(|x| t <= x)
+    }
 }
 
 /// The trace the certificate covers.
@@ -201,6 +223,12 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
     let mut notes = Vec::new();
     let mut outcomes = Vec::with_capacity(c.events.len());
     let nodes: HashSet<&str> = c.trace.nodes.iter().map(|n| n.code.as_str()).collect();
+    let windows: HashMap<&str, &[CertWindow]> = c
+        .trace
+        .nodes
+        .iter()
+        .map(|n| (n.code.as_str(), n.windows.as_slice()))
+        .collect();
     let mut by_id: HashMap<&str, &Value> = HashMap::new();
     for (i, e) in c.events.iter().enumerate() {
         let id = e
@@ -220,6 +248,16 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
                  its trace code nor among its inputs or outputs",
                 e.node
             ));
+        } else if let Some(ws) = windows.get(e.node.as_str()).filter(|ws| !ws.is_empty()) {
+            // Outside the node's windows only the events that link it belong to the trace.
+            let time = e.event.get("event_time").and_then(Value::as_str);
+            let links = !strings(e.event.get("inputs")).is_empty();
+            if !links && !time.is_some_and(|t| ws.iter().any(|w| w.contains(t))) {
+                problems.push(format!(
+                    "event {id} of {} lies outside the times {} belongs to the trace",
+                    e.node, e.node
+                ));
+            }
         }
         if let Some(eid) = e.event.get("event_id").and_then(Value::as_str)
             && by_id.insert(eid, &e.event).is_some()

@@ -488,7 +488,12 @@ fn dataset_matches_events_md() {
             "no {code} in {reasons:?}"
         );
     }
-    for t in veritrace_processors::EventType::ALL.map(|t| t.as_str()) {
+    // The simulator never takes anything apart (its assemblies are for good).
+    for t in veritrace_processors::EventType::ALL
+        .map(|t| t.as_str())
+        .into_iter()
+        .filter(|t| *t != "disassembly")
+    {
         assert!(
             types.get(t).copied().unwrap_or(0) > 0,
             "no {t} in {types:?}"

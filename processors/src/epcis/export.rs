@@ -79,7 +79,8 @@ fn strs(v: &Value) -> Vec<&str> {
 /// `warehouse_in` -> `receiving`; `warehouse_out` -> `shipping`; `transport` -> `departing`;
 /// `retail` and `sale` -> `retail_selling`; `maintenance` -> `repairing`; `assembly` ->
 /// AggregationEvent ADD `assembling` when the output is an instance (serial, SSCC), else a
-/// TransformationEvent; `transformation` -> TransformationEvent. The site becomes the
+/// TransformationEvent; `disassembly` -> AggregationEvent DELETE (`unpacking` of an SSCC,
+/// else `disassembling`); `transformation` -> TransformationEvent. The site becomes the
 /// `readPoint` when it is a URI; what EPCIS has no field for (participant, site, operator,
 /// device, result, readings, attributes) goes into `vt:` extensions.
 pub fn from_event(ev: &Value) -> Result<Value, String> {
@@ -97,6 +98,17 @@ pub fn from_event(ev: &Value) -> Result<Value, String> {
         "assembly" => match code.and_then(digital_link) {
             Some((_, false)) => ("AggregationEvent", Some("ADD"), "assembling"),
             _ => ("TransformationEvent", None, "assembling"),
+        },
+        "disassembly" => match code.and_then(digital_link) {
+            Some((dl, false)) if dl.contains("/00/") => {
+                ("AggregationEvent", Some("DELETE"), "unpacking")
+            }
+            Some((_, false)) => ("AggregationEvent", Some("DELETE"), "disassembling"),
+            _ => {
+                return Err(
+                    "a disassembly of a class (a lot, a GTIN) has no EPCIS form: an AggregationEvent's parent is an instance".into(),
+                );
+            }
         },
         "transformation" => ("TransformationEvent", None, "transforming"),
         "telemetry" => ("ObjectEvent", Some("OBSERVE"), "sensor_reporting"),

@@ -11,7 +11,8 @@
 //! | ObjectEvent `departing`, `transporting`, `unloading` | `transport` |
 //! | ObjectEvent `retail_selling` | `sale` |
 //! | ObjectEvent `repairing` | `maintenance` |
-//! | AggregationEvent ADD | `assembly`: `trace_code` the parent, `inputs` the children |
+//! | AggregationEvent / AssociationEvent ADD | `assembly`: `trace_code` the parent, `inputs` the children |
+//! | AggregationEvent / AssociationEvent DELETE | `disassembly`: `trace_code` the parent, `inputs` the children (none listed: all of them) |
 //! | AggregationEvent OBSERVE | by `bizStep`, about the parent |
 //! | TransformationEvent | `transformation`: `inputs` and `outputs` |
 //!
@@ -22,8 +23,8 @@
 //! by content, as the CBV intends.
 //!
 //! Refused, with the reason in the detail of `epcis_unsupported` (the original event is kept
-//! in `rejected`): DELETE actions (unpacking, disassembling, decommissioning: relationships
-//! that end are not modelled yet), error declarations (corrections), TransactionEvents,
+//! in `rejected`): ObjectEvent and TransactionEvent DELETE (decommissioning, destroying:
+//! objects that end are not modelled yet), error declarations (corrections), TransactionEvents,
 //! AssociationEvents whose objects are not trace codes, business steps without a Veritrace
 //! event type, inspections without a conformant / non_conformant disposition, and events
 //! about no object Veritrace can trace (trace codes are SGTIN, SSCC and LGTIN).
@@ -168,9 +169,9 @@ pub fn map_event(
             "an error declaration (a correction of an earlier event) is not imported yet".into(),
         );
     }
-    if action == "DELETE" {
+    if action == "DELETE" && !matches!(ty, "AggregationEvent" | "AssociationEvent") {
         return Err(format!(
-            "{ty} DELETE (unpacking, disassembling, decommissioning): relationships and objects that end are not modelled yet"
+            "{ty} DELETE (decommissioning, destroying): objects that end are not modelled yet"
         ));
     }
     let biz = term(&event["bizStep"], "BizStep-", "bizstep").unwrap_or_default();
@@ -269,6 +270,17 @@ pub fn map_event(
                 let mut e = base("assembly");
                 e["inputs"] = json!(children);
                 e
+            } else if action == "DELETE" {
+                // No children listed: all of them come out (EPCIS: the parent is emptied).
+                // Children listed that are not trace codes were never linked: nothing ends.
+                if children.is_empty() && !other.is_empty() {
+                    return Err(not_traceable(&format!("the {ty}'s children"), &other));
+                }
+                let mut e = base("disassembly");
+                if !children.is_empty() {
+                    e["inputs"] = json!(children);
+                }
+                e
             } else {
                 let et = event_type_of(&biz, action).ok_or_else(|| {
                     format!(
@@ -349,6 +361,21 @@ mod tests {
                 .expect_err("delete")
                 .contains("DELETE")
         );
+        // Unpacking: the children come out of the parent; none listed is all of them.
+        let unpack = json!({
+            "type": "AggregationEvent", "eventTime": "2020-03-05T11:00:30+01:00",
+            "eventTimeZoneOffset": "+01:00", "action": "DELETE", "bizStep": "unpacking",
+            "parentID": "urn:epc:id:sscc:4012345.3111111111",
+            "childEPCs": ["urn:epc:id:sgtin:0614141.011111.987"]
+        });
+        let out = map_event(&unpack, &ctx, &rec()).expect("unpacking");
+        assert_eq!(out[0]["event_type"], "disassembly");
+        assert_eq!(out[0]["trace_code"], "(00)340123451111111111");
+        assert_eq!(out[0]["inputs"], json!(["(01)00614141111114(21)987"]));
+        let mut all = unpack.clone();
+        all.as_object_mut().expect("object").remove("childEPCs");
+        let out = map_event(&all, &ctx, &rec()).expect("emptying");
+        assert!(out[0]["inputs"].is_null(), "{}", out[0]);
         let mut qc = ev.clone();
         qc["bizStep"] = json!("urn:epcglobal:cbv:bizstep:inspecting");
         assert!(
