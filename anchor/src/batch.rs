@@ -33,6 +33,8 @@ pub struct SealInput<'a> {
     pub edges: Option<RecordBatch>,
     /// Seal time, RFC 3339 UTC.
     pub sealed_at: String,
+    /// The events the batch's error declarations declare in error (the header's index).
+    pub retracts: Vec<veritrace_verify::bundle::Retraction>,
 }
 
 /// Seals the batches of one partition of one stream, keeping its hash chain.
@@ -211,6 +213,7 @@ impl BatchWriter {
             root,
             prev_root: self.last.as_ref().map_or(Digest::ZERO, |h| h.root),
             sealed_at: input.sealed_at,
+            retracts: input.retracts,
         };
         self.dir.append_jsonl(&self.manifest, header.seq, &header)?;
         self.last = Some(header.clone());

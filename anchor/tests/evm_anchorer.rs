@@ -177,6 +177,7 @@ fn header(n: u64) -> BatchHeader {
         root: Digest(root),
         prev_root: Digest::ZERO,
         sealed_at: "2026-11-21T00:00:00.000Z".into(),
+        retracts: Vec::new(),
     }
 }
 

@@ -39,6 +39,7 @@ fn seal(w: &mut BatchWriter, first: u64, n: usize) -> veritrace_anchor::BatchHea
         rejected: None,
         edges: None,
         sealed_at: "2026-11-21T00:00:00.000Z".into(),
+        retracts: Vec::new(),
     })
     .expect("seal")
 }
@@ -73,6 +74,7 @@ fn overlapping_offsets_are_refused() {
         rejected: None,
         edges: None,
         sealed_at: String::new(),
+        retracts: Vec::new(),
     });
     assert!(matches!(r, Err(Error::Invalid(_))));
 }

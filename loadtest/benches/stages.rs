@@ -89,6 +89,7 @@ fn stages(c: &mut Criterion) {
                     rejected: None,
                     edges: None,
                     sealed_at: String::new(),
+                    retracts: Vec::new(),
                 })
                 .expect("seal");
                 total += start.elapsed();

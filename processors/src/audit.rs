@@ -385,6 +385,7 @@ pub(crate) fn open_entry(payload: &[u8], limits: &Limits) -> Result<Opened, Reje
         quantity: None,
         readings: BTreeMap::new(),
         result: Some(entry.outcome.clone()),
+        retracts: Vec::new(),
         signature: None,
         site: Some(entry.route.clone()),
         trace_code: None,

@@ -46,6 +46,9 @@ pub enum EventType {
     /// part): `trace_code` the container, `inputs` what comes out (none: everything in it).
     /// It ends the containment an `assembly` began, so traces know what was in what when.
     Disassembly,
+    /// Declares earlier events in error (`retracts` names them; EPCIS `errorDeclaration`):
+    /// they stay in the log, proven, but queries and traces read the corrected view.
+    ErrorDeclaration,
     Transformation,
     Maintenance,
     Telemetry,
@@ -60,7 +63,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type a source may send ([`EventType::Registry`] is not one).
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::Production,
         EventType::QualityCheck,
         EventType::WarehouseIn,
@@ -70,6 +73,7 @@ impl EventType {
         EventType::Sale,
         EventType::Assembly,
         EventType::Disassembly,
+        EventType::ErrorDeclaration,
         EventType::Transformation,
         EventType::Maintenance,
         EventType::Telemetry,
@@ -87,6 +91,7 @@ impl EventType {
             EventType::Sale => "sale",
             EventType::Assembly => "assembly",
             EventType::Disassembly => "disassembly",
+            EventType::ErrorDeclaration => "error_declaration",
             EventType::Transformation => "transformation",
             EventType::Maintenance => "maintenance",
             EventType::Telemetry => "telemetry",
@@ -269,6 +274,9 @@ pub struct Event {
     /// QC result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// The events an `error_declaration` declares in error (their event ids).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retracts: Vec<String>,
     /// Who signed the statement the event came from; absent when it came unsigned (or
     /// signatures are off for it). Part of the leaf, so a proof shows who said it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -353,6 +361,8 @@ struct RawEvent {
     operator: Option<String>,
     #[serde(default)]
     result: Option<String>,
+    #[serde(default)]
+    retracts: Option<Vec<String>>,
     #[serde(default)]
     site: Option<String>,
     #[serde(default)]
@@ -764,6 +774,18 @@ fn size(i: usize, n: &Number) -> Result<u64, Rejection> {
     })
 }
 
+/// 1-128 characters of `A-Z a-z 0-9 . _ : ~ / -`.
+fn valid_event_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:~/-".contains(&b))
+}
+
+/// Most events one error declaration retracts.
+pub const MAX_RETRACTS: usize = 1_000;
+
 fn missing(field: &str, ty: EventType) -> Rejection {
     Rejection::new(
         Reason::MissingField,
@@ -779,12 +801,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     }
     // Event id.
     let id = &raw.event_id;
-    if id.is_empty()
-        || id.len() > 128
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:~/-".contains(&b))
-    {
+    if !valid_event_id(id) {
         return Err(Rejection::new(
             Reason::BadEventId,
             format!(
@@ -867,6 +884,45 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     }
     if ty == Transformation && outputs.is_empty() {
         return Err(missing("outputs", ty));
+    }
+    let retracts = raw.retracts.unwrap_or_default();
+    match (ty, retracts.is_empty()) {
+        (ErrorDeclaration, true) => return Err(missing("retracts", ty)),
+        (ErrorDeclaration, false) => {
+            if retracts.len() > MAX_RETRACTS {
+                return Err(Rejection::new(
+                    Reason::BadValue,
+                    format!(
+                        "retracts names {} events; at most {MAX_RETRACTS}",
+                        retracts.len()
+                    ),
+                ));
+            }
+            for (i, r) in retracts.iter().enumerate() {
+                if !valid_event_id(r) {
+                    return Err(Rejection::new(
+                        Reason::BadValue,
+                        format!("retracts[{i}] is not an event id"),
+                    ));
+                }
+                if *r == raw.event_id {
+                    return Err(Rejection::new(
+                        Reason::BadValue,
+                        "an error declaration cannot retract itself",
+                    ));
+                }
+            }
+        }
+        (_, false) => {
+            return Err(Rejection::new(
+                Reason::BadValue,
+                format!(
+                    "only an error_declaration retracts events, not a {}",
+                    ty.as_str()
+                ),
+            ));
+        }
+        (_, true) => {}
     }
     if ty == QualityCheck && raw.result.is_none() {
         return Err(missing("result", ty));
@@ -1005,6 +1061,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         quantity,
         operator: raw.operator,
         result: raw.result,
+        retracts,
         signature: None,
         site: raw.site,
         device_id: raw.device_id,
@@ -1185,6 +1242,37 @@ mod tests {
         );
         let tf = r#"{"event_id":"t","event_type":"transformation","event_time":"2026-11-01T00:00:00Z","participant":{"id":"p","role":"manufacturer"},"inputs":["(01)09506000134352(10)L1"]}"#;
         assert_eq!(reason(tf.as_bytes()), Reason::MissingField);
+    }
+
+    #[test]
+    fn error_declarations_name_what_they_retract_and_only_they_retract() {
+        let decl = r#"{"event_id":"d","event_type":"error_declaration","event_time":"2026-11-01T00:00:00Z","participant":{"id":"p","role":"manufacturer"}}"#;
+        assert_eq!(reason(decl.as_bytes()), Reason::MissingField);
+        let with = |r: &str| {
+            decl.replace(
+                "\"participant\"",
+                &format!("\"retracts\":{r},\"participant\""),
+            )
+        };
+        let a = ok(&with(r#"["a1","a2"]"#));
+        assert_eq!(a.event.retracts, vec!["a1", "a2"]);
+        assert!(
+            String::from_utf8_lossy(&a.canonical).contains(r#""retracts":["a1","a2"]"#),
+            "the leaf commits to what it retracts"
+        );
+        assert_eq!(reason(with("[]").as_bytes()), Reason::MissingField);
+        assert_eq!(reason(with(r#"["d"]"#).as_bytes()), Reason::BadValue);
+        assert_eq!(
+            reason(with(r#"["no spaces"]"#).as_bytes()),
+            Reason::BadValue
+        );
+        let many: Vec<String> = (0..=MAX_RETRACTS).map(|i| format!("\"e{i}\"")).collect();
+        assert_eq!(
+            reason(with(&format!("[{}]", many.join(","))).as_bytes()),
+            Reason::BadValue
+        );
+        let prod = r#"{"event_id":"x","event_type":"production","event_time":"2026-11-01T00:00:00Z","participant":{"id":"p","role":"manufacturer"},"trace_code":"(01)09506000134352(21)P1","retracts":["a1"]}"#;
+        assert_eq!(reason(prod.as_bytes()), Reason::BadValue);
     }
 
     fn printable(detail: &str) -> bool {

@@ -103,6 +103,8 @@ pub struct PartitionProcessor {
     seen: IdSet,
     events: EventColumns,
     edges: EdgeColumns,
+    /// The open batch's retractions (its error declarations), for the header.
+    retracts: Vec<veritrace_verify::bundle::Retraction>,
     leaves: Vec<Digest>,
     rejected: RejectedColumns,
     /// The open batch's private values ([`crate::privacy`]), and where they go.
@@ -196,6 +198,7 @@ impl PartitionProcessor {
             seen,
             events: EventColumns::with_capacity(policy.max_records.min(100_000)),
             edges: EdgeColumns::default(),
+            retracts: Vec::new(),
             leaves: Vec::new(),
             rejected: RejectedColumns::new(),
             private: Vec::new(),
@@ -340,6 +343,13 @@ impl PartitionProcessor {
             o.member.as_deref(),
         )?;
         self.edges.push(&a.event);
+        for r in &a.event.retracts {
+            self.retracts.push(veritrace_verify::bundle::Retraction {
+                event_id: r.clone(),
+                declaration: a.event.event_id.clone(),
+                participant: a.event.participant.id.clone(),
+            });
+        }
         self.leaves.push(a.leaf_hash);
         self.stats.accepted += 1;
         Ok(None)
@@ -442,6 +452,7 @@ impl PartitionProcessor {
             rejected,
             edges,
             sealed_at: crate::rfc3339_ms(now_ms),
+            retracts: std::mem::take(&mut self.retracts),
         })?;
         self.leaves.clear();
         self.open_first = None;

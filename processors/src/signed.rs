@@ -1054,6 +1054,7 @@ impl RegistryStage {
             quantity: None,
             readings: BTreeMap::new(),
             result: None,
+            retracts: Vec::new(),
             signature: Some(info(&signed, at, signer.0, signer.1, signer.2)),
             site: None,
             trace_code: None,

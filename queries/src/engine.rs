@@ -95,6 +95,22 @@ impl TableProvider for Swappable {
     }
 }
 
+/// `recorded` less the events in `hidden` (the corrected view, [`crate::corrections`]).
+fn corrected(
+    recorded: Arc<dyn TableProvider>,
+    hidden: &std::collections::BTreeSet<String>,
+) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::datasource::{ViewTable, provider_as_source};
+    use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
+    if hidden.is_empty() {
+        return Ok(recorded);
+    }
+    let plan = LogicalPlanBuilder::scan("events", provider_as_source(recorded), None)?
+        .filter(col("event_id").in_list(hidden.iter().map(|i| lit(i.as_str())).collect(), true))?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
 /// Manifests, epochs and ledger as last read, with the fingerprint they were read at.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
@@ -114,6 +130,8 @@ pub(crate) struct Snapshot {
     pub(crate) digests: Vec<veritrace_anchor::integrity::FileDigest>,
     /// The committed rejected and edges files, and those of them that are gone.
     pub(crate) side: SideFiles,
+    /// The events the corrected view leaves out (effective error declarations).
+    pub(crate) hidden: Arc<std::collections::BTreeSet<String>>,
 }
 
 /// The `rejected` and `edges` tables: the files the batch commits named (their digest log),
@@ -293,6 +311,10 @@ pub struct QueryEngine {
     /// The `events` table, for trace plans.
     pub(crate) events: Arc<dyn TableProvider>,
     events_table: Arc<Swappable>,
+    /// Every committed event, also those declared in error (`events_as_recorded`).
+    recorded_table: Arc<Swappable>,
+    /// The verdicts on error declarations.
+    corrections: Arc<crate::corrections::Corrections>,
     rejected_table: Arc<Swappable>,
     edges_table: Arc<Swappable>,
     /// The audit log's entries, as events ([`veritrace_processors::audit`]).
@@ -551,6 +573,8 @@ impl QueryEngine {
         let es = tables::EVENTS.schema();
         let events_table = Arc::new(Swappable::new(es.clone())?);
         ctx.register_table("events", events_table.clone())?;
+        let recorded_table = Arc::new(Swappable::new(es.clone())?);
+        ctx.register_table("events_as_recorded", recorded_table.clone())?;
         // `rejected` and `edges`: the committed files only, swapped on refresh like events.
         let rejected_table = Arc::new(Swappable::new(tables::REJECTED.schema())?);
         ctx.register_table("rejected", rejected_table.clone())?;
@@ -593,6 +617,8 @@ impl QueryEngine {
             edges,
             events,
             events_table,
+            recorded_table,
+            corrections: Arc::default(),
             audit_table,
             rejected_table,
             edges_table,
@@ -668,10 +694,25 @@ impl QueryEngine {
                 epochs,
                 ledger,
                 evm,
+                hidden: Arc::default(),
             })
         })
         .await
         .map_err(|e| crate::Error::Internal(format!("reading manifests: {e}")))??;
+        let mut snap = snap;
+        let retractions: Vec<veritrace_verify::bundle::Retraction> = snap
+            .headers
+            .values()
+            .filter(|h| h.stream != veritrace_anchor::AUDIT_STREAM)
+            .flat_map(|h| h.retracts.iter().cloned())
+            .collect();
+        if !retractions.is_empty() {
+            let recorded = Arc::new(self.events_provider(snap.event_files.clone(), &snap));
+            snap.hidden = self
+                .corrections
+                .hidden(&self.ctx, recorded, &retractions)
+                .await;
+        }
         let snap = Arc::new(snap);
         self.register_meta(&snap)?;
         self.verifier
@@ -746,6 +787,11 @@ impl QueryEngine {
                 let idx = Arc::make_mut(&mut *guard);
                 idx.load_batches(&dir, ids.iter().map(|h| h.batch_id.as_str()))?;
             }
+            // Links made by events declared in error are not followed (events loaded just
+            // now may be among them).
+            if pending || !guard.retracts_as(&snap.hidden) {
+                Arc::make_mut(&mut *guard).retract(snap.hidden.clone());
+            }
             Ok(())
         })
         .await
@@ -760,18 +806,34 @@ impl QueryEngine {
         }
     }
 
-    fn register_events(&self, snap: &Snapshot) -> Result<()> {
+    fn listing_options(&self) -> datafusion::datasource::listing::ListingOptions {
         use datafusion::datasource::file_format::options::ReadOptions;
-        let options = ParquetReadOptions::default()
-            .to_listing_options(&self.ctx.copied_config(), self.ctx.copied_table_options());
+        ParquetReadOptions::default()
+            .to_listing_options(&self.ctx.copied_config(), self.ctx.copied_table_options())
+    }
+
+    /// The committed events `files` as a table.
+    fn events_provider(
+        &self,
+        files: Vec<veritrace_anchor::compact::EventFile>,
+        snap: &Snapshot,
+    ) -> EventsTable {
+        EventsTable::new(
+            tables::EVENTS.schema(),
+            files,
+            self.listing_options(),
+            snap.missing.clone(),
+            self.verifier.altered(),
+        )
+    }
+
+    fn register_events(&self, snap: &Snapshot) -> Result<()> {
+        let options = self.listing_options();
+        let recorded: Arc<dyn TableProvider> =
+            Arc::new(self.events_provider(snap.event_files.clone(), snap));
+        self.recorded_table.replace_provider(recorded.clone());
         self.events_table
-            .replace_provider(Arc::new(EventsTable::new(
-                tables::EVENTS.schema(),
-                snap.event_files.clone(),
-                options.clone(),
-                snap.missing.clone(),
-                self.verifier.altered(),
-            )));
+            .replace_provider(corrected(recorded, &snap.hidden)?);
         self.audit_table.replace_provider(Arc::new(EventsTable::new(
             tables::EVENTS.schema(),
             snap.audit_files.clone(),

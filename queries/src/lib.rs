@@ -1,11 +1,12 @@
 //! # veritrace-queries: SQL, proofs and the HTTP API over a data directory
 //!
 //! The query stage. Apache DataFusion reads the sealed Parquet files in place and exposes
-//! five tables:
+//! these tables:
 //!
 //! | table | one row per | source |
 //! |---|---|---|
-//! | `events` | accepted event (with batch id, leaf index, leaf hash, canonical JSON) | `compacted/*.parquet`, then `events/*.parquet` not compacted yet |
+//! | `events` | accepted event (with batch id, leaf index, leaf hash, canonical JSON), less the events declared in error ([`corrections`]) | `compacted/*.parquet`, then `events/*.parquet` not compacted yet |
+//! | `events_as_recorded` | every accepted event, also those declared in error | the same |
 //! | `rejected` | rejected input record (original bytes, reason code) | `rejected/*.parquet` |
 //! | `batches` | sealed batch (root, previous root, offsets, epoch) | `batches/*.jsonl` |
 //! | `epochs` | epoch (root, batch count, anchor status and receipt) | `epochs/`, `ledger/`, `anchors/` |
@@ -24,6 +25,7 @@
 
 pub mod access;
 pub mod audit;
+mod corrections;
 mod damage;
 pub mod dict_count;
 mod engine;

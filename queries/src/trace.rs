@@ -180,6 +180,10 @@ pub struct EdgeIndex {
     /// container -> (input taken out or [`EVERYTHING`], disassembly event): the links that
     /// ended. Only containers ever taken apart are here.
     ends: HashMap<u32, Vec<(u32, u32)>>,
+    /// The events declared in error ([`crate::corrections`]): their links are not followed.
+    retracted_ids: Arc<std::collections::BTreeSet<String>>,
+    /// Those of them that are edge events, interned.
+    retracted: HashSet<u32>,
     /// Batches whose edges are loaded.
     loaded: HashSet<String>,
     edges: u64,
@@ -274,6 +278,22 @@ impl EdgeIndex {
         e
     }
 
+    /// True when `ids` are the events declared in error this index leaves out.
+    pub fn retracts_as(&self, ids: &std::collections::BTreeSet<String>) -> bool {
+        *self.retracted_ids == *ids
+    }
+
+    /// Leaves out the links made or ended by the events `ids` (declared in error).
+    pub fn retract(&mut self, ids: Arc<std::collections::BTreeSet<String>>) {
+        self.retracted = ids.iter().filter_map(|i| self.events.get(i)).collect();
+        self.retracted_ids = ids;
+    }
+
+    /// True when the link event `ev` counts (it is not declared in error).
+    fn counts(&self, ev: u32) -> bool {
+        self.retracted.is_empty() || !self.retracted.contains(&ev)
+    }
+
     /// True when the batch's edges are loaded.
     pub fn is_loaded(&self, batch_id: &str) -> bool {
         self.loaded.contains(batch_id)
@@ -357,7 +377,7 @@ impl EdgeIndex {
             .map(|&e| (self.event_times[e as usize], 0, e))
             .collect();
         for &(what, e) in self.ends.get(&container).into_iter().flatten() {
-            if what == input || what == EVERYTHING {
+            if (what == input || what == EVERYTHING) && self.counts(e) {
                 points.push((self.event_times[e as usize], 1, e));
             }
         }
@@ -444,6 +464,9 @@ impl EdgeIndex {
                 continue;
             }
             for &(next, ev) in &adj[n as usize] {
+                if !self.counts(ev) {
+                    continue;
+                }
                 if seen_events.insert(ev) {
                     w.edge_events.push(self.edge_event(ev, n, d));
                 }
@@ -514,7 +537,7 @@ impl EdgeIndex {
             let unbounded = here == [ALL_TIME];
             // The link events per neighbour, neighbours in the order first linked.
             let mut groups: Vec<(u32, Vec<u32>)> = Vec::new();
-            for &(next, ev) in &adj[n as usize] {
+            for &(next, ev) in adj[n as usize].iter().filter(|(_, ev)| self.counts(*ev)) {
                 match groups.iter_mut().find(|(m, _)| *m == next) {
                     Some((_, evs)) => evs.push(ev),
                     None => groups.push((next, vec![ev])),

@@ -197,6 +197,25 @@ impl QueryEngine {
             }
             None => edges_all,
         };
+        // Every event as recorded (also those declared in error), in the same scope.
+        let recorded_all = self
+            .ctx
+            .table_provider("events_as_recorded")
+            .await
+            .map_err(|e| Error::Internal(format!("the events_as_recorded table: {e}")))?;
+        let recorded: Arc<dyn TableProvider> = match &vis {
+            None => recorded_all,
+            Some(v) => Arc::new(ViewTable::new(
+                LogicalPlanBuilder::scan(
+                    "events_as_recorded",
+                    provider_as_source(recorded_all),
+                    None,
+                )?
+                .filter(v.predicate())?
+                .build()?,
+                None,
+            )),
+        };
         let rejected: Arc<dyn TableProvider> = if vis.is_some() {
             Arc::new(MemTable::try_new(tables::REJECTED.schema(), vec![vec![]])?)
         } else {
@@ -224,6 +243,7 @@ impl QueryEngine {
                 .build(),
         );
         ctx.register_table("events", events.clone())?;
+        ctx.register_table("events_as_recorded", recorded)?;
         ctx.register_table("edges", edges)?;
         ctx.register_table("rejected", rejected)?;
         for name in ["batches", "epochs"] {

@@ -569,9 +569,24 @@ async fn every_role_sees_exactly_its_ground_truth() {
             .collect();
         assert_eq!(
             names,
-            ["batches", "edges", "epochs", "events", "rejected"],
+            [
+                "batches",
+                "edges",
+                "epochs",
+                "events",
+                "events_as_recorded",
+                "rejected"
+            ],
             "{p}: {v}"
         );
+        // The log as recorded (with events declared in error) is scoped the same way.
+        let (_, ids, _) = sql_ids(
+            &app,
+            &t,
+            "SELECT event_id FROM events_as_recorded WHERE event_type <> 'registry'",
+        )
+        .await;
+        assert_eq!(ids, expected, "{p}: as recorded");
     }
 
     // Sharing: the plant shares the bike and one part lot with the shop (a recall).

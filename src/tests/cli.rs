@@ -1817,6 +1817,224 @@ fn pack_and_unpack_traces_follow_containment_over_time() {
     assert!(text.contains("lies outside the times"), "{text}");
 }
 
+/// Error declarations: an assembly recorded with the wrong lot is declared in error and
+/// corrected, natively and from EPCIS (`errorDeclaration` on the re-sent event). `events` and
+/// traces read the corrected view; `events_as_recorded` and proofs still show the original;
+/// a participant cannot retract another's event, and a declaration cannot be retracted.
+#[test]
+fn error_declarations_correct_the_view_and_keep_the_original_proven() {
+    const P: &str = "(01)09506000134352(21)P1";
+    const L1: &str = "(01)09506000134352(10)L1";
+    const L2: &str = "(01)09506000134352(10)L2";
+    let ev = |id: &str, ty: &str, t: &str, who: &str, extra: serde_json::Value| {
+        let mut e = serde_json::json!({
+            "event_id": id, "event_type": ty, "event_time": format!("2026-01-01T{t}:00Z"),
+            "participant": {"id": who, "role": "manufacturer"},
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            e[k] = v.clone();
+        }
+        e.to_string()
+    };
+    let lines = [
+        ev(
+            "p1",
+            "production",
+            "08:00",
+            "plant-1",
+            serde_json::json!({"trace_code": P}),
+        ),
+        ev(
+            "l1",
+            "production",
+            "07:00",
+            "mill-1",
+            serde_json::json!({"trace_code": L1}),
+        ),
+        ev(
+            "l2",
+            "production",
+            "07:00",
+            "mill-1",
+            serde_json::json!({"trace_code": L2}),
+        ),
+        ev(
+            "a1",
+            "assembly",
+            "09:00",
+            "plant-1",
+            serde_json::json!({"trace_code": P, "inputs": [L1]}),
+        ),
+        // The wrong lot was scanned: declared in error, and the right assembly recorded.
+        ev(
+            "a1-err",
+            "error_declaration",
+            "10:00",
+            "plant-1",
+            serde_json::json!({"trace_code": P, "retracts": ["a1"],
+                "attributes": {"reason": "incorrect_data", "corrective_event_ids": ["a2"]}}),
+        ),
+        ev(
+            "a2",
+            "assembly",
+            "09:00",
+            "plant-1",
+            serde_json::json!({"trace_code": P, "inputs": [L2]}),
+        ),
+        // Not theirs to retract; and a declaration is final.
+        ev(
+            "x-err",
+            "error_declaration",
+            "11:00",
+            "mill-1",
+            serde_json::json!({"retracts": ["p1"]}),
+        ),
+        ev(
+            "y-err",
+            "error_declaration",
+            "11:00",
+            "plant-1",
+            serde_json::json!({"retracts": ["a1-err"]}),
+        ),
+    ];
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("p");
+    let file = tmp.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM rejected"), 0);
+
+    let ids = |sql: &str| -> Vec<String> {
+        sql_json(&data, sql)
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter_map(|r| r["event_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        ids("SELECT event_id FROM events ORDER BY event_id"),
+        vec!["a1-err", "a2", "l1", "l2", "p1", "x-err", "y-err"],
+        "the corrected view leaves out a1 only"
+    );
+    assert_eq!(
+        ids("SELECT event_id FROM events_as_recorded WHERE event_id = 'a1'"),
+        vec!["a1"],
+        "the original is still there as recorded"
+    );
+    // The trace follows the corrected assembly, not the retracted one.
+    let trace: serde_json::Value = serde_json::from_str(&ok(&[
+        "trace",
+        P,
+        "--backward",
+        "--format",
+        "json",
+        "--data",
+        d,
+    ]))
+    .expect("json");
+    let mut got: Vec<(String, String)> = trace
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["trace_node"].as_str().expect("node").to_owned(),
+                r["event_id"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String)> = [(P, "a1-err"), (P, "a2"), (P, "p1"), (L2, "l2")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    // Both are proven: the original and its declaration.
+    proven(d, "a1", &tmp.path().join("a1.json"));
+    proven(d, "a1-err", &tmp.path().join("a1-err.json"));
+
+    // From EPCIS: a packing, then the same event re-sent with an errorDeclaration.
+    let pack = serde_json::json!({
+        "type": "AggregationEvent", "eventID": "urn:uuid:6c7f1c5e-0001",
+        "eventTime": "2026-01-02T09:00:00.000Z", "eventTimeZoneOffset": "+00:00",
+        "action": "ADD", "bizStep": "packing",
+        "parentID": "urn:epc:id:sscc:4012345.0000000001",
+        "childEPCs": ["urn:epc:id:sgtin:4012345.011111.1"],
+    });
+    let mut declared = pack.clone();
+    declared["errorDeclaration"] = serde_json::json!({
+        "declarationTime": "2026-01-02T12:00:00.000Z",
+        "reason": "urn:epcglobal:cbv:er:incorrect_data",
+        "correctiveEventIDs": ["urn:uuid:6c7f1c5e-0002"],
+    });
+    let doc = |events: Vec<serde_json::Value>| {
+        serde_json::json!({
+            "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+            "type": "EPCISDocument", "schemaVersion": "2.0",
+            "creationDate": "2026-01-03T00:00:00Z", "epcisBody": {"eventList": events},
+        })
+        .to_string()
+    };
+    let pallet = "(00)040123450000000016";
+    let made = serde_json::json!({
+        "type": "ObjectEvent", "eventTime": "2026-01-02T08:00:00.000Z",
+        "eventTimeZoneOffset": "+00:00", "action": "ADD", "bizStep": "commissioning",
+        "epcList": ["urn:epc:id:sgtin:4012345.011111.1"],
+    });
+    for (name, events) in [("pack", vec![made, pack]), ("declared", vec![declared])] {
+        let path = tmp.path().join(format!("{name}.jsonld"));
+        std::fs::write(&path, doc(events)).expect("write");
+        ok(&[
+            "ingest",
+            "file",
+            path.to_str().expect("p"),
+            "--data",
+            d,
+            "--recorder",
+            "plant-1:manufacturer",
+        ]);
+        let nodes: serde_json::Value = serde_json::from_str(&ok(&[
+            "trace",
+            pallet,
+            "--backward",
+            "--format",
+            "json",
+            "--data",
+            d,
+        ]))
+        .expect("json");
+        let reached = nodes
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["trace_node"] == "(01)04012345111118(21)1");
+        assert_eq!(reached, name == "pack", "after {name}: {nodes}");
+    }
+    let decl = sql_json(
+        &data,
+        "SELECT event_type, trace_code, attributes FROM events WHERE event_id = 'urn:uuid:6c7f1c5e-0001/err'",
+    );
+    assert_eq!(decl[0]["event_type"], "error_declaration", "{decl}");
+    assert_eq!(decl[0]["trace_code"], pallet);
+    let attrs: serde_json::Value =
+        serde_json::from_str(decl[0]["attributes"].as_str().expect("attributes")).expect("json");
+    assert_eq!(attrs["epcis_error_reason"], "incorrect_data");
+    assert!(
+        attrs["epcis"]["errorDeclaration"].is_object(),
+        "kept as sent"
+    );
+    assert_eq!(
+        count(
+            &data,
+            "SELECT count(*) AS n FROM events WHERE event_id = 'urn:uuid:6c7f1c5e-0001'"
+        ),
+        0
+    );
+}
+
 /// A GS1 EPCIS 2.0 document (the CBV hash reference's `epcisDocWithVariousEventTypes`:
 /// 13 events of every type) imported with `veritrace ingest file`: the events Veritrace can
 /// represent are accepted with ids from their CBV 2.0 hash IDs (equal to the reference's),

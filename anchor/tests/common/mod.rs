@@ -29,5 +29,6 @@ pub(crate) fn seal(w: &mut BatchWriter, first: u64, n: usize) -> Result<BatchHea
         rejected: None,
         edges: None,
         sealed_at: "2026-12-03T00:00:00.000Z".into(),
+        retracts: Vec::new(),
     })
 }

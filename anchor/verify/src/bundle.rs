@@ -94,6 +94,24 @@ pub struct BatchHeader {
     pub prev_root: Digest,
     /// When the batch was sealed (RFC 3339, UTC).
     pub sealed_at: String,
+    /// The events this batch's error declarations declare in error, in leaf order: an
+    /// index, committed with the batch, so readers find every retraction from the headers
+    /// alone. Absent when there are none (so every earlier header hashes as it did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retracts: Vec<Retraction>,
+}
+
+/// One event declared in error by an `error_declaration` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retraction {
+    /// The event declared in error.
+    pub event_id: String,
+    /// The error declaration's own event id.
+    pub declaration: String,
+    /// The participant who declared it (only the participant who recorded an event can
+    /// retract it).
+    pub participant: String,
 }
 
 impl BatchHeader {

@@ -53,6 +53,7 @@ fn bundle() -> ProofBundle {
             root,
             prev_root: Digest::ZERO,
             sealed_at: "2026-11-21T00:00:00.000Z".into(),
+            retracts: Vec::new(),
         },
         epoch: None,
         anchor: None,

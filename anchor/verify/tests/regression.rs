@@ -28,6 +28,7 @@ fn sealed_bundle(first_offset: u64, last_offset: u64, records: u64) -> ProofBund
             root: leaf,
             prev_root: Digest::ZERO,
             sealed_at: "2026-11-21T00:00:00.000Z".into(),
+            retracts: Vec::new(),
         },
         epoch: None,
         anchor: None,

@@ -15,6 +15,7 @@
 //! | AggregationEvent / AssociationEvent DELETE | `disassembly`: `trace_code` the parent, `inputs` the children (none listed: all of them) |
 //! | AggregationEvent OBSERVE | by `bizStep`, about the parent |
 //! | TransformationEvent | `transformation`: `inputs` and `outputs` |
+//! | any event with `errorDeclaration` | `error_declaration` retracting what the event became |
 //!
 //! An ObjectEvent about several objects becomes one Veritrace event per object (ids
 //! `{id}` for the first, `{id}/{n}` for the others; the first carries the original event).
@@ -24,7 +25,7 @@
 //!
 //! Refused, with the reason in the detail of `epcis_unsupported` (the original event is kept
 //! in `rejected`): ObjectEvent and TransactionEvent DELETE (decommissioning, destroying:
-//! objects that end are not modelled yet), error declarations (corrections), TransactionEvents,
+//! objects that end are not modelled yet), TransactionEvents,
 //! AssociationEvents whose objects are not trace codes, business steps without a Veritrace
 //! event type, inspections without a conformant / non_conformant disposition, and events
 //! about no object Veritrace can trace (trace codes are SGTIN, SSCC and LGTIN).
@@ -156,6 +157,54 @@ fn base_id(event: &Value, hash: &str) -> String {
     }
 }
 
+/// An error declaration: the erroneous event re-sent with `errorDeclaration`. It becomes one
+/// `error_declaration` event (id `{id}/err`, at the declaration time, about the first object
+/// of the event it corrects) that retracts every Veritrace event the erroneous event became,
+/// with the declaration as sent in `attributes.epcis`. The erroneous event stays in the log.
+fn declaration(
+    event: &Value,
+    ctx: &HashContext,
+    recorder: &Recorder,
+) -> Result<Vec<Value>, String> {
+    let decl = &event["errorDeclaration"];
+    let Some(when) = decl["declarationTime"].as_str() else {
+        return Err("an error declaration needs its declarationTime".into());
+    };
+    let mut original = event.clone();
+    if let Some(o) = original.as_object_mut() {
+        o.remove("errorDeclaration");
+    }
+    let corrected = map_event(&original, ctx, recorder).map_err(|why| {
+        format!("the event this error declaration corrects was not imported: {why}")
+    })?;
+    let retracts: Vec<&Value> = corrected.iter().map(|e| &e["event_id"]).collect();
+    let Some(first) = retracts.first().and_then(|v| v.as_str()) else {
+        return Err("the event this error declaration corrects names no object".into());
+    };
+    let mut attrs = Map::new();
+    attrs.insert("epcis_type".into(), event["type"].clone());
+    attrs.insert("epcis_event_hash".into(), json!(event_hash(event, ctx)));
+    if let Some(r) = term(&decl["reason"], "ER-", "er") {
+        attrs.insert("epcis_error_reason".into(), json!(r));
+    }
+    if let Some(c) = decl["correctiveEventIDs"].as_array() {
+        attrs.insert("epcis_corrective_event_ids".into(), json!(c));
+    }
+    attrs.insert("epcis".into(), event.clone());
+    let mut e = json!({
+        "event_id": format!("{first}/err"),
+        "event_type": "error_declaration",
+        "event_time": when,
+        "participant": {"id": recorder.id, "role": recorder.role},
+        "retracts": retracts,
+        "attributes": Value::Object(attrs),
+    });
+    if let Some(code) = corrected.iter().find_map(|c| c["trace_code"].as_str()) {
+        e["trace_code"] = json!(code);
+    }
+    Ok(vec![e])
+}
+
 /// The Veritrace events of one EPCIS event, or why it cannot be imported yet.
 pub fn map_event(
     event: &Value,
@@ -165,9 +214,7 @@ pub fn map_event(
     let ty = event["type"].as_str().unwrap_or("");
     let action = event["action"].as_str().unwrap_or("");
     if !event["errorDeclaration"].is_null() {
-        return Err(
-            "an error declaration (a correction of an earlier event) is not imported yet".into(),
-        );
+        return declaration(event, ctx, recorder);
     }
     if action == "DELETE" && !matches!(ty, "AggregationEvent" | "AssociationEvent") {
         return Err(format!(
