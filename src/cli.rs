@@ -95,6 +95,10 @@ enum Command {
     /// The identity registry: devices, their keys, rotation and revocation.
     #[command(subcommand)]
     Device(crate::registry_cmd::DeviceCommand),
+    /// Business types of this deployment's own (`[types.NAME]` in the config): list them,
+    /// record their versions in the log, check the log holds them.
+    #[command(subcommand)]
+    Types(crate::types_cmd::TypesCommand),
     /// Erase the private values of an event (a data-protection request, a trade secret at
     /// the end of a contract): values and salts are deleted, every proof still verifies with
     /// the field shown as committed, and the erasure is an entry of the audit log, sealed
@@ -399,6 +403,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return crate::signing::sign_cmd(a);
     }
     let cfg = Config::load(cli.config.as_deref())?;
+    // The deployment's business types, for every pipeline this process runs.
+    veritrace_processors::types::install(cfg.business_types()?);
     // Every s3:// data directory this process opens reaches its store this way.
     veritrace_anchor::store::S3Options::configure(cfg.storage.options()?);
     let data_of = |flag: Option<PathBuf>| flag.unwrap_or_else(|| cfg.data_dir.clone());
@@ -408,6 +414,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Participant(c) => crate::registry_cmd::participant_cmd(c, &cfg),
         Command::Device(c) => crate::registry_cmd::device_cmd(c, &cfg),
         Command::Tokens(c) => crate::tokens_cmd::tokens_cmd(c, &cfg),
+        Command::Types(c) => crate::types_cmd::types_cmd(c, &cfg),
         Command::Config(ConfigCommand::Check) => {
             let file = match cli.config.as_deref() {
                 Some(p) => p.display().to_string(),

@@ -90,6 +90,90 @@ pub struct Config {
     pub storage: StorageConfig,
     /// GS1 EPCIS documents in (`ingest file`, the gateway's capture binding).
     pub epcis: EpcisConfig,
+    /// Business types of this deployment's own: `[types.NAME]` with its versions
+    /// ([`veritrace_processors::types`]).
+    pub types: BTreeMap<String, TypeConfig>,
+    /// The directory of the config file read (relative schema paths start there).
+    #[serde(skip)]
+    pub config_dir: Option<PathBuf>,
+}
+
+/// `[types.NAME]`: a business type of the deployment's own.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TypeConfig {
+    /// What it records.
+    #[serde(default)]
+    pub description: String,
+    /// Its versions, oldest first (`[[types.NAME.versions]]`); each is in force from its
+    /// `from` time until the next one's.
+    #[serde(default)]
+    pub versions: Vec<TypeVersionConfig>,
+}
+
+/// `[[types.NAME.versions]]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TypeVersionConfig {
+    /// In force from (RFC 3339).
+    pub from: String,
+    /// A built-in type whose requirements and trace-graph meaning it takes.
+    #[serde(default)]
+    pub like: Option<String>,
+    /// Top-level fields it requires (`trace_code`, `site`, `device_id`, ...).
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Trace code kinds it takes (`sgtin`, `lgtin`, `sscc`); none listed: any.
+    #[serde(default)]
+    pub trace_codes: Vec<String>,
+    /// A JSON Schema (draft 7) file its `attributes` must satisfy; a relative path is from
+    /// the config file's directory.
+    #[serde(default)]
+    pub attributes: String,
+}
+
+impl Config {
+    /// The business types, compiled (schemas read and checked).
+    pub fn business_types(&self) -> anyhow::Result<veritrace_processors::types::BusinessTypes> {
+        let mut decls = BTreeMap::new();
+        for (name, t) in &self.types {
+            let mut versions = Vec::new();
+            for (i, v) in t.versions.iter().enumerate() {
+                let attributes = if v.attributes.is_empty() {
+                    None
+                } else {
+                    let path = match &self.config_dir {
+                        Some(d) if Path::new(&v.attributes).is_relative() => d.join(&v.attributes),
+                        _ => PathBuf::from(&v.attributes),
+                    };
+                    let bytes = std::fs::read(&path).with_context(|| {
+                        format!(
+                            "types.{name} version {}: attributes {}",
+                            i + 1,
+                            v.attributes
+                        )
+                    })?;
+                    Some(serde_json::from_slice(&bytes).with_context(|| {
+                        format!(
+                            "types.{name} version {}: attributes {} is not JSON",
+                            i + 1,
+                            v.attributes
+                        )
+                    })?)
+                };
+                versions.push(veritrace_processors::types::VersionDef {
+                    from: v.from.clone(),
+                    like: v.like.clone(),
+                    required: v.required.clone(),
+                    trace_codes: v.trace_codes.clone(),
+                    attributes,
+                });
+            }
+            decls.insert(name.clone(), (t.description.clone(), versions));
+        }
+        veritrace_processors::types::BusinessTypes::new(&decls)
+            .map_err(|e| anyhow::anyhow!("types.{e}"))
+    }
 }
 
 /// `[epcis]`: how EPCIS documents are checked before their events are taken.
@@ -579,7 +663,7 @@ impl SignaturesConfig {
             .chain(self.streams.values().flat_map(|s| s.event_types.keys()))
         {
             anyhow::ensure!(
-                EventType::ALL.iter().any(|e| e.as_str() == t),
+                EventType::ALL.iter().any(|e| e.as_str() == t) || self_types_has(t),
                 "signatures.event-types: {t:?} is not an event type"
             );
         }
@@ -945,6 +1029,8 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             storage: StorageConfig::default(),
             epcis: EpcisConfig::default(),
+            types: BTreeMap::new(),
+            config_dir: None,
             auth: AuthConfig {
                 tokens_file: String::new(),
                 anonymous: "auto".into(),
@@ -1010,10 +1096,15 @@ impl Config {
             None => {}
         }
         fig = fig.merge(env_provider());
-        let cfg: Config = fig
+        let mut cfg: Config = fig
             .extract()
             .map_err(|e| anyhow::anyhow!(describe(e)))
             .context("invalid configuration")?;
+        cfg.config_dir = match file {
+            Some(p) => p.parent().map(Path::to_path_buf),
+            None if Path::new(DEFAULT_FILE).is_file() => Some(PathBuf::new()),
+            None => None,
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -1157,6 +1248,11 @@ fn env_provider() -> Env {
         .map(|k| k.as_str().replace('_', "-").into())
 }
 
+/// True when `name` is an installed business type.
+fn self_types_has(name: &str) -> bool {
+    veritrace_processors::types::current().has(name)
+}
+
 fn describe(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| e.to_string())
@@ -1205,10 +1301,10 @@ mod tests {
     fn the_documented_example_is_exactly_the_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("veritrace.toml", include_str!("../deploy/veritrace.toml"))?;
-            assert_eq!(
-                Config::load(None).map_err(|e| format!("{e:#}"))?,
-                Config::default()
-            );
+            let mut c = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(c.config_dir, Some(PathBuf::new()), "schemas are found beside it");
+            c.config_dir = None;
+            assert_eq!(c, Config::default());
             Ok(())
         });
     }

@@ -15,3 +15,4 @@ pub mod registry_cmd;
 pub mod rt;
 pub mod signing;
 pub mod tokens_cmd;
+pub mod types_cmd;

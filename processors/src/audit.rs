@@ -372,6 +372,7 @@ pub(crate) fn open_entry(payload: &[u8], limits: &Limits) -> Result<Opened, Reje
         event_time: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         event_time_ms: entry.at_ms,
         event_type: EventType::Audit,
+        kind: EventType::Audit,
         inputs: Vec::new(),
         location: None,
         object: None,

@@ -49,7 +49,7 @@ impl Default for EdgeColumns {
 impl EdgeColumns {
     /// Adds the edges an accepted event defines (none for most event types).
     pub fn push(&mut self, e: &Event) {
-        let children: Vec<&str> = match e.event_type {
+        let children: Vec<&str> = match e.kind {
             crate::event::EventType::Assembly | crate::event::EventType::Disassembly => {
                 e.trace_code.as_deref().into_iter().collect()
             }
@@ -59,7 +59,7 @@ impl EdgeColumns {
             _ => return,
         };
         let everything = [String::new()];
-        let inputs = match e.event_type {
+        let inputs = match e.kind {
             crate::event::EventType::Disassembly if e.inputs.is_empty() => &everything[..],
             _ => &e.inputs[..],
         };
@@ -68,7 +68,8 @@ impl EdgeColumns {
                 self.parent.append_value(input);
                 self.child.append_value(child);
                 self.event_id.append_value(&e.event_id);
-                self.event_type.append_value(e.event_type.as_str());
+                // The link's meaning (a business type's `like`): the trace graph reads it.
+                self.event_type.append_value(e.kind.as_str());
                 self.event_time.append_value(e.event_time_ms);
                 self.event_trace_code.append_option(e.trace_code.as_deref());
                 self.rows += 1;

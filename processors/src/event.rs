@@ -30,8 +30,7 @@ const MAX_TEXT: usize = 256;
 
 /// Kinds of event. The names follow the industrial product traceability requirements;
 /// `transformation` and `assembly` also map onto GS1 EPCIS transformation and aggregation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
 pub enum EventType {
     Production,
@@ -49,6 +48,9 @@ pub enum EventType {
     /// Declares earlier events in error (`retracts` names them; EPCIS `errorDeclaration`):
     /// they stay in the log, proven, but queries and traces read the corrected view.
     ErrorDeclaration,
+    /// A version of a business type, as it was in force ([`crate::types`]): `attributes`
+    /// hold its name, number, digest and whole definition (`veritrace types records`).
+    TypeDefinition,
     Transformation,
     Maintenance,
     Telemetry,
@@ -59,11 +61,32 @@ pub enum EventType {
     /// An entry of the query servers' audit log ([`crate::audit`]): made by the pipeline
     /// on the audit stream, never accepted as an ordinary event.
     Audit,
+    /// A business type of the deployment's own ([`crate::types`]), by its index there.
+    Custom(u16),
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "registry" => Ok(EventType::Registry),
+            "audit" => Ok(EventType::Audit),
+            _ => EventType::parse(&s)
+                .or_else(|| crate::types::lookup(&s))
+                .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an event type"))),
+        }
+    }
 }
 
 impl EventType {
     /// Every type a source may send ([`EventType::Registry`] is not one).
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::Production,
         EventType::QualityCheck,
         EventType::WarehouseIn,
@@ -74,13 +97,14 @@ impl EventType {
         EventType::Assembly,
         EventType::Disassembly,
         EventType::ErrorDeclaration,
+        EventType::TypeDefinition,
         EventType::Transformation,
         EventType::Maintenance,
         EventType::Telemetry,
     ];
 
     /// The snake_case name.
-    pub const fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             EventType::Production => "production",
             EventType::QualityCheck => "quality_check",
@@ -92,15 +116,18 @@ impl EventType {
             EventType::Assembly => "assembly",
             EventType::Disassembly => "disassembly",
             EventType::ErrorDeclaration => "error_declaration",
+            EventType::TypeDefinition => "type_definition",
             EventType::Transformation => "transformation",
             EventType::Maintenance => "maintenance",
             EventType::Telemetry => "telemetry",
             EventType::Registry => "registry",
             EventType::Audit => "audit",
+            EventType::Custom(i) => crate::types::name(i),
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// A built-in type a source may send, by name (business types: [`crate::types`]).
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         EventType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
@@ -248,6 +275,10 @@ pub struct Event {
     pub event_time_ms: i64,
     /// What happened.
     pub event_type: EventType,
+    /// The built-in type whose requirements and trace-graph meaning it has: `event_type`
+    /// itself, or a business type's `like` (not serialised).
+    #[serde(skip)]
+    pub kind: EventType,
     /// Consumed or built-in objects (normalised).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
@@ -382,6 +413,29 @@ struct RawEvent {
     /// that exported events can be imported again: a migration, a replay, a partner's copy.
     #[serde(default)]
     version: Option<u64>,
+}
+
+impl RawEvent {
+    /// True when the top-level field `name` ([`crate::types::REQUIRABLE`]) is present.
+    fn has(&self, name: &str) -> bool {
+        match name {
+            "trace_code" => self.trace_code.is_some(),
+            "inputs" => self.inputs.as_ref().is_some_and(|v| !v.is_empty()),
+            "outputs" => self.outputs.as_ref().is_some_and(|v| !v.is_empty()),
+            "object" => self.object.is_some(),
+            "quantity" => self.quantity.is_some(),
+            "operator" => self.operator.is_some(),
+            "result" => self.result.is_some(),
+            "site" => self.site.is_some(),
+            "device_id" => self.device_id.is_some(),
+            "counterparty" => self.counterparty.is_some(),
+            "location" => self.location.is_some(),
+            "readings" => self.readings.is_some(),
+            "attributes" => self.attributes.is_some(),
+            "attachments" => self.attachments.as_ref().is_some_and(|v| !v.is_empty()),
+            _ => false,
+        }
+    }
 }
 
 /// A struct read only from a JSON object. serde also reads structs positionally from
@@ -810,13 +864,15 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
             ),
         ));
     }
-    let ty = EventType::parse(&raw.event_type).ok_or_else(|| {
-        let shown: String = raw.event_type.chars().take(64).collect();
-        Rejection::new(
-            Reason::UnknownEventType,
-            format!("event_type {shown:?} is not a known type"),
-        )
-    })?;
+    let ty = EventType::parse(&raw.event_type)
+        .or_else(|| crate::types::lookup(&raw.event_type))
+        .ok_or_else(|| {
+            let shown: String = raw.event_type.chars().take(64).collect();
+            Rejection::new(
+                Reason::UnknownEventType,
+                format!("event_type {shown:?} is not a known type"),
+            )
+        })?;
 
     // Time: RFC 3339 with offset, normalised to UTC milliseconds.
     let t = DateTime::parse_from_rfc3339(&raw.event_time).map_err(|e| {
@@ -839,6 +895,27 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     let utc = DateTime::<Utc>::from_timestamp_millis(ms)
         .ok_or_else(|| Rejection::new(Reason::BadTimestamp, "event_time out of range"))?;
     let event_time = utc.to_rfc3339_opts(SecondsFormat::Millis, true);
+
+    // A business type: the version in force at the event's time, and what it requires.
+    let custom = match ty {
+        EventType::Custom(i) => Some(crate::types::version_at(i, ms)?),
+        _ => None,
+    };
+    if let Some(v) = &custom {
+        for f in &v.def.required {
+            if !raw.has(f) {
+                return Err(Rejection::new(
+                    Reason::MissingField,
+                    format!(
+                        "missing field `{f}` (required for {} version {})",
+                        ty.as_str(),
+                        v.number
+                    ),
+                ));
+            }
+        }
+    }
+    let kind = custom.as_ref().and_then(|v| v.like).unwrap_or(ty);
 
     let Obj(raw_participant) = raw.participant;
     let counterparty = raw.counterparty.map(|Obj(c)| c);
@@ -868,9 +945,21 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         .map(|(i, c)| trace_code(Indexed("outputs", i), c))
         .collect::<Result<Vec<_>, _>>()?;
 
-    // Per-type requirements.
+    if let Some(v) = &custom {
+        if let Some(c) = &code {
+            v.check_kind("trace_code", c)?;
+        }
+        for (i, c) in inputs.iter().enumerate() {
+            v.check_kind(&format!("inputs[{i}]"), c)?;
+        }
+        for (i, c) in outputs.iter().enumerate() {
+            v.check_kind(&format!("outputs[{i}]"), c)?;
+        }
+    }
+
+    // Per-type requirements (a business type: those of the type it is like).
     use EventType::*;
-    match ty {
+    match kind {
         Production | QualityCheck | WarehouseIn | WarehouseOut | Transport | Retail | Sale
         | Assembly | Disassembly
             if code.is_none() =>
@@ -879,10 +968,10 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         }
         _ => {}
     }
-    if matches!(ty, Assembly | Transformation) && inputs.is_empty() {
+    if matches!(kind, Assembly | Transformation) && inputs.is_empty() {
         return Err(missing("inputs", ty));
     }
-    if ty == Transformation && outputs.is_empty() {
+    if kind == Transformation && outputs.is_empty() {
         return Err(missing("outputs", ty));
     }
     let retracts = raw.retracts.unwrap_or_default();
@@ -924,13 +1013,16 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         }
         (_, true) => {}
     }
-    if ty == QualityCheck && raw.result.is_none() {
+    if kind == TypeDefinition && raw.attributes.is_none() {
+        return Err(missing("attributes", ty));
+    }
+    if kind == QualityCheck && raw.result.is_none() {
         return Err(missing("result", ty));
     }
-    if matches!(ty, Telemetry | Maintenance) && raw.device_id.is_none() {
+    if matches!(kind, Telemetry | Maintenance) && raw.device_id.is_none() {
         return Err(missing("device_id", ty));
     }
-    if ty == Telemetry && raw.readings.is_none() {
+    if kind == Telemetry && raw.readings.is_none() {
         return Err(missing("readings", ty));
     }
     if let Some(r) = &raw.result
@@ -1021,6 +1113,9 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         }
     };
     let attributes = raw.attributes.as_deref().map(attributes).transpose()?;
+    if let Some(v) = &custom {
+        v.check_attributes(attributes.as_ref())?;
+    }
     let mut attachments = Vec::new();
     for (i, Obj(a)) in raw.attachments.unwrap_or_default().into_iter().enumerate() {
         if a.name.trim().is_empty() || a.name.len() > MAX_TEXT {
@@ -1051,6 +1146,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
         version: EVENT_VERSION,
         event_id: raw.event_id,
         event_type: ty,
+        kind,
         event_time,
         event_time_ms: ms,
         participant: raw_participant,

@@ -27,6 +27,7 @@ pub mod reason;
 pub mod runtime;
 pub mod signed;
 pub mod tracecode;
+pub mod types;
 
 pub use event::{Accepted, Event, EventType, Limits, process};
 pub use partition::{BatchPolicy, Outcome, PartitionProcessor, Stats};

@@ -64,6 +64,7 @@ impl Privacy {
             let t = EventType::ALL
                 .into_iter()
                 .find(|t| t.as_str() == ty)
+                .or_else(|| crate::types::lookup(ty))
                 .ok_or_else(|| format!("unknown event type {ty:?}"))?
                 .as_str();
             for p in paths {

@@ -37,11 +37,12 @@ pub enum Reason {
     BadDisclosure,
     PrivateFieldInClear,
     EpcisUnsupported,
+    SchemaViolation,
 }
 
 impl Reason {
     /// Every reason, in a stable order (for metrics and reports).
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 31] = [
         Reason::PayloadTooLarge,
         Reason::MalformedJson,
         Reason::NotAnObject,
@@ -72,6 +73,7 @@ impl Reason {
         Reason::BadDisclosure,
         Reason::PrivateFieldInClear,
         Reason::EpcisUnsupported,
+        Reason::SchemaViolation,
     ];
 
     /// The stable snake_case code.
@@ -107,6 +109,7 @@ impl Reason {
             Reason::BadDisclosure => "bad_disclosure",
             Reason::PrivateFieldInClear => "private_field_in_clear",
             Reason::EpcisUnsupported => "epcis_unsupported",
+            Reason::SchemaViolation => "schema_violation",
         }
     }
 

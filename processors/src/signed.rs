@@ -1045,6 +1045,7 @@ impl RegistryStage {
             event_time: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             event_time_ms: at.saturating_mul(1000),
             event_type: EventType::Registry,
+            kind: EventType::Registry,
             inputs: Vec::new(),
             location: None,
             object: None,

@@ -2035,6 +2035,232 @@ fn error_declarations_correct_the_view_and_keep_the_original_proven() {
     );
 }
 
+/// Business types from the config (the shipped e-bike example): each record is checked
+/// against the version in force at its event_time (the required fields, trace code kinds
+/// and attributes schema of that version), a type `like` assembly links the trace graph,
+/// the versions are recorded in the log, and `types check` finds a version changed after it
+/// was recorded.
+#[test]
+fn business_types_check_each_record_against_the_version_in_force_at_its_time() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let types = tmp.path().join("types");
+    std::fs::create_dir(&types).expect("dir");
+    for f in std::fs::read_dir(root.join("examples/ebike-types")).expect("example") {
+        let f = f.expect("entry").path();
+        std::fs::copy(&f, types.join(f.file_name().expect("name"))).expect("copy");
+    }
+    let cfg = types.join("veritrace.toml");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("p");
+    let vt = |args: &[&str]| {
+        let out = bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // The versions go into the log first.
+    let (code, records, err) = vt(&["types", "records", "--recorder", "plant-sh-01:manufacturer"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(records.lines().count(), 4, "{records}");
+    let file = tmp.path().join("types.jsonl");
+    std::fs::write(&file, &records).expect("write");
+    let (code, _, err) = vt(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
+    assert_eq!(code, Some(0), "{err}");
+
+    const PACK: &str = "(01)09506000134376(21)BAT-1";
+    const FRAME: &str = "(01)09506000134383(21)FR-1";
+    const TUBES: &str = "(01)09506000134390(10)TUBE-7";
+    let ev = |id: &str, ty: &str, day: &str, extra: serde_json::Value| {
+        let mut e = serde_json::json!({
+            "event_id": id, "event_type": ty, "event_time": format!("{day}T10:00:00Z"),
+            "participant": {"id": "plant-sh-01", "role": "manufacturer"},
+            "device_id": "eol-bat-01", "trace_code": PACK, "result": "pass",
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            if v.is_null() {
+                e.as_object_mut().expect("object").remove(k);
+            } else {
+                e[k] = v.clone();
+            }
+        }
+        e.to_string()
+    };
+    let v1 = serde_json::json!({"inspection": "end-of-line", "voltage_v": 36.5,
+        "insulation_mohm": 600, "capacity_ah": 14.0});
+    let mut v2 = v1.clone();
+    v2["cell_lot"] = serde_json::json!("CELL-2026-31");
+    let lines = [
+        // Version 1 in force: no cell lot needed.
+        ev(
+            "b1",
+            "battery_eol_test",
+            "2026-03-01",
+            serde_json::json!({"attributes": v1}),
+        ),
+        // Version 2 in force: the same test without the cell lot fails its schema.
+        ev(
+            "b2",
+            "battery_eol_test",
+            "2026-07-01",
+            serde_json::json!({"attributes": v1}),
+        ),
+        ev(
+            "b3",
+            "battery_eol_test",
+            "2026-07-01",
+            serde_json::json!({"attributes": v2}),
+        ),
+        // Before the first version: the type did not exist.
+        ev(
+            "b4",
+            "battery_eol_test",
+            "2024-06-01",
+            serde_json::json!({"attributes": v1}),
+        ),
+        // A required field missing; a kind of trace code the type does not take.
+        ev(
+            "b5",
+            "battery_eol_test",
+            "2026-03-01",
+            serde_json::json!({"attributes": v1, "device_id": null}),
+        ),
+        ev(
+            "b6",
+            "battery_eol_test",
+            "2026-03-01",
+            serde_json::json!({"attributes": v1, "trace_code": TUBES}),
+        ),
+        // Like quality_check: a result is required.
+        ev(
+            "b7",
+            "battery_eol_test",
+            "2026-03-01",
+            serde_json::json!({"attributes": v1, "result": null}),
+        ),
+        ev(
+            "m1",
+            "motor_eol_test",
+            "2026-03-01",
+            serde_json::json!({
+            "attributes": {"inspection": "end-of-line", "torque_nm": "strong", "noise_db": 50}}),
+        ),
+        // Like assembly: the frame is made of the tube lot.
+        ev(
+            "f1",
+            "frame_welding",
+            "2026-03-01",
+            serde_json::json!({
+            "trace_code": FRAME, "inputs": [TUBES], "site": "line-2", "operator": "op-7",
+            "device_id": "weld-02", "result": null,
+            "attributes": {"process": "welding and powder coating", "powder_kg": 0.42}}),
+        ),
+    ];
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(&events, lines.join("\n")).expect("write");
+    let (code, _, err) = vt(&["ingest", "file", events.to_str().expect("p"), "--data", d]);
+    assert_eq!(code, Some(0), "{err}");
+    let rejected = sql_json(
+        &data,
+        "SELECT event_id, reason, detail FROM rejected ORDER BY event_id",
+    );
+    let got: Vec<(String, String)> = rejected
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["event_id"].as_str().unwrap_or("").to_owned(),
+                r["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("b2", "schema_violation"),
+        ("b4", "unknown_event_type"),
+        ("b5", "missing_field"),
+        ("b6", "bad_value"),
+        ("b7", "missing_field"),
+        ("m1", "schema_violation"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(got, want, "{rejected}");
+    let detail = |id: &str| {
+        rejected
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["event_id"] == id)
+            .and_then(|r| r["detail"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(
+        detail("b2").contains("version 2") && detail("b2").contains("cell_lot"),
+        "{}",
+        detail("b2")
+    );
+    assert!(detail("m1").contains("/torque_nm"), "{}", detail("m1"));
+    assert!(detail("b6").contains("lgtin"), "{}", detail("b6"));
+    assert_eq!(
+        count(
+            &data,
+            "SELECT count(*) AS n FROM events WHERE event_type IN ('battery_eol_test', 'frame_welding')"
+        ),
+        3
+    );
+    // The business type links the trace graph as the type it is like.
+    let trace: serde_json::Value = serde_json::from_str(&ok(&[
+        "trace",
+        FRAME,
+        "--backward",
+        "--format",
+        "json",
+        "--data",
+        d,
+    ]))
+    .expect("json");
+    assert!(
+        trace
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["event_id"] == "f1"),
+        "{trace}"
+    );
+    let edge = sql_json(
+        &data,
+        "SELECT parent, event_type FROM edges WHERE event_id = 'f1'",
+    );
+    assert_eq!(edge[0]["parent"], TUBES, "{edge}");
+
+    // The log holds every configured version; a recorded version changed afterwards is found.
+    let (code, out, err) = vt(&["types", "check", "--data", d]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(out.matches(": recorded").count(), 4, "{out}");
+    let schema = types.join("motor_eol_test.v1.schema.json");
+    let changed = std::fs::read_to_string(&schema)
+        .expect("schema")
+        .replace("\"maximum\": 200", "\"maximum\": 250");
+    std::fs::write(&schema, changed).expect("write");
+    let (code, out, _) = vt(&["types", "check", "--data", d]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("motor_eol_test v1") && out.contains("DIFFERS"),
+        "{out}"
+    );
+}
+
 /// A GS1 EPCIS 2.0 document (the CBV hash reference's `epcisDocWithVariousEventTypes`:
 /// 13 events of every type) imported with `veritrace ingest file`: the events Veritrace can
 /// represent are accepted with ids from their CBV 2.0 hash IDs (equal to the reference's),
