@@ -1302,7 +1302,11 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("veritrace.toml", include_str!("../deploy/veritrace.toml"))?;
             let mut c = Config::load(None).map_err(|e| format!("{e:#}"))?;
-            assert_eq!(c.config_dir, Some(PathBuf::new()), "schemas are found beside it");
+            assert_eq!(
+                c.config_dir,
+                Some(PathBuf::new()),
+                "schemas are found beside it"
+            );
             c.config_dir = None;
             assert_eq!(c, Config::default());
             Ok(())
