@@ -95,6 +95,10 @@ enum Command {
     /// The identity registry: devices, their keys, rotation and revocation.
     #[command(subcommand)]
     Device(crate::registry_cmd::DeviceCommand),
+    /// Serialised codes that prove themselves: issue them signed (GS1 DigSig, AI 8030),
+    /// verify one offline.
+    #[command(subcommand)]
+    Codes(crate::codes_cmd::CodesCommand),
     /// Business types of this deployment's own (`[types.NAME]` in the config): list them,
     /// record their versions in the log, check the log holds them.
     #[command(subcommand)]
@@ -402,6 +406,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Sign(a) = cli.command {
         return crate::signing::sign_cmd(a);
     }
+    if let Command::Codes(c) = cli.command {
+        return crate::codes_cmd::codes_cmd(c);
+    }
     let cfg = Config::load(cli.config.as_deref())?;
     // The deployment's business types, for every pipeline this process runs.
     veritrace_processors::types::install(cfg.business_types()?);
@@ -409,7 +416,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     veritrace_anchor::store::S3Options::configure(cfg.storage.options()?);
     let data_of = |flag: Option<PathBuf>| flag.unwrap_or_else(|| cfg.data_dir.clone());
     match cli.command {
-        Command::Demo(_) | Command::Keys(_) | Command::Sign(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Keys(_) | Command::Sign(_) | Command::Codes(_) => {
+            unreachable!("handled above")
+        }
         Command::Ingest(IngestCommand::File(a)) => ingest_file(a, &cfg),
         Command::Participant(c) => crate::registry_cmd::participant_cmd(c, &cfg),
         Command::Device(c) => crate::registry_cmd::device_cmd(c, &cfg),
@@ -604,7 +613,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "every request but /healthz needs `Authorization: Bearer <token>` (veritrace tokens create)"
                     ),
                 }
-                let engine = Arc::new(QueryEngine::open_with(&data, options).await?);
+                let engine = Arc::new(
+                    QueryEngine::open_with(&data, options)
+                        .await?
+                        .with_brand_keys(cfg.codes.keys()?),
+                );
                 let registry = prometheus::Registry::new();
                 let audit = match audit_cfg {
                     None => None,

@@ -90,12 +90,35 @@ pub struct Config {
     pub storage: StorageConfig,
     /// GS1 EPCIS documents in (`ingest file`, the gateway's capture binding).
     pub epcis: EpcisConfig,
+    /// Serialised codes that prove themselves: the brand keys the resolver checks.
+    pub codes: CodesConfig,
     /// Business types of this deployment's own: `[types.NAME]` with its versions
     /// ([`veritrace_processors::types`]).
     pub types: BTreeMap<String, TypeConfig>,
     /// The directory of the config file read (relative schema paths start there).
     #[serde(skip)]
     pub config_dir: Option<PathBuf>,
+}
+
+/// `[codes]`: the GS1 Digital Link resolver of `veritrace serve` (`GET /01/{gtin}/21/{serial}`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CodesConfig {
+    /// The brands' public keys (`ALG:HEX`) by GTIN prefix: a code's AI 8030 signature is
+    /// checked with the key of the longest prefix its GTIN starts with.
+    pub brand_keys: BTreeMap<String, String>,
+}
+
+impl CodesConfig {
+    /// The keys, checked.
+    pub fn keys(&self) -> anyhow::Result<veritrace_queries::resolver::BrandKeys> {
+        veritrace_queries::resolver::BrandKeys::parse(
+            self.brand_keys
+                .iter()
+                .map(|(p, k)| (p.as_str(), k.as_str())),
+        )
+        .map_err(|e| anyhow::anyhow!("codes.brand-keys: {e}"))
+    }
 }
 
 /// `[types.NAME]`: a business type of the deployment's own.
@@ -1029,6 +1052,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             storage: StorageConfig::default(),
             epcis: EpcisConfig::default(),
+            codes: CodesConfig::default(),
             types: BTreeMap::new(),
             config_dir: None,
             auth: AuthConfig {
@@ -1146,6 +1170,7 @@ impl Config {
             "gateway.max-connections must be at least 1"
         );
         g.tls.files("gateway.tls")?;
+        self.codes.keys()?;
         let m = &self.mqtt;
         anyhow::ensure!(
             !m.client_id.is_empty() && !m.routes.is_empty() && m.max_in_flight >= 1,

@@ -5,6 +5,7 @@
 //! Kafka consumer group), `topics create`, `sql`, `proof`, `verify` and `serve`. See the README for the user guides.
 
 pub mod cli;
+pub mod codes_cmd;
 pub mod config;
 pub mod demo;
 pub mod gateway_cmd;

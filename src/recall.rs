@@ -57,6 +57,9 @@ fn state(last: Option<&Last>) -> String {
     match l.event_type.as_str() {
         "production" | "assembly" | "transformation" => "made".into(),
         "disassembly" => "taken apart".into(),
+        "recall" => "recalled".into(),
+        "decommissioning" => "decommissioned".into(),
+        "code_issued" => "issued".into(),
         "quality_check" => format!("inspected ({})", l.result.as_deref().unwrap_or("?")),
         "warehouse_in" => "in stock".into(),
         "warehouse_out" | "transport" => "in transit".into(),

@@ -48,6 +48,14 @@ pub enum EventType {
     /// Declares earlier events in error (`retracts` names them; EPCIS `errorDeclaration`):
     /// they stay in the log, proven, but queries and traces read the corrected view.
     ErrorDeclaration,
+    /// A serialised code issued by its brand (`veritrace codes issue`): the first state of
+    /// its lifecycle. `trace_code` the code; `attributes` its AI 8030 signature and key id.
+    CodeIssued,
+    /// An object called back by its maker or a regulator (EPCIS disposition `recalled`).
+    Recall,
+    /// An object taken out of use for good (EPCIS ObjectEvent DELETE: decommissioning,
+    /// destroying).
+    Decommissioning,
     /// A version of a business type, as it was in force ([`crate::types`]): `attributes`
     /// hold its name, number, digest and whole definition (`veritrace types records`).
     TypeDefinition,
@@ -86,7 +94,7 @@ impl<'de> Deserialize<'de> for EventType {
 
 impl EventType {
     /// Every type a source may send ([`EventType::Registry`] is not one).
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 17] = [
         EventType::Production,
         EventType::QualityCheck,
         EventType::WarehouseIn,
@@ -97,6 +105,9 @@ impl EventType {
         EventType::Assembly,
         EventType::Disassembly,
         EventType::ErrorDeclaration,
+        EventType::CodeIssued,
+        EventType::Recall,
+        EventType::Decommissioning,
         EventType::TypeDefinition,
         EventType::Transformation,
         EventType::Maintenance,
@@ -116,6 +127,9 @@ impl EventType {
             EventType::Assembly => "assembly",
             EventType::Disassembly => "disassembly",
             EventType::ErrorDeclaration => "error_declaration",
+            EventType::CodeIssued => "code_issued",
+            EventType::Recall => "recall",
+            EventType::Decommissioning => "decommissioning",
             EventType::TypeDefinition => "type_definition",
             EventType::Transformation => "transformation",
             EventType::Maintenance => "maintenance",
@@ -961,7 +975,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     use EventType::*;
     match kind {
         Production | QualityCheck | WarehouseIn | WarehouseOut | Transport | Retail | Sale
-        | Assembly | Disassembly
+        | Assembly | Disassembly | CodeIssued | Recall | Decommissioning
             if code.is_none() =>
         {
             return Err(missing("trace_code", ty));

@@ -337,6 +337,8 @@ pub struct QueryEngine {
     quota: Option<Arc<crate::access::Quota>>,
     /// Whether lookups refuse audit entries (every scope but admins' and auditors').
     pub(crate) hides_audit: bool,
+    /// Brand keys for the resolver's signature checks ([`crate::resolver`]).
+    pub(crate) brand_keys: Arc<crate::resolver::BrandKeys>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -627,6 +629,7 @@ impl QueryEngine {
             visibility: None,
             quota: None,
             hides_audit: false,
+            brand_keys: Arc::default(),
         };
         engine.refresh().await?;
         Ok(engine)
@@ -1065,6 +1068,12 @@ impl QueryEngine {
                 waited: limits.queue_timeout,
             }),
         }
+    }
+
+    /// The brand keys the resolver checks codes' AI 8030 signatures with.
+    pub fn with_brand_keys(mut self, keys: crate::resolver::BrandKeys) -> Self {
+        self.brand_keys = Arc::new(keys);
+        self
     }
 
     /// This engine with `quota`'s limits on its queries.

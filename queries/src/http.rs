@@ -7,6 +7,7 @@
 //! | `GET /v1/events/{id}/proof?disclose=all\|FIELD,...` | the proof bundle (`veritrace verify` checks it), disclosing private fields if asked |
 //! | `GET /v1/trace/{code}?direction=backward\|forward&depth=N` | the trace: nodes, edge events, cycles, and every event (code percent-encoded) |
 //! | `GET /epcis/events?EQ_bizStep=...&MATCH_anyEPC=...&perPage=N&nextPageToken=T` | the EPCIS 2.0 REST query binding's common queries ([`crate::epcis`]): an `EPCISQueryDocument`, the next page in a `Link` header |
+//! | `GET /01/{gtin}/21/{serial}?8030=SIG` | the GS1 Digital Link resolver ([`crate::resolver`]): authenticity, lifecycle, a public-safe history and proof status; HTML, or JSON for `Accept: application/json`; open to everyone |
 //! | `GET /livez` | liveness: the runtime answers (no credentials needed) |
 //! | `GET /readyz`, `GET /healthz` | readiness and data directory summary; 503 while files are damaged (no credentials needed) |
 //! | `GET /metrics` | Prometheus exposition |
@@ -101,6 +102,7 @@ fn build(
         .route("/v1/events/{id}/proof", get(proof))
         .route("/v1/trace/{code}", get(trace))
         .route("/epcis/events", get(epcis_events))
+        .route("/01/{gtin}/21/{serial}", get(resolve))
         .route("/livez", get(livez))
         .route("/readyz", get(healthz))
         .route("/healthz", get(healthz))
@@ -156,7 +158,9 @@ const MAX_AUDITED_BODY: usize = 256 << 20;
 /// Puts the caller's [`Identity`] into the request (every route but `/healthz`) and writes
 /// the request to the audit log.
 async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    if OPEN_ROUTES.contains(&req.uri().path()) {
+    // Probes, and the resolver: consumers scan codes without credentials (it answers only
+    // what is public-safe).
+    if OPEN_ROUTES.contains(&req.uri().path()) || req.uri().path().starts_with("/01/") {
         return next.run(req).await;
     }
     let started = (veritrace_processors::now_ms(), Instant::now());
@@ -352,6 +356,39 @@ async fn trace(
             ..Facts::default()
         });
         r
+    })
+}
+
+/// `GET /01/{gtin}/21/{serial}`: the resolver's answer about one code.
+async fn resolve(
+    State(s): State<AppState>,
+    Path((gtin, serial)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Error> {
+    let code = veritrace_verify::digsig::Code::new(&gtin, &serial, q.get("8030").cloned())
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let keys = s.engine.brand_keys.clone();
+    let status = s.engine.code_status(&code, &keys).await?;
+    let found = status.events > 0 || status.signature == "valid";
+    let http = if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    Ok(if json {
+        (http, Json(status)).into_response()
+    } else {
+        (
+            http,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            crate::resolver::html(&status),
+        )
+            .into_response()
     })
 }
 

@@ -38,6 +38,7 @@ pub mod limits;
 mod lookup;
 pub mod output;
 mod proof;
+pub mod resolver;
 pub mod trace;
 pub mod visibility;
 

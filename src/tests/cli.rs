@@ -2261,6 +2261,176 @@ fn business_types_check_each_record_against_the_version_in_force_at_its_time() {
     );
 }
 
+/// Codes that prove themselves: `codes issue` signs random serials in AI 8030 and records
+/// their issue; `codes verify` tells a genuine code from a guessed one offline; the resolver
+/// (`GET /01/{gtin}/21/{serial}`, open without credentials) answers authenticity, the
+/// lifecycle state from the events (sold, recalled) and the proof status, in JSON and HTML.
+#[test]
+fn issued_codes_prove_themselves_and_the_resolver_tells_genuine_forged_and_recalled() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("p");
+    let key = tmp.path().join("brand.key");
+    let printed = ok(&[
+        "keys",
+        "generate",
+        "--alg",
+        "ES256",
+        "--out",
+        key.to_str().expect("p"),
+    ]);
+    let printed: serde_json::Value = serde_json::from_str(&printed).expect("json");
+    let public = printed["public"]
+        .as_str()
+        .expect("the public key is printed")
+        .to_owned();
+    let issued = tmp.path().join("issued.jsonl");
+    let out = ok(&[
+        "codes",
+        "issue",
+        "--gtin",
+        "09506000134352",
+        "--count",
+        "3",
+        "--key",
+        key.to_str().expect("p"),
+        "--events",
+        issued.to_str().expect("p"),
+        "--recorder",
+        "brand-1:manufacturer",
+    ]);
+    let codes: Vec<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let (dl, es) = l.split_once('\t').expect("two forms");
+            (dl.to_owned(), es.to_owned())
+        })
+        .collect();
+    assert_eq!(codes.len(), 3);
+    let serial = |dl: &str| -> String {
+        dl.split("/21/")
+            .nth(1)
+            .expect("serial")
+            .split('?')
+            .next()
+            .expect("s")
+            .to_owned()
+    };
+    let serials: std::collections::BTreeSet<String> = codes.iter().map(|c| serial(&c.0)).collect();
+    assert_eq!(serials.len(), 3, "random serials differ");
+
+    // Offline: both forms of a genuine code verify; a guessed neighbour does not.
+    for form in [&codes[0].0, &codes[0].1] {
+        let out = run(&["codes", "verify", form, "--key", &public]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let s0 = serial(&codes[0].0);
+    let last = s0.chars().last().expect("char");
+    let guessed_serial = format!(
+        "{}{}",
+        &s0[..s0.len() - 1],
+        if last == '2' { '3' } else { '2' }
+    );
+    let forged = codes[0]
+        .0
+        .replace(&format!("/21/{s0}"), &format!("/21/{guessed_serial}"));
+    let out = run(&["codes", "verify", &forged, "--key", &public]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("NOT GENUINE"));
+
+    // The issue, then a life: the first is made and sold, the third made and recalled.
+    let code_of = |i: usize| format!("(01)09506000134352(21){}", serial(&codes[i].0));
+    // After the issue (stamped now), in minutes.
+    let ev = |id: &str, ty: &str, minutes: i64, code: String| {
+        let t = chrono::Utc::now() + chrono::Duration::minutes(minutes);
+        serde_json::json!({"event_id": id, "event_type": ty,
+            "event_time": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "trace_code": code, "participant": {"id": "brand-1", "role": "manufacturer"}})
+        .to_string()
+    };
+    let life = [
+        ev("m0", "production", 1, code_of(0)),
+        ev("s0", "sale", 2, code_of(0)),
+        ev("m2", "production", 1, code_of(2)),
+        ev("r2", "recall", 3, code_of(2)),
+    ];
+    let mut all = std::fs::read_to_string(&issued).expect("issued");
+    all.push_str(&life.join("\n"));
+    let file = tmp.path().join("life.jsonl");
+    std::fs::write(&file, all).expect("write");
+    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
+    assert_eq!(
+        count(
+            &data,
+            "SELECT count(*) AS n FROM events WHERE event_type = 'code_issued'"
+        ),
+        3
+    );
+
+    let env_key = [("VERITRACE__CODES__BRAND_KEYS__9506000", public.as_str())];
+    let server = common::Server::start(&data, &env_key);
+    let get = |path: &str, accept: &str| {
+        common::http_full(
+            &server.http,
+            "GET",
+            path,
+            "",
+            &format!("Accept: {accept}\r\n"),
+            Duration::from_secs(60),
+        )
+        .expect("request")
+    };
+    let path = |dl: &str| format!("/01/{}", dl.split("/01/").nth(1).expect("path"));
+    let (st, _, j) = get(&path(&codes[0].0), "application/json");
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(j["verdict"], "genuine", "{j}");
+    assert_eq!(j["issued_in_log"], true);
+    assert_eq!(j["state"], "sold", "{j}");
+    assert_eq!(j["events"], 3, "{j}");
+    let history: Vec<&str> = j["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["what"].as_str())
+        .collect();
+    assert_eq!(history, vec!["code issued", "production", "sale"]);
+    assert!(
+        !j.to_string().contains("brand-1"),
+        "no participant ids: {j}"
+    );
+    // A guessed serial with a copied signature: not genuine, and unknown to the log.
+    let (st, _, j) = get(&path(&forged), "application/json");
+    assert_eq!(
+        (st, j["verdict"].as_str()),
+        (404, Some("not_genuine")),
+        "{j}"
+    );
+    assert_eq!(j["signature"], "invalid");
+    // Without its signature: the page says so.
+    let bare = path(&codes[1].0);
+    let bare = bare.split('?').next().expect("path");
+    let (st, _, j) = get(bare, "application/json");
+    assert_eq!((st, j["signature"].as_str()), (200, Some("absent")), "{j}");
+    // The recalled one, as a person's browser sees it.
+    let (st, head, page) = get(&path(&codes[2].0), "text/html");
+    assert_eq!(st, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    let page = page.as_str().expect("html").to_owned();
+    assert!(
+        page.contains("data-verdict=\"genuine\"") && page.contains("Recalled"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"state\">recalled"), "{page}");
+}
+
 /// A GS1 EPCIS 2.0 document (the CBV hash reference's `epcisDocWithVariousEventTypes`:
 /// 13 events of every type) imported with `veritrace ingest file`: the events Veritrace can
 /// represent are accepted with ids from their CBV 2.0 hash IDs (equal to the reference's),

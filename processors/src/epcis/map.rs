@@ -11,6 +11,8 @@
 //! | ObjectEvent `departing`, `transporting`, `unloading` | `transport` |
 //! | ObjectEvent `retail_selling` | `sale` |
 //! | ObjectEvent `repairing` | `maintenance` |
+//! | ObjectEvent DELETE (`decommissioning`, `destroying`) | `decommissioning` |
+//! | ObjectEvent with disposition `recalled` | `recall` |
 //! | AggregationEvent / AssociationEvent ADD | `assembly`: `trace_code` the parent, `inputs` the children |
 //! | AggregationEvent / AssociationEvent DELETE | `disassembly`: `trace_code` the parent, `inputs` the children (none listed: all of them) |
 //! | AggregationEvent OBSERVE | by `bizStep`, about the parent |
@@ -24,8 +26,7 @@
 //! by content, as the CBV intends.
 //!
 //! Refused, with the reason in the detail of `epcis_unsupported` (the original event is kept
-//! in `rejected`): ObjectEvent and TransactionEvent DELETE (decommissioning, destroying:
-//! objects that end are not modelled yet), TransactionEvents,
+//! in `rejected`): TransactionEvents,
 //! AssociationEvents whose objects are not trace codes, business steps without a Veritrace
 //! event type, inspections without a conformant / non_conformant disposition, and events
 //! about no object Veritrace can trace (trace codes are SGTIN, SSCC and LGTIN).
@@ -216,10 +217,9 @@ pub fn map_event(
     if !event["errorDeclaration"].is_null() {
         return declaration(event, ctx, recorder);
     }
-    if action == "DELETE" && !matches!(ty, "AggregationEvent" | "AssociationEvent") {
-        return Err(format!(
-            "{ty} DELETE (decommissioning, destroying): objects that end are not modelled yet"
-        ));
+    if action == "DELETE" && !matches!(ty, "AggregationEvent" | "AssociationEvent" | "ObjectEvent")
+    {
+        return Err(format!("a {ty} DELETE has no Veritrace event type yet"));
     }
     let biz = term(&event["bizStep"], "BizStep-", "bizstep").unwrap_or_default();
     let hash = event_hash(event, ctx);
@@ -263,9 +263,18 @@ pub fn map_event(
     };
     match ty {
         "ObjectEvent" => {
-            let et = event_type_of(&biz, action).ok_or_else(|| {
-                format!("ObjectEvent with bizStep {biz:?}: no Veritrace event type for it yet")
-            })?;
+            let recalled =
+                attrs.get("epcis_disposition").and_then(Value::as_str) == Some("recalled");
+            let et = if action == "DELETE" {
+                // Decommissioning, destroying: the objects end.
+                "decommissioning"
+            } else if recalled {
+                "recall"
+            } else {
+                event_type_of(&biz, action).ok_or_else(|| {
+                    format!("ObjectEvent with bizStep {biz:?}: no Veritrace event type for it yet")
+                })?
+            };
             let (codes, other) = objects(event, &["epcList"], &["quantityList"]);
             if codes.is_empty() {
                 return Err(not_traceable("the ObjectEvent", &other));
@@ -403,10 +412,16 @@ mod tests {
 
         let mut del = ev.clone();
         del["action"] = json!("DELETE");
-        assert!(
-            map_event(&del, &ctx, &rec())
-                .expect_err("delete")
-                .contains("DELETE")
+        del["bizStep"] = json!("destroying");
+        assert_eq!(
+            map_event(&del, &ctx, &rec()).expect("delete")[0]["event_type"],
+            "decommissioning"
+        );
+        let mut recalled = ev.clone();
+        recalled["disposition"] = json!("urn:epcglobal:cbv:disp:recalled");
+        assert_eq!(
+            map_event(&recalled, &ctx, &rec()).expect("recall")[0]["event_type"],
+            "recall"
         );
         // Unpacking: the children come out of the parent; none listed is all of them.
         let unpack = json!({
