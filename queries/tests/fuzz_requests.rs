@@ -291,7 +291,15 @@ fn run<S: Strategy>(
 // SQL generator
 // ------------------------------------------------------------------------------------------
 
-const TABLES: &[&str] = &["events", "rejected", "batches", "epochs", "edges", "audit"];
+const TABLES: &[&str] = &[
+    "events",
+    "events_as_recorded",
+    "rejected",
+    "batches",
+    "epochs",
+    "edges",
+    "audit",
+];
 
 const EVENT_COLUMNS: &[&str] = &[
     "*",
