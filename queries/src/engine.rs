@@ -588,6 +588,7 @@ impl QueryEngine {
         ctx.register_table("epochs", epochs.clone())?;
         let audit_table = Arc::new(Swappable::new(es.clone())?);
         ctx.register_table("audit", audit_view(audit_table.clone())?)?;
+        ctx.register_table("clone_suspects", crate::clones::view(&ctx).await?)?;
         let events: Arc<dyn TableProvider> = events_table.clone();
         let edges = Arc::new(std::sync::RwLock::new(Arc::new(EdgeIndex::default())));
         for d in [Direction::Backward, Direction::Forward] {

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `events` | accepted event (with batch id, leaf index, leaf hash, canonical JSON), less the events declared in error ([`corrections`]) | `compacted/*.parquet`, then `events/*.parquet` not compacted yet |
 //! | `events_as_recorded` | every accepted event, also those declared in error | the same |
+//! | `clone_suspects` | a serialised code seen in two places in an impossible time ([`clones`]) | a view over `events` |
 //! | `rejected` | rejected input record (original bytes, reason code) | `rejected/*.parquet` |
 //! | `batches` | sealed batch (root, previous root, offsets, epoch) | `batches/*.jsonl` |
 //! | `epochs` | epoch (root, batch count, anchor status and receipt) | `epochs/`, `ledger/`, `anchors/` |
@@ -25,6 +26,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod clones;
 mod corrections;
 mod damage;
 pub mod dict_count;

@@ -410,6 +410,13 @@ impl EdgeIndex {
         out
     }
 
+    fn adjacency(&self, direction: Direction) -> &[Vec<(u32, u32)>] {
+        match direction {
+            Direction::Backward => &self.parents,
+            Direction::Forward => &self.children,
+        }
+    }
+
     fn edge_event(&self, ev: u32, node: u32, depth: u32) -> EdgeEvent {
         let lookup = match self.event_codes[ev as usize] {
             UNKNOWN_CODE => EventLookup::Unknown,
@@ -430,28 +437,11 @@ impl EdgeIndex {
         if !self.ends.is_empty() {
             return self.walk_in_time(root, direction, max_depth);
         }
-        let mut w = Walk {
-            root: root.to_owned(),
-            direction,
-            nodes: vec![TraceNode {
-                code: root.to_owned(),
-                depth: 0,
-                via_event: None,
-                from: None,
-                windows: Vec::new(),
-            }],
-            edge_events: Vec::new(),
-            cycles: Vec::new(),
-            depth_limited: false,
-            hidden: Vec::new(),
-        };
+        let mut w = Walk::of(root, direction);
         let Some(start) = self.codes.get(root) else {
             return w;
         };
-        let adj = match direction {
-            Direction::Backward => &self.parents,
-            Direction::Forward => &self.children,
-        };
+        let adj = self.adjacency(direction);
         let mut depth: HashMap<u32, u32> = HashMap::from([(start, 0)]);
         let mut seen_events: HashSet<u32> = HashSet::new();
         let mut queue = VecDeque::from([start]);
@@ -496,28 +486,11 @@ impl EdgeIndex {
     /// are unchanged) and from its assembly on otherwise. A node whose windows grow is
     /// walked again, so every window reaches every node it leads to.
     fn walk_in_time(&self, root: &str, direction: Direction, max_depth: Option<u32>) -> Walk {
-        let mut w = Walk {
-            root: root.to_owned(),
-            direction,
-            nodes: vec![TraceNode {
-                code: root.to_owned(),
-                depth: 0,
-                via_event: None,
-                from: None,
-                windows: Vec::new(),
-            }],
-            edge_events: Vec::new(),
-            cycles: Vec::new(),
-            depth_limited: false,
-            hidden: Vec::new(),
-        };
+        let mut w = Walk::of(root, direction);
         let Some(start) = self.codes.get(root) else {
             return w;
         };
-        let adj = match direction {
-            Direction::Backward => &self.parents,
-            Direction::Forward => &self.children,
-        };
+        let adj = self.adjacency(direction);
         let mut depth: HashMap<u32, u32> = HashMap::from([(start, 0)]);
         let mut windows: HashMap<u32, Windows> = HashMap::from([(start, vec![ALL_TIME])]);
         let mut order: Vec<u32> = vec![start];
@@ -889,6 +862,27 @@ pub struct Walk {
     /// Nodes the caller may not see, counted per depth ([`crate::visibility`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hidden: Vec<crate::visibility::HiddenNodes>,
+}
+
+impl Walk {
+    /// A walk that has reached only its root.
+    fn of(root: &str, direction: Direction) -> Walk {
+        Walk {
+            root: root.to_owned(),
+            direction,
+            nodes: vec![TraceNode {
+                code: root.to_owned(),
+                depth: 0,
+                via_event: None,
+                from: None,
+                windows: Vec::new(),
+            }],
+            edge_events: Vec::new(),
+            cycles: Vec::new(),
+            depth_limited: false,
+            hidden: Vec::new(),
+        }
+    }
 }
 
 /// The plan that returns every event of a walk, once: the events of each node (by trace

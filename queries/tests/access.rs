@@ -571,6 +571,7 @@ async fn every_role_sees_exactly_its_ground_truth() {
             names,
             [
                 "batches",
+                "clone_suspects",
                 "edges",
                 "epochs",
                 "events",

@@ -294,6 +294,7 @@ fn run<S: Strategy>(
 const TABLES: &[&str] = &[
     "events",
     "events_as_recorded",
+    "clone_suspects",
     "rejected",
     "batches",
     "epochs",

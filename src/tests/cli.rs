@@ -2429,6 +2429,116 @@ fn issued_codes_prove_themselves_and_the_resolver_tells_genuine_forged_and_recal
         "{page}"
     );
     assert!(page.contains("id=\"state\">recalled"), "{page}");
+
+    // The pages as a person sees them, in headless Chromium: genuine and sold, forged,
+    // recalled.
+    let base = format!("http://{}", server.http);
+    let pages = veritrace_testkit::browser::resolver_pages(
+        &base,
+        &[path(&codes[0].0), path(&forged), path(&codes[2].0)],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    let (genuine, fake, recalled) = (&pages[0], &pages[1], &pages[2]);
+    assert_eq!(
+        (
+            genuine["status"].as_u64(),
+            genuine["verdict"].as_str(),
+            genuine["banner"].as_str()
+        ),
+        (Some(200), Some("genuine"), Some("Genuine")),
+        "{genuine}"
+    );
+    assert!(
+        genuine["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sold since 20")),
+        "{genuine}"
+    );
+    assert_eq!(
+        genuine["history"].as_array().map(Vec::len),
+        Some(3),
+        "{genuine}"
+    );
+    assert_eq!(
+        (fake["status"].as_u64(), fake["verdict"].as_str()),
+        (Some(404), Some("not_genuine")),
+        "{fake}"
+    );
+    assert!(
+        fake["banner"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("Not genuine")),
+        "{fake}"
+    );
+    assert_eq!(
+        recalled["state"]
+            .as_str()
+            .map(|s| s.starts_with("recalled")),
+        Some(true),
+        "{recalled}"
+    );
+    assert!(
+        recalled["banner"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("Recalled")),
+        "{recalled}"
+    );
+    // The warning is shown as one (not the genuine colour).
+    assert_ne!(recalled["colour"], genuine["colour"], "{recalled}");
+}
+
+/// Clone detection: a serial seen in Shanghai and, an hour later, in Rotterdam is two
+/// objects; the same serial a month apart, or seen twice at one site, is not.
+#[test]
+fn a_serial_seen_in_two_places_in_an_impossible_time_is_a_clone_suspect() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let ev = |id: &str, code: &str, time: &str, site: &str, lat: f64, lon: f64| {
+        serde_json::json!({"event_id": id, "event_type": "warehouse_in", "event_time": time,
+            "participant": {"id": "dc-1", "role": "warehouse"}, "trace_code": code,
+            "site": site, "location": {"lat": lat, "lon": lon}})
+        .to_string()
+    };
+    let (a, b) = (
+        "(01)09506000134352(21)CLONE1",
+        "(01)09506000134352(21)TRAVEL1",
+    );
+    let lines = [
+        ev("a1", a, "2026-03-01T08:00:00Z", "sha", 31.23, 121.47),
+        ev("a2", a, "2026-03-01T09:00:00Z", "sha", 31.24, 121.48),
+        ev("a3", a, "2026-03-01T10:00:00Z", "rtm", 51.92, 4.48),
+        ev("b1", b, "2026-03-01T08:00:00Z", "sha", 31.23, 121.47),
+        ev("b2", b, "2026-04-01T08:00:00Z", "rtm", 51.92, 4.48),
+    ];
+    let file = tmp.path().join("sightings.jsonl");
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    ok(&[
+        "ingest",
+        "file",
+        file.to_str().expect("p"),
+        "--data",
+        data.to_str().expect("p"),
+    ]);
+    let rows = sql_json(&data, "SELECT * FROM clone_suspects");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (
+            r["trace_code"].as_str(),
+            r["first_event"].as_str(),
+            r["second_event"].as_str()
+        ),
+        (Some(a), Some("a2"), Some("a3")),
+        "{r}"
+    );
+    let km = r["km"].as_f64().expect("km");
+    assert!(
+        (8_800.0..9_100.0).contains(&km),
+        "Shanghai to Rotterdam: {km} km"
+    );
+    assert!(r["kmh"].as_f64().expect("kmh") > 8_000.0, "{r}");
 }
 
 /// A GS1 EPCIS 2.0 document (the CBV hash reference's `epcisDocWithVariousEventTypes`:

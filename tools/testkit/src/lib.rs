@@ -5,6 +5,8 @@
 //!
 //! - [`broker`]: a tansu Kafka-protocol broker (`$VERITRACE_TANSU`, else the cache
 //!   `scripts/test` builds it into).
+//! - [`browser`]: headless Chromium (Debian's, driven by `tools/browser`'s playwright-core)
+//!   for page tests.
 //! - [`anvil`]: an Anvil EVM node (`$VERITRACE_ANVIL`, else `tools/evm`'s, installed by
 //!   `npm ci --prefix tools/evm`), with its development keys.
 //! - [`python`]: the Python with the ADBC Flight SQL driver and DuckDB
@@ -22,6 +24,7 @@
 
 pub mod anvil;
 pub mod broker;
+pub mod browser;
 pub mod metrics;
 pub mod mosquitto;
 pub mod moto;
