@@ -69,11 +69,21 @@ impl Anvil {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        a.keys = dev_keys(&std::fs::read_to_string(a._log.path()).unwrap_or_default());
-        if a.keys.is_empty() {
-            return Err("anvil printed no development keys".into());
+        // The banner with the keys can reach the log after the node answers (seen once on a
+        // loaded machine): read it until the keys are there.
+        loop {
+            a.keys = dev_keys(&std::fs::read_to_string(a._log.path()).unwrap_or_default());
+            if !a.keys.is_empty() {
+                return Ok(a);
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "anvil printed no development keys; log:\n{}",
+                    crate::tail(a._log.path())
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(a)
     }
 
     /// `http://127.0.0.1:PORT`.
