@@ -96,7 +96,8 @@ pub struct CodeStatus {
     pub history: Vec<Step>,
     /// Events in the log about the code.
     pub events: u64,
-    /// Of which anchored (the rest sealed, anchoring pending).
+    /// Of which anchored (their batch's epoch root is anchored; the rest are sealed,
+    /// anchoring pending).
     pub anchored: u64,
 }
 
@@ -131,7 +132,7 @@ impl QueryEngine {
                     Err(err) => ("invalid", Some(err.detail)),
                 },
             };
-            e.snapshot().await?;
+            let snap = e.snapshot().await?;
             let batches = e
                 .ctx
                 .table("events")
@@ -142,6 +143,7 @@ impl QueryEngine {
                     "event_type",
                     "participant_role",
                     "attributes",
+                    "batch_id",
                     "event_id",
                 ])?
                 .sort(vec![
@@ -161,7 +163,7 @@ impl QueryEngine {
                         .as_string_opt::<i32>()
                         .ok_or_else(|| crate::Error::Internal("events: a text column".into()))
                 };
-                let (what, role, attrs, id) = (text(1)?, text(2)?, text(3)?, text(4)?);
+                let (what, role, attrs, batch) = (text(1)?, text(2)?, text(3)?, text(4)?);
                 for i in 0..b.num_rows() {
                     let destroyed = !attrs.is_null(i)
                         && attrs.value(i).contains("\"epcis_biz_step\":\"destroying\"");
@@ -174,7 +176,7 @@ impl QueryEngine {
                             role.value(i).to_owned()
                         },
                         destroyed,
-                        id.value(i).to_owned(),
+                        batch.value(i).to_owned(),
                     ));
                 }
             }
@@ -193,13 +195,24 @@ impl QueryEngine {
             }
             let issued_in_log = rows.iter().any(|r| r.1 == "code_issued");
             let keep = rows.len().saturating_sub(MAX_HISTORY);
+            // Anchored or not is a property of the event's batch: each batch once, from the
+            // snapshot (no proof is assembled).
+            let mut batch_anchored: std::collections::HashMap<&str, bool> = Default::default();
             let mut anchored = 0;
-            for r in &rows[keep..] {
-                if let Ok(p) = e.proof(&r.4).await
-                    && p.status == veritrace_verify::bundle::Status::Anchored
-                {
-                    anchored += 1;
-                }
+            for r in &rows {
+                let yes = match batch_anchored.get(r.4.as_str()) {
+                    Some(y) => *y,
+                    None => {
+                        let y = snap.headers.get(&r.4).is_some_and(|h| {
+                            crate::proof::epoch_and_anchor(&snap, h).is_ok_and(|(s, _, _)| {
+                                s == veritrace_verify::bundle::Status::Anchored
+                            })
+                        });
+                        batch_anchored.insert(r.4.as_str(), y);
+                        y
+                    }
+                };
+                anchored += u64::from(yes);
             }
             let verdict = match signature {
                 "valid" => "genuine",
