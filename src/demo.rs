@@ -340,6 +340,7 @@ fn register_pipeline_metrics(
             .unwrap_or(0),
     );
     m::counter(registry, &m::BATCHES)?.inc_by(s.batches);
+    m::counter(registry, &m::CLONE_SIGHTINGS)?.inc_by(s.clone_sightings);
     m::counter(registry, &m::EPOCHS)?.inc_by(report.epochs);
     Ok(())
 }
@@ -357,6 +358,12 @@ pub fn print_summary(report: &RunReport) {
         }
     }
     println!("  batches    {:>12}", thousands(s.batches));
+    if s.clone_sightings > 0 {
+        println!(
+            "  clones?    {:>12}  sightings of a serial too far from its last one to be one object (SELECT * FROM clone_suspects)",
+            thousands(s.clone_sightings)
+        );
+    }
     println!(
         "  epochs     {:>12}  (anchored: {})",
         thousands(report.epochs),
@@ -409,6 +416,7 @@ mod tests {
                 ]),
                 batches: 2,
                 replayed: 0,
+                clone_sightings: 4,
             },
             epochs: 1,
             unanchored: 0,
@@ -431,6 +439,7 @@ mod tests {
             (veritrace_metrics::REJECTED.name, 3.0),
             (veritrace_metrics::DUPLICATES.name, 1.0),
             (veritrace_metrics::BATCHES.name, 2.0),
+            (veritrace_metrics::CLONE_SIGHTINGS.name, 4.0),
             (veritrace_metrics::EPOCHS.name, 1.0),
         ] {
             let got: f64 = text

@@ -26,6 +26,7 @@ pub mod privacy;
 pub mod reason;
 pub mod runtime;
 pub mod signed;
+pub mod sightings;
 pub mod tracecode;
 pub mod types;
 

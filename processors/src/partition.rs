@@ -53,6 +53,9 @@ pub struct Stats {
     pub batches: u64,
     /// Records skipped because their offset was already sealed (replay after restart).
     pub replayed: u64,
+    /// Accepted events that saw a serialised code too far from its last sighting to be one
+    /// object ([`crate::sightings`]).
+    pub clone_sightings: u64,
 }
 
 impl Stats {
@@ -67,6 +70,7 @@ impl Stats {
         self.accepted += o.accepted;
         self.batches += o.batches;
         self.replayed += o.replayed;
+        self.clone_sightings += o.clone_sightings;
         for (r, n) in &o.rejected {
             *self.rejected.entry(*r).or_default() += n;
         }
@@ -114,6 +118,7 @@ pub struct PartitionProcessor {
     open_last: u64,
     open_records: u64,
     opened_at: Option<Instant>,
+    sightings: crate::sightings::Sightings,
     stats: Stats,
 }
 
@@ -207,6 +212,7 @@ impl PartitionProcessor {
             open_last: 0,
             open_records: 0,
             opened_at: None,
+            sightings: Default::default(),
             stats: Stats::default(),
         })
     }
@@ -352,6 +358,12 @@ impl PartitionProcessor {
         }
         self.leaves.push(a.leaf_hash);
         self.stats.accepted += 1;
+        if let (Some(code), Some(at)) = (&a.event.trace_code, a.event.location)
+            && self.sightings.observe(code, a.event.event_time_ms, at.lat, at.lon)
+        {
+            self.stats.clone_sightings += 1;
+            tracing::debug!(code = %code, event_id = %a.event.event_id, "clone sighting");
+        }
         Ok(None)
     }
 

@@ -12,11 +12,9 @@ use std::sync::Arc;
 use datafusion::datasource::TableProvider;
 use datafusion::execution::context::SessionContext;
 
-/// Faster than this between two sightings is impossible for one object (an airliner's cruise
-/// speed: a code seen across an ocean within the hour is two objects).
-pub const MAX_KMH: f64 = 1_000.0;
-/// Sightings closer than this are never suspect (a site's own extent, GPS error).
-pub const MIN_KM: f64 = 50.0;
+/// The thresholds, shared with the processors' live counter
+/// (`veritrace_clone_sightings_total`, [`veritrace_processors::sightings`]).
+pub use veritrace_processors::sightings::{MAX_KMH, MIN_KM};
 
 /// The view's SQL.
 pub fn sql() -> String {

@@ -589,6 +589,7 @@ impl QueryEngine {
         let audit_table = Arc::new(Swappable::new(es.clone())?);
         ctx.register_table("audit", audit_view(audit_table.clone())?)?;
         ctx.register_table("clone_suspects", crate::clones::view(&ctx).await?)?;
+        ctx.register_table("code_lifecycle", crate::lifecycle::view(&ctx).await?)?;
         let events: Arc<dyn TableProvider> = events_table.clone();
         let edges = Arc::new(std::sync::RwLock::new(Arc::new(EdgeIndex::default())));
         for d in [Direction::Backward, Direction::Forward] {

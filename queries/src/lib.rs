@@ -8,6 +8,7 @@
 //! | `events` | accepted event (with batch id, leaf index, leaf hash, canonical JSON), less the events declared in error ([`corrections`]) | `compacted/*.parquet`, then `events/*.parquet` not compacted yet |
 //! | `events_as_recorded` | every accepted event, also those declared in error | the same |
 //! | `clone_suspects` | a serialised code seen in two places in an impossible time ([`clones`]) | a view over `events` |
+//! | `code_lifecycle` | trace code: its lifecycle state (issued, commissioned, in use, sold, decommissioned, destroyed, recalled), since when and by which event ([`lifecycle`]) | a view over `events` |
 //! | `rejected` | rejected input record (original bytes, reason code) | `rejected/*.parquet` |
 //! | `batches` | sealed batch (root, previous root, offsets, epoch) | `batches/*.jsonl` |
 //! | `epochs` | epoch (root, batch count, anchor status and receipt) | `epochs/`, `ledger/`, `anchors/` |
@@ -36,6 +37,7 @@ mod error;
 mod events_table;
 pub mod flight;
 pub mod http;
+pub mod lifecycle;
 pub mod limits;
 mod lookup;
 pub mod output;

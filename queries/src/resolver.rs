@@ -5,10 +5,8 @@
 //! when, by which kind of party: no participant ids, sites or attributes), and how many of
 //! its events are anchored. HTML for people, JSON for `Accept: application/json`.
 //!
-//! Lifecycle, from the code's own events in time order: `code_issued` -> issued,
-//! `production` -> commissioned, any later event -> in use, `sale`/`retail` -> sold,
-//! `decommissioning` -> decommissioned (destroyed when its EPCIS business step was
-//! `destroying`), `recall` -> recalled (until decommissioned).
+//! Lifecycle, from the code's own events in time order, by the rule of [`crate::lifecycle`]
+//! (the `code_lifecycle` table applies the same).
 
 use std::sync::Arc;
 
@@ -101,21 +99,6 @@ pub struct CodeStatus {
     pub anchored: u64,
 }
 
-fn lifecycle(state: &str, what: &str, destroyed: bool) -> Option<&'static str> {
-    Some(match what {
-        // An issue recorded after the object's life began (a late import) changes nothing.
-        "code_issued" if state == "unknown" => "issued",
-        "code_issued" => return None,
-        "production" => "commissioned",
-        "sale" | "retail" => "sold",
-        "decommissioning" if destroyed => "destroyed",
-        "decommissioning" => "decommissioned",
-        "recall" if !matches!(state, "decommissioned" | "destroyed") => "recalled",
-        _ if matches!(state, "issued" | "commissioned") => "in use",
-        _ => return None,
-    })
-}
-
 impl QueryEngine {
     /// What the resolver says about `code`, from every event about it (not the caller's
     /// scope: the answer is public-safe by construction).
@@ -188,7 +171,7 @@ impl QueryEngine {
             let mut state = "unknown".to_owned();
             let mut since = None;
             for (t, what, _, destroyed, _) in &rows {
-                if let Some(s) = lifecycle(&state, what, *destroyed) {
+                if let Some(s) = crate::lifecycle::next(&state, what, *destroyed) {
                     state = s.to_owned();
                     since = Some(date(*t));
                 }
@@ -302,37 +285,6 @@ pub fn html(s: &CodeStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_lifecycle_follows_the_events_in_order() {
-        let run = |evs: &[&str]| {
-            let mut s = "unknown".to_owned();
-            for e in evs {
-                if let Some(n) = lifecycle(&s, e, false) {
-                    s = n.to_owned();
-                }
-            }
-            s
-        };
-        assert_eq!(run(&["code_issued"]), "issued");
-        assert_eq!(
-            run(&["code_issued", "production", "warehouse_in"]),
-            "in use"
-        );
-        assert_eq!(
-            run(&["production", "transport", "sale", "maintenance"]),
-            "sold"
-        );
-        assert_eq!(run(&["production", "sale", "recall"]), "recalled");
-        assert_eq!(
-            run(&["production", "recall", "decommissioning"]),
-            "decommissioned"
-        );
-        assert_eq!(
-            run(&["production", "decommissioning", "recall"]),
-            "decommissioned"
-        );
-    }
 
     #[test]
     fn brand_keys_pick_the_longest_prefix_and_html_is_escaped() {

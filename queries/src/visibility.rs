@@ -246,6 +246,7 @@ impl QueryEngine {
         ctx.register_table("events_as_recorded", recorded)?;
         // Over this scope's events: suspects among what the identity may see.
         ctx.register_table("clone_suspects", crate::clones::view(&ctx).await?)?;
+        ctx.register_table("code_lifecycle", crate::lifecycle::view(&ctx).await?)?;
         ctx.register_table("edges", edges)?;
         ctx.register_table("rejected", rejected)?;
         for name in ["batches", "epochs"] {

@@ -572,6 +572,7 @@ async fn every_role_sees_exactly_its_ground_truth() {
             [
                 "batches",
                 "clone_suspects",
+                "code_lifecycle",
                 "edges",
                 "epochs",
                 "events",

@@ -295,6 +295,7 @@ const TABLES: &[&str] = &[
     "events",
     "events_as_recorded",
     "clone_suspects",
+    "code_lifecycle",
     "rejected",
     "batches",
     "epochs",

@@ -2513,13 +2513,23 @@ fn a_serial_seen_in_two_places_in_an_impossible_time_is_a_clone_suspect() {
     ];
     let file = tmp.path().join("sightings.jsonl");
     std::fs::write(&file, lines.join("\n")).expect("write");
-    ok(&[
+    let out = ok(&[
         "ingest",
         "file",
         file.to_str().expect("p"),
         "--data",
         data.to_str().expect("p"),
     ]);
+    // The live counter (veritrace_clone_sightings_total) saw the same one as it arrived.
+    let clones = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("clones?"))
+        .unwrap_or_else(|| panic!("no clone sightings line in\n{out}"));
+    assert_eq!(
+        clones.split_whitespace().nth(1),
+        Some("1"),
+        "{clones}"
+    );
     let rows = sql_json(&data, "SELECT * FROM clone_suspects");
     let rows = rows.as_array().expect("rows");
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -2539,6 +2549,123 @@ fn a_serial_seen_in_two_places_in_an_impossible_time_is_a_clone_suspect() {
         "Shanghai to Rotterdam: {km} km"
     );
     assert!(r["kmh"].as_f64().expect("kmh") > 8_000.0, "{r}");
+}
+
+/// The `code_lifecycle` table: one row per trace code with the state its own events leave
+/// it in, since when and by which event; the resolver says the same.
+#[test]
+fn code_lifecycle_is_a_table_of_each_codes_state() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let code = |s: &str| format!("(01)09506000134352(21){s}");
+    let mut lines = Vec::new();
+    let mut ev = |code: &str, what: &str, day: u32, extra: Option<serde_json::Value>| {
+        let id = format!("{}-{what}-{day}", &code[code.len() - 2..]);
+        let mut e = serde_json::json!({"event_id": id, "event_type": what,
+            "event_time": format!("2026-03-{day:02}T08:00:00Z"),
+            "participant": {"id": "maker-1", "role": "manufacturer"}, "trace_code": code});
+        for (k, v) in extra.iter().flat_map(|x| x.as_object()).flatten() {
+            e[k] = v.clone();
+        }
+        lines.push(e.to_string());
+    };
+    // Issued only; issued and made; in use; sold (a transport after the sale changes
+    // nothing); recalled after the sale; decommissioned (a recall after it changes
+    // nothing); destroyed; and an issue recorded after production (a late import).
+    ev(&code("I1"), "code_issued", 1, None);
+    ev(&code("C1"), "code_issued", 1, None);
+    ev(&code("C1"), "production", 2, None);
+    ev(&code("U1"), "production", 2, None);
+    ev(&code("U1"), "warehouse_in", 3, None);
+    ev(&code("U1"), "transport", 4, None);
+    ev(&code("S1"), "production", 2, None);
+    ev(&code("S1"), "sale", 5, None);
+    ev(&code("S1"), "transport", 9, None);
+    ev(&code("R1"), "production", 2, None);
+    ev(&code("R1"), "sale", 5, None);
+    ev(&code("R1"), "recall", 7, None);
+    ev(&code("D1"), "production", 2, None);
+    ev(&code("D1"), "decommissioning", 6, None);
+    ev(&code("D1"), "recall", 7, None);
+    ev(
+        &code("X1"),
+        "decommissioning",
+        6,
+        Some(serde_json::json!({"attributes": {"epcis_biz_step": "destroying"}})),
+    );
+    // Made by assembly, then packed into a pallet that is packed again: in use.
+    let parts = Some(serde_json::json!({"inputs": ["(01)09506000134352(10)LOT1"]}));
+    ev(&code("A1"), "assembly", 2, parts.clone());
+    ev(&code("P1"), "assembly", 3, parts.clone());
+    ev(&code("P1"), "assembly", 4, parts);
+    ev(&code("L1"), "production", 2, None);
+    ev(&code("L1"), "code_issued", 3, None);
+    let file = tmp.path().join("lifecycle.jsonl");
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    ok(&[
+        "ingest",
+        "file",
+        file.to_str().expect("p"),
+        "--data",
+        data.to_str().expect("p"),
+    ]);
+    let rows = sql_json(
+        &data,
+        "SELECT trace_code, state, since_event, events, CAST(since AS VARCHAR) AS since \
+         FROM code_lifecycle ORDER BY trace_code",
+    );
+    let got: Vec<(String, String, String, u64)> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["trace_code"].as_str().unwrap_or("?").to_owned(),
+                r["state"].as_str().unwrap_or("?").to_owned(),
+                r["since_event"].as_str().unwrap_or("-").to_owned(),
+                r["events"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let want = [
+        ("A1", "commissioned", "A1-assembly-2", 1),
+        ("C1", "commissioned", "C1-production-2", 2),
+        ("D1", "decommissioned", "D1-decommissioning-6", 3),
+        ("I1", "issued", "I1-code_issued-1", 1),
+        ("L1", "commissioned", "L1-production-2", 2),
+        ("P1", "in use", "P1-assembly-4", 2),
+        ("R1", "recalled", "R1-recall-7", 3),
+        ("S1", "sold", "S1-sale-5", 3),
+        ("U1", "in use", "U1-warehouse_in-3", 3),
+        ("X1", "destroyed", "X1-decommissioning-6", 1),
+    ]
+    .map(|(c, s, e, n)| (code(c), s.to_owned(), e.to_owned(), n));
+    assert_eq!(got, want);
+    assert!(
+        rows[0]["since"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2026-03-02T08:00:00")),
+        "{}",
+        rows[0]
+    );
+    // A filter on the code is a lookup, and the other questions are plain SQL.
+    let recalled = sql_json(
+        &data,
+        &format!(
+            "SELECT state FROM code_lifecycle WHERE trace_code = '{}'",
+            code("R1")
+        ),
+    );
+    assert_eq!(recalled, serde_json::json!([{"state": "recalled"}]));
+    let counts = sql_json(
+        &data,
+        "SELECT state, count(*) AS n FROM code_lifecycle GROUP BY state \
+         HAVING count(*) > 1 ORDER BY state",
+    );
+    assert_eq!(
+        counts,
+        serde_json::json!([{"state": "commissioned", "n": 3}, {"state": "in use", "n": 2}])
+    );
 }
 
 /// A GS1 EPCIS 2.0 document (the CBV hash reference's `epcisDocWithVariousEventTypes`:

@@ -1058,7 +1058,14 @@ impl Simulator {
                         ..Ev::default()
                     },
                 );
-                let (lo, hi) = Mode::Parcel.transit();
+                // A parcel abroad flies: days, not hours (a bike at a retailer on another
+                // continent hours after it left the plant would be a clone, see the
+                // `clone_suspects` table).
+                let (lo, hi) = if plant.region == rt.region {
+                    Mode::Parcel.transit()
+                } else {
+                    (2 * DAY, 6 * DAY)
+                };
                 Some(rng.range(lo, hi))
             }
             _ => {

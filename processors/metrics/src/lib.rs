@@ -97,6 +97,8 @@ specs! {
         "Records rejected, by reason code";
     DUPLICATES = "veritrace_duplicate_events_total", Counter, "events", [], PROCESS,
         "Event ids delivered more than once (kept once)";
+    CLONE_SIGHTINGS = "veritrace_clone_sightings_total", Counter, "events", [], PROCESS,
+        "Accepted events that place a serialised code too far from its last sighting to be one object (over 50 km at over 1,000 km/h: a copied code; the clone_suspects table lists the pairs)";
     REJECTED_PUBLISHED = "veritrace_rejected_published_total", Counter, "records", [], PROCESS_ONLY,
         "Rejected records delivered to the rejected topic";
     BATCHES = "veritrace_batches_sealed_total", Counter, "batches", [], PROCESS,

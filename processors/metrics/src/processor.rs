@@ -5,7 +5,7 @@ use prometheus::{
 };
 
 use crate::{
-    ACCEPTED, ANCHOR_FAILURES, ANCHOR_GAS, ANCHOR_REORGS, ANCHOR_SECONDS, ASSIGNED, BATCHES,
+    ACCEPTED, ANCHOR_FAILURES, CLONE_SIGHTINGS, ANCHOR_GAS, ANCHOR_REORGS, ANCHOR_SECONDS, ASSIGNED, BATCHES,
     COMMIT_FAILURES, COMMITTED, CONSUMED, DUPLICATES, EPOCHS, EVENT_TO_SEALED_SECONDS, LAG,
     PENDING_BATCHES, PENDING_EPOCHS, POLL_LOOP_TIMESTAMP, REBALANCES, REJECTED, REJECTED_PUBLISHED,
     SEAL_SECONDS, counter, counter_vec, gauge, gauge_vec, histogram, histogram_vec,
@@ -68,6 +68,8 @@ pub struct ProcessorMetrics {
     pub anchor_reorgs: IntCounter,
     /// [`crate::POLL_LOOP_TIMESTAMP`].
     pub poll_loop_timestamp: IntGauge,
+    /// [`crate::CLONE_SIGHTINGS`].
+    pub clone_sightings: IntCounter,
 }
 
 impl ProcessorMetrics {
@@ -96,6 +98,7 @@ impl ProcessorMetrics {
             anchor_failures: counter(r, &ANCHOR_FAILURES)?,
             anchor_reorgs: counter(r, &ANCHOR_REORGS)?,
             poll_loop_timestamp: gauge(r, &POLL_LOOP_TIMESTAMP)?,
+            clone_sightings: counter(r, &CLONE_SIGHTINGS)?,
         })
     }
 }
@@ -114,6 +117,6 @@ mod tests {
         m.committed.with_label_values(&["raw", "0"]).set(1);
         m.rebalances.with_label_values(&["assign"]).inc();
         assert_eq!(crate::off_catalog(&r), Vec::<String>::new());
-        assert_eq!(r.gather().len(), 21, "every family is exported");
+        assert_eq!(r.gather().len(), 22, "every family is exported");
     }
 }

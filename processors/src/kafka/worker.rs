@@ -217,6 +217,7 @@ impl Worker {
         self.proc
             .preverify(recs.iter().map(|r| r.payload.as_slice()));
         let (mut accepted, mut consumed, mut dups) = (0u64, 0u64, 0u64);
+        let sightings = self.proc.stats().clone_sightings;
         for r in recs {
             if let Some(resume) = self.resume {
                 // Re-read on purpose (resume rewind) or re-delivered: already sealed.
@@ -318,6 +319,8 @@ impl Worker {
         m.consumed.inc_by(consumed);
         m.accepted.inc_by(accepted);
         m.duplicates.inc_by(dups);
+        m.clone_sightings
+            .inc_by(self.proc.stats().clone_sightings - sightings);
         Ok(())
     }
 
