@@ -218,6 +218,10 @@ struct SqlArgs {
     /// Output format: table, json, csv or arrow (IPC stream).
     #[arg(long, default_value = "table")]
     format: Format,
+    /// Also write a query certificate: every row with the proof of the event it came from
+    /// (the result needs an event_id column; at most 100,000 rows), for `veritrace verify`.
+    #[arg(long)]
+    certificate: Option<PathBuf>,
     /// The SQL statement.
     sql: String,
 }
@@ -468,8 +472,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = crate::rt::runtime()?;
             let out = rt.block_on(async {
                 let engine = QueryEngine::open_with(&data, cfg.query.options()).await?;
-                let batches = engine.sql(&a.sql).await?;
-                output::encode(&batches, a.format)
+                let Some(path) = &a.certificate else {
+                    return Ok(output::encode(&engine.sql(&a.sql).await?, a.format)?);
+                };
+                let (batches, cert) = engine
+                    .rows_certificate(&a.sql, "all", veritrace_queries::MAX_CERTIFICATE_ROWS)
+                    .await?;
+                std::fs::write(path, serde_json::to_vec_pretty(&cert)?)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                eprintln!(
+                    "certificate: {} rows, {} events, {} batches, {} epoch receipts -> {}",
+                    cert.rows.len(),
+                    cert.events.len(),
+                    cert.batches.len(),
+                    cert.anchors.len(),
+                    path.display()
+                );
+                Ok::<_, anyhow::Error>(output::encode(&batches, a.format)?)
             })?;
             std::io::stdout().write_all(&out)?;
             Ok(ExitCode::SUCCESS)

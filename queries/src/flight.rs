@@ -38,6 +38,14 @@ use crate::access::{Authenticator, Capability, Identity, Role};
 use crate::audit::{AuditLog, Facts};
 use crate::{Error, QueryEngine};
 
+/// The Flight action that answers a query certificate ([`QueryEngine::rows_certificate`]).
+pub const CERTIFICATE_ACTION: &str = "veritrace.certificate";
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
 static SQL_INFO: LazyLock<Result<SqlInfoData, String>> = LazyLock::new(|| {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "Veritrace");
@@ -139,6 +147,19 @@ impl FlightSql {
             .await
             .map_err(status)?
             .with_quota(quota))
+    }
+
+    /// The query certificate of `sql` as `id` sees it: (rows, certificate JSON).
+    async fn certificate(&self, id: &Identity, sql: &str) -> Result<(u64, Vec<u8>), Status> {
+        id.require(Capability::Proofs).map_err(status)?;
+        let engine = self.engine_for_identity(id).await?;
+        let (_, cert) = engine
+            .rows_certificate(sql, &id.scope().label(), crate::MAX_CERTIFICATE_ROWS)
+            .await
+            .map_err(status)?;
+        let bytes = serde_json::to_vec(&cert)
+            .map_err(|e| Status::internal(format!("encoding the certificate: {e}")))?;
+        Ok((cert.rows.len() as u64, bytes))
     }
 
     /// The gRPC service to mount on a tonic server.
@@ -445,6 +466,71 @@ impl FlightSqlService for FlightSql {
         _request: Request<Action>,
     ) -> Result<(), Status> {
         Ok(())
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<arrow_flight::ActionType, Status>>> {
+        Some(vec![Ok(arrow_flight::ActionType {
+            r#type: CERTIFICATE_ACTION.into(),
+            description: "body: a SQL statement whose result has an event_id column; result: its query certificate (veritrace.rows/1 JSON: every row with its event's proof)".into(),
+        })])
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if request.get_ref().r#type != CERTIFICATE_ACTION {
+            return Err(Status::invalid_argument(format!(
+                "unknown action {:?}; this server knows {CERTIFICATE_ACTION:?} besides the Flight SQL ones",
+                request.get_ref().r#type
+            )));
+        }
+        let started = (veritrace_processors::now_ms(), std::time::Instant::now());
+        let sql = utf8(&request.get_ref().body, "action body (SQL)")?;
+        let id = self.identity(request.metadata()).await;
+        let answer = match &id {
+            Ok(id) => self.certificate(id, &sql).await,
+            Err(st) => Err(st.clone()),
+        };
+        if let Some(a) = &self.audit {
+            let (code, outcome, rows, digest) = match &answer {
+                Ok((rows, bytes)) => (0, "ok".to_owned(), Some(*rows), Some(sha256(bytes))),
+                Err(st) => (
+                    st.code() as u32,
+                    st.message().split(':').next().unwrap_or("error").to_owned(),
+                    None,
+                    None,
+                ),
+            };
+            let facts = Facts {
+                sql: Some(sql.clone()),
+                rows,
+                ..Facts::default()
+            };
+            if let Err(e) = a
+                .record(
+                    id.as_ref().map_err(|_| ()),
+                    "flight",
+                    format!("DoAction {CERTIFICATE_ACTION}"),
+                    facts,
+                    code,
+                    outcome,
+                    digest.as_ref().map(|d| &d[..]),
+                    started,
+                )
+                .await
+            {
+                tracing::error!(error = %e, "a Flight SQL action's audit entry could not be written");
+                return Err(Status::unavailable(
+                    "audit_unavailable: the audit log could not take this request's entry",
+                ));
+            }
+        }
+        let (_, bytes) = answer?;
+        let one = arrow_flight::Result {
+            body: bytes.into(),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(one)]))))
     }
 
     async fn get_flight_info_sql_info(

@@ -452,6 +452,9 @@ struct SqlRequest {
     sql: String,
     #[serde(default)]
     max_rows: Option<usize>,
+    /// Also answer a query certificate: every row with its event's proof.
+    #[serde(default)]
+    certificate: bool,
 }
 
 async fn sql(
@@ -461,7 +464,7 @@ async fn sql(
 ) -> Result<Response, Error> {
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         Error::BadRequest(format!(
-            "body must be JSON {{\"sql\": \"...\", \"max_rows\": N}}: {e}"
+            "body must be JSON {{\"sql\": \"...\", \"max_rows\": N, \"certificate\": false}}: {e}"
         ))
     })?;
     let text = req.sql.clone();
@@ -485,6 +488,9 @@ async fn sql_run(s: AppState, id: Identity, req: SqlRequest) -> Result<Response,
         .unwrap_or(DEFAULT_MAX_ROWS)
         .min(DEFAULT_MAX_ROWS);
     let engine = engine_for(&s, &id, Capability::Rows).await?;
+    if req.certificate {
+        return sql_certificate(&engine, &id, req, max).await;
+    }
     let batches = engine.sql_limited(&req.sql, Some(max + 1)).await?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     let truncated = total > max;
@@ -517,6 +523,47 @@ async fn sql_run(s: AppState, id: Identity, req: SqlRequest) -> Result<Response,
     let mut resp = Json(
         json!({"columns": columns, "rows": rows, "row_count": row_count, "truncated": truncated}),
     )
+    .into_response();
+    resp.extensions_mut().insert(Facts {
+        sql: Some(req.sql),
+        rows: Some(row_count as u64),
+        target: None,
+    });
+    Ok(resp)
+}
+
+/// `POST /v1/sql` with `"certificate": true`: the whole result (at most `max` rows, never
+/// truncated: a certificate covers exactly the rows it lists) and its query certificate.
+async fn sql_certificate(
+    engine: &QueryEngine,
+    id: &Identity,
+    req: SqlRequest,
+    max: usize,
+) -> Result<Response, Error> {
+    id.require(Capability::Proofs)?;
+    let (batches, cert) = engine
+        .rows_certificate(&req.sql, &id.scope().label(), max)
+        .await?;
+    let columns: Vec<serde_json::Value> = batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows: Vec<&serde_json::Map<String, serde_json::Value>> =
+        cert.rows.iter().map(|r| &r.values).collect();
+    let row_count = rows.len();
+    let mut resp = Json(json!({
+        "columns": columns,
+        "rows": rows,
+        "row_count": row_count,
+        "truncated": false,
+        "certificate": cert,
+    }))
     .into_response();
     resp.extensions_mut().insert(Facts {
         sql: Some(req.sql),

@@ -50,4 +50,4 @@ pub use engine::{QUERIES_REFUSED_TOTAL, QUERIES_RUNNING, QueryEngine, QueryOptio
 pub use error::{Error, Result};
 pub use limits::QueryLimits;
 pub use output::Format;
-pub use proof::Disclose;
+pub use proof::{Disclose, MAX_CERTIFICATE_ROWS};

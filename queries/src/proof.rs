@@ -374,9 +374,8 @@ impl QueryEngine {
         direction: crate::trace::Direction,
         max_depth: Option<u32>,
     ) -> Result<veritrace_verify::certificate::Certificate> {
-        use std::collections::BTreeMap;
         use veritrace_verify::certificate::{
-            CERTIFICATE_FORMAT, CertBatch, CertEvent, CertNode, CertTrace, CertWindow, Certificate,
+            CERTIFICATE_FORMAT, CertEvent, CertNode, CertTrace, CertWindow, Certificate,
         };
         let (walk, batches) = self.trace_unguarded(code, direction, max_depth).await?;
         let snap = self.snapshot().await?;
@@ -418,63 +417,24 @@ impl QueryEngine {
                 });
             }
         }
-        let mut cert_batches: BTreeMap<String, CertBatch> = BTreeMap::new();
-        let mut anchors = BTreeMap::new();
-        let mut trees: std::collections::HashMap<String, BatchTree> = Default::default();
-        let mut events = Vec::with_capacity(rows.len());
-        for r in rows {
-            if !trees.contains_key(&r.batch_id) {
-                let header = snap.headers.get(&r.batch_id).cloned().ok_or_else(|| {
-                    Error::corrupt(format!("batch {}", r.batch_id), "it has no manifest entry")
-                })?;
-                let tree = self.batch_tree(&header).await?;
-                let (_, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
-                if let (Some(ep), Some(a)) = (&epoch, anchor) {
-                    anchors.insert(ep.epoch_id, a);
-                }
-                cert_batches.insert(r.batch_id.clone(), CertBatch { header, epoch });
-                trees.insert(r.batch_id.clone(), tree);
-            }
-            let tree = &trees[&r.batch_id];
-            let subject = format!("leaf {} of batch {}", r.leaf_index, r.batch_id);
-            let event: Value = serde_json::from_str(&r.canonical).map_err(|e| {
-                Error::corrupt(
-                    &subject,
-                    format!("its stored canonical event is not JSON: {e}"),
-                )
-            })?;
-            let bytes = veritrace_verify::canonical::to_vec(&event).map_err(|e| {
-                Error::corrupt(
-                    &subject,
-                    format!("its stored event cannot be canonicalised: {e}"),
-                )
-            })?;
-            let hash = merkle::leaf_hash(&bytes);
-            let committed = tree
-                .leaf(r.leaf_index as usize)
-                .ok_or_else(|| Error::corrupt(&subject, "leaf index outside batch"))?;
-            if committed != hash {
-                return Err(Error::Mismatch {
-                    what: "leaf hash",
-                    subject,
-                    expected: committed,
-                    computed: hash,
-                });
-            }
-            let audit_path = tree
-                .audit_path(r.leaf_index as usize)
-                .ok_or_else(|| Error::corrupt(&subject, "leaf index outside batch"))?;
-            events.push(CertEvent {
-                node: r.node,
+        let nodes: Vec<String> = rows.iter().map(|r| r.node.clone()).collect();
+        let (cert_batches, anchors, proven) = self
+            .prove_leaves(
+                &snap,
+                rows.into_iter()
+                    .map(|r| (r.canonical, r.batch_id, r.leaf_index)),
+            )
+            .await?;
+        let events = proven
+            .into_iter()
+            .zip(nodes)
+            .map(|((event, batch_id, leaf), node)| CertEvent {
+                node,
                 event,
-                batch_id: r.batch_id,
-                leaf: LeafProof {
-                    index: r.leaf_index,
-                    hash,
-                    audit_path,
-                },
-            });
-        }
+                batch_id,
+                leaf,
+            })
+            .collect();
         Ok(Certificate {
             format: CERTIFICATE_FORMAT.to_owned(),
             trace: CertTrace {
@@ -507,6 +467,265 @@ impl QueryEngine {
             batches: cert_batches,
             anchors,
             events,
+        })
+    }
+
+    /// Proves stored events (canonical JSON, batch id, leaf index; in the order given):
+    /// each batch's header, epoch path and receipt once, and each event's leaf proof,
+    /// checked against its batch's committed leaf hashes.
+    #[allow(clippy::type_complexity)]
+    pub(crate) async fn prove_leaves(
+        &self,
+        snap: &Snapshot,
+        rows: impl IntoIterator<Item = (String, String, u64)>,
+    ) -> Result<(
+        std::collections::BTreeMap<String, veritrace_verify::certificate::CertBatch>,
+        std::collections::BTreeMap<u64, Anchor>,
+        Vec<(Value, String, LeafProof)>,
+    )> {
+        use std::collections::BTreeMap;
+        use veritrace_verify::certificate::CertBatch;
+        let mut cert_batches: BTreeMap<String, CertBatch> = BTreeMap::new();
+        let mut anchors = BTreeMap::new();
+        let mut trees: std::collections::HashMap<String, BatchTree> = Default::default();
+        let mut events = Vec::new();
+        for (canonical, batch_id, leaf_index) in rows {
+            if !trees.contains_key(&batch_id) {
+                let header = snap.headers.get(&batch_id).cloned().ok_or_else(|| {
+                    Error::corrupt(format!("batch {batch_id}"), "it has no manifest entry")
+                })?;
+                let tree = self.batch_tree(&header).await?;
+                let (_, epoch, anchor) = epoch_and_anchor(snap, &header)?;
+                if let (Some(ep), Some(a)) = (&epoch, anchor) {
+                    anchors.insert(ep.epoch_id, a);
+                }
+                cert_batches.insert(batch_id.clone(), CertBatch { header, epoch });
+                trees.insert(batch_id.clone(), tree);
+            }
+            let tree = &trees[&batch_id];
+            let subject = format!("leaf {leaf_index} of batch {batch_id}");
+            let event: Value = serde_json::from_str(&canonical).map_err(|e| {
+                Error::corrupt(
+                    &subject,
+                    format!("its stored canonical event is not JSON: {e}"),
+                )
+            })?;
+            let bytes = veritrace_verify::canonical::to_vec(&event).map_err(|e| {
+                Error::corrupt(
+                    &subject,
+                    format!("its stored event cannot be canonicalised: {e}"),
+                )
+            })?;
+            let hash = merkle::leaf_hash(&bytes);
+            let committed = tree
+                .leaf(leaf_index as usize)
+                .ok_or_else(|| Error::corrupt(&subject, "leaf index outside batch"))?;
+            if committed != hash {
+                return Err(Error::Mismatch {
+                    what: "leaf hash",
+                    subject,
+                    expected: committed,
+                    computed: hash,
+                });
+            }
+            let audit_path = tree
+                .audit_path(leaf_index as usize)
+                .ok_or_else(|| Error::corrupt(&subject, "leaf index outside batch"))?;
+            events.push((
+                event,
+                batch_id,
+                LeafProof {
+                    index: leaf_index,
+                    hash,
+                    audit_path,
+                },
+            ));
+        }
+        Ok((cert_batches, anchors, events))
+    }
+}
+
+/// Most rows a query certificate covers (each row's event is proven).
+pub const MAX_CERTIFICATE_ROWS: usize = 100_000;
+
+/// Event ids looked up per query while proving a query's rows.
+const LOOKUP_CHUNK: usize = 1_000;
+
+/// A value as the query certificate's verifier compares it ([`veritrace_verify::rows`]).
+fn comparable(v: &Value) -> Option<Value> {
+    match v {
+        Value::String(_) | Value::Bool(_) => Some(v.clone()),
+        Value::Number(n) => n.as_f64().map(Value::from),
+        _ => None,
+    }
+}
+
+impl QueryEngine {
+    /// Runs `sql` and proves its rows: a query certificate
+    /// ([`veritrace_verify::rows::RowsCertificate`]) in which each row names the event it
+    /// came from (the result needs an `event_id` column) and that event's proof, and the
+    /// columns that are the events' own fields are marked for the verifier to compare.
+    /// `scope` names whose view this engine is (for the certificate). A result of more
+    /// than `max_rows` rows (at most [`MAX_CERTIFICATE_ROWS`]) is refused, never cut: the
+    /// certificate covers exactly the rows the query returns.
+    pub async fn rows_certificate(
+        &self,
+        sql: &str,
+        scope: &str,
+        max_rows: usize,
+    ) -> Result<(Vec<RecordBatch>, veritrace_verify::rows::RowsCertificate)> {
+        let max = max_rows.min(MAX_CERTIFICATE_ROWS);
+        let batches = self.sql_limited(sql, Some(max + 1)).await?;
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if total > max {
+            return Err(Error::BadRequest(format!(
+                "the query returns more than {max} rows; a certificate covers the whole result, at most that many: narrow it or add LIMIT"
+            )));
+        }
+        let sql = sql.to_owned();
+        let scope = scope.to_owned();
+        self.run(move |e| async move {
+            let cert = e.rows_certificate_unguarded(&sql, &scope, &batches).await?;
+            Ok((batches, cert))
+        })
+        .await
+    }
+
+    async fn rows_certificate_unguarded(
+        &self,
+        sql: &str,
+        scope: &str,
+        batches: &[RecordBatch],
+    ) -> Result<veritrace_verify::rows::RowsCertificate> {
+        use datafusion::logical_expr::{col, lit};
+        use veritrace_verify::rows::{ROWS_FORMAT, RowsColumn, RowsEvent, RowsQuery, RowsRow};
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => return Err(Error::Internal("a query without a schema".into())),
+        };
+        if schema.index_of("event_id").is_err() {
+            return Err(Error::BadRequest(
+                "a query certificate proves rows that are events: the result needs an event_id column (SELECT event_id, ...)".into(),
+            ));
+        }
+        let rows: Vec<serde_json::Map<String, Value>> =
+            if batches.iter().all(|b| b.num_rows() == 0) {
+                Vec::new()
+            } else {
+                serde_json::from_slice(&crate::output::encode(batches, crate::Format::Json)?)
+                    .map_err(|e| Error::Output(e.to_string()))?
+            };
+        // Each row's event, each event once, in the order first seen.
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        let mut ids: Vec<String> = Vec::new();
+        let mut row_event = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let Some(id) = r.get("event_id").and_then(Value::as_str) else {
+                return Err(Error::BadRequest(format!(
+                    "row {i} has no event_id text: a query certificate proves rows that are events"
+                )));
+            };
+            let n = *index.entry(id.to_owned()).or_insert_with(|| {
+                ids.push(id.to_owned());
+                ids.len() - 1
+            });
+            row_event.push(n);
+        }
+        // Where each event is stored: in the log as recorded (a row may be an event
+        // declared in error since).
+        let mut stored: Vec<Option<(String, String, u64)>> = vec![None; ids.len()];
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let found = self
+                .ctx
+                .table("events_as_recorded")
+                .await?
+                .filter(col("event_id").in_list(chunk.iter().map(|i| lit(i.as_str())).collect(), false))?
+                .select_columns(&["event_id", "canonical", "batch_id", "leaf_index"])?
+                .collect()
+                .await?;
+            for b in &found {
+                let text = |i: usize| {
+                    b.column(i).as_string_opt::<i32>().ok_or_else(|| {
+                        Error::corrupt("the events table", "a text column of another type")
+                    })
+                };
+                let (id, canonical, batch) = (text(0)?, text(1)?, text(2)?);
+                let leaf = b
+                    .column(3)
+                    .as_primitive_opt::<arrow::datatypes::UInt64Type>()
+                    .ok_or_else(|| {
+                        Error::corrupt("the events table", "leaf_index is not a u64 column")
+                    })?;
+                for r in 0..b.num_rows() {
+                    if let Some(&n) = index.get(id.value(r)) {
+                        stored[n] = Some((
+                            canonical.value(r).to_owned(),
+                            batch.value(r).to_owned(),
+                            leaf.value(r),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut leaves = Vec::with_capacity(ids.len());
+        for (n, s) in stored.into_iter().enumerate() {
+            leaves.push(s.ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "event {} of the result is not an event of the log (a certificate proves rows of events and events_as_recorded)",
+                    ids[n]
+                ))
+            })?);
+        }
+        let snap = self.snapshot().await?;
+        let (cert_batches, anchors, proven) = self.prove_leaves(&snap, leaves).await?;
+        // A column is checked when every row's value is its event's field of that name
+        // (and some row has one): the verifier compares those.
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = f.name();
+                let mut some = false;
+                let same = rows.iter().zip(&row_event).all(|(r, &n)| {
+                    let got = r.get(name.as_str()).unwrap_or(&Value::Null);
+                    let want = proven[n].0.get(name.as_str()).unwrap_or(&Value::Null);
+                    match (comparable(got), comparable(want)) {
+                        (Some(a), Some(b)) => {
+                            some = true;
+                            a == b
+                        }
+                        _ => got.is_null() && want.is_null(),
+                    }
+                });
+                RowsColumn {
+                    name: name.clone(),
+                    checked: name == "event_id" || (same && some),
+                }
+            })
+            .collect();
+        Ok(veritrace_verify::rows::RowsCertificate {
+            format: ROWS_FORMAT.to_owned(),
+            query: RowsQuery {
+                sql: sql.to_owned(),
+                scope: scope.to_owned(),
+                run_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                columns,
+            },
+            rows: rows
+                .into_iter()
+                .zip(row_event)
+                .map(|(values, event)| RowsRow { event, values })
+                .collect(),
+            batches: cert_batches,
+            anchors,
+            events: proven
+                .into_iter()
+                .map(|(event, batch_id, leaf)| RowsEvent {
+                    event,
+                    batch_id,
+                    leaf,
+                })
+                .collect(),
         })
     }
 }

@@ -81,6 +81,8 @@ fn end_to_end_100k_events_with_invalid_and_duplicates_on_4_partitions() {
         want.rejected.get("duplicate_event_id").map(|&n| n as f64)
     );
     assert_eq!(sum(&m, "veritrace_assigned_partitions"), Some(4.0));
+    // The simulated world moves its bikes no faster than ships and planes: no clone alarm.
+    assert_eq!(sum(&m, "veritrace_clone_sightings_total"), Some(0.0));
     // Committed offsets sum to the records per partition (4 partitions, all read).
     p.wait_for("offsets committed", LONG, |m| {
         sum(m, "veritrace_committed_offset") == Some(100_000.0)

@@ -143,33 +143,45 @@ impl Certificate {
             .events
             .get(i)
             .ok_or_else(|| Error::Inconsistent(format!("certificate has no event {i}")))?;
-        let b = self.batches.get(&e.batch_id).ok_or_else(|| {
-            Error::Inconsistent(format!(
-                "event {i} names batch {} which the certificate does not hold",
-                e.batch_id
-            ))
-        })?;
-        let anchor = b
-            .epoch
-            .as_ref()
-            .and_then(|ep| self.anchors.get(&ep.epoch_id))
-            .cloned();
-        Ok(ProofBundle {
-            format: FORMAT.to_owned(),
-            status: if anchor.is_some() {
-                Status::Anchored
-            } else {
-                Status::Sealed
-            },
-            event: e.event.clone(),
-            leaf: e.leaf.clone(),
-            batch: b.header.clone(),
-            epoch: b.epoch.clone(),
-            anchor,
-            signed: None,
-            disclosures: Vec::new(),
-        })
+        assemble(&self.batches, &self.anchors, i, &e.event, &e.batch_id, &e.leaf)
     }
+}
+
+/// The single-event bundle of a certificate's event `i` from the shared batches and
+/// receipts (trace and query certificates alike).
+pub(crate) fn assemble(
+    batches: &BTreeMap<String, CertBatch>,
+    anchors: &BTreeMap<u64, Anchor>,
+    i: usize,
+    event: &Value,
+    batch_id: &str,
+    leaf: &LeafProof,
+) -> Result<ProofBundle> {
+    let b = batches.get(batch_id).ok_or_else(|| {
+        Error::Inconsistent(format!(
+            "event {i} names batch {batch_id} which the certificate does not hold"
+        ))
+    })?;
+    let anchor = b
+        .epoch
+        .as_ref()
+        .and_then(|ep| anchors.get(&ep.epoch_id))
+        .cloned();
+    Ok(ProofBundle {
+        format: FORMAT.to_owned(),
+        status: if anchor.is_some() {
+            Status::Anchored
+        } else {
+            Status::Sealed
+        },
+        event: event.clone(),
+        leaf: leaf.clone(),
+        batch: b.header.clone(),
+        epoch: b.epoch.clone(),
+        anchor,
+        signed: None,
+        disclosures: Vec::new(),
+    })
 }
 
 /// The outcome for one event.

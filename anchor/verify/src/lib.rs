@@ -34,6 +34,7 @@ pub mod merkle;
 pub mod private;
 pub mod registry;
 pub mod report;
+pub mod rows;
 pub mod signature;
 pub mod verify;
 

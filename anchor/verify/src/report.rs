@@ -1,5 +1,5 @@
-//! What an auditor reads: one document (a proof bundle or a trace certificate) verified and
-//! rendered as a verdict, in text for people and JSON for scripts.
+//! What an auditor reads: one document (a proof bundle, a trace certificate or a query
+//! certificate) verified and rendered as a verdict, in text for people and JSON for scripts.
 //!
 //! This is the whole of `veritrace-verify FILE` and `veritrace verify FILE`; both print
 //! [`Verdict::text`] or [`Verdict::json`] and exit with [`Verdict::valid`]. Pure: the caller
@@ -7,11 +7,14 @@
 //! feature's [`crate::chain::RpcChain`], or none: the report then says the chain was not
 //! consulted).
 
+use std::collections::{BTreeMap, HashSet};
+
 use serde_json::{Value, json};
 
 use crate::Digest;
 use crate::bundle::{Anchor, EvmReceipt, ProofBundle};
-use crate::certificate::{CERTIFICATE_FORMAT, Certificate, verify_certificate};
+use crate::certificate::{CERTIFICATE_FORMAT, CertBatch, Certificate, verify_certificate};
+use crate::rows::{ROWS_FORMAT, RowsCertificate, verify_rows};
 use crate::verify::{Options, verify_bundle};
 
 /// Why the chain does not back a receipt. `code` is stable (for scripts); `detail` is for
@@ -83,8 +86,12 @@ pub fn verify_document(
     opts: &Options,
     chain: Option<&dyn ChainCheck>,
 ) -> Result<Verdict, ChainCheckError> {
-    if serde_json::from_slice::<Value>(bytes).is_ok_and(|v| v["format"] == CERTIFICATE_FORMAT) {
+    let format = serde_json::from_slice::<Value>(bytes).ok().map(|v| v["format"].clone());
+    if format.as_ref().is_some_and(|f| f == CERTIFICATE_FORMAT) {
         return certificate(name, bytes, opts, chain);
+    }
+    if format.as_ref().is_some_and(|f| f == ROWS_FORMAT) {
+        return rows(name, bytes, opts, chain);
     }
     let bundle = match ProofBundle::from_json(bytes) {
         Ok(b) => b,
@@ -184,55 +191,20 @@ fn certificate(
         Ok(r) => r,
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
     };
-    // Each epoch receipt once against the chain, when asked.
-    let mut chain_backed = std::collections::HashSet::new();
-    if let Some(chain) = chain {
-        for (epoch_id, anchor) in &cert.anchors {
-            let Anchor::Evm { receipt } = anchor else {
-                continue;
-            };
-            let Some(ep) = cert
-                .batches
-                .values()
-                .filter_map(|b| b.epoch.as_ref())
-                .find(|e| e.epoch_id == *epoch_id)
-            else {
-                continue;
-            };
-            match chain.check(receipt, &ep.root, ep.epoch_id, ep.batch_count) {
-                Ok(_) => {
-                    chain_backed.insert(*epoch_id);
-                    report.checks.push(format!(
-                        "epoch {epoch_id}: root read back from contract {} in block {}",
-                        receipt.contract, receipt.block_number
-                    ));
-                }
-                Err(ChainCheckError::Failed { code, detail }) => report
-                    .problems
-                    .push(format!("epoch {epoch_id}: {code}: {detail}")),
-                Err(e) => return Err(e),
-            }
-        }
-    }
+    let backed = chain_backed(
+        &cert.batches,
+        &cert.anchors,
+        chain,
+        &mut report.checks,
+        &mut report.problems,
+    )?;
     let valid = report.valid();
-    // Anchored when every event rests on the pinned key or ledger, or on its epoch's root
-    // read back from the chain.
     let anchored = valid
-        && report
-            .events
-            .iter()
-            .enumerate()
-            .all(|(i, e)| match &e.result {
-                Ok(r) => {
-                    r.trusted
-                        || cert
-                            .bundle(i)
-                            .ok()
-                            .and_then(|b| b.epoch.map(|ep| ep.epoch_id))
-                            .is_some_and(|id| chain_backed.contains(&id))
-                }
-                Err(_) => false,
-            });
+        && all_anchored(
+            report.events.iter().map(|e| &e.result),
+            |i| cert.bundle(i).ok(),
+            &backed,
+        );
     let events: Vec<Value> = report
         .events
         .iter()
@@ -287,16 +259,159 @@ fn certificate(
     for n in &report.notes {
         text.push_str(&format!("  note  {n}\n"));
     }
-    if chain.is_none()
-        && cert
-            .anchors
+    chain_note(chain, &cert.anchors, &mut text);
+    Ok(Verdict {
+        valid,
+        anchored,
+        text,
+        json,
+    })
+}
+
+/// Each epoch receipt of a certificate once against the chain, when asked: the epochs the
+/// chain backs (a receipt the chain contradicts is a problem).
+fn chain_backed(
+    batches: &BTreeMap<String, CertBatch>,
+    anchors: &BTreeMap<u64, Anchor>,
+    chain: Option<&dyn ChainCheck>,
+    checks: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) -> Result<HashSet<u64>, ChainCheckError> {
+    let mut backed = HashSet::new();
+    let Some(chain) = chain else {
+        return Ok(backed);
+    };
+    for (epoch_id, anchor) in anchors {
+        let Anchor::Evm { receipt } = anchor else {
+            continue;
+        };
+        let Some(ep) = batches
             .values()
-            .any(|x| matches!(x, Anchor::Evm { .. }))
-    {
+            .filter_map(|b| b.epoch.as_ref())
+            .find(|e| e.epoch_id == *epoch_id)
+        else {
+            continue;
+        };
+        match chain.check(receipt, &ep.root, ep.epoch_id, ep.batch_count) {
+            Ok(_) => {
+                backed.insert(*epoch_id);
+                checks.push(format!(
+                    "epoch {epoch_id}: root read back from contract {} in block {}",
+                    receipt.contract, receipt.block_number
+                ));
+            }
+            Err(ChainCheckError::Failed { code, detail }) => {
+                problems.push(format!("epoch {epoch_id}: {code}: {detail}"))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(backed)
+}
+
+/// Anchored when every event rests on the pinned key or ledger, or on its epoch's root
+/// read back from the chain.
+fn all_anchored<'a>(
+    results: impl Iterator<Item = &'a crate::Result<crate::verify::Report>>,
+    bundle: impl Fn(usize) -> Option<ProofBundle>,
+    backed: &HashSet<u64>,
+) -> bool {
+    results.enumerate().all(|(i, r)| match r {
+        Ok(r) => {
+            r.trusted
+                || bundle(i)
+                    .and_then(|b| b.epoch.map(|ep| ep.epoch_id))
+                    .is_some_and(|id| backed.contains(&id))
+        }
+        Err(_) => false,
+    })
+}
+
+fn chain_note(chain: Option<&dyn ChainCheck>, anchors: &BTreeMap<u64, Anchor>, text: &mut String) {
+    if chain.is_none() && anchors.values().any(|x| matches!(x, Anchor::Evm { .. })) {
         text.push_str(
             "  note  the chain was not consulted: pass --rpc URL to read the epoch roots back\n",
         );
     }
+}
+
+fn rows(
+    name: &str,
+    bytes: &[u8],
+    opts: &Options,
+    chain: Option<&dyn ChainCheck>,
+) -> Result<Verdict, ChainCheckError> {
+    let cert = match RowsCertificate::from_json(bytes) {
+        Ok(c) => c,
+        Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
+    };
+    let mut report = match verify_rows(&cert, opts) {
+        Ok(r) => r,
+        Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
+    };
+    let backed = chain_backed(
+        &cert.batches,
+        &cert.anchors,
+        chain,
+        &mut report.checks,
+        &mut report.problems,
+    )?;
+    let valid = report.valid();
+    let anchored = valid
+        && all_anchored(
+            report.events.iter().map(|e| &e.result),
+            |i| cert.bundle(i).ok(),
+            &backed,
+        );
+    let events: Vec<Value> = report
+        .events
+        .iter()
+        .map(|e| match &e.result {
+            Ok(r) => json!({"event_id": e.event_id, "valid": true, "status": r.status.as_str()}),
+            Err(err) => json!({"event_id": e.event_id, "valid": false, "code": err.code(), "error": err.to_string()}),
+        })
+        .collect();
+    let json = json!({
+        "valid": valid,
+        "anchored": anchored,
+        "sql": cert.query.sql,
+        "rows": cert.rows.len(),
+        "events": events,
+        "checks": report.checks,
+        "problems": report.problems,
+        "notes": report.notes,
+    });
+    let mut text = format!(
+        "{}  query certificate: {} rows from {} events{}\n",
+        match (valid, anchored) {
+            (false, _) => "INVALID",
+            (true, true) => "VALID",
+            (true, false) => "UNANCHORED",
+        },
+        cert.rows.len(),
+        report.events.len(),
+        if valid && !anchored {
+            format!(": {UNANCHORED}")
+        } else {
+            String::new()
+        }
+    );
+    for e in &report.events {
+        text.push_str(&match &e.result {
+            Ok(r) => format!("  ok    {} ({})\n", e.event_id, r.status.as_str()),
+            Err(err) => format!("  FAIL  {}: {err}\n", e.event_id),
+        });
+    }
+    for c in &report.checks {
+        text.push_str(&format!("  ok    {c}\n"));
+    }
+    for p in &report.problems {
+        text.push_str(&format!("  FAIL  {p}\n"));
+    }
+    for n in &report.notes {
+        text.push_str(&format!("  note  {n}\n"));
+    }
+    chain_note(chain, &cert.anchors, &mut text);
     Ok(Verdict {
         valid,
         anchored,

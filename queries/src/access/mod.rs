@@ -215,6 +215,19 @@ pub enum Scope {
     Nothing,
 }
 
+impl Scope {
+    /// How a certificate names it: `all`, `data` (all but the audit log),
+    /// `participant:{id}`, `nothing`.
+    pub fn label(&self) -> String {
+        match self {
+            Scope::All => "all".into(),
+            Scope::Data => "data".into(),
+            Scope::Participant(p) => format!("participant:{p}"),
+            Scope::Nothing => "nothing".into(),
+        }
+    }
+}
+
 /// What the queries of one role or token may cost, within the server's own limits
 /// (`[query]`): how many run at once, and how long each may run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
