@@ -551,6 +551,31 @@ async fn every_role_sees_exactly_its_ground_truth() {
             };
             assert_eq!(s, want, "{p}: proof of {}: {v}", e.id);
         }
+        // A query certificate in the same scope: exactly the visible events, each proven.
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/v1/sql",
+            Some(&t),
+            Some(json!({"sql": "SELECT event_id, event_type FROM events WHERE event_type <> 'registry' ORDER BY event_id", "certificate": true})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{p}: {v}");
+        let cert = veritrace_verify::rows::RowsCertificate::from_json(
+            v["certificate"].to_string().as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_eq!(cert.query.scope, format!("participant:{p}"));
+        let proven: BTreeSet<String> = cert
+            .events
+            .iter()
+            .filter_map(|e| e.event["event_id"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(proven, expected, "{p}: certificate");
+        assert_eq!(v["rows"].as_array().map(Vec::len), Some(expected.len()));
+        let report = veritrace_verify::rows::verify_rows(&cert, &Default::default())
+            .unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert!(report.valid(), "{p}: {:?}", report.problems);
         // A join cannot reach around the filter.
         let (_, ids, _) = sql_ids(
             &app,

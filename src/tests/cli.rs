@@ -2668,6 +2668,91 @@ fn code_lifecycle_is_a_table_of_each_codes_state() {
     );
 }
 
+/// Query certificates: `veritrace sql --certificate` proves each row of a result with its
+/// event's proof; the verifier compares the columns that are the events' own fields, so a
+/// changed value, a row pointed at another event or a changed event fails; a result
+/// without event ids is refused with the reason.
+#[test]
+fn a_query_certificate_proves_each_row_and_catches_what_was_changed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("p");
+    let lines: Vec<String> = (1..=4)
+        .map(|i| {
+            serde_json::json!({"event_id": format!("q{i}"),
+                "event_type": if i % 2 == 0 { "sale" } else { "production" },
+                "event_time": format!("2026-03-0{i}T08:00:00Z"),
+                "participant": {"id": "maker-1", "role": "manufacturer"},
+                "trace_code": format!("(01)09506000134352(21)Q{i}")})
+            .to_string()
+        })
+        .collect();
+    let file = tmp.path().join("q.jsonl");
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
+    let cert = tmp.path().join("rows.json");
+    let c = cert.to_str().expect("p");
+    // One event twice (a self-join): one proof, two rows.
+    let sql = "SELECT a.event_id, a.event_type, a.trace_code, upper(a.event_type) AS shout \
+               FROM events a JOIN events b ON a.trace_code = b.trace_code OR a.event_id = 'q1' \
+               WHERE b.event_id IN ('q1', 'q2') ORDER BY a.event_id";
+    let table = ok(&["sql", "--data", d, "--certificate", c, sql]);
+    assert!(table.contains("PRODUCTION"), "{table}");
+    let text = verified(d, &cert);
+    assert!(text.starts_with("VALID  query certificate: 3 rows from 2 events"), "{text}");
+    assert!(
+        text.contains("9 values equal their event's field (event_id, event_type, trace_code)"),
+        "{text}"
+    );
+    assert!(text.contains("not compared with the events") && text.contains("shout"), "{text}");
+    assert!(text.contains("cannot prove that no other row matches"), "{text}");
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cert).expect("read")).expect("json");
+    assert_eq!(original["rows"].as_array().map(Vec::len), Some(3));
+    assert_eq!(original["events"].as_array().map(Vec::len), Some(2));
+
+    let ledger = format!("{d}/ledger/local.jsonl");
+    let refused = |change: &dyn Fn(&mut serde_json::Value), says: &str| {
+        let mut v = original.clone();
+        change(&mut v);
+        let bad = tmp.path().join("bad.json");
+        std::fs::write(&bad, v.to_string()).expect("write");
+        let out = run(&["verify", bad.to_str().expect("p"), "--ledger", &ledger]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{says}: {text}");
+        assert!(text.starts_with("INVALID"), "{says}: {text}");
+        assert!(text.contains(says), "{says}: {text}");
+    };
+    refused(
+        &|v| v["rows"][0]["values"]["event_type"] = "sale".into(),
+        "row 0: event_type is \"sale\", but its event says \"production\"",
+    );
+    refused(
+        &|v| v["rows"][2]["event"] = 0.into(),
+        "row 2: event_id is \"q2\", but its event says \"q1\"",
+    );
+    refused(
+        &|v| v["events"][1]["event"]["trace_code"] = "(01)09506000134352(21)XX".into(),
+        "leaf hash mismatch",
+    );
+    refused(
+        &|v| v["query"]["columns"][0]["checked"] = false.into(),
+        "no checked event_id column",
+    );
+    // Rows that are not events cannot be proven, and say so.
+    let out = run(&[
+        "sql",
+        "--data",
+        d,
+        "--certificate",
+        c,
+        "SELECT event_type, count(*) AS n FROM events GROUP BY event_type",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs an event_id column"), "{err}");
+}
+
 /// A GS1 EPCIS 2.0 document (the CBV hash reference's `epcisDocWithVariousEventTypes`:
 /// 13 events of every type) imported with `veritrace ingest file`: the events Veritrace can
 /// represent are accepted with ids from their CBV 2.0 hash IDs (equal to the reference's),

@@ -153,6 +153,52 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
         assert!(e.contains("statement_too_complex"), "{e}");
     }
     assert_eq!(results[6]["rows"], sql_json(&data, &statements[6]));
+
+    // A query certificate as a Flight action, with pyarrow's plain Flight client: every row
+    // with its event's proof, which `veritrace verify` checks against the node's ledger.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/flight_certificate.py");
+    let sql = "SELECT event_id, event_type, trace_code FROM events WHERE event_type = 'assembly' ORDER BY event_id LIMIT 3";
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(&grpc)
+        .arg(sql)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "Flight client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("client json");
+    assert!(
+        got["actions"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t == "veritrace.certificate")),
+        "{}",
+        got["actions"]
+    );
+    let cert = got["certificate"].clone();
+    assert_eq!(cert["format"], "veritrace.rows/1");
+    let rows: Vec<&serde_json::Value> = cert["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| &r["values"])
+        .collect();
+    let want = sql_json(&data, sql);
+    assert_eq!(serde_json::Value::from(rows.into_iter().cloned().collect::<Vec<_>>()), want);
+    let file = data.parent().expect("tmp").join("rows.json");
+    std::fs::write(&file, cert.to_string()).expect("write");
+    let out = bin()
+        .arg("verify")
+        .arg(&file)
+        .arg("--ledger")
+        .arg(data.join("ledger/local.jsonl"))
+        .output()
+        .expect("verify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("VALID  query certificate: 3 rows from 3 events"), "{text}");
 }
 
 #[test]
