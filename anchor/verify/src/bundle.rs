@@ -71,8 +71,9 @@ pub const LEDGER_SIGNING_DOMAIN: &[u8] = b"veritrace.local-ledger/1\n";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchHeader {
-    /// `{stream}-p{partition}-{first_offset}-{last_offset}`: derived from the input
-    /// position, so re-sealing the same records after a crash yields the same id.
+    /// `{stream}-p{partition:03}-{first_offset:012}-{last_offset:012}` (numbers zero-padded
+    /// to at least 3 and 12 digits): derived from the input position, so re-sealing the same
+    /// records after a crash yields the same id.
     pub batch_id: String,
     /// Source stream (Kafka topic, or `demo` for the in-process channel).
     pub stream: String,

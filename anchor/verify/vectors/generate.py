@@ -1,0 +1,587 @@
+#!/usr/bin/env python3
+"""Regenerates the proof test vectors in this directory (see README.md).
+
+    export CARGO_TARGET_DIR=$HOME/.cache/veritrace/target CARGO_INCREMENTAL=0
+    cargo build --workspace -j1
+    python3 anchor/verify/vectors/generate.py
+
+The valid documents are written by the real `veritrace` binary (a small data directory:
+a participant and a device registered, five plain events, one signed event and one signed
+event with private fields). Each invalid document is one of them with exactly one change,
+made below. Every vector is then run through the real `veritrace-verify --json` and must
+give the outcome this script expects, or the script fails and writes nothing. The
+manifest (vectors.json) records the outcomes; `cargo test --test vectors` checks them
+again with the library API.
+
+Only the standard library; no network. The files change on every run (keys, times).
+"""
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# A GS1 GTIN with a valid check digit (processors/EVENTS.md's example).
+GTIN = "09506000134352"
+LOT_A = f"(01){GTIN}(10)LOT-A"
+B1 = f"(01){GTIN}(21)B1"
+P1 = f"(01){GTIN}(21)P1"
+
+PLAIN_EVENTS = [
+    {"event_id": "vec:prod:lot-a", "event_type": "production",
+     "event_time": "2026-11-20T08:00:00Z", "trace_code": LOT_A,
+     "participant": {"id": "plant-1", "name": "Plant 1", "role": "manufacturer"},
+     "quantity": {"value": 250, "unit": "kg"}},
+    {"event_id": "vec:prod:b1", "event_type": "production",
+     "event_time": "2026-11-20T09:00:00Z", "trace_code": B1,
+     "participant": {"id": "plant-1", "role": "manufacturer"}, "site": "plant-1/line-1"},
+    {"event_id": "vec:asm:p1", "event_type": "assembly",
+     "event_time": "2026-11-20T10:00:00Z", "trace_code": P1, "inputs": [LOT_A, B1],
+     "participant": {"id": "plant-1", "role": "assembler"}, "operator": "op-3"},
+    # Rejected (bad GTIN check digit): the batch covers 3 records, 2 of them accepted.
+    {"event_id": "vec:bad", "event_type": "production",
+     "event_time": "2026-11-20T10:10:00Z", "trace_code": "(01)09506000134353(21)B2",
+     "participant": {"id": "plant-1", "role": "manufacturer"}},
+    {"event_id": "vec:qc:p1", "event_type": "quality_check",
+     "event_time": "2026-11-20T10:30:00.250+01:00",
+     "trace_code": "https://id.gs1.org/01/9506000134352/21/P1", "result": "pass",
+     "participant": {"id": "plant-1", "role": "inspector"}, "operator": "inspector-17",
+     "attributes": {"torque_nm": 12.5, "standard": "GB/T 19001"}},
+    {"event_id": "vec:wh:p1", "event_type": "warehouse_in",
+     "event_time": "2026-11-20T12:00:00Z", "trace_code": P1,
+     "participant": {"id": "plant-1", "role": "warehouse"}, "site": "plant-1/wh"},
+]
+
+SIGNED_EVENT = {
+    "event_id": "vec:qc:b1", "event_type": "quality_check",
+    "event_time": "2026-11-20T09:30:00Z", "trace_code": B1, "result": "pass",
+    "participant": {"id": "plant-1", "role": "inspector"}, "device_id": "press-07"}
+
+PRIVATE_EVENT = {
+    "event_id": "vec:sale:p1", "event_type": "sale", "event_time": "2026-11-21T09:00:00Z",
+    "trace_code": P1, "participant": {"id": "plant-1", "role": "manufacturer"},
+    "counterparty": {"id": "cust-9", "name": "Example Customer", "role": "customer"},
+    "attributes": {"price": 1299.5, "currency": "EUR"}}
+
+
+def run(args, **kw):
+    p = subprocess.run(args, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+def jsonl(path, events):
+    with open(path, "w") as f:
+        for e in events:
+            f.write(json.dumps(e) + "\n")
+
+
+def make_valid(vt, work):
+    """Runs the pipeline; returns the documents and the ledger text."""
+    data = os.path.join(work, "data")
+    keys = {}
+    for name, alg in [("root", "EdDSA"), ("admin", "EdDSA"), ("device", "ES256")]:
+        path = os.path.join(work, f"{name}.key")
+        keys[name] = path
+        run([vt, "keys", "generate", "--alg", alg, "--out", path])
+    with open(keys["root"]) as f:
+        root_public = json.load(f)["public"]
+    config = os.path.join(work, "veritrace.toml")
+    with open(config, "w") as f:
+        # Three records a batch: an epoch of two batches, so the epoch path is not empty.
+        f.write(f'data-dir = "{data}"\n[pipeline]\nstream = "vectors"\npartitions = 1\n'
+                f'batch-max-records = 3\n[signatures]\nroot-key = "{root_public}"\n'
+                'policy = "record"\n')
+    vt_ = [vt, "--config", config]
+    run(vt_ + ["participant", "register", "--root-key", keys["root"], "--id", "plant-1",
+               "--name", "Plant 1", "--role", "manufacturer", "--admin-key", keys["admin"]])
+    run(vt_ + ["device", "register", "--admin-key", keys["admin"], "--participant",
+               "plant-1", "--id", "press-07", "--kind", "plc_gateway", "--key",
+               keys["device"]])
+    plain = os.path.join(work, "events.jsonl")
+    jsonl(plain, PLAIN_EVENTS)
+    run(vt_ + ["ingest", "file", plain])
+    for name, event, extra in [("signed", SIGNED_EVENT, []),
+                               ("private", PRIVATE_EVENT,
+                                ["--private", "attributes.price",
+                                 "--private", "counterparty.name"])]:
+        src = os.path.join(work, f"{name}.jsonl")
+        jsonl(src, [event])
+        jws = os.path.join(work, f"{name}.jws")
+        with open(jws, "w") as f:
+            f.write(run(vt_ + ["sign", "--key", keys["device"], "--issuer", "press-07"]
+                        + extra + [src]))
+        run(vt_ + ["ingest", "file", jws])
+    out = {}
+    for name, args in [
+        ("proof-1", ["proof", "vec:prod:b1"]),
+        ("proof-2", ["proof", "vec:qc:b1"]),
+        ("proof-2-disclosure", ["proof", "vec:sale:p1", "--disclose", "attributes.price"]),
+        ("certificate", ["trace", P1, "--backward", "--format", "json", "--certificate"]),
+    ]:
+        path = os.path.join(work, f"{name}.json")
+        run(vt_ + args + ([path] if name == "certificate" else ["--out", path]))
+        with open(path) as f:
+            out[name] = json.load(f)
+    with open(os.path.join(data, "ledger", "local.jsonl")) as f:
+        ledger = f.read()
+    return out, ledger
+
+
+def flip(hex_digest, at=0):
+    """The digest with one bit of byte `at` flipped."""
+    b = bytearray(bytes.fromhex(hex_digest))
+    b[at] ^= 0x01
+    return b.hex()
+
+
+def jcs_ascii(v):
+    """RFC 8785 for documents of ASCII keys, strings and integers (what the events we
+    recompute hold): sorted keys, no whitespace."""
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def leaf_hash(event):
+    return hashlib.sha256(b"\x00" + jcs_ascii(event)).hexdigest()
+
+
+def upper_digests(b):
+    """Every Digest field of a bundle in upper case (strings that are not Digests stay)."""
+    b["leaf"]["hash"] = b["leaf"]["hash"].upper()
+    b["leaf"]["audit_path"] = [h.upper() for h in b["leaf"]["audit_path"]]
+    for k in ("root", "prev_root"):
+        b["batch"][k] = b["batch"][k].upper()
+    b["epoch"]["root"] = b["epoch"]["root"].upper()
+    b["epoch"]["audit_path"] = [h.upper() for h in b["epoch"]["audit_path"]]
+    e = b["anchor"]["ledger_entry"]
+    for k in ("root", "prev_entry_hash"):
+        e[k] = e[k].upper()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(HERE, "../../../target"))
+    ap.add_argument("--bin-dir", default=os.path.join(target, "debug"),
+                    help="where veritrace and veritrace-verify are (default: "
+                         "$CARGO_TARGET_DIR/debug)")
+    args = ap.parse_args()
+    vt = os.path.join(args.bin_dir, "veritrace")
+    vv = os.path.join(args.bin_dir, "veritrace-verify")
+    for b in (vt, vv):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"{b} not found: cargo build --workspace -j1 first")
+
+    work = tempfile.mkdtemp(prefix="vt-vectors-")
+    try:
+        docs, ledger = make_valid(vt, work)
+        files, vectors = build(docs, ledger)
+        check(vv, work, files, vectors, ledger)
+        write(files, vectors, ledger)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def build(docs, ledger):
+    """The files (path -> text) and the manifest entries."""
+    p1, p2, p2d, cert = (docs["proof-1"], docs["proof-2"], docs["proof-2-disclosure"],
+                         docs["certificate"])
+    lines = ledger.splitlines(keepends=True)
+    public_key = json.loads(lines[0])["public_key"]
+    files = {}
+    vectors = []
+
+    def doc(path, value, text=None):
+        files[path] = text if text is not None else json.dumps(value, indent=2) + "\n"
+
+    def vector(path, kind, change, expect, base=None, ledger="ledger.jsonl", key=None,
+               anchored=None, event=None, problem=None):
+        v = {"file": path, "kind": kind}
+        if base:
+            v["derived_from"] = base
+        v["change"] = change
+        v["ledger"] = ledger
+        if key is not None:
+            v["key"] = key
+        v["expect"] = expect
+        if anchored is not None:
+            v["anchored"] = anchored
+        if event is not None:
+            v["event"] = event
+        if problem is not None:
+            v["problem"] = problem
+        vectors.append(v)
+
+    # -- valid documents, as written --
+    doc("valid/proof-1.json", p1)
+    vector("valid/proof-1.json", "bundle",
+           "none: `veritrace proof vec:prod:b1` (format 1, leaf 1 of 3, batch 0 of 2 in its epoch)",
+           "valid", anchored=True)
+    vector("valid/proof-1.json", "bundle", "none; verified without --ledger or --key",
+           "valid", ledger=None, anchored=False)
+    vector("valid/proof-1.json", "bundle", "none; verified with --key (the ledger's key) only",
+           "valid", ledger=None, key=public_key, anchored=True)
+    vector("valid/proof-1.json", "bundle",
+           "none; verified with --key set to another Ed25519 key", "wrong_key",
+           key="00" * 32)
+    doc("valid/proof-2.json", p2)
+    vector("valid/proof-2.json", "bundle",
+           "none: `veritrace proof vec:qc:b1` (format 2: a JWS signed by device press-07, "
+           "its key's registration with its own proof)", "valid", anchored=True)
+    doc("valid/proof-2-disclosure.json", p2d)
+    vector("valid/proof-2-disclosure.json", "bundle",
+           "none: `veritrace proof vec:sale:p1 --disclose attributes.price` (format 2, two "
+           "private fields, one disclosed)", "valid", anchored=True)
+    doc("valid/certificate.json", cert)
+    vector("valid/certificate.json", "certificate",
+           "none: `veritrace trace '(01)09506000134352(21)P1' --backward --certificate`",
+           "valid", anchored=True)
+    vector("valid/certificate.json", "certificate", "none; verified without --ledger",
+           "valid", ledger=None, anchored=False)
+
+    # -- variants that still verify --
+    def variant(name, base, change, fn, expect="valid", kind="bundle", **kw):
+        d = copy.deepcopy(base)
+        fn(d)
+        path = f"{'valid' if expect == 'valid' else 'invalid'}/{name}.json"
+        doc(path, d)
+        src = {id(p1): "valid/proof-1.json", id(p2): "valid/proof-2.json",
+               id(p2d): "valid/proof-2-disclosure.json", id(cert): "valid/certificate.json"}
+        vector(path, kind, change, expect, base=src[id(base)], **kw)
+
+    variant("proof-1-upper-case-digests", p1,
+            "every digest field (leaf, paths, roots, prev_root, the ledger entry's root and "
+            "prev_entry_hash) in upper-case hex", upper_digests, anchored=True)
+
+    def sealed(b):
+        b["status"] = "sealed"
+        del b["epoch"], b["anchor"]
+    variant("proof-1-sealed", p1, "epoch and anchor removed, status sealed", sealed,
+            anchored=False)
+
+    def epoch_only(b):
+        b["status"] = "sealed"
+        del b["anchor"]
+    variant("proof-1-epoch-not-anchored", p1, "anchor removed, status sealed", epoch_only,
+            anchored=False)
+
+    evm = {"backend": "evm", "receipt": {
+        "chain_id": 31337, "contract": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "tx_hash": "0x" + "ab" * 32, "block_number": 7, "block_hash": "0x" + "cd" * 32,
+        "log_index": 0}}
+    variant("proof-1-evm-receipt", p1,
+            "anchor replaced by a well-formed EVM receipt (not checked without --rpc)",
+            lambda b: b.__setitem__("anchor", copy.deepcopy(evm)), anchored=False)
+    variant("proof-2-no-registration", p2, "signed.registration removed",
+            lambda b: b["signed"].pop("registration"), anchored=True)
+    doc("valid/ledger-torn-tail.jsonl", None,
+        text=ledger + lines[-1][: len(lines[-1]) // 2])
+    vector("valid/proof-1.json", "bundle",
+           "none; the ledger has a torn last line (half an entry, no newline), which is ignored",
+           "valid", ledger="valid/ledger-torn-tail.jsonl", anchored=True)
+
+    # -- invalid bundles: one change each --
+    def inv(name, base, change, fn, expect, **kw):
+        variant(name, base, change, fn, expect=expect, **kw)
+
+    def set_(path, value):
+        def f(b):
+            *parents, last = path
+            for k in parents:
+                b = b[k]
+            b[last] = value(b[last]) if callable(value) else value
+        return f
+
+    inv("leaf-hash-flipped", p1, "leaf.hash: one bit of its first byte flipped",
+        set_(["leaf", "hash"], flip), "root_mismatch")
+    inv("event-field-changed", p1, "event.site changed (plant-1/line-1 -> plant-1/line-2)",
+        set_(["event", "site"], "plant-1/line-2"), "root_mismatch")
+
+    def event_and_leaf(b):
+        assert leaf_hash(b["event"]) == b["leaf"]["hash"], "jcs_ascii is not JCS here"
+        b["event"]["site"] = "plant-1/line-2"
+        b["leaf"]["hash"] = leaf_hash(b["event"])
+    inv("event-changed-leaf-recomputed", p1,
+        "event.site changed and leaf.hash recomputed to match: the path no longer reaches "
+        "the batch root", event_and_leaf, "root_mismatch")
+    inv("audit-path-too-short", p1, "leaf.audit_path: last hash removed",
+        set_(["leaf", "audit_path"], lambda p: p[:-1]), "bad_path")
+    inv("audit-path-too-long", p1, "leaf.audit_path: a hash appended",
+        set_(["leaf", "audit_path"], lambda p: p + [p[-1]]), "bad_path")
+    inv("audit-path-hash-flipped", p1, "leaf.audit_path[0]: one bit flipped",
+        set_(["leaf", "audit_path"], lambda p: [flip(p[0])] + p[1:]), "root_mismatch")
+    inv("leaf-index-wrong", p1, "leaf.index 1 -> 0 (still inside the tree)",
+        set_(["leaf", "index"], 0), "root_mismatch")
+    inv("leaf-index-outside", p1, "leaf.index set to batch.size (3)",
+        set_(["leaf", "index"], p1["batch"]["size"]), "bad_path")
+    inv("batch-root-changed", p1, "batch.root: one bit flipped",
+        set_(["batch", "root"], flip), "root_mismatch")
+    inv("batch-offsets-inconsistent", p1,
+        "batch.first_offset 0 -> 1: offsets 1..=2 cannot hold records 3",
+        set_(["batch", "first_offset"], 1), "inconsistent")
+    inv("batch-records-below-size", p1,
+        "batch.records 3 -> 1: fewer records than accepted events (size 2)",
+        set_(["batch", "records"], 1), "inconsistent")
+    inv("batch-offset-changed", p1,
+        "batch.last_offset 2 -> 3 (still consistent with records): the header no longer "
+        "hashes to the epoch leaf", set_(["batch", "last_offset"], 3), "root_mismatch")
+    inv("batch-id-changed", p1,
+        "batch.batch_id without its zero padding (vectors-p0-0-2): the header is committed "
+        "whole", set_(["batch", "batch_id"], "vectors-p0-0-2"), "root_mismatch")
+    inv("epoch-root-changed", p1, "epoch.root: one bit flipped",
+        set_(["epoch", "root"], flip), "root_mismatch")
+    inv("epoch-path-hash-flipped", p1, "epoch.audit_path[0]: one bit flipped",
+        set_(["epoch", "audit_path"], lambda p: [flip(p[0])] + p[1:]), "root_mismatch")
+    inv("epoch-batch-index-wrong", p1, "epoch.batch_index 0 -> 1",
+        set_(["epoch", "batch_index"], 1), "root_mismatch")
+    inv("epoch-batch-count-wrong", p1,
+        "epoch.batch_count 2 -> 3: the epoch path is one hash short for 3 leaves",
+        set_(["epoch", "batch_count"], 3), "bad_path")
+    inv("epoch-id-disagrees", p1,
+        "epoch.epoch_id 2 -> 1: the ledger entry is for epoch 2",
+        set_(["epoch", "epoch_id"], 1), "inconsistent")
+    inv("ledger-entry-batch-count-disagrees", p1,
+        "anchor.ledger_entry.batch_count 2 -> 3: the epoch proof says 2",
+        set_(["anchor", "ledger_entry", "batch_count"], 3), "inconsistent")
+    inv("ledger-entry-root-changed", p1, "anchor.ledger_entry.root: one bit flipped",
+        set_(["anchor", "ledger_entry", "root"], flip), "root_mismatch")
+    inv("ledger-entry-signature-changed", p1,
+        "anchor.ledger_entry.signature: one bit of its first byte flipped",
+        set_(["anchor", "ledger_entry", "signature"],
+             lambda s: flip(s[:64]) + s[64:]), "bad_signature")
+    inv("ledger-entry-time-changed", p1,
+        "anchor.ledger_entry.anchored_at changed (the signature covers it)",
+        set_(["anchor", "ledger_entry", "anchored_at"], "2000-01-01T00:00:00.000Z"),
+        "bad_signature")
+    inv("ledger-entry-public-key-upper-case", p1,
+        "anchor.ledger_entry.public_key in upper-case hex: the signed text changes",
+        set_(["anchor", "ledger_entry", "public_key"], str.upper), "bad_signature")
+    inv("ledger-entry-signature-upper-case", p1,
+        "anchor.ledger_entry.signature in upper-case hex: the signature verifies, but the "
+        "receipt is no longer the ledger's entry",
+        set_(["anchor", "ledger_entry", "signature"], str.upper), "ledger")
+    inv("anchored-without-receipt", p1, "anchor removed, status left anchored",
+        lambda b: b.pop("anchor"), "inconsistent")
+    inv("anchored-without-epoch", p1, "epoch removed, status and anchor left",
+        lambda b: b.pop("epoch"), "inconsistent")
+    inv("receipt-but-sealed", p1, "status anchored -> sealed, receipt left",
+        set_(["status"], "sealed"), "inconsistent")
+    inv("status-unknown", p1, "status set to pending", set_(["status"], "pending"),
+        "malformed")
+    inv("unsupported-format", p1, "format set to veritrace.proof/3",
+        set_(["format"], "veritrace.proof/3"), "unsupported_format")
+    inv("unknown-field", p1, "a top-level field comment added",
+        set_(["comment"], "added"), "malformed")
+    inv("digest-too-short", p1, "leaf.hash: last hex digit removed (63 digits)",
+        set_(["leaf", "hash"], lambda h: h[:-1]), "malformed")
+    inv("digest-not-hex", p1, "batch.prev_root: first digit replaced by g",
+        set_(["batch", "prev_root"], lambda h: "g" + h[1:]), "malformed")
+    inv("unsafe-integer", p1, "event.version 1 -> 9007199254740993 (2^53 + 1)",
+        set_(["event", "version"], 9007199254740993), "unsafe_integer")
+    inv("evm-receipt-bad-shape", p1,
+        "anchor replaced by an EVM receipt whose contract lacks its 0x prefix",
+        lambda b: b.__setitem__("anchor", {**evm, "receipt": {
+            **evm["receipt"], "contract": evm["receipt"]["contract"][2:]}}), "malformed")
+    # Duplicate key: text, since a JSON library keeps only one of the two.
+    text = json.dumps(p1, indent=2) + "\n"
+    dup = text.replace('"site": "plant-1/line-1"',
+                       '"site": "plant-1/line-1",\n    "site": "plant-1/line-2"', 1)
+    assert dup != text
+    doc("invalid/duplicate-key.json", None, text=dup)
+    vector("invalid/duplicate-key.json", "bundle",
+           "event.site given twice (plant-1/line-1, then plant-1/line-2)", "duplicate_key",
+           base="valid/proof-1.json")
+    inv("format-2-unsigned-event", p1,
+        "format 1 -> veritrace.proof/2 on an event without a signature",
+        set_(["format"], "veritrace.proof/2"), "inconsistent")
+
+    # Format 2.
+    def envelope(b):
+        e = b["signed"]["envelope"]
+        b["signed"]["envelope"] = e[:-4] + ("AAAA" if e[-4:] != "AAAA" else "BBBB")
+    inv("envelope-changed", p2, "signed.envelope: its last 4 base64url characters replaced",
+        envelope, "bad_envelope")
+    other_key = p2["signed"]["registration"]["event"]["attributes"].get("key")
+
+    def signer_key(b):
+        # The device record's key is the signer's; the participant's admin key is another.
+        reg = b["signed"]["registration"]["signed"]["registration"]["event"]["attributes"]
+        assert reg["admin_key"] != other_key
+        b["signed"]["signer_key"] = reg["admin_key"]
+    inv("signer-key-other", p2,
+        "signed.signer_key replaced by the participant's admin key (another key id)",
+        signer_key, "wrong_key")
+    inv("registration-changed", p2,
+        "signed.registration.event.attributes.kind changed (the registration's own leaf)",
+        set_(["signed", "registration", "event", "attributes", "kind"], "sensor"),
+        "root_mismatch")
+
+    def disclosure(b):
+        b["disclosures"][0]["value"] = 999
+    inv("disclosure-value-changed", p2d, "disclosures[0].value 1299.5 -> 999", disclosure,
+        "bad_disclosure")
+
+    def salt(b):
+        b["disclosures"][0]["salt"] = b["disclosures"][0]["salt"][:-2]
+    inv("disclosure-salt-short", p2d, "disclosures[0].salt: 15 bytes", salt,
+        "bad_disclosure")
+
+    # Ledgers: the valid bundle against a damaged ledger file.
+    doc("invalid/ledger-truncated.jsonl", None, text="".join(lines[:2]))
+    vector("valid/proof-1.json", "bundle",
+           "none; the ledger file holds only epochs 0 and 1 (the receipt is epoch 2's)",
+           "ledger", ledger="invalid/ledger-truncated.jsonl")
+    doc("invalid/ledger-gap.jsonl", None, text="".join(lines[:1] + lines[2:]))
+    vector("valid/proof-1.json", "bundle",
+           "none; the ledger file lacks its second line (epoch 1)", "ledger",
+           ledger="invalid/ledger-gap.jsonl")
+    e1 = json.loads(lines[1])
+    e1["anchored_at"] = "2000-01-01T00:00:00.000Z"
+    doc("invalid/ledger-entry-altered.jsonl", None,
+        text="".join(lines[:1] + [json.dumps(e1, separators=(",", ":")) + "\n"] + lines[2:]))
+    vector("valid/proof-1.json", "bundle",
+           "none; the ledger file's epoch 1 entry has another anchored_at (its signature "
+           "no longer verifies)", "bad_signature", ledger="invalid/ledger-entry-altered.jsonl")
+
+    # Certificates.
+    def events_of(c, event_id):
+        return [i for i, e in enumerate(c["events"]) if e["event"]["event_id"] == event_id]
+
+    def moved(c):
+        c["events"][events_of(c, "vec:prod:lot-a")[0]]["node"] = B1
+    inv("certificate-event-moved", cert,
+        "the event vec:prod:lot-a listed under node B1 instead of LOT-A", moved,
+        "trace_problem", kind="certificate", problem="is listed under")
+
+    def link_removed(c):
+        del c["events"][events_of(c, "vec:asm:p1")[0]]
+    inv("certificate-link-event-removed", cert,
+        "the assembly vec:asm:p1, which links LOT-A and B1 to P1, removed", link_removed,
+        "trace_problem", kind="certificate", problem="which the certificate does not hold")
+
+    def wrong_from(c):
+        node = next(n for n in c["trace"]["nodes"] if n["code"] == LOT_A)
+        node["from"] = B1
+    inv("certificate-link-wrong", cert,
+        "node LOT-A said to be reached from B1 (the assembly puts it into P1)", wrong_from,
+        "trace_problem", kind="certificate", problem="does not link")
+
+    def duplicated(c):
+        c["events"].append(copy.deepcopy(c["events"][events_of(c, "vec:wh:p1")[0]]))
+    inv("certificate-event-twice", cert, "the event vec:wh:p1 listed twice", duplicated,
+        "trace_problem", kind="certificate", problem="appears twice")
+
+    def root_not_first(c):
+        c["trace"]["nodes"].reverse()
+    inv("certificate-root-not-first", cert, "trace.nodes in reverse order", root_not_first,
+        "trace_problem", kind="certificate", problem="the first node is not the root")
+
+    def window(c):
+        node = next(n for n in c["trace"]["nodes"] if n["code"] == B1)
+        node["windows"] = [{"from": "2026-11-21T00:00:00.000Z", "to": None}]
+    inv("certificate-event-outside-window", cert,
+        "node B1 given the window from 2026-11-21: its production (2026-11-20) lies outside",
+        window, "trace_problem", kind="certificate", problem="lies outside the times")
+
+    def event_changed(c):
+        c["events"][events_of(c, "vec:wh:p1")[0]]["event"]["site"] = "plant-1/other"
+    inv("certificate-event-changed", cert, "the event vec:wh:p1's site changed",
+        event_changed, "root_mismatch", kind="certificate", event="vec:wh:p1")
+
+    def batch_removed(c):
+        bid = c["events"][events_of(c, "vec:qc:b1")[0]]["batch_id"]
+        del c["batches"][bid]
+    inv("certificate-batch-removed", cert,
+        "the batch of vec:qc:b1 removed from batches", batch_removed, "inconsistent",
+        kind="certificate", event="vec:qc:b1")
+    # A document is a certificate only by its exact format string; any other is read as a
+    # proof bundle, which has no `trace`, `batches`, `anchors` or `events`.
+    inv("certificate-format", cert,
+        "format set to veritrace.certificate/2: read as a proof bundle, it has unknown fields",
+        set_(["format"], "veritrace.certificate/2"), "malformed", kind="certificate")
+
+    def receipt_removed(c):
+        del c["anchors"][min(c["anchors"], key=int)]
+    variant("certificate-receipt-removed", cert,
+            "the first epoch receipt removed from anchors: its events verify as sealed",
+            receipt_removed, kind="certificate", anchored=False)
+    return files, vectors
+
+
+def check(vv, work, files, vectors, ledger):
+    """Runs veritrace-verify on every vector; exits on any unexpected outcome."""
+    tmp = os.path.join(work, "vectors")
+    for path, text in files.items():
+        os.makedirs(os.path.dirname(os.path.join(tmp, path)), exist_ok=True)
+        with open(os.path.join(tmp, path), "w") as f:
+            f.write(text)
+    with open(os.path.join(tmp, "ledger.jsonl"), "w") as f:
+        f.write(ledger)
+    bad = []
+    for v in vectors:
+        args = [vv, "--json"]
+        if v["ledger"]:
+            args += ["--ledger", os.path.join(tmp, v["ledger"])]
+        if "key" in v:
+            args += ["--key", v["key"]]
+        p = subprocess.run(args + [os.path.join(tmp, v["file"])], capture_output=True,
+                           text=True)
+        try:
+            out = json.loads(p.stdout)
+        except ValueError:
+            bad.append((v, p.returncode, p.stdout + p.stderr))
+            continue
+        ok = outcome_matches(v, p.returncode, out)
+        if not ok:
+            bad.append((v, p.returncode, json.dumps(out)[:600]))
+    if bad:
+        for v, rc, out in bad:
+            print(f"UNEXPECTED {v['file']} ({v['change']}): expected {v['expect']}, "
+                  f"exit {rc}: {out}", file=sys.stderr)
+        sys.exit(1)
+
+
+def outcome_matches(v, rc, out):
+    if v["expect"] == "valid":
+        return rc == (0 if v["anchored"] else 3) and out["valid"] and \
+            out["anchored"] == v["anchored"]
+    if rc != 1 or out["valid"]:
+        return False
+    if v["expect"] == "trace_problem":
+        return any(v["problem"] in p for p in out["problems"])
+    if "event" in v:
+        return any(e["event_id"] == v["event"] and e.get("code") == v["expect"]
+                   for e in out["events"])
+    return out.get("code") == v["expect"]
+
+
+def write(files, vectors, ledger):
+    for sub in ("valid", "invalid"):
+        shutil.rmtree(os.path.join(HERE, sub), ignore_errors=True)
+    for path, text in files.items():
+        full = os.path.join(HERE, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w") as f:
+            f.write(text)
+    with open(os.path.join(HERE, "ledger.jsonl"), "w") as f:
+        f.write(ledger)
+    manifest = {
+        "about": "Veritrace proof test vectors: see README.md; regenerate with generate.py",
+        "ledger": "ledger.jsonl",
+        "ledger_public_key": json.loads(ledger.splitlines()[0])["public_key"],
+        "vectors": vectors,
+    }
+    with open(os.path.join(HERE, "vectors.json"), "w") as f:
+        f.write(json.dumps(manifest, indent=2) + "\n")
+    print(f"{len(vectors)} vectors, {len(files) + 1} files written to {HERE}")
+
+
+if __name__ == "__main__":
+    main()
