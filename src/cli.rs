@@ -923,11 +923,11 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         &opts,
         chain.as_ref().map(|c| c as &dyn ChainCheck),
     )?;
-    if a.json {
-        println!("{}", verdict.json);
+    emit(&if a.json {
+        format!("{}\n", verdict.json)
     } else {
-        print!("{}", verdict.text);
-    }
+        verdict.text.clone()
+    });
     // 0 valid and anchored in what the auditor supplied, 3 valid but anchored in nothing
     // (anyone can make such a file), 1 invalid.
     Ok(match (verdict.valid, verdict.anchored) {
@@ -1164,4 +1164,16 @@ fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{e}; everything read before that is sealed");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report to stdout. A reader that went away (`verify ... | head -1`) is not an
+/// error: the exit status still gives the verdict.
+fn emit(report: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(report.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("writing the report: {e}");
+    }
 }

@@ -2706,6 +2706,22 @@ fn a_query_certificate_proves_each_row_and_catches_what_was_changed() {
     );
     assert!(text.contains("not compared with the events") && text.contains("shout"), "{text}");
     assert!(text.contains("cannot prove that no other row matches"), "{text}");
+    // A reader that goes away (`verify ... | head -1`) leaves the verdict in the exit
+    // status; it once made verify panic (exit 101) on the broken pipe.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_veritrace"))
+        .args(["verify", c, "--ledger", &format!("{d}/ledger/local.jsonl")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("verify");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let original: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&cert).expect("read")).expect("json");
     assert_eq!(original["rows"].as_array().map(Vec::len), Some(3));

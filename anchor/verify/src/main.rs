@@ -134,11 +134,11 @@ fn run(a: &Args) -> Result<ExitCode, String> {
     let chain = chain(a)?;
     let verdict =
         verify_document(file, &bytes, &opts, chain.as_deref()).map_err(|e| e.to_string())?;
-    if a.json {
-        println!("{}", verdict.json);
+    emit(&if a.json {
+        format!("{}\n", verdict.json)
     } else {
-        print!("{}", verdict.text);
-    }
+        verdict.text.clone()
+    });
     Ok(exit_code(&verdict))
 }
 
@@ -168,5 +168,17 @@ fn main() -> ExitCode {
             eprintln!("veritrace-verify: {e}\n\n{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Writes the report to stdout. A reader that went away (`verify ... | head -1`) is not an
+/// error: the exit status still gives the verdict.
+fn emit(report: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(report.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("writing the report: {e}");
     }
 }
