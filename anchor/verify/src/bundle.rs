@@ -11,12 +11,13 @@
 //! The anchor receipt is either a local ledger entry (`"backend": "local"`) or an EVM
 //! receipt (`"backend": "evm"`: chain id, contract, transaction, block, log index).
 
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::canonical::{self, StrictValue};
+use crate::canonical;
+use crate::digest::field;
 use crate::{Digest, Error, Result, merkle};
 
 /// The proof format this crate writes for unsigned events (and reads).
@@ -25,6 +26,9 @@ pub const FORMAT: &str = "veritrace.proof/1";
 /// The proof format of a signed event: [`FORMAT`] plus the signed statement
 /// ([`ProofBundle::signed`]). Verifiers read both.
 pub const FORMAT_SIGNED: &str = "veritrace.proof/2";
+
+/// The proof bundle formats this crate reads.
+pub const FORMATS: &[&str] = &[FORMAT, FORMAT_SIGNED];
 
 /// The statement a signed event came in, so an auditor checks the signature offline: the
 /// leaf commits to the envelope's digest, signer, key id and algorithm (the event's
@@ -59,6 +63,7 @@ pub struct BundleMember {
     /// Its position among the bundle's events.
     pub index: u64,
     /// Its RFC 6962 audit path to the bundle root.
+    #[serde(deserialize_with = "field::bundle_path")]
     pub path: Vec<Digest>,
 }
 
@@ -90,8 +95,10 @@ pub struct BatchHeader {
     /// Accepted events, i.e. leaves of the batch tree.
     pub size: u64,
     /// Merkle root over the accepted events' leaf hashes, in offset order.
+    #[serde(deserialize_with = "field::batch_root")]
     pub root: Digest,
     /// Root of the previous batch of the same partition (zero for the first).
+    #[serde(deserialize_with = "field::batch_prev_root")]
     pub prev_root: Digest,
     /// When the batch was sealed (RFC 3339, UTC).
     pub sealed_at: String,
@@ -131,12 +138,14 @@ pub struct LedgerEntry {
     /// Epoch anchored by this entry; entries are consecutive from 0.
     pub epoch_id: u64,
     /// The epoch root.
+    #[serde(deserialize_with = "field::ledger_root")]
     pub root: Digest,
     /// Number of batches in the epoch.
     pub batch_count: u64,
     /// When the entry was written (RFC 3339, UTC).
     pub anchored_at: String,
     /// `entry_hash` of the previous entry (zero for the first).
+    #[serde(deserialize_with = "field::ledger_prev_entry_hash")]
     pub prev_entry_hash: Digest,
     /// Ed25519 public key of the node (64 hex digits).
     pub public_key: String,
@@ -177,7 +186,10 @@ impl LedgerEntry {
         Ok(Digest(Sha256::digest(canonical::to_vec(self)?).into()))
     }
 
-    /// Checks the Ed25519 signature against the entry's own public key.
+    /// Checks the Ed25519 signature against the entry's own public key, strictly (RFC 8032
+    /// with ed25519-dalek's `verify_strict`, as signed statements are): a weak (small-order)
+    /// key or signature point is refused, since with one a signature can verify for any
+    /// message.
     pub fn verify_signature(&self) -> Result<()> {
         let bad = |detail: String| Error::BadSignature {
             seq: self.epoch_id,
@@ -190,7 +202,7 @@ impl LedgerEntry {
         hex::decode_to_slice(&self.signature, &mut sig)
             .map_err(|e| bad(format!("signature: {e}")))?;
         let key = VerifyingKey::from_bytes(&pk).map_err(|e| bad(format!("public key: {e}")))?;
-        key.verify(&self.signing_bytes()?, &Signature::from_bytes(&sig))
+        key.verify_strict(&self.signing_bytes()?, &Signature::from_bytes(&sig))
             .map_err(|e| bad(e.to_string()))
     }
 }
@@ -222,8 +234,10 @@ pub struct LeafProof {
     /// Leaf index within the batch (0-based); the tree size is the batch header's `size`.
     pub index: u64,
     /// `SHA-256(0x00 || JCS(event))`, stated for convenience; the verifier recomputes it.
+    #[serde(deserialize_with = "field::leaf_hash")]
     pub hash: Digest,
     /// Audit path from the leaf to the batch root (RFC 9162).
+    #[serde(deserialize_with = "field::leaf_audit_path")]
     pub audit_path: Vec<Digest>,
 }
 
@@ -234,12 +248,14 @@ pub struct EpochProof {
     /// Epoch number, consecutive from 0.
     pub epoch_id: u64,
     /// Root over the leaf hashes of the epoch's batch headers.
+    #[serde(deserialize_with = "field::epoch_root")]
     pub root: Digest,
     /// Index of this batch within the epoch.
     pub batch_index: u64,
     /// Number of batches (leaves) in the epoch.
     pub batch_count: u64,
     /// Audit path from the batch header's leaf to the epoch root.
+    #[serde(deserialize_with = "field::epoch_audit_path")]
     pub audit_path: Vec<Digest>,
 }
 
@@ -305,7 +321,7 @@ pub enum Anchor {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProofBundle {
-    /// Always [`FORMAT`].
+    /// [`FORMAT`], or [`FORMAT_SIGNED`] for a signed event.
     pub format: String,
     /// `sealed` or `anchored`.
     pub status: Status,
@@ -331,19 +347,10 @@ pub struct ProofBundle {
 }
 
 impl ProofBundle {
-    /// Parses a bundle, refusing duplicate keys anywhere and unknown fields.
+    /// Parses a bundle, refusing duplicate keys anywhere, a format other than [`FORMATS`],
+    /// unknown fields and digests that are not 64 hex digits.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let v = canonical::parse_strict(bytes).map_err(|e| match e {
-            Error::Malformed { detail, .. } => Error::Malformed {
-                what: "proof bundle",
-                detail,
-            },
-            other => other,
-        })?;
-        serde_json::from_value(v).map_err(|e| Error::Malformed {
-            what: "proof bundle",
-            detail: e.to_string(),
-        })
+        read_document(bytes, "proof bundle", FORMATS)
     }
 
     /// Pretty JSON for humans; the verifier does not depend on whitespace or key order.
@@ -355,12 +362,41 @@ impl ProofBundle {
     }
 }
 
-/// Parses one ledger line, refusing duplicate keys and unknown fields.
+/// Parses one ledger line, refusing duplicate keys, unknown fields and digests that are
+/// not 64 hex digits.
 pub fn parse_ledger_entry(line: &[u8]) -> Result<LedgerEntry> {
-    let StrictValue(v) = StrictValue(canonical::parse_strict(line)?);
-    serde_json::from_value(v).map_err(|e| Error::Malformed {
-        what: "ledger entry",
-        detail: e.to_string(),
+    read_document(line, "ledger entry", &[])
+}
+
+/// Reads a document of kind `what` by the rules of PROOFS.md 2.3, in order: strict JSON
+/// ([`canonical::parse_strict`]: `duplicate_key`, `unsafe_integer`, `malformed`); a
+/// `format` member that is a string must be one of `formats` (unless that is empty),
+/// since the format decides the shape (`unsupported_format`); then the shape (`malformed`,
+/// or `bad_hash` naming a digest field that is not 64 hex digits).
+pub(crate) fn read_document<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    formats: &'static [&'static str],
+) -> Result<T> {
+    let v = canonical::parse_strict(bytes).map_err(|e| match e {
+        Error::Malformed { detail, .. } => Error::Malformed { what, detail },
+        other => other,
+    })?;
+    if let Some(found) = v.get("format").and_then(Value::as_str)
+        && !formats.is_empty()
+        && !formats.contains(&found)
+    {
+        return Err(Error::UnsupportedFormat {
+            found: found.to_owned(),
+            supported: formats,
+        });
+    }
+    serde_json::from_value(v).map_err(|e| {
+        let detail = e.to_string();
+        match crate::digest::bad_hash(&detail) {
+            Some((field, detail)) => Error::BadHash { field, detail },
+            None => Error::Malformed { what, detail },
+        }
     })
 }
 

@@ -11,7 +11,10 @@
 //!   than silently rounded ([`Error::UnsafeInteger`]).
 //!
 //! Input documents with duplicate object keys are refused by [`parse_strict`]: I-JSON
-//! forbids them and they would let a document show one value and hash another.
+//! forbids them and they would let a document show one value and hash another. So is an
+//! integer literal beyond the 64-bit range that a double does not hold as written: the
+//! parser can only keep it as the nearest double, which would then be hashed in place of
+//! the number the document shows.
 
 use std::fmt;
 
@@ -116,12 +119,79 @@ fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// Parses JSON, refusing duplicate object keys at any depth and trailing data.
+/// Parses JSON, refusing duplicate object keys at any depth, trailing data, and integer
+/// literals beyond the 64-bit range that JCS could not write unchanged
+/// ([`Error::UnsafeInteger`]).
 pub fn parse_strict(bytes: &[u8]) -> Result<Value> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let v = StrictValue::deserialize(&mut de).map_err(map_strict_error)?;
     de.end().map_err(map_strict_error)?;
+    if let Some(value) = wide_integer(bytes) {
+        return Err(Error::UnsafeInteger { value });
+    }
     Ok(v.0)
+}
+
+/// The first integer literal of `json` (text that parsed as JSON) beyond the range of
+/// `i64` and `u64` whose nearest double JCS writes as other digits.
+///
+/// serde_json reads such a literal as that double (there is no integer to hold it), so the
+/// value it yields cannot tell `18446744073709551616` from `18446744073709552000`: only the
+/// text can. Integers within the 64-bit range keep their value and are judged when they
+/// are canonicalised (`write_u64`, `write_i64`).
+fn wide_integer(json: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        match b {
+            b'"' => {
+                // Skip the string; outside strings a digit or '-' only starts a number.
+                i += 1;
+                while let Some(&c) = json.get(i) {
+                    i += match c {
+                        b'\\' => 2,
+                        b'"' => break,
+                        _ => 1,
+                    };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while json
+                    .get(i)
+                    .is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    i += 1;
+                }
+                let lit = std::str::from_utf8(&json[start..i]).ok()?;
+                if !lit_survives(lit) {
+                    return Some(lit.to_owned());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// False for an integer literal outside `i64` and `u64` whose nearest double is written
+/// by JCS as other digits; true for every other number literal.
+fn lit_survives(lit: &str) -> bool {
+    let digits = lit.strip_prefix('-').unwrap_or(lit);
+    if lit.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) || digits.len() < 19 {
+        return true;
+    }
+    let in_range = if lit.starts_with('-') {
+        lit.parse::<i64>().is_ok()
+    } else {
+        lit.parse::<u64>().is_ok()
+    };
+    if in_range {
+        return true;
+    }
+    let mut printed = Vec::with_capacity(24);
+    lit.parse::<f64>()
+        .is_ok_and(|f| write_f64(f, &mut printed).is_ok() && printed == lit.as_bytes())
 }
 
 fn map_strict_error(e: serde_json::Error) -> Error {
@@ -269,6 +339,38 @@ mod tests {
     }
 
     #[test]
+    fn integers_beyond_64_bits_were_hashed_as_other_numbers() {
+        // serde_json reads these as the nearest double: 18446744073709551616 (2^64) would
+        // have been hashed as 18446744073709552000.
+        for lit in [
+            "18446744073709551616",
+            "18446744073709551617",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+        ] {
+            let doc = format!(r#"{{"a":[1,{{"b":{lit}}}]}}"#);
+            match parse_strict(doc.as_bytes()) {
+                Err(Error::UnsafeInteger { value }) => assert_eq!(value, lit),
+                other => panic!("{lit}: {other:?}"),
+            }
+        }
+        // Beyond 64 bits but written as its double is: accepted, and hashed as written.
+        assert_eq!(
+            canon("[100000000000000000000,-18446744073709552000]"),
+            "[100000000000000000000,-18446744073709552000]"
+        );
+        // Within 64 bits the value is kept and judged when canonicalised; in strings, and
+        // as fractions or exponents (doubles by definition), digits are not integers.
+        assert!(parse_strict(b"[18446744073709551615,-9223372036854775808]").is_ok());
+        assert_eq!(
+            canon(
+                r#"["18446744073709551616","\\\"18446744073709551616",1.8446744073709551616e19,18446744073709551616.0]"#
+            ),
+            r#"["18446744073709551616","\\\"18446744073709551616",18446744073709552000,18446744073709552000]"#
+        );
+    }
+
+    #[test]
     fn duplicate_keys_are_refused_at_any_depth() {
         assert!(
             matches!(parse_strict(br#"{"a":1,"a":2}"#), Err(Error::DuplicateKey { key }) if key == "a")
@@ -324,6 +426,23 @@ mod tests {
             let rb = reference_write(&v, &mut b);
             prop_assert_eq!(ra.is_ok(), rb.is_ok());
             prop_assert_eq!(a, b);
+        }
+
+        /// An integer literal of any size is either refused as unsafe or hashed as exactly
+        /// the digits the document shows: a document never shows one number and hashes
+        /// another.
+        #[test]
+        fn integer_literals_are_hashed_as_written_or_refused(lit in "-?[1-9][0-9]{0,39}") {
+            let doc = format!("[{lit}]");
+            let written = parse_strict(doc.as_bytes()).and_then(|v| {
+                let mut out = Vec::new();
+                write_value(&v, &mut out).map(|()| out)
+            });
+            match written {
+                Ok(out) => prop_assert_eq!(String::from_utf8(out).expect("utf8"), doc),
+                Err(Error::UnsafeInteger { value }) => prop_assert_eq!(value, lit),
+                Err(e) => prop_assert!(false, "{lit}: {e}"),
+            }
         }
 
         /// Arbitrary bytes never panic the strict parser.

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::bundle::{Anchor, BatchHeader, EpochProof, FORMAT, LeafProof, ProofBundle, Status};
 use crate::verify::{Options, Report, verify_bundle};
-use crate::{Error, Result, canonical};
+use crate::{Error, Result};
 
 /// The certificate format this crate writes and reads.
 pub const CERTIFICATE_FORMAT: &str = "veritrace.certificate/1";
@@ -122,19 +122,10 @@ pub struct Certificate {
 }
 
 impl Certificate {
-    /// Parses a certificate, refusing duplicate keys anywhere and unknown fields.
+    /// Parses a certificate, refusing duplicate keys anywhere, a format other than
+    /// [`CERTIFICATE_FORMAT`], unknown fields and digests that are not 64 hex digits.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let v = canonical::parse_strict(bytes).map_err(|e| match e {
-            Error::Malformed { detail, .. } => Error::Malformed {
-                what: "trace certificate",
-                detail,
-            },
-            other => other,
-        })?;
-        serde_json::from_value(v).map_err(|e| Error::Malformed {
-            what: "trace certificate",
-            detail: e.to_string(),
-        })
+        crate::bundle::read_document(bytes, "trace certificate", &[CERTIFICATE_FORMAT])
     }
 
     /// The single-event bundle of event `i` (what [`verify_bundle`] checks).
@@ -143,7 +134,14 @@ impl Certificate {
             .events
             .get(i)
             .ok_or_else(|| Error::Inconsistent(format!("certificate has no event {i}")))?;
-        assemble(&self.batches, &self.anchors, i, &e.event, &e.batch_id, &e.leaf)
+        assemble(
+            &self.batches,
+            &self.anchors,
+            i,
+            &e.event,
+            &e.batch_id,
+            &e.leaf,
+        )
     }
 }
 
@@ -227,7 +225,7 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
     if c.format != CERTIFICATE_FORMAT {
         return Err(Error::UnsupportedFormat {
             found: c.format.clone(),
-            supported: CERTIFICATE_FORMAT,
+            supported: &[CERTIFICATE_FORMAT],
         });
     }
     let mut checks = Vec::new();
@@ -283,11 +281,16 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
             result,
         });
     }
+    check_nodes(&c.trace, &mut problems);
     // Every node but the root is linked to the node it was reached from by an event the
     // certificate holds, and that event's own content names both.
-    let backward = c.trace.direction == "backward";
+    let backward = match c.trace.direction.as_str() {
+        "backward" => Some(true),
+        "forward" => Some(false),
+        _ => None,
+    };
     let mut linked = 0usize;
-    for n in c.trace.nodes.iter().filter(|n| n.depth > 0) {
+    for n in c.trace.nodes.iter().skip(1) {
         let (Some(via), Some(from)) = (&n.via_event, &n.from) else {
             problems.push(format!("node {} has no link to the trace", n.code));
             continue;
@@ -297,6 +300,10 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
                 "node {} is linked by event {via}, which the certificate does not hold",
                 n.code
             ));
+            continue;
+        };
+        // An unknown direction is a problem of its own; its links mean nothing.
+        let Some(backward) = backward else {
             continue;
         };
         let inputs = strings(ev.get("inputs"));
@@ -316,9 +323,6 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
                 "event {via} does not link {input} into {output} as the trace says"
             ));
         }
-    }
-    if c.trace.nodes.first().map(|n| n.code.as_str()) != Some(c.trace.root.as_str()) {
-        problems.push("the first node is not the root".into());
     }
     checks.push(format!(
         "{} nodes; {linked} links between them are backed by events in the certificate",
@@ -358,10 +362,153 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
     })
 }
 
+/// The trace's own shape, as its writer builds it (a breadth-first walk, the root first,
+/// each node once, reached from a node already reached): the direction is `backward` or
+/// `forward`; the first node is the root, at depth 0 and without a link; no other node has
+/// depth 0; each other node's `from` is a node listed before it, whose depth is one less;
+/// no code is listed twice. (Nodes are not required to be in order of depth: a walk that
+/// reaches a node again in a new window of time may reach further nodes from it later.)
+fn check_nodes(t: &CertTrace, problems: &mut Vec<String>) {
+    if t.direction != "backward" && t.direction != "forward" {
+        problems.push(format!(
+            "the direction {:?} is neither backward nor forward",
+            t.direction
+        ));
+    }
+    // Depth of each node listed so far.
+    let mut listed: HashMap<&str, u32> = HashMap::new();
+    for (i, n) in t.nodes.iter().enumerate() {
+        if i == 0 {
+            if n.code != t.root {
+                problems.push("the first node is not the root".into());
+            } else if n.depth != 0 {
+                problems.push(format!("the root {} has depth {}, not 0", n.code, n.depth));
+            } else if n.via_event.is_some() || n.from.is_some() {
+                problems.push(format!(
+                    "the root {} has a link (via_event or from), which only other nodes have",
+                    n.code
+                ));
+            }
+        } else if n.depth == 0 {
+            problems.push(format!(
+                "node {} has depth 0, but only the root has",
+                n.code
+            ));
+        } else if let Some(from) = &n.from {
+            match listed.get(from.as_str()) {
+                None => problems.push(format!(
+                    "node {} is reached from {from}, which is not a node listed before it",
+                    n.code
+                )),
+                Some(d) if d.checked_add(1) != Some(n.depth) => problems.push(format!(
+                    "node {} has depth {}, but {from}, which it is reached from, has depth {d}",
+                    n.code, n.depth
+                )),
+                Some(_) => {}
+            }
+        }
+        if listed.insert(n.code.as_str(), n.depth).is_some() {
+            problems.push(format!("node {} is listed twice", n.code));
+        }
+    }
+}
+
 /// True when `event`'s own content names `node`: as its trace code, or among its inputs or
 /// outputs (an edge event is listed under the object it was crossed from).
 fn concerns(event: &Value, node: &str) -> bool {
     event.get("trace_code").and_then(Value::as_str) == Some(node)
         || strings(event.get("inputs")).contains(&node)
         || strings(event.get("outputs")).contains(&node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vectors' certificate, as `veritrace trace --backward --certificate` wrote it:
+    /// P1 (the root) assembled from LOT-A and B1.
+    fn written() -> Certificate {
+        Certificate::from_json(include_bytes!("../vectors/valid/certificate.json"))
+            .expect("the vector parses")
+    }
+
+    fn problems(c: &Certificate) -> Vec<String> {
+        verify_certificate(c, &Options::default())
+            .expect("verifies")
+            .problems
+    }
+
+    fn node<'a>(c: &'a mut Certificate, suffix: &str) -> &'a mut CertNode {
+        c.trace
+            .nodes
+            .iter_mut()
+            .find(|n| n.code.ends_with(suffix))
+            .expect("node")
+    }
+
+    #[test]
+    fn the_written_certificate_holds_together() {
+        let report = verify_certificate(&written(), &Options::default()).expect("verifies");
+        assert!(report.valid(), "{:?}", report.problems);
+    }
+
+    #[test]
+    fn nodes_that_break_the_walk_s_shape_were_accepted() {
+        type Edit = fn(&mut Certificate);
+        let cases: [(&str, Edit); 8] = [
+            ("has depth 2, but", |c| node(c, "LOT-A").depth = 2),
+            ("has depth 0, but only the root has", |c| {
+                node(c, "B1").depth = 0
+            }),
+            ("which is not a node listed before it", |c| {
+                node(c, "LOT-A").from = Some("(01)09506000134352(21)X9".into())
+            }),
+            ("which is not a node listed before it", |c| {
+                let later = node(c, "B1").code.clone();
+                node(c, "LOT-A").from = Some(later)
+            }),
+            ("is listed twice", |c| {
+                let again = node(c, "B1").clone();
+                c.trace.nodes.push(again)
+            }),
+            ("is neither backward nor forward", |c| {
+                c.trace.direction = "sideways".into()
+            }),
+            ("has depth 1, not 0", |c| c.trace.nodes[0].depth = 1),
+            ("has a link (via_event or from)", |c| {
+                c.trace.nodes[0].via_event = Some("vec:asm:p1".into())
+            }),
+        ];
+        for (want, edit) in cases {
+            let mut c = written();
+            edit(&mut c);
+            let found = problems(&c);
+            assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_reached_later_in_a_new_window_may_sit_after_deeper_nodes() {
+        // A walk in time re-walks a node whose windows grew: what it reaches then is listed
+        // after nodes of greater depth. The rule is only: from listed before, one level up.
+        let n = |code: &str, depth, from: Option<&str>| CertNode {
+            code: code.into(),
+            depth,
+            via_event: from.map(|_| format!("link-to-{code}")),
+            from: from.map(str::to_owned),
+            windows: Vec::new(),
+        };
+        let mut t = written().trace;
+        let root = t.root.clone();
+        t.nodes = vec![
+            n(&root, 0, None),
+            n("A", 1, Some(&root)),
+            n("B", 2, Some("A")),
+            n("C", 3, Some("B")),
+            n("D", 2, Some("A")),
+        ];
+        let mut found = Vec::new();
+        check_nodes(&t, &mut found);
+        assert!(found.is_empty(), "{found:?}");
+    }
 }

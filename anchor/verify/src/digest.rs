@@ -72,3 +72,59 @@ impl<'de> Deserialize<'de> for Digest {
         Digest::from_hex(&s).map_err(serde::de::Error::custom)
     }
 }
+
+/// How a digest field of a document that is not 64 hex digits fails to deserialise: a
+/// message naming the field, which [`bad_hash`] recognises so that the document's parser
+/// reports [`crate::Error::BadHash`] rather than a malformed document. A value that is not
+/// a string at all stays a type error (malformed).
+const BAD_HASH: &str = "bad hash ";
+
+fn one<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Digest, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    Digest::from_hex(&s)
+        .map_err(|e| serde::de::Error::custom(format_args!("{BAD_HASH}{field}: {e}")))
+}
+
+fn list<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Vec<Digest>, D::Error> {
+    let items = <Vec<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Digest::from_hex(s)
+                .map_err(|e| serde::de::Error::custom(format_args!("{BAD_HASH}{field}[{i}]: {e}")))
+        })
+        .collect()
+}
+
+/// The field and the problem of a [`BAD_HASH`] message (`serde_json` may append a position).
+pub(crate) fn bad_hash(msg: &str) -> Option<(String, String)> {
+    let (field, detail) = msg.strip_prefix(BAD_HASH)?.split_once(": ")?;
+    Some((field.to_owned(), detail.to_owned()))
+}
+
+/// `deserialize_with` functions for the digest fields of the documents, named as
+/// PROOFS.md section 2.2 names them.
+pub(crate) mod field {
+    use super::{Deserializer, Digest, list, one};
+
+    macro_rules! digest_fields {
+        ($($name:ident: $ty:ty = $read:ident($field:literal);)*) => {$(
+            pub(crate) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                $read(d, $field)
+            }
+        )*};
+    }
+
+    digest_fields! {
+        leaf_hash: Digest = one("leaf.hash");
+        leaf_audit_path: Vec<Digest> = list("leaf.audit_path");
+        batch_root: Digest = one("batch.root");
+        batch_prev_root: Digest = one("batch.prev_root");
+        epoch_root: Digest = one("epoch.root");
+        epoch_audit_path: Vec<Digest> = list("epoch.audit_path");
+        ledger_root: Digest = one("ledger_entry.root");
+        ledger_prev_entry_hash: Digest = one("ledger_entry.prev_entry_hash");
+        bundle_path: Vec<Digest> = list("signed.bundle.path");
+    }
+}

@@ -16,13 +16,13 @@ pub enum Error {
         /// Parser message.
         detail: String,
     },
-    /// The bundle declares a format version this verifier does not know.
-    #[error("unsupported proof format {found:?} (this verifier reads {supported:?})")]
+    /// The document declares a format version this verifier does not know.
+    #[error("unsupported format {found:?} (this verifier reads {})", supported.join(" and "))]
     UnsupportedFormat {
-        /// Format string found in the bundle.
+        /// Format string found in the document.
         found: String,
-        /// Format string this verifier supports.
-        supported: &'static str,
+        /// The format strings this verifier reads for that kind of document.
+        supported: &'static [&'static str],
     },
     /// A JSON object has the same key twice; JCS (I-JSON) forbids it and it would let a
     /// document show one value to a reader and hash another.
@@ -38,11 +38,11 @@ pub enum Error {
         /// The number as written.
         value: String,
     },
-    /// A hex field is not 32 bytes of hex.
+    /// A digest field is not 64 hex digits (32 bytes).
     #[error("bad hash {field}: {detail}")]
     BadHash {
-        /// Field name.
-        field: &'static str,
+        /// Field name, as PROOFS.md names it (`leaf.hash`, `epoch.audit_path[2]`, ...).
+        field: String,
         /// What is wrong.
         detail: String,
     },
@@ -67,7 +67,8 @@ pub enum Error {
     /// Two fields that must agree do not (event id, epoch id, batch count, status, ...).
     #[error("inconsistent bundle: {0}")]
     Inconsistent(String),
-    /// The Ed25519 signature of a ledger entry does not verify.
+    /// The Ed25519 signature of a ledger entry does not verify (strictly: a weak key or a
+    /// non-canonical signature does not either).
     #[error("bad signature on local ledger entry {seq}: {detail}")]
     BadSignature {
         /// Ledger sequence number.
@@ -86,11 +87,17 @@ pub enum Error {
     /// The local ledger file is broken: a hash chain gap, a changed entry, a missing entry.
     #[error("local ledger: {0}")]
     Ledger(String),
+    /// A signed note or log checkpoint (C2SP signed-note, tlog-checkpoint) is malformed or
+    /// its signature does not verify.
+    #[error("signed note: {0}")]
+    Note(String),
     /// The signed statement the event came in does not check out: its envelope against the
-    /// digest the leaf commits to, its claims against the event, or its signature.
+    /// digest the leaf commits to, its claims against the event, its key, its signature or
+    /// its key's registration; or a disclosed private field does not match its commitment.
     #[error("signed statement: {code}: {detail}")]
     Statement {
-        /// `bad_envelope`, `claims_mismatch`, `wrong_key` or `bad_signature`.
+        /// `bad_envelope`, `claims_mismatch`, `wrong_key`, `bad_signature` or
+        /// `bad_disclosure`.
         code: &'static str,
         /// What was wrong.
         detail: String,
@@ -113,6 +120,7 @@ impl Error {
             Error::BadSignature { .. } => "bad_signature",
             Error::WrongKey { .. } => "wrong_key",
             Error::Ledger(_) => "ledger",
+            Error::Note(_) => "bad_note",
         }
     }
 }

@@ -86,11 +86,16 @@ pub fn verify_document(
     opts: &Options,
     chain: Option<&dyn ChainCheck>,
 ) -> Result<Verdict, ChainCheckError> {
-    let format = serde_json::from_slice::<Value>(bytes).ok().map(|v| v["format"].clone());
-    if format.as_ref().is_some_and(|f| f == CERTIFICATE_FORMAT) {
+    // The kind by the format's name, whatever its version: a version this verifier does
+    // not read is refused as unsupported by that kind's parser, not read as another kind.
+    let format = serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("format").and_then(Value::as_str).map(str::to_owned));
+    let kind = format.as_deref().map(family);
+    if kind == Some(family(CERTIFICATE_FORMAT)) {
         return certificate(name, bytes, opts, chain);
     }
-    if format.as_ref().is_some_and(|f| f == ROWS_FORMAT) {
+    if kind == Some(family(ROWS_FORMAT)) {
         return rows(name, bytes, opts, chain);
     }
     let bundle = match ProofBundle::from_json(bytes) {
@@ -175,6 +180,11 @@ pub fn verify_document(
             "notes": report.notes,
         }),
     })
+}
+
+/// A format's name without its version: `veritrace.certificate` of `veritrace.certificate/1`.
+fn family(format: &str) -> &str {
+    format.rsplit_once('/').map_or(format, |(name, _)| name)
 }
 
 fn certificate(

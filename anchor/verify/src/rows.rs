@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use crate::bundle::{Anchor, LeafProof, ProofBundle};
 use crate::certificate::{CertBatch, assemble};
 use crate::verify::{Options, Report, verify_bundle};
-use crate::{Error, Result, canonical};
+use crate::{Error, Result};
 
 /// The query certificate format this crate writes and reads.
 pub const ROWS_FORMAT: &str = "veritrace.rows/1";
@@ -98,19 +98,10 @@ pub struct RowsCertificate {
 }
 
 impl RowsCertificate {
-    /// Parses a query certificate, refusing duplicate keys anywhere and unknown fields.
+    /// Parses a query certificate, refusing duplicate keys anywhere, a format other than
+    /// [`ROWS_FORMAT`], unknown fields and digests that are not 64 hex digits.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let v = canonical::parse_strict(bytes).map_err(|e| match e {
-            Error::Malformed { detail, .. } => Error::Malformed {
-                what: "query certificate",
-                detail,
-            },
-            other => other,
-        })?;
-        serde_json::from_value(v).map_err(|e| Error::Malformed {
-            what: "query certificate",
-            detail: e.to_string(),
-        })
+        crate::bundle::read_document(bytes, "query certificate", &[ROWS_FORMAT])
     }
 
     /// The single-event bundle of event `i` (what [`verify_bundle`] checks).
@@ -175,7 +166,7 @@ pub fn verify_rows(c: &RowsCertificate, opts: &Options) -> Result<RowsReport> {
     if c.format != ROWS_FORMAT {
         return Err(Error::UnsupportedFormat {
             found: c.format.clone(),
-            supported: ROWS_FORMAT,
+            supported: &[ROWS_FORMAT],
         });
     }
     let mut problems = Vec::new();
@@ -216,12 +207,17 @@ pub fn verify_rows(c: &RowsCertificate, opts: &Options) -> Result<RowsReport> {
     let mut used = vec![false; c.events.len()];
     for (r, row) in c.rows.iter().enumerate() {
         let Some(e) = c.events.get(row.event) else {
-            problems.push(format!("row {r} names event {}, which the certificate does not hold", row.event));
+            problems.push(format!(
+                "row {r} names event {}, which the certificate does not hold",
+                row.event
+            ));
             continue;
         };
         used[row.event] = true;
         if let Some(extra) = row.values.keys().find(|k| !names.contains(k.as_str())) {
-            problems.push(format!("row {r} has a value for {extra}, which is not a column"));
+            problems.push(format!(
+                "row {r} has a value for {extra}, which is not a column"
+            ));
         }
         for col in &checked {
             let got = row.values.get(*col).unwrap_or(&Value::Null);

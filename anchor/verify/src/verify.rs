@@ -1,7 +1,7 @@
 //! Verification of proof bundles and local ledgers. Pure: the caller reads files.
 
 use crate::bundle::{
-    Anchor, FORMAT, FORMAT_SIGNED, LedgerEntry, ProofBundle, SignedStatement, Status,
+    Anchor, FORMAT, FORMAT_SIGNED, FORMATS, LedgerEntry, ProofBundle, SignedStatement, Status,
     parse_ledger_entry,
 };
 use crate::{Digest, Error, Result, canonical, merkle};
@@ -78,8 +78,23 @@ fn check_statement(
 ) -> Result<()> {
     use crate::signature::{PublicKey, parse_envelope, sniff};
     use base64::Engine as _;
+    // The format says whether the bundle carries the statement: format 2 always does,
+    // format 1 never (a certificate's events are format 1 bundles, signed or not).
+    match (b.format.as_str(), &b.signed) {
+        (FORMAT, Some(_)) => {
+            return Err(Error::Inconsistent(format!(
+                "format {FORMAT} does not carry a signed statement, but the bundle has one"
+            )));
+        }
+        (FORMAT_SIGNED, None) => {
+            return Err(Error::Inconsistent(format!(
+                "format {FORMAT_SIGNED} carries the signed statement, but the bundle has none"
+            )));
+        }
+        _ => {}
+    }
     let Some(sig) = b.event.get("signature") else {
-        if b.signed.is_some() || b.format == FORMAT_SIGNED {
+        if b.format == FORMAT_SIGNED {
             return Err(Error::Inconsistent(
                 "the bundle carries a signed statement but the event records no signature".into(),
             ));
@@ -97,7 +112,7 @@ fn check_statement(
     }) = &b.signed
     else {
         notes.push(format!(
-            "the event was signed by {signer} (key {key_id}); the bundle carries no envelope, so the signature was not checked here"
+            "the event was signed by {signer} (key {key_id}); a {FORMAT} bundle carries no envelope, so the signature was not checked here"
         ));
         return Ok(());
     };
@@ -272,12 +287,18 @@ fn check_registration(
         field("record"),
         report.checks.len()
     ));
-    notes.extend(
-        report
-            .notes
-            .into_iter()
-            .map(|n| format!("registration: {n}")),
-    );
+    // A registration's own registration's notes already say so: prefixed once, and each
+    // said once.
+    for n in report.notes {
+        let n = if n.starts_with("registration: ") {
+            n
+        } else {
+            format!("registration: {n}")
+        };
+        if !notes.contains(&n) {
+            notes.push(n);
+        }
+    }
     notes.push(format!(
         "one record shows the key was {signer}'s from {at}; a later rotation or revocation is not excluded by it (the registry's records in the log show them: veritrace device list)"
     ));
@@ -286,10 +307,10 @@ fn check_registration(
 
 /// Recomputes every hash of the bundle and checks the anchor receipt.
 pub fn verify_bundle(b: &ProofBundle, opts: &Options) -> Result<Report> {
-    if b.format != FORMAT && b.format != FORMAT_SIGNED {
+    if !FORMATS.contains(&b.format.as_str()) {
         return Err(Error::UnsupportedFormat {
             found: b.format.clone(),
-            supported: FORMAT,
+            supported: FORMATS,
         });
     }
     let mut checks = Vec::new();

@@ -55,7 +55,7 @@ fn check(v: &Value) -> Option<String> {
         return wrong(format!("expected {expect}, got valid: {}", verdict.text));
     }
     let code = match (field(v, "kind"), v["event"].as_str()) {
-        ("certificate", _) if expect == "trace_problem" => {
+        ("certificate" | "rows", _) if expect == "trace_problem" => {
             let problem = field(v, "problem");
             let problems = got["problems"].as_array().cloned().unwrap_or_default();
             if !problems
@@ -66,7 +66,7 @@ fn check(v: &Value) -> Option<String> {
             }
             return None;
         }
-        ("certificate", Some(event)) => got["events"]
+        ("certificate" | "rows", Some(event)) => got["events"]
             .as_array()
             .and_then(|es| es.iter().find(|e| e["event_id"] == event))
             .map(|e| e["code"].clone()),

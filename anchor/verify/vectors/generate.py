@@ -7,7 +7,8 @@
 
 The valid documents are written by the real `veritrace` binary (a small data directory:
 a participant and a device registered, five plain events, one signed event and one signed
-event with private fields). Each invalid document is one of them with exactly one change,
+event with private fields): three proof bundles, a trace certificate and a query
+certificate. Each invalid document is one of them with exactly one change,
 made below. Every vector is then run through the real `veritrace-verify --json` and must
 give the outcome this script expects, or the script fails and writes nothing. The
 manifest (vectors.json) records the outcomes; `cargo test --test vectors` checks them
@@ -63,6 +64,10 @@ SIGNED_EVENT = {
     "event_id": "vec:qc:b1", "event_type": "quality_check",
     "event_time": "2026-11-20T09:30:00Z", "trace_code": B1, "result": "pass",
     "participant": {"id": "plant-1", "role": "inspector"}, "device_id": "press-07"}
+
+# The query of the query certificate: P1's events, each row checked against its event.
+ROWS_SQL = (f"SELECT event_id, event_type, trace_code FROM events WHERE trace_code = '{P1}' "
+            "ORDER BY event_id")
 
 PRIVATE_EVENT = {
     "event_id": "vec:sale:p1", "event_type": "sale", "event_time": "2026-11-21T09:00:00Z",
@@ -122,13 +127,16 @@ def make_valid(vt, work):
         run(vt_ + ["ingest", "file", jws])
     out = {}
     for name, args in [
-        ("proof-1", ["proof", "vec:prod:b1"]),
-        ("proof-2", ["proof", "vec:qc:b1"]),
-        ("proof-2-disclosure", ["proof", "vec:sale:p1", "--disclose", "attributes.price"]),
-        ("certificate", ["trace", P1, "--backward", "--format", "json", "--certificate"]),
+        ("proof-1", ["proof", "vec:prod:b1", "--out", "{path}"]),
+        ("proof-2", ["proof", "vec:qc:b1", "--out", "{path}"]),
+        ("proof-2-disclosure", ["proof", "vec:sale:p1", "--disclose", "attributes.price",
+                                "--out", "{path}"]),
+        ("certificate", ["trace", P1, "--backward", "--format", "json", "--certificate",
+                         "{path}"]),
+        ("rows", ["sql", "--format", "json", "--certificate", "{path}", ROWS_SQL]),
     ]:
         path = os.path.join(work, f"{name}.json")
-        run(vt_ + args + ([path] if name == "certificate" else ["--out", path]))
+        run(vt_ + [path if a == "{path}" else a for a in args])
         with open(path) as f:
             out[name] = json.load(f)
     with open(os.path.join(data, "ledger", "local.jsonl")) as f:
@@ -191,8 +199,8 @@ def main():
 
 def build(docs, ledger):
     """The files (path -> text) and the manifest entries."""
-    p1, p2, p2d, cert = (docs["proof-1"], docs["proof-2"], docs["proof-2-disclosure"],
-                         docs["certificate"])
+    p1, p2, p2d, cert, rows = (docs["proof-1"], docs["proof-2"], docs["proof-2-disclosure"],
+                               docs["certificate"], docs["rows"])
     lines = ledger.splitlines(keepends=True)
     public_key = json.loads(lines[0])["public_key"]
     files = {}
@@ -245,6 +253,11 @@ def build(docs, ledger):
            "valid", anchored=True)
     vector("valid/certificate.json", "certificate", "none; verified without --ledger",
            "valid", ledger=None, anchored=False)
+    doc("valid/rows.json", rows)
+    vector("valid/rows.json", "rows",
+           f"none: `veritrace sql --certificate FILE \"{ROWS_SQL}\"` (a query certificate: "
+           "P1's events, among them a signed one, proven as format 1 bundles)",
+           "valid", anchored=True)
 
     # -- variants that still verify --
     def variant(name, base, change, fn, expect="valid", kind="bundle", **kw):
@@ -253,7 +266,8 @@ def build(docs, ledger):
         path = f"{'valid' if expect == 'valid' else 'invalid'}/{name}.json"
         doc(path, d)
         src = {id(p1): "valid/proof-1.json", id(p2): "valid/proof-2.json",
-               id(p2d): "valid/proof-2-disclosure.json", id(cert): "valid/certificate.json"}
+               id(p2d): "valid/proof-2-disclosure.json", id(cert): "valid/certificate.json",
+               id(rows): "valid/rows.json"}
         vector(path, kind, change, expect, base=src[id(base)], **kw)
 
     variant("proof-1-upper-case-digests", p1,
@@ -363,6 +377,15 @@ def build(docs, ledger):
     inv("ledger-entry-public-key-upper-case", p1,
         "anchor.ledger_entry.public_key in upper-case hex: the signed text changes",
         set_(["anchor", "ledger_entry", "public_key"], str.upper), "bad_signature")
+    # The identity point as the key and as R, s = 0: [s]B - [k]A = R holds for every message,
+    # so a verifier that does not refuse weak keys takes this for a good signature.
+    inv("ledger-entry-weak-key", p1,
+        "anchor.ledger_entry.public_key set to the identity point (small order) and signature "
+        "to R = identity, s = 0, which verify for any message unless weak keys are refused; "
+        "verified without --ledger or --key",
+        lambda b: b["anchor"]["ledger_entry"].update({
+            "public_key": "01" + "00" * 31, "signature": "01" + "00" * 63}),
+        "bad_signature", ledger=None)
     inv("ledger-entry-signature-upper-case", p1,
         "anchor.ledger_entry.signature in upper-case hex: the signature verifies, but the "
         "receipt is no longer the ledger's entry",
@@ -377,14 +400,26 @@ def build(docs, ledger):
         "malformed")
     inv("unsupported-format", p1, "format set to veritrace.proof/3",
         set_(["format"], "veritrace.proof/3"), "unsupported_format")
+    # The format decides the shape: an unknown version is refused as such, whatever it holds.
+    inv("unsupported-format-new-member", p1,
+        "format set to veritrace.proof/3 and a top-level member added (which format 3 might "
+        "define)", lambda b: b.update({"format": "veritrace.proof/3", "comment": "added"}),
+        "unsupported_format")
     inv("unknown-field", p1, "a top-level field comment added",
         set_(["comment"], "added"), "malformed")
     inv("digest-too-short", p1, "leaf.hash: last hex digit removed (63 digits)",
-        set_(["leaf", "hash"], lambda h: h[:-1]), "malformed")
+        set_(["leaf", "hash"], lambda h: h[:-1]), "bad_hash")
     inv("digest-not-hex", p1, "batch.prev_root: first digit replaced by g",
-        set_(["batch", "prev_root"], lambda h: "g" + h[1:]), "malformed")
+        set_(["batch", "prev_root"], lambda h: "g" + h[1:]), "bad_hash")
+    inv("digest-path-not-hex", p1, "epoch.audit_path[0]: last digit replaced by x",
+        set_(["epoch", "audit_path"], lambda p: [p[0][:-1] + "x"] + p[1:]), "bad_hash")
+    inv("digest-not-a-string", p1, "leaf.hash replaced by the number 0 (a type error)",
+        set_(["leaf", "hash"], 0), "malformed")
     inv("unsafe-integer", p1, "event.version 1 -> 9007199254740993 (2^53 + 1)",
         set_(["event", "version"], 9007199254740993), "unsafe_integer")
+    inv("unsafe-integer-beyond-64-bit", p1,
+        "event.version 1 -> 18446744073709551616 (2^64: beyond 64 bits, its double is written "
+        "18446744073709552000)", set_(["event", "version"], 2 ** 64), "unsafe_integer")
     inv("evm-receipt-bad-shape", p1,
         "anchor replaced by an EVM receipt whose contract lacks its 0x prefix",
         lambda b: b.__setitem__("anchor", {**evm, "receipt": {
@@ -399,8 +434,19 @@ def build(docs, ledger):
            "event.site given twice (plant-1/line-1, then plant-1/line-2)", "duplicate_key",
            base="valid/proof-1.json")
     inv("format-2-unsigned-event", p1,
-        "format 1 -> veritrace.proof/2 on an event without a signature",
-        set_(["format"], "veritrace.proof/2"), "inconsistent")
+        "format 1 -> veritrace.proof/2 on an event without a signature (and without a "
+        "signed statement)", set_(["format"], "veritrace.proof/2"), "inconsistent")
+    inv("format-2-statement-on-unsigned-event", p1,
+        "format 1 -> veritrace.proof/2, and proof-2's signed statement added: the event "
+        "records no signature",
+        lambda b: b.update({"format": "veritrace.proof/2",
+                            "signed": copy.deepcopy(p2["signed"])}), "inconsistent")
+    inv("format-1-with-statement", p2,
+        "format 2 -> veritrace.proof/1, signed left: format 1 carries no statement",
+        set_(["format"], "veritrace.proof/1"), "inconsistent")
+    inv("format-2-without-statement", p2,
+        "signed removed: a format 2 bundle carries its statement",
+        lambda b: b.pop("signed"), "inconsistent")
 
     # Format 2.
     def envelope(b):
@@ -501,11 +547,48 @@ def build(docs, ledger):
     inv("certificate-batch-removed", cert,
         "the batch of vec:qc:b1 removed from batches", batch_removed, "inconsistent",
         kind="certificate", event="vec:qc:b1")
-    # A document is a certificate only by its exact format string; any other is read as a
-    # proof bundle, which has no `trace`, `batches`, `anchors` or `events`.
+    # The trace's own shape: nodes as a breadth-first walk lists them.
+    def node(c, code):
+        return next(n for n in c["trace"]["nodes"] if n["code"] == code)
+
+    inv("certificate-node-depth-wrong", cert, "node LOT-A's depth 1 -> 2 (it is reached from "
+        "the root)", lambda c: node(c, LOT_A).update({"depth": 2}), "trace_problem",
+        kind="certificate", problem="which it is reached from, has depth 0")
+    inv("certificate-node-depth-zero", cert, "node B1's depth 1 -> 0",
+        lambda c: node(c, B1).update({"depth": 0}), "trace_problem", kind="certificate",
+        problem="has depth 0, but only the root has")
+    inv("certificate-node-from-unknown", cert,
+        "node LOT-A said to be reached from (01)09506000134352(21)X9, not a node of the trace",
+        lambda c: node(c, LOT_A).update({"from": f"(01){GTIN}(21)X9"}), "trace_problem",
+        kind="certificate", problem="which is not a node listed before it")
+    vector("invalid/certificate-link-wrong.json", "certificate",
+           "node LOT-A said to be reached from B1, which is listed after it", "trace_problem",
+           base="valid/certificate.json", problem="which is not a node listed before it")
+    inv("certificate-node-twice", cert, "node B1 listed a second time, at the end",
+        lambda c: c["trace"]["nodes"].append(copy.deepcopy(node(c, B1))), "trace_problem",
+        kind="certificate", problem="is listed twice")
+    inv("certificate-direction-unknown", cert, "trace.direction backward -> sideways",
+        set_(["trace", "direction"], "sideways"), "trace_problem", kind="certificate",
+        problem="is neither backward nor forward")
+    inv("certificate-root-linked", cert,
+        "the root given a link: via_event vec:asm:p1, from LOT-A",
+        lambda c: c["trace"]["nodes"][0].update({"via_event": "vec:asm:p1", "from": LOT_A}),
+        "trace_problem", kind="certificate", problem="has a link")
+    # A format's name decides the kind of document; a version this verifier does not read
+    # is refused as such, not read as another kind.
     inv("certificate-format", cert,
-        "format set to veritrace.certificate/2: read as a proof bundle, it has unknown fields",
-        set_(["format"], "veritrace.certificate/2"), "malformed", kind="certificate")
+        "format set to veritrace.certificate/2 (a version this verifier does not read)",
+        set_(["format"], "veritrace.certificate/2"), "unsupported_format", kind="certificate")
+    inv("rows-format", rows,
+        "format set to veritrace.rows/2 (a version this verifier does not read)",
+        set_(["format"], "veritrace.rows/2"), "unsupported_format", kind="rows")
+
+    # Query certificates.
+    def row_changed(c):
+        r = next(r for r in c["rows"] if "event_type" in r["values"])
+        r["values"]["event_type"] = "recall"
+    inv("rows-value-changed", rows, "a row's event_type changed to recall (a checked column)",
+        row_changed, "trace_problem", kind="rows", problem="but its event says")
 
     def receipt_removed(c):
         del c["anchors"][min(c["anchors"], key=int)]
