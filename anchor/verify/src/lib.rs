@@ -29,6 +29,7 @@ pub mod bundle;
 pub mod bundle_sig;
 pub mod canonical;
 pub mod certificate;
+pub mod checkpoint;
 pub mod digsig;
 pub mod merkle;
 pub mod private;

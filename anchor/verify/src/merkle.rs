@@ -10,7 +10,9 @@
 //! Trees are built with `rs_merkle` through [`Rfc6962Hasher`], which adds the node prefix
 //! and promotes odd nodes; leaves are hashed with [`leaf_hash`] before they enter the tree.
 //! Verification ([`verify_inclusion`]) is the RFC 9162 section 2.1.3.2 algorithm, written
-//! out so an auditor can read it; it shares [`node_hash`] with the builder.
+//! out so an auditor can read it; it shares [`node_hash`] with the builder. Consistency
+//! proofs between two sizes of one growing tree ([`consistency_proof`],
+//! [`verify_consistency`]) are RFC 9162 sections 2.1.4.1 and 2.1.4.2.
 
 use sha2::{Digest as _, Sha256};
 
@@ -199,6 +201,139 @@ pub fn root_from_path(
     Ok(r)
 }
 
+/// The RFC 9162 (section 2.1.4.1) consistency proof that the tree of the first `old`
+/// leaves is a prefix of the tree of all `leaves`; `None` unless `0 < old <= leaves.len()`
+/// (every tree extends the empty one: no proof is needed). Empty when `old` is all of them.
+pub fn consistency_proof(leaves: &[Digest], old: usize) -> Option<Vec<Digest>> {
+    if old == 0 || old > leaves.len() {
+        return None;
+    }
+    let mut proof = Vec::new();
+    subproof(old, leaves, true, &mut proof);
+    Some(proof)
+}
+
+/// `SUBPROOF(m, D[n], b)` of RFC 9162: `b` is true while `m` is the whole old tree.
+fn subproof(m: usize, d: &[Digest], b: bool, out: &mut Vec<Digest>) {
+    let n = d.len();
+    if m == n {
+        if !b {
+            out.push(root(d));
+        }
+        return;
+    }
+    // The largest power of two smaller than n.
+    let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+    if m <= k {
+        subproof(m, &d[..k], b, out);
+        out.push(root(&d[k..]));
+    } else {
+        subproof(m - k, &d[k..], false, out);
+        out.push(root(&d[..k]));
+    }
+}
+
+fn log_path(detail: String) -> Error {
+    Error::BadPath {
+        level: "log",
+        detail,
+    }
+}
+
+/// Checks an RFC 9162 consistency proof (section 2.1.4.2): the tree of `old_size` leaves
+/// with root `old_root` is a prefix of the tree of `new_size` leaves with root `new_root`.
+/// The empty tree is a prefix of every tree (its proof is empty); equal sizes need equal
+/// roots and an empty proof.
+pub fn verify_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_root: &Digest,
+    new_root: &Digest,
+    proof: &[Digest],
+) -> Result<()> {
+    if old_size > new_size {
+        return Err(log_path(format!(
+            "the old size {old_size} is larger than the new size {new_size}: a log only grows"
+        )));
+    }
+    if old_size == 0 || old_size == new_size {
+        if !proof.is_empty() {
+            return Err(log_path(format!(
+                "{} hashes where the proof between sizes {old_size} and {new_size} has none",
+                proof.len()
+            )));
+        }
+        if old_size == new_size && old_root != new_root {
+            return Err(Error::RootMismatch {
+                what: "log root of the same size",
+                expected: *old_root,
+                computed: *new_root,
+            });
+        }
+        return Ok(());
+    }
+    if proof.is_empty() {
+        return Err(log_path(format!(
+            "an empty proof between sizes {old_size} and {new_size}"
+        )));
+    }
+    // A power-of-two old tree is a node of the new one: the proof starts from its root.
+    let mut path = Vec::with_capacity(proof.len() + 1);
+    if old_size.is_power_of_two() {
+        path.push(*old_root);
+    }
+    path.extend_from_slice(proof);
+    let (mut fnode, mut snode) = (old_size - 1, new_size - 1);
+    while fnode & 1 == 1 {
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    let (mut fr, mut sr) = (path[0], path[0]);
+    for c in &path[1..] {
+        if snode == 0 {
+            return Err(log_path(format!(
+                "the proof has {} hashes, more than the trees need",
+                proof.len()
+            )));
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    if snode != 0 {
+        return Err(log_path(format!(
+            "the proof has {} hashes, fewer than the trees need",
+            proof.len()
+        )));
+    }
+    if fr != *old_root {
+        return Err(Error::RootMismatch {
+            what: "old log root",
+            expected: *old_root,
+            computed: fr,
+        });
+    }
+    if sr != *new_root {
+        return Err(Error::RootMismatch {
+            what: "new log root",
+            expected: *new_root,
+            computed: sr,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +500,98 @@ mod tests {
             let (mut leaf, mut p, mut rt) = (all[i], path.clone(), r);
             if target == 0 { leaf = flip(&leaf) } else if target == 1 { rt = flip(&rt) } else { p[target - 2] = flip(&p[target - 2]) }
             prop_assert!(verify_inclusion("batch", &leaf, i as u64, n as u64, &p, &rt).is_err());
+        }
+    }
+
+    /// An independent implementation (Go's tlog, ported in the `tlog_tiles` crate) reads
+    /// its stored hashes from a plain in-memory list.
+    struct Stored(Vec<tlog_tiles::tlog::Hash>);
+
+    impl tlog_tiles::tlog::HashReader for Stored {
+        fn read_hashes(
+            &self,
+            indexes: &[u64],
+        ) -> Result<Vec<tlog_tiles::tlog::Hash>, tlog_tiles::tlog::Error> {
+            Ok(indexes.iter().map(|&i| self.0[i as usize]).collect())
+        }
+    }
+
+    fn stored(leaves: &[Digest]) -> Stored {
+        let mut s = Stored(Vec::new());
+        for (n, l) in leaves.iter().enumerate() {
+            let add = tlog_tiles::tlog::stored_hashes_for_record_hash(
+                n as u64,
+                tlog_tiles::tlog::Hash(l.0),
+                &s,
+            )
+            .expect("stored hashes");
+            s.0.extend(add);
+        }
+        s
+    }
+
+    #[test]
+    fn consistency_proofs_verify_between_every_pair_of_sizes_and_agree_with_go_tlog() {
+        let all = synthetic(70);
+        let go = stored(&all);
+        for new in 1..=all.len() {
+            let new_root = root(&all[..new]);
+            let go_root = tlog_tiles::tlog::tree_hash(new as u64, &go).expect("tree hash");
+            assert_eq!(go_root.0, new_root.0, "root of {new}");
+            for old in 1..=new {
+                let old_root = root(&all[..old]);
+                let proof = consistency_proof(&all[..new], old).expect("proof");
+                verify_consistency(old as u64, new as u64, &old_root, &new_root, &proof)
+                    .unwrap_or_else(|e| panic!("{old} -> {new}: {e}"));
+                // The same proof, byte for byte, as Go's checksum database would give.
+                let theirs =
+                    tlog_tiles::tlog::prove_tree(new as u64, old as u64, &go).expect("go proof");
+                let theirs: Vec<Digest> = theirs.into_iter().map(|h| Digest(h.0)).collect();
+                assert_eq!(proof, theirs, "{old} -> {new}");
+            }
+        }
+        // The empty tree is a prefix of any tree, with no proof.
+        assert!(consistency_proof(&all, 0).is_none());
+        verify_consistency(0, 5, &empty_root(), &root(&all[..5]), &[]).expect("empty");
+    }
+
+    #[test]
+    fn a_rewritten_history_shrinking_or_a_wrong_proof_fails() {
+        let all = synthetic(40);
+        let old = 13;
+        let proof = consistency_proof(&all, old).expect("proof");
+        let (r_old, r_new) = (root(&all[..old]), root(&all));
+        // A log that rewrote leaf 3 after size 13 has another root at 40.
+        let mut rewritten = all.clone();
+        rewritten[3] = leaf_hash(b"rewritten");
+        let forged = consistency_proof(&rewritten, old).expect("proof");
+        assert!(verify_consistency(old as u64, 40, &r_old, &root(&rewritten), &forged).is_err());
+        // Shrinking, a truncated or extended proof, equal sizes with other roots.
+        assert!(verify_consistency(40, 13, &r_new, &r_old, &proof).is_err());
+        assert!(verify_consistency(13, 40, &r_old, &r_new, &proof[..proof.len() - 1]).is_err());
+        let mut longer = proof.clone();
+        longer.push(r_old);
+        assert!(verify_consistency(13, 40, &r_old, &r_new, &longer).is_err());
+        assert!(verify_consistency(13, 40, &r_old, &r_new, &[]).is_err());
+        assert!(verify_consistency(40, 40, &r_old, &r_new, &[]).is_err());
+        verify_consistency(40, 40, &r_new, &r_new, &[]).expect("same tree");
+        assert!(verify_consistency(40, 40, &r_new, &r_new, &proof).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Any flipped bit in either root or any proof hash fails.
+        #[test]
+        fn any_flipped_bit_in_a_consistency_proof_fails(new in 2usize..=200, old_seed in any::<usize>(), which in any::<usize>(), bit in 0usize..256) {
+            let all = synthetic(new);
+            let old = 1 + old_seed % (new - 1);
+            let proof = consistency_proof(&all, old).expect("proof");
+            let (r_old, r_new) = (root(&all[..old]), root(&all));
+            let flip = |d: &Digest| { let mut x = *d; x.0[bit / 8] ^= 1 << (bit % 8); x };
+            let target = which % (proof.len() + 2);
+            let (mut a, mut b, mut p) = (r_old, r_new, proof.clone());
+            if target == 0 { a = flip(&a) } else if target == 1 { b = flip(&b) } else { p[target - 2] = flip(&p[target - 2]) }
+            prop_assert!(verify_consistency(old as u64, new as u64, &a, &b, &p).is_err());
         }
     }
 }
