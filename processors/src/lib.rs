@@ -25,8 +25,8 @@ pub mod partition;
 pub mod privacy;
 pub mod reason;
 pub mod runtime;
-pub mod signed;
 pub mod sightings;
+pub mod signed;
 pub mod tracecode;
 pub mod types;
 

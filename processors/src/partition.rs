@@ -359,7 +359,9 @@ impl PartitionProcessor {
         self.leaves.push(a.leaf_hash);
         self.stats.accepted += 1;
         if let (Some(code), Some(at)) = (&a.event.trace_code, a.event.location)
-            && self.sightings.observe(code, a.event.event_time_ms, at.lat, at.lon)
+            && self
+                .sightings
+                .observe(code, a.event.event_time_ms, at.lat, at.lon)
         {
             self.stats.clone_sightings += 1;
             tracing::debug!(code = %code, event_id = %a.event.event_id, "clone sighting");

@@ -88,8 +88,8 @@ impl Sightings {
             None => self.previous.get(&key).copied(),
         };
         let now = Seen { ms, lat, lon };
-        let suspect = last
-            .is_some_and(|l| impossible(km(l.lat, l.lon, lat, lon), ms.saturating_sub(l.ms)));
+        let suspect =
+            last.is_some_and(|l| impossible(km(l.lat, l.lon, lat, lon), ms.saturating_sub(l.ms)));
         // Keep the later sighting by event time: a late arrival does not move the code back.
         let keep = match last {
             Some(l) if l.ms > ms => l,

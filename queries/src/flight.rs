@@ -527,9 +527,7 @@ impl FlightSqlService for FlightSql {
             }
         }
         let (_, bytes) = answer?;
-        let one = arrow_flight::Result {
-            body: bytes.into(),
-        };
+        let one = arrow_flight::Result { body: bytes.into() };
         Ok(Response::new(Box::pin(futures::stream::iter([Ok(one)]))))
     }
 

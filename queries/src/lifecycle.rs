@@ -51,7 +51,9 @@ pub fn next(state: &str, what: &str, destroyed: bool) -> Option<&'static str> {
 }
 
 /// The state after `steps` (event type, time, id; in time order) and the step that set it.
-fn fold<'a>(steps: impl Iterator<Item = (&'a str, Option<usize>)>) -> (&'static str, Option<usize>) {
+fn fold<'a>(
+    steps: impl Iterator<Item = (&'a str, Option<usize>)>,
+) -> (&'static str, Option<usize>) {
     let mut state = "unknown";
     let mut at = None;
     for (what, i) in steps {
@@ -117,8 +119,7 @@ impl ScalarUDFImpl for LifecycleUdf {
         };
         let (list, kinds) = listed(kinds, &DataType::Utf8)?;
         let kinds = kinds.as_string::<i32>();
-        let (time_list, times) =
-            listed(times, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+        let (time_list, times) = listed(times, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
         let times = times.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
         let (id_list, ids) = listed(ids, &DataType::Utf8)?;
         let ids = ids.as_string::<i32>();
@@ -212,13 +213,19 @@ mod tests {
         assert_eq!(run(&[]), ("unknown", None));
         assert_eq!(run(&["transport"]), ("unknown", None));
         assert_eq!(run(&["code_issued"]), ("issued", Some(0)));
-        assert_eq!(run(&["code_issued", "production"]), ("commissioned", Some(1)));
+        assert_eq!(
+            run(&["code_issued", "production"]),
+            ("commissioned", Some(1))
+        );
         assert_eq!(
             run(&["assembly", "transport", "assembly"]),
             ("in use", Some(1)),
             "packed again is not made again"
         );
-        assert_eq!(run(&["code_issued", "transformation"]), ("commissioned", Some(1)));
+        assert_eq!(
+            run(&["code_issued", "transformation"]),
+            ("commissioned", Some(1))
+        );
         assert_eq!(
             run(&["code_issued", "production", "quality_check", "transport"]),
             ("in use", Some(2))
@@ -227,7 +234,10 @@ mod tests {
             run(&["production", "transport", "sale", "maintenance"]),
             ("sold", Some(2))
         );
-        assert_eq!(run(&["production", "sale", "recall"]), ("recalled", Some(2)));
+        assert_eq!(
+            run(&["production", "sale", "recall"]),
+            ("recalled", Some(2))
+        );
         assert_eq!(
             run(&["production", "recall", "decommissioning"]),
             ("decommissioned", Some(2))

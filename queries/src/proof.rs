@@ -608,13 +608,13 @@ impl QueryEngine {
                 "a query certificate proves rows that are events: the result needs an event_id column (SELECT event_id, ...)".into(),
             ));
         }
-        let rows: Vec<serde_json::Map<String, Value>> =
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                Vec::new()
-            } else {
-                serde_json::from_slice(&crate::output::encode(batches, crate::Format::Json)?)
-                    .map_err(|e| Error::Output(e.to_string()))?
-            };
+        let rows: Vec<serde_json::Map<String, Value>> = if batches.iter().all(|b| b.num_rows() == 0)
+        {
+            Vec::new()
+        } else {
+            serde_json::from_slice(&crate::output::encode(batches, crate::Format::Json)?)
+                .map_err(|e| Error::Output(e.to_string()))?
+        };
         // Each row's event, each event once, in the order first seen.
         let mut index: std::collections::HashMap<String, usize> = Default::default();
         let mut ids: Vec<String> = Vec::new();
@@ -639,7 +639,9 @@ impl QueryEngine {
                 .ctx
                 .table("events_as_recorded")
                 .await?
-                .filter(col("event_id").in_list(chunk.iter().map(|i| lit(i.as_str())).collect(), false))?
+                .filter(
+                    col("event_id").in_list(chunk.iter().map(|i| lit(i.as_str())).collect(), false),
+                )?
                 .select_columns(&["event_id", "canonical", "batch_id", "leaf_index"])?
                 .collect()
                 .await?;

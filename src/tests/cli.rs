@@ -2525,11 +2525,7 @@ fn a_serial_seen_in_two_places_in_an_impossible_time_is_a_clone_suspect() {
         .lines()
         .find(|l| l.trim_start().starts_with("clones?"))
         .unwrap_or_else(|| panic!("no clone sightings line in\n{out}"));
-    assert_eq!(
-        clones.split_whitespace().nth(1),
-        Some("1"),
-        "{clones}"
-    );
+    assert_eq!(clones.split_whitespace().nth(1), Some("1"), "{clones}");
     let rows = sql_json(&data, "SELECT * FROM clone_suspects");
     let rows = rows.as_array().expect("rows");
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -2699,13 +2695,22 @@ fn a_query_certificate_proves_each_row_and_catches_what_was_changed() {
     let table = ok(&["sql", "--data", d, "--certificate", c, sql]);
     assert!(table.contains("PRODUCTION"), "{table}");
     let text = verified(d, &cert);
-    assert!(text.starts_with("VALID  query certificate: 3 rows from 2 events"), "{text}");
+    assert!(
+        text.starts_with("VALID  query certificate: 3 rows from 2 events"),
+        "{text}"
+    );
     assert!(
         text.contains("9 values equal their event's field (event_id, event_type, trace_code)"),
         "{text}"
     );
-    assert!(text.contains("not compared with the events") && text.contains("shout"), "{text}");
-    assert!(text.contains("cannot prove that no other row matches"), "{text}");
+    assert!(
+        text.contains("not compared with the events") && text.contains("shout"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cannot prove that no other row matches"),
+        "{text}"
+    );
     // A reader that goes away (`verify ... | head -1`) leaves the verdict in the exit
     // status; it once made verify panic (exit 101) on the broken pipe.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_veritrace"))

@@ -156,7 +156,8 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
 
     // A query certificate as a Flight action, with pyarrow's plain Flight client: every row
     // with its event's proof, which `veritrace verify` checks against the node's ledger.
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/flight_certificate.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/flight_certificate.py");
     let sql = "SELECT event_id, event_type, trace_code FROM events WHERE event_type = 'assembly' ORDER BY event_id LIMIT 3";
     let out = Command::new(&py)
         .arg(&script)
@@ -186,7 +187,10 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
         .map(|r| &r["values"])
         .collect();
     let want = sql_json(&data, sql);
-    assert_eq!(serde_json::Value::from(rows.into_iter().cloned().collect::<Vec<_>>()), want);
+    assert_eq!(
+        serde_json::Value::from(rows.into_iter().cloned().collect::<Vec<_>>()),
+        want
+    );
     let file = data.parent().expect("tmp").join("rows.json");
     std::fs::write(&file, cert.to_string()).expect("write");
     let out = bin()
@@ -198,7 +202,10 @@ fn an_adbc_flight_sql_client_queries_and_traces() {
         .expect("verify");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.starts_with("VALID  query certificate: 3 rows from 3 events"), "{text}");
+    assert!(
+        text.starts_with("VALID  query certificate: 3 rows from 3 events"),
+        "{text}"
+    );
 }
 
 #[test]
