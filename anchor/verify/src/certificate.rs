@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::bundle::{Anchor, BatchHeader, EpochProof, FORMAT, LeafProof, ProofBundle, Status};
-use crate::verify::{Options, Report, verify_bundle};
+use crate::verify::{Options, Report, Shared, verify_bundle_with};
 use crate::{Error, Result};
 
 /// The certificate format this crate writes and reads.
@@ -128,7 +128,7 @@ impl Certificate {
         crate::bundle::read_document(bytes, "trace certificate", &[CERTIFICATE_FORMAT])
     }
 
-    /// The single-event bundle of event `i` (what [`verify_bundle`] checks).
+    /// The single-event bundle of event `i` (what [`crate::verify::verify_bundle`] checks).
     pub fn bundle(&self, i: usize) -> Result<ProofBundle> {
         let e = self
             .events
@@ -232,6 +232,8 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     let mut outcomes = Vec::with_capacity(c.events.len());
+    // The ledger file once for all events.
+    let shared = Shared::new(opts);
     let nodes: HashSet<&str> = c.trace.nodes.iter().map(|n| n.code.as_str()).collect();
     let windows: HashMap<&str, &[CertWindow]> = c
         .trace
@@ -274,7 +276,9 @@ pub fn verify_certificate(c: &Certificate, opts: &Options) -> Result<Certificate
         {
             problems.push(format!("event {eid} appears twice"));
         }
-        let result = c.bundle(i).and_then(|b| verify_bundle(&b, opts));
+        let result = c
+            .bundle(i)
+            .and_then(|b| verify_bundle_with(&b, opts, &shared));
         outcomes.push(EventOutcome {
             event_id: id,
             node: e.node.clone(),

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::bundle::{Anchor, LeafProof, ProofBundle};
 use crate::certificate::{CertBatch, assemble};
-use crate::verify::{Options, Report, verify_bundle};
+use crate::verify::{Options, Report, Shared, verify_bundle_with};
 use crate::{Error, Result};
 
 /// The query certificate format this crate writes and reads.
@@ -104,7 +104,7 @@ impl RowsCertificate {
         crate::bundle::read_document(bytes, "query certificate", &[ROWS_FORMAT])
     }
 
-    /// The single-event bundle of event `i` (what [`verify_bundle`] checks).
+    /// The single-event bundle of event `i` (what [`crate::verify::verify_bundle`] checks).
     pub fn bundle(&self, i: usize) -> Result<ProofBundle> {
         let e = self
             .events
@@ -173,6 +173,8 @@ pub fn verify_rows(c: &RowsCertificate, opts: &Options) -> Result<RowsReport> {
     let mut checks = Vec::new();
     let mut notes = Vec::new();
     let mut outcomes = Vec::with_capacity(c.events.len());
+    // The ledger file once for all events.
+    let shared = Shared::new(opts);
     let mut ids = HashSet::new();
     for (i, e) in c.events.iter().enumerate() {
         let id = e
@@ -185,7 +187,9 @@ pub fn verify_rows(c: &RowsCertificate, opts: &Options) -> Result<RowsReport> {
         }
         outcomes.push(RowsEventOutcome {
             event_id: id,
-            result: c.bundle(i).and_then(|b| verify_bundle(&b, opts)),
+            result: c
+                .bundle(i)
+                .and_then(|b| verify_bundle_with(&b, opts, &shared)),
         });
     }
     let names: HashSet<&str> = c.query.columns.iter().map(|k| k.name.as_str()).collect();

@@ -488,6 +488,14 @@ def build(docs, ledger):
     vector("valid/proof-1.json", "bundle",
            "none; the ledger file lacks its second line (epoch 1)", "ledger",
            ledger="invalid/ledger-gap.jsonl")
+    # A certificate and a query certificate check the ledger file once for all their
+    # events: a damaged file still fails every event.
+    vector("valid/certificate.json", "certificate",
+           "none; the ledger file lacks its second line (epoch 1)", "ledger",
+           ledger="invalid/ledger-gap.jsonl", event=cert["events"][0]["event"]["event_id"])
+    vector("valid/rows.json", "rows",
+           "none; the ledger file holds only epochs 0 and 1", "ledger",
+           ledger="invalid/ledger-truncated.jsonl", event=rows["events"][-1]["event"]["event_id"])
     e1 = json.loads(lines[1])
     e1["anchored_at"] = "2000-01-01T00:00:00.000Z"
     doc("invalid/ledger-entry-altered.jsonl", None,
