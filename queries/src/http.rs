@@ -504,15 +504,7 @@ async fn sql_run(s: AppState, id: Identity, req: SqlRequest) -> Result<Response,
         left -= n;
         kept.push(b.slice(0, n));
     }
-    let columns: Vec<serde_json::Value> = match kept.first() {
-        Some(b) => b
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
-            .collect(),
-        None => Vec::new(),
-    };
+    let columns = columns_of(&kept);
     let rows: serde_json::Value = if kept.is_empty() {
         json!([])
     } else {
@@ -520,16 +512,36 @@ async fn sql_run(s: AppState, id: Identity, req: SqlRequest) -> Result<Response,
             .map_err(|e| Error::Output(e.to_string()))?
     };
     let row_count = total.min(max);
-    let mut resp = Json(
+    Ok(sql_answer(
         json!({"columns": columns, "rows": rows, "row_count": row_count, "truncated": truncated}),
-    )
-    .into_response();
+        req.sql,
+        row_count,
+    ))
+}
+
+/// The result's columns as `POST /v1/sql` lists them.
+fn columns_of(batches: &[arrow::array::RecordBatch]) -> Vec<serde_json::Value> {
+    batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `POST /v1/sql` answer with its audit facts (the statement and the rows returned).
+fn sql_answer(body: serde_json::Value, sql: String, rows: usize) -> Response {
+    let mut resp = Json(body).into_response();
     resp.extensions_mut().insert(Facts {
-        sql: Some(req.sql),
-        rows: Some(row_count as u64),
+        sql: Some(sql),
+        rows: Some(rows as u64),
         target: None,
     });
-    Ok(resp)
+    resp
 }
 
 /// `POST /v1/sql` with `"certificate": true`: the whole result (at most `max` rows, never
@@ -544,33 +556,17 @@ async fn sql_certificate(
     let (batches, cert) = engine
         .rows_certificate(&req.sql, &id.scope().label(), max)
         .await?;
-    let columns: Vec<serde_json::Value> = batches
-        .first()
-        .map(|b| {
-            b.schema()
-                .fields()
-                .iter()
-                .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
-                .collect()
-        })
-        .unwrap_or_default();
     let rows: Vec<&serde_json::Map<String, serde_json::Value>> =
         cert.rows.iter().map(|r| &r.values).collect();
     let row_count = rows.len();
-    let mut resp = Json(json!({
-        "columns": columns,
+    let body = json!({
+        "columns": columns_of(&batches),
         "rows": rows,
         "row_count": row_count,
         "truncated": false,
         "certificate": cert,
-    }))
-    .into_response();
-    resp.extensions_mut().insert(Facts {
-        sql: Some(req.sql),
-        rows: Some(row_count as u64),
-        target: None,
     });
-    Ok(resp)
+    Ok(sql_answer(body, req.sql, row_count))
 }
 
 async fn event(

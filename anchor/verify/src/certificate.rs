@@ -130,17 +130,12 @@ impl Certificate {
 
     /// The single-event bundle of event `i` (what [`crate::verify::verify_bundle`] checks).
     pub fn bundle(&self, i: usize) -> Result<ProofBundle> {
-        let e = self
-            .events
-            .get(i)
-            .ok_or_else(|| Error::Inconsistent(format!("certificate has no event {i}")))?;
+        let e = self.events.get(i);
         assemble(
             &self.batches,
             &self.anchors,
             i,
-            &e.event,
-            &e.batch_id,
-            &e.leaf,
+            e.map(|e| (&e.event, e.batch_id.as_str(), &e.leaf)),
         )
     }
 }
@@ -151,10 +146,10 @@ pub(crate) fn assemble(
     batches: &BTreeMap<String, CertBatch>,
     anchors: &BTreeMap<u64, Anchor>,
     i: usize,
-    event: &Value,
-    batch_id: &str,
-    leaf: &LeafProof,
+    event: Option<(&Value, &str, &LeafProof)>,
 ) -> Result<ProofBundle> {
+    let (event, batch_id, leaf) =
+        event.ok_or_else(|| Error::Inconsistent(format!("certificate has no event {i}")))?;
     let b = batches.get(batch_id).ok_or_else(|| {
         Error::Inconsistent(format!(
             "event {i} names batch {batch_id} which the certificate does not hold"

@@ -197,85 +197,36 @@ fn certificate(
         Ok(c) => c,
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
     };
-    let mut report = match verify_certificate(&cert, opts) {
+    let report = match verify_certificate(&cert, opts) {
         Ok(r) => r,
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
     };
-    let backed = chain_backed(
-        &cert.batches,
-        &cert.anchors,
-        chain,
-        &mut report.checks,
-        &mut report.problems,
-    )?;
-    let valid = report.valid();
-    let anchored = valid
-        && all_anchored(
-            report.events.iter().map(|e| &e.result),
-            |i| cert.bundle(i).ok(),
-            &backed,
-        );
-    let events: Vec<Value> = report
-        .events
-        .iter()
-        .map(|e| match &e.result {
-            Ok(r) => json!({"event_id": e.event_id, "node": e.node, "valid": true, "status": r.status.as_str()}),
-            Err(err) => json!({"event_id": e.event_id, "node": e.node, "valid": false, "code": err.code(), "error": err.to_string()}),
-        })
-        .collect();
-    let json = json!({
-        "valid": valid,
-        "anchored": anchored,
-        "root": cert.trace.root,
-        "direction": cert.trace.direction,
-        "events": events,
-        "checks": report.checks,
-        "problems": report.problems,
-        "notes": report.notes,
-    });
-    let mut text = format!(
-        "{}  certificate: {} trace of {} ({} events){}\n",
-        match (valid, anchored) {
-            (false, _) => "INVALID",
-            (true, true) => "VALID",
-            (true, false) => "UNANCHORED",
-        },
+    let head = format!(
+        "certificate: {} trace of {} ({} events)",
         cert.trace.direction,
         cert.trace.root,
-        report.events.len(),
-        if valid && !anchored {
-            format!(": {UNANCHORED}")
-        } else {
-            String::new()
-        }
+        report.events.len()
     );
-    for e in &report.events {
-        text.push_str(&match &e.result {
-            Ok(r) => format!(
-                "  ok    {} ({}) [{}]\n",
-                e.event_id,
-                r.status.as_str(),
-                e.node
-            ),
-            Err(err) => format!("  FAIL  {} [{}]: {err}\n", e.event_id, e.node),
-        });
-    }
-    for c in &report.checks {
-        text.push_str(&format!("  ok    {c}\n"));
-    }
-    for p in &report.problems {
-        text.push_str(&format!("  FAIL  {p}\n"));
-    }
-    for n in &report.notes {
-        text.push_str(&format!("  note  {n}\n"));
-    }
-    chain_note(chain, &cert.anchors, &mut text);
-    Ok(Verdict {
-        valid,
-        anchored,
-        text,
-        json,
-    })
+    let events = report
+        .events
+        .iter()
+        .map(|e| (e.event_id.as_str(), Some(e.node.as_str()), &e.result))
+        .collect();
+    let about = json!({"root": cert.trace.root, "direction": cert.trace.direction});
+    many(
+        Many {
+            head,
+            about,
+            events,
+            checks: report.checks,
+            problems: report.problems,
+            notes: report.notes,
+            batches: &cert.batches,
+            anchors: &cert.anchors,
+            bundle: &|i| cert.bundle(i).ok(),
+        },
+        chain,
+    )
 }
 
 /// Each epoch receipt of a certificate once against the chain, when asked: the epochs the
@@ -355,73 +306,119 @@ fn rows(
         Ok(c) => c,
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
     };
-    let mut report = match verify_rows(&cert, opts) {
+    let report = match verify_rows(&cert, opts) {
         Ok(r) => r,
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
     };
-    let backed = chain_backed(
-        &cert.batches,
-        &cert.anchors,
-        chain,
-        &mut report.checks,
-        &mut report.problems,
-    )?;
-    let valid = report.valid();
-    let anchored = valid
-        && all_anchored(
-            report.events.iter().map(|e| &e.result),
-            |i| cert.bundle(i).ok(),
-            &backed,
-        );
-    let events: Vec<Value> = report
+    let head = format!(
+        "query certificate: {} rows from {} events",
+        cert.rows.len(),
+        report.events.len()
+    );
+    let events = report
         .events
         .iter()
-        .map(|e| match &e.result {
-            Ok(r) => json!({"event_id": e.event_id, "valid": true, "status": r.status.as_str()}),
-            Err(err) => json!({"event_id": e.event_id, "valid": false, "code": err.code(), "error": err.to_string()}),
+        .map(|e| (e.event_id.as_str(), None, &e.result))
+        .collect();
+    let about = json!({"sql": cert.query.sql, "rows": cert.rows.len()});
+    many(
+        Many {
+            head,
+            about,
+            events,
+            checks: report.checks,
+            problems: report.problems,
+            notes: report.notes,
+            batches: &cert.batches,
+            anchors: &cert.anchors,
+            bundle: &|i| cert.bundle(i).ok(),
+        },
+        chain,
+    )
+}
+
+/// A verified document of many events (a trace or query certificate), to be judged against
+/// the chain and rendered.
+struct Many<'a> {
+    /// The first line's subject.
+    head: String,
+    /// What the document is about, merged into the JSON report.
+    about: Value,
+    /// Per event: its id, the node it is listed under (trace certificates), its outcome.
+    events: Vec<(
+        &'a str,
+        Option<&'a str>,
+        &'a crate::Result<crate::verify::Report>,
+    )>,
+    checks: Vec<String>,
+    problems: Vec<String>,
+    notes: Vec<String>,
+    batches: &'a BTreeMap<String, CertBatch>,
+    anchors: &'a BTreeMap<u64, Anchor>,
+    /// Event `i`'s single bundle.
+    bundle: &'a dyn Fn(usize) -> Option<ProofBundle>,
+}
+
+fn many(mut m: Many<'_>, chain: Option<&dyn ChainCheck>) -> Result<Verdict, ChainCheckError> {
+    let backed = chain_backed(m.batches, m.anchors, chain, &mut m.checks, &mut m.problems)?;
+    let valid = m.problems.is_empty() && m.events.iter().all(|(_, _, r)| r.is_ok());
+    let anchored = valid && all_anchored(m.events.iter().map(|(_, _, r)| *r), m.bundle, &backed);
+    let events: Vec<Value> = m
+        .events
+        .iter()
+        .map(|(id, node, result)| {
+            let mut e = match result {
+                Ok(r) => json!({"event_id": id, "valid": true, "status": r.status.as_str()}),
+                Err(err) => json!({"event_id": id, "valid": false, "code": err.code(), "error": err.to_string()}),
+            };
+            if let Some(n) = node {
+                e["node"] = json!(n);
+            }
+            e
         })
         .collect();
-    let json = json!({
+    let mut json = json!({
         "valid": valid,
         "anchored": anchored,
-        "sql": cert.query.sql,
-        "rows": cert.rows.len(),
         "events": events,
-        "checks": report.checks,
-        "problems": report.problems,
-        "notes": report.notes,
+        "checks": m.checks,
+        "problems": m.problems,
+        "notes": m.notes,
     });
+    if let (Some(j), Value::Object(about)) = (json.as_object_mut(), m.about) {
+        j.extend(about);
+    }
     let mut text = format!(
-        "{}  query certificate: {} rows from {} events{}\n",
+        "{}  {}{}\n",
         match (valid, anchored) {
             (false, _) => "INVALID",
             (true, true) => "VALID",
             (true, false) => "UNANCHORED",
         },
-        cert.rows.len(),
-        report.events.len(),
+        m.head,
         if valid && !anchored {
             format!(": {UNANCHORED}")
         } else {
             String::new()
         }
     );
-    for e in &report.events {
-        text.push_str(&match &e.result {
-            Ok(r) => format!("  ok    {} ({})\n", e.event_id, r.status.as_str()),
-            Err(err) => format!("  FAIL  {}: {err}\n", e.event_id),
+    for (id, node, result) in &m.events {
+        let node = node.map(|n| format!(" [{n}]")).unwrap_or_default();
+        text.push_str(&match result {
+            Ok(r) => format!("  ok    {id} ({}){node}\n", r.status.as_str()),
+            Err(err) => format!("  FAIL  {id}{node}: {err}\n"),
         });
     }
-    for c in &report.checks {
+    for c in &m.checks {
         text.push_str(&format!("  ok    {c}\n"));
     }
-    for p in &report.problems {
+    for p in &m.problems {
         text.push_str(&format!("  FAIL  {p}\n"));
     }
-    for n in &report.notes {
+    for n in &m.notes {
         text.push_str(&format!("  note  {n}\n"));
     }
-    chain_note(chain, &cert.anchors, &mut text);
+    chain_note(chain, m.anchors, &mut text);
     Ok(Verdict {
         valid,
         anchored,
