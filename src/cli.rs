@@ -54,6 +54,21 @@ enum Command {
     Publish(PublishArgs),
     /// Write the proof bundle of one event.
     Proof(ProofArgs),
+    /// Print the log's latest signed checkpoint (C2SP tlog-checkpoint in a signed note), or
+    /// with --vkey the note verifier key that witnesses and monitors pin.
+    Checkpoint(CheckpointArgs),
+    /// Print the RFC 9162 consistency proof between two sizes of the log (JSON, checked
+    /// before it is printed): the tree of --from leaves is a prefix of the tree of --to.
+    Consistency(ConsistencyArgs),
+    /// A transparency-log witness (C2SP tlog-witness): serve it, print its key, or submit
+    /// this node's checkpoint to one and keep the cosignature.
+    #[command(subcommand)]
+    Witness(crate::witness_cmd::WitnessCommand),
+    /// Follow a node's log from outside (its HTTP API and the published verifier key):
+    /// checkpoint signatures, consistency, every new entry, partition chains without gaps,
+    /// anchors. Alarms on rollback, split view, inconsistency, gaps and missing anchors
+    /// (log line, metric, exit status 1 with --once).
+    Monitor(crate::monitor_cmd::MonitorArgs),
     /// Verify a proof bundle or trace certificate (offline, or against the chain with
     /// --rpc); exits 0 when valid and anchored in the --ledger, --key or --rpc you gave, 3
     /// when valid but anchored in nothing you gave (first line UNANCHORED: anyone with a key
@@ -303,8 +318,36 @@ struct ProofArgs {
     /// (`attributes.price,counterparty.name`); the others stay committed.
     #[arg(long, default_value = "")]
     disclose: String,
+    /// Prove against the checkpoint of this log size (a later epoch's, as
+    /// `veritrace sql "SELECT log_size FROM epochs"` lists them) instead of the epoch the
+    /// event was sealed in.
+    #[arg(long)]
+    checkpoint: Option<u64>,
     /// The event id.
     event_id: String,
+}
+
+#[derive(Debug, Args)]
+struct CheckpointArgs {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print the node's note verifier key (`origin+keyhash+key`) instead.
+    #[arg(long)]
+    vkey: bool,
+}
+
+#[derive(Debug, Args)]
+struct ConsistencyArgs {
+    /// Data directory [config: data-dir].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The older size (leaves; 0 proves nothing but is allowed).
+    #[arg(long)]
+    from: u64,
+    /// The newer size (default: the log's size now).
+    #[arg(long)]
+    to: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -345,6 +388,13 @@ struct VerifyArgs {
     /// Deadline of each JSON-RPC request, in seconds.
     #[arg(long, default_value_t = 10)]
     rpc_timeout: u64,
+    /// A witness's cosigner key (`veritrace witness vkey`); repeatable: the bundle's
+    /// checkpoint must carry their cosignatures (--witnesses of them).
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// How many of the --witness keys must have cosigned (default: all).
+    #[arg(long = "witnesses", requires = "witnesses")]
+    witness_quorum: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -498,12 +548,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = crate::rt::runtime()?;
             let bundle = rt.block_on(async {
                 let engine = QueryEngine::open(&data).await?;
-                engine
+                let bundle = engine
                     .proof_disclosing(
                         &a.event_id,
                         &veritrace_queries::Disclose::parse(&a.disclose),
                     )
-                    .await
+                    .await?;
+                match a.checkpoint {
+                    Some(size) => engine.prove_at(bundle, size).await,
+                    None => Ok(bundle),
+                }
             })?;
             let text = bundle.to_json_pretty()? + "\n";
             match a.out {
@@ -519,6 +573,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Checkpoint(a) => {
+            let dir = veritrace_anchor::DataDir::open(data_of(a.data))?;
+            let text = if a.vkey {
+                veritrace_anchor::log::verifier_key(&dir)? + "\n"
+            } else {
+                match veritrace_anchor::log::published(&dir)? {
+                    Some((text, _)) => text,
+                    None => anyhow::bail!(
+                        "no checkpoint is published yet: the log begins with the first epoch this version seals"
+                    ),
+                }
+            };
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Consistency(a) => {
+            let data = data_of(a.data);
+            let rt = crate::rt::runtime()?;
+            let proof = rt.block_on(async {
+                let engine = QueryEngine::open(&data).await?;
+                let to = match a.to {
+                    Some(t) => t,
+                    None => engine.log_head().await?.size,
+                };
+                engine.consistency(a.from, to).await
+            })?;
+            proof
+                .verify()
+                .context("the consistency proof the node computed does not verify")?;
+            let text = serde_json::to_string_pretty(&proof)? + "\n";
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Monitor(a) => crate::monitor_cmd::run(a),
+        Command::Witness(c) => crate::witness_cmd::run(c, data_of),
         Command::Verify(a) => verify_cmd(a),
         Command::Compact(a) => {
             let dir = veritrace_anchor::DataDir::open(data_of(a.data))?;
@@ -847,7 +936,7 @@ fn check_cmd(data: &std::path::Path, deep: bool, json: bool) -> anyhow::Result<E
     } else {
         let r = &report;
         println!(
-            "{}: {} manifests, {} batches ({} roots recomputed{}), {} files hashed ({} MB), {} without a recorded digest, {} epochs, {} ledger entries, {} chain receipts",
+            "{}: {} manifests, {} batches ({} roots recomputed{}), {} files hashed ({} MB), {} without a recorded digest, {} epochs, {} ledger entries, {} chain receipts, {} log tiles",
             data.display(),
             r.manifests,
             r.batches,
@@ -862,7 +951,8 @@ fn check_cmd(data: &std::path::Path, deep: bool, json: bool) -> anyhow::Result<E
             r.files_without_digest,
             r.epochs,
             r.ledger_entries,
-            r.evm_receipts
+            r.evm_receipts,
+            r.log_tiles
         );
         if r.damage.is_empty() {
             println!("INTACT");
@@ -905,6 +995,8 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let opts = Options {
         ledger,
         pinned_key: a.key.clone(),
+        witnesses: a.witnesses.clone(),
+        witness_quorum: a.witness_quorum,
     };
     let chain = match &a.rpc {
         Some(rpc) => Some(

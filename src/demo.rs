@@ -226,7 +226,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let opts = match args.chain {
             ChainArg::Local => Options {
                 ledger: Some(std::fs::read_to_string(&ledger_path)?),
-                pinned_key: None,
+                ..Options::default()
             },
             ChainArg::Evm => Options::default(),
         };

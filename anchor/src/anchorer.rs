@@ -157,7 +157,23 @@ impl Anchorer {
             next_tick: Instant::now() + interval,
         };
         a.anchor_local(&now_rfc3339)?;
+        a.publish(&[])?;
         Ok(a)
+    }
+
+    /// Publishes the log's tiles and checkpoint up to the last epoch ([`crate::log`]). A
+    /// published log that disagrees with the epoch log is an error; a write that fails is
+    /// retried at the next epoch (publishing catches up from the published checkpoint).
+    fn publish(&mut self, fresh: &[BatchHeader]) -> Result<()> {
+        let dir = self.epochs.dir().clone();
+        match crate::log::publish(&dir, &mut self.epochs, fresh) {
+            Ok(_) => Ok(()),
+            Err(e @ crate::Error::Corrupt { .. }) => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not publish the log's checkpoint; retrying at the next epoch");
+                Ok(())
+            }
+        }
     }
 
     /// Local backend: anchors every sealed epoch the ledger lacks.
@@ -266,11 +282,13 @@ impl Anchorer {
         }
         self.next_tick = now + self.interval;
         let headers = std::mem::take(&mut self.pending);
+        let fresh = headers.clone();
         let Some(rec) = self.epochs.seal(headers, now_rfc3339())? else {
             return Ok(None);
         };
-        tracing::info!(epoch_id = rec.epoch_id, batches = rec.batch_count, events = rec.events, root = %rec.root, backend = self.backend_name(), "epoch sealed");
+        tracing::info!(epoch_id = rec.epoch_id, batches = rec.batch_count, log_size = rec.tree_size(), events = rec.events, root = %rec.root, backend = self.backend_name(), "epoch sealed");
         self.anchor_local(&now_rfc3339)?;
+        self.publish(&fresh)?;
         Ok(Some(rec))
     }
 

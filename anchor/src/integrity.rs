@@ -216,6 +216,8 @@ pub struct CheckReport {
     pub ledger_entries: u64,
     /// EVM receipts compared with epoch roots.
     pub evm_receipts: u64,
+    /// Published log tiles and entry bundles compared with the log of the epochs.
+    pub log_tiles: u64,
     /// Everything found wrong.
     pub damage: Vec<Damage>,
 }
@@ -450,6 +452,8 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
             Vec::new()
         }
     };
+    // The log over every epoch's batches; unusable past an epoch with an unknown batch.
+    let mut log = Some(veritrace_verify::logtree::LogTree::new());
     for e in &epochs {
         let mut leaves = Vec::with_capacity(e.batch_ids.len());
         for b in &e.batch_ids {
@@ -482,17 +486,44 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
             ));
         }
         if leaves.len() == e.batch_ids.len() {
-            let root = merkle::root(&leaves);
-            if root != e.root {
-                r.damage.push(damage(
+            if let Some(l) = log.as_mut() {
+                for leaf in &leaves {
+                    l.push(*leaf);
+                }
+            }
+            let root = match (e.log_size, &log) {
+                (None, _) => Some(merkle::root(&leaves)),
+                (Some(size), Some(l)) => l.root_at(size),
+                (Some(_), None) => None,
+            };
+            match root {
+                Some(root) if root != e.root => r.damage.push(damage(
+                    dir.epochs_file(),
+                    None,
+                    match e.log_size {
+                        Some(size) => format!(
+                            "epoch {} root is {} but the log of its batch headers gives {root} at {size} leaves",
+                            e.epoch_id, e.root
+                        ),
+                        None => format!(
+                            "epoch {} root is {} but its batch headers give {root}",
+                            e.epoch_id, e.root
+                        ),
+                    },
+                )),
+                None if log.is_some() => r.damage.push(damage(
                     dir.epochs_file(),
                     None,
                     format!(
-                        "epoch {} root is {} but its batch headers give {root}",
-                        e.epoch_id, e.root
+                        "epoch {} says the log has {} leaves; its epochs hold another number",
+                        e.epoch_id,
+                        e.tree_size()
                     ),
-                ));
+                )),
+                _ => {}
             }
+        } else {
+            log = None;
         }
         r.epochs += 1;
     }
@@ -531,13 +562,15 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
                 ));
             }
             for (l, e) in entries.iter().zip(&epochs) {
-                if l.batch_count != e.batch_count {
+                if l.batch_count != e.tree_size() {
                     r.damage.push(damage(
                         ledger_path.clone(),
                         None,
                         format!(
-                            "epoch {} is anchored with {} batches but the epoch log says {}",
-                            e.epoch_id, l.batch_count, e.batch_count
+                            "epoch {} is anchored with a tree of {} leaves but the epoch log says {}",
+                            e.epoch_id,
+                            l.batch_count,
+                            e.tree_size()
                         ),
                     ));
                 }
@@ -559,6 +592,11 @@ pub fn check(dir: &DataDir, deep: bool, progress: &mut dyn Progress) -> Result<C
             .push(damage(ledger_path.clone(), None, e.to_string())),
     }
     progress.step("ledger");
+
+    // The published log: its checkpoint and tiles against the log of the epochs.
+    if let Some(l) = &log {
+        r.log_tiles = check_published_log(dir, l, &epochs, &mut r.damage)?;
+    }
 
     // EVM receipts (read from the journal; the chain itself is `veritrace verify --rpc`).
     match crate::evm::read_receipts(dir) {
@@ -716,4 +754,130 @@ fn read_event_rows(dir: &DataDir, path: &Path, canonical: bool) -> Result<Vec<Ro
         }
     }
     Ok(out)
+}
+
+/// Checks the published checkpoint and every tile and entry bundle under `log/tile/`
+/// (locally; on an object store the checkpoint only) against the log of the epochs;
+/// returns how many tiles were compared.
+fn check_published_log(
+    dir: &DataDir,
+    log: &veritrace_verify::logtree::LogTree,
+    epochs: &[crate::EpochRecord],
+    out: &mut Vec<Damage>,
+) -> Result<u64> {
+    use veritrace_verify::logtree::{self, TileRef};
+    let mut push = |path: PathBuf, problem: String| {
+        out.push(Damage {
+            path,
+            batch: None,
+            problem,
+        })
+    };
+    let last_size = epochs.iter().rev().find_map(|e| e.log_size);
+    match crate::log::published(dir) {
+        Err(e) => push(dir.log_checkpoint_file(), e.to_string()),
+        Ok(None) => {
+            if let Some(size) = last_size {
+                push(
+                    dir.log_checkpoint_file(),
+                    format!("no checkpoint is published but the log has {size} leaves"),
+                );
+            }
+        }
+        Ok(Some((_, c))) => {
+            if !epochs.iter().any(|e| e.log_size == Some(c.size)) {
+                push(
+                    dir.log_checkpoint_file(),
+                    format!("the checkpoint's size {} is no epoch's log size", c.size),
+                );
+            } else if log.root_at(c.size) != Some(c.root) {
+                push(
+                    dir.log_checkpoint_file(),
+                    format!(
+                        "the checkpoint's root at {} leaves is {} but the epochs' log gives {}",
+                        c.size,
+                        c.root,
+                        log.root_at(c.size)
+                            .unwrap_or(veritrace_verify::Digest::ZERO)
+                    ),
+                );
+            }
+        }
+    }
+    if dir.is_remote() {
+        return Ok(0);
+    }
+    let base = dir.log_dir().join("tile");
+    let mut files = Vec::new();
+    let mut stack = vec![base.clone()];
+    while let Some(d) = stack.pop() {
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("list", &d)(e)),
+        };
+        for e in rd {
+            let e = e.map_err(Error::io("list", &d))?;
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut checked = 0;
+    for f in files {
+        let rel = f
+            .strip_prefix(&base)
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        let tile = match logtree::parse_tile_path(&rel) {
+            Ok(t) => t,
+            // A crash leaves a temporary file of a create-only write: not a tile.
+            Err(_) if rel.ends_with(".tmp") => continue,
+            Err(e) => {
+                push(f, format!("not a tile of the log: {e}"));
+                continue;
+            }
+        };
+        let bytes = std::fs::read(&f).map_err(Error::io("read", &f))?;
+        checked += 1;
+        let problem = match tile {
+            TileRef::Hashes(level, index, width) => {
+                let size = (index * logtree::TILE_WIDTH + width).checked_shl(level * 8);
+                match size.and_then(|s| log.tile(level, index, s)) {
+                    None => Some("a tile beyond the log's size".to_owned()),
+                    Some(h) if h.iter().flat_map(|d| d.0).eq(bytes.iter().copied()) => None,
+                    Some(_) => Some("its hashes are not the log's".to_owned()),
+                }
+            }
+            TileRef::Entries(index, width) => match logtree::read_entry_bundle(&bytes) {
+                Err(e) => Some(e.to_string()),
+                Ok(list) if list.len() as u64 != width => Some(format!(
+                    "{} entries where its name says {width}",
+                    list.len()
+                )),
+                Ok(list) => list
+                    .iter()
+                    .enumerate()
+                    .find(|(i, e)| {
+                        log.leaf(index * logtree::TILE_WIDTH + *i as u64)
+                            != Some(veritrace_verify::merkle::leaf_hash(e))
+                    })
+                    .map(|(i, _)| {
+                        format!(
+                            "entry {} is not the log's leaf {}",
+                            i,
+                            index * logtree::TILE_WIDTH + i as u64
+                        )
+                    }),
+            },
+        };
+        if let Some(p) = problem {
+            push(f, p);
+        }
+    }
+    Ok(checked)
 }

@@ -147,7 +147,7 @@ impl LocalLedger {
         let mut entry = LedgerEntry {
             epoch_id: epoch.epoch_id,
             root: epoch.root,
-            batch_count: epoch.batch_count,
+            batch_count: epoch.tree_size(),
             anchored_at,
             prev_entry_hash,
             public_key: self.public_hex.clone(),
@@ -248,7 +248,7 @@ pub const LEDGER_KEY_VAR: &str = "VERITRACE_LEDGER_KEY";
 /// The node's Ed25519 ledger key: from [`LEDGER_KEY_VAR`]'s file when set, else from the data
 /// directory (on an object store it is created there create-only, so replicas racing to
 /// create it end up with the one key; a Secret mounted as a file is the better home).
-fn node_key(dir: &DataDir) -> Result<SigningKey> {
+pub(crate) fn node_key(dir: &DataDir) -> Result<SigningKey> {
     if let Some(file) = std::env::var_os(LEDGER_KEY_VAR).filter(|v| !v.is_empty()) {
         return load_or_create_key(Path::new(&file));
     }
@@ -295,6 +295,9 @@ fn load_or_create_key(path: &Path) -> Result<SigningKey> {
             getrandom::fill(&mut seed)
                 .map_err(|e| Error::Bug(format!("no OS randomness for the node key: {e}")))?;
             let key = SigningKey::from_bytes(&seed);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+            }
             write_secret(path, hex::encode(seed).as_bytes())?;
             let pub_path = path.with_extension("pub");
             std::fs::write(

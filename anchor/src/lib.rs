@@ -36,6 +36,7 @@ pub mod integrity;
 mod layout;
 pub mod ledger;
 mod lock;
+pub mod log;
 mod merge;
 mod storage;
 pub mod store;
@@ -43,7 +44,7 @@ pub mod tables;
 
 pub use anchorer::{AnchoredEpoch, Anchorer, Backend};
 pub use batch::{BatchWriter, SealInput, batch_id};
-pub use epoch::{EpochLog, EpochRecord};
+pub use epoch::{EpochLog, EpochRecord, log_of_epochs};
 pub use error::{ChainError, Error, Result};
 pub use fsutil::{append_line_durable, read_jsonl, repair_torn_tail, write_atomic};
 pub use layout::DataDir;

@@ -132,6 +132,21 @@ pub(crate) struct Snapshot {
     pub(crate) side: SideFiles,
     /// The events the corrected view leaves out (effective error declarations).
     pub(crate) hidden: Arc<std::collections::BTreeSet<String>>,
+    /// The log over every epoch's batch headers, built on first use.
+    pub(crate) log:
+        std::sync::OnceLock<std::result::Result<veritrace_verify::logtree::LogTree, String>>,
+}
+
+impl Snapshot {
+    /// The log over every epoch's batches (built once per snapshot), or why it cannot be.
+    pub(crate) fn log(&self) -> crate::Result<&veritrace_verify::logtree::LogTree> {
+        self.log
+            .get_or_init(|| {
+                veritrace_anchor::log_of_epochs(&self.epochs, |id| self.headers.get(id))
+            })
+            .as_ref()
+            .map_err(|detail| crate::Error::corrupt("the log", detail.clone()))
+    }
 }
 
 /// The `rejected` and `edges` tables: the files the batch commits named (their digest log),
@@ -700,6 +715,7 @@ impl QueryEngine {
                 ledger,
                 evm,
                 hidden: Arc::default(),
+                log: std::sync::OnceLock::new(),
             })
         })
         .await
@@ -933,7 +949,8 @@ impl QueryEngine {
         ];
         self.batches.replace(RecordBatch::try_new(schema, cols)?)?;
 
-        let (mut eid, mut bc, mut ev) = (
+        let (mut eid, mut bc, mut ev, mut lsize) = (
+            UInt64Builder::new(),
             UInt64Builder::new(),
             UInt64Builder::new(),
             UInt64Builder::new(),
@@ -958,6 +975,7 @@ impl QueryEngine {
             eroot.append_value(e.root.to_hex());
             bc.append_value(e.batch_count);
             ev.append_value(e.events);
+            lsize.append_option(e.log_size);
             esealed.append_value(&e.sealed_at);
             let entry = snap
                 .ledger
@@ -994,6 +1012,7 @@ impl QueryEngine {
             Arc::new(eroot.finish()),
             Arc::new(bc.finish()),
             Arc::new(ev.finish()),
+            Arc::new(lsize.finish()),
             Arc::new(esealed.finish()),
             Arc::new(status.finish()),
             Arc::new(backend.finish()),
@@ -1461,6 +1480,7 @@ fn epochs_schema() -> SchemaRef {
         u("root", DataType::Utf8, false),
         u("batch_count", DataType::UInt64, false),
         u("events", DataType::UInt64, false),
+        u("log_size", DataType::UInt64, true),
         u("sealed_at", DataType::Utf8, false),
         u("status", DataType::Utf8, false),
         u("backend", DataType::Utf8, true),

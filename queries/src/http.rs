@@ -101,6 +101,10 @@ fn build(
         .route("/v1/events/{id}", get(event))
         .route("/v1/events/{id}/proof", get(proof))
         .route("/v1/trace/{code}", get(trace))
+        .route("/v1/log/checkpoint", get(log_checkpoint))
+        .route("/v1/log/consistency", get(log_consistency))
+        .route("/v1/log/anchor", get(log_anchor))
+        .route("/v1/log/tile/{*path}", get(log_tile))
         .route("/epcis/events", get(epcis_events))
         .route("/01/{gtin}/21/{serial}", get(resolve))
         .route("/livez", get(livez))
@@ -605,6 +609,10 @@ async fn event(
 struct ProofQuery {
     #[serde(default)]
     disclose: Option<String>,
+    /// Prove against the checkpoint of this log size (a later epoch's) instead of the
+    /// epoch the event was sealed in.
+    #[serde(default)]
+    checkpoint: Option<u64>,
 }
 
 async fn proof(
@@ -619,11 +627,82 @@ async fn proof(
             "auditors verify proofs with private fields committed; a participant or analyst discloses them".into(),
         ));
     }
-    let bundle = engine_for(&s, &who, Capability::Proofs)
-        .await?
-        .proof_disclosing(&id, &disclose)
-        .await?;
+    let engine = engine_for(&s, &who, Capability::Proofs).await?;
+    let mut bundle = engine.proof_disclosing(&id, &disclose).await?;
+    if let Some(size) = q.checkpoint {
+        bundle = engine.prove_at(bundle, size).await?;
+    }
     Ok(Json(bundle).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+/// `GET /v1/log/checkpoint`: the log's latest signed checkpoint (C2SP tlog-checkpoint in a
+/// signed note), as text.
+async fn log_checkpoint(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+) -> Result<Response, Error> {
+    who.require(Capability::Proofs)?;
+    let note = s.engine.checkpoint().await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        note,
+    )
+        .into_response())
+}
+
+/// `GET /v1/log/consistency?from=&to=`: the RFC 9162 consistency proof between two sizes.
+async fn log_consistency(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    axum::extract::Query(q): axum::extract::Query<ConsistencyQuery>,
+) -> Result<Response, Error> {
+    who.require(Capability::Proofs)?;
+    Ok(Json(s.engine.consistency(q.from, q.to).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizeQuery {
+    size: u64,
+}
+
+/// `GET /v1/log/anchor?size=`: the epoch of the checkpoint of that size, and its anchor.
+async fn log_anchor(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    axum::extract::Query(q): axum::extract::Query<SizeQuery>,
+) -> Result<Response, Error> {
+    who.require(Capability::Proofs)?;
+    Ok(Json(s.engine.log_anchor(q.size).await?).into_response())
+}
+
+/// `GET /v1/log/tile/{path}`: a hash tile or an entry bundle (C2SP tlog-tiles). Tiles never
+/// change once written, so they may be cached for good.
+async fn log_tile(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(path): Path<String>,
+) -> Result<Response, Error> {
+    who.require(Capability::Proofs)?;
+    let (_, bytes) = s.engine.log_tile(&path).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Routes that answer without credentials and are not audited: the probes.

@@ -39,6 +39,7 @@ pub mod flight;
 pub mod http;
 pub mod lifecycle;
 pub mod limits;
+pub mod log;
 mod lookup;
 pub mod output;
 mod proof;

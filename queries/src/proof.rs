@@ -6,7 +6,7 @@ use veritrace_verify::bundle::{
 };
 use veritrace_verify::{Digest, merkle};
 
-use veritrace_anchor::BatchHeader;
+use veritrace_anchor::{BatchHeader, EpochRecord};
 
 use crate::engine::Snapshot;
 use crate::{Error, QueryEngine, Result};
@@ -231,6 +231,7 @@ impl QueryEngine {
             Error::corrupt(format!("event {event_id}"), "leaf index outside batch")
         })?;
         let (status, epoch, anchor) = epoch_and_anchor(&snap, &header)?;
+        let checkpoint = self.cosigned_checkpoint(&snap, epoch.as_ref()).await?;
         let signed = match (&loc.envelope, loc.event.pointer("/signature/key_id")) {
             (Some(stored), Some(Value::String(key_id))) => {
                 let (envelope, bundle) =
@@ -262,6 +263,7 @@ impl QueryEngine {
             .to_owned(),
             signed,
             disclosures: Vec::new(),
+            checkpoint,
             status,
             event: loc.event,
             leaf: LeafProof {
@@ -795,75 +797,109 @@ pub(crate) fn epoch_and_anchor(
         .iter()
         .find(|e| e.batch_ids.iter().any(|b| b == &header.batch_id))
     {
-        let mut epoch_leaves = Vec::with_capacity(rec.batch_ids.len());
-        for b in &rec.batch_ids {
-            let h = snap.headers.get(b).ok_or_else(|| {
-                Error::corrupt(
-                    format!("epoch {}", rec.epoch_id),
-                    format!("it names unknown batch {b}"),
-                )
-            })?;
-            epoch_leaves.push(h.leaf_hash().map_err(|e| {
-                Error::corrupt(
-                    format!("batch {b}"),
-                    format!("its header cannot be hashed: {e}"),
-                )
-            })?);
-        }
-        let etree = merkle::Tree::new(&epoch_leaves);
-        if etree.root() != rec.root {
-            return Err(Error::Mismatch {
-                what: "epoch root",
-                subject: format!("epoch {}", rec.epoch_id),
-                expected: rec.root,
-                computed: etree.root(),
-            });
-        }
         let index = rec
             .batch_ids
             .iter()
             .position(|b| b == &header.batch_id)
-            .unwrap_or_default();
-        epoch = Some(EpochProof {
-            epoch_id: rec.epoch_id,
-            root: rec.root,
-            batch_index: index as u64,
-            batch_count: rec.batch_count,
-            audit_path: etree.audit_path(index).unwrap_or_default(),
+            .unwrap_or_default() as u64;
+        epoch = Some(match rec.log_start() {
+            // Sealed into the log: the header's place in the log at the epoch's checkpoint.
+            Some(start) => {
+                let log = snap.log()?;
+                let size = rec.tree_size();
+                EpochProof {
+                    epoch_id: rec.epoch_id,
+                    root: rec.root,
+                    batch_index: start + index,
+                    batch_count: size,
+                    audit_path: log.inclusion_proof(start + index, size).ok_or_else(|| {
+                        Error::corrupt(
+                            format!("epoch {}", rec.epoch_id),
+                            format!("the log has no leaf {} at size {size}", start + index),
+                        )
+                    })?,
+                }
+            }
+            None => epoch_tree_proof(snap, rec, index)?,
         });
-        if let Some((root, receipt)) = snap.evm.get(&rec.epoch_id) {
-            if *root != rec.root {
-                return Err(Error::Mismatch {
-                    what: "root anchored on the chain (EVM journal)",
-                    subject: format!("epoch {}", rec.epoch_id),
-                    expected: *root,
-                    computed: rec.root,
-                });
-            }
-            status = Status::Anchored;
-            anchor = Some(Anchor::Evm {
-                receipt: receipt.clone(),
-            });
-        } else if let Some(entry) = snap
-            .ledger
-            .get(rec.epoch_id as usize)
-            .filter(|l| l.epoch_id == rec.epoch_id)
-        {
-            if entry.root != rec.root {
-                return Err(Error::Mismatch {
-                    what: "root anchored in the local ledger",
-                    subject: format!("epoch {}", rec.epoch_id),
-                    expected: entry.root,
-                    computed: rec.root,
-                });
-            }
-            status = Status::Anchored;
-            anchor = Some(Anchor::Local {
-                ledger_entry: entry.clone(),
-            });
-        }
+        (status, anchor) = anchor_of(snap, rec)?;
     }
     Ok((status, epoch, anchor))
+}
+
+/// The anchor receipt of an epoch, if it is anchored (a chain receipt is preferred to the
+/// local ledger); a witness whose root differs from the epoch's is reported.
+pub(crate) fn anchor_of(snap: &Snapshot, rec: &EpochRecord) -> Result<(Status, Option<Anchor>)> {
+    let mut status = Status::Sealed;
+    let mut anchor = None;
+    if let Some((root, receipt)) = snap.evm.get(&rec.epoch_id) {
+        if *root != rec.root {
+            return Err(Error::Mismatch {
+                what: "root anchored on the chain (EVM journal)",
+                subject: format!("epoch {}", rec.epoch_id),
+                expected: *root,
+                computed: rec.root,
+            });
+        }
+        status = Status::Anchored;
+        anchor = Some(Anchor::Evm {
+            receipt: receipt.clone(),
+        });
+    } else if let Some(entry) = snap
+        .ledger
+        .get(rec.epoch_id as usize)
+        .filter(|l| l.epoch_id == rec.epoch_id)
+    {
+        if entry.root != rec.root {
+            return Err(Error::Mismatch {
+                what: "root anchored in the local ledger",
+                subject: format!("epoch {}", rec.epoch_id),
+                expected: entry.root,
+                computed: rec.root,
+            });
+        }
+        status = Status::Anchored;
+        anchor = Some(Anchor::Local {
+            ledger_entry: entry.clone(),
+        });
+    }
+    Ok((status, anchor))
+}
+
+/// The proof of batch `index` of an epoch sealed before the log: the tree of the epoch's own
+/// batches.
+fn epoch_tree_proof(snap: &Snapshot, rec: &EpochRecord, index: u64) -> Result<EpochProof> {
+    let mut epoch_leaves = Vec::with_capacity(rec.batch_ids.len());
+    for b in &rec.batch_ids {
+        let h = snap.headers.get(b).ok_or_else(|| {
+            Error::corrupt(
+                format!("epoch {}", rec.epoch_id),
+                format!("it names unknown batch {b}"),
+            )
+        })?;
+        epoch_leaves.push(h.leaf_hash().map_err(|e| {
+            Error::corrupt(
+                format!("batch {b}"),
+                format!("its header cannot be hashed: {e}"),
+            )
+        })?);
+    }
+    let etree = merkle::Tree::new(&epoch_leaves);
+    if etree.root() != rec.root {
+        return Err(Error::Mismatch {
+            what: "epoch root",
+            subject: format!("epoch {}", rec.epoch_id),
+            expected: rec.root,
+            computed: etree.root(),
+        });
+    }
+    Ok(EpochProof {
+        epoch_id: rec.epoch_id,
+        root: rec.root,
+        batch_index: index,
+        batch_count: rec.batch_count,
+        audit_path: etree.audit_path(index as usize).unwrap_or_default(),
+    })
 }
 
 /// Which private fields a proof discloses ([`veritrace_verify::private`]).
@@ -913,6 +949,95 @@ impl QueryEngine {
             .into_iter()
             .filter(|v| v.event_id == id)
             .collect())
+    }
+
+    /// Re-proves a bundle against a later checkpoint: its batch header's inclusion in the
+    /// log at `size` leaves (the log size of a later epoch), with that epoch's anchor, in
+    /// place of the epoch the batch was sealed in. The verifier checks it as any bundle.
+    pub async fn prove_at(&self, mut bundle: ProofBundle, size: u64) -> Result<ProofBundle> {
+        let snap = self.snapshot().await?;
+        let id = &bundle.batch.batch_id;
+        let sealed = snap
+            .epochs
+            .iter()
+            .find(|e| e.batch_ids.iter().any(|b| b == id))
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "batch {id} is in no epoch yet: there is no checkpoint to prove it against"
+                ))
+            })?;
+        let Some(start) = sealed.log_start() else {
+            return Err(Error::BadRequest(format!(
+                "batch {id} was sealed in epoch {} before the log existed: its proof is that epoch's",
+                sealed.epoch_id
+            )));
+        };
+        let target = snap
+            .epochs
+            .iter()
+            .find(|e| e.log_size == Some(size))
+            .ok_or_else(|| Error::NotFound {
+                what: "checkpoint of log size",
+                id: size.to_string(),
+            })?;
+        if target.epoch_id < sealed.epoch_id {
+            return Err(Error::BadRequest(format!(
+                "the checkpoint of {size} leaves (epoch {}) is older than the epoch batch {id} was sealed in ({})",
+                target.epoch_id, sealed.epoch_id
+            )));
+        }
+        let index = start
+            + sealed
+                .batch_ids
+                .iter()
+                .position(|b| b == id)
+                .unwrap_or_default() as u64;
+        let log = snap.log()?;
+        let audit_path = log
+            .inclusion_proof(index, size)
+            .ok_or_else(|| Error::corrupt("the log", format!("no leaf {index} at size {size}")))?;
+        let (status, anchor) = anchor_of(&snap, target)?;
+        let epoch = EpochProof {
+            epoch_id: target.epoch_id,
+            root: target.root,
+            batch_index: index,
+            batch_count: size,
+            audit_path,
+        };
+        bundle.checkpoint = self.cosigned_checkpoint(&snap, Some(&epoch)).await?;
+        bundle.epoch = Some(epoch);
+        bundle.status = status;
+        bundle.anchor = anchor;
+        Ok(bundle)
+    }
+
+    /// The epoch's checkpoint with the witnesses' cosignatures the node keeps
+    /// (`log/cosigned/{size}`, written by `veritrace witness submit`), if any.
+    async fn cosigned_checkpoint(
+        &self,
+        snap: &Snapshot,
+        epoch: Option<&EpochProof>,
+    ) -> Result<Option<String>> {
+        let Some(e) = epoch else {
+            return Ok(None);
+        };
+        // Only an epoch in the log has a checkpoint.
+        if !snap
+            .epochs
+            .iter()
+            .any(|r| r.epoch_id == e.epoch_id && r.log_size == Some(e.batch_count))
+        {
+            return Ok(None);
+        }
+        let dir = self.data_dir().clone();
+        let path = dir
+            .log_dir()
+            .join("cosigned")
+            .join(e.batch_count.to_string());
+        let bytes = tokio::task::spawn_blocking(move || dir.read_file(&path))
+            .await
+            .map_err(|err| Error::Internal(format!("reading a checkpoint: {err}")))??;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// [`QueryEngine::proof`], disclosing the private fields asked for that are still held

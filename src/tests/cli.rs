@@ -492,6 +492,34 @@ fn ingest_file_accepts_rejects_and_dedupes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let file = tmp.path().join("events.jsonl");
+    let (lines, valid) = golden_lines();
+    let mut body = Vec::new();
+    for l in &lines {
+        body.extend_from_slice(l);
+        body.push(b'\n');
+    }
+    std::fs::write(&file, &body).expect("write");
+    let d = data.to_str().expect("p");
+    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
+    // Ingesting the same file again adds nothing: every event is a duplicate.
+    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
+    assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), valid);
+    assert_eq!(
+        count(
+            &data,
+            "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'"
+        ),
+        valid
+    );
+    assert_eq!(
+        count(&data, "SELECT count(*) AS n FROM rejected"),
+        lines.len() as u64 * 2 - valid
+    );
+}
+
+/// The processors' golden input events that fit on one line (the stored ones left out),
+/// and how many of them are valid.
+fn golden_lines() -> (Vec<Vec<u8>>, u64) {
     let golden =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("processors/tests/golden/events/inputs");
     let mut lines = Vec::new();
@@ -520,28 +548,572 @@ fn ingest_file_accepts_rejects_and_dedupes() {
         }
         lines.push(line);
     }
+    (lines, valid)
+}
+
+/// `veritrace serve` on a free port: the server (stopped when dropped) and its address.
+fn serve(data: &str) -> (Server, String) {
+    spawn_http(&[
+        "serve",
+        "--data",
+        data,
+        "--listen",
+        "127.0.0.1:0",
+        "--flight-listen",
+        "127.0.0.1:0",
+    ])
+}
+
+/// Starts the binary with `args` and waits for the `http://ADDR` it prints.
+fn spawn_http(args: &[&str]) -> (Server, String) {
+    let mut child = bin()
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "server did not start");
+        let line = lines.next().expect("server exited").expect("line");
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    // Keep reading its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (server, addr)
+}
+
+/// Ingests the golden input events into `data`, their ids prefixed with `tag` (new events
+/// for each tag): one more epoch.
+fn ingest_golden(data: &str, tag: &str) {
+    let (lines, _) = golden_lines();
     let mut body = Vec::new();
-    for l in &lines {
-        body.extend_from_slice(l);
+    // Bytes, not text: some rejected inputs are not UTF-8.
+    let key = b"\"event_id\":\"";
+    for l in lines {
+        let mut rest = l.as_slice();
+        while let Some(i) = rest.windows(key.len()).position(|w| w == key) {
+            body.extend_from_slice(&rest[..i + key.len()]);
+            body.extend_from_slice(format!("{tag}-").as_bytes());
+            rest = &rest[i + key.len()..];
+        }
+        body.extend_from_slice(rest);
         body.push(b'\n');
     }
-    std::fs::write(&file, &body).expect("write");
-    let d = data.to_str().expect("p");
-    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
-    // Ingesting the same file again adds nothing: every event is a duplicate.
-    ok(&["ingest", "file", file.to_str().expect("p"), "--data", d]);
-    assert_eq!(count(&data, "SELECT count(*) AS n FROM events"), valid);
+    let file = format!("{data}.{tag}.jsonl");
+    std::fs::write(&file, body).expect("write");
+    ok(&["ingest", "file", &file, "--data", data]);
+}
+
+/// `veritrace monitor --once` against `addr`: its exit status and standard error.
+fn monitor_once(addr: &str, vkey: &str, state: &Path) -> (i32, String) {
+    let out = bin()
+        .args([
+            "monitor",
+            "--url",
+            &format!("http://{addr}"),
+            "--vkey",
+            vkey,
+            "--state",
+            state.to_str().expect("p"),
+            "--once",
+            "--anchor-grace-secs",
+            "0",
+        ])
+        .output()
+        .expect("monitor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_monitor_follows_the_log_and_catches_a_rollback_and_a_rewritten_history() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = tmp.path().join("a");
+    let a_str = a.to_str().expect("p");
+    ingest_golden(a_str, "one");
+    let vkey = ok(&["checkpoint", "--data", a_str, "--vkey"])
+        .trim()
+        .to_owned();
+    let state = tmp.path().join("monitor.json");
+
+    // A node that only grows: every round checks out. (Servers are stopped before the
+    // directory is copied or written to: `serve` seals its own audit log into it.)
+    let (server, addr) = serve(a_str);
+    let (code, err) = monitor_once(&addr, &vkey, &state);
+    assert_eq!(code, 0, "{err}");
+    drop(server);
+    let verified_at = |err: &str| -> u64 {
+        err.split("log verified at ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no size in {err}"))
+    };
+    let first = verified_at(&err);
+    // Kept for later: the log as it was.
+    let before = tmp.path().join("before");
+    copy_dir(&a, &before);
+    ingest_golden(a_str, "two");
+    let (server, addr) = serve(a_str);
+    let (code, err) = monitor_once(&addr, &vkey, &state);
+    assert_eq!(code, 0, "{err}");
+    let second = verified_at(&err);
+    assert!(second > first, "{first} -> {second}");
+    drop(server);
+
+    // The operator restores an older copy: the log shrank.
+    let (server, addr) = serve(before.to_str().expect("p"));
+    let (code, err) = monitor_once(&addr, &vkey, &state);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ALARM rollback"), "{err}");
+    drop(server);
+
+    // The operator rewrites history with the same key: another log, as long or longer.
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(b.join("log")).expect("mkdir");
+    copy_dir(&a.join("keys"), &b.join("keys"));
+    std::fs::copy(a.join("log/origin"), b.join("log/origin")).expect("origin");
+    let b_str = b.to_str().expect("p");
+    // Longer than the log the monitor saw (its audit batches included).
+    for n in 0..=second {
+        ingest_golden(b_str, &format!("other{n}"));
+    }
+    assert_eq!(ok(&["checkpoint", "--data", b_str, "--vkey"]).trim(), vkey);
+    let (server, addr) = serve(b_str);
+    let (code, err) = monitor_once(&addr, &vkey, &state);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("ALARM inconsistent") || err.contains("ALARM split_view"),
+        "{err}"
+    );
+    // The alarm is kept: the state still holds the good log, so the next round says it again.
+    let (code, err2) = monitor_once(&addr, &vkey, &state);
+    assert_eq!(code, 1, "{err2}");
+    drop(server);
+
+    // A monitor that never saw the good log checks the rewritten one from its first entry
+    // and finds nothing wrong with it: a monitor catches what changes under it.
+    let fresh = tmp.path().join("fresh.json");
+    let (server, addr) = serve(b_str);
+    let (code, err) = monitor_once(&addr, &vkey, &fresh);
+    assert_eq!(code, 0, "{err}");
+    // Another node's key under the same log name: the checkpoint's signature is refused.
+    let c = tmp.path().join("c");
+    std::fs::create_dir_all(c.join("batches")).expect("an empty data directory");
+    let origin = vkey.split('+').next().expect("origin");
+    let out = bin()
+        .env("VERITRACE_LOG_ORIGIN", origin)
+        .args(["checkpoint", "--data", c.to_str().expect("p"), "--vkey"])
+        .output()
+        .expect("checkpoint");
+    let impostor = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(impostor.starts_with(&format!("{origin}+")), "{impostor}");
+    assert_ne!(impostor.trim(), vkey);
+    let (code, err) = monitor_once(&addr, impostor.trim(), &tmp.path().join("impostor.json"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ALARM bad_signature"), "{err}");
+    drop(server);
+}
+
+#[test]
+fn witnesses_cosign_only_a_log_that_grows_and_the_verifier_counts_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = tmp.path().join("a");
+    let a_str = a.to_str().expect("p");
+    ingest_golden(a_str, "one");
+    let log_vkey = ok(&["checkpoint", "--data", a_str, "--vkey"])
+        .trim()
+        .to_owned();
+    let mut witnesses = Vec::new();
+    let mut vkeys = Vec::new();
+    for i in 1..=3 {
+        let name = format!("witness.example/w{i}");
+        let key = tmp.path().join(format!("w{i}.key"));
+        let key_s = key.to_str().expect("p").to_owned();
+        vkeys.push(
+            ok(&["witness", "vkey", "--name", &name, "--key", &key_s])
+                .trim()
+                .to_owned(),
+        );
+        if i < 3 {
+            let state = tmp.path().join(format!("w{i}.json"));
+            witnesses.push(spawn_http(&[
+                "witness",
+                "serve",
+                "--name",
+                &name,
+                "--key",
+                &key_s,
+                "--state",
+                state.to_str().expect("p"),
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                &log_vkey,
+            ]));
+        }
+    }
+    let submit = |data: &str, w: usize| {
+        bin()
+            .args([
+                "witness",
+                "submit",
+                "--data",
+                data,
+                "--url",
+                &format!("http://{}", witnesses[w].1),
+                "--vkey",
+                &vkeys[w],
+            ])
+            .output()
+            .expect("submit")
+    };
+    for w in 0..2 {
+        let out = submit(a_str, w);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let size: u64 = ok(&["checkpoint", "--data", a_str])
+        .lines()
+        .nth(1)
+        .expect("size")
+        .parse()
+        .expect("n");
+    let id = sql_json(&a, "SELECT event_id FROM events LIMIT 1")[0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let proof = tmp.path().join("p.json");
+    let p = proof.to_str().expect("p");
+    ok(&[
+        "proof",
+        "--data",
+        a_str,
+        &id,
+        "--checkpoint",
+        &size.to_string(),
+        "--out",
+        p,
+    ]);
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", p, "--json"];
+        args.extend_from_slice(extra);
+        let out = bin().args(&args).output().expect("verify");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code().unwrap_or(-1), v)
+    };
+    // Two witnesses' cosignatures are a trust anchor of their own: no ledger needed.
+    let (code, v) = verify(&["--witness", &vkeys[0], "--witness", &vkeys[1]]);
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = verify(&[
+        "--witness",
+        &vkeys[0],
+        "--witness",
+        &vkeys[1],
+        "--witness",
+        &vkeys[2],
+        "--witnesses",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = verify(&[
+        "--witness",
+        &vkeys[0],
+        "--witness",
+        &vkeys[1],
+        "--witness",
+        &vkeys[2],
+    ]);
     assert_eq!(
-        count(
-            &data,
-            "SELECT count(*) AS n FROM rejected WHERE reason = 'duplicate_event_id'"
+        (code, v["code"].as_str()),
+        (1, Some("not_witnessed")),
+        "{v}"
+    );
+    // Without witnesses the bundle is valid but rests on nothing given; the ledger still works.
+    assert_eq!(verify(&[]).0, 3);
+    verified(a_str, &proof);
+    // A cosignature edited in the file no longer counts.
+    let mut bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&proof).expect("read")).expect("json");
+    let note = bundle["checkpoint"]
+        .as_str()
+        .expect("cosigned checkpoint")
+        .to_owned();
+    assert_eq!(note.matches('\u{2014}').count(), 3, "{note}");
+    let mut lines: Vec<String> = note.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    let sig = lines[last].rsplit_once(' ').expect("sig").1.to_owned();
+    let flipped = if sig.starts_with('A') {
+        sig.replacen('A', "B", 1)
+    } else {
+        format!("A{}", &sig[1..])
+    };
+    lines[last] = lines[last].replace(&sig, &flipped);
+    bundle["checkpoint"] = serde_json::Value::String(lines.join("\n") + "\n");
+    std::fs::write(&proof, serde_json::to_vec(&bundle).expect("json")).expect("write");
+    let (code, v) = verify(&["--witness", &vkeys[0], "--witness", &vkeys[1]]);
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (1, Some("not_witnessed")),
+        "{v}"
+    );
+
+    // The log grows: the witness checks the consistency proof and cosigns again; a node
+    // that lost track of what the witness saw learns it from the 409 and catches up.
+    let before = tmp.path().join("before");
+    copy_dir(&a, &before);
+    ingest_golden(a_str, "two");
+    std::fs::remove_dir_all(a.join("log/witnesses")).expect("forget");
+    let out = submit(a_str, 0);
+    assert!(out.status.success(), "{out:?}");
+    // A rewritten history under the same key: the witness refuses to cosign it.
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(b.join("log")).expect("mkdir");
+    copy_dir(&a.join("keys"), &b.join("keys"));
+    std::fs::copy(a.join("log/origin"), b.join("log/origin")).expect("origin");
+    let b_str = b.to_str().expect("p");
+    for n in 0..4 {
+        ingest_golden(b_str, &format!("other{n}"));
+    }
+    copy_dir(&a.join("log/witnesses"), &b.join("log/witnesses"));
+    let out = submit(b_str, 0);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("422"),
+        "{out:?}"
+    );
+    // And an older copy (a rollback) is refused too.
+    copy_dir(&a.join("log/witnesses"), &before.join("log/witnesses"));
+    let out = submit(before.to_str().expect("p"), 0);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("longer log"),
+        "{out:?}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
+
+/// A raw HTTP exchange: status, the response head, and the body bytes.
+fn http_bytes(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read");
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head");
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (status, head, resp[split + 4..].to_vec())
+}
+
+#[test]
+fn the_log_grows_with_signed_checkpoints_consistency_proofs_and_tiles() {
+    use veritrace_verify::checkpoint::{NoteKey, open_checkpoint};
+    use veritrace_verify::{Digest, merkle};
+    let d = demo(5_000);
+    let data = d.data.to_str().expect("p");
+    // One more epoch: a file ingested into the same directory.
+    let file = d.data.with_extension("jsonl");
+    let (lines, _) = golden_lines();
+    let mut body = lines.join(&b'\n');
+    body.push(b'\n');
+    std::fs::write(&file, body).expect("write");
+    ok(&["ingest", "file", file.to_str().expect("p"), "--data", data]);
+
+    let epochs = sql_json(
+        &d.data,
+        "SELECT epoch_id, root, batch_count, log_size FROM epochs ORDER BY epoch_id",
+    );
+    let epochs = epochs.as_array().expect("rows").clone();
+    assert!(epochs.len() >= 2, "{epochs:?}");
+    let mut total = 0;
+    let heads: Vec<(u64, Digest)> = epochs
+        .iter()
+        .map(|e| {
+            total += e["batch_count"].as_u64().expect("count");
+            let size = e["log_size"].as_u64().expect("every epoch is in the log");
+            assert_eq!(size, total, "{e}");
+            (
+                size,
+                Digest::from_hex(e["root"].as_str().expect("root")).expect("hex"),
+            )
+        })
+        .collect();
+    let &(last, last_root) = heads.last().expect("last");
+
+    // The checkpoint is the last epoch's, signed by the node key the vkey names.
+    let vkey = ok(&["checkpoint", "--data", data, "--vkey"]);
+    let key = NoteKey::parse_vkey(vkey.trim()).expect("vkey");
+    let note = ok(&["checkpoint", "--data", data]);
+    let c = open_checkpoint(note.as_bytes(), &key).expect("signed");
+    assert_eq!((c.size, c.root), (last, last_root));
+
+    // Every earlier epoch's tree is a prefix of the last: the CLI's proofs verify.
+    for &(size, root) in &heads {
+        let out = ok(&["consistency", "--data", data, "--from", &size.to_string()]);
+        let p: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(p["format"], "veritrace.consistency/1");
+        assert_eq!(
+            (p["from"]["size"].as_u64(), p["to"]["size"].as_u64()),
+            (Some(size), Some(last))
+        );
+        let proof: Vec<Digest> = p["proof"]
+            .as_array()
+            .expect("proof")
+            .iter()
+            .map(|h| Digest::from_hex(h.as_str().expect("hex")).expect("digest"))
+            .collect();
+        merkle::verify_consistency(size, last, &root, &last_root, &proof).expect("consistent");
+    }
+
+    // A proof of an event of the first epoch proves into the log at that epoch's checkpoint
+    // and verifies against the ledger.
+    let first_id = sql_json(
+        &d.data,
+        "SELECT e.event_id FROM events e JOIN batches b ON e.batch_id = b.batch_id WHERE b.epoch_id = 0 LIMIT 1",
+    )[0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let out = d.data.with_extension("proof.json");
+    proven(data, &first_id, &out);
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    assert_eq!(bundle["epoch"]["batch_count"].as_u64(), Some(heads[0].0));
+    // The same event proven against the last checkpoint: its header's place in the log of
+    // `last` leaves, with the last epoch's anchor.
+    let later = d.data.with_extension("later.json");
+    ok(&[
+        "proof",
+        "--data",
+        data,
+        &first_id,
+        "--checkpoint",
+        &last.to_string(),
+        "--out",
+        later.to_str().expect("p"),
+    ]);
+    verified(data, &later);
+    let b2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&later).expect("read")).expect("json");
+    assert_eq!(b2["epoch"]["batch_count"].as_u64(), Some(last));
+    assert_eq!(b2["epoch"]["batch_index"], bundle["epoch"]["batch_index"]);
+    assert_eq!(
+        b2["epoch"]["root"].as_str(),
+        Some(last_root.to_hex().as_str())
+    );
+    assert_eq!(
+        b2["anchor"]["ledger_entry"]["epoch_id"].as_u64(),
+        Some(epochs.len() as u64 - 1)
+    );
+    // Not a checkpoint's size: refused with the reason.
+    let out = bin()
+        .args([
+            "proof",
+            "--data",
+            data,
+            &first_id,
+            "--checkpoint",
+            &(last + 1).to_string(),
+        ])
+        .output()
+        .expect("proof");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{:?}",
+        out
+    );
+
+    // Served: checkpoint, consistency and tiles; bad requests are 400 with a reason.
+    let (_server, addr) = serve(data);
+    let (st, head, body) = http_bytes(&addr, "/v1/log/checkpoint");
+    assert_eq!(st, 200, "{head}");
+    assert_eq!(String::from_utf8(body).expect("text"), note);
+    let (st, r) = http(
+        &addr,
+        "GET",
+        &format!("/v1/log/consistency?from={}&to={last}", heads[0].0),
+        "",
+    );
+    assert_eq!(st, 200, "{r}");
+    let cli = ok(&[
+        "consistency",
+        "--data",
+        data,
+        "--from",
+        &heads[0].0.to_string(),
+    ]);
+    assert_eq!(
+        r,
+        serde_json::from_str::<serde_json::Value>(&cli).expect("json")
+    );
+    // The level-0 tile of the last checkpoint holds every header's leaf hash.
+    let tile = if last >= 256 {
+        "0/000".to_owned()
+    } else {
+        format!("0/000.p/{last}")
+    };
+    let (st, head, body) = http_bytes(&addr, &format!("/v1/log/tile/{tile}"));
+    assert_eq!(st, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("immutable"), "{head}");
+    assert_eq!(body.len() as u64, last.min(256) * 32);
+    let entries = format!("/v1/log/tile/entries/{}", tile.trim_start_matches("0/"));
+    let (st, _, bundle) = http_bytes(&addr, &entries);
+    assert_eq!(st, 200);
+    let list = veritrace_verify::logtree::read_entry_bundle(&bundle).expect("entries");
+    for (e, h) in list.iter().zip(body.chunks(32)) {
+        assert_eq!(merkle::leaf_hash(e).0.as_slice(), h);
+    }
+    for (path, code) in [
+        (format!("/v1/log/consistency?from={last}&to=1"), 400),
+        // (The server's audit log may have grown the log since: far beyond it.)
+        (
+            format!("/v1/log/consistency?from=1&to={}", last + 1_000_000),
+            400,
         ),
-        valid
-    );
-    assert_eq!(
-        count(&data, "SELECT count(*) AS n FROM rejected"),
-        lines.len() as u64 * 2 - valid
-    );
+        ("/v1/log/consistency?from=x&to=1".to_owned(), 400),
+        ("/v1/log/tile/0/0001".to_owned(), 400),
+        ("/v1/log/tile/9/000".to_owned(), 404),
+    ] {
+        let (st, r) = http(&addr, "GET", &path, "");
+        assert_eq!(st, code, "{path}: {r}");
+        assert!(r["error"]["code"].is_string(), "{path}: {r}");
+    }
 }
 
 #[test]

@@ -381,7 +381,7 @@ pub fn check_data(data: &Path, want: &Expected, proofs: usize) {
         let ledger = std::fs::read_to_string(dir.ledger_file()).expect("ledger");
         let opts = Options {
             ledger: Some(ledger),
-            pinned_key: None,
+            ..Options::default()
         };
         let mut sample: Vec<&String> = want.valid_ids.iter().collect();
         sample.sort();

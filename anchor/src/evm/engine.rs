@@ -884,7 +884,7 @@ impl EvmAnchorer {
             let input = VeritraceAnchor::anchorCall {
                 root,
                 epochId: e.epoch_id,
-                batchCount: e.batch_count,
+                batchCount: e.tree_size(),
             }
             .abi_encode();
             let req = TransactionRequest::default()
@@ -943,7 +943,7 @@ impl EvmAnchorer {
         let input = VeritraceAnchor::anchorCall {
             root: digest_b256(&e.root),
             epochId: e.epoch_id,
-            batchCount: e.batch_count,
+            batchCount: e.tree_size(),
         }
         .abi_encode();
         let req = TransactionRequest::default()

@@ -20,12 +20,12 @@ fn proofs(c: &mut Criterion) {
         .expect("key")
         .to_owned();
     let pinned = Options {
-        ledger: None,
         pinned_key: Some(key),
+        ..Options::default()
     };
     let ledger = Options {
         ledger: Some(LEDGER.to_owned()),
-        pinned_key: None,
+        ..Options::default()
     };
     let bundle = ProofBundle::from_json(BUNDLE.as_bytes()).expect("bundle");
     let mut g = c.benchmark_group("proofs");

@@ -344,6 +344,11 @@ pub struct ProofBundle {
     /// committed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disclosures: Vec<crate::private::Disclosure>,
+    /// The epoch's checkpoint as a signed note, with the cosignatures of the witnesses that
+    /// cosigned it (C2SP tlog-checkpoint, signed-note, tlog-cosignature), when the node
+    /// has them: its size and root are `epoch.batch_count` and `epoch.root`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 impl ProofBundle {

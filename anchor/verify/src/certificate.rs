@@ -174,6 +174,7 @@ pub(crate) fn assemble(
         anchor,
         signed: None,
         disclosures: Vec::new(),
+        checkpoint: None,
     })
 }
 

@@ -25,6 +25,36 @@ use crate::{Digest, Error, Result};
 /// Signature type of Ed25519 in C2SP signed-note.
 const ED25519: u8 = 0x01;
 
+/// Signature type of a C2SP tlog-cosignature/v1 (Ed25519) cosigner.
+const COSIGNATURE_V1: u8 = 0x04;
+
+/// What a note key signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A plain Ed25519 note signature over the text (a log's own signature).
+    Ed25519,
+    /// A C2SP tlog-cosignature/v1: a witness's Ed25519 signature over
+    /// `"cosignature/v1\ntime " T "\n"` and the text, `T` its Unix time in seconds, which
+    /// the signature line carries as 8 big-endian bytes before the signature.
+    CosignatureV1,
+}
+
+impl KeyKind {
+    fn byte(self) -> u8 {
+        match self {
+            KeyKind::Ed25519 => ED25519,
+            KeyKind::CosignatureV1 => COSIGNATURE_V1,
+        }
+    }
+}
+
+/// The bytes a tlog-cosignature/v1 cosigner signs for `text` at `time`.
+pub fn cosigned_message(text: &str, time: u64) -> Vec<u8> {
+    let mut m = format!("cosignature/v1\ntime {time}\n").into_bytes();
+    m.extend_from_slice(text.as_bytes());
+    m
+}
+
 /// Most signature lines a note may carry (C2SP: verifiers may refuse more than 100).
 pub const MAX_SIGNATURES: usize = 100;
 
@@ -214,8 +244,9 @@ impl Note {
     }
 
     /// Checks the signature of `key` on the note: a line with its name and key hash whose
-    /// Ed25519 signature over the text verifies.
-    pub fn verify(&self, key: &NoteKey) -> Result<()> {
+    /// Ed25519 signature over the text (a cosigner's: over its cosigned message) verifies.
+    /// Returns the cosignature's time (0 for a plain signature).
+    pub fn verify(&self, key: &NoteKey) -> Result<u64> {
         let hash = key.key_hash();
         let line = self
             .signatures
@@ -228,49 +259,106 @@ impl Note {
                     hex::encode(hash)
                 ))
             })?;
-        let sig = ed25519_dalek::Signature::from_slice(&line.signature)
+        let (time, sig, msg) = match key.kind {
+            KeyKind::Ed25519 => (0, line.signature.as_slice(), self.text.as_bytes().to_vec()),
+            KeyKind::CosignatureV1 => {
+                let Some((t, sig)) = line.signature.split_first_chunk::<8>() else {
+                    return Err(bad(format!("the cosignature of {} has no time", key.name)));
+                };
+                let time = u64::from_be_bytes(*t);
+                (time, sig, cosigned_message(&self.text, time))
+            }
+        };
+        let sig = ed25519_dalek::Signature::from_slice(sig)
             .map_err(|_| bad(format!("the signature of {} is not 64 bytes", key.name)))?;
         key.key
-            .verify_strict(self.text.as_bytes(), &sig)
-            .map_err(|_| bad(format!("the signature of {} does not verify", key.name)))
+            .verify_strict(&msg, &sig)
+            .map_err(|_| bad(format!("the signature of {} does not verify", key.name)))?;
+        Ok(time)
+    }
+
+    /// Adds a tlog-cosignature/v1 line by `name` with `key`, at `time`.
+    pub fn cosign(&mut self, name: &str, key: &SigningKey, time: u64) -> Result<()> {
+        let k = NoteKey::cosigner(name, key.verifying_key())?;
+        let mut signature = time.to_be_bytes().to_vec();
+        signature.extend_from_slice(&key.sign(&cosigned_message(&self.text, time)).to_bytes());
+        self.signatures
+            .retain(|s| !(s.name == name && s.key_hash == k.key_hash()));
+        if self.signatures.len() == MAX_SIGNATURES {
+            return Err(bad(format!(
+                "a note has at most {MAX_SIGNATURES} signatures"
+            )));
+        }
+        self.signatures.push(NoteSignature {
+            name: name.to_owned(),
+            key_hash: k.key_hash(),
+            signature,
+        });
+        Ok(())
+    }
+
+    /// How many of `witnesses` (cosigner keys) cosigned the note, and why each other did not.
+    pub fn cosigned_by(&self, witnesses: &[NoteKey]) -> (Vec<(String, u64)>, Vec<String>) {
+        let mut good = Vec::new();
+        let mut missing = Vec::new();
+        for w in witnesses {
+            match self.verify(w) {
+                Ok(t) => good.push((w.name.clone(), t)),
+                Err(e) => missing.push(e.to_string()),
+            }
+        }
+        (good, missing)
     }
 }
 
-/// An Ed25519 note verifier key: a name and a public key.
+/// An Ed25519 note verifier key: a name, a public key, and what it signs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteKey {
-    /// The key name (for a log: its origin).
+    /// The key name (for a log: its origin; for a witness: its name).
     pub name: String,
     /// The public key.
     pub key: VerifyingKey,
+    /// Plain signatures or tlog-cosignature/v1.
+    pub kind: KeyKind,
 }
 
 impl NoteKey {
-    /// `name`'s key.
+    /// `name`'s key, for plain signatures.
     pub fn new(name: &str, key: VerifyingKey) -> Result<Self> {
+        Self::of_kind(name, key, KeyKind::Ed25519)
+    }
+
+    /// `name`'s cosigner key (C2SP tlog-cosignature/v1).
+    pub fn cosigner(name: &str, key: VerifyingKey) -> Result<Self> {
+        Self::of_kind(name, key, KeyKind::CosignatureV1)
+    }
+
+    fn of_kind(name: &str, key: VerifyingKey, kind: KeyKind) -> Result<Self> {
         if !valid_name(name) {
             return Err(bad(format!("key name {name:?} is not valid")));
         }
         Ok(NoteKey {
             name: name.to_owned(),
             key,
+            kind,
         })
     }
 
-    /// The first four bytes of `SHA-256(name || "\n" || 0x01 || public key)`.
+    /// The first four bytes of `SHA-256(name || "\n" || type || public key)`, the type
+    /// `0x01` for a plain signature and `0x04` for a cosigner.
     pub fn key_hash(&self) -> [u8; 4] {
         let mut h = Sha256::new();
         h.update(self.name.as_bytes());
         h.update(b"\n");
-        h.update([ED25519]);
+        h.update([self.kind.byte()]);
         h.update(self.key.as_bytes());
         let d = h.finalize();
         [d[0], d[1], d[2], d[3]]
     }
 
-    /// The verifier key text: `NAME+HEX(KEY_HASH)+BASE64(0x01 || PUBLIC_KEY)`.
+    /// The verifier key text: `NAME+HEX(KEY_HASH)+BASE64(TYPE || PUBLIC_KEY)`.
     pub fn to_vkey(&self) -> String {
-        let mut raw = vec![ED25519];
+        let mut raw = vec![self.kind.byte()];
         raw.extend_from_slice(self.key.as_bytes());
         format!(
             "{}+{}+{}",
@@ -282,21 +370,28 @@ impl NoteKey {
 
     /// Parses a verifier key text, checking its key hash.
     pub fn parse_vkey(vkey: &str) -> Result<Self> {
-        let mut parts = vkey.rsplitn(3, '+');
-        let (Some(key), Some(hash), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        // A name has no '+'; the key's base64 may.
+        let mut parts = vkey.splitn(3, '+');
+        let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad(format!("{vkey:?} is not NAME+HASH+KEY")));
         };
         let raw = STANDARD
             .decode(key)
             .map_err(|_| bad(format!("the key of {vkey:?} is not base64")))?;
-        let Some((&ED25519, pk)) = raw.split_first() else {
-            return Err(bad(format!("{vkey:?} is not an Ed25519 key (type 0x01)")));
+        let (kind, pk) = match raw.split_first() {
+            Some((&ED25519, pk)) => (KeyKind::Ed25519, pk),
+            Some((&COSIGNATURE_V1, pk)) => (KeyKind::CosignatureV1, pk),
+            _ => {
+                return Err(bad(format!(
+                    "{vkey:?} is not an Ed25519 key (type 0x01) or a cosigner key (type 0x04)"
+                )));
+            }
         };
         let pk = <[u8; 32]>::try_from(pk)
             .ok()
             .and_then(|b| VerifyingKey::from_bytes(&b).ok())
             .ok_or_else(|| bad(format!("the key of {vkey:?} is not an Ed25519 public key")))?;
-        let k = NoteKey::new(name, pk)?;
+        let k = NoteKey::of_kind(name, pk, kind)?;
         if hex::encode(k.key_hash()) != hash {
             return Err(bad(format!(
                 "the key hash of {vkey:?} does not match its name and key"
@@ -331,6 +426,12 @@ pub fn sign(text: &str, name: &str, key: &SigningKey) -> Result<String> {
 /// Parses a signed checkpoint and checks `key`'s signature on it (the key's name must be
 /// the checkpoint's origin).
 pub fn open_checkpoint(bytes: &[u8], key: &NoteKey) -> Result<Checkpoint> {
+    if key.kind != KeyKind::Ed25519 {
+        return Err(bad(format!(
+            "{} is a cosigner's key, not a log's",
+            key.name
+        )));
+    }
     let note = Note::parse(bytes)?;
     note.verify(key)?;
     let c = Checkpoint::parse(&note.text)?;
@@ -463,5 +564,96 @@ mod tests {
         let signed = sign(&text, "someone.else", &key).expect("sign");
         let nk = NoteKey::new("someone.else", key.verifying_key()).expect("key");
         assert!(open_checkpoint(signed.as_bytes(), &nk).is_err());
+    }
+
+    #[test]
+    fn witnesses_cosign_and_a_quorum_is_counted() {
+        let log = go_key();
+        let text = Checkpoint {
+            origin: "PeterNeumann".into(),
+            size: 7,
+            root: Digest([3; 32]),
+            extensions: Vec::new(),
+        }
+        .to_text();
+        let signed = sign(&text, "PeterNeumann", &log).expect("sign");
+        let mut note = Note::parse(signed.as_bytes()).expect("parse");
+        let w: Vec<SigningKey> = (1..=3u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
+        let keys: Vec<NoteKey> = w
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                NoteKey::cosigner(&format!("witness.example/w{i}"), k.verifying_key()).expect("key")
+            })
+            .collect();
+        note.cosign("witness.example/w0", &w[0], 1_700_000_000)
+            .expect("cosign");
+        note.cosign("witness.example/w2", &w[2], 1_700_000_005)
+            .expect("cosign");
+        let back = Note::parse(note.to_text().as_bytes()).expect("reparse");
+        let (good, missing) = back.cosigned_by(&keys);
+        assert_eq!(
+            good,
+            vec![
+                ("witness.example/w0".to_owned(), 1_700_000_000),
+                ("witness.example/w2".to_owned(), 1_700_000_005)
+            ]
+        );
+        assert_eq!(missing.len(), 1);
+        // The log's own signature still verifies, and its checkpoint opens.
+        let log_key = NoteKey::new("PeterNeumann", log.verifying_key()).expect("key");
+        assert_eq!(
+            open_checkpoint(back.to_text().as_bytes(), &log_key)
+                .expect("open")
+                .size,
+            7
+        );
+        // A cosigner key is not a log key, and the vkey keeps its kind.
+        assert!(open_checkpoint(back.to_text().as_bytes(), &keys[0]).is_err());
+        let vk = keys[0].to_vkey();
+        assert_eq!(NoteKey::parse_vkey(&vk).expect("vkey"), keys[0]);
+        assert_ne!(
+            keys[0].key_hash(),
+            NoteKey::new(&keys[0].name, keys[0].key)
+                .expect("k")
+                .key_hash()
+        );
+        // The time is signed: moving it breaks the cosignature.
+        let mut moved = back.clone();
+        let line = moved
+            .signatures
+            .iter_mut()
+            .find(|s| s.name.ends_with("w0"))
+            .expect("w0");
+        line.signature[7] ^= 1;
+        assert_eq!(moved.cosigned_by(&keys).0.len(), 1);
+        // The message is the C2SP one.
+        assert_eq!(
+            cosigned_message("o\n1\nAA==\n", 5),
+            b"cosignature/v1\ntime 5\no\n1\nAA==\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn a_verifier_key_whose_base64_holds_a_plus_parses() {
+        // Names never hold '+'; base64 often does (a key like this broke the parser once).
+        let k = (0u8..=255)
+            .map(|i| {
+                NoteKey::new(
+                    "example.com/log",
+                    SigningKey::from_bytes(&[i; 32]).verifying_key(),
+                )
+                .expect("key")
+            })
+            .find(|k| {
+                k.to_vkey()
+                    .splitn(3, '+')
+                    .nth(2)
+                    .is_some_and(|b| b.contains('+'))
+            })
+            .expect("some key's base64 has a plus");
+        assert_eq!(NoteKey::parse_vkey(&k.to_vkey()).expect("parses"), k);
     }
 }

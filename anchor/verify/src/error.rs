@@ -91,6 +91,9 @@ pub enum Error {
     /// its signature does not verify.
     #[error("signed note: {0}")]
     Note(String),
+    /// Fewer of the witnesses the auditor named cosigned the checkpoint than required.
+    #[error("witnesses: {0}")]
+    Witnesses(String),
     /// The signed statement the event came in does not check out: its envelope against the
     /// digest the leaf commits to, its claims against the event, its key, its signature or
     /// its key's registration; or a disclosed private field does not match its commitment.
@@ -121,6 +124,7 @@ impl Error {
             Error::WrongKey { .. } => "wrong_key",
             Error::Ledger(_) => "ledger",
             Error::Note(_) => "bad_note",
+            Error::Witnesses(_) => "not_witnessed",
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`canonical`]: RFC 8785 (JCS) canonical JSON, the leaf preimage of every event.
 //! - [`merkle`]: RFC 6962 / RFC 9162 hashing (`leaf = SHA-256(0x00 || bytes)`,
 //!   `node = SHA-256(0x01 || left || right)`), tree roots, audit paths and their verification.
+//! - [`logtree`]: the growing log over every batch header, kept as its complete subtrees
+//!   (C2SP tlog-tiles): roots, inclusion and consistency proofs of any earlier size.
 //! - [`bundle`]: the versioned proof bundle format, the batch header and the local ledger entry.
 //! - [`verify`]: recomputes every hash of a bundle and reports what it checked.
 //! - [`certificate`]: a whole trace (its nodes and every event with its proof, shared
@@ -31,6 +33,7 @@ pub mod canonical;
 pub mod certificate;
 pub mod checkpoint;
 pub mod digsig;
+pub mod logtree;
 pub mod merkle;
 pub mod private;
 pub mod registry;

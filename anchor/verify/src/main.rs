@@ -23,6 +23,8 @@ options:
   --key HEX            the node's published Ed25519 public key, to pin the signer
   --rpc URL            JSON-RPC URL of the chain an evm receipt names (builds with --features rpc)
   --contract ADDRESS   the operator's published VeritraceAnchor address (with --rpc)
+  --witness VKEY       a witness's cosigner key (repeatable): the bundle's checkpoint must carry its cosignature
+  --witnesses K        how many of the --witness keys must have cosigned (default: all)
   --rpc-timeout SECS   deadline of each JSON-RPC request (default 10)
   --json               print the report as JSON
   -h, --help           this text
@@ -37,6 +39,8 @@ struct Args {
     rpc: Option<String>,
     contract: Option<String>,
     rpc_timeout: u64,
+    witnesses: Vec<String>,
+    witness_quorum: Option<usize>,
     json: bool,
 }
 
@@ -72,6 +76,16 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--json" => a.json = true,
             "--ledger" => a.ledger = Some(value("--ledger")?),
+            "--witness" => a.witnesses.push(value("--witness")?),
+            "--witnesses" => {
+                let v = value("--witnesses")?;
+                a.witness_quorum = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("--witnesses {v:?} is not a positive number"))?,
+                );
+            }
             "--key" => a.key = Some(value("--key")?),
             "--rpc" => a.rpc = Some(value("--rpc")?),
             "--contract" => a.contract = Some(value("--contract")?),
@@ -88,6 +102,9 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     }
     if a.file.is_none() {
         return Err("no file given".into());
+    }
+    if a.witness_quorum.is_some_and(|k| k > a.witnesses.len()) {
+        return Err("--witnesses asks for more witnesses than --witness names".into());
     }
     if a.contract.is_some() && a.rpc.is_none() {
         return Err("--contract needs --rpc".into());
@@ -130,6 +147,8 @@ fn run(a: &Args) -> Result<ExitCode, String> {
     let opts = Options {
         ledger,
         pinned_key: a.key.clone(),
+        witnesses: a.witnesses.clone(),
+        witness_quorum: a.witness_quorum,
     };
     let chain = chain(a)?;
     let verdict =

@@ -14,6 +14,11 @@ pub struct Options {
     pub ledger: Option<String>,
     /// The node's Ed25519 public key (hex) as published by its operator.
     pub pinned_key: Option<String>,
+    /// Witnesses' cosigner verifier keys (C2SP tlog-cosignature, `NAME+HASH+KEY`): the
+    /// bundle's checkpoint must carry cosignatures of `witness_quorum` of them.
+    pub witnesses: Vec<String>,
+    /// How many of `witnesses` must have cosigned (default: all of them).
+    pub witness_quorum: Option<usize>,
 }
 
 /// What was checked, in order, for a human or a machine to read.
@@ -428,6 +433,9 @@ pub(crate) fn verify_bundle_with(
         epoch.batch_index, epoch.batch_count, epoch.epoch_id, epoch.root
     ));
 
+    // The epoch's checkpoint and its witnesses' cosignatures.
+    let witnessed = check_checkpoint(b, epoch, opts, &mut checks, &mut notes)?;
+
     // 4. The anchor witnesses the epoch root.
     let Some(anchor) = &b.anchor else {
         if b.status == Status::Anchored {
@@ -444,7 +452,7 @@ pub(crate) fn verify_bundle_with(
             status: b.status,
             checks,
             notes,
-            trusted: false,
+            trusted: witnessed,
         });
     };
     if b.status != Status::Anchored {
@@ -452,7 +460,7 @@ pub(crate) fn verify_bundle_with(
             "bundle has an anchor receipt but status is not anchored".into(),
         ));
     }
-    let mut trusted = false;
+    let trusted;
     match anchor {
         Anchor::Local { ledger_entry } => {
             // An entry equal to one of a ledger file verified already had its signature
@@ -511,8 +519,24 @@ pub(crate) fn verify_bundle_with(
                 checks.push("signing key matches the pinned key".into());
                 key_pinned = true;
             }
-            trusted = key_pinned;
-            if !key_pinned {
+            if let Some(note) = &b.checkpoint {
+                // The log signs its checkpoints with the ledger's key.
+                let n = crate::checkpoint::Note::parse(note.as_bytes())?;
+                let origin = n.text.split('\n').next().unwrap_or_default();
+                let pk = hex::decode(&ledger_entry.public_key)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+                    .ok_or_else(|| {
+                        Error::Note("the ledger entry's key is not an Ed25519 key".into())
+                    })?;
+                n.verify(&crate::checkpoint::NoteKey::new(origin, pk)?)?;
+                checks.push(format!(
+                    "the checkpoint is signed by the ledger's key as log {origin}"
+                ));
+            }
+            trusted = key_pinned || witnessed;
+            if !trusted {
                 notes.push(
                     "the signing key was taken from the receipt itself: pass --ledger or --key with the operator's published key to tie it to the node".into(),
                 );
@@ -520,6 +544,7 @@ pub(crate) fn verify_bundle_with(
             notes.push("backend local: the epoch root is witnessed by the node's signed ledger, not by a public chain".into());
         }
         Anchor::Evm { receipt } => {
+            trusted = witnessed;
             receipt.check_shape()?;
             checks.push(format!(
                 "evm receipt names chain {} contract {} tx {} block {} log {}",
@@ -542,6 +567,91 @@ pub(crate) fn verify_bundle_with(
         notes,
         trusted,
     })
+}
+
+/// The bundle's checkpoint, when it carries one, is the epoch's tree (its size and root);
+/// with witnesses given, at least the quorum of them cosigned it. Returns whether the
+/// witnesses vouch for it.
+fn check_checkpoint(
+    b: &ProofBundle,
+    epoch: &crate::bundle::EpochProof,
+    opts: &Options,
+    checks: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<bool> {
+    use crate::checkpoint::{Checkpoint, Note, NoteKey};
+    let note = match &b.checkpoint {
+        Some(text) => {
+            let n = Note::parse(text.as_bytes())?;
+            let c = Checkpoint::parse(&n.text)?;
+            if c.size != epoch.batch_count || c.root != epoch.root {
+                return Err(Error::Inconsistent(format!(
+                    "the checkpoint is of {} leaves with root {} but the epoch proof is of {} with {}",
+                    c.size, c.root, epoch.batch_count, epoch.root
+                )));
+            }
+            checks.push(format!(
+                "checkpoint of log {} is the epoch's tree ({} leaves, root {})",
+                c.origin, c.size, c.root
+            ));
+            Some(n)
+        }
+        None => None,
+    };
+    if opts.witnesses.is_empty() {
+        if let Some(n) = &note
+            && n.signatures.len() > 1
+        {
+            notes.push(format!(
+                "the checkpoint carries {} cosignature line(s): pass --witness with the witnesses' keys to count them",
+                n.signatures.len() - 1
+            ));
+        }
+        return Ok(false);
+    }
+    let keys = opts
+        .witnesses
+        .iter()
+        .map(|v| NoteKey::parse_vkey(v.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(k) = keys
+        .iter()
+        .find(|k| k.kind != crate::checkpoint::KeyKind::CosignatureV1)
+    {
+        return Err(Error::Note(format!(
+            "--witness {} is not a cosigner key (type 0x04)",
+            k.name
+        )));
+    }
+    let need = opts
+        .witness_quorum
+        .unwrap_or(keys.len())
+        .clamp(1, keys.len());
+    let Some(note) = note else {
+        return Err(Error::Witnesses(format!(
+            "the bundle carries no cosigned checkpoint; {need} of {} witnesses are required",
+            keys.len()
+        )));
+    };
+    let (good, missing) = note.cosigned_by(&keys);
+    if good.len() < need {
+        return Err(Error::Witnesses(format!(
+            "{} of {} witnesses cosigned the checkpoint; {need} are required ({})",
+            good.len(),
+            keys.len(),
+            missing.join("; ")
+        )));
+    }
+    checks.push(format!(
+        "{} of {} witnesses cosigned the checkpoint ({}; {need} required)",
+        good.len(),
+        keys.len(),
+        good.iter()
+            .map(|(n, t)| format!("{n} at {t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(true)
 }
 
 fn check_batch_header(b: &ProofBundle) -> Result<()> {

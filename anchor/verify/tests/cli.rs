@@ -59,6 +59,7 @@ fn bundle() -> ProofBundle {
         anchor: None,
         signed: None,
         disclosures: Vec::new(),
+        checkpoint: None,
     }
 }
 

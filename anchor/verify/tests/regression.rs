@@ -34,6 +34,7 @@ fn sealed_bundle(first_offset: u64, last_offset: u64, records: u64) -> ProofBund
         anchor: None,
         signed: None,
         disclosures: Vec::new(),
+        checkpoint: None,
     }
 }
 

@@ -34,6 +34,7 @@ fn check(v: &Value) -> Option<String> {
     let opts = Options {
         ledger,
         pinned_key: v["key"].as_str().map(str::to_owned),
+        ..Options::default()
     };
     let verdict = verify_document(file, &bytes, &opts, None)
         .unwrap_or_else(|e| panic!("{file}: no chain is asked, yet: {e}"));

@@ -69,6 +69,7 @@ const PROCESS_ONLY: &str = "process";
 const SERVE: &str = "serve, demo";
 const GATEWAY: &str = "gateway";
 const MQTT: &str = "mqtt-bridge";
+const MONITOR: &str = "monitor";
 
 macro_rules! specs {
     ($($id:ident = $name:literal, $kind:ident, $unit:literal, [$($l:literal),*], $rt:expr, $help:literal;)*) => {
@@ -159,6 +160,12 @@ specs! {
         "Unix time the Kafka poll loop last turned (GET /livez fails when it stalls for 5 minutes)";
     DAMAGED_FILES = "veritrace_damaged_files", Gauge, "files", [], SERVE,
         "Committed files found damaged or missing (GET /readyz answers 503 while any are; `veritrace check` reports them)";
+    MONITOR_ALARMS = "veritrace_monitor_alarms_total", Counter, "alarms", ["kind"], MONITOR,
+        "Alarms raised by the log monitor, by kind (rollback, split_view, inconsistent, bad_signature, bad_entry, gap, missing_anchor, bad_anchor)";
+    MONITOR_LOG_SIZE = "veritrace_monitor_verified_log_size", Gauge, "leaves", [], MONITOR,
+        "Size of the last checkpoint the log monitor verified (consistent with every earlier one, entries checked)";
+    MONITOR_CHECKED = "veritrace_monitor_last_check_timestamp_seconds", Gauge, "seconds", [], MONITOR,
+        "Unix time of the log monitor's last completed round (a stale value: the node is unreachable)";
     QUERIES_REFUSED = "veritrace_queries_refused_total", Counter, "queries", ["reason"], SERVE,
         "Queries refused or stopped, by reason (statement_too_complex, query_timeout, server_busy, query_memory_exceeded, cancelled)";
 }
