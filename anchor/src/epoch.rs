@@ -253,6 +253,27 @@ impl EpochLog {
             .chain(extra)
             .map(|h| (h.batch_id.as_str(), h))
             .collect();
+        // A batch an epoch names that no manifest holds: its manifest lost it.
+        let lost = self.records.iter().find_map(|r| {
+            r.batch_ids
+                .iter()
+                .find(|b| !by_id.contains_key(b.as_str()))
+                .map(|b| (r.epoch_id, b))
+        });
+        if let Some((epoch, b)) = lost {
+            let manifest = b
+                .rsplitn(3, '-')
+                .nth(2)
+                .and_then(|sp| sp.rsplit_once("-p"))
+                .and_then(|(stream, p)| Some(self.dir.manifest_file(stream, p.parse().ok()?)));
+            return Err(Error::Corrupt {
+                path: manifest.unwrap_or_else(|| self.path.clone()),
+                detail: format!(
+                    "epoch {epoch} names batch {b}, which the manifest lacks: it was truncated or replaced. \
+                     Nothing was changed: restore the manifest from a backup (`veritrace check --data DIR` lists all damage)"
+                ),
+            });
+        }
         log_of_epochs(&self.records, |id| by_id.get(id).copied()).map_err(|detail| Error::Corrupt {
             path: self.path.clone(),
             detail,

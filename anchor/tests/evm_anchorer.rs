@@ -185,9 +185,23 @@ fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-/// Seals one epoch holding batch `n`.
-fn seal_epoch(a: &mut Anchorer, n: u64) {
-    a.add(header(n));
+/// Seals one epoch holding batch `n` (its header appended to the partition's manifest
+/// first, as a processor's seal does: the log is built from the manifests).
+fn seal_epoch(dir: &DataDir, a: &mut Anchorer, n: u64) {
+    let h = header(n);
+    let manifest = dir.manifest_file("t", 0);
+    std::fs::create_dir_all(manifest.parent().expect("parent")).expect("mkdir");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&manifest)
+        .expect("manifest");
+    std::io::Write::write_all(
+        &mut f,
+        (serde_json::to_string(&h).expect("json") + "\n").as_bytes(),
+    )
+    .expect("append");
+    a.add(h);
     a.tick(Instant::now(), true, now)
         .expect("tick")
         .expect("epoch");
@@ -268,7 +282,7 @@ fn check_all(dir: &DataDir, a: &Anchorer, rpc: &str, contract: Address) {
                 r,
                 &e.root,
                 e.epoch_id,
-                e.batch_count,
+                e.tree_size(),
                 Some(contract),
                 Duration::from_secs(5),
             ))
@@ -306,7 +320,7 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     )
     .expect("anchorer");
     for n in 0..12 {
-        seal_epoch(&mut a, n);
+        seal_epoch(&dir, &mut a, n);
     }
     drain_all(&mut a, Duration::from_secs(60));
     check_all(&dir, &a, node.url().as_str(), contract);
@@ -318,7 +332,7 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     // The RPC goes away: epochs stay sealed, failures are counted, nothing is lost.
     proxy.set_up(false);
     for n in 12..17 {
-        seal_epoch(&mut a, n);
+        seal_epoch(&dir, &mut a, n);
     }
     let until = Instant::now() + Duration::from_secs(30);
     while a.chain_status().expect("evm status").failures < 3 {
@@ -342,7 +356,7 @@ fn many_epochs_anchor_in_order_and_an_rpc_outage_loses_nothing() {
     // A node slower than the request deadline: requests time out, epochs wait.
     proxy.delay_ms.store(4_000, Ordering::Relaxed);
     for n in 17..19 {
-        seal_epoch(&mut a, n);
+        seal_epoch(&dir, &mut a, n);
     }
     let failures = a.chain_status().expect("status").failures;
     let until = Instant::now() + Duration::from_secs(60);
@@ -386,7 +400,7 @@ fn a_crash_with_transactions_in_flight_never_anchors_twice() {
     )
     .expect("anchorer");
     for n in 0..3 {
-        seal_epoch(&mut a, n);
+        seal_epoch(&dir, &mut a, n);
     }
     a.drive().expect("drive");
     let submitted: Vec<String> = journal(&dir)
@@ -462,7 +476,7 @@ fn a_reorg_that_drops_anchored_blocks_is_detected_and_reanchored() {
     )
     .expect("anchorer");
     for n in 0..2 {
-        seal_epoch(&mut a, n);
+        seal_epoch(&dir, &mut a, n);
     }
     drain_all(&mut a, Duration::from_secs(30));
     let before = evm::read_receipts(&dir).expect("receipts");
@@ -527,7 +541,7 @@ fn a_key_the_contract_does_not_allow_is_refused_until_the_owner_allows_it() {
         now,
     )
     .expect("anchorer");
-    seal_epoch(&mut a, 0);
+    seal_epoch(&dir, &mut a, 0);
     a.drain(Duration::from_millis(800)).expect("drain");
     let st = a.chain_status().expect("status");
     assert_eq!(st.unanchored, 1);
@@ -575,7 +589,7 @@ fn fees_above_the_limit_wait_and_a_wrong_contract_is_named() {
         now,
     )
     .expect("anchorer");
-    seal_epoch(&mut a, 0);
+    seal_epoch(&dir, &mut a, 0);
     a.drain(Duration::from_millis(500)).expect("drain");
     let err = a.chain_status().and_then(|s| s.last_error).expect("error");
     assert!(err.contains("max-fee-per-gas"), "{err}");
@@ -596,7 +610,7 @@ fn fees_above_the_limit_wait_and_a_wrong_contract_is_named() {
         now,
     )
     .expect("anchorer");
-    seal_epoch(&mut a, 0);
+    seal_epoch(&dir, &mut a, 0);
     a.drain(Duration::from_millis(300)).expect("drain");
     let err = a.chain_status().and_then(|s| s.last_error).expect("error");
     assert!(err.contains("no contract at"), "{err}");
@@ -625,7 +639,7 @@ fn a_transaction_pending_too_long_is_replaced_with_higher_fees_and_lands_once() 
         now,
     )
     .expect("anchorer");
-    seal_epoch(&mut a, 0);
+    seal_epoch(&dir, &mut a, 0);
     let submitted = |dir: &DataDir| -> Vec<(u64, String, String)> {
         journal(dir)
             .into_iter()
@@ -700,7 +714,7 @@ fn https_rpc_endpoints_are_spoken_to_over_tls() {
         now,
     )
     .expect("anchorer");
-    seal_epoch(&mut a, 0);
+    seal_epoch(&dir, &mut a, 0);
     a.drain(Duration::from_millis(300)).expect("drain");
     let err = a.chain_status().and_then(|s| s.last_error).expect("error");
     assert!(!err.to_lowercase().contains("scheme"), "{err}");
