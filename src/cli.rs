@@ -318,6 +318,10 @@ struct ProofArgs {
     /// (`attributes.price,counterparty.name`); the others stay committed.
     #[arg(long, default_value = "")]
     disclose: String,
+    /// Also write the event's COSE Receipt (RFC 9942, RFC 9162_SHA256: its batch in the
+    /// log, signed with the node's key) to this file, for SCITT tools.
+    #[arg(long)]
+    receipt: Option<PathBuf>,
     /// Prove against the checkpoint of this log size (a later epoch's, as
     /// `veritrace sql "SELECT log_size FROM epochs"` lists them) instead of the epoch the
     /// event was sealed in.
@@ -554,10 +558,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         &veritrace_queries::Disclose::parse(&a.disclose),
                     )
                     .await?;
-                match a.checkpoint {
-                    Some(size) => engine.prove_at(bundle, size).await,
-                    None => Ok(bundle),
+                let bundle = match a.checkpoint {
+                    Some(size) => engine.prove_at(bundle, size).await?,
+                    None => bundle,
+                };
+                if let Some(path) = &a.receipt {
+                    let cose = engine.receipt(&bundle).await?;
+                    std::fs::write(path, cose).map_err(|e| {
+                        veritrace_queries::Error::Output(format!("{}: {e}", path.display()))
+                    })?;
+                    eprintln!("COSE receipt written to {}", path.display());
                 }
+                Ok::<_, veritrace_queries::Error>(bundle)
             })?;
             let text = bundle.to_json_pretty()? + "\n";
             match a.out {

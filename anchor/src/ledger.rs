@@ -280,6 +280,37 @@ pub(crate) fn node_key(dir: &DataDir) -> Result<SigningKey> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
+/// The node's key if it exists ([`LEDGER_KEY_VAR`]'s file, else the data directory's), never
+/// creating one: what a reader that signs for the node (COSE receipts) uses, so that it
+/// never signs with a key of its own.
+pub fn existing_node_key(dir: &DataDir) -> Result<Option<SigningKey>> {
+    let (path, text) = match std::env::var_os(LEDGER_KEY_VAR).filter(|v| !v.is_empty()) {
+        Some(file) => {
+            let p = PathBuf::from(file);
+            match std::fs::read(&p) {
+                Ok(t) => (p, t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io("read", &p)(e)),
+            }
+        }
+        None => {
+            let p = dir.ledger_key_file();
+            match dir.read_file(&p)? {
+                Some(t) => (p, t),
+                None => return Ok(None),
+            }
+        }
+    };
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(String::from_utf8_lossy(&text).trim(), &mut seed).map_err(|e| {
+        Error::Corrupt {
+            path,
+            detail: format!("node key is not 64 hex digits: {e}"),
+        }
+    })?;
+    Ok(Some(SigningKey::from_bytes(&seed)))
+}
+
 fn load_or_create_key(path: &Path) -> Result<SigningKey> {
     match std::fs::read_to_string(path) {
         Ok(text) => {

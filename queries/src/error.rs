@@ -100,6 +100,9 @@ pub enum Error {
     /// The caller's role may not do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// This server cannot do what was asked (a key it does not hold).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -123,6 +126,7 @@ impl Error {
             Error::Unauthenticated { code, .. } => code,
             Error::Forbidden(_) => "forbidden",
             Error::TooManyQueries { .. } => "too_many_queries",
+            Error::Unavailable(_) => "unavailable",
         }
     }
 

@@ -100,6 +100,7 @@ fn build(
         .route("/v1/sql", post(sql))
         .route("/v1/events/{id}", get(event))
         .route("/v1/events/{id}/proof", get(proof))
+        .route("/v1/events/{id}/receipt", get(receipt))
         .route("/v1/trace/{code}", get(trace))
         .route("/v1/log/checkpoint", get(log_checkpoint))
         .route("/v1/log/consistency", get(log_consistency))
@@ -285,6 +286,7 @@ impl IntoResponse for Error {
             "server_busy" => StatusCode::SERVICE_UNAVAILABLE,
             "too_many_queries" => StatusCode::TOO_MANY_REQUESTS,
             "data_damaged" => StatusCode::INTERNAL_SERVER_ERROR,
+            "unavailable" => StatusCode::NOT_IMPLEMENTED,
             _ => match &self {
                 Error::Sql(_) | Error::BadRequest(_) | Error::TooComplex(_) => {
                     StatusCode::BAD_REQUEST
@@ -703,6 +705,30 @@ async fn log_tile(
         bytes,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptQuery {
+    /// Against the checkpoint of this log size instead of the event's own epoch.
+    #[serde(default)]
+    checkpoint: Option<u64>,
+}
+
+/// `GET /v1/events/{id}/receipt`: the event's COSE Receipt (RFC 9942), `application/cose`.
+async fn receipt(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ReceiptQuery>,
+) -> Result<Response, Error> {
+    let engine = engine_for(&s, &who, Capability::Proofs).await?;
+    let mut bundle = engine.proof(&id).await?;
+    if let Some(size) = q.checkpoint {
+        bundle = engine.prove_at(bundle, size).await?;
+    }
+    let bytes = engine.receipt(&bundle).await?;
+    Ok(([(header::CONTENT_TYPE, "application/cose")], bytes).into_response())
 }
 
 /// Routes that answer without credentials and are not audited: the probes.

@@ -6,48 +6,9 @@ use serde::{Deserialize, Serialize};
 use veritrace_verify::Digest;
 use veritrace_verify::bundle::{Anchor, Status};
 use veritrace_verify::logtree::{self, TileRef};
+pub use veritrace_verify::logtree::{CONSISTENCY_FORMAT, ConsistencyProof, TreeHead};
 
 use crate::{Error, QueryEngine, Result};
-
-/// A tree head: the log's size and its root at that size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TreeHead {
-    /// Leaves.
-    pub size: u64,
-    /// RFC 6962 root of the first `size` leaves.
-    pub root: Digest,
-}
-
-/// A consistency proof between two sizes of the log (`veritrace consistency`,
-/// `GET /v1/log/consistency`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsistencyProof {
-    /// `veritrace.consistency/1`.
-    pub format: String,
-    /// The older tree head.
-    pub from: TreeHead,
-    /// The newer tree head.
-    pub to: TreeHead,
-    /// The RFC 9162 proof hashes (empty when the sizes are equal or `from` is 0).
-    pub proof: Vec<Digest>,
-}
-
-/// The format string of [`ConsistencyProof`].
-pub const CONSISTENCY_FORMAT: &str = "veritrace.consistency/1";
-
-impl ConsistencyProof {
-    /// Checks the proof's hashes against its two tree heads.
-    pub fn verify(&self) -> veritrace_verify::Result<()> {
-        veritrace_verify::merkle::verify_consistency(
-            self.from.size,
-            self.to.size,
-            &self.from.root,
-            &self.to.root,
-            &self.proof,
-        )
-    }
-}
 
 /// The epoch whose checkpoint has a given log size, and its anchor
 /// (`GET /v1/log/anchor?size=`): what a monitor checks each checkpoint against.

@@ -1011,6 +1011,48 @@ impl QueryEngine {
         Ok(bundle)
     }
 
+    /// A COSE Receipt (RFC 9942, RFC 9162_SHA256; [`veritrace_verify::receipt`]) of a
+    /// bundle's event: its batch header's inclusion in the log at the bundle's checkpoint,
+    /// signed with the node's key. Only for an epoch in the log, and only where this process
+    /// can read the node's key (it never makes one).
+    pub async fn receipt(&self, bundle: &ProofBundle) -> Result<Vec<u8>> {
+        let Some(epoch) = &bundle.epoch else {
+            return Err(Error::BadRequest(format!(
+                "batch {} is in no epoch yet: there is no checkpoint to prove it against",
+                bundle.batch.batch_id
+            )));
+        };
+        let snap = self.snapshot().await?;
+        if !snap
+            .epochs
+            .iter()
+            .any(|r| r.epoch_id == epoch.epoch_id && r.log_size == Some(epoch.batch_count))
+        {
+            return Err(Error::BadRequest(format!(
+                "epoch {} was sealed before the log existed: its events have no COSE receipt (their JSON proof stands)",
+                epoch.epoch_id
+            )));
+        }
+        let dir = self.data_dir().clone();
+        let key = tokio::task::spawn_blocking(move || veritrace_anchor::ledger::existing_node_key(&dir))
+            .await
+            .map_err(|e| Error::Internal(format!("reading the node key: {e}")))??
+            .ok_or_else(|| {
+                Error::Unavailable(
+                    "this server cannot read the node's key (keys/local-ledger.key or VERITRACE_LEDGER_KEY), so it signs no receipts".into(),
+                )
+            })?;
+        let parts = veritrace_verify::receipt::ReceiptParts {
+            header: &bundle.batch,
+            leaf_index: epoch.batch_index,
+            tree_size: epoch.batch_count,
+            path: &epoch.audit_path,
+            event: Some((&bundle.event, bundle.leaf.index, &bundle.leaf.audit_path)),
+        };
+        veritrace_verify::receipt::sign_receipt(&key, &parts)
+            .map_err(|e| Error::Internal(format!("signing the receipt: {e}")))
+    }
+
     /// The epoch's checkpoint with the witnesses' cosignatures the node keeps
     /// (`log/cosigned/{size}`, written by `veritrace witness submit`), if any.
     async fn cosigned_checkpoint(

@@ -551,6 +551,13 @@ fn golden_lines() -> (Vec<Vec<u8>>, u64) {
     (lines, valid)
 }
 
+/// A digest's hex with its first digit changed.
+fn flipped(d: &veritrace_verify::Digest) -> String {
+    let hex = d.to_hex();
+    let first = if hex.starts_with('0') { "1" } else { "0" };
+    format!("{first}{}", &hex[1..])
+}
+
 /// `veritrace serve` on a free port: the server (stopped when dropped) and its address.
 fn serve(data: &str) -> (Server, String) {
     spawn_http(&[
@@ -902,6 +909,93 @@ fn witnesses_cosign_only_a_log_that_grows_and_the_verifier_counts_them() {
     );
 }
 
+#[test]
+fn an_events_cose_receipt_verifies_here_and_with_a_cose_library_nobody_here_wrote() {
+    let d = demo(2_000);
+    let data = d.data.to_str().expect("p");
+    let id = sql_json(&d.data, "SELECT event_id FROM events LIMIT 1")[0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (bundle_path, receipt) = (
+        d.data.with_extension("p.json"),
+        d.data.with_extension("r.cbor"),
+    );
+    ok(&[
+        "proof",
+        "--data",
+        data,
+        &id,
+        "--out",
+        bundle_path.to_str().expect("p"),
+        "--receipt",
+        receipt.to_str().expect("p"),
+    ]);
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_path).expect("read")).expect("json");
+    let key = std::fs::read_to_string(d.data.join("keys/local-ledger.pub")).expect("pub");
+    let key = key.trim();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", receipt.to_str().expect("p"), "--json"];
+        args.extend_from_slice(extra);
+        let out = bin().args(&args).output().expect("verify");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code().unwrap_or(-1), v)
+    };
+    let (code, v) = verify(&["--key", key]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["event_id"].as_str(), Some(id.as_str()));
+    assert_eq!(v["root"], bundle["epoch"]["root"], "{v}");
+    let ledger = format!("{data}/ledger/local.jsonl");
+    assert_eq!(verify(&["--ledger", &ledger]).0, 0);
+    let (code, v) = verify(&[]);
+    assert_eq!((code, v["code"].as_str()), (1, Some("wrong_key")), "{v}");
+    // pycose checks the signature over the root it recomputes from the entry and the proof.
+    let python =
+        veritrace_testkit::python::require_python("pycose").unwrap_or_else(|e| panic!("{e}"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/python/cose_receipt.py");
+    let theirs = |file: &Path| -> serde_json::Value {
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(file)
+            .arg(key)
+            .output()
+            .expect("python");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let t = theirs(&receipt);
+    assert_eq!(t["valid"], true, "{t}");
+    assert_eq!(t["root"], bundle["epoch"]["root"], "{t}");
+    assert_eq!(t["tree_size"], bundle["epoch"]["batch_count"], "{t}");
+    // One byte of the signature changed: both refuse it.
+    let mut bytes = std::fs::read(&receipt).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let bad = d.data.with_extension("bad.cbor");
+    std::fs::write(&bad, &bytes).expect("write");
+    let out = bin()
+        .args(["verify", bad.to_str().expect("p"), "--key", key, "--json"])
+        .output()
+        .expect("verify");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (out.status.code(), v["code"].as_str()),
+        (Some(1), Some("bad_signature")),
+        "{v}"
+    );
+    assert_eq!(theirs(&bad)["valid"], false);
+    // Served too, byte for byte (Ed25519 signatures are deterministic).
+    let (_server, addr) = serve(data);
+    let (st, head, body) = http_bytes(&addr, &format!("/v1/events/{id}/receipt"));
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("application/cose"),
+        "{head}"
+    );
+    assert_eq!(body, std::fs::read(&receipt).expect("read"));
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read dir") {
@@ -998,6 +1092,29 @@ fn the_log_grows_with_signed_checkpoints_consistency_proofs_and_tiles() {
             .map(|h| Digest::from_hex(h.as_str().expect("hex")).expect("digest"))
             .collect();
         merkle::verify_consistency(size, last, &root, &last_root, &proof).expect("consistent");
+        // The verifier reads the document too: valid, but resting on the node's roots.
+        let file = d.data.with_extension(format!("consistency-{size}.json"));
+        std::fs::write(&file, &out).expect("write");
+        let v = bin()
+            .args(["verify", file.to_str().expect("p"), "--json"])
+            .output()
+            .expect("verify");
+        assert_eq!(v.status.code(), Some(3), "{v:?}");
+        if !proof.is_empty() {
+            let mut bad: serde_json::Value = serde_json::from_str(&out).expect("json");
+            bad["proof"][0] = serde_json::Value::String(flipped(&proof[0]));
+            std::fs::write(&file, bad.to_string()).expect("write");
+            let v = bin()
+                .args(["verify", file.to_str().expect("p"), "--json"])
+                .output()
+                .expect("verify");
+            let r: serde_json::Value = serde_json::from_slice(&v.stdout).expect("json");
+            assert_eq!(
+                (v.status.code(), r["code"].as_str()),
+                (Some(1), Some("root_mismatch")),
+                "{r}"
+            );
+        }
     }
 
     // A proof of an event of the first epoch proves into the log at that epoch's checkpoint

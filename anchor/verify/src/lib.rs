@@ -10,6 +10,8 @@
 //!   `node = SHA-256(0x01 || left || right)`), tree roots, audit paths and their verification.
 //! - [`logtree`]: the growing log over every batch header, kept as its complete subtrees
 //!   (C2SP tlog-tiles): roots, inclusion and consistency proofs of any earlier size.
+//! - [`receipt`]: COSE Receipts (RFC 9942, RFC 9162_SHA256) of an event's batch in the
+//!   log, for SCITT tools.
 //! - [`bundle`]: the versioned proof bundle format, the batch header and the local ledger entry.
 //! - [`verify`]: recomputes every hash of a bundle and reports what it checked.
 //! - [`certificate`]: a whole trace (its nodes and every event with its proof, shared
@@ -36,6 +38,7 @@ pub mod digsig;
 pub mod logtree;
 pub mod merkle;
 pub mod private;
+pub mod receipt;
 pub mod registry;
 pub mod report;
 pub mod rows;

@@ -11,6 +11,8 @@
 //! 256 hashes, full or partial ([`LogTree::tile`], [`tile_path`]).
 
 use crate::merkle::{empty_root, node_hash};
+use serde::{Deserialize, Serialize};
+
 use crate::{Digest, Error, Result};
 
 /// Hashes per full tile (C2SP tlog-tiles: tile height 8).
@@ -250,6 +252,46 @@ impl Frontier {
             return empty_root();
         };
         it.fold(*last, |r, left| node_hash(left, &r))
+    }
+}
+
+/// A tree head: the log's size and its root at that size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeHead {
+    /// Leaves.
+    pub size: u64,
+    /// RFC 6962 root of the first `size` leaves.
+    pub root: Digest,
+}
+
+/// A consistency proof between two sizes of the log (`veritrace consistency`,
+/// `GET /v1/log/consistency`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    /// `veritrace.consistency/1`.
+    pub format: String,
+    /// The older tree head.
+    pub from: TreeHead,
+    /// The newer tree head.
+    pub to: TreeHead,
+    /// The RFC 9162 proof hashes (empty when the sizes are equal or `from` is 0).
+    pub proof: Vec<Digest>,
+}
+
+/// The format string of [`ConsistencyProof`].
+pub const CONSISTENCY_FORMAT: &str = "veritrace.consistency/1";
+
+impl ConsistencyProof {
+    /// Checks the proof's hashes against its two tree heads.
+    pub fn verify(&self) -> Result<()> {
+        crate::merkle::verify_consistency(
+            self.from.size,
+            self.to.size,
+            &self.from.root,
+            &self.to.root,
+            &self.proof,
+        )
     }
 }
 

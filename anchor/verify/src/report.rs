@@ -98,6 +98,13 @@ pub fn verify_document(
     if kind == Some(family(ROWS_FORMAT)) {
         return rows(name, bytes, opts, chain);
     }
+    if kind == Some(family(crate::logtree::CONSISTENCY_FORMAT)) {
+        return Ok(consistency(name, bytes));
+    }
+    // CBOR: a COSE_Sign1, tagged (0xd2) or not (an array of 4, 0x84): a COSE receipt.
+    if matches!(bytes.first(), Some(0xd2 | 0x84)) {
+        return Ok(receipt(name, bytes, opts));
+    }
     let bundle = match ProofBundle::from_json(bytes) {
         Ok(b) => b,
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
@@ -180,6 +187,124 @@ pub fn verify_document(
             "notes": report.notes,
         }),
     })
+}
+
+/// A COSE receipt ([`crate::receipt`]), verified with the `--key` given or the `--ledger`
+/// file's key: the only keys it can rest on.
+fn receipt(name: &str, bytes: &[u8], opts: &Options) -> Verdict {
+    let key_hex = match (&opts.pinned_key, &opts.ledger) {
+        (Some(k), _) => k.clone(),
+        (None, Some(text)) => match crate::verify::verify_ledger(text) {
+            Ok(entries) => match entries.first() {
+                Some(e) => e.public_key.clone(),
+                None => return Verdict::invalid(name, "ledger", "the ledger file is empty".into()),
+            },
+            Err(e) => return Verdict::invalid(name, e.code(), e.to_string()),
+        },
+        (None, None) => {
+            return Verdict::invalid(
+                name,
+                "wrong_key",
+                "a COSE receipt is verified with the node's key: pass --key HEX or --ledger FILE"
+                    .into(),
+            );
+        }
+    };
+    let key = match hex::decode(key_hex.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+    {
+        Some(k) => k,
+        None => {
+            return Verdict::invalid(
+                name,
+                "wrong_key",
+                format!("{key_hex:?} is not an Ed25519 public key"),
+            );
+        }
+    };
+    let r = match crate::receipt::verify_receipt(bytes, &key) {
+        Ok(r) => r,
+        Err(e) => return Verdict::invalid(name, e.code(), e.to_string()),
+    };
+    let mut checks = vec![
+        format!(
+            "batch {} is leaf {} of the log of {} leaves (RFC 9162 inclusion proof, root {})",
+            r.batch_id, r.leaf_index, r.tree_size, r.root
+        ),
+        format!(
+            "the receipt's EdDSA signature over that root verifies with key {}",
+            r.public_key
+        ),
+    ];
+    if let Some(id) = &r.event_id {
+        checks.push(format!(
+            "event {id} proves into the batch root the entry commits to"
+        ));
+    }
+    let subject = r.event_id.clone().unwrap_or_else(|| r.batch_id.clone());
+    let mut text = format!(
+        "VALID  {subject} (COSE receipt, log size {})\n",
+        r.tree_size
+    );
+    for c in &checks {
+        text.push_str(&format!("  ok    {c}\n"));
+    }
+    Verdict {
+        valid: true,
+        anchored: true,
+        text,
+        json: json!({
+            "valid": true,
+            "anchored": true,
+            "event_id": r.event_id,
+            "batch_id": r.batch_id,
+            "tree_size": r.tree_size,
+            "root": r.root,
+            "checks": checks,
+        }),
+    }
+}
+
+/// A consistency proof (`veritrace.consistency/1`): its hashes against its two tree heads.
+/// Valid, it is still unanchored: the two roots are the node's word until the auditor
+/// compares them with checkpoints it holds (signed, anchored or cosigned).
+fn consistency(name: &str, bytes: &[u8]) -> Verdict {
+    const FORMATS: &[&str] = &[crate::logtree::CONSISTENCY_FORMAT];
+    let p: crate::logtree::ConsistencyProof =
+        match crate::bundle::read_document(bytes, "consistency proof", FORMATS) {
+            Ok(p) => p,
+            Err(e) => return Verdict::invalid(name, e.code(), e.to_string()),
+        };
+    if let Err(e) = p.verify() {
+        return Verdict::invalid(name, e.code(), e.to_string());
+    }
+    let check = format!(
+        "the log of {} leaves (root {}) is a prefix of the log of {} leaves (root {}): {} proof hashes verify (RFC 9162 2.1.4.2)",
+        p.from.size,
+        p.from.root,
+        p.to.size,
+        p.to.root,
+        p.proof.len()
+    );
+    let note = "the two roots are the node's: compare them with checkpoints you hold (signed by the log's key, anchored, or cosigned by witnesses)";
+    Verdict {
+        valid: true,
+        anchored: false,
+        text: format!(
+            "UNANCHORED  {name} (consistency {} -> {}): {note}\n  ok    {check}\n",
+            p.from.size, p.to.size
+        ),
+        json: json!({
+            "valid": true,
+            "anchored": false,
+            "from": p.from,
+            "to": p.to,
+            "checks": [check],
+            "notes": [note],
+        }),
+    }
 }
 
 /// A format's name without its version: `veritrace.certificate` of `veritrace.certificate/1`.

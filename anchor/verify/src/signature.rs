@@ -333,7 +333,7 @@ fn int_key(v: &Value) -> Option<i128> {
     }
 }
 
-fn cbor_bytes(v: &Value) -> Vec<u8> {
+pub(crate) fn cbor_bytes(v: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing a Value into a Vec cannot fail.
     let _ = ciborium::ser::into_writer(v, &mut out);
@@ -341,7 +341,7 @@ fn cbor_bytes(v: &Value) -> Vec<u8> {
 }
 
 /// The `Sig_structure` of a COSE_Sign1 (RFC 9052, section 4.4), empty external AAD.
-fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
     cbor_bytes(&Value::Array(vec![
         Value::Text("Signature1".into()),
         Value::Bytes(protected.to_vec()),
