@@ -108,6 +108,7 @@ fn build(
         .route("/v1/log/tile/{*path}", get(log_tile))
         .route("/epcis/events", get(epcis_events))
         .route("/01/{gtin}/21/{serial}", get(resolve))
+        .route("/verify", get(verify_page))
         .route("/livez", get(livez))
         .route("/readyz", get(healthz))
         .route("/healthz", get(healthz))
@@ -167,7 +168,11 @@ const MAX_AUDITED_BODY: usize = 256 << 20;
 async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     // Probes, and the resolver: consumers scan codes without credentials (it answers only
     // what is public-safe).
-    if OPEN_ROUTES.contains(&req.uri().path()) || req.uri().path().starts_with("/01/") {
+    // The verifier page too: it holds no data, and verifies in the browser.
+    if OPEN_ROUTES.contains(&req.uri().path())
+        || req.uri().path().starts_with("/01/")
+        || req.uri().path() == "/verify"
+    {
         return next.run(req).await;
     }
     let started = (veritrace_processors::now_ms(), Instant::now());
@@ -729,6 +734,36 @@ async fn receipt(
     }
     let bytes = engine.receipt(&bundle).await?;
     Ok(([(header::CONTENT_TYPE, "application/cose")], bytes).into_response())
+}
+
+/// The verifier compiled to WebAssembly (`anchor/verify/wasm`, rebuilt and compared by the
+/// `the_verifier_page_carries_the_current_wasm_build` test).
+const VERIFY_WASM: &[u8] = include_bytes!("../assets/veritrace_verify.wasm");
+const VERIFY_HTML: &str = include_str!("../assets/verify.html");
+
+/// `GET /verify`: the auditor's page. One self-contained file (the module inlined), so a
+/// saved copy works offline; its policy forbids it any network access.
+async fn verify_page() -> Response {
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let page = PAGE.get_or_init(|| {
+        use base64::Engine as _;
+        VERIFY_HTML.replace(
+            "__WASM_BASE64__",
+            &base64::engine::general_purpose::STANDARD.encode(VERIFY_WASM),
+        )
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline' 'wasm-unsafe-eval'; style-src 'unsafe-inline'",
+            ),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        page.as_str(),
+    )
+        .into_response()
 }
 
 /// Routes that answer without credentials and are not audited: the probes.

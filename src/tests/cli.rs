@@ -996,6 +996,160 @@ fn an_events_cose_receipt_verifies_here_and_with_a_cose_library_nobody_here_wrot
     assert_eq!(body, std::fs::read(&receipt).expect("read"));
 }
 
+#[test]
+fn the_verify_page_checks_files_in_the_browser_offline_and_catches_each_tampering() {
+    let d = demo(3_000);
+    let data = d.data.to_str().expect("p");
+    let dir = d.data.parent().expect("tmp").to_owned();
+    let id = sql_json(&d.data, "SELECT event_id FROM events LIMIT 1")[0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let bundle = dir.join("bundle.json");
+    let receipt = dir.join("receipt.cbor");
+    ok(&[
+        "proof",
+        "--data",
+        data,
+        &id,
+        "--out",
+        bundle.to_str().expect("p"),
+        "--receipt",
+        receipt.to_str().expect("p"),
+    ]);
+    let rows = dir.join("rows.json");
+    ok(&[
+        "sql",
+        "--data",
+        data,
+        "--certificate",
+        rows.to_str().expect("p"),
+        "SELECT event_id, trace_code FROM events ORDER BY event_id LIMIT 5",
+    ]);
+    let consistency = dir.join("consistency.json");
+    std::fs::write(
+        &consistency,
+        ok(&["consistency", "--data", data, "--from", "1"]),
+    )
+    .expect("write");
+    // Tampered copies: a leaf hash, a batch root, an event field.
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle).expect("read")).expect("json");
+    let mut tampered = Vec::new();
+    for (name, change) in [
+        ("leaf-hash.json", "/leaf/hash"),
+        ("batch-root.json", "/batch/root"),
+        ("event-field.json", "/event/event_type"),
+    ] {
+        let mut b = original.clone();
+        let slot = b.pointer_mut(change).expect("member");
+        *slot = match slot {
+            serde_json::Value::String(s) if s.len() == 64 => serde_json::Value::String(flipped(
+                &veritrace_verify::Digest::from_hex(s).expect("hex"),
+            )),
+            _ => serde_json::Value::String("quality_check".into()),
+        };
+        let f = dir.join(name);
+        std::fs::write(&f, b.to_string()).expect("write");
+        tampered.push(f);
+    }
+    let (_server, addr) = serve(data);
+    let key = std::fs::read_to_string(d.data.join("keys/local-ledger.pub")).expect("pub");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify-page-shots");
+    std::fs::create_dir_all(&shots).expect("shots");
+    let mut files = vec![
+        bundle.clone(),
+        rows.clone(),
+        receipt.clone(),
+        consistency.clone(),
+    ];
+    files.extend(tampered.iter().cloned());
+    let opts = serde_json::json!({
+        "key": key.trim(),
+        "ledger": d.data.join("ledger/local.jsonl"),
+    });
+    let results = veritrace_testkit::browser::verify_page(
+        &format!("http://{addr}/verify"),
+        &shots,
+        &opts,
+        &files,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("screenshots in {}", shots.display());
+    let verdicts: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["verdict"].as_str().unwrap_or("?"),
+                r["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("valid", ""),
+            ("valid", ""),
+            ("valid", ""),
+            ("unanchored", ""),
+            ("invalid", "root_mismatch"),
+            ("invalid", "root_mismatch"),
+            ("invalid", "root_mismatch"),
+        ],
+        "{results:#?}"
+    );
+    // Each check as the CLI lists it.
+    let cli = ok(&[
+        "verify",
+        bundle.to_str().expect("p"),
+        "--ledger",
+        &format!("{data}/ledger/local.jsonl"),
+        "--key",
+        key.trim(),
+    ]);
+    let cli_checks = cli
+        .lines()
+        .filter(|l| l.trim_start().starts_with("ok "))
+        .count();
+    let page_checks = results[0]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c.as_str().is_some_and(|c| c.starts_with("ok ")))
+        .count();
+    assert_eq!(page_checks, cli_checks, "{cli}\n{:#?}", results[0]);
+    assert!(shots.join("verify-0-bundle.json.png").is_file());
+}
+
+#[test]
+fn the_verifier_page_carries_the_current_wasm_build() {
+    // Rebuilt as scripts/build-verify-wasm builds it (paths remapped), then compared.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join("scripts/build-verify-wasm"))
+        .arg("--print")
+        .output()
+        .expect("scripts/build-verify-wasm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = std::fs::read(String::from_utf8_lossy(&out.stdout).trim()).expect("built wasm");
+    let committed =
+        std::fs::read(root.join("queries/assets/veritrace_verify.wasm")).expect("asset");
+    assert!(
+        built == committed,
+        "queries/assets/veritrace_verify.wasm is not the current verifier ({} bytes built, {} committed): run scripts/build-verify-wasm",
+        built.len(),
+        committed.len()
+    );
+    // The module needs nothing from its host: the page instantiates it with no imports.
+    assert!(
+        !built.windows(6).any(|w| w == b"wbindg"),
+        "the module expects wasm-bindgen glue"
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read dir") {

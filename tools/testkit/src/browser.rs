@@ -19,6 +19,36 @@ pub fn chromium_bin() -> PathBuf {
 /// verdict banner and its `data-verdict`, state, history). Fails, naming what is missing,
 /// when the browser or its driver is not installed.
 pub fn resolver_pages(base: &str, paths: &[String]) -> Result<Vec<Value>, String> {
+    run_script(
+        "resolver-pages.mjs",
+        std::iter::once(base.to_owned()).chain(paths.iter().cloned()),
+    )
+}
+
+/// Verifies `files` on the `/verify` page at `url` in headless Chromium, from a saved copy
+/// of the page with the network cut (`tools/browser/verify-page.mjs`): one JSON object per
+/// file (`verdict`: valid, unanchored or invalid; `code`, `headline`, `checks`), and a
+/// screenshot of each in `shots`. `options`: `{"key", "ledger", "witnesses", "quorum"}`.
+pub fn verify_page(
+    url: &str,
+    shots: &std::path::Path,
+    options: &Value,
+    files: &[PathBuf],
+) -> Result<Vec<Value>, String> {
+    run_script(
+        "verify-page.mjs",
+        [
+            url.to_owned(),
+            shots.display().to_string(),
+            options.to_string(),
+        ]
+        .into_iter()
+        .chain(files.iter().map(|f| f.display().to_string())),
+    )
+}
+
+/// Runs one of `tools/browser`'s scripts with `args`; each line it prints is a JSON value.
+fn run_script(script: &str, args: impl IntoIterator<Item = String>) -> Result<Vec<Value>, String> {
     let chromium = chromium_bin();
     if !chromium.is_file() {
         return Err(format!(
@@ -34,9 +64,8 @@ pub fn resolver_pages(base: &str, paths: &[String]) -> Result<Vec<Value>, String
         ));
     }
     let out = Command::new("node")
-        .arg(dir.join("resolver-pages.mjs"))
-        .arg(base)
-        .args(paths)
+        .arg(dir.join(script))
+        .args(args)
         .env("VERITRACE_CHROMIUM", &chromium)
         .output()
         .map_err(|e| format!("running node: {e}"))?;
