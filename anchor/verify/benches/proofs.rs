@@ -8,7 +8,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use veritrace_verify::bundle::ProofBundle;
 use veritrace_verify::merkle;
-use veritrace_verify::verify::{Options, verify_bundle, verify_bundle_json};
+use veritrace_verify::verify::{BundleVerifier, Options, verify_bundle, verify_bundle_json};
 
 const BUNDLE: &str = include_str!("../vectors/valid/proof-1.json");
 const LEDGER: &str = include_str!("../vectors/ledger.jsonl");
@@ -38,6 +38,18 @@ fn proofs(c: &mut Criterion) {
     });
     g.bench_function("bundle_parsed_ledger_file", |b| {
         b.iter(|| verify_bundle(&bundle, &ledger).expect("valid"))
+    });
+    // Bundles of one epoch through one verifier: the receipt's signature is checked once,
+    // every bundle's hashes each time (from JSON text, as files arrive).
+    let many = BundleVerifier::new(&pinned);
+    g.bench_function("bundle_parsed_same_epoch", |b| {
+        b.iter(|| many.verify(&bundle).expect("valid"))
+    });
+    g.bench_function("bundle_json_same_epoch", |b| {
+        b.iter(|| {
+            let parsed = ProofBundle::from_json(BUNDLE.as_bytes()).expect("bundle");
+            many.verify(&parsed).expect("valid")
+        })
     });
     // The inclusion check alone, in a batch of 10,000 leaves.
     let leaves: Vec<_> = (0u32..10_000)

@@ -317,6 +317,9 @@ pub(crate) struct Shared {
     /// The ledger file's entries when it verified; `None` when no file was given or it did
     /// not verify (each bundle's check then reports why).
     ledger: Option<Vec<LedgerEntry>>,
+    /// Receipts whose signature verified already, by epoch (compared whole, signature and
+    /// key included): bundles of one epoch share their receipt.
+    receipts: std::cell::RefCell<std::collections::HashMap<u64, LedgerEntry>>,
 }
 
 impl Shared {
@@ -324,7 +327,33 @@ impl Shared {
     pub(crate) fn new(opts: &Options) -> Self {
         Shared {
             ledger: opts.ledger.as_deref().and_then(|t| verify_ledger(t).ok()),
+            receipts: Default::default(),
         }
+    }
+}
+
+/// Verifies many bundles with one set of options: the ledger file is checked once, and each
+/// receipt's signature once, however many bundles of its epoch follow. Each bundle's own
+/// hashes (event, leaf, batch and epoch paths, the receipt's fields against its epoch) are
+/// checked every time.
+#[derive(Debug)]
+pub struct BundleVerifier<'a> {
+    opts: &'a Options,
+    shared: Shared,
+}
+
+impl<'a> BundleVerifier<'a> {
+    /// A verifier for bundles checked against `opts`.
+    pub fn new(opts: &'a Options) -> Self {
+        BundleVerifier {
+            opts,
+            shared: Shared::new(opts),
+        }
+    }
+
+    /// [`verify_bundle`], sharing what was checked for earlier bundles.
+    pub fn verify(&self, b: &ProofBundle) -> Result<Report> {
+        verify_bundle_with(b, self.opts, &self.shared)
     }
 }
 
@@ -468,7 +497,8 @@ pub(crate) fn verify_bundle_with(
             let verified = shared.ledger.as_deref();
             let known = verified
                 .and_then(|es| entry_of(es, ledger_entry.epoch_id))
-                .is_some_and(|e| e == ledger_entry);
+                .is_some_and(|e| e == ledger_entry)
+                || shared.receipts.borrow().get(&ledger_entry.epoch_id) == Some(ledger_entry);
             check_local_entry(
                 ledger_entry,
                 epoch.epoch_id,
@@ -476,6 +506,10 @@ pub(crate) fn verify_bundle_with(
                 epoch.batch_count,
                 !known,
             )?;
+            shared
+                .receipts
+                .borrow_mut()
+                .insert(ledger_entry.epoch_id, ledger_entry.clone());
             checks.push(format!(
                 "local ledger entry for epoch {} holds root {} and its Ed25519 signature verifies (key {})",
                 ledger_entry.epoch_id, ledger_entry.root, ledger_entry.public_key
@@ -747,4 +781,40 @@ pub fn verify_ledger(text: &str) -> Result<Vec<LedgerEntry>> {
         entries.push(e);
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verifier_of_many_bundles_checks_each_receipt_signature_once_and_still_refuses_a_forged_one()
+     {
+        let text = include_str!("../vectors/valid/proof-1.json");
+        let bundle = ProofBundle::from_json(text.as_bytes()).expect("bundle");
+        let opts = Options::default();
+        let v = BundleVerifier::new(&opts);
+        v.verify(&bundle).expect("valid");
+        v.verify(&bundle)
+            .expect("valid again, the receipt remembered");
+        // The same entry with another signature is another receipt: verified, and refused.
+        let mut forged = bundle.clone();
+        let Some(Anchor::Local { ledger_entry }) = forged.anchor.as_mut() else {
+            panic!("a local receipt");
+        };
+        let last = ledger_entry.signature.pop().expect("hex");
+        ledger_entry
+            .signature
+            .push(if last == '0' { '1' } else { '0' });
+        assert_eq!(
+            v.verify(&forged).expect_err("forged").code(),
+            "bad_signature"
+        );
+        // And a bundle whose epoch root is changed fails whatever was remembered.
+        let mut moved = bundle.clone();
+        if let Some(e) = moved.epoch.as_mut() {
+            e.root = Digest([7; 32]);
+        }
+        assert!(v.verify(&moved).is_err());
+    }
 }
