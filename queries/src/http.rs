@@ -740,6 +740,14 @@ async fn receipt(
 /// `the_verifier_page_carries_the_current_wasm_build` test).
 const VERIFY_WASM: &[u8] = include_bytes!("../assets/veritrace_verify.wasm");
 const VERIFY_HTML: &str = include_str!("../assets/verify.html");
+/// The contract the page's chain check compares the code at a receipt's address with.
+const ANCHOR_CONTRACT: &str = include_str!("../../anchor/contracts/VeritraceAnchor.json");
+/// `anchoredAt(bytes32)`'s selector, for the page's chain check (the root crate's test
+/// compares it with the contract binding's).
+pub const ANCHORED_AT_SELECTOR: &str = "0x9591a610";
+/// The topic of `Anchored(bytes32,uint64,uint64)`, likewise.
+pub const ANCHORED_TOPIC: &str =
+    "0x665a214d59c3b0d9e6c4975fba280be5e19b9b0862cff85b71d42433191945cf";
 
 /// `GET /verify`: the auditor's page. One self-contained file (the module inlined), so a
 /// saved copy works offline; its policy forbids it any network access.
@@ -747,17 +755,25 @@ async fn verify_page() -> Response {
     static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let page = PAGE.get_or_init(|| {
         use base64::Engine as _;
-        VERIFY_HTML.replace(
-            "__WASM_BASE64__",
-            &base64::engine::general_purpose::STANDARD.encode(VERIFY_WASM),
-        )
+        let code = serde_json::from_str::<serde_json::Value>(ANCHOR_CONTRACT)
+            .ok()
+            .and_then(|c| c["deployedBytecode"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        VERIFY_HTML
+            .replace(
+                "__WASM_BASE64__",
+                &base64::engine::general_purpose::STANDARD.encode(VERIFY_WASM),
+            )
+            .replace("__ANCHOR_CODE__", &code)
+            .replace("__ANCHORED_AT_SELECTOR__", ANCHORED_AT_SELECTOR)
+            .replace("__ANCHORED_TOPIC__", ANCHORED_TOPIC)
     });
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'unsafe-inline' 'wasm-unsafe-eval'; style-src 'unsafe-inline'",
+                "default-src 'none'; script-src 'unsafe-inline' 'wasm-unsafe-eval'; style-src 'unsafe-inline'; connect-src http: https:",
             ),
             (header::CACHE_CONTROL, "no-cache"),
         ],

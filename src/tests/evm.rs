@@ -228,6 +228,57 @@ fn a_demo_on_a_real_chain_verifies_against_it_and_forged_receipts_fail() {
         assert_eq!(v["code"], *want, "{want}: {v}");
     }
 
+    // The same in the browser: the /verify page asks the chain itself, with the same checks
+    // and the same reason codes as the CLI.
+    let (_server, addr) = serve_http(&data);
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify-page-chain");
+    std::fs::create_dir_all(&shots).expect("shots");
+    let good_file = tmp
+        .path()
+        .join(format!("{}.json", row.as_str().expect("id")));
+    let mut files = vec![good_file.clone()];
+    let mut want = vec![("valid".to_owned(), String::new())];
+    for (code, _, extra) in &cases {
+        if extra.is_empty() {
+            files.push(tmp.path().join(format!("tampered-{code}.json")));
+            want.push(("invalid".into(), (*code).to_owned()));
+        }
+    }
+    let page = |opts: Value, files: &[std::path::PathBuf]| -> Vec<(String, String)> {
+        veritrace_testkit::browser::verify_page(
+            &format!("http://{addr}/verify"),
+            &shots,
+            &opts,
+            files,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|r| {
+            (
+                r["verdict"].as_str().unwrap_or("?").to_owned(),
+                r["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+    };
+    assert_eq!(page(json!({"rpc": node.url()}), &files), want);
+    let pinned = page(
+        json!({"rpc": node.url(), "contract": contract}),
+        &[
+            good_file.clone(),
+            tmp.path().join("tampered-contract_mismatch.json"),
+        ],
+    );
+    assert_eq!(
+        pinned,
+        vec![
+            ("valid".to_owned(), String::new()),
+            ("invalid".to_owned(), "contract_mismatch".to_owned())
+        ]
+    );
+    // Without the chain, the page says what the CLI says: consistent, but unanchored.
+    assert_eq!(page(json!({}), &[good_file])[0].0, "unanchored");
+
     // A chain that cannot be reached proves nothing either way: exit 2, not "invalid".
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -385,4 +436,58 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
     ]);
     let (code, v) = verify(&p, &["--rpc", &node.url(), "--contract", &contract]);
     assert_eq!(code, 0, "{v}");
+}
+
+/// `veritrace serve` on free ports; the server stops when dropped.
+fn serve_http(data: &Path) -> (ServeGuard, String) {
+    let mut child = bin()
+        .args([
+            "serve",
+            "--data",
+            data.to_str().expect("p"),
+            "--listen",
+            "127.0.0.1:0",
+            "--flight-listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let guard = ServeGuard(child);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let addr = loop {
+        let line = lines.next().expect("server exited").expect("line");
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (guard, addr)
+}
+
+struct ServeGuard(std::process::Child);
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_verify_pages_chain_check_names_the_contracts_own_selector_and_topic() {
+    use veritrace_verify::chain::{ANCHORED_AT_SELECTOR, ANCHORED_TOPIC};
+    assert_eq!(
+        veritrace_queries::http::ANCHORED_AT_SELECTOR,
+        format!("0x{}", hex::encode(ANCHORED_AT_SELECTOR))
+    );
+    assert_eq!(
+        veritrace_queries::http::ANCHORED_TOPIC,
+        format!("0x{}", hex::encode(ANCHORED_TOPIC))
+    );
 }

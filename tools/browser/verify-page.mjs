@@ -1,8 +1,9 @@
 // Verifies files on the /verify page in headless Chromium (Debian's, no download):
 //   node verify-page.mjs URL SHOTS_DIR OPTIONS_JSON FILE...
-// OPTIONS_JSON: {"key": hex, "ledger": path, "witnesses": [..], "quorum": n} (fields optional).
-// The page is loaded once, saved, and reloaded from the saved copy with the network cut, so
-// what is checked is what a saved copy does offline. For each file: one JSON line with the
+// OPTIONS_JSON: {"key": hex, "ledger": path, "witnesses": [..], "quorum": n, "rpc": url,
+// "contract": address} (fields optional). Without "rpc" the page is loaded once, saved, and
+// reloaded from the saved copy with the network cut, so what is checked is what a saved copy
+// does offline; with it, the page asks the chain from the browser. For each file: one JSON line with the
 // verdict (data-verdict), its code, the headline and the check lines; a screenshot in SHOTS_DIR.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
@@ -19,10 +20,16 @@ try {
   const page = await context.newPage();
   const resp = await page.goto(url);
   if (!resp.ok()) throw new Error(`GET ${url}: ${resp.status()}`);
-  const saved = path.join(shots, "verify-saved.html");
-  fs.writeFileSync(saved, await resp.body());
-  await context.setOffline(true);
-  await page.goto("file://" + saved);
+  if (!opts.rpc) {
+    // Offline, from a saved copy: what an auditor's copy of the page does.
+    const saved = path.join(shots, "verify-saved.html");
+    fs.writeFileSync(saved, await resp.body());
+    await context.setOffline(true);
+    await page.goto("file://" + saved);
+  } else {
+    await page.fill("#rpc", opts.rpc);
+    if (opts.contract) await page.fill("#contract", opts.contract);
+  }
   if (opts.key) await page.fill("#key", opts.key);
   if (opts.ledger) await page.setInputFiles("#ledger", opts.ledger);
   if (opts.witnesses) await page.fill("#witnesses", opts.witnesses.join("\n"));

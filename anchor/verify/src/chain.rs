@@ -26,6 +26,14 @@ alloy::sol!(
     "../contracts/VeritraceAnchor.json"
 );
 
+/// `anchoredAt(bytes32)`'s function selector (what a client that asks the contract without
+/// this binding, such as the browser page, calls).
+pub const ANCHORED_AT_SELECTOR: [u8; 4] =
+    <VeritraceAnchor::anchoredAtCall as alloy::sol_types::SolCall>::SELECTOR;
+
+/// The topic of the `Anchored(bytes32,uint64,uint64)` event, likewise.
+pub const ANCHORED_TOPIC: [u8; 32] = VeritraceAnchor::Anchored::SIGNATURE_HASH.0;
+
 /// Parses an RPC URL.
 pub fn rpc_url(rpc: &str) -> Result<alloy::transports::http::reqwest::Url, String> {
     rpc.parse()
