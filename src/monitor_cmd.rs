@@ -413,8 +413,11 @@ async fn round(a: &MonitorArgs, key: &NoteKey, c: &Client) -> anyhow::Result<Rou
         )]));
     }
     // Anchors: the new checkpoint and those still waiting.
-    if old.as_ref().is_none_or(|o| o.size != new.size) {
-        st.unanchored.entry(new.size).or_insert_with(now_secs);
+    // A checkpoint first seen now is not late yet, whatever the grace.
+    let mut fresh = None;
+    if old.as_ref().is_none_or(|o| o.size != new.size) && !st.unanchored.contains_key(&new.size) {
+        st.unanchored.insert(new.size, now_secs());
+        fresh = Some(new.size);
     }
     let waiting: Vec<(u64, u64)> = st.unanchored.iter().map(|(s, t)| (*s, *t)).collect();
     for (size, since) in waiting {
@@ -424,7 +427,7 @@ async fn round(a: &MonitorArgs, key: &NoteKey, c: &Client) -> anyhow::Result<Rou
             }
             AnchorCheck::Bad(detail) => alarms.push(alarm("bad_anchor", detail)),
             AnchorCheck::Waiting => {
-                if now_secs().saturating_sub(since) > a.anchor_grace_secs {
+                if fresh != Some(size) && now_secs().saturating_sub(since) > a.anchor_grace_secs {
                     alarms.push(alarm(
                         "missing_anchor",
                         format!(

@@ -230,7 +230,7 @@ fn a_demo_on_a_real_chain_verifies_against_it_and_forged_receipts_fail() {
 
     // The same in the browser: the /verify page asks the chain itself, with the same checks
     // and the same reason codes as the CLI.
-    let (_server, addr) = serve_http(&data);
+    let (_server, addr) = serve_http(&data, &[]);
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify-page-chain");
     std::fs::create_dir_all(&shots).expect("shots");
     let good_file = tmp
@@ -366,6 +366,37 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
         .args(["-9", &import.id().to_string()])
         .status();
     let _ = import.wait();
+    // A monitor following the log sees checkpoints whose anchors do not come: an alarm
+    // once the grace period has passed (the server writes no audit log of its own here).
+    {
+        let (_server, addr) = serve_http(&data, &[("VERITRACE__AUTH__AUDIT", "false")]);
+        let vkey = ok(&["checkpoint", "--data", data.to_str().expect("p"), "--vkey"]);
+        let state = tmp.path().join("monitor.json");
+        let monitor = || {
+            bin()
+                .args([
+                    "monitor",
+                    "--url",
+                    &format!("http://{addr}"),
+                    "--vkey",
+                    vkey.trim(),
+                    "--state",
+                    state.to_str().expect("p"),
+                    "--once",
+                    "--anchor-grace-secs",
+                    "0",
+                ])
+                .output()
+                .expect("monitor")
+        };
+        let first = monitor();
+        assert_eq!(first.status.code(), Some(0), "{first:?}");
+        std::thread::sleep(Duration::from_millis(1_100));
+        let second = monitor();
+        let err = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(1), "{err}");
+        assert!(err.contains("ALARM missing_anchor"), "{err}");
+    }
     // The chain goes on: the orphaned transactions are mined while nobody watches.
     node.rpc("evm_mine", json!([]));
     node.rpc("evm_setAutomine", json!([true]));
@@ -439,8 +470,9 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
 }
 
 /// `veritrace serve` on free ports; the server stops when dropped.
-fn serve_http(data: &Path) -> (ServeGuard, String) {
+fn serve_http(data: &Path, envs: &[(&str, &str)]) -> (ServeGuard, String) {
     let mut child = bin()
+        .envs(envs.iter().copied())
         .args([
             "serve",
             "--data",
