@@ -132,13 +132,7 @@ fn epochs_anchor_in_order_and_recover_unanchored_work() {
     let mut w0 = BatchWriter::open(&dir, "s", 0).expect("open");
     let mut w1 = BatchWriter::open(&dir, "s", 1).expect("open");
     let now = || "2026-11-21T00:00:00.000Z".to_string();
-    let mut a = Anchorer::open(
-        &dir,
-        std::time::Duration::from_secs(3600),
-        Backend::Local,
-        now,
-    )
-    .expect("anchorer");
+    let mut a = open_local(&dir, now).expect("anchorer");
     a.add(seal(&mut w0, 0, 3));
     a.add(seal(&mut w1, 0, 2));
     let rec = a
@@ -155,13 +149,7 @@ fn epochs_anchor_in_order_and_recover_unanchored_work() {
     // A batch sealed but never handed to the anchorer (crash) is picked up on next open.
     let lost = seal(&mut w0, 3, 2);
     drop(a);
-    let mut a = Anchorer::open(
-        &dir,
-        std::time::Duration::from_secs(3600),
-        Backend::Local,
-        now,
-    )
-    .expect("reopen");
+    let mut a = open_local(&dir, now).expect("reopen");
     assert_eq!(a.pending_batches(), 1);
     let rec = a
         .tick(std::time::Instant::now(), true, now)
@@ -174,13 +162,7 @@ fn epochs_anchor_in_order_and_recover_unanchored_work() {
         .expect("seal")
         .expect("epoch 2");
     drop(log);
-    let a = Anchorer::open(
-        &dir,
-        std::time::Duration::from_secs(3600),
-        Backend::Local,
-        now,
-    )
-    .expect("reopen");
+    let a = open_local(&dir, now).expect("reopen");
     assert_eq!(a.epochs().len(), 3);
     assert_eq!(LocalLedger::read_entries(&dir).expect("ledger").len(), 3);
 }
@@ -191,13 +173,7 @@ fn an_edited_ledger_entry_is_detected() {
     let dir = DataDir::create(tmp.path()).expect("dir");
     let mut w = BatchWriter::open(&dir, "s", 0).expect("open");
     let now = || "2026-11-21T00:00:00.000Z".to_string();
-    let mut a = Anchorer::open(
-        &dir,
-        std::time::Duration::from_secs(3600),
-        Backend::Local,
-        now,
-    )
-    .expect("anchorer");
+    let mut a = open_local(&dir, now).expect("anchorer");
     for i in 0..3 {
         a.add(seal(&mut w, i * 2, 2));
         a.tick(std::time::Instant::now(), true, now).expect("tick");
@@ -240,6 +216,16 @@ fn node_key_is_private_and_stable() {
     let _ = std::io::stderr().flush();
 }
 
+/// The anchorer of `dir` on the local ledger, epochs due every hour (tests tick by hand).
+fn open_local(dir: &DataDir, now: fn() -> String) -> veritrace_anchor::Result<Anchorer> {
+    Anchorer::open(
+        dir,
+        std::time::Duration::from_secs(3600),
+        Backend::Local,
+        now,
+    )
+}
+
 /// Reads the published tiles from the data directory, as a tile client reads them from a
 /// web server.
 struct DirTiles(std::path::PathBuf);
@@ -279,13 +265,7 @@ fn the_log_grows_by_epochs_with_signed_checkpoints_and_tiles_a_tile_client_reads
     let dir = DataDir::create(tmp.path()).expect("dir");
     let mut w = BatchWriter::open(&dir, "s", 0).expect("open");
     let now = || "2026-12-04T00:00:00.000Z".to_string();
-    let mut a = Anchorer::open(
-        &dir,
-        std::time::Duration::from_secs(3600),
-        Backend::Local,
-        now,
-    )
-    .expect("anchorer");
+    let mut a = open_local(&dir, now).expect("anchorer");
     let vkey = NoteKey::parse_vkey(&log::verifier_key(&dir).expect("vkey")).expect("parse vkey");
     let mut offset = 0;
     let mut heads = Vec::new();
@@ -393,13 +373,7 @@ fn the_log_grows_by_epochs_with_signed_checkpoints_and_tiles_a_tile_client_reads
     std::fs::write(dir.log_checkpoint_file(), &forged).expect("write");
     assert!(open_checkpoint(forged.as_bytes(), &key).is_ok());
     drop(a);
-    let err = Anchorer::open(
-        &dir,
-        std::time::Duration::from_secs(3600),
-        Backend::Local,
-        now,
-    )
-    .expect_err("a published root that differs is refused");
+    let err = open_local(&dir, now).expect_err("a published root that differs is refused");
     assert!(err.to_string().contains("the log was rewritten"), "{err}");
     assert_eq!(
         std::fs::read_to_string(dir.log_checkpoint_file()).expect("kept"),
@@ -429,13 +403,7 @@ fn epochs_sealed_before_the_log_stay_as_they_were_and_the_log_covers_their_batch
     let path = dir.epochs_file();
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(&path, serde_json::to_string(&rec).expect("json") + "\n").expect("write");
-    let mut a = Anchorer::open(
-        &dir,
-        std::time::Duration::from_secs(3600),
-        Backend::Local,
-        now,
-    )
-    .expect("anchorer");
+    let mut a = open_local(&dir, now).expect("anchorer");
     // Anchored as it was: its own root and batch count.
     let e0 = LocalLedger::read_entries(&dir).expect("ledger").remove(0);
     assert_eq!((e0.root, e0.batch_count), (rec.root, 3));

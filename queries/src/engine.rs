@@ -138,6 +138,17 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// The epoch whose checkpoint has `size` leaves.
+    pub(crate) fn epoch_at_log_size(&self, size: u64) -> crate::Result<&EpochRecord> {
+        self.epochs
+            .iter()
+            .find(|e| e.log_size == Some(size))
+            .ok_or_else(|| crate::Error::NotFound {
+                what: "checkpoint of log size",
+                id: size.to_string(),
+            })
+    }
+
     /// The log over every epoch's batches (built once per snapshot), or why it cannot be.
     pub(crate) fn log(&self) -> crate::Result<&veritrace_verify::logtree::LogTree> {
         self.log

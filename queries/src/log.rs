@@ -32,14 +32,7 @@ impl QueryEngine {
     /// The epoch sealed at log size `size` and its anchor.
     pub async fn log_anchor(&self, size: u64) -> Result<LogAnchor> {
         let snap = self.snapshot().await?;
-        let rec = snap
-            .epochs
-            .iter()
-            .find(|e| e.log_size == Some(size))
-            .ok_or_else(|| Error::NotFound {
-                what: "checkpoint of log size",
-                id: size.to_string(),
-            })?;
+        let rec = snap.epoch_at_log_size(size)?;
         let (status, anchor) = crate::proof::anchor_of(&snap, rec)?;
         Ok(LogAnchor {
             epoch_id: rec.epoch_id,

@@ -972,14 +972,7 @@ impl QueryEngine {
                 sealed.epoch_id
             )));
         };
-        let target = snap
-            .epochs
-            .iter()
-            .find(|e| e.log_size == Some(size))
-            .ok_or_else(|| Error::NotFound {
-                what: "checkpoint of log size",
-                id: size.to_string(),
-            })?;
+        let target = snap.epoch_at_log_size(size)?;
         if target.epoch_id < sealed.epoch_id {
             return Err(Error::BadRequest(format!(
                 "the checkpoint of {size} leaves (epoch {}) is older than the epoch batch {id} was sealed in ({})",

@@ -292,32 +292,7 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::V
 #[test]
 fn http_api_serves_sql_events_and_proofs() {
     let d = demo(5_000);
-    let mut child = bin()
-        .args([
-            "serve",
-            "--data",
-            d.data.to_str().expect("p"),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let server = Server(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        assert!(Instant::now() < deadline, "server did not start");
-        let line = lines.next().expect("server exited").expect("line");
-        if let Some(rest) = line.split("http://").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
+    let (server, addr) = serve(d.data.to_str().expect("p"));
 
     let (st, health) = http(&addr, "GET", "/healthz", "");
     assert_eq!(
@@ -558,17 +533,11 @@ fn flipped(d: &veritrace_verify::Digest) -> String {
     format!("{first}{}", &hex[1..])
 }
 
-/// `veritrace serve` on a free port: the server (stopped when dropped) and its address.
-fn serve(data: &str) -> (Server, String) {
-    spawn_http(&[
-        "serve",
-        "--data",
-        data,
-        "--listen",
-        "127.0.0.1:0",
-        "--flight-listen",
-        "127.0.0.1:0",
-    ])
+/// `veritrace serve` on free ports: the server (stopped when dropped) and its address.
+fn serve(data: &str) -> (common::Server, String) {
+    let server = common::Server::start(Path::new(data), &[]);
+    let addr = server.http.clone();
+    (server, addr)
 }
 
 /// Starts the binary with `args` and waits for the `http://ADDR` it prints.

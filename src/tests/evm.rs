@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod anvil;
+#[allow(dead_code)] // each test binary uses its own part
+mod common;
 
 use anvil::{Anvil, DEV_KEY};
 
@@ -230,7 +232,8 @@ fn a_demo_on_a_real_chain_verifies_against_it_and_forged_receipts_fail() {
 
     // The same in the browser: the /verify page asks the chain itself, with the same checks
     // and the same reason codes as the CLI.
-    let (_server, addr) = serve_http(&data, &[]);
+    let server = common::Server::start(&data, &[]);
+    let addr = server.http.clone();
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify-page-chain");
     std::fs::create_dir_all(&shots).expect("shots");
     let good_file = tmp
@@ -369,7 +372,8 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
     // A monitor following the log sees checkpoints whose anchors do not come: an alarm
     // once the grace period has passed (the server writes no audit log of its own here).
     {
-        let (_server, addr) = serve_http(&data, &[("VERITRACE__AUTH__AUDIT", "false")]);
+        let server = common::Server::start(&data, &[("VERITRACE__AUTH__AUDIT", "false")]);
+        let addr = server.http.clone();
         let vkey = ok(&["checkpoint", "--data", data.to_str().expect("p"), "--vkey"]);
         let state = tmp.path().join("monitor.json");
         let monitor = || {
@@ -467,48 +471,6 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
     ]);
     let (code, v) = verify(&p, &["--rpc", &node.url(), "--contract", &contract]);
     assert_eq!(code, 0, "{v}");
-}
-
-/// `veritrace serve` on free ports; the server stops when dropped.
-fn serve_http(data: &Path, envs: &[(&str, &str)]) -> (ServeGuard, String) {
-    let mut child = bin()
-        .envs(envs.iter().copied())
-        .args([
-            "serve",
-            "--data",
-            data.to_str().expect("p"),
-            "--listen",
-            "127.0.0.1:0",
-            "--flight-listen",
-            "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let guard = ServeGuard(child);
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let addr = loop {
-        let line = lines.next().expect("server exited").expect("line");
-        if let Some(rest) = line.split("http://").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (guard, addr)
-}
-
-struct ServeGuard(std::process::Child);
-
-impl Drop for ServeGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
