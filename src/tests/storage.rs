@@ -256,6 +256,29 @@ fn import_query_prove_verify_and_trace_on_both_backends() {
             b.name
         );
 
+        // The log is published on the backend too: its checkpoint is the last epoch's, its
+        // tiles are there, and a consistency proof from the first epoch verifies.
+        let note = b.ok(&["checkpoint", "--data", &b.data]);
+        let size: u64 = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .expect("size");
+        let last = b.n("SELECT max(log_size) AS n FROM epochs");
+        assert_eq!(size, last, "[{}] {note}", b.name);
+        assert!(!b.list("log/tile/0").is_empty(), "[{}] no tiles", b.name);
+        let first = b.n("SELECT min(log_size) AS n FROM epochs");
+        let proof = b.ok(&[
+            "consistency",
+            "--data",
+            &b.data,
+            "--from",
+            &first.to_string(),
+        ]);
+        let proof_path = b.file("consistency.json", &proof);
+        let out = b.run(&["verify", &proof_path]);
+        assert_eq!(out.status.code(), Some(3), "[{}] {}", b.name, stdout(&out));
+
         // A proof, verified against the ledger read from the same backend.
         let bundle = b.ok(&["proof", "nu-0042", "--data", &b.data]);
         let bundle_path = b.file("proof.json", &bundle);

@@ -139,7 +139,10 @@ fn the_manifest_lists_every_file() {
         for entry in std::fs::read_dir(dir().join(sub)).expect("vectors dir") {
             let entry = entry.expect("entry");
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_file() && (name.ends_with(".json") || name.ends_with(".jsonl")) {
+            let document = [".json", ".jsonl", ".cbor"]
+                .iter()
+                .any(|x| name.ends_with(x));
+            if entry.path().is_file() && document {
                 let rel = if sub.is_empty() {
                     name
                 } else {

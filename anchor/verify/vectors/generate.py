@@ -139,6 +139,20 @@ def make_valid(vt, work):
         run(vt_ + [path if a == "{path}" else a for a in args])
         with open(path) as f:
             out[name] = json.load(f)
+    # The log: the sizes of its checkpoints, a bundle against the last one, a COSE receipt
+    # and a consistency proof.
+    sizes = [r["log_size"] for r in json.loads(run(vt_ + [
+        "sql", "--format", "json", "SELECT log_size FROM epochs ORDER BY epoch_id"]))]
+    later = os.path.join(work, "proof-1-later.json")
+    receipt = os.path.join(work, "receipt-1.cbor")
+    run(vt_ + ["proof", "vec:prod:b1", "--checkpoint", str(sizes[-1]), "--out", later,
+               "--receipt", receipt])
+    with open(later) as f:
+        out["proof-1-later"] = json.load(f)
+    with open(receipt, "rb") as f:
+        out["receipt-1"] = f.read()
+    out["consistency"] = json.loads(run(vt_ + ["consistency", "--from", str(sizes[0])]))
+    out["sizes"] = sizes
     with open(os.path.join(data, "ledger", "local.jsonl")) as f:
         ledger = f.read()
     return out, ledger
@@ -603,6 +617,93 @@ def build(docs, ledger):
     variant("certificate-receipt-removed", cert,
             "the first epoch receipt removed from anchors: its events verify as sealed",
             receipt_removed, kind="certificate", anchored=False)
+
+    # -- the log (PROOFS.md 3.4, 4.7, 4.8) --
+    sizes = docs["sizes"]
+    doc("valid/proof-1-later-checkpoint.json", docs["proof-1-later"])
+    vector("valid/proof-1-later-checkpoint.json", "bundle",
+           f"none: `veritrace proof vec:prod:b1 --checkpoint {sizes[-1]}` (the batch header "
+           f"proven into the log of {sizes[-1]} leaves, the last epoch's anchor)",
+           "valid", anchored=True)
+    later = docs["proof-1-later"]
+
+    def later_inv(name, change, fn, expect):
+        d = copy.deepcopy(later)
+        fn(d)
+        doc(f"invalid/{name}.json", d)
+        vector(f"invalid/{name}.json", "bundle", change, expect,
+               base="valid/proof-1-later-checkpoint.json")
+    later_inv("later-checkpoint-size-changed",
+              "epoch.batch_count (the log size) one smaller: the path still computes the "
+              "root for leaf 0 of this tree (RFC 9162 paths of the first leaf do not show the "
+              "size), so the receipt's size catches it",
+              lambda b: b["epoch"].__setitem__("batch_count", b["epoch"]["batch_count"] - 1),
+              "inconsistent")
+    later_inv("later-checkpoint-other-epoch",
+              "epoch.epoch_id changed to the epoch the batch was sealed in; the receipt is "
+              "the later epoch's", lambda b: b["epoch"].__setitem__("epoch_id", 0),
+              "inconsistent")
+
+    rc = docs["receipt-1"]
+    files["valid/receipt-1.cbor"] = rc
+    vector("valid/receipt-1.cbor", "receipt",
+           "none: `veritrace proof vec:prod:b1 --receipt FILE` (a COSE receipt: the batch "
+           f"header in the log of {sizes[-1]} leaves, the event in its batch), --key given",
+           "valid", ledger=None, key=public_key, anchored=True)
+    vector("valid/receipt-1.cbor", "receipt", "none; the key taken from --ledger", "valid",
+           anchored=True)
+    vector("valid/receipt-1.cbor", "receipt", "none; no --key and no --ledger", "wrong_key",
+           ledger=None)
+    vector("valid/receipt-1.cbor", "receipt", "none; --key set to another key",
+           "wrong_key", ledger=None, key="00" * 32)
+
+    def receipt_inv(name, change, data, expect):
+        files[f"invalid/{name}.cbor"] = data
+        vector(f"invalid/{name}.cbor", "receipt", change, expect,
+               base="valid/receipt-1.cbor", ledger=None, key=public_key)
+    sig_flipped = bytearray(rc)
+    sig_flipped[-1] ^= 0x01
+    receipt_inv("receipt-signature-flipped", "the signature's last byte flipped",
+                bytes(sig_flipped), "bad_signature")
+    entry_at = rc.find(b'"batch_id":"')
+    assert entry_at > 0, "the receipt carries the entry"
+    entry_changed = bytearray(rc)
+    i = rc.find(b'"seq":', entry_at) + len(b'"seq":')
+    entry_changed[i] = ord("7") if rc[i] != ord("7") else ord("8")
+    receipt_inv("receipt-entry-changed",
+                "the entry's seq digit changed: the proof gives another root, which the "
+                "signature does not cover", bytes(entry_changed), "bad_signature")
+    event_at = rc.find(b'"event_id":"vec:prod:b1"')
+    assert event_at > 0, "the receipt carries the event"
+    event_changed = bytearray(rc)
+    event_changed[event_at + len(b'"event_id":"vec:prod:')] = ord("c")
+    receipt_inv("receipt-event-changed",
+                "the event's id changed (b1 -> c1): it no longer proves into the batch root",
+                bytes(event_changed), "root_mismatch")
+
+    cons = docs["consistency"]
+    doc("valid/consistency.json", cons)
+    vector("valid/consistency.json", "consistency",
+           f"none: `veritrace consistency --from {sizes[0]}` (to the log's size, "
+           f"{cons['to']['size']}): valid, resting on the node's roots", "valid",
+           ledger=None, anchored=False)
+
+    def cons_inv(name, change, fn, expect):
+        d = copy.deepcopy(cons)
+        fn(d)
+        doc(f"invalid/{name}.json", d)
+        vector(f"invalid/{name}.json", "consistency", change, expect,
+               base="valid/consistency.json", ledger=None)
+    if cons["proof"]:
+        cons_inv("consistency-hash-flipped", "proof[0]: one bit flipped",
+                 lambda d: d["proof"].__setitem__(0, flip(d["proof"][0])), "root_mismatch")
+        cons_inv("consistency-proof-short", "proof: last hash removed",
+                 lambda d: d["proof"].pop(), "bad_path")
+    cons_inv("consistency-old-root-changed", "from.root: one bit flipped",
+             lambda d: d["from"].__setitem__("root", flip(d["from"]["root"])),
+             "root_mismatch")
+    cons_inv("consistency-shrinks", "from and to swapped: a log that shrank",
+             lambda d: d.update({"from": d["to"], "to": d["from"]}), "bad_path")
     return files, vectors
 
 
@@ -611,7 +712,7 @@ def check(vv, work, files, vectors, ledger):
     tmp = os.path.join(work, "vectors")
     for path, text in files.items():
         os.makedirs(os.path.dirname(os.path.join(tmp, path)), exist_ok=True)
-        with open(os.path.join(tmp, path), "w") as f:
+        with open(os.path.join(tmp, path), "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
     with open(os.path.join(tmp, "ledger.jsonl"), "w") as f:
         f.write(ledger)
@@ -659,7 +760,7 @@ def write(files, vectors, ledger):
     for path, text in files.items():
         full = os.path.join(HERE, path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "w") as f:
+        with open(full, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
     with open(os.path.join(HERE, "ledger.jsonl"), "w") as f:
         f.write(ledger)
