@@ -372,8 +372,11 @@ struct EraseArgs {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// The proof bundle (JSON).
-    bundle: PathBuf,
+    /// The documents: proof bundles, certificates, consistency proofs (JSON) or COSE
+    /// receipts. Several are verified with the same anchors, each receipt's signature once;
+    /// the exit status is the worst of them.
+    #[arg(required = true)]
+    bundles: Vec<PathBuf>,
     /// The node's local ledger file (or the s3://bucket/prefix data directory holding it): checks
     /// the whole hash chain and that the receipt is in it.
     #[arg(long)]
@@ -984,9 +987,7 @@ fn check_cmd(data: &std::path::Path, deep: bool, json: bool) -> anyhow::Result<E
 
 fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     use veritrace_verify::chain::RpcChain;
-    use veritrace_verify::report::{ChainCheck, verify_document};
-    let bytes =
-        std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
+    use veritrace_verify::report::{ChainCheck, DocumentVerifier};
     let ledger = match &a.ledger {
         // The ledger of a data directory on an object store (s3://bucket/prefix), read
         // with the auditor's own credentials.
@@ -1021,24 +1022,29 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let verdict = verify_document(
-        &a.bundle.display().to_string(),
-        &bytes,
-        &opts,
-        chain.as_ref().map(|c| c as &dyn ChainCheck),
-    )?;
-    emit(&if a.json {
-        format!("{}\n", verdict.json)
-    } else {
-        verdict.text.clone()
-    });
+    let verifier = DocumentVerifier::new(&opts, chain.as_ref().map(|c| c as &dyn ChainCheck));
     // 0 valid and anchored in what the auditor supplied, 3 valid but anchored in nothing
-    // (anyone can make such a file), 1 invalid.
-    Ok(match (verdict.valid, verdict.anchored) {
-        (true, true) => ExitCode::SUCCESS,
-        (true, false) => ExitCode::from(3),
-        (false, _) => ExitCode::from(1),
-    })
+    // (anyone can make such a file), 1 invalid: the worst of the documents.
+    let mut worst = 0u8;
+    for file in &a.bundles {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let verdict = verifier.verify(&file.display().to_string(), &bytes)?;
+        emit(&if a.json {
+            format!("{}\n", verdict.json)
+        } else {
+            verdict.text.clone()
+        });
+        worst = worst.max(match (verdict.valid, verdict.anchored) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, _) => 2,
+        });
+    }
+    Ok(ExitCode::from(match worst {
+        2 => 1,
+        1 => 3,
+        _ => 0,
+    }))
 }
 
 /// A trace walk and its events, with what a command asked beside them.

@@ -7,16 +7,18 @@
 
 use std::process::ExitCode;
 
-use veritrace_verify::report::{ChainCheck, verify_document};
+use veritrace_verify::report::{ChainCheck, DocumentVerifier};
 use veritrace_verify::verify::Options;
 
 const USAGE: &str = "\
-usage: veritrace-verify [OPTIONS] FILE
+usage: veritrace-verify [OPTIONS] FILE...
 
 Verifies a Veritrace proof bundle or trace certificate (JSON): every hash, the batch and
 epoch roots, the anchor receipt. Exit status: 0 valid and anchored in a key, ledger or chain
 you supplied, 3 valid but anchored in nothing you supplied (first line UNANCHORED: anyone
-with a key of their own can make such a file), 1 invalid, 2 could not decide.
+with a key of their own can make such a file), 1 invalid, 2 could not decide. Several files
+are verified with the same anchors, each receipt's signature once (one report each; with
+--json one JSON line each); the exit status is then the worst of them.
 
 options:
   --ledger FILE        the node's local ledger: checks its whole hash chain and the receipt in it
@@ -33,7 +35,7 @@ options:
 
 #[derive(Debug, Default)]
 struct Args {
-    file: Option<String>,
+    files: Vec<String>,
     ledger: Option<String>,
     key: Option<String>,
     rpc: Option<String>,
@@ -96,11 +98,10 @@ fn parse(argv: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     .map_err(|_| format!("--rpc-timeout {v:?} is not a number of seconds"))?;
             }
             f if f.starts_with('-') && f.len() > 1 => return Err(format!("unknown option {f}")),
-            _ if a.file.is_none() => a.file = Some(arg),
-            _ => return Err(format!("unexpected argument {arg:?}: one file at a time")),
+            _ => a.files.push(arg),
         }
     }
-    if a.file.is_none() {
+    if a.files.is_empty() {
         return Err("no file given".into());
     }
     if a.witness_quorum.is_some_and(|k| k > a.witnesses.len()) {
@@ -136,8 +137,6 @@ fn chain(a: &Args) -> Result<Option<Box<dyn ChainCheck>>, String> {
 }
 
 fn run(a: &Args) -> Result<ExitCode, String> {
-    let file = a.file.as_deref().unwrap_or_default();
-    let bytes = std::fs::read(file).map_err(|e| format!("reading {file}: {e}"))?;
     let ledger = match &a.ledger {
         Some(p) => {
             Some(std::fs::read_to_string(p).map_err(|e| format!("reading ledger {p}: {e}"))?)
@@ -151,22 +150,31 @@ fn run(a: &Args) -> Result<ExitCode, String> {
         witness_quorum: a.witness_quorum,
     };
     let chain = chain(a)?;
-    let verdict =
-        verify_document(file, &bytes, &opts, chain.as_deref()).map_err(|e| e.to_string())?;
-    emit(&if a.json {
-        format!("{}\n", verdict.json)
-    } else {
-        verdict.text.clone()
-    });
-    Ok(exit_code(&verdict))
+    let verifier = DocumentVerifier::new(&opts, chain.as_deref());
+    let mut worst = 0u8;
+    for file in &a.files {
+        let bytes = std::fs::read(file).map_err(|e| format!("reading {file}: {e}"))?;
+        let verdict = verifier.verify(file, &bytes).map_err(|e| e.to_string())?;
+        emit(&if a.json {
+            format!("{}\n", verdict.json)
+        } else {
+            verdict.text.clone()
+        });
+        worst = worst.max(severity(&verdict));
+    }
+    Ok(ExitCode::from(match worst {
+        2 => 1,
+        1 => 3,
+        _ => 0,
+    }))
 }
 
-/// 0 valid and anchored, 3 valid and unanchored, 1 invalid.
-fn exit_code(v: &veritrace_verify::report::Verdict) -> ExitCode {
+/// How bad a verdict is, for the worst of several: 0 anchored, 1 unanchored, 2 invalid.
+fn severity(v: &veritrace_verify::report::Verdict) -> u8 {
     match (v.valid, v.anchored) {
-        (true, true) => ExitCode::SUCCESS,
-        (true, false) => ExitCode::from(3),
-        (false, _) => ExitCode::from(1),
+        (true, true) => 0,
+        (true, false) => 1,
+        (false, _) => 2,
     }
 }
 

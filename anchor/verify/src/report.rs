@@ -15,7 +15,7 @@ use crate::Digest;
 use crate::bundle::{Anchor, EvmReceipt, ProofBundle};
 use crate::certificate::{CERTIFICATE_FORMAT, CertBatch, Certificate, verify_certificate};
 use crate::rows::{ROWS_FORMAT, RowsCertificate, verify_rows};
-use crate::verify::{Options, verify_bundle};
+use crate::verify::{Options, Shared, verify_bundle_with};
 
 /// Why the chain does not back a receipt. `code` is stable (for scripts); `detail` is for
 /// people.
@@ -86,6 +86,49 @@ pub fn verify_document(
     opts: &Options,
     chain: Option<&dyn ChainCheck>,
 ) -> Result<Verdict, ChainCheckError> {
+    DocumentVerifier::new(opts, chain).verify(name, bytes)
+}
+
+/// Verifies documents one after another with the same trust anchors (`veritrace-verify
+/// FILE...`): the ledger file is checked once, and each receipt's signature once however
+/// many bundles of its epoch follow; every bundle's own hashes are checked each time.
+pub struct DocumentVerifier<'a> {
+    opts: &'a Options,
+    chain: Option<&'a dyn ChainCheck>,
+    shared: Shared,
+}
+
+impl std::fmt::Debug for DocumentVerifier<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentVerifier")
+            .field("chain", &self.chain.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> DocumentVerifier<'a> {
+    /// A verifier of documents against `opts` (and the chain, when given).
+    pub fn new(opts: &'a Options, chain: Option<&'a dyn ChainCheck>) -> Self {
+        DocumentVerifier {
+            opts,
+            chain,
+            shared: Shared::new(opts),
+        }
+    }
+
+    /// [`verify_document`], sharing what earlier documents checked.
+    pub fn verify(&self, name: &str, bytes: &[u8]) -> Result<Verdict, ChainCheckError> {
+        verify_one(name, bytes, self.opts, self.chain, &self.shared)
+    }
+}
+
+fn verify_one(
+    name: &str,
+    bytes: &[u8],
+    opts: &Options,
+    chain: Option<&dyn ChainCheck>,
+    shared: &Shared,
+) -> Result<Verdict, ChainCheckError> {
     // The kind by the format's name, whatever its version: a version this verifier does
     // not read is refused as unsupported by that kind's parser, not read as another kind.
     let format = serde_json::from_slice::<Value>(bytes)
@@ -109,7 +152,7 @@ pub fn verify_document(
         Ok(b) => b,
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
     };
-    let mut report = match verify_bundle(&bundle, opts) {
+    let mut report = match verify_bundle_with(&bundle, opts, shared) {
         Ok(r) => r,
         Err(e) => return Ok(Verdict::invalid(name, e.code(), e.to_string())),
     };

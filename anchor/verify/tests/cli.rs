@@ -152,7 +152,6 @@ fn what_cannot_be_decided_exits_2() {
     for args in [
         &[][..],
         &["--frobnicate", "x.json"],
-        &["a.json", "b.json"],
         &["--rpc-timeout", "soon", "a.json"],
         &["--contract", "0x00", "a.json"],
     ] {
@@ -160,6 +159,14 @@ fn what_cannot_be_decided_exits_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(stderr(&out).contains("usage: veritrace-verify"), "{args:?}");
     }
+    // Several files: one that cannot be read leaves the run without a verdict.
+    let out = run(&["/nonexistent/a.json", "/nonexistent/b.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("reading /nonexistent/a.json"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("--ledger FILE"));
@@ -243,4 +250,59 @@ fn documents_written_before_the_layout_change_still_verify() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(v["code"], "root_mismatch", "{v}");
+}
+
+#[test]
+fn several_files_are_verified_in_one_run_and_the_worst_decides_the_exit_status() {
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors");
+    let valid = vectors.join("valid/proof-1.json");
+    let later = vectors.join("valid/proof-1-later-checkpoint.json");
+    let tampered = vectors.join("invalid/leaf-hash-flipped.json");
+    let ledger = vectors.join("ledger.jsonl");
+    // Both anchored in the ledger: 0, one report each.
+    let out = run(&[
+        "--ledger",
+        s(&ledger),
+        "--json",
+        s(&valid),
+        s(&later),
+        s(&valid),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line per file"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["valid"] == true && v["anchored"] == true)
+    );
+    // One tampered among them: 1, and the others still reported valid.
+    let out = run(&[
+        "--ledger",
+        s(&ledger),
+        "--json",
+        s(&valid),
+        s(&tampered),
+        s(&later),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let codes: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["code"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            serde_json::Value::Null,
+            serde_json::Value::String("root_mismatch".into()),
+            serde_json::Value::Null
+        ]
+    );
+    // Without anchors: all valid, none anchored: 3.
+    let out = run(&[s(&valid), s(&later)]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stdout(&out).matches("UNANCHORED").count(), 2);
 }
