@@ -178,6 +178,10 @@ pub fn run(a: MonitorArgs) -> anyhow::Result<ExitCode> {
         let alarms = veritrace_metrics::counter_vec(&registry, &veritrace_metrics::MONITOR_ALARMS)?;
         let size_gauge = veritrace_metrics::gauge(&registry, &veritrace_metrics::MONITOR_LOG_SIZE)?;
         let checked = veritrace_metrics::gauge(&registry, &veritrace_metrics::MONITOR_CHECKED)?;
+        // What an earlier run verified stands until this one verifies more.
+        if let Ok(st) = read_state(&a.state, &key.name) {
+            size_gauge.set(st.frontier.size as i64);
+        }
         let (ops_stop, mut ops_rx) = tokio::sync::watch::channel(false);
         let ops = match a.metrics_listen {
             Some(listen) => {

@@ -653,6 +653,58 @@ fn a_monitor_follows_the_log_and_catches_a_rollback_and_a_rewritten_history() {
     let (code, err) = monitor_once(&addr, &vkey, &state);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("ALARM rollback"), "{err}");
+    // A monitor that keeps following says it on its metrics too, round after round.
+    let (monitor, metrics) = spawn_http(&[
+        "monitor",
+        "--url",
+        &format!("http://{addr}"),
+        "--vkey",
+        &vkey,
+        "--state",
+        state.to_str().expect("p"),
+        "--interval-secs",
+        "1",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let port: u16 = metrics
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = veritrace_testkit::metrics::scrape(port).unwrap_or_default();
+        let alarms = veritrace_testkit::metrics::value(
+            &text,
+            "veritrace_monitor_alarms_total",
+            &[("kind", "rollback")],
+        );
+        if alarms.is_some_and(|n| n >= 2.0) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rollback alarms on /metrics: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // It never adopted the shorter log: the size it verified is still the longer one.
+    assert_eq!(
+        veritrace_testkit::metrics::value(&text, "veritrace_monitor_verified_log_size", &[]),
+        Some(second as f64),
+        "{text}"
+    );
+    assert!(
+        veritrace_testkit::metrics::value(
+            &text,
+            "veritrace_monitor_last_check_timestamp_seconds",
+            &[]
+        )
+        .is_some_and(|t| t > 1.7e9),
+        "{text}"
+    );
+    drop(monitor);
     drop(server);
 
     // The operator rewrites history with the same key: another log, as long or longer.
