@@ -50,7 +50,7 @@ fn demo(events: u64) -> Demo {
     }
 }
 
-use common::{bin, count, ok, run, sql_json};
+use common::{bin, count, monitor_once, ok, run, sql_json};
 
 #[test]
 fn demo_proves_verifies_and_catches_tampering() {
@@ -589,29 +589,6 @@ fn ingest_golden(data: &str, tag: &str) {
     ok(&["ingest", "file", &file, "--data", data]);
 }
 
-/// `veritrace monitor --once` against `addr`: its exit status and standard error.
-fn monitor_once(addr: &str, vkey: &str, state: &Path) -> (i32, String) {
-    let out = bin()
-        .args([
-            "monitor",
-            "--url",
-            &format!("http://{addr}"),
-            "--vkey",
-            vkey,
-            "--state",
-            state.to_str().expect("p"),
-            "--once",
-            "--anchor-grace-secs",
-            "0",
-        ])
-        .output()
-        .expect("monitor");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn a_monitor_follows_the_log_and_catches_a_rollback_and_a_rewritten_history() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -708,15 +685,9 @@ fn a_monitor_follows_the_log_and_catches_a_rollback_and_a_rewritten_history() {
     drop(server);
 
     // The operator rewrites history with the same key: another log, as long or longer.
-    let b = tmp.path().join("b");
-    std::fs::create_dir_all(b.join("log")).expect("mkdir");
-    copy_dir(&a.join("keys"), &b.join("keys"));
-    std::fs::copy(a.join("log/origin"), b.join("log/origin")).expect("origin");
-    let b_str = b.to_str().expect("p");
     // Longer than the log the monitor saw (its audit batches included).
-    for n in 0..=second {
-        ingest_golden(b_str, &format!("other{n}"));
-    }
+    let b = rewritten_log(&a, &tmp.path().join("b"), second + 1);
+    let b_str = b.to_str().expect("p");
     assert_eq!(ok(&["checkpoint", "--data", b_str, "--vkey"]).trim(), vkey);
     let (server, addr) = serve(b_str);
     let (code, err) = monitor_once(&addr, &vkey, &state);
@@ -905,14 +876,8 @@ fn witnesses_cosign_only_a_log_that_grows_and_the_verifier_counts_them() {
     let out = submit(a_str, 0);
     assert!(out.status.success(), "{out:?}");
     // A rewritten history under the same key: the witness refuses to cosign it.
-    let b = tmp.path().join("b");
-    std::fs::create_dir_all(b.join("log")).expect("mkdir");
-    copy_dir(&a.join("keys"), &b.join("keys"));
-    std::fs::copy(a.join("log/origin"), b.join("log/origin")).expect("origin");
+    let b = rewritten_log(&a, &tmp.path().join("b"), 4);
     let b_str = b.to_str().expect("p");
-    for n in 0..4 {
-        ingest_golden(b_str, &format!("other{n}"));
-    }
     copy_dir(&a.join("log/witnesses"), &b.join("log/witnesses"));
     let out = submit(b_str, 0);
     assert!(!out.status.success(), "{out:?}");
@@ -1169,6 +1134,19 @@ fn the_verifier_page_carries_the_current_wasm_build() {
         !built.windows(6).any(|w| w == b"wbindg"),
         "the module expects wasm-bindgen glue"
     );
+}
+
+/// Another history of `a`'s log under the same key and name, as an operator who rewrites
+/// it would make: a new data directory at `b` with `a`'s keys and origin and `ingests`
+/// batches of other events.
+fn rewritten_log(a: &Path, b: &Path, ingests: u64) -> PathBuf {
+    std::fs::create_dir_all(b.join("log")).expect("mkdir");
+    copy_dir(&a.join("keys"), &b.join("keys"));
+    std::fs::copy(a.join("log/origin"), b.join("log/origin")).expect("origin");
+    for n in 0..ingests {
+        ingest_golden(b.to_str().expect("p"), &format!("other{n}"));
+    }
+    b.to_owned()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

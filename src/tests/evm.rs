@@ -376,29 +376,11 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
         let addr = server.http.clone();
         let vkey = ok(&["checkpoint", "--data", data.to_str().expect("p"), "--vkey"]);
         let state = tmp.path().join("monitor.json");
-        let monitor = || {
-            bin()
-                .args([
-                    "monitor",
-                    "--url",
-                    &format!("http://{addr}"),
-                    "--vkey",
-                    vkey.trim(),
-                    "--state",
-                    state.to_str().expect("p"),
-                    "--once",
-                    "--anchor-grace-secs",
-                    "0",
-                ])
-                .output()
-                .expect("monitor")
-        };
-        let first = monitor();
-        assert_eq!(first.status.code(), Some(0), "{first:?}");
+        let (code, err) = common::monitor_once(&addr, vkey.trim(), &state);
+        assert_eq!(code, 0, "{err}");
         std::thread::sleep(Duration::from_millis(1_100));
-        let second = monitor();
-        let err = String::from_utf8_lossy(&second.stderr);
-        assert_eq!(second.status.code(), Some(1), "{err}");
+        let (code, err) = common::monitor_once(&addr, vkey.trim(), &state);
+        assert_eq!(code, 1, "{err}");
         assert!(err.contains("ALARM missing_anchor"), "{err}");
     }
     // The chain goes on: the orphaned transactions are mined while nobody watches.

@@ -337,3 +337,26 @@ pub(crate) fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `veritrace monitor --once` against `addr`: its exit status and standard error.
+pub(crate) fn monitor_once(addr: &str, vkey: &str, state: &Path) -> (i32, String) {
+    let out = bin()
+        .args([
+            "monitor",
+            "--url",
+            &format!("http://{addr}"),
+            "--vkey",
+            vkey,
+            "--state",
+            state.to_str().expect("p"),
+            "--once",
+            "--anchor-grace-secs",
+            "0",
+        ])
+        .output()
+        .expect("monitor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
