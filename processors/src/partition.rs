@@ -166,8 +166,10 @@ impl PartitionProcessor {
         let writer = BatchWriter::open(dir, stream, partition)?;
         let manifest: Vec<BatchHeader> = dir.read_jsonl(&dir.manifest_file(stream, partition))?;
         let sealed: u64 = manifest.iter().map(|h| h.size).sum();
+        // Sized for what is sealed plus one batch (a policy without a record bound must not
+        // ask for an impossible table).
         let mut seen = IdSet::with_capacity_and_hasher(
-            sealed as usize + policy.max_records,
+            (sealed as usize).saturating_add(policy.max_records.min(1 << 20)),
             Default::default(),
         );
         // A batch's events are in its own file until compaction covers it, then in the

@@ -369,3 +369,20 @@ fn a_nested_positional_array_was_read_as_an_object() {
         Some(Reason::BadFieldType)
     );
 }
+
+#[test]
+fn a_batch_policy_without_a_record_bound_panicked_at_open() {
+    // `batch_max_records = 18446744073709551615` passes the config's `>= 1` check; the
+    // dedupe set was sized "sealed + max_records" and overflowed its capacity.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = veritrace_anchor::DataDir::create(tmp.path().join("d")).expect("dir");
+    let policy = veritrace_processors::BatchPolicy {
+        max_records: usize::MAX,
+        ..Default::default()
+    };
+    let mut p =
+        veritrace_processors::PartitionProcessor::open(&dir, "s", 0, policy).expect("open");
+    let out = p.push(0, None, BASE.as_bytes(), NOW).expect("push");
+    assert_eq!(out, veritrace_processors::Outcome::Accepted);
+    assert_eq!(p.seal(NOW).expect("seal").expect("header").size, 1);
+}
