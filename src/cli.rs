@@ -297,6 +297,10 @@ struct CompactArgs {
     /// Merge every sorted run into one now (after a bulk import; rewrites everything).
     #[arg(long)]
     full_merge: bool,
+    /// Do not write the trace index (`index/trace-graph.vtg`, the trace graph a fresh
+    /// server reads instead of every edges file; written when batches were sealed since).
+    #[arg(long)]
+    no_trace_index: bool,
 }
 
 #[derive(Debug, Args)]
@@ -639,6 +643,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match veritrace_anchor::compact::compact(&dir, &opts)? {
                 Some(r) => {
                     println!("{}", serde_json::to_string_pretty(&r)?);
+                    // The trace graph persisted for fresh engines (under the compactor's
+                    // lock, released when `compact` returned: the index is derived, and
+                    // a writer racing this one writes the same or a newer graph).
+                    if !a.no_trace_index {
+                        let t = std::time::Instant::now();
+                        let built = veritrace_queries::trace::build_index(&dir)
+                            .context("writing the trace index")?;
+                        if let Some(ix) = built {
+                            eprintln!(
+                                "trace index: {} links of {} batches ({} codes, {} events, {} bytes) in {:.1} s: {}",
+                                ix.edges,
+                                ix.batches,
+                                ix.codes,
+                                ix.events,
+                                ix.bytes,
+                                t.elapsed().as_secs_f64(),
+                                ix.path.display()
+                            );
+                        }
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {

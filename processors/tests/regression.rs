@@ -380,8 +380,7 @@ fn a_batch_policy_without_a_record_bound_panicked_at_open() {
         max_records: usize::MAX,
         ..Default::default()
     };
-    let mut p =
-        veritrace_processors::PartitionProcessor::open(&dir, "s", 0, policy).expect("open");
+    let mut p = veritrace_processors::PartitionProcessor::open(&dir, "s", 0, policy).expect("open");
     let out = p.push(0, None, BASE.as_bytes(), NOW).expect("push");
     assert_eq!(out, veritrace_processors::Outcome::Accepted);
     assert_eq!(p.seal(NOW).expect("seal").expect("header").size, 1);

@@ -625,7 +625,12 @@ impl QueryEngine {
             };
             ctx.register_udtf(
                 name,
-                Arc::new(TraceFunction::new(d, edges.clone(), events.clone())),
+                Arc::new(TraceFunction::new(
+                    d,
+                    edges.clone(),
+                    events.clone(),
+                    dir.clone(),
+                )),
             );
         }
         let guard = Arc::new(Guard {
@@ -808,6 +813,12 @@ impl QueryEngine {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
+            if !guard.file_tried() {
+                // The persisted index, when it fits this snapshot: only the batches sealed
+                // since it was written are then read from their edges files.
+                let committed = |b: &str| snap.headers.contains_key(b);
+                Arc::make_mut(&mut *guard).attach_file(&dir, &committed);
+            }
             let pending = snap.headers.keys().any(|b| !guard.is_loaded(b.as_str()));
             if pending {
                 // In place: the index is copied only if a trace is reading it right now.
@@ -828,14 +839,6 @@ impl QueryEngine {
         })
         .await
         .map_err(|e| crate::Error::Internal(format!("loading the trace graph: {e}")))?
-    }
-
-    /// The trace graph as loaded now (after [`QueryEngine::ensure_edges`]).
-    pub(crate) fn edge_index(&self) -> Arc<EdgeIndex> {
-        match self.edges.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
     }
 
     fn listing_options(&self) -> datafusion::datasource::listing::ListingOptions {
@@ -1189,7 +1192,8 @@ impl QueryEngine {
     ) -> Result<(Walk, Vec<RecordBatch>)> {
         let code = crate::trace::normalise(code)?;
         self.ensure_edges(self.snapshot().await?).await?;
-        let mut walk = self.edge_index().walk(&code, direction, max_depth);
+        let mut walk =
+            crate::trace::walk_shared(&self.edges, &self.dir, &code, direction, max_depth)?;
         let plan = crate::trace::plan(self.events.clone(), &walk)?;
         let mut batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         if let Some(v) = &self.visibility {
@@ -1347,7 +1351,7 @@ impl QueryEngine {
         self.run(move |e| async move {
             let code = crate::trace::normalise(&code)?;
             e.ensure_edges(e.snapshot().await?).await?;
-            Ok(e.edge_index().walk(&code, direction, max_depth))
+            crate::trace::walk_shared(&e.edges, &e.dir, &code, direction, max_depth)
         })
         .await
     }

@@ -42,6 +42,10 @@ use veritrace_anchor::DataDir;
 
 use crate::{Error, Result};
 
+pub mod index;
+
+pub use index::{BuildReport, GraphFile, build as build_index, index_path};
+
 /// Which way a trace goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -184,9 +188,19 @@ pub struct EdgeIndex {
     retracted_ids: Arc<std::collections::BTreeSet<String>>,
     /// Those of them that are edge events, interned.
     retracted: HashSet<u32>,
-    /// Batches whose edges are loaded.
+    /// Batches whose edges are loaded in memory, and the order they were loaded in.
     loaded: HashSet<String>,
+    loaded_order: Vec<String>,
     edges: u64,
+    /// Walk with time windows even when no loaded container was taken apart (a subgraph of
+    /// a graph where some were).
+    in_time: bool,
+    /// The persisted index ([`index`]) holding the edges of older batches, read lazily.
+    file: Option<Arc<GraphFile>>,
+    /// The batches the file covers.
+    covered: HashSet<String>,
+    /// Whether the index file was looked for (once per engine).
+    file_tried: bool,
 }
 
 impl EdgeIndex {
@@ -294,19 +308,94 @@ impl EdgeIndex {
         self.retracted.is_empty() || !self.retracted.contains(&ev)
     }
 
-    /// True when the batch's edges are loaded.
+    /// True when the batch's edges are loaded (in memory or in the index file).
     pub fn is_loaded(&self, batch_id: &str) -> bool {
-        self.loaded.contains(batch_id)
+        self.loaded.contains(batch_id) || self.covered.contains(batch_id)
     }
 
-    /// Edges loaded.
+    /// Edges loaded (in memory and in the index file).
     pub fn len(&self) -> u64 {
-        self.edges
+        self.edges + self.file.as_ref().map_or(0, |f| f.edges())
     }
 
     /// True when there are no edges.
     pub fn is_empty(&self) -> bool {
-        self.edges == 0
+        self.len() == 0
+    }
+
+    /// Whether the index file was looked for.
+    pub fn file_tried(&self) -> bool {
+        self.file_tried
+    }
+
+    /// The index file in use, if any.
+    pub fn file(&self) -> Option<&GraphFile> {
+        self.file.as_deref()
+    }
+
+    /// Looks for the data directory's index file (once): it is used when every batch it
+    /// covers is among `committed`, the batches of the snapshot being served; otherwise (a
+    /// restored directory, a file from elsewhere) and when it cannot be read, the edges
+    /// files are read as before, and why is logged.
+    pub fn attach_file(&mut self, dir: &DataDir, committed: &dyn Fn(&str) -> bool) {
+        if self.file_tried {
+            return;
+        }
+        self.file_tried = true;
+        match GraphFile::open(dir) {
+            Ok(None) => {}
+            Ok(Some(f)) => {
+                if let Some(b) = f.batches().iter().find(|b| !committed(b)) {
+                    tracing::warn!(index = %f.path().display(), batch = %b, "the trace index covers a batch that is not committed here; not used (rebuild it with `veritrace compact`)");
+                    return;
+                }
+                if f.batches().iter().any(|b| self.loaded.contains(b)) {
+                    // Loaded in memory already: the file would add nothing.
+                    return;
+                }
+                tracing::info!(index = %f.path().display(), batches = f.batches().len(), edges = f.edges(), "trace index in use");
+                self.covered = f.batches().iter().cloned().collect();
+                self.file = Some(Arc::new(f));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the trace index cannot be used; reading the edges files instead (rebuild it with `veritrace compact`)");
+            }
+        }
+    }
+
+    /// Stops using the index file (found damaged while walking): the edges of the batches it
+    /// covered are loaded from their edges files, and the graph is rebuilt in load order.
+    pub fn fall_back(&mut self, dir: &DataDir) -> Result<()> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let mut order: Vec<String> = file.batches().to_vec();
+        order.extend(self.loaded_order.iter().cloned());
+        let mut fresh = EdgeIndex {
+            file_tried: true,
+            ..Default::default()
+        };
+        fresh.load_batches(dir, order.iter().map(String::as_str))?;
+        fresh.retract(self.retracted_ids.clone());
+        *self = fresh;
+        Ok(())
+    }
+
+    /// [`EdgeIndex::walk`], through the index file when there is one (its reads can fail:
+    /// then the error names the damage, and [`EdgeIndex::fall_back`] is the remedy).
+    pub fn try_walk(
+        &self,
+        root: &str,
+        direction: Direction,
+        max_depth: Option<u32>,
+    ) -> Result<Walk> {
+        match &self.file {
+            None => Ok(self.walk(root, direction, max_depth)),
+            Some(f) => {
+                let sub = self.subgraph(f, root, direction, max_depth)?;
+                Ok(sub.walk(root, direction, max_depth))
+            }
+        }
     }
 
     /// Loads the edges of the given committed batches that are not loaded yet (a batch
@@ -336,6 +425,7 @@ impl EdgeIndex {
                     if let Some(rows) = rows? {
                         self.add_rows(&rows);
                     }
+                    self.loaded_order.push(b.clone());
                     self.loaded.insert(b);
                 }
                 current = match next {
@@ -434,7 +524,7 @@ impl EdgeIndex {
 
     /// Walks from `root` in `direction`, at most `max_depth` levels (None: all).
     pub fn walk(&self, root: &str, direction: Direction, max_depth: Option<u32>) -> Walk {
-        if !self.ends.is_empty() {
+        if !self.ends.is_empty() || self.in_time {
             return self.walk_in_time(root, direction, max_depth);
         }
         let mut w = Walk::of(root, direction);
@@ -604,8 +694,10 @@ impl EdgeIndex {
         let mut out = Vec::new();
         // 0 white, 1 on the stack, 2 done
         let mut colour: HashMap<u32, u8> = HashMap::with_capacity(reached.len());
+        // By code, not by id: the same cycles whichever way the graph was loaded (ids
+        // follow the load order, which differs between the index file and memory).
         let mut roots: Vec<u32> = reached.keys().copied().collect();
-        roots.sort_unstable();
+        roots.sort_unstable_by(|a, b| self.codes.name(*a).cmp(self.codes.name(*b)));
         for r in roots {
             if colour.get(&r).copied().unwrap_or(0) != 0 {
                 continue;
@@ -1248,12 +1340,45 @@ pub fn normalise(code: &str) -> Result<String> {
         .map_err(|e| Error::BadRequest(format!("{e} ({})", e.reason_code())))
 }
 
+/// Walks the shared trace graph. When its index file turns out damaged, the damage is
+/// logged, the graph falls back to the edges files ([`EdgeIndex::fall_back`]) and the walk is
+/// answered from them: a damaged index costs time, never an answer.
+pub fn walk_shared(
+    index: &RwLock<Arc<EdgeIndex>>,
+    dir: &DataDir,
+    root: &str,
+    direction: Direction,
+    max_depth: Option<u32>,
+) -> Result<Walk> {
+    let current = || match index.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    match current().try_walk(root, direction, max_depth) {
+        Ok(w) => Ok(w),
+        Err(e) => {
+            tracing::error!(error = %e, "the trace index failed; loading the edges files it covers instead (rebuild it with `veritrace compact`)");
+            {
+                let mut g = match index.write() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                if g.file.is_some() {
+                    Arc::make_mut(&mut *g).fall_back(dir)?;
+                }
+            }
+            current().try_walk(root, direction, max_depth)
+        }
+    }
+}
+
 /// `trace_backward('code' [, depth])` and `trace_forward('code' [, depth])` in SQL.
 #[derive(Debug)]
 pub struct TraceFunction {
     direction: Direction,
     index: Arc<RwLock<Arc<EdgeIndex>>>,
     events: Arc<dyn TableProvider>,
+    dir: DataDir,
 }
 
 impl TraceFunction {
@@ -1262,11 +1387,13 @@ impl TraceFunction {
         direction: Direction,
         index: Arc<RwLock<Arc<EdgeIndex>>>,
         events: Arc<dyn TableProvider>,
+        dir: DataDir,
     ) -> Self {
         TraceFunction {
             direction,
             index,
             events,
+            dir,
         }
     }
 }
@@ -1311,11 +1438,8 @@ impl TableFunctionImpl for TraceFunction {
         }
         let code = normalise(&code)
             .map_err(|e| datafusion::error::DataFusionError::Plan(format!("{name}: {e}")))?;
-        let index = match self.index.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        let w = index.walk(&code, self.direction, depth);
+        let w = walk_shared(&self.index, &self.dir, &code, self.direction, depth)
+            .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{name}: {e}")))?;
         if !w.cycles.is_empty() {
             tracing::warn!(root = %code, cycles = ?w.cycles, "trace graph has cycles (bad data); each node is reported once");
         }
@@ -1335,6 +1459,145 @@ mod tests {
             i.add(p, c, e);
         }
         i
+    }
+
+    /// A pseudo-random graph: forks, merges, cycles, containers packed and emptied.
+    fn random_rows(seed: u64, n: usize) -> Vec<(String, String, String, char, i64)> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let nodes = (n / 2).max(3) as u64;
+        (0..n)
+            .map(|i| {
+                let kind = if next(10) == 0 { 'd' } else { 'a' };
+                let parent = if kind == 'd' && next(3) == 0 {
+                    String::new()
+                } else {
+                    format!("N{}", next(nodes))
+                };
+                // Mostly towards higher numbers (a DAG), sometimes back (a cycle).
+                let child = format!("N{}", next(nodes));
+                (parent, child, format!("e{}", i / 2), kind, (i as i64) * 10)
+            })
+            .collect()
+    }
+
+    fn add_rows(i: &mut EdgeIndex, rows: &[(String, String, String, char, i64)]) {
+        for (parent, child, event_id, kind, time_ms) in rows {
+            i.add_row(EdgeRow {
+                parent,
+                child,
+                event_id,
+                event_code: (kind == &'a').then_some(child.as_str()),
+                code_known: true,
+                event_type: if *kind == 'd' {
+                    "disassembly"
+                } else {
+                    "assembly"
+                },
+                time_ms: *time_ms,
+            });
+        }
+    }
+
+    /// `idx` with its first `in_file` rows' graph persisted and attached as the index file,
+    /// the rest loaded in memory.
+    fn with_file(rows: &[(String, String, String, char, i64)], in_file: usize) -> EdgeIndex {
+        let mut older = EdgeIndex::default();
+        add_rows(&mut older, &rows[..in_file]);
+        let bytes = index::encode_for_test(&older, &["b0"]);
+        let f = index::open_bytes(bytes).expect("open");
+        let mut idx = EdgeIndex::default();
+        add_rows(&mut idx, &rows[in_file..]);
+        idx.covered = f.batches().iter().cloned().collect();
+        idx.file = Some(Arc::new(f));
+        idx
+    }
+
+    fn sorted_walk(w: &Walk) -> serde_json::Value {
+        let mut nodes: Vec<_> = w
+            .nodes
+            .iter()
+            .map(|n| (n.code.clone(), n.depth, format!("{:?}", n.windows)))
+            .collect();
+        nodes.sort();
+        let mut evs: Vec<_> = w.edge_events.iter().map(|e| e.event_id.clone()).collect();
+        evs.sort();
+        let mut cycles = w.cycles.clone();
+        cycles.sort();
+        serde_json::json!({"nodes": nodes, "events": evs, "cycles": cycles.len(), "limited": w.depth_limited})
+    }
+
+    #[test]
+    fn walks_through_the_index_file_answer_as_walks_in_memory() {
+        for seed in 0..24u64 {
+            let rows = random_rows(seed, 60 + (seed as usize % 5) * 40);
+            let mut all = EdgeIndex::default();
+            add_rows(&mut all, &rows);
+            let whole = with_file(&rows, rows.len());
+            let split = with_file(&rows, rows.len() / 2);
+            let nodes: Vec<String> = (0..all.codes.ends.len() as u32)
+                .map(|i| all.codes.name(i).to_owned())
+                .chain(["absent".to_owned()])
+                .collect();
+            for root in &nodes {
+                for d in [Direction::Forward, Direction::Backward] {
+                    for depth in [None, Some(1), Some(2)] {
+                        let want = all.walk(root, d, depth);
+                        let got = whole.try_walk(root, d, depth).expect("walk");
+                        // All in the file: the same walk, in the same order.
+                        assert_eq!(
+                            serde_json::to_value(&got).expect("json"),
+                            serde_json::to_value(&want).expect("json"),
+                            "seed {seed} root {root} {d:?} {depth:?}"
+                        );
+                        // Older links in the file, newer in memory: the same nodes, depths,
+                        // windows and events.
+                        let got = split.try_walk(root, d, depth).expect("walk");
+                        assert_eq!(
+                            sorted_walk(&got),
+                            sorted_walk(&want),
+                            "seed {seed} root {root} {d:?} {depth:?} (split)"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_index_file_is_refused_or_reported_with_its_block() {
+        let rows = random_rows(7, 4000);
+        let mut all = EdgeIndex::default();
+        add_rows(&mut all, &rows);
+        let bytes = index::encode_for_test(&all, &["b0"]);
+        // A flipped byte in the data: found when the block holding it is read.
+        let mut bad = bytes.clone();
+        bad[70_000] ^= 0x40;
+        let f = index::open_bytes(bad).expect("the header is intact");
+        let e = f.verify_all().expect_err("damage").to_string();
+        assert!(e.contains("block 1 (bytes 65536..131072)"), "{e}");
+        // In the header or the trailer: refused at open.
+        for at in [bytes.len() - 30, bytes.len() - 3, 3] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x01;
+            let e = index::open_bytes(bad).expect_err("refused").to_string();
+            assert!(
+                e.contains("damaged") || e.contains("magic"),
+                "byte {at}: {e}"
+            );
+        }
+        // Truncated.
+        let e = index::open_bytes(bytes[..bytes.len() / 2].to_vec())
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("damaged") || e.contains("truncated"), "{e}");
     }
 
     #[test]

@@ -263,7 +263,12 @@ impl QueryEngine {
         ] {
             ctx.register_udtf(
                 name,
-                Arc::new(TraceFunction::new(d, self.edges.clone(), events.clone())),
+                Arc::new(TraceFunction::new(
+                    d,
+                    self.edges.clone(),
+                    events.clone(),
+                    self.dir.clone(),
+                )),
             );
         }
         let mut scoped = self.clone();

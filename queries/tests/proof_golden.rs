@@ -105,7 +105,9 @@ async fn proof_bundles_are_byte_identical_for_the_same_input() {
             anchorer.tick(Instant::now(), true, now).expect("epoch");
         }
     }
-    anchorer.tick(Instant::now(), true, now).expect("last epoch");
+    anchorer
+        .tick(Instant::now(), true, now)
+        .expect("last epoch");
     assert!(accepted.len() > RECORDS * 9 / 10, "{}", accepted.len());
 
     let engine = QueryEngine::open(&root).await.expect("engine");
