@@ -968,8 +968,22 @@ fn check_cmd(data: &std::path::Path, deep: bool, json: bool) -> anyhow::Result<E
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut progress = CheckBar(bar);
-    let report = veritrace_anchor::integrity::check(&dir, deep, &mut progress)?;
+    let mut report = veritrace_anchor::integrity::check(&dir, deep, &mut progress)?;
     progress.0.finish_and_clear();
+    // The trace index is derived (the edges files are the truth; a server falls back to
+    // them), but damage to it is damage to report, with the remedy.
+    let index = veritrace_queries::trace::index_path(&dir);
+    if let Err(e) = veritrace_queries::trace::GraphFile::open(&dir)
+        .and_then(|f| f.map_or(Ok(()), |f| f.verify_all()))
+    {
+        report.damage.push(veritrace_anchor::integrity::Damage {
+            path: index,
+            batch: None,
+            problem: format!(
+                "{e}; traces read the edges files instead until `veritrace compact` rewrites it"
+            ),
+        });
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

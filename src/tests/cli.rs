@@ -1593,6 +1593,88 @@ fn trace_backward_and_forward_from_the_cli() {
     assert_eq!(out.status.code(), Some(2), "a direction is required");
 }
 
+/// Traces of every root below, as JSON rows.
+fn traces(data: &str, roots: &[(String, &str)]) -> Vec<String> {
+    roots
+        .iter()
+        .map(|(code, dir)| ok(&["trace", code, dir, "--format", "json", "--data", data]))
+        .collect()
+}
+
+#[test]
+fn traces_read_the_trace_index_after_compaction_and_survive_its_damage() {
+    let d = demo(20_000);
+    let data = d.data.to_str().expect("p");
+    let q = |sql: &str| -> Vec<String> {
+        sql_json(&d.data, sql)
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["c"].as_str().expect("code").to_owned())
+            .collect()
+    };
+    let mut roots: Vec<(String, &str)> = Vec::new();
+    for c in q("SELECT DISTINCT child AS c FROM edges ORDER BY c LIMIT 4") {
+        roots.push((c, "--backward"));
+    }
+    for c in q("SELECT DISTINCT parent AS c FROM edges WHERE parent <> '' ORDER BY c LIMIT 4") {
+        roots.push((c, "--forward"));
+    }
+    let before = traces(data, &roots);
+    assert!(before.iter().all(|t| t.len() > 10), "{before:?}");
+
+    let out = run(&[
+        "compact",
+        "--data",
+        data,
+        "--min-files",
+        "1",
+        "--grace-secs",
+        "0",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("trace index: "), "{said}");
+    let index = d.data.join("index/trace-graph.vtg");
+    assert!(index.exists());
+    assert_eq!(traces(data, &roots), before, "through the index");
+    // The index alone answers: with the edges files moved away, the same traces.
+    let away = d.data.join("edges-away");
+    std::fs::rename(d.data.join("edges"), &away).expect("move");
+    std::fs::create_dir(d.data.join("edges")).expect("mkdir");
+    assert_eq!(traces(data, &roots), before, "from the index alone");
+    std::fs::remove_dir(d.data.join("edges")).expect("rmdir");
+    std::fs::rename(&away, d.data.join("edges")).expect("move back");
+    // Up to date: the next compaction leaves it.
+    let out = run(&["compact", "--data", data, "--min-files", "1"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("trace index: "));
+
+    // Damage: traces fall back to the edges files, `check` names the block.
+    let mut bytes = std::fs::read(&index).expect("read");
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x20;
+    std::fs::write(&index, &bytes).expect("write");
+    assert_eq!(traces(data, &roots), before, "after damage");
+    let out = run(&["check", "--data", data]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("trace-graph.vtg") && said.contains("does not match its checksum"),
+        "{said}"
+    );
+    // The next compaction rewrites it.
+    let out = run(&["compact", "--data", data, "--min-files", "1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trace index: "));
+    let out = run(&["check", "--data", data]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(traces(data, &roots), before, "rewritten");
+}
+
 #[test]
 fn trace_certificates_verify_offline_and_tampering_is_reported_per_event() {
     let d = demo(20_000);
