@@ -1582,7 +1582,7 @@ mod tests {
         bad[70_000] ^= 0x40;
         let f = index::open_bytes(bad).expect("the header is intact");
         let e = f.verify_all().expect_err("damage").to_string();
-        assert!(e.contains("block 1 (bytes 65536..131072)"), "{e}");
+        assert!(e.contains("block 17 (bytes 69632..73728)"), "{e}");
         // In the header or the trailer: refused at open.
         for at in [bytes.len() - 30, bytes.len() - 3, 3] {
             let mut bad = bytes.clone();

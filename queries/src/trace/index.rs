@@ -15,7 +15,7 @@
 //! | `parent_offsets`, `parent_edges` | per code, its parents: (code, event) pairs (u32, u32), in load order |
 //! | `child_offsets`, `child_edges` | per code, its children, the same way |
 //! | `ends` | the links disassemblies ended: (container, input or [`EVERYTHING`], event), by container |
-//! | block checksums | xxh3-64 of every 64 KiB block of everything before it |
+//! | block checksums | xxh3-64 of every 4 KiB block of everything before it |
 //!
 //! then a JSON header (the sections, the counts, the batches covered in load order) and a
 //! 24-byte trailer: the offsets of the checksums and of the header, and xxh3-64 over both.
@@ -43,10 +43,11 @@ use super::{Direction, EVERYTHING, EdgeIndex, EdgeRow, NULL_CODE, UNKNOWN_CODE};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"VTGRAPH1";
-/// Bytes per checksummed block.
-const BLOCK: u64 = 64 * 1024;
-/// Verified blocks kept per open file (16 MiB).
-const CACHE_BLOCKS: usize = 256;
+/// Bytes per checksummed block: a walk touches codes and events scattered over the file,
+/// so blocks are small (one read and one hash of a page each).
+const BLOCK: u64 = 4096;
+/// Verified blocks kept per open file (64 MiB).
+const CACHE_BLOCKS: usize = 16 * 1024;
 const TRAILER: u64 = 24;
 const EMPTY: u32 = u32::MAX;
 
@@ -641,11 +642,13 @@ impl EdgeIndex {
         };
         let mut events: HashMap<u32, Arc<Ev>> = HashMap::new();
         let mut depth: HashMap<String, u32> = HashMap::from([(root.to_owned(), 0)]);
-        let mut queue: VecDeque<String> = VecDeque::from([root.to_owned()]);
-        while let Some(name) = queue.pop_front() {
+        // Each node with its id in the file when reached through the file (found by name
+        // otherwise).
+        let mut queue: VecDeque<(String, Option<u32>)> = VecDeque::from([(root.to_owned(), None)]);
+        while let Some((name, known)) = queue.pop_front() {
             let d = depth[&name];
             let expand = max_depth.is_none_or(|m| d < m);
-            let mut next_names: Vec<String> = Vec::new();
+            let mut next_names: Vec<(String, Option<u32>)> = Vec::new();
             let link = |sub: &mut EdgeIndex, other: &str, ev: &Ev| {
                 let (parent, child) = match direction {
                     Direction::Backward => (other, name.as_str()),
@@ -661,12 +664,16 @@ impl EdgeIndex {
                     time_ms: ev.time,
                 });
             };
-            if let Some(n) = file.code_id(&name)? {
+            let id = match known {
+                Some(id) => Some(id),
+                None => file.code_id(&name)?,
+            };
+            if let Some(n) = id {
                 for (other, e) in file.adjacency(direction, n)? {
-                    let other = file.code(other)?;
+                    let other_name = file.code(other)?;
                     let ev = file.ev(e, &mut events)?;
-                    link(&mut sub, &other, &ev);
-                    next_names.push(other);
+                    link(&mut sub, &other_name, &ev);
+                    next_names.push((other_name, Some(other)));
                 }
                 for (input, e) in file.ends_of(n)? {
                     let input = if input == EVERYTHING {
@@ -691,7 +698,7 @@ impl EdgeIndex {
                     let other = self.codes.name(other).to_owned();
                     let ev = self.memory_ev(e);
                     link(&mut sub, &other, &ev);
-                    next_names.push(other);
+                    next_names.push((other, None));
                 }
                 for &(input, e) in self.ends.get(&n).into_iter().flatten() {
                     let input = if input == EVERYTHING {
@@ -711,10 +718,10 @@ impl EdgeIndex {
                 }
             }
             if expand {
-                for other in next_names {
+                for (other, id) in next_names {
                     if !depth.contains_key(&other) {
                         depth.insert(other.clone(), d + 1);
-                        queue.push_back(other);
+                        queue.push_back((other, id));
                     }
                 }
             }
