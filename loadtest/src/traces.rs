@@ -60,6 +60,10 @@ pub struct TracesArgs {
     /// Fill the data directory and stop (no compaction, no questions).
     #[arg(long)]
     pub fill_only: bool,
+    /// Do not write the trace index after compacting (a fresh engine then reads every
+    /// edges file at its first trace, as before the index existed).
+    #[arg(long)]
+    pub no_trace_index: bool,
     /// Also ask the Veritrace questions as this participant (`Scope::Participant`), each
     /// right after its unscoped peer, and report both.
     #[arg(long)]
@@ -302,6 +306,22 @@ pub fn run(a: &TracesArgs) -> anyhow::Result<Option<TracesReport>> {
         return Ok(None);
     }
     compact_all(&a.data)?;
+    if !a.no_trace_index {
+        let start = Instant::now();
+        let dir = DataDir::open(&a.data)?;
+        match veritrace_queries::trace::build_index(&dir)? {
+            Some(r) => eprintln!(
+                "trace index: {} links, {} codes, {} events of {} batches, {} MB, in {:.1} s",
+                r.edges,
+                r.codes,
+                r.events,
+                r.batches,
+                r.bytes / 1_000_000,
+                start.elapsed().as_secs_f64()
+            ),
+            None => eprintln!("trace index: up to date"),
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
