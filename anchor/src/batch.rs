@@ -329,7 +329,7 @@ fn write_parquet(
     batch: &RecordBatch,
     table: &Table,
 ) -> Result<crate::integrity::FileDigest> {
-    let props = table.writer_properties(batch.num_rows());
+    let props = table.fresh_writer_properties(batch.num_rows());
     let pe = |source| Error::Parquet {
         path: path.to_owned(),
         source,

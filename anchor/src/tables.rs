@@ -65,9 +65,25 @@ impl Table {
 
     /// Parquet settings for files of this table holding up to `rows` rows per row group:
     /// zstd, page-level statistics (the page index), bloom filters, and the encodings above.
+    /// What compaction writes.
     pub fn writer_properties(&self, rows: usize) -> WriterProperties {
+        self.properties(
+            rows,
+            Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
+        )
+    }
+
+    /// [`Table::writer_properties`] for a batch being sealed: LZ4 (raw) instead of zstd. A
+    /// seal is on the hot path of every event and its file lives only until compaction
+    /// rewrites it with zstd; LZ4 costs about a third of zstd's time here, for files about
+    /// a third larger (BENCHMARKS.md, issue 19).
+    pub fn fresh_writer_properties(&self, rows: usize) -> WriterProperties {
+        self.properties(rows, Compression::LZ4_RAW)
+    }
+
+    fn properties(&self, rows: usize, codec: Compression) -> WriterProperties {
         let mut b = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+            .set_compression(codec)
             .set_data_page_size_limit(DATA_PAGE_BYTES)
             .set_column_data_page_size_limit("canonical".into(), CANONICAL_PAGE_BYTES)
             .set_data_page_row_count_limit(DATA_PAGE_ROWS)
@@ -320,6 +336,28 @@ mod tests {
         let batch = RecordBatch::try_new(schema.clone(), cols).expect("test step");
         let tmp = tempfile::tempdir().expect("test step");
         let path = tmp.path().join("events.parquet");
+        // Sealed batches take LZ4 (their files live until compaction), compacted files zstd;
+        // the same columns stay uncompressed in both.
+        let fresh = tmp.path().join("fresh.parquet");
+        let mut w = ArrowWriter::try_new(
+            File::create(&fresh).expect("test step"),
+            schema.clone(),
+            Some(EVENTS.fresh_writer_properties(n)),
+        )
+        .expect("test step");
+        w.write(&batch).expect("test step");
+        w.close().expect("test step");
+        let r =
+            SerializedFileReader::new(File::open(&fresh).expect("test step")).expect("test step");
+        for col in r.metadata().row_group(0).columns() {
+            let name = col.column_path().string();
+            let want = if EVENTS.uncompressed_columns.contains(&name.as_str()) {
+                Compression::UNCOMPRESSED
+            } else {
+                Compression::LZ4_RAW
+            };
+            assert_eq!(col.compression(), want, "{name}");
+        }
         let mut w = ArrowWriter::try_new(
             File::create(&path).expect("test step"),
             schema,
