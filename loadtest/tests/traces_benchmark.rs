@@ -18,6 +18,8 @@ fn every_question_has_the_same_answer_in_duckdb() {
         cold_repeat: 2,
         python: Some(python),
         fill_only: false,
+        // Veritrace's traces come from the trace index, DuckDB's from the edges files.
+        no_trace_index: false,
         participant: None,
     })
     .expect("benchmark run")

@@ -1623,17 +1623,7 @@ fn traces_read_the_trace_index_after_compaction_and_survive_its_damage() {
     let before = traces(data, &roots);
     assert!(before.iter().all(|t| t.len() > 10), "{before:?}");
 
-    let out = run(&[
-        "compact",
-        "--data",
-        data,
-        "--min-files",
-        "1",
-        "--grace-secs",
-        "0",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = common::compact(data, "0");
     assert!(said.contains("trace index: "), "{said}");
     let index = d.data.join("index/trace-graph.vtg");
     assert!(index.exists());
@@ -1646,8 +1636,7 @@ fn traces_read_the_trace_index_after_compaction_and_survive_its_damage() {
     std::fs::remove_dir(d.data.join("edges")).expect("rmdir");
     std::fs::rename(&away, d.data.join("edges")).expect("move back");
     // Up to date: the next compaction leaves it.
-    let out = run(&["compact", "--data", data, "--min-files", "1"]);
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("trace index: "));
+    assert!(!common::compact(data, "0").contains("trace index: "));
 
     // Damage: traces fall back to the edges files, `check` names the block.
     let mut bytes = std::fs::read(&index).expect("read");
@@ -1663,8 +1652,7 @@ fn traces_read_the_trace_index_after_compaction_and_survive_its_damage() {
         "{said}"
     );
     // The next compaction rewrites it.
-    let out = run(&["compact", "--data", data, "--min-files", "1"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("trace index: "));
+    assert!(common::compact(data, "0").contains("trace index: "));
     let out = run(&["check", "--data", data]);
     assert_eq!(
         out.status.code(),

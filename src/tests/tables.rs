@@ -51,19 +51,6 @@ fn agree(data: &Path, when: &str) -> serde_json::Value {
     seen
 }
 
-/// `veritrace compact` of every batch file, deleting superseded files `grace_secs` after.
-fn compact(data: &str, grace_secs: &str) {
-    ok(&[
-        "compact",
-        "--data",
-        data,
-        "--min-files",
-        "1",
-        "--grace-secs",
-        grace_secs,
-    ]);
-}
-
 fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -117,7 +104,7 @@ fn an_outside_engine_reads_exactly_the_committed_files_through_compaction() {
     // Compaction with a grace period: the small files are still on disk (queries planned
     // before may read them), yet the table names only the compacted file.
     let small = files_in(&data.join("events"));
-    compact(d, "3600");
+    common::compact(d, "3600");
     assert_eq!(files_in(&data.join("events")), small, "nothing deleted yet");
     let during = agree(&data, "during the grace period");
     assert!(
@@ -126,7 +113,7 @@ fn an_outside_engine_reads_exactly_the_committed_files_through_compaction() {
     );
 
     // After the grace period the small files are gone, and no published file with them.
-    compact(d, "0");
+    common::compact(d, "0");
     assert_eq!(files_in(&data.join("events")), 0);
     agree(&data, "after the small files were deleted");
     assert!(ok(&["check", "--data", d]).contains("INTACT"));

@@ -152,7 +152,7 @@ pub fn build(dir: &DataDir) -> Result<Option<BuildReport>> {
 
 /// Appends `v` to `out` 8-byte aligned, returning its section.
 fn section(out: &mut Vec<u8>, v: &[u8]) -> Section {
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
     let s = Section {
@@ -245,7 +245,7 @@ fn encode(idx: &EdgeIndex, batches: &[&str]) -> Result<Vec<u8>> {
         }
     }
     s.ends = section(&mut out, &ends);
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
     let checked = out.len() as u64;
@@ -341,7 +341,7 @@ impl GraphFile {
         }
         let t = get(len - TRAILER, TRAILER)?;
         let (checked, header_at, sum) = (le_u64(&t[0..]), le_u64(&t[8..]), le_u64(&t[16..]));
-        if checked % 8 != 0
+        if !checked.is_multiple_of(8)
             || checked > header_at
             || header_at > len - TRAILER
             || (header_at - checked) != checked.div_ceil(BLOCK) * 8

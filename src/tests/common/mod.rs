@@ -29,6 +29,28 @@ pub(crate) fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf8 stdout")
 }
 
+/// `veritrace compact` of every batch file, deleting superseded files `grace_secs` after;
+/// it must succeed. What it said on stderr (the trace index line).
+pub(crate) fn compact(data: &str, grace_secs: &str) -> String {
+    let args = [
+        "compact",
+        "--data",
+        data,
+        "--min-files",
+        "1",
+        "--grace-secs",
+        grace_secs,
+    ];
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "veritrace {args:?} failed ({}): {}",
+        describe(&out.status),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// An exit status in words: the code, or the signal that ended the process (a process killed
 /// by a signal writes nothing of its own, so this is the only trace it leaves).
 pub(crate) fn describe(status: &std::process::ExitStatus) -> String {
