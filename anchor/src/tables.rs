@@ -75,8 +75,8 @@ impl Table {
 
     /// [`Table::writer_properties`] for a batch being sealed: LZ4 (raw) instead of zstd. A
     /// seal is on the hot path of every event and its file lives only until compaction
-    /// rewrites it with zstd; LZ4 costs about a third of zstd's time here, for files about
-    /// a third larger (BENCHMARKS.md, issue 19).
+    /// rewrites it with zstd. LZ4 takes most of zstd's share of a seal away, for files
+    /// about a quarter larger until then (BENCHMARKS.md, issue 19).
     pub fn fresh_writer_properties(&self, rows: usize) -> WriterProperties {
         self.properties(rows, Compression::LZ4_RAW)
     }

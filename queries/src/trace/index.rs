@@ -135,11 +135,29 @@ pub fn build(dir: &DataDir) -> Result<Option<BuildReport>> {
     }
     let mut idx = EdgeIndex::default();
     idx.load_batches(dir, ids.iter().copied())?;
-    let bytes = encode(&idx, &ids)?;
     let path = index_path(dir);
-    let len = bytes.len() as u64;
-    dir.write_replace(&path, bytes)
+    // A local file is streamed to a temporary name and renamed (the graph is never copied
+    // whole in memory); an object is uploaded whole.
+    let len = if dir.is_remote() {
+        let mut bytes = Vec::new();
+        let len = encode(&idx, &ids, &mut bytes)?;
+        dir.write_replace(&path, bytes)
+            .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))?;
+        len
+    } else {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Internal(format!("creating {}: {e}", parent.display())))?;
+        }
+        let mut len = 0;
+        veritrace_anchor::write_atomic(&path, |f| {
+            len = encode(&idx, &ids, f)
+                .map_err(|e| veritrace_anchor::Error::Invalid(e.to_string()))?;
+            Ok(())
+        })
         .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))?;
+        len
+    };
     Ok(Some(BuildReport {
         path,
         batches: ids.len(),
@@ -150,20 +168,103 @@ pub fn build(dir: &DataDir) -> Result<Option<BuildReport>> {
     }))
 }
 
-/// Appends `v` to `out` 8-byte aligned, returning its section.
-fn section(out: &mut Vec<u8>, v: &[u8]) -> Section {
-    while !out.len().is_multiple_of(8) {
-        out.push(0);
-    }
-    let s = Section {
-        offset: out.len() as u64,
-        len: v.len() as u64,
-    };
-    out.extend_from_slice(v);
-    s
+/// Where the file is written: offsets, block checksums on the fly, and a small buffer in
+/// front of the destination, so the graph is never copied whole into memory.
+struct Sink<'a> {
+    out: &'a mut dyn std::io::Write,
+    pos: u64,
+    block: Vec<u8>,
+    sums: Vec<u64>,
+    buf: Vec<u8>,
 }
 
-fn table(names: &super::Interner) -> Vec<u8> {
+impl<'a> Sink<'a> {
+    fn new(out: &'a mut dyn std::io::Write) -> Self {
+        Sink {
+            out,
+            pos: 0,
+            block: Vec::with_capacity(BLOCK as usize),
+            sums: Vec::new(),
+            buf: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    /// Bytes of the checked region (block checksums are computed as they pass).
+    fn put(&mut self, mut b: &[u8]) -> std::io::Result<()> {
+        self.pos += b.len() as u64;
+        while !b.is_empty() {
+            let room = BLOCK as usize - self.block.len();
+            let (now, rest) = b.split_at(room.min(b.len()));
+            self.block.extend_from_slice(now);
+            if self.block.len() == BLOCK as usize {
+                self.sums.push(xxhash_rust::xxh3::xxh3_64(&self.block));
+                self.block.clear();
+            }
+            self.buf.extend_from_slice(now);
+            if self.buf.len() >= 1 << 16 {
+                self.out.write_all(&self.buf)?;
+                self.buf.clear();
+            }
+            b = rest;
+        }
+        Ok(())
+    }
+
+    /// Starts a section: pads to 8 bytes.
+    fn align(&mut self) -> std::io::Result<u64> {
+        while !self.pos.is_multiple_of(8) {
+            self.put(&[0])?;
+        }
+        Ok(self.pos)
+    }
+
+    /// One section of values, each as little-endian bytes.
+    fn section<const N: usize>(
+        &mut self,
+        values: impl IntoIterator<Item = [u8; N]>,
+    ) -> std::io::Result<Section> {
+        let offset = self.align()?;
+        for v in values {
+            self.put(&v)?;
+        }
+        Ok(Section {
+            offset,
+            len: self.pos - offset,
+        })
+    }
+
+    fn bytes(&mut self, v: &[u8]) -> std::io::Result<Section> {
+        let offset = self.align()?;
+        self.put(v)?;
+        Ok(Section {
+            offset,
+            len: v.len() as u64,
+        })
+    }
+
+    /// Ends the checked region and writes the checksums, the header and the trailer.
+    fn finish(mut self, header: &[u8]) -> std::io::Result<u64> {
+        self.align()?;
+        if !self.block.is_empty() {
+            self.sums.push(xxhash_rust::xxh3::xxh3_64(&self.block));
+        }
+        let checked = self.pos;
+        let mut tail: Vec<u8> = self.sums.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let header_at = checked + tail.len() as u64;
+        tail.extend_from_slice(header);
+        let sum = xxhash_rust::xxh3::xxh3_64(&tail);
+        self.buf.extend_from_slice(&tail);
+        for v in [checked, header_at, sum] {
+            self.buf.extend_from_slice(&v.to_le_bytes());
+        }
+        self.out.write_all(&self.buf)?;
+        self.out.flush()?;
+        Ok(header_at + header.len() as u64 + TRAILER)
+    }
+}
+
+/// The code table: slot -> code id.
+fn table(names: &super::Interner) -> Vec<u32> {
     let n = names.ends.len();
     let slots = (n * 2).next_power_of_two().max(2);
     let mask = slots - 1;
@@ -175,103 +276,82 @@ fn table(names: &super::Interner) -> Vec<u8> {
         }
         t[s] = i as u32;
     }
-    t.iter().flat_map(|v| v.to_le_bytes()).collect()
+    t
 }
 
-fn csr(adj: &[Vec<(u32, u32)>]) -> (Vec<u8>, Vec<u8>) {
-    let mut offsets = Vec::with_capacity((adj.len() + 1) * 8);
-    let mut edges = Vec::new();
-    let mut at = 0u64;
-    offsets.extend_from_slice(&at.to_le_bytes());
-    for list in adj {
-        for &(n, e) in list {
-            edges.extend_from_slice(&n.to_le_bytes());
-            edges.extend_from_slice(&e.to_le_bytes());
-        }
-        at += list.len() as u64;
-        offsets.extend_from_slice(&at.to_le_bytes());
-    }
-    (offsets, edges)
+/// Per node, where its list starts in the edges section (and the end after the last).
+fn offsets(adj: &[Vec<(u32, u32)>]) -> impl Iterator<Item = [u8; 8]> + '_ {
+    std::iter::once(0u64)
+        .chain(adj.iter().scan(0u64, |at, l| {
+            *at += l.len() as u64;
+            Some(*at)
+        }))
+        .map(u64::to_le_bytes)
 }
 
-/// The file's bytes for `idx`, which holds the edges of `batches`.
-fn encode(idx: &EdgeIndex, batches: &[&str]) -> Result<Vec<u8>> {
-    let u64s =
-        |v: &mut dyn Iterator<Item = u64>| -> Vec<u8> { v.flat_map(u64::to_le_bytes).collect() };
-    let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
+fn pairs(adj: &[Vec<(u32, u32)>]) -> impl Iterator<Item = [u8; 8]> + '_ {
+    adj.iter().flatten().map(|&(n, e)| {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&n.to_le_bytes());
+        b[4..].copy_from_slice(&e.to_le_bytes());
+        b
+    })
+}
+
+/// Writes the file for `idx`, which holds the edges of `batches`; returns its length.
+fn encode(idx: &EdgeIndex, batches: &[&str], out: &mut dyn std::io::Write) -> Result<u64> {
+    let io = |e: std::io::Error| Error::Internal(format!("writing the trace index: {e}"));
+    let mut w = Sink::new(out);
+    w.put(MAGIC).map_err(io)?;
+    let ends = |i: &super::Interner| {
+        i.ends
+            .iter()
+            .map(|&e| (e as u64).to_le_bytes())
+            .collect::<Vec<_>>()
+    };
     let mut s = Sections {
-        code_ends: section(
-            &mut out,
-            &u64s(&mut idx.codes.ends.iter().map(|&e| e as u64)),
-        ),
-        code_bytes: section(&mut out, idx.codes.bytes.as_bytes()),
-        code_table: section(&mut out, &table(&idx.codes)),
-        event_ends: section(
-            &mut out,
-            &u64s(&mut idx.events.ends.iter().map(|&e| e as u64)),
-        ),
-        event_bytes: section(&mut out, idx.events.bytes.as_bytes()),
+        code_ends: w.section(ends(&idx.codes)).map_err(io)?,
+        code_bytes: w.bytes(idx.codes.bytes.as_bytes()).map_err(io)?,
+        code_table: w
+            .section(table(&idx.codes).into_iter().map(u32::to_le_bytes))
+            .map_err(io)?,
+        event_ends: w.section(ends(&idx.events)).map_err(io)?,
+        event_bytes: w.bytes(idx.events.bytes.as_bytes()).map_err(io)?,
         ..Default::default()
     };
-    let codes: Vec<u8> = idx
-        .event_codes
-        .iter()
-        .flat_map(|c| c.to_le_bytes())
-        .collect();
-    s.event_codes = section(&mut out, &codes);
-    let times: Vec<u8> = idx
-        .event_times
-        .iter()
-        .flat_map(|t| t.to_le_bytes())
-        .collect();
-    s.event_times = section(&mut out, &times);
-    let (po, pe) = csr(&idx.parents);
-    s.parent_offsets = section(&mut out, &po);
-    s.parent_edges = section(&mut out, &pe);
-    let (co, ce) = csr(&idx.children);
-    s.child_offsets = section(&mut out, &co);
-    s.child_edges = section(&mut out, &ce);
+    s.event_codes = w
+        .section(idx.event_codes.iter().map(|c| c.to_le_bytes()))
+        .map_err(io)?;
+    s.event_times = w
+        .section(idx.event_times.iter().map(|t| t.to_le_bytes()))
+        .map_err(io)?;
+    s.parent_offsets = w.section(offsets(&idx.parents)).map_err(io)?;
+    s.parent_edges = w.section(pairs(&idx.parents)).map_err(io)?;
+    s.child_offsets = w.section(offsets(&idx.children)).map_err(io)?;
+    s.child_edges = w.section(pairs(&idx.children)).map_err(io)?;
     let mut containers: Vec<&u32> = idx.ends.keys().collect();
     containers.sort_unstable();
-    let mut ends = Vec::new();
-    let mut n_ends = 0u64;
-    for c in containers {
-        for &(input, e) in &idx.ends[c] {
-            for v in [*c, input, e] {
-                ends.extend_from_slice(&v.to_le_bytes());
+    let triples = containers.iter().flat_map(|c| {
+        idx.ends[*c].iter().map(move |&(input, e)| {
+            let mut b = [0u8; 12];
+            for (i, v) in [**c, input, e].into_iter().enumerate() {
+                b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
             }
-            n_ends += 1;
-        }
-    }
-    s.ends = section(&mut out, &ends);
-    while !out.len().is_multiple_of(8) {
-        out.push(0);
-    }
-    let checked = out.len() as u64;
-    let sums: Vec<u8> = out
-        .chunks(BLOCK as usize)
-        .flat_map(|b| xxhash_rust::xxh3::xxh3_64(b).to_le_bytes())
-        .collect();
+            b
+        })
+    });
+    s.ends = w.section(triples).map_err(io)?;
     let header = Header {
         version: 1,
         codes: idx.codes.ends.len() as u64,
         events: idx.events.ends.len() as u64,
         edges: idx.edges,
-        ends: n_ends,
+        ends: s.ends.len / 12,
         sections: s,
         batches: batches.iter().map(|b| b.to_string()).collect(),
     };
     let header = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
-    out.extend_from_slice(&sums);
-    let header_at = out.len() as u64;
-    out.extend_from_slice(&header);
-    let mut tail = sums;
-    tail.extend_from_slice(&header);
-    out.extend_from_slice(&checked.to_le_bytes());
-    out.extend_from_slice(&header_at.to_le_bytes());
-    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&tail).to_le_bytes());
-    Ok(out)
+    w.finish(&header).map_err(io)
 }
 
 /// Verified blocks, oldest dropped first.
@@ -747,7 +827,10 @@ impl EdgeIndex {
 
 #[cfg(test)]
 pub(super) fn encode_for_test(idx: &EdgeIndex, batches: &[&str]) -> Vec<u8> {
-    encode(idx, batches).expect("encode")
+    let mut out = Vec::new();
+    let len = encode(idx, batches, &mut out).expect("encode");
+    assert_eq!(len, out.len() as u64);
+    out
 }
 
 #[cfg(test)]
