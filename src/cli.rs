@@ -643,9 +643,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match veritrace_anchor::compact::compact(&dir, &opts)? {
                 Some(r) => {
                     println!("{}", serde_json::to_string_pretty(&r)?);
-                    // The trace graph persisted for fresh engines (under the compactor's
-                    // lock, released when `compact` returned: the index is derived, and
-                    // a writer racing this one writes the same or a newer graph).
+                    // The trace graph persisted for fresh engines. `build_index` takes the
+                    // compactor's lock again (released when `compact` returned); a compactor
+                    // that took it in between writes the index after its own compaction.
                     if !a.no_trace_index {
                         let t = std::time::Instant::now();
                         let built = veritrace_queries::trace::build_index(&dir)

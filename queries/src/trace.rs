@@ -1601,6 +1601,26 @@ mod tests {
     }
 
     #[test]
+    fn the_index_is_not_written_while_another_compactor_holds_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let lock = dir
+            .try_lock(&dir.compactor_lock_file(), "a compactor")
+            .unwrap()
+            .expect("free");
+        assert!(build_index(&dir).unwrap().is_none());
+        assert!(!index::index_path(&dir).exists());
+        drop(lock);
+        let r = build_index(&dir)
+            .unwrap()
+            .expect("written once the lock is free");
+        assert_eq!((r.batches, r.edges), (0, 0));
+        assert!(r.path.exists());
+        // Up to date: nothing to write.
+        assert!(build_index(&dir).unwrap().is_none());
+    }
+
+    #[test]
     fn walks_visit_each_node_once_at_its_shortest_depth_through_forks_and_merges() {
         // raw B1, B2 -> merge M -> lots L1, L2 (split) ; L1 + L2 -> S ; S -> P ; B1 -> L3 -> P
         let i = index(&[

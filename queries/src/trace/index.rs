@@ -118,9 +118,18 @@ fn hash(s: &str) -> u64 {
 }
 
 /// Builds the index over every committed batch (manifest order: stream, partition, chain)
-/// and replaces the file atomically; nothing when the file there covers exactly those
-/// batches and reads back whole.
+/// and replaces the file atomically, under the compactor's lock; nothing when the file there
+/// covers exactly those batches and reads back whole, or when another compactor holds the
+/// lock (it writes the index after its compaction).
 pub fn build(dir: &DataDir) -> Result<Option<BuildReport>> {
+    let holder = format!("trace index (pid {})", std::process::id());
+    let Some(_lock) = dir
+        .try_lock(&dir.compactor_lock_file(), &holder)
+        .map_err(|e| Error::Internal(format!("the compactor's lock: {e}")))?
+    else {
+        tracing::info!("another compactor holds the lock; it writes the trace index");
+        return Ok(None);
+    };
     let mut headers = dir
         .all_batch_headers()
         .map_err(|e| Error::corrupt("batch manifests", e))?;
