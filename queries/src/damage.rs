@@ -30,6 +30,8 @@ pub(crate) struct Verifier {
     busy: AtomicBool,
     /// Files hashed so far (for metrics and tests).
     hashed: std::sync::atomic::AtomicU64,
+    /// The nice value the last pass ran at (read back from the system, for tests).
+    nice: std::sync::atomic::AtomicI32,
 }
 
 impl Verifier {
@@ -58,7 +60,10 @@ impl Verifier {
             return; // the running pass picks it up
         }
         let me = self.clone();
-        if let Err(e) = spawn_detached("veritrace-verify", move || me.run()) {
+        if let Err(e) = spawn_detached("veritrace-verify", move || {
+            me.nice.store(lower_priority(), Ordering::Relaxed);
+            me.run()
+        }) {
             tracing::error!(error = %e, "cannot start the file verifier");
             self.busy.store(false, Ordering::Release);
         }
@@ -135,6 +140,31 @@ impl Verifier {
     }
 }
 
+/// The nice value of the verifier's thread: it hashes whole files (the 5.9 GB of a 50 M
+/// event directory at open) and must not take the cores from the queries it protects (27% of
+/// the samples of a fresh process's first forward trace went to it at normal priority). At
+/// nice 10 it still gets about a tenth of a busy core, and all of an idle one.
+pub(crate) const VERIFIER_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`VERIFIER_NICE`] (Linux keeps a nice
+/// value per thread), or leaves it lower, and returns the nice value it runs at; elsewhere, or when refused, the
+/// thread runs at normal priority (0).
+fn lower_priority() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let me = Some(rustix::thread::gettid());
+        // Never above the priority it was started with (a process run under `nice 15`).
+        let nice = getpriority_process(me).unwrap_or(0).max(VERIFIER_NICE);
+        if let Err(e) = setpriority_process(me, nice) {
+            tracing::debug!(error = %e, "the verifier runs at normal priority");
+        }
+        getpriority_process(me).unwrap_or(0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 /// Starts a thread nobody joins, and lets it run only once it is detached.
 ///
 /// Dropping a `JoinHandle` detaches the thread, and glibc's `pthread_detach` reads the
@@ -176,5 +206,30 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     match m.write() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_verifier_runs_below_the_queries_priority() {
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let dir = DataDir::create(tmp.path()).expect("data directory");
+        let base = rustix::process::getpriority_process(None).expect("getpriority");
+        let v = Arc::new(Verifier::default());
+        v.schedule(dir, Vec::new());
+        let start = std::time::Instant::now();
+        while v.busy.load(Ordering::Acquire) && start.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(v.nice.load(Ordering::Relaxed), base.max(VERIFIER_NICE));
+        // The calling thread keeps its own priority.
+        assert_eq!(
+            rustix::process::getpriority_process(None).expect("getpriority"),
+            base
+        );
     }
 }

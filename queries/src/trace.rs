@@ -1602,22 +1602,25 @@ mod tests {
 
     #[test]
     fn the_index_is_not_written_while_another_compactor_holds_the_lock() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = DataDir::open(tmp.path()).unwrap();
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let dir = DataDir::create(tmp.path()).expect("data directory");
+        // A directory never compacted: the index creates the lock's folder.
+        assert!(build_index(&dir).expect("build").is_some());
+        std::fs::remove_file(index::index_path(&dir)).expect("removed");
         let lock = dir
             .try_lock(&dir.compactor_lock_file(), "a compactor")
-            .unwrap()
+            .expect("lock")
             .expect("free");
-        assert!(build_index(&dir).unwrap().is_none());
+        assert!(build_index(&dir).expect("build").is_none());
         assert!(!index::index_path(&dir).exists());
         drop(lock);
         let r = build_index(&dir)
-            .unwrap()
+            .expect("build")
             .expect("written once the lock is free");
         assert_eq!((r.batches, r.edges), (0, 0));
         assert!(r.path.exists());
         // Up to date: nothing to write.
-        assert!(build_index(&dir).unwrap().is_none());
+        assert!(build_index(&dir).expect("build").is_none());
     }
 
     #[test]

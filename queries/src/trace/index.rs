@@ -122,6 +122,11 @@ fn hash(s: &str) -> u64 {
 /// covers exactly those batches and reads back whole, or when another compactor holds the
 /// lock (it writes the index after its compaction).
 pub fn build(dir: &DataDir) -> Result<Option<BuildReport>> {
+    if !dir.is_remote() {
+        std::fs::create_dir_all(dir.compacted_dir()).map_err(|e| {
+            Error::Internal(format!("creating {}: {e}", dir.compacted_dir().display()))
+        })?;
+    }
     let holder = format!("trace index (pid {})", std::process::id());
     let Some(_lock) = dir
         .try_lock(&dir.compactor_lock_file(), &holder)
