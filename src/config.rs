@@ -936,7 +936,8 @@ pub struct PipelineConfig {
     pub stream: String,
     /// Partitions: processor threads, and how records are spread by trace code.
     pub partitions: u32,
-    /// Seal a batch after this many records (accepted + rejected) of one partition.
+    /// Seal a batch after this many records (accepted + rejected) of one partition, or as
+    /// many rows (a signed bundle is one record holding many events, each its own row).
     pub batch_max_records: usize,
     /// Seal a batch when its oldest record is this old, e.g. `"1s"`, `"250ms"`.
     #[serde(with = "humantime_serde")]

@@ -390,9 +390,7 @@ fn worker(
                         }
                     }
                     pending.push((done, sealed));
-                    if proc.open_records() as usize >= proc.policy().max_records
-                        || proc.should_seal(Instant::now())
-                    {
+                    if proc.should_seal(Instant::now()) {
                         // Records of this group still to be pushed keep the journal.
                         let done_with = if n == last { journal.as_mut() } else { None };
                         seal(&mut proc, &mut pending, done_with)?;

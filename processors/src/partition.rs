@@ -22,7 +22,10 @@ use crate::{Error, Result};
 /// When to seal a batch, and how to validate.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {
-    /// Seal after this many input records (accepted + rejected).
+    /// Seal after this many input records (accepted + rejected), or as many rows: a
+    /// signed bundle is one record of up to 10,000 events, each a row of its own, so a
+    /// batch of bundles is sealed by its rows and stays the size a batch of single
+    /// events would be.
     pub max_records: usize,
     /// Seal when the oldest unsealed record is this old.
     pub max_age: Duration,
@@ -422,9 +425,20 @@ impl PartitionProcessor {
         Outcome::Rejected(r)
     }
 
+    /// Rows (accepted events and rejected records or bundle events) in the open batch.
+    pub fn open_rows(&self) -> usize {
+        self.events.len() + self.rejected.len()
+    }
+
+    /// True when the open batch holds `max_records` records or rows: seal it now.
+    pub fn is_full(&self) -> bool {
+        let max = self.policy.max_records;
+        self.open_records as usize >= max || self.open_rows() >= max
+    }
+
     /// True when the open batch is full or old enough to seal.
     pub fn should_seal(&self, now: Instant) -> bool {
-        self.open_records as usize >= self.policy.max_records
+        self.is_full()
             || self
                 .opened_at
                 .is_some_and(|t| now.duration_since(t) >= self.policy.max_age)

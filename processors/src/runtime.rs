@@ -330,7 +330,7 @@ fn partition_loop(
                 proc.preverify(chunk.records.iter().map(|(_, _, p)| p.as_slice()));
                 for (off, key, payload) in chunk.records {
                     proc.push(off, key.as_deref(), &payload, now)?;
-                    if proc.open_records() as usize >= proc.policy().max_records {
+                    if proc.is_full() {
                         seal(&mut proc, &htx, &progress)?;
                     }
                 }

@@ -1215,6 +1215,56 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_bundles_is_sealed_by_its_rows_not_its_records() {
+        // A batch policy counted records: 10,000 bundle records of 10,000 events each
+        // made one batch of 100 M rows in memory.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = DataDir::create(tmp.path()).expect("dir");
+        let now_ms = crate::now_ms();
+        let now = now_ms / 1000;
+        let d1 = key(Alg::EdDsa, 3);
+        let policy = crate::BatchPolicy {
+            max_records: 100,
+            ..crate::BatchPolicy::default()
+        };
+        let mut p = crate::PartitionProcessor::open(&dir, "events", 0, policy)
+            .expect("open")
+            .with_signatures(stage(&dir, &d1, now));
+        let mut sizes = Vec::new();
+        for b in 0..5 {
+            let events: Vec<Vec<u8>> = (0..60)
+                .map(|i| {
+                    format!(
+                        r#"{{"event_id":"b{b}-{i}","event_type":"production","event_time":"2026-11-01T00:00:00Z","participant":{{"id":"P1","role":"manufacturer"}},"trace_code":"(01)06945501102041(10)LOT{b}"}}"#
+                    )
+                    .into_bytes()
+                })
+                .collect();
+            let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+            let record = bundle_sig::sign_bundle(
+                &d1,
+                "d1",
+                "d1",
+                now,
+                &refs,
+                veritrace_verify::signature::Envelope::Cose,
+            );
+            let out = p.push(b, None, &record, now_ms).expect("push");
+            assert!(
+                matches!(out, crate::Outcome::Bundle { accepted: 60, .. }),
+                "{out:?}"
+            );
+            assert_eq!(p.is_full(), p.open_rows() >= 100);
+            if p.is_full() {
+                sizes.push(p.seal(now_ms).expect("seal").expect("header").size);
+            }
+        }
+        sizes.extend(p.seal(now_ms).expect("seal").map(|h| h.size));
+        // A bundle is never split: a batch ends after the bundle that fills it.
+        assert_eq!(sizes, vec![120, 120, 60]);
+    }
+
+    #[test]
     fn batch_verified_signatures_are_accepted_and_a_forgery_in_the_batch_is_still_caught() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = DataDir::create(tmp.path()).expect("dir");

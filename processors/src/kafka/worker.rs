@@ -311,7 +311,7 @@ impl Worker {
                 }
                 Outcome::AlreadySealed => {}
             }
-            if self.proc.open_records() as usize >= self.proc.policy().max_records {
+            if self.proc.is_full() {
                 self.seal(false)?;
             }
         }
