@@ -425,13 +425,12 @@ impl Signatures {
                 format!("the bundle is {} bytes, over {max}", payload.len()),
             ));
         }
-        let record: bundle_sig::BundleRecord<'_> =
-            serde_json::from_slice(payload).map_err(|e| {
-                Rejection::new(
-                    Reason::MalformedEnvelope,
-                    format!("not a bundle record: {e}"),
-                )
-            })?;
+        let record = bundle_sig::split_bundle(payload).map_err(|e| {
+            Rejection::new(
+                Reason::MalformedEnvelope,
+                format!("not a bundle record: {e}"),
+            )
+        })?;
         if record.events.is_empty() || record.events.len() > MAX_BUNDLE_EVENTS {
             return Err(Rejection::new(
                 Reason::MalformedEnvelope,
@@ -451,7 +450,7 @@ impl Signatures {
                     format!("the bundle envelope does not sign a bundle manifest: {e}"),
                 )
             })?;
-        let raws: Vec<&[u8]> = record.events.iter().map(|r| r.get().as_bytes()).collect();
+        let raws = record.events;
         let tree = bundle_sig::bundle_tree(&raws);
         if manifest.size != raws.len() as u64 || tree.root() != manifest.bundle_root {
             return Err(Rejection::new(
@@ -467,6 +466,15 @@ impl Signatures {
         }
         let iat = check_time(signed.claims.iat, now_ms, &self.policy)?;
         let signer = self.signer_of(&signed)?;
+        // The same for every event of the bundle but its index.
+        let mut shared = info(
+            &signed,
+            iat,
+            signer.id.clone(),
+            signer.participant_id.clone(),
+            signer.key_id.clone(),
+        );
+        shared.bundle_size = Some(raws.len() as u64);
         let mut out = Vec::with_capacity(raws.len());
         for (i, raw) in raws.iter().enumerate() {
             let one = || -> Result<Opened, Rejection> {
@@ -480,15 +488,8 @@ impl Signatures {
                         r.event_id = Some(event.event_id.clone());
                         r
                     })?;
-                let mut sig = info(
-                    &signed,
-                    iat,
-                    signer.id.clone(),
-                    signer.participant_id.clone(),
-                    signer.key_id.clone(),
-                );
+                let mut sig = shared.clone();
                 sig.bundle_index = Some(i as u64);
-                sig.bundle_size = Some(raws.len() as u64);
                 event.signature = Some(sig);
                 let path = tree.audit_path(i).unwrap_or_default();
                 let mut opened = finish(event, Some(env_bytes.clone()))?;
@@ -535,9 +536,10 @@ impl Signatures {
 
     /// Verifies the Ed25519 signatures of single-statement records together (batch
     /// verification: about 2.8 times the rate of one by one), so that [`Signatures::open`]
-    /// of each then skips its signature check. A batch that fails marks none of its
-    /// records; they are then verified one by one, and the bad ones rejected as ever. Weak
-    /// (small-order) keys, ES256 and bundles are left to `open`.
+    /// of each then skips its signature check; bundles whose envelope leads the record
+    /// join too. A batch that fails marks none of its records; they are then verified one
+    /// by one, and the bad ones rejected as ever. Weak (small-order) keys and ES256 are
+    /// left to `open`.
     pub fn preverify<'a>(&mut self, payloads: impl IntoIterator<Item = &'a [u8]>, limits: &Limits) {
         self.preverified.clear();
         if self.policy.strictest() == Policy::Off {
@@ -549,11 +551,23 @@ impl Signatures {
         let registry = cache.current();
         let mut batch: Vec<(Signed, ed25519_dalek::VerifyingKey)> = Vec::with_capacity(BATCH);
         for payload in payloads {
-            if bundle_sig::is_bundle(payload) {
-                continue;
-            }
-            let Ok(Some(signed)) = unwrap_envelope(payload, limits) else {
-                continue;
+            let signed = if bundle_sig::is_bundle(payload) {
+                // A bundle's one signature joins the batch when its envelope leads the
+                // record, as devices write it; [`Signatures::open_bundle`] checks the rest.
+                let Some(Ok((bytes, kind))) =
+                    bundle_sig::leading_envelope(payload).map(bundle_sig::envelope_bytes)
+                else {
+                    continue;
+                };
+                let Ok(signed) = parse_envelope(&bytes, kind) else {
+                    continue;
+                };
+                signed
+            } else {
+                let Ok(Some(signed)) = unwrap_envelope(payload, limits) else {
+                    continue;
+                };
+                signed
             };
             let Ok((_, PublicKey::Ed25519(key))) = registry.resolve(&signed) else {
                 continue;
@@ -1212,6 +1226,61 @@ mod tests {
             let shaped = format!(r#"{{"bundle":"eyJ.a.b","events":[{}]}}"#, events.join(","));
             let _ = s.open_bundle(shaped.as_bytes(), 0, &Limits::default());
         }
+    }
+
+    #[test]
+    fn bundle_signatures_join_the_batch_and_a_forged_bundle_is_still_caught() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = DataDir::create(tmp.path()).expect("dir");
+        let now_ms = crate::now_ms();
+        let now = now_ms / 1000;
+        let d1 = key(Alg::EdDsa, 3);
+        let mut s = stage(&dir, &d1, now);
+        let limits = Limits::default();
+        let bundle = |k: &SigningKey, b: usize| {
+            let events: Vec<Vec<u8>> = (0..3)
+                .map(|i| {
+                    format!(
+                        r#"{{"event_id":"b{b}-{i}","event_type":"production","event_time":"2026-11-01T00:00:00Z","participant":{{"id":"P1","role":"manufacturer"}},"trace_code":"(01)06945501102041(10)LOT{b}"}}"#
+                    )
+                    .into_bytes()
+                })
+                .collect();
+            let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+            bundle_sig::sign_bundle(
+                k,
+                "d1",
+                "d1",
+                now,
+                &refs,
+                veritrace_verify::signature::Envelope::Cose,
+            )
+        };
+        let good: Vec<Vec<u8>> = (0..4).map(|b| bundle(&d1, b)).collect();
+        s.preverify(good.iter().map(Vec::as_slice), &limits);
+        assert_eq!(
+            s.preverified.len(),
+            4,
+            "every bundle's signature in the batch"
+        );
+        for g in &good {
+            let events = s.open_bundle(g, now_ms, &limits).expect("a bundle");
+            let events = events.expect("accepted");
+            assert!(events.iter().all(Result::is_ok), "{events:?}");
+        }
+
+        let forger = key(Alg::EdDsa, 9);
+        let mut mixed = good.clone();
+        mixed.insert(2, bundle(&forger, 9));
+        s.preverify(mixed.iter().map(Vec::as_slice), &limits);
+        assert!(s.preverified.is_empty(), "a failed batch marks nothing");
+        let outcomes: Vec<_> = mixed
+            .iter()
+            .map(|m| s.open_bundle(m, now_ms, &limits).expect("a bundle"))
+            .collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 4);
+        let bad = outcomes[2].as_ref().expect_err("forgery");
+        assert_eq!(bad.reason, Reason::BadSignature, "{bad:?}");
     }
 
     #[test]

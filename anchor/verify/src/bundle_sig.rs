@@ -110,6 +110,185 @@ pub struct BundleRecord<'a> {
     pub events: Vec<&'a RawValue>,
 }
 
+/// A bundle record's parts: its envelope field and each event's bytes exactly as written
+/// (what the bundle tree hashes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleParts<'a> {
+    /// The envelope: JWS text, or base64url of COSE_Sign1 bytes.
+    pub bundle: std::borrow::Cow<'a, str>,
+    /// The events, each exactly as written.
+    pub events: Vec<&'a [u8]>,
+}
+
+/// Splits a bundle record into its envelope and its events' bytes. Records in the shape
+/// [`sign_bundle`] writes (any whitespace, either key order, no escapes in the keys or the
+/// envelope) are split by a scanner that only finds where each event ends; the events'
+/// own JSON is checked when each is parsed, so an event that is not JSON is rejected alone,
+/// as any bad reading of a bundle is. Anything else goes through `serde_json`, whose error
+/// is returned.
+pub fn split_bundle(record: &[u8]) -> Result<BundleParts<'_>, serde_json::Error> {
+    if let Some(parts) = scan::record(record) {
+        return Ok(parts);
+    }
+    let r: BundleRecord<'_> = serde_json::from_slice(record)?;
+    let events = r.events.iter().map(|v| v.get().as_bytes()).collect();
+    Ok(BundleParts {
+        bundle: std::borrow::Cow::Owned(r.bundle),
+        events,
+    })
+}
+
+/// The fast path of [`split_bundle`]: `None` whenever the record is not plainly shaped.
+mod scan {
+    use super::BundleParts;
+
+    fn ws(b: &[u8], mut i: usize) -> usize {
+        while b
+            .get(i)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            i += 1;
+        }
+        i
+    }
+
+    /// A string without escapes at `i` (its opening quote): its text and the index after it.
+    fn plain_string(b: &[u8], i: usize) -> Option<(&str, usize)> {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let len = b.get(i + 1..)?.iter().position(|&c| c == b'"')?;
+        let text = &b[i + 1..i + 1 + len];
+        if text.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return None;
+        }
+        Some((std::str::from_utf8(text).ok()?, i + len + 2))
+    }
+
+    /// Where the JSON value starting at `i` ends: strings (with escapes) skipped, brackets
+    /// counted; a scalar ends at a delimiter. Its content is not validated.
+    fn value_end(b: &[u8], mut i: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        loop {
+            let c = *b.get(i)?;
+            match c {
+                b'"' => {
+                    i += 1;
+                    loop {
+                        match *b.get(i)? {
+                            b'\\' => i += 2,
+                            b'"' => break,
+                            _ => i += 1,
+                        }
+                    }
+                    i += 1;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    i += 1;
+                }
+                b'}' | b']' => {
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                    depth -= 1;
+                    i += 1;
+                }
+                b',' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => return Some(i),
+                _ => i += 1,
+            }
+            if depth == 0 && matches!(b.get(i - 1), Some(b'"' | b'}' | b']')) {
+                return Some(i);
+            }
+        }
+    }
+
+    pub(super) fn record(b: &[u8]) -> Option<BundleParts<'_>> {
+        let mut bundle = None;
+        let mut events = None;
+        let mut i = ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i += 1;
+        loop {
+            let (key, next) = plain_string(b, ws(b, i))?;
+            i = ws(b, next);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = ws(b, i + 1);
+            match key {
+                "bundle" if bundle.is_none() => {
+                    let (text, next) = plain_string(b, i)?;
+                    bundle = Some(text);
+                    i = next;
+                }
+                "events" if events.is_none() => {
+                    if b.get(i) != Some(&b'[') {
+                        return None;
+                    }
+                    let mut list = Vec::new();
+                    i = ws(b, i + 1);
+                    if b.get(i) == Some(&b']') {
+                        i += 1;
+                    } else {
+                        loop {
+                            let end = value_end(b, i)?;
+                            if end == i {
+                                return None;
+                            }
+                            list.push(&b[i..end]);
+                            i = ws(b, end);
+                            match b.get(i)? {
+                                b',' => i = ws(b, i + 1),
+                                b']' => {
+                                    i += 1;
+                                    break;
+                                }
+                                _ => return None,
+                            }
+                        }
+                    }
+                    events = Some(list);
+                }
+                _ => return None,
+            }
+            i = ws(b, i);
+            match b.get(i)? {
+                b',' => i += 1,
+                b'}' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        if ws(b, i) != b.len() {
+            return None;
+        }
+        Some(BundleParts {
+            bundle: std::borrow::Cow::Borrowed(bundle?),
+            events: events?,
+        })
+    }
+}
+
+/// The envelope field of a record that starts `{"bundle":"...`, as [`sign_bundle`] writes
+/// it, read without looking at the events; `None` for any other shape.
+pub fn leading_envelope(record: &[u8]) -> Option<&str> {
+    let t = record.trim_ascii_start().strip_prefix(b"{")?;
+    let t = t.trim_ascii_start().strip_prefix(b"\"bundle\"")?;
+    let t = t.trim_ascii_start().strip_prefix(b":")?;
+    let t = t.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = t.iter().position(|&c| c == b'"')?;
+    let text = &t[..end];
+    if text.iter().any(|&c| c == b'\\' || c < 0x20) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()
+}
+
 /// True when `record` is shaped as a bundle (`{"bundle": ...`), so it is parsed as one.
 pub fn is_bundle(record: &[u8]) -> bool {
     let t = record.trim_ascii_start();
@@ -195,6 +374,82 @@ mod tests {
         }
     }
     use crate::signature::{Alg, parse_envelope};
+
+    /// What `serde_json` makes of a record, as parts.
+    fn by_serde(record: &[u8]) -> Option<(String, Vec<Vec<u8>>)> {
+        let r: BundleRecord<'_> = serde_json::from_slice(record).ok()?;
+        Some((
+            r.bundle,
+            r.events
+                .iter()
+                .map(|v| v.get().as_bytes().to_vec())
+                .collect(),
+        ))
+    }
+
+    fn parts(p: &BundleParts<'_>) -> (String, Vec<Vec<u8>>) {
+        (
+            p.bundle.to_string(),
+            p.events.iter().map(|e| e.to_vec()).collect(),
+        )
+    }
+
+    #[test]
+    fn the_scanner_splits_as_serde_does_and_leaves_the_rest_to_it() {
+        let good: &[&str] = &[
+            r#"{"bundle":"eyJ.a.b","events":[{"a":1},{"b":"x]}\"{"}]}"#,
+            " {\n \"events\" : [ {\"a\": [1, {\"c\": \"}\"}]} , {} ] ,\t\"bundle\":\"AAA\" } ",
+            r#"{"bundle":"x","events":[]}"#,
+            r#"{"bundle":"x","events":[1, "s", null, [2]]}"#,
+        ];
+        for g in good {
+            let fast = scan::record(g.as_bytes()).expect("scanned");
+            if g.trim_start().starts_with(r#"{"bundle""#) {
+                assert_eq!(leading_envelope(g.as_bytes()), Some(&*fast.bundle), "{g}");
+            }
+            assert_eq!(Some(parts(&fast)), by_serde(g.as_bytes()), "{g}");
+            assert_eq!(
+                parts(&split_bundle(g.as_bytes()).expect("split")),
+                parts(&fast)
+            );
+        }
+        // Escapes in the envelope, duplicate or unknown keys, trailing bytes: serde decides.
+        let other: &[&str] = &[
+            r#"{"bundle":"e\u0079J.a.b","events":[{}]}"#,
+            r#"{"bundle":"x","bundle":"y","events":[{}]}"#,
+            r#"{"bundle":"x","events":[{}],"extra":1}"#,
+            r#"{"bundle":"x","events":[{}]} x"#,
+            r#"{"bundle":"x","events":[{}}]}"#,
+            r#"{"bundle":"x","events":[{"a":"unterminated}]}"#,
+            r#"{"bundle":"x"}"#,
+        ];
+        for o in other {
+            assert!(scan::record(o.as_bytes()).is_none(), "{o}");
+            assert_eq!(
+                split_bundle(o.as_bytes()).ok().map(|p| parts(&p)),
+                by_serde(o.as_bytes()),
+                "{o}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whatever_the_scanner_splits_serde_splits_the_same_when_it_can(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            events in proptest::collection::vec(r#"[{}\[\]",:a1 \\]{0,16}"#, 0..4),
+            printable in proptest::collection::vec("[ -~]{0,24}", 0..4),
+        ) {
+            let printable = format!(r#"{{"events":[{}], "bundle":"eyJ.a.b"}}"#, printable.join(","));
+            let shaped = format!(r#"{{"bundle":"eyJ.a.b","events":[{}]}}"#, events.join(","));
+            for input in [bytes.as_slice(), shaped.as_bytes(), printable.as_bytes()] {
+                if let (Some(fast), Some(slow)) = (scan::record(input), by_serde(input)) {
+                    proptest::prop_assert_eq!(parts(&fast), slow);
+                }
+                let _ = split_bundle(input);
+            }
+        }
+    }
 
     #[test]
     fn a_signed_bundle_proves_each_event_alone() {

@@ -7,8 +7,7 @@
 //!   duplicated (duplication would let two different leaf lists share a root).
 //! - the empty tree's root is `SHA-256("")`.
 //!
-//! Trees are built with `rs_merkle` through [`Rfc6962Hasher`], which adds the node prefix
-//! and promotes odd nodes; leaves are hashed with [`leaf_hash`] before they enter the tree.
+//! Trees are built bottom-up over leaf hashes ([`leaf_hash`]), promoting odd nodes.
 //! Verification ([`verify_inclusion`]) is the RFC 9162 section 2.1.3.2 algorithm, written
 //! out so an auditor can read it; it shares [`node_hash`] with the builder. Consistency
 //! proofs between two sizes of one growing tree ([`consistency_proof`],
@@ -40,54 +39,38 @@ pub fn empty_root() -> Digest {
     Digest(Sha256::digest([]).into())
 }
 
-/// `rs_merkle` hasher with RFC 6962 node hashing and odd-node promotion. Leaves must already
-/// be leaf hashes ([`leaf_hash`]); `hash` is only the plain SHA-256 the trait asks for.
-#[derive(Clone, Copy, Debug)]
-pub struct Rfc6962Hasher;
-
-impl rs_merkle::Hasher for Rfc6962Hasher {
-    type Hash = [u8; 32];
-
-    fn hash(data: &[u8]) -> [u8; 32] {
-        Sha256::digest(data).into()
-    }
-
-    fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
-        match right {
-            Some(r) => node_hash(&Digest(*left), &Digest(*r)).0,
-            // RFC 6962: a lone node is promoted to the next level unchanged.
-            None => *left,
-        }
-    }
-
-    fn hash_size() -> usize {
-        32
-    }
-}
-
-fn as_arrays(leaves: &[Digest]) -> Vec<[u8; 32]> {
-    leaves.iter().map(|d| d.0).collect()
-}
-
 /// Root of the tree whose leaf hashes are `leaves` (in order).
 pub fn root(leaves: &[Digest]) -> Digest {
     if leaves.is_empty() {
         return empty_root();
     }
-    let tree = rs_merkle::MerkleTree::<Rfc6962Hasher>::from_leaves(&as_arrays(leaves));
-    tree.root().map(Digest).unwrap_or_else(empty_root)
+    // One level at a time, in place: pairs hashed, an odd node at the end promoted.
+    let mut level = leaves.to_vec();
+    while level.len() > 1 {
+        let n = level.len();
+        for i in 0..n / 2 {
+            level[i] = node_hash(&level[2 * i], &level[2 * i + 1]);
+        }
+        if n % 2 == 1 {
+            level[n / 2] = level[n - 1];
+        }
+        level.truncate(n.div_ceil(2));
+    }
+    level[0]
 }
 
-/// A built tree, for producing many audit paths from one set of leaves.
+/// A built tree, for producing many audit paths from one set of leaves: every level kept,
+/// bottom-up, so an audit path is one sibling read per level.
 pub struct Tree {
-    inner: rs_merkle::MerkleTree<Rfc6962Hasher>,
-    size: usize,
+    /// `levels[0]` the leaf hashes, each next level half as long (rounded up); the last
+    /// holds the root. Empty for a tree of no leaves.
+    levels: Vec<Vec<Digest>>,
 }
 
 impl std::fmt::Debug for Tree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tree")
-            .field("size", &self.size)
+            .field("size", &self.size())
             .field("root", &self.root())
             .finish()
     }
@@ -96,30 +79,56 @@ impl std::fmt::Debug for Tree {
 impl Tree {
     /// Builds the tree over leaf hashes.
     pub fn new(leaves: &[Digest]) -> Self {
-        Tree {
-            inner: rs_merkle::MerkleTree::<Rfc6962Hasher>::from_leaves(&as_arrays(leaves)),
-            size: leaves.len(),
+        let mut levels = Vec::new();
+        if !leaves.is_empty() {
+            levels.push(leaves.to_vec());
         }
+        while let Some(below) = levels.last().filter(|l| l.len() > 1) {
+            let next: Vec<Digest> = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [left, right] => node_hash(left, right),
+                    // RFC 6962: a lone node is promoted to the next level unchanged.
+                    [lone, ..] => *lone,
+                    [] => empty_root(),
+                })
+                .collect();
+            levels.push(next);
+        }
+        Tree { levels }
     }
 
     /// Number of leaves.
     pub fn size(&self) -> usize {
-        self.size
+        self.levels.first().map_or(0, Vec::len)
     }
 
     /// The root ([`empty_root`] for no leaves).
     pub fn root(&self) -> Digest {
-        self.inner.root().map(Digest).unwrap_or_else(empty_root)
+        self.levels
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or_else(empty_root)
     }
 
     /// The RFC 9162 inclusion proof (audit path, leaf to root) of leaf `index`, or `None`
     /// when `index` is not a leaf of this tree.
     pub fn audit_path(&self, index: usize) -> Option<Vec<Digest>> {
-        if index >= self.size {
+        if index >= self.size() {
             return None;
         }
-        let proof = self.inner.proof(&[index]);
-        Some(proof.proof_hashes().iter().copied().map(Digest).collect())
+        let mut path = Vec::with_capacity(self.levels.len());
+        let mut i = index;
+        for level in &self.levels[..self.levels.len() - 1] {
+            // A node without a sibling (the odd one at a level's end) is promoted: no
+            // hash on the path for that level.
+            if let Some(sibling) = level.get(i ^ 1) {
+                path.push(*sibling);
+            }
+            i >>= 1;
+        }
+        Some(path)
     }
 }
 
@@ -469,6 +478,66 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The largest power of two below `n` (n > 1).
+    fn split(n: usize) -> usize {
+        let mut k = 1;
+        while k * 2 < n {
+            k *= 2;
+        }
+        k
+    }
+
+    /// RFC 9162 section 2.1.1's definition, read literally: MTH(D[n]) splits at the largest
+    /// power of two below n.
+    fn mth(d: &[Digest]) -> Digest {
+        match d.len() {
+            0 => empty_root(),
+            1 => d[0],
+            n => {
+                let k = split(n);
+                node_hash(&mth(&d[..k]), &mth(&d[k..]))
+            }
+        }
+    }
+
+    /// RFC 9162 section 2.1.3.1's PATH(m, D[n]).
+    fn rfc_path(m: usize, d: &[Digest]) -> Vec<Digest> {
+        let n = d.len();
+        if n <= 1 {
+            return Vec::new();
+        }
+        let k = split(n);
+        if m < k {
+            let mut p = rfc_path(m, &d[..k]);
+            p.push(mth(&d[k..]));
+            p
+        } else {
+            let mut p = rfc_path(m - k, &d[k..]);
+            p.push(mth(&d[..k]));
+            p
+        }
+    }
+
+    #[test]
+    fn levels_built_bottom_up_give_the_rfc_definitions_root_and_paths() {
+        let all = synthetic(130);
+        for n in 0..=130usize {
+            let d = &all[..n];
+            let tree = Tree::new(d);
+            assert_eq!(tree.size(), n);
+            assert_eq!(tree.root(), mth(d), "root of {n}");
+            assert_eq!(root(d), mth(d), "root of {n}");
+            for m in 0..n {
+                assert_eq!(
+                    tree.audit_path(m),
+                    Some(rfc_path(m, d)),
+                    "PATH({m}, D[{n}])"
+                );
+            }
+            assert_eq!(tree.audit_path(n), None);
         }
     }
 

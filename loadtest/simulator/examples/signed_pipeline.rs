@@ -52,6 +52,8 @@ struct SignedRun {
     report: RunReport,
     /// Wall time of the pipeline run.
     elapsed: Duration,
+    /// CPU time (user + system, all threads) of the pipeline run, where `/proc` tells.
+    cpu_s: Option<f64>,
     /// Records fed (envelopes, bundles, and the unsigned invalid records).
     records: usize,
     /// Devices (one per participant) registered.
@@ -68,6 +70,18 @@ fn key(alg: Alg, label: &str) -> SigningKey {
         }
     }
     unreachable!("256 P-256 scalars out of range in a row")
+}
+
+/// User + system CPU seconds of this process so far (`/proc/self/stat`, in clock ticks of
+/// 10 ms), or `None` off Linux.
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at its closing paren.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks = |i: usize| f.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the paren.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn participant_of(payload: &[u8]) -> Option<String> {
@@ -244,11 +258,13 @@ fn run_signed(
         ..RuntimeConfig::default()
     };
     let n_records = records.len();
+    let cpu = process_cpu_s();
     let start = Instant::now();
     let report = runtime::run(&dir, &cfg, records, Arc::default())?;
     Ok(SignedRun {
         report,
         elapsed: start.elapsed(),
+        cpu_s: process_cpu_s().zip(cpu).map(|(b, a)| b - a),
         records: n_records,
         devices: devices.len(),
     })
@@ -302,6 +318,8 @@ fn main() -> anyhow::Result<()> {
             "rejected": rejected,
             "pipeline_s": secs,
             "events_per_s": s.accepted as f64 / secs,
+            "cpu_s": r.cpu_s,
+            "cpu_us_per_event": r.cpu_s.map(|c| c * 1e6 / s.accepted.max(1) as f64),
             "partitions": partitions,
         })
     );
