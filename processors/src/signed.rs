@@ -1184,6 +1184,35 @@ mod tests {
         sign_jws(k, "d1", &claims, event.as_bytes()).into_bytes()
     }
 
+    /// Bundle `b` of `n` production events of P1 (ids `b{b}-{i}`), signed by `k` as d1.
+    fn bundle(k: &SigningKey, b: u64, n: usize, iat: i64) -> Vec<u8> {
+        let events: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"event_id":"b{b}-{i}","event_type":"production","event_time":"2026-11-01T00:00:00Z","participant":{{"id":"P1","role":"manufacturer"}},"trace_code":"(01)06945501102041(10)LOT{b}"}}"#
+                )
+                .into_bytes()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        bundle_sig::sign_bundle(
+            k,
+            "d1",
+            "d1",
+            iat,
+            &refs,
+            veritrace_verify::signature::Envelope::Cose,
+        )
+    }
+
+    /// A fresh data directory, the clock (ms, s) and d1's key.
+    fn fixture() -> (tempfile::TempDir, DataDir, i64, i64, SigningKey) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = DataDir::create(tmp.path()).expect("dir");
+        let now_ms = crate::now_ms();
+        (tmp, dir, now_ms, now_ms / 1000, key(Alg::EdDsa, 3))
+    }
+
     #[test]
     fn ring_and_the_verify_crate_agree_on_es256() {
         let k = key(Alg::Es256, 5);
@@ -1230,33 +1259,10 @@ mod tests {
 
     #[test]
     fn bundle_signatures_join_the_batch_and_a_forged_bundle_is_still_caught() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let dir = DataDir::create(tmp.path()).expect("dir");
-        let now_ms = crate::now_ms();
-        let now = now_ms / 1000;
-        let d1 = key(Alg::EdDsa, 3);
+        let (_tmp, dir, now_ms, now, d1) = fixture();
         let mut s = stage(&dir, &d1, now);
         let limits = Limits::default();
-        let bundle = |k: &SigningKey, b: usize| {
-            let events: Vec<Vec<u8>> = (0..3)
-                .map(|i| {
-                    format!(
-                        r#"{{"event_id":"b{b}-{i}","event_type":"production","event_time":"2026-11-01T00:00:00Z","participant":{{"id":"P1","role":"manufacturer"}},"trace_code":"(01)06945501102041(10)LOT{b}"}}"#
-                    )
-                    .into_bytes()
-                })
-                .collect();
-            let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
-            bundle_sig::sign_bundle(
-                k,
-                "d1",
-                "d1",
-                now,
-                &refs,
-                veritrace_verify::signature::Envelope::Cose,
-            )
-        };
-        let good: Vec<Vec<u8>> = (0..4).map(|b| bundle(&d1, b)).collect();
+        let good: Vec<Vec<u8>> = (0..4).map(|b| bundle(&d1, b, 3, now)).collect();
         s.preverify(good.iter().map(Vec::as_slice), &limits);
         assert_eq!(
             s.preverified.len(),
@@ -1271,7 +1277,7 @@ mod tests {
 
         let forger = key(Alg::EdDsa, 9);
         let mut mixed = good.clone();
-        mixed.insert(2, bundle(&forger, 9));
+        mixed.insert(2, bundle(&forger, 9, 3, now));
         s.preverify(mixed.iter().map(Vec::as_slice), &limits);
         assert!(s.preverified.is_empty(), "a failed batch marks nothing");
         let outcomes: Vec<_> = mixed
@@ -1287,11 +1293,7 @@ mod tests {
     fn a_batch_of_bundles_is_sealed_by_its_rows_not_its_records() {
         // A batch policy counted records: 10,000 bundle records of 10,000 events each
         // made one batch of 100 M rows in memory.
-        let tmp = tempfile::tempdir().expect("tmp");
-        let dir = DataDir::create(tmp.path()).expect("dir");
-        let now_ms = crate::now_ms();
-        let now = now_ms / 1000;
-        let d1 = key(Alg::EdDsa, 3);
+        let (_tmp, dir, now_ms, now, d1) = fixture();
         let policy = crate::BatchPolicy {
             max_records: 100,
             ..crate::BatchPolicy::default()
@@ -1301,23 +1303,7 @@ mod tests {
             .with_signatures(stage(&dir, &d1, now));
         let mut sizes = Vec::new();
         for b in 0..5 {
-            let events: Vec<Vec<u8>> = (0..60)
-                .map(|i| {
-                    format!(
-                        r#"{{"event_id":"b{b}-{i}","event_type":"production","event_time":"2026-11-01T00:00:00Z","participant":{{"id":"P1","role":"manufacturer"}},"trace_code":"(01)06945501102041(10)LOT{b}"}}"#
-                    )
-                    .into_bytes()
-                })
-                .collect();
-            let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
-            let record = bundle_sig::sign_bundle(
-                &d1,
-                "d1",
-                "d1",
-                now,
-                &refs,
-                veritrace_verify::signature::Envelope::Cose,
-            );
+            let record = bundle(&d1, b, 60, now);
             let out = p.push(b, None, &record, now_ms).expect("push");
             assert!(
                 matches!(out, crate::Outcome::Bundle { accepted: 60, .. }),
@@ -1335,11 +1321,7 @@ mod tests {
 
     #[test]
     fn batch_verified_signatures_are_accepted_and_a_forgery_in_the_batch_is_still_caught() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let dir = DataDir::create(tmp.path()).expect("dir");
-        let now_ms = crate::now_ms();
-        let now = now_ms / 1000;
-        let d1 = key(Alg::EdDsa, 3);
+        let (_tmp, dir, now_ms, now, d1) = fixture();
         let mut s = stage(&dir, &d1, now);
         let limits = Limits::default();
 
