@@ -1290,6 +1290,41 @@ mod tests {
     }
 
     #[test]
+    fn an_event_of_a_bundle_that_is_not_json_is_rejected_alone() {
+        let (_tmp, dir, now_ms, now, d1) = fixture();
+        let s = stage(&dir, &d1, now);
+        let good = br#"{"event_id":"j1","event_type":"production","event_time":"2026-11-01T00:00:00Z","participant":{"id":"P1","role":"manufacturer"},"trace_code":"(01)06945501102041(10)LOT1"}"#;
+        let events: [&[u8]; 3] = [good, b"tru", b"[1]"];
+        let record = bundle_sig::sign_bundle(
+            &d1,
+            "d1",
+            "d1",
+            now,
+            &events,
+            veritrace_verify::signature::Envelope::Jws,
+        );
+        let out = s
+            .open_bundle(&record, now_ms, &Limits::default())
+            .expect("a bundle")
+            .expect("its signature holds");
+        assert!(out[0].is_ok(), "{:?}", out[0]);
+        let reasons: Vec<(Reason, Vec<u8>)> = out[1..]
+            .iter()
+            .map(|o| {
+                let r = o.as_ref().expect_err("not an event");
+                (r.rejection.reason, r.event.clone())
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (Reason::MalformedJson, b"tru".to_vec()),
+                (Reason::NotAnObject, b"[1]".to_vec())
+            ]
+        );
+    }
+
+    #[test]
     fn a_batch_of_bundles_is_sealed_by_its_rows_not_its_records() {
         // A batch policy counted records: 10,000 bundle records of 10,000 events each
         // made one batch of 100 M rows in memory.
