@@ -170,8 +170,7 @@ mod scan {
     fn value_end(b: &[u8], mut i: usize) -> Option<usize> {
         let mut depth = 0usize;
         loop {
-            let c = *b.get(i)?;
-            match c {
+            match *b.get(i)? {
                 b'"' => {
                     i += 1;
                     loop {
@@ -182,6 +181,9 @@ mod scan {
                         }
                     }
                     i += 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
                 }
                 b'{' | b'[' => {
                     depth += 1;
@@ -193,14 +195,28 @@ mod scan {
                     }
                     depth -= 1;
                     i += 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
                 }
                 b',' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => return Some(i),
                 _ => i += 1,
             }
-            if depth == 0 && matches!(b.get(i - 1), Some(b'"' | b'}' | b']')) {
-                return Some(i);
-            }
         }
+    }
+
+    /// The envelope of a record that starts `{"bundle":"...`: see [`super::leading_envelope`].
+    pub(super) fn leading_envelope(b: &[u8]) -> Option<&str> {
+        let i = ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        let (key, next) = plain_string(b, ws(b, i + 1))?;
+        let i = ws(b, next);
+        if key != "bundle" || b.get(i) != Some(&b':') {
+            return None;
+        }
+        plain_string(b, ws(b, i + 1)).map(|(text, _)| text)
     }
 
     pub(super) fn record(b: &[u8]) -> Option<BundleParts<'_>> {
@@ -277,16 +293,7 @@ mod scan {
 /// The envelope field of a record that starts `{"bundle":"...`, as [`sign_bundle`] writes
 /// it, read without looking at the events; `None` for any other shape.
 pub fn leading_envelope(record: &[u8]) -> Option<&str> {
-    let t = record.trim_ascii_start().strip_prefix(b"{")?;
-    let t = t.trim_ascii_start().strip_prefix(b"\"bundle\"")?;
-    let t = t.trim_ascii_start().strip_prefix(b":")?;
-    let t = t.trim_ascii_start().strip_prefix(b"\"")?;
-    let end = t.iter().position(|&c| c == b'"')?;
-    let text = &t[..end];
-    if text.iter().any(|&c| c == b'\\' || c < 0x20) {
-        return None;
-    }
-    std::str::from_utf8(text).ok()
+    scan::leading_envelope(record)
 }
 
 /// True when `record` is shaped as a bundle (`{"bundle": ...`), so it is parsed as one.

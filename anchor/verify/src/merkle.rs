@@ -44,19 +44,23 @@ pub fn root(leaves: &[Digest]) -> Digest {
     if leaves.is_empty() {
         return empty_root();
     }
-    // One level at a time, in place: pairs hashed, an odd node at the end promoted.
     let mut level = leaves.to_vec();
     while level.len() > 1 {
-        let n = level.len();
-        for i in 0..n / 2 {
-            level[i] = node_hash(&level[2 * i], &level[2 * i + 1]);
-        }
-        if n % 2 == 1 {
-            level[n / 2] = level[n - 1];
-        }
-        level.truncate(n.div_ceil(2));
+        level = parent_level(&level);
     }
     level[0]
+}
+
+/// The level above `below`: pairs hashed; an odd node at the end is promoted unchanged
+/// (RFC 6962), never duplicated.
+fn parent_level(below: &[Digest]) -> Vec<Digest> {
+    below
+        .chunks(2)
+        .map(|pair| match pair {
+            [left, right] => node_hash(left, right),
+            _ => pair[0],
+        })
+        .collect()
 }
 
 /// A built tree, for producing many audit paths from one set of leaves: every level kept,
@@ -84,15 +88,7 @@ impl Tree {
             levels.push(leaves.to_vec());
         }
         while let Some(below) = levels.last().filter(|l| l.len() > 1) {
-            let next: Vec<Digest> = below
-                .chunks(2)
-                .map(|pair| match pair {
-                    [left, right] => node_hash(left, right),
-                    // RFC 6962: a lone node is promoted to the next level unchanged.
-                    [lone, ..] => *lone,
-                    [] => empty_root(),
-                })
-                .collect();
+            let next = parent_level(below);
             levels.push(next);
         }
         Tree { levels }
