@@ -327,6 +327,8 @@ pub struct QueryEngine {
     guard: Arc<Guard>,
     pub(crate) verifier: Arc<crate::damage::Verifier>,
     pub(crate) lookup: Arc<crate::lookup::LookupIndex>,
+    /// The code ranges of the pages of sorted events files ([`crate::events_table`]).
+    code_pages: Arc<crate::events_table::PageMaps>,
     batches: Arc<Swappable>,
     epochs: Arc<Swappable>,
     /// Held to write while a refresh swaps the tables, and to read while a statement pins
@@ -646,6 +648,7 @@ impl QueryEngine {
             guard,
             verifier: Arc::new(crate::damage::Verifier::default()),
             lookup: Arc::new(crate::lookup::LookupIndex::default()),
+            code_pages: Arc::default(),
             batches,
             epochs,
             swaps: Arc::default(),
@@ -754,14 +757,14 @@ impl QueryEngine {
         self.register_meta(&snap)?;
         self.verifier
             .schedule(self.dir.clone(), snap.digests.clone());
-        self.lookup.retain(
-            &snap
-                .event_files
-                .iter()
-                .chain(&snap.audit_files)
-                .map(|f| f.path.as_path())
-                .collect::<Vec<_>>(),
-        );
+        let live = snap
+            .event_files
+            .iter()
+            .chain(&snap.audit_files)
+            .map(|f| f.path.as_path())
+            .collect::<Vec<_>>();
+        self.lookup.retain(&live);
+        self.code_pages.retain(&live);
         *guard = snap.clone();
         Ok(snap)
     }
@@ -859,6 +862,7 @@ impl QueryEngine {
             self.listing_options(),
             snap.missing.clone(),
             self.verifier.altered(),
+            self.code_pages.clone(),
         )
     }
 
@@ -875,6 +879,7 @@ impl QueryEngine {
             options.clone(),
             snap.missing.clone(),
             self.verifier.altered(),
+            self.code_pages.clone(),
         )));
         let plain = |files: &[std::path::PathBuf]| -> Vec<veritrace_anchor::compact::EventFile> {
             files
@@ -892,6 +897,7 @@ impl QueryEngine {
                 options.clone(),
                 snap.side.rejected_missing.clone(),
                 self.verifier.altered(),
+                self.code_pages.clone(),
             )));
         self.edges_table.replace_provider(Arc::new(EventsTable::new(
             tables::EDGES.schema(),
@@ -899,6 +905,7 @@ impl QueryEngine {
             options,
             snap.side.edges_missing.clone(),
             self.verifier.altered(),
+            self.code_pages.clone(),
         )));
         Ok(())
     }
@@ -1462,9 +1469,9 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 /// The longest `IN` list whose values prune row groups and pages (a trace's node list).
 /// DataFusion turns such a list into a chain of one `OR` per value and evaluates it
 /// recursively: 2,000 values overflowed a 2 MiB thread stack in a debug build (the trace
-/// benchmark's test). Traces with more codes than this are pruned by file key ranges and
-/// bloom filters.
-const MAX_PRUNED_IN_LIST: usize = 500;
+/// benchmark's test). Traces with more codes than this filter by one shared set instead
+/// ([`crate::string_set`]), which the events table prunes files, row groups and pages by.
+pub(crate) const MAX_PRUNED_IN_LIST: usize = 500;
 
 fn u(name: &str, t: DataType, nullable: bool) -> Field {
     Field::new(name, t, nullable)
@@ -1642,5 +1649,139 @@ mod snapshot_tests {
             .downcast_ref::<arrow::array::Int64Array>()
             .expect("i64");
         assert_eq!(b.value(0) as u64, 200, "batches");
+    }
+}
+
+#[cfg(test)]
+mod code_set_tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::physical_plan::ExecutionPlan;
+    use veritrace_anchor::compact::{CompactOptions, compact};
+    use veritrace_processors::BatchPolicy;
+    use veritrace_processors::runtime::{self, RuntimeConfig};
+    use veritrace_simulator::{SimConfig, Simulator};
+
+    /// Rows the scans of `plan` tested against their filters, and rows they matched.
+    fn rows_filtered(plan: &Arc<dyn ExecutionPlan>) -> (usize, usize) {
+        let mut seen = (0, 0);
+        if plan.downcast_ref::<DataSourceExec>().is_some()
+            && let Some(m) = plan.metrics()
+        {
+            let sum = |name: &str| m.sum_by_name(name).map_or(0, |v| v.as_usize());
+            seen.0 += sum("pushdown_rows_pruned") + sum("pushdown_rows_matched");
+            seen.1 += sum("pushdown_rows_matched");
+        }
+        for c in plan.children() {
+            let (a, b) = rows_filtered(c);
+            seen = (seen.0 + a, seen.1 + b);
+        }
+        seen
+    }
+
+    /// A forward trace of more codes than an `IN` list carries goes through the shared set
+    /// and the events table's own access plans: it answers exactly what the list answers,
+    /// and its scan tests only the rows of the pages that can hold the codes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_trace_by_code_set_answers_as_the_in_list_and_reads_only_its_pages() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = DataDir::create(tmp.path().join("data")).expect("create");
+        let cfg = RuntimeConfig {
+            stream: "sets".into(),
+            partitions: 2,
+            policy: BatchPolicy::default(),
+            epoch_interval: std::time::Duration::from_secs(3600),
+            ..RuntimeConfig::default()
+        };
+        let records = Simulator::new(SimConfig {
+            events: 30_000,
+            seed: 11,
+            invalid_ratio: 0.0,
+            duplicate_ratio: 0.0,
+            ..SimConfig::default()
+        })
+        .map(|r| (Some(r.key), r.payload));
+        runtime::run(&dir, &cfg, records, Arc::default()).expect("ingest");
+        let opts = CompactOptions {
+            grace: std::time::Duration::ZERO,
+            min_files: 1,
+            merge_fanin: 0,
+            full_merge: true,
+            ..CompactOptions::default()
+        };
+        compact(&dir, &opts).expect("compact").expect("the lock");
+        let engine = QueryEngine::open(tmp.path().join("data"))
+            .await
+            .expect("engine");
+        let coded = usize::try_from(
+            count(
+                &engine,
+                "SELECT count(*) FROM events WHERE trace_code IS NOT NULL",
+            )
+            .await,
+        )
+        .expect("rows");
+        let roots = engine
+            .sql(
+                "SELECT parent, count(*) AS n FROM edges WHERE parent <> '' \
+                 GROUP BY parent ORDER BY n DESC, parent LIMIT 3",
+            )
+            .await
+            .expect("roots");
+        let roots: Vec<String> = roots[0]
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .map(|c| c.expect("code").to_owned())
+            .collect();
+        let mut tested = 0;
+        for root in &roots {
+            let walk = engine
+                .trace_walk(root, Direction::Forward, None)
+                .await
+                .expect("walk");
+            let run = |max_list: usize| {
+                let (engine, walk) = (&engine, &walk);
+                async move {
+                    let plan = crate::trace::plan_with(engine.events.clone(), walk, max_list)
+                        .expect("plan");
+                    let state = engine.ctx.state();
+                    let exec = state.create_physical_plan(&plan).await.expect("physical");
+                    let out = datafusion::physical_plan::collect(exec.clone(), state.task_ctx())
+                        .await
+                        .expect("run");
+                    let schema = exec.schema();
+                    let out = arrow::compute::concat_batches(&schema, &out).expect("concat");
+                    (out, rows_filtered(&exec))
+                }
+            };
+            let (listed, _) = run(usize::MAX).await;
+            let (by_set, (filtered, matched)) = run(0).await;
+            assert_eq!(by_set, listed, "{root}: the set answers as the list");
+            assert!(
+                listed.num_rows() > walk.nodes.len(),
+                "{root}: {}",
+                listed.num_rows()
+            );
+            assert!(
+                matched >= listed.num_rows() - walk.edge_events.len(),
+                "{root}"
+            );
+            // Pages without one of the codes are not read: fewer rows tested than the rows
+            // with a code (the files of rows without one are left out by their key ranges).
+            assert!(
+                filtered > 0 && filtered < coded,
+                "{root}: {filtered} rows tested of {coded}"
+            );
+            tested += 1;
+        }
+        assert_eq!(tested, 3);
+    }
+
+    async fn count(engine: &QueryEngine, sql: &str) -> u64 {
+        let b = engine.sql(sql).await.expect("count");
+        let c = arrow::compute::cast(b[0].column(0), &DataType::UInt64).expect("cast");
+        c.as_primitive::<arrow::datatypes::UInt64Type>().value(0)
     }
 }

@@ -8,17 +8,32 @@
 //! files kept, DataFusion prunes row groups and pages by statistics, bloom filters and the
 //! page index. Files without a known range (batch files not compacted yet, compacted files
 //! from before ranges were kept) are always scanned: pruning never drops a row.
+//!
+//! A trace's large set of codes ([`crate::string_set`]) is beyond what DataFusion prunes by,
+//! so the table prunes by it itself: in a file sorted by trace code, it reads the code range
+//! of every page from the page index (once per file, kept) and gives the scan an access plan
+//! of the row groups and pages that can hold one of the codes ([`CodePages`]). A forward
+//! trace of 36,871 codes at 50 M events then decodes the pages of its codes, not every page.
 
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
+use datafusion::common::HashMap;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::ParquetSource;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use datafusion::parquet::file::page_index::column_index::ColumnIndexMetaData;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use veritrace_anchor::compact::{EventFile, KeyRange};
@@ -33,6 +48,8 @@ pub(crate) struct EventsTable {
     missing: Vec<(std::path::PathBuf, String)>,
     /// Files found altered: a scan that would read one fails.
     altered: crate::damage::Altered,
+    /// The code ranges of the pages of sorted files, read once per file.
+    pages: Arc<PageMaps>,
 }
 
 impl EventsTable {
@@ -42,6 +59,7 @@ impl EventsTable {
         options: ListingOptions,
         missing: Vec<(std::path::PathBuf, String)>,
         altered: crate::damage::Altered,
+        pages: Arc<PageMaps>,
     ) -> Self {
         EventsTable {
             schema,
@@ -49,6 +67,7 @@ impl EventsTable {
             options,
             missing,
             altered,
+            pages,
         }
     }
 
@@ -124,24 +143,236 @@ impl TableProvider for EventsTable {
             .iter()
             .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
+        // Sorted files by their location in the store, for the access plans below.
+        let sorted: HashMap<datafusion::object_store::path::Path, &EventFile> = urls
+            .iter()
+            .zip(&files)
+            .filter(|(_, f)| f.keys.is_some())
+            .map(|(u, f)| (u.prefix().clone(), *f))
+            .collect();
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(self.options.clone())
             .with_schema(self.schema.clone());
-        ListingTable::try_new(config)?
+        let plan = ListingTable::try_new(config)?
             .scan(state, projection, filters, limit)
-            .await
+            .await?;
+        let codes = filters
+            .iter()
+            .find_map(|f| match values_of(f, "trace_code") {
+                Some(Values::Set(s)) => Some(s),
+                _ => None,
+            });
+        match codes {
+            Some(codes) if !sorted.is_empty() => {
+                self.with_access_plans(state, plan, &sorted, codes.sorted())
+                    .await
+            }
+            _ => Ok(plan),
+        }
+    }
+}
+
+impl EventsTable {
+    /// `plan` with an access plan on each sorted file: the row groups and pages whose code
+    /// range holds one of `codes` (sorted). A file whose page index cannot be read is
+    /// scanned whole, as without this.
+    async fn with_access_plans(
+        &self,
+        state: &dyn Session,
+        plan: Arc<dyn ExecutionPlan>,
+        sorted: &HashMap<datafusion::object_store::path::Path, &EventFile>,
+        codes: &[String],
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let Some(exec) = plan.downcast_ref::<DataSourceExec>() else {
+            return Ok(plan);
+        };
+        let Some((config, _)) = exec.downcast_to_file_source::<ParquetSource>() else {
+            return Ok(plan);
+        };
+        let mut config = config.clone();
+        let store = state.runtime_env().object_store(&config.object_store_url)?;
+        let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        for group in &mut config.file_groups {
+            for i in 0..group.len() {
+                let file = &mut group[i];
+                let Some(f) = sorted.get(&file.object_meta.location) else {
+                    continue;
+                };
+                let pages = self
+                    .pages
+                    .get(&f.path, store.as_ref(), &file.object_meta, &cache)
+                    .await;
+                if let Some(access) = pages.and_then(|p| p.access_plan(codes)) {
+                    file.extensions.insert(access);
+                }
+            }
+        }
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// The pages of one file's `trace_code` column: per row group, its rows and each page's
+/// first row and code range (from the Parquet page index).
+#[derive(Debug)]
+pub(crate) struct CodePages {
+    row_groups: Vec<RowGroupPages>,
+}
+
+#[derive(Debug)]
+struct RowGroupPages {
+    rows: usize,
+    /// Each page: its first row in the row group and its smallest and largest code (none:
+    /// every row of the page has no code).
+    pages: Vec<(usize, Option<CodeRange>)>,
+}
+
+/// A page's smallest and largest code, as bytes (the page index may truncate them to
+/// shorter bounds that still hold every code of the page).
+type CodeRange = (Box<[u8]>, Box<[u8]>);
+
+impl CodePages {
+    /// The pages of `metadata`'s `trace_code` column; `None` without a page index for it.
+    fn of(metadata: &ParquetMetaData) -> Option<CodePages> {
+        let column = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == "trace_code")?;
+        let (index, offsets) = (metadata.column_index()?, metadata.offset_index()?);
+        let mut row_groups = Vec::with_capacity(metadata.num_row_groups());
+        for (r, rg) in metadata.row_groups().iter().enumerate() {
+            let ColumnIndexMetaData::BYTE_ARRAY(ci) = index.get(r)?.get(column)? else {
+                return None;
+            };
+            let locations = offsets.get(r)?.get(column)?.page_locations();
+            if ci.num_pages() != locations.len() as u64 {
+                return None;
+            }
+            let pages = locations
+                .iter()
+                .enumerate()
+                .map(|(p, l)| {
+                    let first = usize::try_from(l.first_row_index).ok()?;
+                    let range = match (ci.min_value(p), ci.max_value(p)) {
+                        (Some(lo), Some(hi)) => Some((lo.into(), hi.into())),
+                        _ => None,
+                    };
+                    Some((first, range))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            row_groups.push(RowGroupPages {
+                rows: usize::try_from(rg.num_rows()).ok()?,
+                pages,
+            });
+        }
+        Some(CodePages { row_groups })
+    }
+
+    /// The row groups and rows a scan for `codes` (sorted ascending) must read: the pages
+    /// whose code range holds one of them. Rows without a code never match a set of codes.
+    /// `None` when the page index does not describe the rows consistently.
+    fn access_plan(&self, codes: &[String]) -> Option<ParquetAccessPlan> {
+        let mut plan = ParquetAccessPlan::new_all(self.row_groups.len());
+        for (r, rg) in self.row_groups.iter().enumerate() {
+            let mut runs: Vec<RowSelector> = Vec::new();
+            let (mut selected, mut skipped) = (0usize, 0usize);
+            for (p, (first, range)) in rg.pages.iter().enumerate() {
+                let end = rg.pages.get(p + 1).map_or(rg.rows, |n| n.0);
+                let n = end.checked_sub(*first)?;
+                let hit = range.as_ref().is_some_and(|(lo, hi)| {
+                    let i = codes.partition_point(|c| c.as_bytes() < &lo[..]);
+                    codes.get(i).is_some_and(|c| c.as_bytes() <= &hi[..])
+                });
+                if hit {
+                    selected += n;
+                } else {
+                    skipped += n;
+                }
+                match runs.last_mut() {
+                    Some(last) if last.skip != hit => last.row_count += n,
+                    _ if n == 0 => {}
+                    _ => runs.push(if hit {
+                        RowSelector::select(n)
+                    } else {
+                        RowSelector::skip(n)
+                    }),
+                }
+            }
+            if selected + skipped != rg.rows || rg.pages.first().is_some_and(|p| p.0 != 0) {
+                return None;
+            }
+            if selected == 0 {
+                plan.skip(r);
+            } else if skipped > 0 {
+                plan.scan_selection(r, RowSelection::from(runs));
+            }
+        }
+        Some(plan)
+    }
+}
+
+/// [`CodePages`] of the files read so far, by path (committed files never change).
+#[derive(Debug, Default)]
+pub(crate) struct PageMaps {
+    /// `None`: the file has no usable page index for `trace_code`.
+    files: std::sync::Mutex<HashMap<std::path::PathBuf, Option<Arc<CodePages>>>>,
+}
+
+impl PageMaps {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<std::path::PathBuf, Option<Arc<CodePages>>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps only the files in `live` (after a refresh: compaction replaced the others).
+    pub(crate) fn retain(&self, live: &[&std::path::Path]) {
+        let live: std::collections::HashSet<&std::path::Path> = live.iter().copied().collect();
+        self.lock().retain(|p, _| live.contains(p.as_path()));
+    }
+
+    /// The pages of the file at `path`: read from its footer and page index the first time
+    /// (through DataFusion's metadata cache, so the scan that follows finds them there).
+    /// `None` when they cannot be read: the scan then reads the file whole, and reports
+    /// what is wrong with it.
+    async fn get(
+        &self,
+        path: &std::path::Path,
+        store: &dyn datafusion::object_store::ObjectStore,
+        meta: &datafusion::object_store::ObjectMeta,
+        cache: &Arc<FileMetadataCache>,
+    ) -> Option<Arc<CodePages>> {
+        if let Some(p) = self.lock().get(path) {
+            return p.clone();
+        }
+        let read = DFParquetMetadata::new(store, meta)
+            .with_file_metadata_cache(Some(cache.clone()))
+            .with_page_index_policy(Some(PageIndexPolicy::Optional))
+            .fetch_metadata()
+            .await;
+        let pages = match read {
+            Ok(m) => CodePages::of(&m).map(Arc::new),
+            // Not remembered: the store may answer next time.
+            Err(e) => {
+                tracing::debug!(file = %path.display(), error = %e, "no page index read; the file is scanned whole");
+                return None;
+            }
+        };
+        self.lock().insert(path.to_owned(), pages.clone());
+        pages
     }
 }
 
 /// A filter, as far as key ranges can decide it.
 #[derive(Debug)]
 enum Pred {
-    /// `trace_code` is one of these (sorted, deduplicated).
-    Codes(Vec<String>),
+    /// `trace_code` is one of these.
+    Codes(Values),
     /// `trace_code IS NULL`.
     NoCode,
-    /// `trace_code IS NULL AND event_id` is one of these (sorted).
-    NoCodeEvents(Vec<String>),
+    /// `trace_code IS NULL AND event_id` is one of these.
+    NoCodeEvents(Values),
     And(Vec<Pred>),
     Or(Vec<Pred>),
     /// Anything else: may match any file.
@@ -171,7 +402,7 @@ fn string_lit(e: &Expr) -> Option<String> {
 }
 
 /// The string values `e` requires of column `name` (`name = 'x'`, `name IN ('x', ..)`).
-fn values_of(e: &Expr, name: &str) -> Option<Vec<String>> {
+fn values_of(e: &Expr, name: &str) -> Option<Values> {
     let mut v = match e {
         Expr::BinaryExpr(BinaryExpr {
             left,
@@ -189,11 +420,32 @@ fn values_of(e: &Expr, name: &str) -> Option<Vec<String>> {
         Expr::InList(l) if !l.negated && column_is(&l.expr, name) => {
             l.list.iter().map(string_lit).collect::<Option<Vec<_>>>()?
         }
-        _ => return None,
+        e => match crate::string_set::as_in_set(e) {
+            Some((arg, set)) if column_is(arg, name) => return Some(Values::Set(set.clone())),
+            _ => return None,
+        },
     };
     v.sort_unstable();
     v.dedup();
-    Some(v)
+    Some(Values::List(v))
+}
+
+/// Values a filter requires of a column, sorted ascending, each once.
+#[derive(Debug)]
+enum Values {
+    /// From literals.
+    List(Vec<String>),
+    /// A plan's shared set ([`crate::string_set`]), not copied.
+    Set(Arc<crate::string_set::StringSet>),
+}
+
+impl Values {
+    fn sorted(&self) -> &[String] {
+        match self {
+            Values::List(v) => v,
+            Values::Set(s) => s.sorted(),
+        }
+    }
 }
 
 fn is_null_code(e: &Expr) -> bool {
@@ -234,9 +486,9 @@ impl Pred {
 
     fn may_match(&self, k: &KeyRange) -> bool {
         match self {
-            Pred::Codes(v) => k.may_hold_any_code(v),
+            Pred::Codes(v) => k.may_hold_any_code(v.sorted()),
             Pred::NoCode => k.null_rows > 0,
-            Pred::NoCodeEvents(ids) => k.may_hold_null_code_event(ids),
+            Pred::NoCodeEvents(ids) => k.may_hold_null_code_event(ids.sorted()),
             Pred::And(ps) => ps.iter().all(|p| p.may_match(k)),
             Pred::Or(ps) => ps.iter().any(|p| p.may_match(k)),
             Pred::Any => true,
@@ -284,5 +536,72 @@ mod tests {
         assert!(m(either.clone(), &a) && m(either, &b));
         let both = col("trace_code").eq(lit("B")).and(col("site").eq(lit("x")));
         assert!(m(both.clone(), &a) && !m(both, &b));
+    }
+
+    #[test]
+    fn access_plans_keep_the_pages_whose_range_holds_a_code() {
+        let page = |first: usize, r: Option<(&str, &str)>| {
+            (
+                first,
+                r.map(|(a, b)| (a.as_bytes().into(), b.as_bytes().into())),
+            )
+        };
+        let pages = CodePages {
+            row_groups: vec![
+                // Pages of 10 rows: [a, c], [d, f], [g, k], then rows without a code.
+                RowGroupPages {
+                    rows: 40,
+                    pages: vec![
+                        page(0, Some(("a", "c"))),
+                        page(10, Some(("d", "f"))),
+                        page(20, Some(("g", "k"))),
+                        page(30, None),
+                    ],
+                },
+                RowGroupPages {
+                    rows: 5,
+                    pages: vec![page(0, Some(("m", "p")))],
+                },
+                RowGroupPages {
+                    rows: 8,
+                    pages: vec![page(0, Some(("q", "q"))), page(4, Some(("q", "s")))],
+                },
+            ],
+        };
+        let codes = |v: &[&str]| v.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+        let plan = pages.access_plan(&codes(&["c", "h", "q"])).expect("plan");
+        let expect = RowSelection::from(vec![
+            RowSelector::select(10),
+            RowSelector::skip(10),
+            RowSelector::select(10),
+            RowSelector::skip(10),
+        ]);
+        assert_eq!(
+            plan.inner(),
+            [
+                datafusion::datasource::physical_plan::parquet::RowGroupAccess::Selection(expect),
+                datafusion::datasource::physical_plan::parquet::RowGroupAccess::Skip,
+                datafusion::datasource::physical_plan::parquet::RowGroupAccess::Scan,
+            ]
+        );
+        // A code at a page's bounds, and one between pages.
+        let plan = pages.access_plan(&codes(&["f", "l", "p"])).expect("plan");
+        assert!(plan.should_scan(0) && plan.should_scan(1) && !plan.should_scan(2));
+        // No code in range: nothing read.
+        let plan = pages.access_plan(&codes(&["zz"])).expect("plan");
+        assert!(plan.row_group_indexes().is_empty());
+        // Pages that do not describe the row group's rows: no plan (the file is read whole).
+        for bad in [
+            vec![page(0, Some(("a", "c"))), page(60, Some(("d", "f")))],
+            vec![page(5, Some(("a", "c")))],
+        ] {
+            let bad = CodePages {
+                row_groups: vec![RowGroupPages {
+                    rows: 50,
+                    pages: bad,
+                }],
+            };
+            assert!(bad.access_plan(&codes(&["a"])).is_none());
+        }
     }
 }

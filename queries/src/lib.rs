@@ -44,6 +44,7 @@ mod lookup;
 pub mod output;
 mod proof;
 pub mod resolver;
+mod string_set;
 pub mod trace;
 pub mod visibility;
 

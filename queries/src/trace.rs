@@ -984,6 +984,29 @@ impl Walk {
 /// (sorted by id in compacted files), so both prune to few files, row groups and pages;
 /// only edges written before event codes were kept need a search by id among all events.
 pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
+    plan_with(events, w, crate::engine::MAX_PRUNED_IN_LIST)
+}
+
+/// `column IN values`: a list of literals up to `max_list` values, which DataFusion prunes
+/// row groups and pages by (statistics, bloom filters, the page index); above it one shared
+/// set ([`crate::string_set`]), which the events table prunes files, row groups and pages
+/// by itself.
+fn one_of(column: &str, values: &[&str], max_list: usize) -> Expr {
+    if values.len() <= max_list {
+        col(column).in_list(values.iter().map(|v| lit(*v)).collect(), false)
+    } else {
+        crate::string_set::in_set(
+            col(column),
+            values.iter().map(|v| (*v).to_owned()).collect(),
+        )
+    }
+}
+
+pub(crate) fn plan_with(
+    events: Arc<dyn TableProvider>,
+    w: &Walk,
+    max_list: usize,
+) -> Result<LogicalPlan> {
     let codes: Vec<&str> = w.nodes.iter().map(|n| n.code.as_str()).collect();
     let windows: HashMap<&str, &[Window]> = w
         .nodes
@@ -1061,9 +1084,8 @@ pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
         v.extend(event_cols.iter().cloned());
         v
     };
-    let code_list = |codes: &[&str]| -> Vec<Expr> { codes.iter().map(|c| lit(*c)).collect() };
     let by_code = LogicalPlanBuilder::scan("events", provider_as_source(events.clone()), None)?
-        .filter(col("trace_code").in_list(code_list(&codes), false))?
+        .filter(one_of("trace_code", &codes, max_list))?
         .join(
             LogicalPlanBuilder::scan("n", provider_as_source(node_table), None)?.build()?,
             JoinType::Inner,
@@ -1087,10 +1109,10 @@ pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
             EventLookup::Code(c) if covered(c, e.time_ms) => continue,
             EventLookup::Code(c) => {
                 other_code.push(c.as_str());
-                other_ids.push(lit(e.event_id.as_str()));
+                other_ids.push(e.event_id.as_str());
             }
-            EventLookup::NoCode => no_code.push(lit(e.event_id.as_str())),
-            EventLookup::Unknown => unknown.push(lit(e.event_id.as_str())),
+            EventLookup::NoCode => no_code.push(e.event_id.as_str()),
+            EventLookup::Unknown => unknown.push(e.event_id.as_str()),
         }
         wanted.push(e);
     }
@@ -1123,26 +1145,25 @@ pub fn plan(events: Arc<dyn TableProvider>, w: &Walk) -> Result<LogicalPlan> {
         terms.push(
             col("trace_code")
                 .is_null()
-                .and(col("event_id").in_list(no_code, false)),
+                .and(one_of("event_id", &no_code, max_list)),
         );
     }
     if !other_code.is_empty() {
         other_code.sort_unstable();
         other_code.dedup();
         terms.push(
-            col("trace_code")
-                .in_list(code_list(&other_code), false)
-                .and(col("event_id").in_list(other_ids, false)),
+            one_of("trace_code", &other_code, max_list)
+                .and(one_of("event_id", &other_ids, max_list)),
         );
     }
     if !unknown.is_empty() {
-        terms.push(
-            col("event_id").in_list(unknown, false).and(
-                col("trace_code")
-                    .is_null()
-                    .or(col("trace_code").in_list(code_list(&codes), true)),
-            ),
-        );
+        terms.push(one_of("event_id", &unknown, max_list).and(
+            col("trace_code").is_null().or(Expr::Not(Box::new(one_of(
+                "trace_code",
+                &codes,
+                max_list,
+            )))),
+        ));
     }
     let filter = terms
         .into_iter()
