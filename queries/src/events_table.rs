@@ -231,6 +231,16 @@ struct RowGroupPages {
 type CodeRange = (Box<[u8]>, Box<[u8]>);
 
 impl CodePages {
+    /// About the bytes it takes in memory.
+    fn bytes(&self) -> usize {
+        self.row_groups
+            .iter()
+            .flat_map(|rg| &rg.pages)
+            .map(|(_, r)| 48 + r.as_ref().map_or(0, |(a, b)| a.len() + b.len()))
+            .sum::<usize>()
+            + self.row_groups.len() * 32
+    }
+
     /// The pages of `metadata`'s `trace_code` column; `None` without a page index for it.
     fn of(metadata: &ParquetMetaData) -> Option<CodePages> {
         let column = metadata
@@ -312,24 +322,61 @@ impl CodePages {
     }
 }
 
+/// Most bytes [`PageMaps`] holds. A 1 M-row events file's pages take about 130 KB, so this
+/// holds the pages of about 10^9 events; past it the maps are dropped and read again as
+/// scans need them (from DataFusion's metadata cache when it still has them).
+const PAGE_MAPS_BYTES: usize = 128 << 20;
+
 /// [`CodePages`] of the files read so far, by path (committed files never change).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PageMaps {
-    /// `None`: the file has no usable page index for `trace_code`.
-    files: std::sync::Mutex<HashMap<std::path::PathBuf, Option<Arc<CodePages>>>>,
+    files: std::sync::Mutex<Files>,
+    budget: usize,
+}
+
+/// The files' pages (`None`: the file has no usable page index for `trace_code`) and the
+/// bytes they take.
+type Files = (HashMap<std::path::PathBuf, Option<Arc<CodePages>>>, usize);
+
+impl Default for PageMaps {
+    fn default() -> Self {
+        PageMaps::with_budget(PAGE_MAPS_BYTES)
+    }
 }
 
 impl PageMaps {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<std::path::PathBuf, Option<Arc<CodePages>>>> {
+    fn with_budget(budget: usize) -> Self {
+        PageMaps {
+            files: std::sync::Mutex::default(),
+            budget,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Files> {
         self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keeps only the files in `live` (after a refresh: compaction replaced the others).
     pub(crate) fn retain(&self, live: &[&std::path::Path]) {
         let live: std::collections::HashSet<&std::path::Path> = live.iter().copied().collect();
-        self.lock().retain(|p, _| live.contains(p.as_path()));
+        let mut g = self.lock();
+        g.0.retain(|p, _| live.contains(p.as_path()));
+        g.1 = g.0.values().flatten().map(|p| p.bytes()).sum();
+    }
+
+    /// Remembers the pages of `path`, within the budget.
+    fn insert(&self, path: &std::path::Path, pages: Option<Arc<CodePages>>) {
+        let add = pages.as_ref().map_or(0, |p| p.bytes());
+        let mut g = self.lock();
+        if let Some(old) = g.0.remove(path) {
+            g.1 -= old.map_or(0, |p| p.bytes());
+        }
+        if g.1 + add > self.budget {
+            g.0.clear();
+            g.1 = 0;
+        }
+        g.0.insert(path.to_owned(), pages);
+        g.1 += add;
     }
 
     /// The pages of the file at `path`: read from its footer and page index the first time
@@ -343,7 +390,7 @@ impl PageMaps {
         meta: &datafusion::object_store::ObjectMeta,
         cache: &Arc<FileMetadataCache>,
     ) -> Option<Arc<CodePages>> {
-        if let Some(p) = self.lock().get(path) {
+        if let Some(p) = self.lock().0.get(path) {
             return p.clone();
         }
         let read = DFParquetMetadata::new(store, meta)
@@ -359,7 +406,7 @@ impl PageMaps {
                 return None;
             }
         };
-        self.lock().insert(path.to_owned(), pages.clone());
+        self.insert(path, pages.clone());
         pages
     }
 }
@@ -603,5 +650,38 @@ mod tests {
             };
             assert!(bad.access_plan(&codes(&["a"])).is_none());
         }
+    }
+
+    #[test]
+    fn page_maps_stay_within_their_budget_and_follow_the_live_files() {
+        let one = || {
+            Some(Arc::new(CodePages {
+                row_groups: vec![RowGroupPages {
+                    rows: 10,
+                    pages: vec![(0, Some((b"a".as_slice().into(), b"b".as_slice().into())))],
+                }],
+            }))
+        };
+        let held = |m: &PageMaps| {
+            let g = m.lock();
+            (g.0.len(), g.1)
+        };
+        let size = one().map_or(0, |p| p.bytes());
+        let maps = PageMaps::with_budget(size * 2);
+        let (a, b, c) = (
+            std::path::Path::new("a"),
+            std::path::Path::new("b"),
+            std::path::Path::new("c"),
+        );
+        maps.insert(a, one());
+        maps.insert(b, one());
+        maps.insert(b, one());
+        assert_eq!(held(&maps), (2, size * 2));
+        // A third would pass the budget: the others are dropped first.
+        maps.insert(c, one());
+        assert_eq!(held(&maps), (1, size));
+        maps.insert(a, None);
+        maps.retain(&[a]);
+        assert_eq!(held(&maps), (1, 0));
     }
 }
