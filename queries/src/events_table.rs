@@ -143,25 +143,29 @@ impl TableProvider for EventsTable {
             .iter()
             .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        // Sorted files by their location in the store, for the access plans below.
-        let sorted: HashMap<datafusion::object_store::path::Path, &EventFile> = urls
-            .iter()
-            .zip(&files)
-            .filter(|(_, f)| f.keys.is_some())
-            .map(|(u, f)| (u.prefix().clone(), *f))
-            .collect();
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(self.options.clone())
-            .with_schema(self.schema.clone());
-        let plan = ListingTable::try_new(config)?
-            .scan(state, projection, filters, limit)
-            .await?;
         let codes = filters
             .iter()
             .find_map(|f| match values_of(f, "trace_code") {
                 Some(Values::Set(s)) => Some(s),
                 _ => None,
             });
+        // Sorted files by their location in the store, for the access plans below (only a
+        // scan by a set of codes has them).
+        let sorted: HashMap<datafusion::object_store::path::Path, &EventFile> = match codes {
+            Some(_) => urls
+                .iter()
+                .zip(&files)
+                .filter(|(_, f)| f.keys.is_some())
+                .map(|(u, f)| (u.prefix().clone(), *f))
+                .collect(),
+            None => HashMap::default(),
+        };
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(self.options.clone())
+            .with_schema(self.schema.clone());
+        let plan = ListingTable::try_new(config)?
+            .scan(state, projection, filters, limit)
+            .await?;
         match codes {
             Some(codes) if !sorted.is_empty() => {
                 self.with_access_plans(state, plan, &sorted, codes.sorted())
