@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Number, Value};
@@ -339,13 +339,16 @@ pub struct Event {
 impl Event {
     /// The canonical bytes (RFC 8785), i.e. the leaf preimage.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, Rejection> {
-        canonical::to_vec(self).map_err(|e| match e {
-            veritrace_verify::Error::UnsafeInteger { value } => Rejection::new(
-                Reason::NumberOutOfRange,
-                format!("number {value} cannot be represented exactly (beyond +-2^53)"),
-            ),
-            other => Rejection::new(Reason::BadValue, other.to_string()),
-        })
+        let mut out = Vec::with_capacity(512);
+        crate::event_jcs::write(self, &mut out)
+            .map(|()| out)
+            .map_err(|e| match e {
+                veritrace_verify::Error::UnsafeInteger { value } => Rejection::new(
+                    Reason::NumberOutOfRange,
+                    format!("number {value} cannot be represented exactly (beyond +-2^53)"),
+                ),
+                other => Rejection::new(Reason::BadValue, other.to_string()),
+            })
     }
 
     /// The GTIN of the trace code, when it is a GTIN-based code.
@@ -713,25 +716,56 @@ fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
 }
 
 fn text(field: &str, s: &str) -> Result<(), Rejection> {
+    match text_fault(s) {
+        None => Ok(()),
+        Some(fault) => Err(Rejection::new(
+            Reason::BadValue,
+            match fault {
+                TextFault::Empty => format!("{field} is empty"),
+                TextFault::Long => format!("{field} is longer than {MAX_TEXT} characters"),
+                TextFault::Control => format!("{field} contains control characters"),
+            },
+        )),
+    }
+}
+
+/// What is wrong with a text field, checked in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextFault {
+    Empty,
+    Long,
+    Control,
+}
+
+/// [`text_fault_chars`] with a byte-wise path for ASCII text (nearly every field): ASCII
+/// white space is `\t`..`\r` and the space, ASCII control characters those below the space
+/// and DEL.
+fn text_fault(s: &str) -> Option<TextFault> {
+    if !s.is_ascii() {
+        return text_fault_chars(s);
+    }
+    let b = s.as_bytes();
+    if b.iter().all(|c| matches!(c, b' ' | b'\t'..=b'\r')) {
+        Some(TextFault::Empty)
+    } else if b.len() > MAX_TEXT {
+        Some(TextFault::Long)
+    } else if b.iter().any(|&c| c < b' ' || c == 0x7f) {
+        Some(TextFault::Control)
+    } else {
+        None
+    }
+}
+
+fn text_fault_chars(s: &str) -> Option<TextFault> {
     if s.trim().is_empty() {
-        return Err(Rejection::new(
-            Reason::BadValue,
-            format!("{field} is empty"),
-        ));
+        Some(TextFault::Empty)
+    } else if s.chars().count() > MAX_TEXT {
+        Some(TextFault::Long)
+    } else if s.chars().any(char::is_control) {
+        Some(TextFault::Control)
+    } else {
+        None
     }
-    if s.chars().count() > MAX_TEXT {
-        return Err(Rejection::new(
-            Reason::BadValue,
-            format!("{field} is longer than {MAX_TEXT} characters"),
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(Rejection::new(
-            Reason::BadValue,
-            format!("{field} contains control characters"),
-        ));
-    }
-    Ok(())
 }
 
 fn opt_text(field: &str, s: &Option<String>) -> Result<(), Rejection> {
@@ -908,7 +942,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
     }
     let utc = DateTime::<Utc>::from_timestamp_millis(ms)
         .ok_or_else(|| Rejection::new(Reason::BadTimestamp, "event_time out of range"))?;
-    let event_time = utc.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let event_time = crate::utc_ms_text(&utc);
 
     // A business type: the version in force at the event's time, and what it requires.
     let custom = match ty {
@@ -1390,6 +1424,12 @@ mod tests {
     }
 
     proptest! {
+        /// The byte-wise check of ASCII text finds what the check by characters finds.
+        #[test]
+        fn ascii_text_is_judged_as_by_its_characters(s in "[\\x00-\\x7f]{0,300}|[ \\t\\n\\x0b\\x0c\\r\\x1f\\x7fa]{0,5}") {
+            prop_assert_eq!(text_fault(&s), text_fault_chars(&s));
+        }
+
         /// Arbitrary bytes never panic the processor; they are accepted or rejected.
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {

@@ -18,6 +18,7 @@ pub mod columns;
 pub mod embedded;
 pub mod epcis;
 pub mod event;
+mod event_jcs;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod number;
@@ -94,6 +95,54 @@ pub fn now_ms() -> i64 {
 /// RFC 3339 UTC with millisecond precision.
 pub fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .map(|t| utc_ms_text(&t))
         .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.sssZ`, what chrono's `to_rfc3339_opts(Millis, true)` writes, without
+/// its formatting machinery: every accepted event's time goes through it. Years beyond
+/// four digits (and a leap second) are left to chrono.
+pub(crate) fn utc_ms_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    let (year, millis) = (t.year(), t.timestamp_subsec_millis());
+    if !(0..=9999).contains(&year) || millis >= 1000 {
+        return t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 3, millis);
+    b.iter().map(|&c| char::from(c)).collect()
+}
+
+#[cfg(test)]
+mod time_text_tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The same text as chrono's RFC 3339 writer, over the whole range it accepts.
+        #[test]
+        fn writes_what_chrono_writes(ms in prop_oneof![
+            -62_167_219_200_000i64..253_402_300_800_000,
+            any::<i64>(),
+            946_684_800_000i64..4_102_444_800_000,
+        ]) {
+            if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms) {
+                prop_assert_eq!(
+                    super::utc_ms_text(&t),
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                );
+            }
+        }
+    }
 }

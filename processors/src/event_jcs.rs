@@ -1,0 +1,508 @@
+//! The RFC 8785 bytes of an [`Event`], written field by field.
+//!
+//! The generic serializer ([`veritrace_verify::canonical::to_vec`]) reaches the same bytes
+//! through serde: it escapes and orders every member name at run time and checks each
+//! value's type. An event's members are fixed and already in canonical order, so this
+//! writes their names as constants and their values with the same JCS primitives
+//! (strings, ECMAScript numbers, free attributes through the generic serializer). The
+//! tests hold it to the generic serializer byte for byte, and the proof golden test
+//! (`queries/tests/proof_golden.rs`) to the bundles of a fixed run.
+
+use std::collections::BTreeMap;
+
+use veritrace_verify::Result;
+use veritrace_verify::canonical::{self, write_f64, write_string};
+
+use crate::event::{
+    Attachment, Event, Location, Participant, Quantity, SignatureInfo, TraceObject,
+};
+
+/// Largest integer an IEEE 754 double holds exactly (2^53): JCS writes integers up to it
+/// as they are; beyond it only those the nearest double prints back the same.
+const MAX_SAFE: u64 = 1 << 53;
+
+/// Appends the canonical bytes of `e` to `out`.
+pub(crate) fn write(e: &Event, out: &mut Vec<u8>) -> Result<()> {
+    let mut o = Obj::open(out);
+    if !e.attachments.is_empty() {
+        o.key("attachments");
+        o.out.push(b'[');
+        for (i, a) in e.attachments.iter().enumerate() {
+            if i > 0 {
+                o.out.push(b',');
+            }
+            attachment(a, o.out)?;
+        }
+        o.out.push(b']');
+    }
+    if let Some(v) = &e.attributes {
+        o.key("attributes");
+        canonical::write_value(v, o.out)?;
+    }
+    if let Some(p) = &e.counterparty {
+        o.key("counterparty");
+        participant(p, o.out);
+    }
+    o.opt_str("device_id", e.device_id.as_deref());
+    o.str("event_id", &e.event_id);
+    o.str("event_time", &e.event_time);
+    o.str("event_type", e.event_type.as_str());
+    o.strs("inputs", &e.inputs);
+    if let Some(l) = &e.location {
+        o.key("location");
+        location(l, o.out)?;
+    }
+    if let Some(t) = &e.object {
+        o.key("object");
+        object(t, o.out);
+    }
+    o.opt_str("operator", e.operator.as_deref());
+    o.strs("outputs", &e.outputs);
+    o.key("participant");
+    participant(&e.participant, o.out);
+    if let Some(q) = &e.quantity {
+        o.key("quantity");
+        quantity(q, o.out)?;
+    }
+    if !e.readings.is_empty() {
+        o.key("readings");
+        readings(&e.readings, o.out)?;
+    }
+    o.opt_str("result", e.result.as_deref());
+    o.strs("retracts", &e.retracts);
+    if let Some(s) = &e.signature {
+        o.key("signature");
+        signature(s, o.out)?;
+    }
+    o.opt_str("site", e.site.as_deref());
+    o.opt_str("trace_code", e.trace_code.as_deref());
+    o.key("version");
+    unsigned(e.version.into(), o.out)?;
+    o.close();
+    Ok(())
+}
+
+/// An object being written; member names are passed in canonical order by the caller.
+struct Obj<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Obj { out, empty: true }
+    }
+
+    /// A member name: plain ASCII, nothing to escape.
+    fn key(&mut self, name: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, name: &str, v: &str) {
+        self.key(name);
+        write_string(v, self.out);
+    }
+
+    fn opt_str(&mut self, name: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.str(name, v);
+        }
+    }
+
+    /// A list of strings, left out when empty.
+    fn strs(&mut self, name: &str, v: &[String]) {
+        if v.is_empty() {
+            return;
+        }
+        self.key(name);
+        self.out.push(b'[');
+        for (i, s) in v.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_string(s, self.out);
+        }
+        self.out.push(b']');
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn unsigned(v: u64, out: &mut Vec<u8>) -> Result<()> {
+    if v <= MAX_SAFE {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        Ok(())
+    } else {
+        // The generic serializer decides whether a double holds it exactly.
+        out.extend_from_slice(&canonical::to_vec(&v)?);
+        Ok(())
+    }
+}
+
+fn signed(v: i64, out: &mut Vec<u8>) -> Result<()> {
+    if v.unsigned_abs() <= MAX_SAFE {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        Ok(())
+    } else {
+        out.extend_from_slice(&canonical::to_vec(&v)?);
+        Ok(())
+    }
+}
+
+fn participant(p: &Participant, out: &mut Vec<u8>) {
+    let mut o = Obj::open(out);
+    o.str("id", &p.id);
+    o.opt_str("name", p.name.as_deref());
+    o.str("role", &p.role);
+    o.close();
+}
+
+fn object(t: &TraceObject, out: &mut Vec<u8>) {
+    let mut o = Obj::open(out);
+    o.opt_str("batch_number", t.batch_number.as_deref());
+    o.opt_str("expiry_date", t.expiry_date.as_deref());
+    o.opt_str("model", t.model.as_deref());
+    o.opt_str("product_id", t.product_id.as_deref());
+    o.opt_str("production_date", t.production_date.as_deref());
+    o.opt_str("production_line", t.production_line.as_deref());
+    o.opt_str("spec", t.spec.as_deref());
+    o.close();
+}
+
+fn location(l: &Location, out: &mut Vec<u8>) -> Result<()> {
+    let mut o = Obj::open(out);
+    o.key("lat");
+    write_f64(l.lat, o.out)?;
+    o.key("lon");
+    write_f64(l.lon, o.out)?;
+    o.close();
+    Ok(())
+}
+
+fn quantity(q: &Quantity, out: &mut Vec<u8>) -> Result<()> {
+    let mut o = Obj::open(out);
+    o.str("unit", &q.unit);
+    o.key("value");
+    write_f64(q.value, o.out)?;
+    o.close();
+    Ok(())
+}
+
+fn attachment(a: &Attachment, out: &mut Vec<u8>) -> Result<()> {
+    let mut o = Obj::open(out);
+    o.opt_str("media_type", a.media_type.as_deref());
+    o.str("name", &a.name);
+    o.str("sha256", &a.sha256);
+    if let Some(s) = a.size {
+        o.key("size");
+        unsigned(s, o.out)?;
+    }
+    o.close();
+    Ok(())
+}
+
+fn signature(s: &SignatureInfo, out: &mut Vec<u8>) -> Result<()> {
+    let mut o = Obj::open(out);
+    o.str("alg", &s.alg);
+    if let Some(i) = s.bundle_index {
+        o.key("bundle_index");
+        unsigned(i, o.out)?;
+    }
+    if let Some(n) = s.bundle_size {
+        o.key("bundle_size");
+        unsigned(n, o.out)?;
+    }
+    o.str("envelope", &s.envelope);
+    o.str("envelope_sha256", &s.envelope_sha256);
+    o.key("iat");
+    signed(s.iat, o.out)?;
+    o.str("key_id", &s.key_id);
+    o.str("signer", &s.signer);
+    o.str("signer_participant", &s.signer_participant);
+    o.close();
+    Ok(())
+}
+
+/// Sensor readings: a map's order is that of UTF-8 bytes, JCS's that of UTF-16 code
+/// units. They agree unless a name holds a character beyond U+FFFF and another one in
+/// U+E000..U+FFFF; only names that are not all ASCII are sorted again.
+fn readings(r: &BTreeMap<String, f64>, out: &mut Vec<u8>) -> Result<()> {
+    let mut o = Obj::open(out);
+    if r.keys().all(|k| k.is_ascii()) {
+        for (k, v) in r {
+            o.key_escaped(k);
+            write_f64(*v, o.out)?;
+        }
+    } else {
+        let mut sorted: Vec<(&String, &f64)> = r.iter().collect();
+        sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        for (k, v) in sorted {
+            o.key_escaped(k);
+            write_f64(*v, o.out)?;
+        }
+    }
+    o.close();
+    Ok(())
+}
+
+impl Obj<'_> {
+    /// A member name from the data: escaped as any string.
+    fn key_escaped(&mut self, name: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        write_string(name, self.out);
+        self.out.push(b':');
+    }
+}
+
+/// Kept for the tests: what the generic serializer writes, the oracle of this writer.
+#[cfg(test)]
+pub(crate) fn generic(e: &Event) -> Result<Vec<u8>> {
+    canonical::to_vec(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Text that needs every kind of JCS care: escapes, controls, non-ASCII, astral.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9_:.-]{0,12}",
+            "[\u{0}-\u{7f}]{0,8}",
+            "[\u{e000}-\u{ffff}\u{10000}-\u{10ffff}a\"\\\\]{0,6}",
+            "\\PC{0,10}",
+        ]
+    }
+
+    fn number() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            -1e6f64..1e6,
+            Just(0.0),
+            Just(-0.0),
+            Just(1e21),
+            Just(1e-7),
+            Just(f64::NAN),
+        ]
+    }
+
+    fn integer() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..1000,
+            Just(MAX_SAFE),
+            Just(MAX_SAFE + 1),
+            Just(MAX_SAFE + 3),
+            any::<u64>()
+        ]
+    }
+
+    fn participant() -> impl Strategy<Value = Participant> {
+        (text(), proptest::option::of(text()), text()).prop_map(|(id, name, role)| Participant {
+            id,
+            name,
+            role,
+        })
+    }
+
+    fn object() -> impl Strategy<Value = TraceObject> {
+        proptest::collection::vec(proptest::option::of(text()), 7).prop_map(|mut v| TraceObject {
+            batch_number: v[0].take(),
+            expiry_date: v[1].take(),
+            model: v[2].take(),
+            product_id: v[3].take(),
+            production_date: v[4].take(),
+            production_line: v[5].take(),
+            spec: v[6].take(),
+        })
+    }
+
+    fn attachment() -> impl Strategy<Value = Attachment> {
+        (
+            proptest::option::of(text()),
+            text(),
+            text(),
+            proptest::option::of(integer()),
+        )
+            .prop_map(|(media_type, name, sha256, size)| Attachment {
+                media_type,
+                name,
+                sha256,
+                size,
+            })
+    }
+
+    fn signature() -> impl Strategy<Value = SignatureInfo> {
+        (
+            (
+                text(),
+                proptest::option::of(integer()),
+                proptest::option::of(integer()),
+            ),
+            (text(), text(), any::<i64>(), text(), text(), text()),
+        )
+            .prop_map(
+                |(
+                    (alg, bundle_index, bundle_size),
+                    (envelope, envelope_sha256, iat, key_id, signer, signer_participant),
+                )| {
+                    SignatureInfo {
+                        alg,
+                        bundle_index,
+                        bundle_size,
+                        envelope,
+                        envelope_sha256,
+                        iat,
+                        key_id,
+                        signer,
+                        signer_participant,
+                    }
+                },
+            )
+    }
+
+    fn attributes() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(json!({})),
+            Just(
+                json!({"b": [1, 2.5, "x"], "a": {"é": null, "z": true}, "\u{10000}": 1, "\u{e000}": 2})
+            ),
+            (text(), number()).prop_map(|(k, v)| json!({ k: v.is_finite().then_some(v) })),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        let types = proptest::sample::select(EventType::ALL.to_vec());
+        (
+            (
+                proptest::collection::vec(attachment(), 0..3),
+                proptest::option::of(attributes()),
+                proptest::option::of(participant()),
+                proptest::option::of(text()),
+                text(),
+                text(),
+                types,
+                proptest::collection::vec(text(), 0..3),
+                proptest::option::of((number(), number())),
+                proptest::option::of(object()),
+            ),
+            (
+                proptest::option::of(text()),
+                proptest::collection::vec(text(), 0..3),
+                participant(),
+                proptest::option::of((text(), number())),
+                proptest::collection::btree_map(text(), number(), 0..4),
+                proptest::option::of(text()),
+                proptest::collection::vec(text(), 0..3),
+                proptest::option::of(signature()),
+                proptest::option::of(text()),
+                proptest::option::of(text()),
+                any::<u32>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (
+                        attachments,
+                        attributes,
+                        counterparty,
+                        device_id,
+                        event_id,
+                        event_time,
+                        ty,
+                        inputs,
+                        at,
+                        object,
+                    ),
+                    (
+                        operator,
+                        outputs,
+                        participant,
+                        quantity,
+                        readings,
+                        result,
+                        retracts,
+                        signature,
+                        site,
+                        trace_code,
+                        version,
+                    ),
+                )| Event {
+                    attachments,
+                    attributes,
+                    counterparty,
+                    device_id,
+                    event_id,
+                    event_time,
+                    event_time_ms: 0,
+                    event_type: ty,
+                    kind: ty,
+                    inputs,
+                    location: at.map(|(lat, lon)| Location { lat, lon }),
+                    object,
+                    operator,
+                    outputs,
+                    participant,
+                    quantity: quantity.map(|(unit, value)| Quantity { unit, value }),
+                    readings,
+                    result,
+                    retracts,
+                    signature,
+                    site,
+                    trace_code,
+                    version,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The writer and the generic serializer give the same bytes, or both refuse (a
+        /// number no double holds exactly, a reading that is not finite).
+        #[test]
+        fn writes_what_the_generic_serializer_writes(e in event()) {
+            let mut direct = Vec::new();
+            let got = write(&e, &mut direct).map(|()| direct);
+            match (got, generic(&e)) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b)),
+                (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => prop_assert!(false, "direct {a:?}, generic {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn names_ordered_by_utf16_not_by_utf8() {
+        // U+E000 sorts before U+10000 in UTF-8 bytes and after it in UTF-16 code units,
+        // where U+10000 is the surrogate pair D800 DC00.
+        let mut readings = BTreeMap::new();
+        readings.insert("\u{10000}".to_owned(), 1.0);
+        readings.insert("\u{e000}".to_owned(), 2.0);
+        readings.insert("a".to_owned(), 0.5);
+        let mut out = Vec::new();
+        readings_only(&readings, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "{\"a\":0.5,\"\u{10000}\":1,\"\u{e000}\":2}"
+        );
+    }
+
+    fn readings_only(r: &BTreeMap<String, f64>, out: &mut Vec<u8>) {
+        readings(r, out).expect("finite readings");
+    }
+}
