@@ -646,7 +646,13 @@ pub fn parse_event(payload: &[u8], now_ms: i64, limits: &Limits) -> Result<Event
             },
         );
     }
-    let raw: RawEvent = serde_json::from_slice(payload).map_err(|e| {
+    // Text checked as UTF-8 once, in one pass, rather than string by string; bytes that
+    // are not UTF-8 are read as bytes, for serde's error at the first bad string.
+    let raw: Result<RawEvent, _> = match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(payload),
+    };
+    let raw = raw.map_err(|e| {
         if let Some(r) = crate::epcis::refusal(payload) {
             return r;
         }

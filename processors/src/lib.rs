@@ -122,7 +122,7 @@ pub(crate) fn utc_ms_text(t: &chrono::DateTime<chrono::Utc>) -> String {
     put(14, 2, t.minute());
     put(17, 2, t.second());
     put(20, 3, millis);
-    b.iter().map(|&c| char::from(c)).collect()
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 #[cfg(test)]
