@@ -667,11 +667,19 @@ pub fn parse_event(payload: &[u8], now_ms: i64, limits: &Limits) -> Result<Event
         }
         classify_serde_error(payload, &e)
     })?;
-    let event_id = raw.event_id.clone();
-    structure(raw, now_ms, limits).map_err(|mut r| {
-        r.event_id = Some(event_id);
-        r
-    })
+    // The id moves into the event, or into the rejection: never copied.
+    let mut raw = raw;
+    let event_id = std::mem::take(&mut raw.event_id);
+    match structure(&event_id, raw, now_ms, limits) {
+        Ok(mut event) => {
+            event.event_id = event_id;
+            Ok(event)
+        }
+        Err(mut r) => {
+            r.event_id = Some(event_id);
+            Err(r)
+        }
+    }
 }
 
 fn classify_serde_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
@@ -901,14 +909,20 @@ fn missing(field: &str, ty: EventType) -> Rejection {
     )
 }
 
-fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejection> {
+/// The event of `raw`, whose id (`event_id`, taken out of it) the caller puts in.
+fn structure(
+    event_id: &str,
+    raw: RawEvent,
+    now_ms: i64,
+    limits: &Limits,
+) -> Result<Event, Rejection> {
     if let Some(v) = raw.version
         && v != u64::from(EVENT_VERSION)
     {
         return Err(unsupported_version(v));
     }
     // Event id.
-    let id = &raw.event_id;
+    let id = event_id;
     if !valid_event_id(id) {
         return Err(Rejection::new(
             Reason::BadEventId,
@@ -1048,7 +1062,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
                         format!("retracts[{i}] is not an event id"),
                     ));
                 }
-                if *r == raw.event_id {
+                if r == event_id {
                     return Err(Rejection::new(
                         Reason::BadValue,
                         "an error declaration cannot retract itself",
@@ -1198,7 +1212,7 @@ fn structure(raw: RawEvent, now_ms: i64, limits: &Limits) -> Result<Event, Rejec
 
     Ok(Event {
         version: EVENT_VERSION,
-        event_id: raw.event_id,
+        event_id: String::new(),
         event_type: ty,
         kind,
         event_time,

@@ -84,6 +84,29 @@ impl From<rdkafka::error::KafkaError> for Error {
     }
 }
 
+/// A hasher for keys that are already uniformly distributed hashes.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 ^= i;
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.0 ^= i as u64 ^ (i >> 64) as u64;
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -140,27 +140,7 @@ fn id_key(event_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
 }
 
-/// A hasher for keys that are already uniformly distributed hashes.
-#[derive(Debug, Default, Clone, Copy)]
-struct PreHashed(u64);
-
-impl std::hash::Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-    fn write_u128(&mut self, i: u128) {
-        self.0 ^= i as u64 ^ (i >> 64) as u64;
-    }
-}
-
-type IdSet = HashSet<u128, std::hash::BuildHasherDefault<PreHashed>>;
+type IdSet = HashSet<u128, std::hash::BuildHasherDefault<crate::PreHashed>>;
 
 impl PartitionProcessor {
     /// Opens the partition: checks its batch chain, removes uncommitted files, and loads

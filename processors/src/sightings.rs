@@ -42,6 +42,9 @@ pub fn impossible(km: f64, ms: i64) -> bool {
     km > MIN_KM && km / hours > MAX_KMH
 }
 
+/// Keys are xxh3 hashes already: no second hashing.
+type Codes = HashMap<u64, Seen, std::hash::BuildHasherDefault<crate::PreHashed>>;
+
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     ms: i64,
@@ -54,8 +57,8 @@ struct Seen {
 /// wrong count).
 #[derive(Debug)]
 pub struct Sightings {
-    current: HashMap<u64, Seen>,
-    previous: HashMap<u64, Seen>,
+    current: Codes,
+    previous: Codes,
     per_generation: usize,
 }
 
@@ -69,8 +72,8 @@ impl Sightings {
     /// Keeps at most `2 * per_generation` codes.
     pub fn with_generation(per_generation: usize) -> Self {
         Sightings {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: Codes::default(),
+            previous: Codes::default(),
             per_generation: per_generation.max(1),
         }
     }

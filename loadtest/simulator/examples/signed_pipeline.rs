@@ -58,6 +58,8 @@ struct SignedRun {
     records: usize,
     /// Devices (one per participant) registered.
     devices: usize,
+    /// Bytes of the sealed events files (what a seal writes until compaction rewrites it).
+    events_bytes: u64,
 }
 
 fn key(alg: Alg, label: &str) -> SigningKey {
@@ -261,9 +263,11 @@ fn run_signed(
     let cpu = process_cpu_s();
     let start = Instant::now();
     let report = runtime::run(&dir, &cfg, records, Arc::default())?;
+    let elapsed = start.elapsed();
     Ok(SignedRun {
         report,
-        elapsed: start.elapsed(),
+        elapsed,
+        events_bytes: parquet_bytes(&tmp.path().join("events")),
         cpu_s: process_cpu_s().zip(cpu).map(|(b, a)| b - a),
         records: n_records,
         devices: devices.len(),
@@ -321,7 +325,28 @@ fn main() -> anyhow::Result<()> {
             "cpu_s": r.cpu_s,
             "cpu_us_per_event": r.cpu_s.map(|c| c * 1e6 / s.accepted.max(1) as f64),
             "partitions": partitions,
+            "events_file_bytes_per_event": r.events_bytes as f64 / s.accepted.max(1) as f64,
         })
     );
     Ok(())
+}
+
+/// Bytes of the Parquet files under `dir`, at any depth.
+fn parquet_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                parquet_bytes(&p)
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                e.metadata().map_or(0, |m| m.len())
+            } else {
+                0
+            }
+        })
+        .sum()
 }
