@@ -304,13 +304,20 @@ impl EventColumns {
             }
             self.readings.append(true)?;
         }
-        self.attributes
-            .append_option(e.attributes.as_ref().map(json_text));
-        if e.attachments.is_empty() {
-            self.attachments.append_null();
-        } else {
-            let v = serde_json::to_value(&e.attachments).unwrap_or_default();
-            self.attachments.append_value(json_text(&v));
+        // Both are in the canonical bytes already, as their columns hold them.
+        let (attachments, attributes) = crate::event_jcs::leading_members(canonical);
+        match (&e.attributes, attributes) {
+            (None, _) => self.attributes.append_null(),
+            (Some(_), Some(text)) => self.attributes.append_value(text),
+            (Some(v), None) => self.attributes.append_value(json_text(v)),
+        }
+        match attachments {
+            _ if e.attachments.is_empty() => self.attachments.append_null(),
+            Some(text) => self.attachments.append_value(text),
+            None => {
+                let v = serde_json::to_value(&e.attachments).unwrap_or_default();
+                self.attachments.append_value(json_text(&v));
+            }
         }
         let sig = e.signature.as_ref();
         self.signer.append_option(sig.map(|s| s.signer.as_str()));

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use veritrace_verify::Result;
-use veritrace_verify::canonical::{self, write_f64, write_string};
+use veritrace_verify::canonical::{self, write_f64};
 
 use crate::event::{
     Attachment, Event, Location, Participant, Quantity, SignatureInfo, TraceObject,
@@ -107,7 +107,7 @@ impl<'a> Obj<'a> {
 
     fn str(&mut self, name: &str, v: &str) {
         self.key(name);
-        write_string(v, self.out);
+        string(v, self.out);
     }
 
     fn opt_str(&mut self, name: &str, v: Option<&str>) {
@@ -127,7 +127,7 @@ impl<'a> Obj<'a> {
             if i > 0 {
                 self.out.push(b',');
             }
-            write_string(s, self.out);
+            string(s, self.out);
         }
         self.out.push(b']');
     }
@@ -135,6 +135,81 @@ impl<'a> Obj<'a> {
     fn close(self) {
         self.out.push(b'}');
     }
+}
+
+/// A JSON string as JCS writes it. Nearly every value needs no escape: that is checked
+/// over the whole string without branching (which the compiler vectorises) and the text
+/// copied at once; the others go through the byte-wise writer.
+fn string(s: &str, out: &mut Vec<u8>) {
+    let plain = !s.bytes().fold(false, |any, c| any | (c < 0x20) | (c == b'"') | (c == b'\\'));
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        canonical::write_string(s, out);
+    }
+}
+
+/// The canonical text of an event's `attachments` and `attributes` members, cut from its
+/// canonical bytes (where they lead, in that order) rather than written again for their
+/// columns. `None` for a member the event does not have, or when `canonical` does not
+/// start as [`write`] starts it.
+pub(crate) fn leading_members(canonical: &[u8]) -> (Option<&str>, Option<&str>) {
+    const ATTACHMENTS: &[u8] = b"{\"attachments\":";
+    const ATTRIBUTES: &[u8] = b"\"attributes\":";
+    let mut at = 1;
+    let attachments = if canonical.starts_with(ATTACHMENTS) {
+        let start = ATTACHMENTS.len();
+        let end = value_end(canonical, start);
+        at = end.map_or(canonical.len(), |e| e + 1);
+        end.and_then(|e| std::str::from_utf8(&canonical[start..e]).ok())
+    } else {
+        None
+    };
+    let attributes = canonical
+        .get(at..)
+        .filter(|rest| rest.starts_with(ATTRIBUTES))
+        .and_then(|_| {
+            let start = at + ATTRIBUTES.len();
+            let end = value_end(canonical, start)?;
+            std::str::from_utf8(&canonical[start..end]).ok()
+        });
+    (attachments, attributes)
+}
+
+/// Where the object or array opening at `start` of canonical JSON closes (the index after
+/// it). Strings are skipped whole, escapes and all.
+fn value_end(json: &[u8], start: usize) -> Option<usize> {
+    if !matches!(json.get(start), Some(b'{' | b'[')) {
+        return None;
+    }
+    let (mut i, mut depth) = (start, 0usize);
+    while let Some(&c) = json.get(i) {
+        match c {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b'"' => {
+                i += 1;
+                while let Some(&c) = json.get(i) {
+                    match c {
+                        b'"' => break,
+                        b'\\' => i += 2,
+                        _ => i += 1,
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn unsigned(v: u64, out: &mut Vec<u8>) -> Result<()> {
@@ -261,7 +336,7 @@ impl Obj<'_> {
             self.out.push(b',');
         }
         self.empty = false;
-        write_string(name, self.out);
+        string(name, self.out);
         self.out.push(b':');
     }
 }
@@ -482,6 +557,26 @@ mod tests {
                 (Ok(a), Ok(b)) => prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b)),
                 (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
                 (a, b) => prop_assert!(false, "direct {a:?}, generic {b:?}"),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// The members cut from the canonical bytes are the texts the columns would write.
+        #[test]
+        fn leading_members_are_the_members_written_alone(e in event()) {
+            let mut bytes = Vec::new();
+            if write(&e, &mut bytes).is_ok() {
+                let (attachments, attributes) = leading_members(&bytes);
+                let alone = |v: &serde_json::Value| {
+                    String::from_utf8(canonical::to_vec(v).expect("jcs")).expect("utf8")
+                };
+                let want_attachments = (!e.attachments.is_empty())
+                    .then(|| alone(&serde_json::to_value(&e.attachments).expect("json")));
+                prop_assert_eq!(attachments.map(str::to_owned), want_attachments);
+                prop_assert_eq!(attributes.map(str::to_owned), e.attributes.as_ref().map(alone));
             }
         }
     }
