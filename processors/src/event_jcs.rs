@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use veritrace_verify::Result;
-use veritrace_verify::canonical::{self, write_f64};
+use veritrace_verify::canonical;
 
 use crate::event::{
     Attachment, Event, Location, Participant, Quantity, SignatureInfo, TraceObject,
@@ -137,11 +137,77 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// Exact powers of ten (every one up to 10^22 is a double).
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A number as ECMAScript prints it (JCS), for the two forms of nearly every reading and
+/// position: an integer, and a decimal fraction of few digits. The rest, and any doubt, go
+/// to the shortest-digits printer ([`canonical::write_f64`]), which is also the judge of
+/// what this writes (a property test).
+///
+/// The decimal `m / 10^k` (with `m < 2^53`) is read back as the double nearest to it,
+/// which is `m as f64 / 10^k` (a quotient of two exact doubles, correctly rounded). The
+/// printer wants the fewest digits that read back as `f`, and of those the nearest: the
+/// fewest fraction digits `k` for which some `m` reads back, where `m` must be the only
+/// one (the `m` that read back at one `k` are consecutive, so it is the only one when its
+/// neighbours do not). Between 10^-6 and 10^15 ECMAScript writes such a number plainly.
+fn number(f: f64, out: &mut Vec<u8>) -> Result<()> {
+    const SAFE: u64 = MAX_SAFE;
+    let a = f.abs();
+    if !f.is_finite() || !(1e-6..1e15).contains(&a) {
+        return canonical::write_f64(f, out);
+    }
+    // Below 10^15 the cast is exact for integers (and truncates fractions).
+    let whole = a as u64;
+    if whole as f64 == a {
+        if f < 0.0 {
+            out.push(b'-');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
+        return Ok(());
+    }
+    let back = |m: u64, k: usize| m as f64 / POW10[k] == a;
+    for (k, &p) in POW10.iter().enumerate().skip(1) {
+        // Within one of the nearest `m`; its neighbours are tried too.
+        let m = (a * p + 0.5) as u64;
+        if m >= SAFE {
+            break;
+        }
+        let below = m.checked_sub(1).is_some_and(|m| back(m, k));
+        let (this, above) = (back(m, k), back(m + 1, k));
+        if !(this || below || above) {
+            continue;
+        }
+        if !this || below || above {
+            break;
+        }
+        if f < 0.0 {
+            out.push(b'-');
+        }
+        let scale = 10u64.pow(k as u32);
+        out.extend_from_slice(itoa::Buffer::new().format(m / scale).as_bytes());
+        out.push(b'.');
+        let mut fraction = [b'0'; 16];
+        let mut rest = m % scale;
+        for d in fraction[..k].iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        out.extend_from_slice(&fraction[..k]);
+        return Ok(());
+    }
+    canonical::write_f64(f, out)
+}
+
 /// A JSON string as JCS writes it. Nearly every value needs no escape: that is checked
 /// over the whole string without branching (which the compiler vectorises) and the text
 /// copied at once; the others go through the byte-wise writer.
 fn string(s: &str, out: &mut Vec<u8>) {
-    let plain = !s.bytes().fold(false, |any, c| any | (c < 0x20) | (c == b'"') | (c == b'\\'));
+    let plain = !s.bytes().fold(false, |any, c| {
+        any | (c < 0x20) | (c == b'"') | (c == b'\\')
+    });
     if plain {
         out.reserve(s.len() + 2);
         out.push(b'"');
@@ -256,9 +322,9 @@ fn object(t: &TraceObject, out: &mut Vec<u8>) {
 fn location(l: &Location, out: &mut Vec<u8>) -> Result<()> {
     let mut o = Obj::open(out);
     o.key("lat");
-    write_f64(l.lat, o.out)?;
+    number(l.lat, o.out)?;
     o.key("lon");
-    write_f64(l.lon, o.out)?;
+    number(l.lon, o.out)?;
     o.close();
     Ok(())
 }
@@ -267,7 +333,7 @@ fn quantity(q: &Quantity, out: &mut Vec<u8>) -> Result<()> {
     let mut o = Obj::open(out);
     o.str("unit", &q.unit);
     o.key("value");
-    write_f64(q.value, o.out)?;
+    number(q.value, o.out)?;
     o.close();
     Ok(())
 }
@@ -315,14 +381,14 @@ fn readings(r: &BTreeMap<String, f64>, out: &mut Vec<u8>) -> Result<()> {
     if r.keys().all(|k| k.is_ascii()) {
         for (k, v) in r {
             o.key_escaped(k);
-            write_f64(*v, o.out)?;
+            number(*v, o.out)?;
         }
     } else {
         let mut sorted: Vec<(&String, &f64)> = r.iter().collect();
         sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
         for (k, v) in sorted {
             o.key_escaped(k);
-            write_f64(*v, o.out)?;
+            number(*v, o.out)?;
         }
     }
     o.close();
@@ -353,6 +419,7 @@ mod tests {
     use crate::event::EventType;
     use proptest::prelude::*;
     use serde_json::json;
+    use veritrace_verify::canonical::write_f64;
 
     /// Text that needs every kind of JCS care: escapes, controls, non-ASCII, astral.
     fn text() -> impl Strategy<Value = String> {
@@ -367,6 +434,7 @@ mod tests {
     fn number() -> impl Strategy<Value = f64> {
         prop_oneof![
             any::<f64>(),
+            short_decimal(),
             -1e6f64..1e6,
             Just(0.0),
             Just(-0.0),
@@ -374,6 +442,59 @@ mod tests {
             Just(1e-7),
             Just(f64::NAN),
         ]
+    }
+
+    /// What sensors send: a few digits, a few of them after the point.
+    fn short_decimal() -> impl Strategy<Value = f64> {
+        (any::<i64>(), 0u32..16, 0i32..18).prop_map(|(m, digits, k)| {
+            let m = m % 10i64.pow(digits.max(1));
+            m as f64 / 10f64.powi(k)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20000))]
+
+        /// Numbers are written as the shortest-digits printer writes them.
+        #[test]
+        fn numbers_are_written_as_ecmascript_writes_them(
+            f in prop_oneof![short_decimal(), any::<f64>(), -1e6f64..1e6, 1e-7f64..1e-5],
+        ) {
+            let (mut fast, mut printer) = (Vec::new(), Vec::new());
+            let a = super::number(f, &mut fast).map(|()| String::from_utf8_lossy(&fast).into_owned());
+            let b = write_f64(f, &mut printer).map(|()| String::from_utf8_lossy(&printer).into_owned());
+            prop_assert_eq!(a.map_err(|e| e.to_string()), b.map_err(|e| e.to_string()), "{:?}", f);
+        }
+    }
+
+    #[test]
+    fn numbers_at_the_edges_of_the_plain_forms() {
+        for f in [
+            0.1,
+            21.37,
+            -0.5,
+            1e-6,
+            1.5e-6,
+            8.538038684148812e-6,
+            0.3,
+            2.0 / 3.0,
+            1e15 - 0.5,
+            999_999_999_999_999.0,
+            9_007_199_254_740.99,
+            123_456.789,
+            -0.0,
+            5e-324,
+            1e21,
+        ] {
+            let (mut fast, mut printer) = (Vec::new(), Vec::new());
+            super::number(f, &mut fast).expect("finite");
+            write_f64(f, &mut printer).expect("finite");
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&printer),
+                "{f:?}"
+            );
+        }
     }
 
     fn integer() -> impl Strategy<Value = u64> {
