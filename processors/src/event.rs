@@ -763,7 +763,10 @@ fn text_fault(s: &str) -> Option<TextFault> {
         Some(TextFault::Empty)
     } else if b.len() > MAX_TEXT {
         Some(TextFault::Long)
-    } else if b.iter().any(|&c| c < b' ' || c == 0x7f) {
+    } else if b
+        .iter()
+        .fold(false, |any, &c| any | (c < b' ') | (c == 0x7f))
+    {
         Some(TextFault::Control)
     } else {
         None
