@@ -334,7 +334,10 @@ fn write_parquet(
         path: path.to_owned(),
         source,
     };
-    let mut buf = Vec::new();
+    // Room for the whole file at once: encoded and compressed, it is smaller than the
+    // batch in memory, and capacity never written costs no memory. Grown by doubling
+    // instead, the file was copied about twice over by the reallocations.
+    let mut buf = Vec::with_capacity(batch.get_array_memory_size());
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(pe)?;
     w.write(batch).map_err(pe)?;
     w.close().map_err(pe)?;
