@@ -34,29 +34,6 @@ fn read_key(path: &str) -> Result<SigningKey, String> {
     SigningKey::from_bytes(alg, &secret).map_err(|e| e.to_string())
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.sssZ` for milliseconds since 1970 (civil-from-days).
-fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
 /// One POST; the status, `Retry-After` in seconds, and the body.
 fn post(
     addr: &str,
@@ -120,7 +97,7 @@ fn main() -> Result<(), String> {
             serde_json::json!({
                 "event_id": format!("{device}-{run}-{i}"),
                 "event_type": "telemetry",
-                "event_time": rfc3339(now.as_millis() as u64 + i),
+                "event_time": veritrace_processors::rfc3339_ms(now.as_millis() as i64 + i as i64),
                 "participant": {"id": participant, "role": "manufacturer"},
                 "device_id": device,
                 "readings": {"temp_c": 20.0 + (i % 50) as f64 / 10.0, "vibration_mm_s": (i % 7) as f64},
