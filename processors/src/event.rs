@@ -925,13 +925,12 @@ fn structure(
         return Err(unsupported_version(v));
     }
     // Event id.
-    let id = event_id;
-    if !valid_event_id(id) {
+    if !valid_event_id(event_id) {
         return Err(Rejection::new(
             Reason::BadEventId,
             format!(
                 "event_id must be 1-128 characters of A-Z a-z 0-9 . _ : ~ / - (got {} bytes)",
-                id.len()
+                event_id.len()
             ),
         ));
     }

@@ -267,7 +267,11 @@ fn run_signed(
     Ok(SignedRun {
         report,
         elapsed,
-        events_bytes: parquet_bytes(&tmp.path().join("events")),
+        events_bytes: dir
+            .list_files(&dir.events_dir())?
+            .iter()
+            .map(|(_, len)| len)
+            .sum(),
         cpu_s: process_cpu_s().zip(cpu).map(|(b, a)| b - a),
         records: n_records,
         devices: devices.len(),
@@ -329,24 +333,4 @@ fn main() -> anyhow::Result<()> {
         })
     );
     Ok(())
-}
-
-/// Bytes of the Parquet files under `dir`, at any depth.
-fn parquet_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                parquet_bytes(&p)
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                e.metadata().map_or(0, |m| m.len())
-            } else {
-                0
-            }
-        })
-        .sum()
 }
