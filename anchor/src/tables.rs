@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 
 /// One stored table.
 #[derive(Debug)]
@@ -40,6 +40,10 @@ pub struct Table {
     /// column reader) and a page decompression, and these gain nothing from zstd (hashes are
     /// random; the others are delta- or dictionary-encoded to a few bytes a page).
     pub uncompressed_columns: &'static [&'static str],
+    /// Times that rise with arrival: delta-encoded without a dictionary in sealed files,
+    /// whose rows are in arrival order (a few bits a row, and no value interned per row).
+    /// Compacted files, sorted by key, keep the dictionary.
+    pub fresh_delta_columns: &'static [&'static str],
 }
 
 /// Largest data page written (encoded, before compression). A point lookup decodes one
@@ -67,21 +71,29 @@ impl Table {
     /// zstd, page-level statistics (the page index), bloom filters, and the encodings above.
     /// What compaction writes.
     pub fn writer_properties(&self, rows: usize) -> WriterProperties {
-        self.properties(
+        self.builder(
             rows,
             Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
         )
+        .build()
     }
 
-    /// [`Table::writer_properties`] for a batch being sealed: LZ4 (raw) instead of zstd. A
-    /// seal is on the hot path of every event and its file lives only until compaction
-    /// rewrites it with zstd. LZ4 takes most of zstd's share of a seal away, for files
-    /// about a quarter larger until then (BENCHMARKS.md, issue 19).
+    /// [`Table::writer_properties`] for a batch being sealed: Snappy instead of zstd, and
+    /// [`Table::fresh_delta_columns`] delta-encoded. A seal is on the hot path of every event
+    /// and its file lives only until compaction rewrites it with zstd. Snappy costs 3-4% less
+    /// of the partition thread than LZ4 for files a little smaller (BENCHMARKS.md, issue 19),
+    /// and every Parquet reader knows it.
     pub fn fresh_writer_properties(&self, rows: usize) -> WriterProperties {
-        self.properties(rows, Compression::LZ4_RAW)
+        let mut b = self.builder(rows, Compression::SNAPPY);
+        for c in self.fresh_delta_columns {
+            b = b
+                .set_column_dictionary_enabled((*c).into(), false)
+                .set_column_encoding((*c).into(), Encoding::DELTA_BINARY_PACKED);
+        }
+        b.build()
     }
 
-    fn properties(&self, rows: usize, codec: Compression) -> WriterProperties {
+    fn builder(&self, rows: usize, codec: Compression) -> WriterPropertiesBuilder {
         let mut b = WriterProperties::builder()
             .set_compression(codec)
             .set_data_page_size_limit(DATA_PAGE_BYTES)
@@ -115,7 +127,7 @@ impl Table {
                 .set_column_bloom_filter_max_ndv((*c).into(), rows.max(1) as u64)
                 .set_column_bloom_filter_fpp((*c).into(), 0.01);
         }
-        b.build()
+        b
     }
 }
 
@@ -150,6 +162,7 @@ pub static EVENTS: Table = Table {
         "batch_id",
         "stream",
     ],
+    fresh_delta_columns: &["event_time"],
 };
 
 /// `rejected`: one row per rejected input record, original bytes kept.
@@ -163,6 +176,7 @@ pub static REJECTED: Table = Table {
     shared_columns: &[],
     delta_columns: &["offset", "partition"],
     uncompressed_columns: &["offset", "partition", "batch_id", "stream"],
+    fresh_delta_columns: &["rejected_at"],
 };
 
 /// `edges`: one row per trace-graph edge, `parent` (an input: a raw batch, a part lot, a
@@ -180,6 +194,7 @@ pub static EDGES: Table = Table {
     shared_columns: &[],
     delta_columns: &[],
     uncompressed_columns: &["batch_id"],
+    fresh_delta_columns: &["event_time"],
 };
 
 fn ts() -> DataType {
@@ -285,7 +300,10 @@ static EDGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, FixedSizeBinaryArray, StringArray, UInt32Array, UInt64Array};
+    use arrow_array::{
+        ArrayRef, FixedSizeBinaryArray, StringArray, TimestampMillisecondArray, UInt32Array,
+        UInt64Array,
+    };
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ArrowReaderMetadata;
     use parquet::basic::{Compression, Encoding};
@@ -313,6 +331,7 @@ mod tests {
             Field::new("stream", DataType::Utf8, false),
             Field::new("partition", DataType::UInt32, false),
             Field::new("offset", DataType::UInt64, false),
+            Field::new("event_time", ts(), false),
         ]));
         let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
         let canonical: Vec<String> = ids
@@ -332,12 +351,19 @@ mod tests {
             Arc::new(StringArray::from(vec!["s"; n])),
             Arc::new(UInt32Array::from(vec![3u32; n])),
             Arc::new(UInt64Array::from_iter_values(1_000..1_000 + n as u64)),
+            // Arrival order: rising, with ties and steps of a few milliseconds.
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(
+                    (0..n as i64).map(|i| 1_790_000_000_000 + i * 3 - (i % 7)),
+                )
+                .with_timezone("UTC"),
+            ),
         ];
         let batch = RecordBatch::try_new(schema.clone(), cols).expect("test step");
         let tmp = tempfile::tempdir().expect("test step");
         let path = tmp.path().join("events.parquet");
-        // Sealed batches take LZ4 (their files live until compaction), compacted files zstd;
-        // the same columns stay uncompressed in both.
+        // Sealed batches take Snappy (their files live until compaction), compacted files
+        // zstd; the same columns stay uncompressed in both.
         let fresh = tmp.path().join("fresh.parquet");
         let mut w = ArrowWriter::try_new(
             File::create(&fresh).expect("test step"),
@@ -354,10 +380,21 @@ mod tests {
             let want = if EVENTS.uncompressed_columns.contains(&name.as_str()) {
                 Compression::UNCOMPRESSED
             } else {
-                Compression::LZ4_RAW
+                Compression::SNAPPY
             };
             assert_eq!(col.compression(), want, "{name}");
+            let delta = col.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED);
+            let fresh_delta = EVENTS.fresh_delta_columns.contains(&name.as_str());
+            assert_eq!(
+                delta,
+                fresh_delta || EVENTS.delta_columns.contains(&name.as_str()),
+                "{name}"
+            );
+            if fresh_delta {
+                assert!(col.dictionary_page_offset().is_none(), "{name}");
+            }
         }
+        assert_eq!(read_back(&fresh), batch);
         let mut w = ArrowWriter::try_new(
             File::create(&path).expect("test step"),
             schema,
@@ -393,6 +430,9 @@ mod tests {
             );
             assert!(chunk(c).dictionary_page_offset().is_none(), "{c}");
         }
+        for c in EVENTS.fresh_delta_columns {
+            assert!(chunk(c).dictionary_page_offset().is_some(), "{c}");
+        }
         // The files read back as written, with pages of at most DATA_PAGE_ROWS rows.
         let file = File::open(&path).expect("test step");
         let meta = ArrowReaderMetadata::load(
@@ -411,17 +451,19 @@ mod tests {
                 pages.len()
             );
         }
+        assert_eq!(read_back(&path), batch);
+    }
+
+    fn read_back(path: &std::path::Path) -> RecordBatch {
         let rows: Vec<RecordBatch> =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
-                file, meta,
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                File::open(path).expect("test step"),
             )
+            .expect("test step")
             .build()
             .expect("test step")
             .collect::<std::result::Result<_, _>>()
             .expect("test step");
-        assert_eq!(
-            arrow_select::concat::concat_batches(&rows[0].schema(), &rows).expect("test step"),
-            batch
-        );
+        arrow_select::concat::concat_batches(&rows[0].schema(), &rows).expect("test step")
     }
 }
