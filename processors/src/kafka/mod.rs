@@ -68,7 +68,7 @@ pub use veritrace_metrics::ProcessorMetrics;
 
 use crate::partition::{BatchPolicy, Stats};
 use crate::{Error, Result};
-use worker::{Msg, Rec, WorkerCtx};
+use worker::{Chunk, Msg, WorkerCtx};
 
 /// The topic raw events are produced to.
 pub const RAW_TOPIC: &str = "veritrace.raw";
@@ -132,6 +132,8 @@ const CHUNK: usize = 512;
 const QUEUE_BUDGET: usize = 512;
 /// The smallest queue of one partition task, in chunks.
 const QUEUE_MIN: usize = 4;
+/// Emptied chunks kept for the poll loop to fill again; more are freed.
+const SPARE_CHUNKS: usize = 64;
 /// Longest a record waits in the poll loop's buffer before it is handed off.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
@@ -143,7 +145,7 @@ struct Task {
     topic: String,
     partition: i32,
     tx: SyncSender<Msg>,
-    buf: Vec<Rec>,
+    buf: Chunk,
     cancel: Arc<AtomicBool>,
     join: JoinHandle<Result<worker::Exit>>,
 }
@@ -154,6 +156,7 @@ struct Shared {
     producer: FutureProducer,
     metrics: ProcessorMetrics,
     commits_tx: Sender<(String, i32, i64)>,
+    spare_tx: SyncSender<Chunk>,
     seeks_tx: Sender<(String, i32, i64)>,
     tasks: Mutex<Vec<Task>>,
     stats: Mutex<Stats>,
@@ -223,6 +226,7 @@ impl Shared {
                 metrics: self.metrics.clone(),
                 cancel: cancel.clone(),
                 commits: self.commits_tx.clone(),
+                spare: self.spare_tx.clone(),
                 seeks: self.seeks_tx.clone(),
                 rewind: self.cfg.resume_rewind,
                 expected_start: resume,
@@ -237,7 +241,7 @@ impl Shared {
                     topic,
                     partition: p,
                     tx,
-                    buf: Vec::with_capacity(CHUNK),
+                    buf: Chunk::default(),
                     cancel,
                     join,
                 }),
@@ -448,6 +452,7 @@ pub fn run(
         .map_err(|e| Error::Kafka(format!("creating the rejected-topic producer: {e}")))?;
     let (commits_tx, commits_rx) = channel();
     let (seeks_tx, seeks_rx) = channel();
+    let (spare_tx, spare_rx) = sync_channel(SPARE_CHUNKS);
     let holder = format!("veritrace process group={} host={}", cfg.group, hostname());
     let shared = Arc::new(Shared {
         dir: dir.clone(),
@@ -456,6 +461,7 @@ pub fn run(
         metrics: metrics.clone(),
         commits_tx,
         seeks_tx,
+        spare_tx,
         tasks: Mutex::new(Vec::new()),
         stats: Mutex::new(Stats::default()),
         fatal: Mutex::new(None),
@@ -543,7 +549,7 @@ pub fn run(
             .map_err(|e| Error::Invalid(format!("cannot start the anchor thread: {e}")))?
     };
 
-    poll_loop(&consumer, &shared, &stop, &commits_rx, &seeks_rx);
+    poll_loop(&consumer, &shared, &stop, &commits_rx, &seeks_rx, &spare_rx);
 
     // Shutdown: seal what is open, commit it, leave the group, anchor what was sealed.
     let final_commits = shared.revoke(None);
@@ -604,7 +610,18 @@ fn poll_loop(
     stop: &AtomicBool,
     commits_rx: &Receiver<(String, i32, i64)>,
     seeks_rx: &Receiver<(String, i32, i64)>,
+    spare_rx: &Receiver<Chunk>,
 ) {
+    // A chunk given back by a worker, or a new one sized like the last full one.
+    let mut chunk_bytes = 0usize;
+    let mut next_chunk = |last: Option<usize>| {
+        if let Some(n) = last {
+            chunk_bytes = n.min(worker::CHUNK_KEEP_BYTES);
+        }
+        spare_rx
+            .try_recv()
+            .unwrap_or_else(|_| Chunk::with_capacity(CHUNK, chunk_bytes))
+    };
     let mut last_flush = Instant::now();
     let mut warned_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) && !shared.failed() {
@@ -625,12 +642,6 @@ fn poll_loop(
         let idle = polled.is_none();
         match polled {
             Some(Ok(m)) => {
-                let rec = Rec {
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    timestamp_ms: m.timestamp().to_millis(),
-                };
                 let (topic, partition) = (m.topic(), m.partition());
                 let mut tasks = lock(&shared.tasks);
                 let Some(t) = tasks
@@ -640,9 +651,15 @@ fn poll_loop(
                     // Not ours (any more): not committed either, so its owner reads it.
                     continue;
                 };
-                t.buf.push(rec);
+                t.buf.push(
+                    m.offset(),
+                    m.key(),
+                    m.payload().unwrap_or_default(),
+                    m.timestamp().to_millis(),
+                );
                 if t.buf.len() >= CHUNK {
-                    let chunk = std::mem::replace(&mut t.buf, Vec::with_capacity(CHUNK));
+                    let fresh = next_chunk(Some(t.buf.bytes()));
+                    let chunk = std::mem::replace(&mut t.buf, fresh);
                     hand_off(shared, t, chunk);
                 }
             }
@@ -661,7 +678,7 @@ fn poll_loop(
             let mut tasks = lock(&shared.tasks);
             for t in tasks.iter_mut() {
                 if !t.buf.is_empty() {
-                    let chunk = std::mem::replace(&mut t.buf, Vec::with_capacity(CHUNK));
+                    let chunk = std::mem::replace(&mut t.buf, next_chunk(None));
                     hand_off(shared, t, chunk);
                 }
             }
@@ -712,7 +729,7 @@ fn restart_or_fail(consumer: &BaseConsumer<Ctx>, shared: &Shared, t: Task) {
 
 /// Hands records to a task, waiting while its queue is full (back-pressure on the
 /// consumer); a task that died is noticed by the poll loop.
-fn hand_off(shared: &Shared, t: &Task, chunk: Vec<Rec>) {
+fn hand_off(shared: &Shared, t: &Task, chunk: Chunk) {
     match t.tx.try_send(Msg::Records(chunk)) {
         Ok(()) => {}
         Err(TrySendError::Full(msg)) => {

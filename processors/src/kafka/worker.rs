@@ -26,19 +26,109 @@ use crate::reason::{Reason, Rejection};
 use crate::{Error, Result, now_ms};
 use veritrace_metrics::ProcessorMetrics;
 
-/// One record copied out of the consumer.
-#[derive(Debug)]
-pub(crate) struct Rec {
+/// Records for one hand-off, their keys and payloads copied out of the consumer into one
+/// buffer: no allocation per record on the poll loop, and no freeing of another thread's
+/// memory per record on the worker. The worker gives the emptied chunk back to the poll loop
+/// to fill again ([`WorkerCtx::spare`]).
+#[derive(Debug, Default)]
+pub(crate) struct Chunk {
+    bytes: Vec<u8>,
+    recs: Vec<RecAt>,
+}
+
+/// Largest buffer of a chunk that is kept for another fill, and that a new chunk reserves.
+pub(crate) const CHUNK_KEEP_BYTES: usize = 4 << 20;
+
+/// Where a record's parts are in [`Chunk::bytes`].
+#[derive(Debug, Clone, Copy)]
+struct RecAt {
+    offset: i64,
+    key: Option<(usize, usize)>,
+    payload: (usize, usize),
+    timestamp_ms: Option<i64>,
+}
+
+/// One record of a [`Chunk`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rec<'a> {
     pub(crate) offset: i64,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) payload: Vec<u8>,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) payload: &'a [u8],
     pub(crate) timestamp_ms: Option<i64>,
+}
+
+impl Chunk {
+    /// Room for `records` records of `bytes` bytes in all.
+    pub(crate) fn with_capacity(records: usize, bytes: usize) -> Self {
+        Chunk {
+            bytes: Vec::with_capacity(bytes),
+            recs: Vec::with_capacity(records),
+        }
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        timestamp_ms: Option<i64>,
+    ) {
+        let mut copy = |part: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(part);
+            (start, self.bytes.len())
+        };
+        let key = key.map(&mut copy);
+        let payload = copy(payload);
+        self.recs.push(RecAt {
+            offset,
+            key,
+            payload,
+            timestamp_ms,
+        });
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+
+    /// Bytes of keys and payloads held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Empties the chunk, keeping its memory.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.recs.clear();
+    }
+
+    /// The chunk emptied for another fill, unless it grew beyond [`CHUNK_KEEP_BYTES`] (a run
+    /// of large records): that memory goes back to the allocator.
+    pub(crate) fn recycle(mut self) -> Option<Self> {
+        self.clear();
+        (self.bytes.capacity() <= CHUNK_KEEP_BYTES).then_some(self)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Rec<'_>> + '_ {
+        let part = |(a, b): (usize, usize)| self.bytes.get(a..b).unwrap_or_default();
+        self.recs.iter().map(move |r| Rec {
+            offset: r.offset,
+            key: r.key.map(part),
+            payload: part(r.payload),
+            timestamp_ms: r.timestamp_ms,
+        })
+    }
 }
 
 /// What the poll loop sends a worker.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    Records(Vec<Rec>),
+    Records(Chunk),
     /// Seal what is open (when `seal`), then stop and release the partition.
     Stop {
         seal: bool,
@@ -69,6 +159,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) commits: std::sync::mpsc::Sender<(String, i32, i64)>,
     /// Positions to read from again go here; the poll loop seeks.
     pub(crate) seeks: std::sync::mpsc::Sender<(String, i32, i64)>,
+    /// Emptied chunks go back to the poll loop here (dropped when it holds enough).
+    pub(crate) spare: std::sync::mpsc::SyncSender<Chunk>,
     /// How far before the resume point the partition is read (`kafka.resume-rewind`).
     pub(crate) rewind: u64,
     /// Where the assign callback positioned the consumer (one past the last sealed offset).
@@ -212,13 +304,20 @@ impl Worker {
         }
     }
 
-    fn records(&mut self, recs: Vec<Rec>) -> Result<()> {
+    fn records(&mut self, chunk: Chunk) -> Result<()> {
+        self.chunk(&chunk)?;
+        if let Some(empty) = chunk.recycle() {
+            let _ = self.ctx.spare.try_send(empty);
+        }
+        Ok(())
+    }
+
+    fn chunk(&mut self, chunk: &Chunk) -> Result<()> {
         let now = now_ms();
-        self.proc
-            .preverify(recs.iter().map(|r| r.payload.as_slice()));
+        self.proc.preverify(chunk.iter().map(|r| r.payload));
         let (mut accepted, mut consumed, mut dups) = (0u64, 0u64, 0u64);
         let sightings = self.proc.stats().clone_sightings;
-        for r in recs {
+        for r in chunk.iter() {
             if let Some(resume) = self.resume {
                 // Re-read on purpose (resume rewind) or re-delivered: already sealed.
                 if r.offset < resume {
@@ -274,9 +373,7 @@ impl Worker {
             }
             self.last_offset = Some(r.offset);
             consumed += 1;
-            let outcome = self
-                .proc
-                .push(r.offset as u64, r.key.as_deref(), &r.payload, now)?;
+            let outcome = self.proc.push(r.offset as u64, r.key, r.payload, now)?;
             match outcome {
                 Outcome::Accepted => {
                     accepted += 1;
@@ -293,7 +390,7 @@ impl Worker {
                     for (rej, bytes) in rejected {
                         dups += self.rejected(
                             r.offset,
-                            r.key.clone(),
+                            r.key.map(<[u8]>::to_vec),
                             bytes,
                             rej,
                             r.timestamp_ms.unwrap_or(now),
@@ -303,8 +400,8 @@ impl Worker {
                 Outcome::Rejected(rej) => {
                     dups += self.rejected(
                         r.offset,
-                        r.key,
-                        r.payload,
+                        r.key.map(<[u8]>::to_vec),
+                        r.payload.to_vec(),
                         rej,
                         r.timestamp_ms.unwrap_or(now),
                     )?;
@@ -505,5 +602,72 @@ impl Worker {
             h.last_offset as i64 + 1,
         ));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{CHUNK_KEEP_BYTES, Chunk};
+
+    type Owned = (i64, Option<Vec<u8>>, Vec<u8>, Option<i64>);
+
+    fn records() -> impl Strategy<Value = Vec<Owned>> {
+        prop::collection::vec(
+            (
+                any::<i64>(),
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..8)),
+                prop::collection::vec(any::<u8>(), 0..64),
+                prop::option::of(any::<i64>()),
+            ),
+            0..40,
+        )
+    }
+
+    fn fill(c: &mut Chunk, recs: &[Owned]) {
+        for (o, k, p, t) in recs {
+            c.push(*o, k.as_deref(), p, *t);
+        }
+    }
+
+    fn read(c: &Chunk) -> Vec<Owned> {
+        c.iter()
+            .map(|r| {
+                (
+                    r.offset,
+                    r.key.map(<[u8]>::to_vec),
+                    r.payload.to_vec(),
+                    r.timestamp_ms,
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// A chunk gives back each record as pushed, in order (an empty key stays a key),
+        /// also when it is filled again after being recycled.
+        #[test]
+        fn a_chunk_gives_back_its_records_as_pushed(a in records(), b in records()) {
+            let mut c = Chunk::with_capacity(4, 16);
+            fill(&mut c, &a);
+            prop_assert_eq!(c.len(), a.len());
+            prop_assert_eq!(read(&c), a);
+            let mut c = c.recycle().expect("a small chunk is kept");
+            prop_assert!(c.is_empty());
+            fill(&mut c, &b);
+            prop_assert_eq!(read(&c), b);
+        }
+    }
+
+    #[test]
+    fn a_chunk_grown_by_large_records_is_not_kept() {
+        let mut c = Chunk::default();
+        c.push(1, None, &vec![b'x'; CHUNK_KEEP_BYTES], None);
+        assert_eq!(c.bytes(), CHUNK_KEEP_BYTES);
+        assert!(c.recycle().is_some(), "at the limit it is kept");
+        let mut c = Chunk::default();
+        c.push(1, Some(b"k"), &vec![b'x'; CHUNK_KEEP_BYTES], None);
+        assert!(c.recycle().is_none());
     }
 }
