@@ -80,17 +80,15 @@ impl Table {
 
     /// [`Table::writer_properties`] for a batch being sealed: Snappy instead of zstd, and
     /// [`Table::fresh_delta_columns`] delta-encoded. A seal is on the hot path of every event
-    /// and its file lives only until compaction rewrites it with zstd. Snappy costs 3-4% less
+    /// and its file lives only until compaction rewrites it with zstd. Snappy costs about 3% less
     /// of the partition thread than LZ4 for files a little smaller (BENCHMARKS.md, issue 19),
     /// and every Parquet reader knows it.
     pub fn fresh_writer_properties(&self, rows: usize) -> WriterProperties {
-        let mut b = self.builder(rows, Compression::SNAPPY);
-        for c in self.fresh_delta_columns {
-            b = b
-                .set_column_dictionary_enabled((*c).into(), false)
-                .set_column_encoding((*c).into(), Encoding::DELTA_BINARY_PACKED);
-        }
-        b.build()
+        delta_encoded(
+            self.builder(rows, Compression::SNAPPY),
+            self.fresh_delta_columns,
+        )
+        .build()
     }
 
     fn builder(&self, rows: usize, codec: Compression) -> WriterPropertiesBuilder {
@@ -113,11 +111,7 @@ impl Table {
         for c in self.shared_columns {
             b = b.set_column_statistics_enabled((*c).into(), EnabledStatistics::None);
         }
-        for c in self.delta_columns {
-            b = b
-                .set_column_dictionary_enabled((*c).into(), false)
-                .set_column_encoding((*c).into(), Encoding::DELTA_BINARY_PACKED);
-        }
+        b = delta_encoded(b, self.delta_columns);
         for c in self.uncompressed_columns {
             b = b.set_column_compression((*c).into(), Compression::UNCOMPRESSED);
         }
@@ -129,6 +123,16 @@ impl Table {
         }
         b
     }
+}
+
+/// `columns` delta-encoded, without a dictionary.
+fn delta_encoded(mut b: WriterPropertiesBuilder, columns: &[&str]) -> WriterPropertiesBuilder {
+    for c in columns {
+        b = b
+            .set_column_dictionary_enabled((*c).into(), false)
+            .set_column_encoding((*c).into(), Encoding::DELTA_BINARY_PACKED);
+    }
+    b
 }
 
 /// The order of rows in compacted events files: trace code (rows without one last), then
