@@ -915,7 +915,7 @@ fn missing(field: &str, ty: EventType) -> Rejection {
 /// The event of `raw`, whose id (`event_id`, taken out of it) the caller puts in.
 fn structure(
     event_id: &str,
-    raw: RawEvent,
+    mut raw: RawEvent,
     now_ms: i64,
     limits: &Limits,
 ) -> Result<Event, Rejection> {
@@ -945,13 +945,18 @@ fn structure(
         })?;
 
     // Time: RFC 3339 with offset, normalised to UTC milliseconds.
-    let t = DateTime::parse_from_rfc3339(&raw.event_time).map_err(|e| {
-        Rejection::new(
-            Reason::BadTimestamp,
-            format!("event_time is not RFC 3339 with an offset: {e}"),
-        )
-    })?;
-    let ms = t.timestamp_millis();
+    let common = crate::rfc3339_common_ms(&raw.event_time);
+    let ms = match common {
+        Some(ms) => ms,
+        None => DateTime::parse_from_rfc3339(&raw.event_time)
+            .map_err(|e| {
+                Rejection::new(
+                    Reason::BadTimestamp,
+                    format!("event_time is not RFC 3339 with an offset: {e}"),
+                )
+            })?
+            .timestamp_millis(),
+    };
     if ms < MIN_TIME_MS || ms > now_ms.saturating_add(limits.max_future_ms) {
         return Err(Rejection::new(
             Reason::BadTimestamp,
@@ -962,9 +967,15 @@ fn structure(
             ),
         ));
     }
-    let utc = DateTime::<Utc>::from_timestamp_millis(ms)
-        .ok_or_else(|| Rejection::new(Reason::BadTimestamp, "event_time out of range"))?;
-    let event_time = crate::utc_ms_text(&utc);
+    // Sent in the stored form already (UTC, three fraction digits): kept as it came.
+    let stored_form = |t: &str| t.len() == 24 && t.as_bytes()[19] == b'.' && t.ends_with('Z');
+    let event_time = if common.is_some() && stored_form(&raw.event_time) {
+        std::mem::take(&mut raw.event_time)
+    } else {
+        let utc = DateTime::<Utc>::from_timestamp_millis(ms)
+            .ok_or_else(|| Rejection::new(Reason::BadTimestamp, "event_time out of range"))?;
+        crate::utc_ms_text(&utc)
+    };
 
     // A business type: the version in force at the event's time, and what it requires.
     let custom = match ty {
@@ -1262,6 +1273,27 @@ mod tests {
         "trace_code":"https://id.gs1.org/01/9506000134352/21/7QK3M9","participant":{"id":"p1","role":"inspector"},
         "result":"pass","location":{"lat":31.2304,"lon":121.4737},"readings":{"t":21},
         "attachments":[{"name":"r.pdf","sha256":"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"}]}"#;
+
+    /// A time already in the stored form is kept as sent; every other form of the same
+    /// instant is written in it.
+    #[test]
+    fn event_times_are_stored_in_one_form() {
+        for sent in [
+            "2026-11-01T00:15:02.125Z",
+            "2026-11-01T00:15:02.125z",
+            "2026-11-01t00:15:02.125Z",
+            "2026-11-01 00:15:02.125Z",
+            "2026-11-01T00:15:02.1259Z",
+            "2026-11-01T08:15:02.125+08:00",
+            "2026-10-31T23:45:02.125-00:30",
+            "2026-11-01T00:15:02.125-00:00",
+        ] {
+            let a = ok(&QC.replace("2026-11-01T08:15:02.125+08:00", sent));
+            assert_eq!(a.event.event_time, "2026-11-01T00:15:02.125Z", "{sent}");
+        }
+        let a = ok(&QC.replace("2026-11-01T08:15:02.125+08:00", "2026-11-01T00:15:02Z"));
+        assert_eq!(a.event.event_time, "2026-11-01T00:15:02.000Z");
+    }
 
     #[test]
     fn structures_and_canonicalises() {
