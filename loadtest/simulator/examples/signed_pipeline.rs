@@ -8,6 +8,10 @@
 //! cargo run --release -p veritrace-simulator --example signed_pipeline -- \
 //!   EVENTS PARTITIONS ALG(ES256|EdDSA) ENVELOPE(jws|cose) BUNDLE(0: per event)
 //! ```
+//!
+//! The data directory is a temporary one, deleted at the end; with `KEEP_DATA=DIR` in the
+//! environment it is `DIR` instead (created, and left in place), for instance to time the
+//! encode of its sealed files with `veritrace-anchor`'s `encode_columns` example.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,7 +107,11 @@ fn run_signed(
     unsigned: bool,
 ) -> anyhow::Result<SignedRun> {
     let tmp = tempfile::tempdir()?;
-    let dir = DataDir::create(tmp.path())?;
+    let data = match std::env::var_os("KEEP_DATA") {
+        Some(keep) => std::path::PathBuf::from(keep),
+        None => tmp.path().to_owned(),
+    };
+    let dir = DataDir::create(&data)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
