@@ -13,6 +13,7 @@
 //! epoch-interval = "10s"
 //! max-payload-bytes = 65536
 //! max-future = "24h"
+//! dedupe-memory-ids = 917504
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
@@ -950,6 +951,10 @@ pub struct PipelineConfig {
     /// How far in the future an event time may be (clock skew), e.g. `"24h"`.
     #[serde(with = "humantime_serde")]
     pub max_future: Duration,
+    /// Event ids each partition keeps in memory for deduplication (about 20 bytes each);
+    /// older ones are in sorted runs under `dedupe/` of a local data directory, with 2 bytes
+    /// an id left in memory. On an object store every id stays in memory.
+    pub dedupe_memory_ids: usize,
 }
 
 /// HTTP API settings.
@@ -980,6 +985,7 @@ impl Default for Config {
                 epoch_interval: Duration::from_secs(10),
                 max_payload_bytes: policy.limits.max_payload,
                 max_future: Duration::from_millis(policy.limits.max_future_ms as u64),
+                dedupe_memory_ids: policy.dedupe_memory_ids,
             },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -1252,6 +1258,7 @@ impl Config {
                     max_payload: p.max_payload_bytes,
                     max_future_ms: p.max_future.as_millis().min(i64::MAX as u128) as i64,
                 },
+                dedupe_memory_ids: p.dedupe_memory_ids,
             },
             epoch_interval: p.epoch_interval,
             backend: self.backend()?,

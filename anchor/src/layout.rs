@@ -25,6 +25,8 @@ use crate::{Error, Result};
 /// ledger/head.json               how many ledger entries exist and the last one's hash
 /// keys/local-ledger.key          the node's Ed25519 seed (0600); .pub is the public key
 /// quarantine/                    files recovery set aside instead of deleting them
+/// dedupe/{stream}-p{N}/*.ids     the hashes of older event ids, sorted (derived; rebuilt
+///                                from the events files when missing or damaged)
 /// ```
 #[derive(Debug, Clone)]
 pub struct DataDir {

@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod columns;
+pub mod dedup;
 pub mod embedded;
 pub mod epcis;
 pub mod event;

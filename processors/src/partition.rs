@@ -31,6 +31,9 @@ pub struct BatchPolicy {
     pub max_age: Duration,
     /// Validation limits.
     pub limits: Limits,
+    /// Event ids kept in memory for deduplication before they go to a run on disk
+    /// ([`crate::dedup`]; local data directories only).
+    pub dedupe_memory_ids: usize,
 }
 
 impl Default for BatchPolicy {
@@ -39,6 +42,7 @@ impl Default for BatchPolicy {
             max_records: 10_000,
             max_age: Duration::from_millis(1000),
             limits: Limits::default(),
+            dedupe_memory_ids: crate::dedup::HOT_IDS,
         }
     }
 }
@@ -107,7 +111,7 @@ pub struct PartitionProcessor {
     writer: BatchWriter,
     policy: BatchPolicy,
     stage: Stage,
-    seen: IdSet,
+    seen: IdIndex,
     events: EventColumns,
     edges: EdgeColumns,
     /// The open batch's retractions (its error declarations), for the header.
@@ -133,14 +137,7 @@ enum Stage {
     Audit,
 }
 
-/// Dedupe keys are 128-bit xxh3 hashes of event ids (16 bytes per id in memory, a
-/// collision chance of about n^2 / 2^129). Being hashes already, they need no second
-/// hashing in the set.
-fn id_key(event_id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
-}
-
-type IdSet = HashSet<u128, std::hash::BuildHasherDefault<crate::PreHashed>>;
+use crate::dedup::{IdIndex, id_key};
 
 impl PartitionProcessor {
     /// Opens the partition: checks its batch chain, removes uncommitted files, and loads
@@ -148,13 +145,25 @@ impl PartitionProcessor {
     pub fn open(dir: &DataDir, stream: &str, partition: u32, policy: BatchPolicy) -> Result<Self> {
         let writer = BatchWriter::open(dir, stream, partition)?;
         let manifest: Vec<BatchHeader> = dir.read_jsonl(&dir.manifest_file(stream, partition))?;
-        let sealed: u64 = manifest.iter().map(|h| h.size).sum();
-        // Sized for what is sealed plus one batch (a policy without a record bound must not
-        // ask for an impossible table).
-        let mut seen = IdSet::with_capacity_and_hasher(
-            (sealed as usize).saturating_add(policy.max_records.min(1 << 20)),
-            Default::default(),
-        );
+        // The ids of older entries are in the dedupe runs (a local data directory only);
+        // those of the entries after them are read from the files.
+        let runs = (!dir.is_remote()).then(|| {
+            dir.root()
+                .join("dedupe")
+                .join(format!("{stream}-p{partition:03}"))
+        });
+        // Room for one batch (a policy without a record bound must not ask for an
+        // impossible table).
+        let batch = policy.max_records.min(1 << 20);
+        let (mut seen, in_runs) = IdIndex::open(runs, &manifest, policy.dedupe_memory_ids, batch)?;
+        let unread: Vec<&BatchHeader> = manifest
+            .iter()
+            .filter(|h| !in_runs.contains(&h.seq))
+            .collect();
+        if let Some(first) = unread.first() {
+            let ids: u64 = unread.iter().map(|h| h.size).sum();
+            seen.loading_from(first, (ids as usize).saturating_add(batch));
+        }
         // A batch's events are in its own file until compaction covers it, then in the
         // compacted files (which the compactor may also have merged into sorted runs): the
         // ids come from wherever the committed rows are now, never from a file compaction
@@ -162,7 +171,7 @@ impl PartitionProcessor {
         let log = veritrace_anchor::compact::CompactionLog::read(dir)?;
         let covered = log.covered_batches();
         let mut compacted: HashSet<&str> = HashSet::new();
-        for h in manifest.iter().filter(|h| h.size > 0) {
+        for h in unread.iter().filter(|h| h.size > 0) {
             if covered.contains(h.batch_id.as_str()) {
                 compacted.insert(h.batch_id.as_str());
             } else {
@@ -295,8 +304,19 @@ impl PartitionProcessor {
                 None => s.open(payload, now_ms, &limits),
             },
             Stage::Registry(r) => {
-                let seen = &self.seen;
-                r.open_record(payload, now_ms, &limits, &|id| seen.contains(&id_key(id)))
+                // A run that cannot be read stops the partition (it is opened again), after
+                // the record is judged and before anything of it is kept.
+                let (seen, failed) = (&self.seen, std::cell::RefCell::new(None));
+                let opened = r.open_record(payload, now_ms, &limits, &|id| {
+                    seen.contains(id_key(id)).unwrap_or_else(|e| {
+                        failed.replace(Some(e));
+                        false
+                    })
+                });
+                if let Some(e) = failed.into_inner() {
+                    return Err(e.into());
+                }
+                opened
             }
             Stage::Audit => crate::audit::open_entry(payload, &limits),
         };
@@ -317,7 +337,7 @@ impl PartitionProcessor {
     /// earlier record, or earlier in the same bundle): then its `duplicate_event_id`.
     fn add(&mut self, offset: u64, o: &Opened) -> Result<Option<Rejection>> {
         let a = &o.accepted;
-        if !self.seen.insert(id_key(&a.event.event_id)) {
+        if !self.seen.insert(id_key(&a.event.event_id))? {
             let mut r = Rejection::new(
                 Reason::DuplicateEventId,
                 format!("event_id {} was already accepted", a.event.event_id),
@@ -464,6 +484,12 @@ impl PartitionProcessor {
             sealed_at: crate::rfc3339_ms(now_ms),
             retracts: std::mem::take(&mut self.retracts),
         })?;
+        // The batch is committed whatever happens here: ids that cannot go to a run stay
+        // in memory, and the next seal tries again.
+        if let Err(e) = self.seen.sealed(&header) {
+            tracing::warn!(stream = %self.stream, partition = self.partition, error = %e,
+                "could not write the dedupe run; its ids stay in memory");
+        }
         self.leaves.clear();
         self.open_first = None;
         self.open_records = 0;
@@ -479,7 +505,7 @@ fn load_ids(
     dir: &DataDir,
     path: &std::path::Path,
     batches: Option<&HashSet<&str>>,
-    seen: &mut IdSet,
+    seen: &mut IdIndex,
 ) -> Result<()> {
     let f = dir.source(path)?;
     let pq = |e: parquet::errors::ParquetError| Error::Corrupt {
@@ -521,7 +547,7 @@ fn load_ids(
             {
                 continue;
             }
-            seen.insert(id_key(ids.value(i)));
+            seen.load(id_key(ids.value(i)));
         }
     }
     Ok(())

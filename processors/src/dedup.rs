@@ -1,0 +1,862 @@
+//! The partition's dedupe index: the 128-bit hash of every event id the partition ever
+//! accepted, so that a second delivery of an id is `duplicate_event_id` however long after
+//! the first it comes.
+//!
+//! Recent ids are in memory, in a hash set (about 30 bytes an id). Once it holds
+//! [`HOT_IDS`] ids, they are written, sorted, to a *run* file right after a seal and leave
+//! memory. Of a run, memory keeps a blocked Bloom filter (2 bytes an id) and every
+//! [`STRIDE`]th key; a lookup that passes the filter reads one stretch of [`STRIDE`] keys
+//! from the file (4 KiB, usually from the page cache). Runs of about the same size are
+//! merged, so a partition has about log2(ids / [`HOT_IDS`]) runs and a lookup tests that
+//! many filters. Without runs, a partition's memory grew by about 30 bytes per event for
+//! ever (BENCHMARKS.md, issue 19).
+//!
+//! Runs are derived data, kept beside a local data directory in
+//! `dedupe/{stream}-p{N}/{first}-{last}.ids`, where `first` and `last` are the sequence
+//! numbers of the manifest entries whose ids the run holds. A run's header identifies those
+//! two entries (a hash of their batch ids and Merkle roots), and the file ends with its key count and an xxh3-128
+//! checksum of everything before it. When a partition opens:
+//! - a run that does not verify, or that names other batches than the manifest has, is
+//!   reported and renamed `*.damaged` (never used, never deleted);
+//! - the runs used form one chain from the manifest's first entry; a run after a gap, and
+//!   the inputs a merge left behind (its output covers them), are removed;
+//! - the ids of the entries after the chain are read again from the events files, as they
+//!   were before runs existed.
+//!
+//! A run is checked when it is opened, not at each lookup: damage done to it while the
+//! process runs is found at the next start. On an object store there are no runs: every
+//! id stays in memory, as before.
+//!
+//! Freezing and merging run on the partition's thread right after a seal; a merge rewrites
+//! both its inputs, so the largest merges (once per doubling of the partition's ids) pause
+//! the partition for as long as it takes to read and write them.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::hash::BuildHasherDefault;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use veritrace_anchor::{BatchHeader, Error, Result};
+use xxhash_rust::xxh3::Xxh3;
+
+/// Ids held in memory before they are written to a run: a hash table of 2^20 buckets
+/// (17 bytes each, 18 MB) filled to its load limit of 7/8.
+pub const HOT_IDS: usize = (1 << 20) / 8 * 7;
+
+/// Keys between two keys of a run's sparse index: a filter hit reads this many keys.
+pub const STRIDE: usize = 256;
+
+const MAGIC: &[u8; 8] = b"VTDEDUP1";
+/// Magic, first and last sequence numbers, and the two entries' identities.
+const HEADER: u64 = 8 + 8 + 8 + 16 + 16;
+/// Key count and checksum.
+const TRAILER: u64 = 8 + 16;
+
+/// The dedupe key of an event id: its 128-bit xxh3 hash (a collision chance of about
+/// n^2 / 2^129). Being a hash already, it needs no second hashing in a set.
+pub fn id_key(event_id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Io { op, path, source }
+}
+
+/// A set of dedupe keys.
+pub(crate) type IdSet = HashSet<u128, BuildHasherDefault<crate::PreHashed>>;
+
+/// The ids a partition accepted: recent ones in memory, older ones in runs.
+#[derive(Debug)]
+pub struct IdIndex {
+    hot: IdSet,
+    /// The first manifest entry whose ids are in `hot` and in no run.
+    hot_from: Option<(u64, u128)>,
+    runs: Vec<Run>,
+    /// Where runs go; `None`: ids stay in memory.
+    dir: Option<PathBuf>,
+    hot_limit: usize,
+    /// Ids a batch may add (what the set is sized for after a run took the others).
+    batch_hint: usize,
+}
+
+impl IdIndex {
+    /// An index whose runs are in `dir` (`None`: all in memory), holding up to `hot_limit`
+    /// ids in memory between seals, for batches of up to `batch_hint` ids.
+    pub fn new(dir: Option<PathBuf>, hot_limit: usize, batch_hint: usize) -> Self {
+        IdIndex {
+            hot: IdSet::with_capacity_and_hasher(batch_hint, Default::default()),
+            hot_from: None,
+            runs: Vec::new(),
+            dir,
+            hot_limit: hot_limit.max(1),
+            batch_hint,
+        }
+    }
+
+    /// True when `key` was added before.
+    pub fn contains(&self, key: u128) -> Result<bool> {
+        if self.hot.contains(&key) {
+            return Ok(true);
+        }
+        for r in &self.runs {
+            if r.contains(key)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Adds `key`; false when it was there already.
+    pub fn insert(&mut self, key: u128) -> Result<bool> {
+        for r in &self.runs {
+            if r.contains(key)? {
+                return Ok(false);
+            }
+        }
+        Ok(self.hot.insert(key))
+    }
+
+    /// Ids in memory.
+    pub fn hot_len(&self) -> usize {
+        self.hot.len()
+    }
+
+    /// Runs on disk.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// When opening: the ids of the manifest entries no run covers (those from `first` on)
+    /// are added with [`IdIndex::load`].
+    pub fn loading_from(&mut self, first: &BatchHeader, ids: usize) {
+        self.hot_from = Some((first.seq, ident(first)));
+        self.hot.reserve(ids);
+    }
+
+    /// Adds a key read from the files of a committed entry (when opening).
+    pub fn load(&mut self, key: u128) {
+        self.hot.insert(key);
+    }
+
+    /// Called when `sealed` is committed: the ids in memory, which are now exactly those
+    /// of committed entries, go to a run once there are enough of them.
+    pub fn sealed(&mut self, sealed: &BatchHeader) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let from = *self.hot_from.get_or_insert((sealed.seq, ident(sealed)));
+        if self.hot.len() < self.hot_limit {
+            return Ok(());
+        }
+        let mut keys: Vec<u128> = self.hot.iter().copied().collect();
+        keys.sort_unstable();
+        let span = Span {
+            first: from.0,
+            last: sealed.seq,
+            first_ident: from.1,
+            last_ident: ident(sealed),
+        };
+        let run = Run::write(dir, span, keys.len() as u64, keys.into_iter().map(Ok))?;
+        self.runs.push(run);
+        // Sized for a batch, as at open: a table sized for `hot_limit` would hold that
+        // memory in every partition, busy or not.
+        self.hot = IdSet::with_capacity_and_hasher(self.batch_hint, Default::default());
+        self.hot_from = None;
+        // Merge while the newest run is at least half the size of the one before it: sizes
+        // then at least double from newest to oldest.
+        while let [.., a, b] = self.runs.as_slice()
+            && b.count.saturating_mul(2) >= a.count
+        {
+            // The inputs leave the index only once their merge is durable.
+            let merged = Run::merge(dir, a, b)?;
+            let n = self.runs.len();
+            for old in self.runs.splice(n - 2.., [merged]) {
+                // Left behind, it is removed at the next open (covered by the merge).
+                if let Err(e) = std::fs::remove_file(&old.path) {
+                    tracing::warn!(path = %old.path.display(), error = %e, "could not remove a merged dedupe run");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the runs in `dir` that match `manifest` and says which entries (by sequence
+    /// number) they cover; the caller loads the ids of the others ([`IdIndex::load`]).
+    pub fn open(
+        dir: Option<PathBuf>,
+        manifest: &[BatchHeader],
+        hot_limit: usize,
+        batch_hint: usize,
+    ) -> Result<(Self, HashSet<u64>)> {
+        let mut index = IdIndex::new(dir.clone(), hot_limit, batch_hint);
+        let mut covered = HashSet::new();
+        let Some(dir) = dir else {
+            return Ok((index, covered));
+        };
+        std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+        let by_seq: std::collections::HashMap<u64, &BatchHeader> =
+            manifest.iter().map(|h| (h.seq, h)).collect();
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(io("list", &dir))?;
+        for e in entries {
+            let path = e.map_err(io("list", &dir))?.path();
+            match path.extension().and_then(|x| x.to_str()) {
+                Some("ids") => {}
+                // A run being written when the process stopped.
+                Some("tmp") => {
+                    std::fs::remove_file(&path).map_err(io("remove", &path))?;
+                    continue;
+                }
+                _ => continue,
+            }
+            match Run::open(&path, &by_seq) {
+                Ok(run) => found.push(run),
+                Err(why) => {
+                    let aside = path.with_extension("ids.damaged");
+                    tracing::warn!(path = %path.display(), reason = %why, moved_to = %aside.display(),
+                        "dedupe run not used; the ids it held are read again from the events files");
+                    std::fs::rename(&path, &aside).map_err(io("rename", &path))?;
+                }
+            }
+        }
+        // Runs are used as one chain from the manifest's first entry, so that the ids in
+        // memory are always those of the entries after the chain, and the next run follows
+        // it. The widest first: what a merge left behind when it stopped before removing
+        // its inputs is covered by its output, and removed.
+        found.sort_by_key(|r| (r.span.first, std::cmp::Reverse(r.span.last)));
+        let mut next = manifest.first().map(|h| h.seq);
+        for run in found {
+            let end = index.runs.last().map(|r| r.span.last);
+            if end.is_some_and(|end| run.span.last <= end) {
+                std::fs::remove_file(&run.path).map_err(io("remove", &run.path))?;
+            } else if Some(run.span.first) == next {
+                next = Some(run.span.last + 1);
+                covered.extend(run.span.first..=run.span.last);
+                index.runs.push(run);
+            } else {
+                // After a gap (a run set aside above): its entries are read again, and
+                // a later run covers them.
+                tracing::warn!(path = %run.path.display(),
+                    "dedupe run does not follow the runs before it and is removed; its ids are read again from the events files");
+                std::fs::remove_file(&run.path).map_err(io("remove", &run.path))?;
+            }
+        }
+        Ok((index, covered))
+    }
+}
+
+/// A manifest entry's identity in a run's header: a hash of its batch id (unique in the
+/// partition) and Merkle root.
+fn ident(h: &BatchHeader) -> u128 {
+    let mut x = Xxh3::new();
+    x.update(h.batch_id.as_bytes());
+    x.update(&[0]);
+    x.update(h.root.as_bytes());
+    x.digest128()
+}
+
+/// The manifest entries a run covers, and the identities of the first and the last.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    first: u64,
+    last: u64,
+    first_ident: u128,
+    last_ident: u128,
+}
+
+impl Span {
+    fn header(&self) -> Vec<u8> {
+        let mut h = Vec::with_capacity(HEADER as usize);
+        h.extend_from_slice(MAGIC);
+        h.extend_from_slice(&self.first.to_le_bytes());
+        h.extend_from_slice(&self.last.to_le_bytes());
+        h.extend_from_slice(&self.first_ident.to_le_bytes());
+        h.extend_from_slice(&self.last_ident.to_le_bytes());
+        h
+    }
+    fn file_name(&self) -> String {
+        format!("{:012}-{:012}.ids", self.first, self.last)
+    }
+}
+
+/// One run: sorted keys in a file; a filter and a sparse index in memory.
+#[derive(Debug)]
+struct Run {
+    path: PathBuf,
+    file: File,
+    span: Span,
+    count: u64,
+    filter: Filter,
+    /// Every [`STRIDE`]th key, from the first.
+    sparse: Vec<u128>,
+}
+
+impl Run {
+    fn contains(&self, key: u128) -> Result<bool> {
+        if !self.filter.may_contain(key) {
+            return Ok(false);
+        }
+        let stretch = self.sparse.partition_point(|&s| s <= key);
+        if stretch == 0 {
+            return Ok(false);
+        }
+        let from = ((stretch - 1) * STRIDE) as u64;
+        let n = (self.count - from).min(STRIDE as u64) as usize;
+        let mut buf = vec![0u8; n * 16];
+        self.file
+            .read_exact_at(&mut buf, HEADER + from * 16)
+            .map_err(io("read dedupe run", &self.path))?;
+        let keys: Vec<u128> = buf
+            .chunks_exact(16)
+            .map(|c| u128::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        Ok(keys.binary_search(&key).is_ok())
+    }
+
+    /// Writes `keys` (ascending, at most `expected` of them; repeats are written once) as
+    /// the run of `span`.
+    fn write(
+        dir: &Path,
+        span: Span,
+        expected: u64,
+        keys: impl Iterator<Item = Result<u128>>,
+    ) -> Result<Run> {
+        let path = dir.join(span.file_name());
+        let tmp = path.with_extension("tmp");
+        let f = File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut out = BufWriter::with_capacity(1 << 16, f);
+        let mut hash = Xxh3::new();
+        let header = span.header();
+        hash.update(&header);
+        out.write_all(&header).map_err(io("write", &tmp))?;
+        let mut sparse = Vec::with_capacity((expected as usize).div_ceil(STRIDE));
+        let mut filter = Filter::with_keys(expected);
+        let mut prev: Option<u128> = None;
+        let mut count = 0u64;
+        for k in keys {
+            let k = k?;
+            if prev.is_some_and(|p| p >= k) {
+                continue;
+            }
+            prev = Some(k);
+            if count.is_multiple_of(STRIDE as u64) {
+                sparse.push(k);
+            }
+            filter.add(k);
+            let b = k.to_le_bytes();
+            hash.update(&b);
+            out.write_all(&b).map_err(io("write", &tmp))?;
+            count += 1;
+        }
+        hash.update(&count.to_le_bytes());
+        out.write_all(&count.to_le_bytes())
+            .map_err(io("write", &tmp))?;
+        out.write_all(&hash.digest128().to_le_bytes())
+            .map_err(io("write", &tmp))?;
+        let f = out
+            .into_inner()
+            .map_err(|e| io("write", &tmp)(e.into_error()))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync", dir))?;
+        let file = File::open(&path).map_err(io("open", &path))?;
+        Ok(Run {
+            path,
+            file,
+            span,
+            count,
+            filter,
+            sparse,
+        })
+    }
+
+    /// One run of the keys of `a` and `b` (adjacent, `a` first).
+    fn merge(dir: &Path, a: &Run, b: &Run) -> Result<Run> {
+        let span = Span {
+            first: a.span.first,
+            last: b.span.last,
+            first_ident: a.span.first_ident,
+            last_ident: b.span.last_ident,
+        };
+        let (mut x, mut y) = (a.keys()?.peekable(), b.keys()?.peekable());
+        let merged = std::iter::from_fn(move || {
+            let take_x = match (x.peek(), y.peek()) {
+                (Some(Ok(p)), Some(Ok(q))) => p <= q,
+                (Some(Err(_)), _) | (_, None) => true,
+                _ => false,
+            };
+            if take_x { x.next() } else { y.next() }
+        });
+        Run::write(dir, span, a.count + b.count, merged)
+    }
+
+    /// The run's keys, read in order from its file (by position: the file is shared).
+    fn keys(&self) -> Result<impl Iterator<Item = Result<u128>> + '_> {
+        const BLOCK: u64 = 4096;
+        let mut buf: Vec<u128> = Vec::new();
+        let mut next = 0u64;
+        Ok(std::iter::from_fn(move || {
+            if buf.is_empty() {
+                if next == self.count {
+                    return None;
+                }
+                let n = (self.count - next).min(BLOCK);
+                let mut bytes = vec![0u8; n as usize * 16];
+                if let Err(e) = self.file.read_exact_at(&mut bytes, HEADER + next * 16) {
+                    next = self.count;
+                    return Some(Err(io("read dedupe run", &self.path)(e)));
+                }
+                next += n;
+                buf = bytes
+                    .chunks_exact(16)
+                    .rev()
+                    .map(|c| u128::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect();
+            }
+            buf.pop().map(Ok)
+        }))
+    }
+
+    /// Opens and checks the run at `path`: its checksum, its keys ascending, and that its
+    /// first and last entries are those of the manifest. `Err`: why it cannot be used.
+    fn open(
+        path: &Path,
+        by_seq: &std::collections::HashMap<u64, &BatchHeader>,
+    ) -> std::result::Result<Run, String> {
+        let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        if len < HEADER + TRAILER || !(len - HEADER - TRAILER).is_multiple_of(16) {
+            return Err(format!("{len} bytes is not a run's length"));
+        }
+        let count = (len - HEADER - TRAILER) / 16;
+        let mut r = BufReader::with_capacity(1 << 16, &file);
+        let mut header = [0u8; HEADER as usize];
+        r.read_exact(&mut header).map_err(|e| e.to_string())?;
+        if &header[..8] != MAGIC {
+            return Err("not a dedupe run (magic)".into());
+        }
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&header[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let ident_at = |i: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&header[i..i + 16]);
+            u128::from_le_bytes(b)
+        };
+        let span = Span {
+            first: u64_at(8),
+            last: u64_at(16),
+            first_ident: ident_at(24),
+            last_ident: ident_at(40),
+        };
+        for (seq, id) in [(span.first, span.first_ident), (span.last, span.last_ident)] {
+            match by_seq.get(&seq) {
+                Some(h) if ident(h) == id => {}
+                Some(_) => return Err(format!("entry {seq} of the manifest is another batch")),
+                None => return Err(format!("the manifest has no entry {seq}")),
+            }
+        }
+        if span.first > span.last {
+            return Err("its span is empty".into());
+        }
+        let mut hash = Xxh3::new();
+        hash.update(&header);
+        let mut filter = Filter::with_keys(count);
+        let mut sparse = Vec::with_capacity((count as usize).div_ceil(STRIDE));
+        let mut prev: Option<u128> = None;
+        let mut b = [0u8; 16];
+        for i in 0..count {
+            r.read_exact(&mut b).map_err(|e| e.to_string())?;
+            hash.update(&b);
+            let k = u128::from_le_bytes(b);
+            if prev.is_some_and(|p| p >= k) {
+                return Err(format!("key {i} is out of order"));
+            }
+            prev = Some(k);
+            if i.is_multiple_of(STRIDE as u64) {
+                sparse.push(k);
+            }
+            filter.add(k);
+        }
+        let mut trailer = [0u8; TRAILER as usize];
+        r.read_exact(&mut trailer).map_err(|e| e.to_string())?;
+        hash.update(&trailer[..8]);
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&trailer[..8]);
+        if u64::from_le_bytes(n) != count {
+            return Err(format!(
+                "it says {} keys, its length {count}",
+                u64::from_le_bytes(n)
+            ));
+        }
+        let mut sum = [0u8; 16];
+        sum.copy_from_slice(&trailer[8..]);
+        if u128::from_le_bytes(sum) != hash.digest128() {
+            return Err("its checksum does not match its bytes".into());
+        }
+        drop(r);
+        Ok(Run {
+            path: path.to_owned(),
+            file,
+            span,
+            count,
+            filter,
+            sparse,
+        })
+    }
+}
+
+/// A blocked Bloom filter over dedupe keys (uniformly random already): 16 bits a key in
+/// blocks of 512 bits, 7 bits set a key within one block, so a test touches one cache
+/// line. About 0.1% of absent keys pass.
+#[derive(Debug)]
+struct Filter {
+    blocks: Vec<[u64; 8]>,
+}
+
+impl Filter {
+    fn with_keys(n: u64) -> Self {
+        let blocks = (n.saturating_mul(16) / 512).max(1) as usize;
+        Filter {
+            blocks: vec![[0u64; 8]; blocks],
+        }
+    }
+
+    fn bits(&self, key: u128) -> (usize, [u16; 7]) {
+        let hi = (key >> 64) as u64;
+        let block = ((u128::from(hi) * self.blocks.len() as u128) >> 64) as usize;
+        let lo = key as u64;
+        let mut bits = [0u16; 7];
+        for (i, b) in bits.iter_mut().enumerate() {
+            *b = ((lo >> (i * 9)) & 511) as u16;
+        }
+        (block, bits)
+    }
+
+    fn add(&mut self, key: u128) {
+        let (block, bits) = self.bits(key);
+        if let Some(words) = self.blocks.get_mut(block) {
+            for b in bits {
+                words[usize::from(b / 64)] |= 1 << (b % 64);
+            }
+        }
+    }
+
+    fn may_contain(&self, key: u128) -> bool {
+        let (block, bits) = self.bits(key);
+        self.blocks.get(block).is_none_or(|words| {
+            bits.iter()
+                .all(|&b| words[usize::from(b / 64)] & (1 << (b % 64)) != 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+    use veritrace_verify::Digest;
+
+    use super::*;
+
+    fn header(seq: u64) -> BatchHeader {
+        BatchHeader {
+            batch_id: format!("s-p000-{seq:012}-{seq:012}"),
+            stream: "s".into(),
+            partition: 0,
+            seq,
+            first_offset: seq,
+            last_offset: seq,
+            records: 1,
+            size: 1,
+            // Empty batches share a root: the identity must not rest on it alone.
+            root: Digest([(seq % 3) as u8; 32]),
+            prev_root: Digest::ZERO,
+            sealed_at: String::new(),
+            retracts: Vec::new(),
+        }
+    }
+
+    /// A partition in miniature: ids accepted, batches sealed, the process restarted
+    /// (reading the ids of the entries no run covers, as `PartitionProcessor::open` reads
+    /// them from the events files), and a model of what must be found.
+    struct Partition {
+        dir: tempfile::TempDir,
+        hot: usize,
+        manifest: Vec<BatchHeader>,
+        ids_of: Vec<Vec<u128>>,
+        open: Vec<u128>,
+        index: IdIndex,
+        model: HashSet<u128>,
+    }
+
+    impl Partition {
+        fn new(hot: usize) -> Self {
+            let dir = tempfile::tempdir().expect("tmp");
+            let (index, _) =
+                IdIndex::open(Some(dir.path().join("runs")), &[], hot, 16).expect("open");
+            Partition {
+                dir,
+                hot,
+                manifest: Vec::new(),
+                ids_of: Vec::new(),
+                open: Vec::new(),
+                index,
+                model: HashSet::new(),
+            }
+        }
+        fn runs_dir(&self) -> PathBuf {
+            self.dir.path().join("runs")
+        }
+        fn insert(&mut self, key: u128) {
+            let fresh = self.index.insert(key).expect("insert");
+            assert_eq!(fresh, self.model.insert(key), "key {key:x}");
+            if fresh {
+                self.open.push(key);
+            }
+        }
+        fn seal(&mut self) {
+            let h = header(self.manifest.len() as u64);
+            self.ids_of.push(std::mem::take(&mut self.open));
+            self.manifest.push(h.clone());
+            self.index.sealed(&h).expect("sealed");
+        }
+        /// A restart: what was not sealed is gone (it is read again from Kafka).
+        fn reopen(&mut self) {
+            for k in self.open.drain(..) {
+                self.model.remove(&k);
+            }
+            let (mut index, covered) =
+                IdIndex::open(Some(self.runs_dir()), &self.manifest, self.hot, 16).expect("open");
+            let unread: Vec<&BatchHeader> = self
+                .manifest
+                .iter()
+                .filter(|h| !covered.contains(&h.seq))
+                .collect();
+            if let Some(first) = unread.first() {
+                index.loading_from(first, 0);
+            }
+            for h in unread {
+                for k in &self.ids_of[h.seq as usize] {
+                    index.load(*k);
+                }
+            }
+            self.index = index;
+        }
+        fn run_files(&self) -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(self.runs_dir())
+                .expect("list")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|x| x == "ids"))
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u16),
+        Seal,
+        Reopen,
+        /// Flips a byte of a run file (then restarts, when damage is found).
+        Damage(u16, u64),
+    }
+
+    fn key(n: u16) -> u128 {
+        id_key(&format!("event-{n}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the order of ids, seals, restarts and damaged runs: an id is a
+        /// duplicate exactly when it was accepted before and sealed (or is in the open
+        /// batch).
+        #[test]
+        fn finds_exactly_the_ids_accepted_before(
+            hot in 1usize..6,
+            ops in proptest::collection::vec(prop_oneof![
+                8 => (0u16..400).prop_map(Op::Insert),
+                3 => Just(Op::Seal),
+                1 => Just(Op::Reopen),
+                1 => (any::<u16>(), any::<u64>()).prop_map(|(f, b)| Op::Damage(f, b)),
+            ], 1..300),
+        ) {
+            let mut p = Partition::new(hot);
+            for op in ops {
+                match op {
+                    Op::Insert(n) => p.insert(key(n)),
+                    Op::Seal => p.seal(),
+                    Op::Reopen => p.reopen(),
+                    Op::Damage(f, b) => {
+                        let files = p.run_files();
+                        if let Some(path) = files.get(usize::from(f) % files.len().max(1)) {
+                            let mut bytes = std::fs::read(path).expect("read");
+                            let i = (b % bytes.len() as u64) as usize;
+                            bytes[i] ^= 0x20;
+                            std::fs::write(path, bytes).expect("write");
+                            p.reopen();
+                        }
+                    }
+                }
+                // Runs stay few: sizes at least double from the newest to the oldest.
+                prop_assert!(p.index.runs() <= 2 + (p.model.len().max(1)).ilog2() as usize);
+            }
+            for n in 0..400 {
+                prop_assert_eq!(p.index.contains(key(n)).expect("contains"), p.model.contains(&key(n)));
+            }
+        }
+    }
+
+    /// Runs of many stretches: every id found, no other, before and after a restart; the
+    /// memory holds only what came after the last run.
+    #[test]
+    fn large_runs_are_read_by_stretches() {
+        let mut p = Partition::new(1_000);
+        for n in 0..20_000u32 {
+            let k = id_key(&format!("a-{n}"));
+            assert!(p.index.insert(k).expect("insert"));
+            p.open.push(k);
+            p.model.insert(k);
+            if n % 100 == 99 {
+                p.seal();
+            }
+        }
+        assert!(p.index.runs() >= 2, "{} runs", p.index.runs());
+        assert!(
+            p.index.hot_len() < 1_000,
+            "{} ids in memory",
+            p.index.hot_len()
+        );
+        for round in 0..2 {
+            for n in 0..20_000u32 {
+                let (ours, other) = (id_key(&format!("a-{n}")), id_key(&format!("b-{n}")));
+                assert!(
+                    p.index.contains(ours).expect("contains"),
+                    "round {round}: a-{n}"
+                );
+                assert!(
+                    !p.index.contains(other).expect("contains"),
+                    "round {round}: b-{n}"
+                );
+            }
+            p.reopen();
+        }
+    }
+
+    /// The filter passes every key added and few others (a pass costs a read of 4 KiB).
+    #[test]
+    fn the_filter_passes_few_absent_keys() {
+        let n = 100_000u64;
+        let mut f = Filter::with_keys(n);
+        for i in 0..n {
+            f.add(id_key(&format!("in-{i}")));
+        }
+        assert!((0..n).all(|i| f.may_contain(id_key(&format!("in-{i}")))));
+        let passed = (0..n)
+            .filter(|i| f.may_contain(id_key(&format!("out-{i}"))))
+            .count();
+        assert!(passed < 250, "{passed} of {n} absent keys pass");
+    }
+
+    /// A damaged run is set aside, reported and never used; the ids it held are read
+    /// again, and nothing accepted before is accepted twice.
+    #[test]
+    fn a_damaged_run_is_set_aside_and_its_ids_read_again() {
+        let mut p = Partition::new(4);
+        for n in 0..64 {
+            p.insert(key(n));
+            p.seal();
+        }
+        let files = p.run_files();
+        let victim = files.first().expect("a run").clone();
+        let mut bytes = std::fs::read(&victim).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&victim, bytes).expect("write");
+        p.reopen();
+        assert!(victim.with_extension("ids.damaged").exists());
+        assert!(!victim.exists());
+        for n in 0..64 {
+            assert!(
+                !p.index.insert(key(n)).expect("insert"),
+                "{n} accepted twice"
+            );
+        }
+        assert!(p.index.insert(key(64)).expect("insert"));
+    }
+
+    /// Runs that name other batches than the manifest has (a data directory restored from
+    /// a backup older than its runs) are not used.
+    #[test]
+    fn runs_of_other_batches_are_not_used() {
+        let mut p = Partition::new(2);
+        for n in 0..16 {
+            p.insert(key(n));
+            p.seal();
+        }
+        assert!(p.index.runs() > 0);
+        // The manifest of another history: same sequence numbers, other batches.
+        p.manifest = (0..16)
+            .map(|s| {
+                let mut h = header(s);
+                h.batch_id.push('x');
+                h
+            })
+            .collect();
+        p.reopen();
+        assert_eq!(p.index.runs(), 0);
+        assert_eq!(p.run_files().len(), 0);
+        for n in 0..16 {
+            assert!(p.index.contains(key(n)).expect("contains"));
+        }
+    }
+
+    /// What a merge that stopped before removing its inputs leaves behind is removed at
+    /// the next open, and the merged run answers for it.
+    #[test]
+    fn inputs_left_by_a_merge_are_removed() {
+        let mut p = Partition::new(2);
+        for n in 0..2 {
+            p.insert(key(n));
+            p.insert(key(100 + n));
+            p.seal();
+        }
+        let before: Vec<(PathBuf, Vec<u8>)> = p
+            .run_files()
+            .into_iter()
+            .map(|f| {
+                let b = std::fs::read(&f).expect("read");
+                (f, b)
+            })
+            .collect();
+        assert_eq!(before.len(), 1);
+        for n in 2..4 {
+            p.insert(key(n));
+            p.insert(key(100 + n));
+            p.seal();
+        }
+        let merged = p.run_files();
+        assert!(
+            !before[0].0.exists(),
+            "the input is removed after the merge"
+        );
+        std::fs::write(&before[0].0, &before[0].1).expect("put back");
+        p.reopen();
+        assert_eq!(p.run_files(), merged);
+        for n in 0..4 {
+            assert!(p.index.contains(key(n)).expect("contains"));
+            assert!(p.index.contains(key(100 + n)).expect("contains"));
+        }
+    }
+}
