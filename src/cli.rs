@@ -1288,7 +1288,8 @@ fn ingest_file(a: IngestFileArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     if a.kafka {
         return crate::process::ingest_to_kafka(records, cfg, a.brokers, a.topic);
     }
-    let dir = veritrace_anchor::DataDir::create(a.data.as_ref().unwrap_or(&cfg.data_dir))?;
+    let dir = veritrace_anchor::DataDir::create(a.data.as_ref().unwrap_or(&cfg.data_dir))?
+        .with_dedupe_dir(&cfg.pipeline.dedupe_dir);
     let mut read_error = None;
     let source = records
         .map_while(|r| match r {

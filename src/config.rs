@@ -14,6 +14,7 @@
 //! max-payload-bytes = 65536
 //! max-future = "24h"
 //! dedupe-memory-ids = 917504
+//! dedupe-dir = ""
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
@@ -952,9 +953,13 @@ pub struct PipelineConfig {
     #[serde(with = "humantime_serde")]
     pub max_future: Duration,
     /// Event ids each partition keeps in memory for deduplication (about 20 bytes each);
-    /// older ones are in sorted runs under `dedupe/` of a local data directory, with 2 bytes
-    /// an id left in memory. On an object store every id stays in memory.
+    /// older ones are in sorted runs on local disk, with 2 bytes an id left in memory.
     pub dedupe_memory_ids: usize,
+    /// Where those runs go: empty for `dedupe/` under a local data directory. A data
+    /// directory on an object store needs a local path here for runs (one per data
+    /// directory; lost runs are rebuilt from the events files); without one, every id stays
+    /// in memory.
+    pub dedupe_dir: PathBuf,
 }
 
 /// HTTP API settings.
@@ -986,6 +991,7 @@ impl Default for Config {
                 max_payload_bytes: policy.limits.max_payload,
                 max_future: Duration::from_millis(policy.limits.max_future_ms as u64),
                 dedupe_memory_ids: policy.dedupe_memory_ids,
+                dedupe_dir: PathBuf::new(),
             },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),

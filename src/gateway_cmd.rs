@@ -71,21 +71,22 @@ pub fn gateway(a: GatewayArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     };
     let embedded = a.embedded || g.embedded;
     let data = a.data.unwrap_or_else(|| cfg.data_dir.clone());
-    let dir =
-        if embedded {
-            Some(veritrace_anchor::DataDir::create(&data).with_context(|| {
-                format!("the embedded gateway processes into {}", data.display())
-            })?)
-        } else if settings.root.is_some() {
-            Some(veritrace_anchor::DataDir::open(&data).with_context(|| {
-                format!(
-                    "the gateway checks signatures against the identity registry in {}",
-                    data.display()
-                )
-            })?)
-        } else {
-            None
-        };
+    let dir = if embedded {
+        Some(
+            veritrace_anchor::DataDir::create(&data)
+                .with_context(|| format!("the embedded gateway processes into {}", data.display()))?
+                .with_dedupe_dir(&cfg.pipeline.dedupe_dir),
+        )
+    } else if settings.root.is_some() {
+        Some(veritrace_anchor::DataDir::open(&data).with_context(|| {
+            format!(
+                "the gateway checks signatures against the identity registry in {}",
+                data.display()
+            )
+        })?)
+    } else {
+        None
+    };
     let registry = match &dir {
         Some(d) if settings.root.is_some() => settings.registry(d)?,
         _ => None,

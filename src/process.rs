@@ -100,7 +100,7 @@ pub fn process(a: ProcessArgs, mut cfg: Config) -> anyhow::Result<ExitCode> {
     }
     let listen = a.metrics_listen.unwrap_or(cfg.kafka.metrics_listen);
     let data = a.data.unwrap_or_else(|| cfg.data_dir.clone());
-    let dir = veritrace_anchor::DataDir::create(&data)?;
+    let dir = veritrace_anchor::DataDir::create(&data)?.with_dedupe_dir(&cfg.pipeline.dedupe_dir);
     let rt_cfg = cfg.runtime()?;
     let k = &cfg.kafka;
     let pcfg = ProcessConfig {

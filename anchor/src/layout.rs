@@ -34,6 +34,9 @@ pub struct DataDir {
     /// The object store, when the data directory is `s3://bucket/prefix` (`root` is then that
     /// URL, and every path under it names the object key).
     remote: Option<Arc<Remote>>,
+    /// A local directory for the processors' dedupe runs, instead of `dedupe/` under a
+    /// local root (the only place for them when the data is on an object store).
+    dedupe: Option<PathBuf>,
 }
 
 /// The local path a data directory names: a plain path, or a `file://` URL. Other URLs
@@ -97,6 +100,7 @@ impl DataDir {
             let dir = DataDir {
                 root,
                 remote: Some(remote.clone()),
+                dedupe: None,
             };
             let marker = dir.root.join(MARKER);
             remote.create(&marker, MARKER.into(), br#"{"format":1}"#.to_vec())?;
@@ -105,6 +109,7 @@ impl DataDir {
         let dir = DataDir {
             root: local_root(root)?,
             remote: None,
+            dedupe: None,
         };
         for sub in [
             "events", "rejected", "edges", "batches", "epochs", "ledger", "anchors", "keys",
@@ -136,11 +141,13 @@ impl DataDir {
             return Ok(DataDir {
                 root,
                 remote: Some(remote),
+                dedupe: None,
             });
         }
         let dir = DataDir {
             root: local_root(root)?,
             remote: None,
+            dedupe: None,
         };
         let batches = dir.root.join("batches");
         if !batches.is_dir() {
@@ -151,6 +158,27 @@ impl DataDir {
             )));
         }
         Ok(dir)
+    }
+
+    /// The same data directory, with the processors' dedupe runs in the local directory
+    /// `dir` (`pipeline.dedupe-dir`; one per data directory) instead of `dedupe/` under the
+    /// root. An empty path leaves the default.
+    pub fn with_dedupe_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        self.dedupe = (!dir.as_os_str().is_empty()).then_some(dir);
+        self
+    }
+
+    /// Where the dedupe runs of a partition go: under [`DataDir::with_dedupe_dir`]'s
+    /// directory, or `dedupe/` of a local root; `None` on an object store without one (every
+    /// id then stays in memory).
+    pub fn dedupe_dir(&self, stream: &str, partition: u32) -> Option<PathBuf> {
+        let base = match (&self.dedupe, &self.remote) {
+            (Some(d), _) => d.clone(),
+            (None, None) => self.root.join("dedupe"),
+            (None, Some(_)) => return None,
+        };
+        Some(base.join(format!("{stream}-p{partition:03}")))
     }
 
     /// Whether the data directory is on an object store.

@@ -145,13 +145,9 @@ impl PartitionProcessor {
     pub fn open(dir: &DataDir, stream: &str, partition: u32, policy: BatchPolicy) -> Result<Self> {
         let writer = BatchWriter::open(dir, stream, partition)?;
         let manifest: Vec<BatchHeader> = dir.read_jsonl(&dir.manifest_file(stream, partition))?;
-        // The ids of older entries are in the dedupe runs (a local data directory only);
-        // those of the entries after them are read from the files.
-        let runs = (!dir.is_remote()).then(|| {
-            dir.root()
-                .join("dedupe")
-                .join(format!("{stream}-p{partition:03}"))
-        });
+        // The ids of older entries are in the dedupe runs (on local disk); those of the
+        // entries after them are read from the files.
+        let runs = dir.dedupe_dir(stream, partition);
         // Room for one batch (a policy without a record bound must not ask for an
         // impossible table).
         let batch = policy.max_records.min(1 << 20);

@@ -372,6 +372,59 @@ fn an_import_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
     }
 }
 
+/// Event ids beyond the dedupe memory bound go to sorted runs on local disk (`dedupe/` of a
+/// local data directory; `pipeline.dedupe-dir` for a bucket). A second import of the same
+/// file, by a new process that opens those runs, is duplicates only: nothing stored twice.
+#[test]
+fn a_second_import_is_all_duplicates_with_old_ids_in_dedupe_runs_on_both_backends() {
+    const N: usize = 3_000;
+    for b in Backend::both() {
+        let input = b.file("again.jsonl", &common::new_events("d", N));
+        let runs = match &b.moto {
+            Some(_) => b.dir.path().join("dedupe-runs"),
+            None => Path::new(&b.data).join("dedupe"),
+        };
+        let runs_text = runs.display().to_string();
+        let mut env = vec![
+            ("VERITRACE__PIPELINE__BATCH_MAX_RECORDS", "100"),
+            ("VERITRACE__PIPELINE__DEDUPE_MEMORY_IDS", "250"),
+        ];
+        if b.moto.is_some() {
+            env.push(("VERITRACE__PIPELINE__DEDUPE_DIR", &runs_text));
+        }
+        for round in 0..2 {
+            let out = b.ingest(&input, &env);
+            assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
+            let want = if round == 0 { 0 } else { N as u64 };
+            assert_eq!(
+                duplicates(&stdout(&out)),
+                want,
+                "[{}] round {round}",
+                b.name
+            );
+        }
+        let run_files: Vec<_> = std::fs::read_dir(&runs)
+            .unwrap_or_else(|e| panic!("[{}] {}: {e}", b.name, runs.display()))
+            .flatten()
+            .flat_map(|p| std::fs::read_dir(p.path()).into_iter().flatten().flatten())
+            .filter(|f| f.path().extension().is_some_and(|x| x == "ids"))
+            .collect();
+        assert!(run_files.len() >= 4, "[{}] {run_files:?}", b.name);
+        assert_eq!(
+            b.n("SELECT count(*) AS n FROM events"),
+            N as u64,
+            "[{}]",
+            b.name
+        );
+        assert_eq!(
+            b.n("SELECT count(DISTINCT event_id) AS n FROM events"),
+            N as u64,
+            "[{}]",
+            b.name
+        );
+    }
+}
+
 #[test]
 fn serve_answers_sql_and_proofs_from_both_backends() {
     for b in Backend::both() {
