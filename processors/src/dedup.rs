@@ -452,29 +452,29 @@ impl Run {
     ) -> Result<Run> {
         let path = dir.join(span.file_name());
         let tmp = path.with_extension("tmp");
-        let written = Run::write_to(dir, &path, &tmp, span, expected, keys, cancel);
+        let written = Run::write_to(dir, path, &tmp, span, expected, keys, cancel);
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         written
     }
 
+    /// [`Run::write`] through `tmp`, which the caller removes when this fails.
     fn write_to(
         dir: &Path,
-        path: &Path,
+        path: PathBuf,
         tmp: &Path,
         span: Span,
         expected: u64,
         keys: impl Iterator<Item = Result<u128>>,
         cancel: &AtomicBool,
     ) -> Result<Run> {
-        let (path, tmp) = (path.to_owned(), tmp.to_owned());
-        let f = File::create(&tmp).map_err(io("create", &tmp))?;
+        let f = File::create(tmp).map_err(io("create", tmp))?;
         let mut out = BufWriter::with_capacity(1 << 16, f);
         let mut hash = Xxh3::new();
         let header = span.header();
         hash.update(&header);
-        out.write_all(&header).map_err(io("write", &tmp))?;
+        out.write_all(&header).map_err(io("write", tmp))?;
         let mut sparse = Vec::with_capacity((expected as usize).div_ceil(STRIDE));
         let mut filter = Filter::with_keys(expected);
         let mut prev: Option<u128> = None;
@@ -494,20 +494,20 @@ impl Run {
             filter.add(k);
             let b = k.to_le_bytes();
             hash.update(&b);
-            out.write_all(&b).map_err(io("write", &tmp))?;
+            out.write_all(&b).map_err(io("write", tmp))?;
             count += 1;
         }
         hash.update(&count.to_le_bytes());
         out.write_all(&count.to_le_bytes())
-            .map_err(io("write", &tmp))?;
+            .map_err(io("write", tmp))?;
         out.write_all(&hash.digest128().to_le_bytes())
-            .map_err(io("write", &tmp))?;
+            .map_err(io("write", tmp))?;
         let f = out
             .into_inner()
-            .map_err(|e| io("write", &tmp)(e.into_error()))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
+            .map_err(|e| io("write", tmp)(e.into_error()))?;
+        f.sync_all().map_err(io("fsync", tmp))?;
         drop(f);
-        std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+        std::fs::rename(tmp, &path).map_err(io("rename", tmp))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io("fsync", dir))?;
@@ -1047,26 +1047,22 @@ mod tests {
         let keys = |r: std::ops::Range<u128>| r.map(|k| Ok(k << 64)).collect::<Vec<_>>();
         let a = Run::write(dir.path(), span(0), 3, keys(1..4).into_iter(), &never).expect("a");
         let b = Run::write(dir.path(), span(1), 3, keys(4..7).into_iter(), &never).expect("b");
-        let merged = Run::merge(
-            dir.path(),
-            &a.input().expect("a"),
-            &b.input().expect("b"),
-            &never,
-        )
-        .expect("merge");
+        let merge = || {
+            Run::merge(
+                dir.path(),
+                &a.input().expect("a"),
+                &b.input().expect("b"),
+                &never,
+            )
+        };
+        let merged = merge().expect("merge");
         assert_eq!(merged.count, 6);
         std::fs::remove_file(&merged.path).expect("remove");
         // One byte of a key of `b`, changed behind the index's back.
         let mut bytes = std::fs::read(&b.path).expect("read");
         bytes[HEADER as usize + 20] ^= 4;
         std::fs::write(&b.path, bytes).expect("write");
-        let err = Run::merge(
-            dir.path(),
-            &a.input().expect("a"),
-            &b.input().expect("b"),
-            &never,
-        )
-        .expect_err("merged a damaged run");
+        let err = merge().expect_err("merged a damaged run");
         assert!(err.to_string().contains("checksum"), "{err}");
         assert!(
             !dir.path()

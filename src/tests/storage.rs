@@ -170,6 +170,16 @@ impl Backend {
         serde_json::from_str(&out).expect("json rows")
     }
 
+    /// `n` events stored, each once.
+    fn assert_each_event_once(&self, n: u64) {
+        for sql in [
+            "SELECT count(*) AS n FROM events",
+            "SELECT count(DISTINCT event_id) AS n FROM events",
+        ] {
+            assert_eq!(self.n(sql), n, "[{}] {sql}", self.name);
+        }
+    }
+
     fn n(&self, sql: &str) -> u64 {
         self.rows(sql)[0]["n"]
             .as_u64()
@@ -340,18 +350,7 @@ fn an_import_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         assert!(out.status.success(), "[{}] {}", b.name, stderr(&out));
         // On an object store a killed holder's lease is waited out (its TTL), never broken.
         assert!(start.elapsed() < Duration::from_secs(120), "[{}]", b.name);
-        assert_eq!(
-            b.n("SELECT count(*) AS n FROM events"),
-            N as u64,
-            "[{}]",
-            b.name
-        );
-        assert_eq!(
-            b.n("SELECT count(DISTINCT event_id) AS n FROM events"),
-            N as u64,
-            "[{}]",
-            b.name
-        );
+        b.assert_each_event_once(N as u64);
         // A file is an input, not a replayable log: each run sends it whole, and what an
         // earlier run had sealed comes back as duplicates, kept in `rejected` with that
         // reason and nothing else.
@@ -410,18 +409,7 @@ fn a_second_import_is_all_duplicates_with_old_ids_in_dedupe_runs_on_both_backend
             .filter(|f| f.path().extension().is_some_and(|x| x == "ids"))
             .collect();
         assert!(run_files.len() >= 4, "[{}] {run_files:?}", b.name);
-        assert_eq!(
-            b.n("SELECT count(*) AS n FROM events"),
-            N as u64,
-            "[{}]",
-            b.name
-        );
-        assert_eq!(
-            b.n("SELECT count(DISTINCT event_id) AS n FROM events"),
-            N as u64,
-            "[{}]",
-            b.name
-        );
+        b.assert_each_event_once(N as u64);
     }
 }
 
