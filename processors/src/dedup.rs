@@ -27,12 +27,13 @@
 //! other damage done to it while the process runs is found at the next start. On an object store there are no runs: every
 //! id stays in memory, as before.
 //!
-//! Writing the ids in memory to a run (sorting and writing up to
-//! `pipeline.dedupe-memory-ids` keys, 15 MB by default) happens on the partition's thread
-//! right after a seal. Merges run on a thread of their own, one at a time per partition,
-//! while lookups go on in their inputs; a merge checks its inputs' order and checksums as it
-//! reads them, so damage done to a run since it was opened fails the merge instead of being
-//! copied into a run that would verify.
+//! Writing the ids in memory to a run, and merging runs, happen on a thread of their own,
+//! one job at a time per partition: the partition only hands the set over (a new, empty one
+//! takes its place) and goes on looking ids up in it, and in a merge's inputs, until the
+//! run is in place. A run that cannot be written leaves its ids in memory, and a later seal
+//! tries again. A merge checks its inputs' order and checksums as it reads them, so damage
+//! done to a run since it was opened fails the merge instead of being copied into a run
+//! that would verify.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -87,29 +88,46 @@ pub struct IdIndex {
     hot_limit: usize,
     /// Ids a batch may add (what the set is sized for after a run took the others).
     batch_hint: usize,
-    /// The merge running in the background, if any (one at a time).
-    merging: Option<Merging>,
+    /// Ids on their way to a run (the background job writes them), still looked up here.
+    frozen: Option<Frozen>,
+    /// The run of `frozen` being written, if any.
+    writing: Option<Job>,
+    /// The merge of two runs in progress, if any.
+    merging: Option<Job>,
+    /// Threads freeing what a job replaced ([`IdIndex::reap`]).
+    reapers: Vec<JoinHandle<()>>,
 }
 
-/// A merge of two adjacent runs on its own thread; the partition goes on with the inputs
-/// until it is done.
+/// Ids taken out of memory's set for a run being written, and the entry they start at.
 #[derive(Debug)]
-struct Merging {
-    /// The first entry of the first input and the last of the second.
-    first: u64,
-    last: u64,
+struct Frozen {
+    ids: Arc<IdSet>,
+    from: (u64, u128),
+}
+
+/// A run being written or merged on a thread of its own; the partition goes on meanwhile.
+#[derive(Debug)]
+struct Job {
+    /// A merge: the first entry of its first input and the last of its second.
+    merge: Option<(u64, u64)>,
     cancel: Arc<AtomicBool>,
     done: Receiver<Result<Run>>,
     thread: JoinHandle<()>,
 }
 
 impl Drop for IdIndex {
-    /// Stops a merge in progress and waits for it, so that the directory is the index's
+    /// Stops the jobs in progress and waits for them, so that the directory is the index's
     /// alone when it is opened again.
     fn drop(&mut self) {
-        if let Some(m) = self.merging.take() {
-            m.cancel.store(true, Ordering::Relaxed);
-            let _ = m.thread.join();
+        for j in [self.writing.take(), self.merging.take()]
+            .into_iter()
+            .flatten()
+        {
+            j.cancel.store(true, Ordering::Relaxed);
+            let _ = j.thread.join();
+        }
+        for r in self.reapers.drain(..) {
+            let _ = r.join();
         }
     }
 }
@@ -125,13 +143,16 @@ impl IdIndex {
             dir,
             hot_limit: hot_limit.max(1),
             batch_hint,
+            frozen: None,
+            writing: None,
             merging: None,
+            reapers: Vec::new(),
         }
     }
 
     /// True when `key` was added before.
     pub fn contains(&self, key: u128) -> Result<bool> {
-        if self.hot.contains(&key) {
+        if self.hot.contains(&key) || self.frozen.as_ref().is_some_and(|f| f.ids.contains(&key)) {
             return Ok(true);
         }
         for r in &self.runs {
@@ -144,6 +165,9 @@ impl IdIndex {
 
     /// Adds `key`; false when it was there already.
     pub fn insert(&mut self, key: u128) -> Result<bool> {
+        if self.frozen.as_ref().is_some_and(|f| f.ids.contains(&key)) {
+            return Ok(false);
+        }
         for r in &self.runs {
             if r.contains(key)? {
                 return Ok(false);
@@ -152,9 +176,9 @@ impl IdIndex {
         Ok(self.hot.insert(key))
     }
 
-    /// Ids in memory.
+    /// Ids in memory (counting those on their way to a run).
     pub fn hot_len(&self) -> usize {
-        self.hot.len()
+        self.hot.len() + self.frozen.as_ref().map_or(0, |f| f.ids.len())
     }
 
     /// Runs on disk.
@@ -174,114 +198,178 @@ impl IdIndex {
         self.hot.insert(key);
     }
 
-    /// Called when `sealed` is committed: the ids in memory, which are now exactly those
-    /// of committed entries, go to a run once there are enough of them; a merge that ended
-    /// is taken in, and the next one due is started.
+    /// Called when `sealed` is committed: takes in what the background job finished, and
+    /// starts the next job due. The ids in memory, which are now exactly those of committed
+    /// entries, are due to go to a run once there are enough of them; then merges are due
+    /// (the newest pair of runs in which the newer is at least half the older, so sizes at
+    /// least double from newest to oldest). Neither pauses the partition: a job runs on a
+    /// thread of its own, and until its run is in place, lookups use what it reads.
     pub fn sealed(&mut self, sealed: &BatchHeader) -> Result<()> {
-        let Some(dir) = &self.dir else {
+        if self.dir.is_none() {
             return Ok(());
-        };
-        let from = *self.hot_from.get_or_insert((sealed.seq, ident(sealed)));
-        if self.hot.len() >= self.hot_limit {
-            let mut keys: Vec<u128> = self.hot.iter().copied().collect();
-            keys.sort_unstable();
-            let span = Span {
-                first: from.0,
-                last: sealed.seq,
-                first_ident: from.1,
-                last_ident: ident(sealed),
-            };
-            let never = AtomicBool::new(false);
-            let run = Run::write(
-                dir,
-                span,
-                keys.len() as u64,
-                keys.into_iter().map(Ok),
-                &never,
-            )?;
-            self.runs.push(run);
-            // Sized for a batch, as at open: a table sized for `hot_limit` would hold that
-            // memory in every partition, busy or not.
-            self.hot = IdSet::with_capacity_and_hasher(self.batch_hint, Default::default());
-            self.hot_from = None;
         }
-        self.merges(false);
+        self.hot_from.get_or_insert((sealed.seq, ident(sealed)));
+        self.jobs(Some(sealed), false);
         Ok(())
     }
 
-    /// Takes a finished merge in and starts the next one due; with `wait`, until none is
-    /// due. Runs of about the same size are due: the newest pair in which the newer run is
-    /// at least half the older, so sizes at least double from newest to oldest.
-    fn merges(&mut self, wait: bool) {
+    /// Takes finished jobs in and starts those due: a run of the ids in memory once there
+    /// are enough of them (`sealed`: the entry just committed, where it ends), and a merge
+    /// of the newest pair of runs in which the newer is at least half the older (sizes then
+    /// at least double from newest to oldest). One of each at a time. With `wait`, waits
+    /// for them until none runs or is due (a job that failed is not started again here).
+    fn jobs(&mut self, sealed: Option<&BatchHeader>, wait: bool) {
+        let mut failed = false;
         loop {
-            if let Some(m) = &self.merging {
-                let result = if wait {
-                    m.done.recv().ok()
+            for merge in [false, true] {
+                let slot = if merge {
+                    &mut self.merging
                 } else {
-                    match m.done.try_recv() {
+                    &mut self.writing
+                };
+                let Some(j) = slot else { continue };
+                let result = if wait {
+                    j.done.recv().ok()
+                } else {
+                    match j.done.try_recv() {
                         Ok(r) => Some(r),
-                        Err(TryRecvError::Empty) => return,
+                        Err(TryRecvError::Empty) => continue,
                         Err(TryRecvError::Disconnected) => None,
                     }
                 };
-                let Some(m) = self.merging.take() else {
-                    return;
-                };
-                let _ = m.thread.join();
-                match result {
-                    Some(Ok(run)) => self.merged(m.first, m.last, run),
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "a dedupe merge failed; its runs stay as they were and the merge is tried again after a later seal");
-                        return;
+                let Some(j) = slot.take() else { continue };
+                let _ = j.thread.join();
+                match (result, j.merge) {
+                    (Some(Ok(run)), Some((first, last))) => self.merged(first, last, run),
+                    (Some(Ok(run)), None) => {
+                        self.runs.push(run);
+                        let frozen = self.frozen.take();
+                        self.reap(move || drop(frozen));
                     }
-                    None => {
-                        tracing::warn!(
-                            "a dedupe merge stopped without an answer; tried again after a later seal"
-                        );
-                        return;
+                    (result, _) => {
+                        failed = true;
+                        let why = match result {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "the job stopped without an answer".to_owned(),
+                        };
+                        // The ids that were on their way stay in memory; a later seal
+                        // tries again.
+                        if !merge {
+                            self.unfreeze();
+                        }
+                        tracing::warn!(error = %why, "a dedupe run could not be written or merged; tried again after a later seal");
                     }
                 }
             }
-            let Some(i) = (1..self.runs.len())
-                .rev()
-                .find(|&i| self.runs[i].count.saturating_mul(2) >= self.runs[i - 1].count)
-            else {
+            if failed {
                 return;
-            };
-            if let Err(e) = self.start_merge(i - 1) {
+            }
+            if self.writing.is_none()
+                && let Some(h) = sealed
+                && self.hot.len() >= self.hot_limit
+                && let Err(e) = self.start_freeze(h)
+            {
+                tracing::warn!(error = %e, "could not start writing a dedupe run");
+                return;
+            }
+            if self.merging.is_none()
+                && let Some(i) = (1..self.runs.len())
+                    .rev()
+                    .find(|&i| self.runs[i].count.saturating_mul(2) >= self.runs[i - 1].count)
+                && let Err(e) = self.start_merge(i - 1)
+            {
                 tracing::warn!(error = %e, "could not start a dedupe merge");
                 return;
             }
-            if !wait {
+            if !wait || (self.writing.is_none() && self.merging.is_none()) {
                 return;
             }
         }
     }
 
-    /// Starts merging runs `i` and `i + 1` on a thread of its own.
+    /// Starts writing the ids in memory, which end at entry `sealed`, to a run.
+    fn start_freeze(&mut self, sealed: &BatchHeader) -> Result<()> {
+        let (Some(dir), Some(from)) = (self.dir.clone(), self.hot_from) else {
+            return Ok(());
+        };
+        let span = Span {
+            first: from.0,
+            last: sealed.seq,
+            first_ident: from.1,
+            last_ident: ident(sealed),
+        };
+        // Sized for a batch, as at open: a table sized for `hot_limit` would hold that
+        // memory in every partition, busy or not.
+        let fresh = IdSet::with_capacity_and_hasher(self.batch_hint, Default::default());
+        let ids = Arc::new(std::mem::replace(&mut self.hot, fresh));
+        self.hot_from = None;
+        self.frozen = Some(Frozen {
+            ids: ids.clone(),
+            from,
+        });
+        let started = self.start(None, move |cancel| {
+            let mut keys: Vec<u128> = ids.iter().copied().collect();
+            keys.sort_unstable();
+            Run::write(
+                &dir,
+                span,
+                keys.len() as u64,
+                keys.into_iter().map(Ok),
+                cancel,
+            )
+        });
+        match started {
+            Ok(job) => {
+                self.writing = job;
+                Ok(())
+            }
+            Err(e) => {
+                self.unfreeze();
+                Err(e)
+            }
+        }
+    }
+
+    /// The ids on their way to a run back into memory's set (the run was not written).
+    fn unfreeze(&mut self) {
+        if let Some(f) = self.frozen.take() {
+            self.hot.extend(f.ids.iter().copied());
+            self.hot_from = Some(f.from);
+        }
+    }
+
+    /// Starts merging runs `i` and `i + 1`.
     fn start_merge(&mut self, i: usize) -> Result<()> {
         let Some(dir) = self.dir.clone() else {
             return Ok(());
         };
         let (a, b) = (self.runs[i].input()?, self.runs[i + 1].input()?);
+        let span = (a.span.first, b.span.last);
+        self.merging = self.start(Some(span), move |cancel| Run::merge(&dir, &a, &b, cancel))?;
+        Ok(())
+    }
+
+    /// Runs `work` on a thread of its own.
+    fn start(
+        &mut self,
+        merge: Option<(u64, u64)>,
+        work: impl FnOnce(&AtomicBool) -> Result<Run> + Send + 'static,
+    ) -> Result<Option<Job>> {
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, done) = std::sync::mpsc::sync_channel(1);
         let stop = cancel.clone();
-        let (first, last) = (a.span.first, b.span.last);
         let thread = std::thread::Builder::new()
-            .name("dedupe-merge".into())
+            .name("dedupe-runs".into())
             .spawn(move || {
-                let _ = tx.send(Run::merge(&dir, &a, &b, &stop));
+                let _ = tx.send(work(&stop));
             })
-            .map_err(|e| Error::Invalid(format!("cannot start the dedupe merge thread: {e}")))?;
-        self.merging = Some(Merging {
-            first,
-            last,
+            .map_err(|e| Error::Invalid(format!("cannot start the dedupe thread: {e}")))?;
+        Ok(Some(Job {
+            merge,
             cancel,
             done,
             thread,
-        });
-        Ok(())
+        }))
     }
 
     /// Puts the merged `run` in place of its two inputs, and removes their files.
@@ -292,18 +380,40 @@ impl IdIndex {
             tracing::warn!(path = %run.path.display(), "the inputs of a dedupe merge are gone; the merge is not used");
             return;
         };
-        for old in self.runs.splice(i - 1..=i, [run]) {
-            // Left behind, it is removed at the next open (covered by the merge).
-            if let Err(e) = std::fs::remove_file(&old.path) {
-                tracing::warn!(path = %old.path.display(), error = %e, "could not remove a merged dedupe run");
+        let old: Vec<Run> = self.runs.splice(i - 1..=i, [run]).collect();
+        self.reap(move || {
+            for r in old {
+                let path = r.path.clone();
+                drop(r);
+                // Left behind, it is removed at the next open (covered by the merge).
+                if let Err(e) = remove_if_there(&path) {
+                    tracing::warn!(error = %e, "could not remove a merged dedupe run");
+                }
             }
+        });
+    }
+
+    /// Frees what `free` holds (large tables; run files to remove: an unlink of a large
+    /// file takes a while) off the partition's thread. When no thread starts, `free` is
+    /// dropped here: its memory is freed, and files left behind are removed at the next
+    /// open.
+    fn reap(&mut self, free: impl FnOnce() + Send + 'static) {
+        self.reapers.retain(|r| !r.is_finished());
+        if let Ok(r) = std::thread::Builder::new()
+            .name("dedupe-reap".into())
+            .spawn(free)
+        {
+            self.reapers.push(r);
         }
     }
 
-    /// Waits for merges until none is due (tests: a state that does not depend on timing).
+    /// Waits for jobs until none runs or is due (tests: a state that does not depend on timing).
     #[cfg(test)]
-    fn settle(&mut self) {
-        self.merges(true);
+    fn settle(&mut self, sealed: &BatchHeader) {
+        self.jobs(Some(sealed), true);
+        for r in self.reapers.drain(..) {
+            let _ = r.join();
+        }
     }
 
     /// Opens the runs in `dir` that match `manifest` and says which entries (by sequence
@@ -329,12 +439,10 @@ impl IdIndex {
             match path.extension().and_then(|x| x.to_str()) {
                 Some("ids") => {}
                 // A run being written when the process stopped.
-                Some("tmp") => match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io("remove", &path)(e));
-                    }
-                    _ => continue,
-                },
+                Some("tmp") => {
+                    remove_if_there(&path)?;
+                    continue;
+                }
                 _ => continue,
             }
             match Run::open(&path, &by_seq) {
@@ -356,7 +464,7 @@ impl IdIndex {
         for run in found {
             let end = index.runs.last().map(|r| r.span.last);
             if end.is_some_and(|end| run.span.last <= end) {
-                std::fs::remove_file(&run.path).map_err(io("remove", &run.path))?;
+                remove_if_there(&run.path)?;
             } else if Some(run.span.first) == next {
                 next = Some(run.span.last + 1);
                 covered.extend(run.span.first..=run.span.last);
@@ -366,7 +474,7 @@ impl IdIndex {
                 // a later run covers them.
                 tracing::warn!(path = %run.path.display(),
                     "dedupe run does not follow the runs before it and is removed; its ids are read again from the events files");
-                std::fs::remove_file(&run.path).map_err(io("remove", &run.path))?;
+                remove_if_there(&run.path)?;
             }
         }
         Ok((index, covered))
@@ -643,6 +751,14 @@ impl Run {
     }
 }
 
+/// Removes the file at `path`, if it is still there.
+fn remove_if_there(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// A run's file and what is known of it, read by a merge.
 #[derive(Debug)]
 struct Input {
@@ -842,17 +958,18 @@ mod tests {
                 self.open.push(key);
             }
         }
-        /// A seal, after which the merges due are done.
+        /// A seal, after which the runs due are written and merged.
         fn seal(&mut self) {
-            self.seal_no_wait();
-            self.index.settle();
+            let h = self.seal_no_wait();
+            self.index.settle(&h);
         }
-        /// A seal, with merges left running in the background.
-        fn seal_no_wait(&mut self) {
+        /// A seal, with runs left being written and merged in the background.
+        fn seal_no_wait(&mut self) -> BatchHeader {
             let h = header(self.manifest.len() as u64);
             self.ids_of.push(std::mem::take(&mut self.open));
             self.manifest.push(h.clone());
             self.index.sealed(&h).expect("sealed");
+            h
         }
         /// A restart: what was not sealed is gone (it is read again from Kafka).
         fn reopen(&mut self) {
@@ -929,7 +1046,9 @@ mod tests {
                         p.seal();
                         settled = true;
                     }
-                    Op::SealNoWait => p.seal_no_wait(),
+                    Op::SealNoWait => {
+                        p.seal_no_wait();
+                    }
                     Op::Reopen => p.reopen(),
                     Op::Damage(f, b) => {
                         let files = p.run_files();
@@ -987,6 +1106,35 @@ mod tests {
                 );
             }
             p.reopen();
+        }
+    }
+
+    /// A run that cannot be written leaves its ids in memory, found as before, and the
+    /// next seal writes them.
+    #[test]
+    fn ids_whose_run_cannot_be_written_stay_in_memory() {
+        let mut p = Partition::new(4);
+        for n in 0..4 {
+            p.insert(key(n));
+        }
+        std::fs::remove_dir_all(p.runs_dir()).expect("remove the runs' directory");
+        p.seal();
+        assert_eq!(p.index.runs(), 0);
+        assert_eq!(p.index.hot_len(), 4);
+        for n in 0..4 {
+            assert!(p.index.contains(key(n)).expect("contains"), "{n}");
+        }
+        std::fs::create_dir_all(p.runs_dir()).expect("directory back");
+        p.insert(key(4));
+        p.seal();
+        assert_eq!(p.index.runs(), 1);
+        assert_eq!(p.index.hot_len(), 0);
+        p.reopen();
+        for n in 0..5 {
+            assert!(
+                !p.index.insert(key(n)).expect("insert"),
+                "{n} accepted twice"
+            );
         }
     }
 
