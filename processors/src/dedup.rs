@@ -2,20 +2,21 @@
 //! accepted, so that a second delivery of an id is `duplicate_event_id` however long after
 //! the first it comes.
 //!
-//! Recent ids are in memory, in a hash set (about 30 bytes an id). Once it holds
-//! [`HOT_IDS`] ids, they are written, sorted, to a *run* file right after a seal and leave
-//! memory. Of a run, memory keeps a blocked Bloom filter (2 bytes an id) and every
-//! [`STRIDE`]th key; a lookup that passes the filter reads one stretch of [`STRIDE`] keys
-//! from the file (4 KiB, usually from the page cache). Runs of about the same size are
-//! merged, so a partition has about log2(ids / [`HOT_IDS`]) runs and a lookup tests that
-//! many filters. Without runs, a partition's memory grew by about 30 bytes per event for
+//! Recent ids are in memory, in a hash set (about 20-40 bytes an id). Once it holds
+//! `pipeline.dedupe-memory-ids` ids ([`HOT_IDS`] by default), a seal hands them over to be
+//! written, sorted, to a *run* file. Of a run, memory keeps a blocked Bloom filter (2 bytes
+//! an id) and every [`STRIDE`]th key; a lookup that passes the filter reads one stretch of
+//! [`STRIDE`] keys from the file (4 KiB, usually from the page cache). Runs of about the
+//! same size are merged, so a partition has about log2(ids / bound) runs and a lookup tests
+//! that many filters. Without runs, a partition's memory grew by 20-40 bytes per event for
 //! ever (BENCHMARKS.md, issue 19).
 //!
-//! Runs are derived data, kept beside a local data directory in
-//! `dedupe/{stream}-p{N}/{first}-{last}.ids`, where `first` and `last` are the sequence
-//! numbers of the manifest entries whose ids the run holds. A run's header identifies those
-//! two entries (a hash of their batch ids and Merkle roots), and the file ends with its key count and an xxh3-128
-//! checksum of everything before it. When a partition opens:
+//! Runs are derived data on local disk ([`veritrace_anchor::DataDir::dedupe_dir`]:
+//! `dedupe/{stream}-p{N}/` of a local data directory, or under `pipeline.dedupe-dir`),
+//! named `{first}-{last}.ids`, where `first` and `last` are the sequence numbers of the
+//! manifest entries whose ids the run holds. A run's header identifies those two entries (a
+//! hash of their batch ids and Merkle roots), and the file ends with its key count and an
+//! xxh3-128 checksum of everything before it. When a partition opens:
 //! - a run that does not verify, or that names other batches than the manifest has, is
 //!   reported and renamed `*.damaged` (never used, never deleted);
 //! - the runs used form one chain from the manifest's first entry; a run after a gap, and
@@ -23,17 +24,16 @@
 //! - the ids of the entries after the chain are read again from the events files, as they
 //!   were before runs existed.
 //!
-//! A run is checked when it is opened and when a merge reads it, not at each lookup:
-//! other damage done to it while the process runs is found at the next start. On an object store there are no runs: every
-//! id stays in memory, as before.
+//! A data directory on an object store without `pipeline.dedupe-dir` has no runs: every id
+//! stays in memory, as before.
 //!
-//! Writing the ids in memory to a run, and merging runs, happen on a thread of their own,
-//! one job at a time per partition: the partition only hands the set over (a new, empty one
-//! takes its place) and goes on looking ids up in it, and in a merge's inputs, until the
-//! run is in place. A run that cannot be written leaves its ids in memory, and a later seal
-//! tries again. A merge checks its inputs' order and checksums as it reads them, so damage
-//! done to a run since it was opened fails the merge instead of being copied into a run
-//! that would verify.
+//! Runs are written and merged on threads of their own, one write and one merge at a time
+//! per partition: a seal only hands the set over (a new, empty one takes its place), and
+//! lookups go on in it, and in a merge's inputs, until the new run is in place. A run that
+//! cannot be written leaves its ids in memory, and a later seal tries again. A run's order,
+//! count and checksum are checked when it is opened and as a merge reads it, so damage done
+//! to a run since it was opened fails the merge instead of being copied into a run that
+//! would verify; lookups do not check, and other damage is found at the next start.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -152,7 +152,18 @@ impl IdIndex {
 
     /// True when `key` was added before.
     pub fn contains(&self, key: u128) -> Result<bool> {
-        if self.hot.contains(&key) || self.frozen.as_ref().is_some_and(|f| f.ids.contains(&key)) {
+        Ok(self.hot.contains(&key) || self.older(key)?)
+    }
+
+    /// Adds `key`; false when it was there already.
+    pub fn insert(&mut self, key: u128) -> Result<bool> {
+        Ok(!self.older(key)? && self.hot.insert(key))
+    }
+
+    /// True when `key` is among the ids out of memory's set: on their way to a run, or in
+    /// one.
+    fn older(&self, key: u128) -> Result<bool> {
+        if self.frozen.as_ref().is_some_and(|f| f.ids.contains(&key)) {
             return Ok(true);
         }
         for r in &self.runs {
@@ -161,19 +172,6 @@ impl IdIndex {
             }
         }
         Ok(false)
-    }
-
-    /// Adds `key`; false when it was there already.
-    pub fn insert(&mut self, key: u128) -> Result<bool> {
-        if self.frozen.as_ref().is_some_and(|f| f.ids.contains(&key)) {
-            return Ok(false);
-        }
-        for r in &self.runs {
-            if r.contains(key)? {
-                return Ok(false);
-            }
-        }
-        Ok(self.hot.insert(key))
     }
 
     /// Ids in memory (counting those on their way to a run).
@@ -204,13 +202,11 @@ impl IdIndex {
     /// (the newest pair of runs in which the newer is at least half the older, so sizes at
     /// least double from newest to oldest). Neither pauses the partition: a job runs on a
     /// thread of its own, and until its run is in place, lookups use what it reads.
-    pub fn sealed(&mut self, sealed: &BatchHeader) -> Result<()> {
-        if self.dir.is_none() {
-            return Ok(());
+    pub fn sealed(&mut self, sealed: &BatchHeader) {
+        if self.dir.is_some() {
+            self.hot_from.get_or_insert((sealed.seq, ident(sealed)));
+            self.jobs(Some(sealed), false);
         }
-        self.hot_from.get_or_insert((sealed.seq, ident(sealed)));
-        self.jobs(Some(sealed), false);
-        Ok(())
     }
 
     /// Takes finished jobs in and starts those due: a run of the ids in memory once there
@@ -542,10 +538,7 @@ impl Run {
         self.file
             .read_exact_at(&mut buf, HEADER + from * 16)
             .map_err(io("read dedupe run", &self.path))?;
-        let keys: Vec<u128> = buf
-            .chunks_exact(16)
-            .map(|c| u128::from_le_bytes(c.try_into().unwrap_or_default()))
-            .collect();
+        let keys: Vec<u128> = decode(&buf).collect();
         Ok(keys.binary_search(&key).is_ok())
     }
 
@@ -583,8 +576,7 @@ impl Run {
         let header = span.header();
         hash.update(&header);
         out.write_all(&header).map_err(io("write", tmp))?;
-        let mut sparse = Vec::with_capacity((expected as usize).div_ceil(STRIDE));
-        let mut filter = Filter::with_keys(expected);
+        let mut summary = Summary::new(expected);
         let mut prev: Option<u128> = None;
         let mut count = 0u64;
         for k in keys {
@@ -596,10 +588,7 @@ impl Run {
                 continue;
             }
             prev = Some(k);
-            if count.is_multiple_of(STRIDE as u64) {
-                sparse.push(k);
-            }
-            filter.add(k);
+            summary.add(k);
             let b = k.to_le_bytes();
             hash.update(&b);
             out.write_all(&b).map_err(io("write", tmp))?;
@@ -620,14 +609,7 @@ impl Run {
             .and_then(|d| d.sync_all())
             .map_err(io("fsync", dir))?;
         let file = File::open(&path).map_err(io("open", &path))?;
-        Ok(Run {
-            path,
-            file,
-            span,
-            count,
-            filter,
-            sparse,
-        })
+        Ok(summary.into_run(path, file, span))
     }
 
     /// What a merge needs of the run, for another thread.
@@ -704,51 +686,27 @@ impl Run {
         if span.first > span.last {
             return Err("its span is empty".into());
         }
-        let mut hash = Xxh3::new();
-        hash.update(&header);
-        let mut filter = Filter::with_keys(count);
-        let mut sparse = Vec::with_capacity((count as usize).div_ceil(STRIDE));
-        let mut prev: Option<u128> = None;
-        let mut b = [0u8; 16];
-        for i in 0..count {
-            r.read_exact(&mut b).map_err(|e| e.to_string())?;
-            hash.update(&b);
-            let k = u128::from_le_bytes(b);
-            if prev.is_some_and(|p| p >= k) {
-                return Err(format!("key {i} is out of order"));
-            }
-            prev = Some(k);
-            if i.is_multiple_of(STRIDE as u64) {
-                sparse.push(k);
-            }
-            filter.add(k);
-        }
-        let mut trailer = [0u8; TRAILER as usize];
-        r.read_exact(&mut trailer).map_err(|e| e.to_string())?;
-        hash.update(&trailer[..8]);
-        let mut n = [0u8; 8];
-        n.copy_from_slice(&trailer[..8]);
-        if u64::from_le_bytes(n) != count {
-            return Err(format!(
-                "it says {} keys, its length {count}",
-                u64::from_le_bytes(n)
-            ));
-        }
-        let mut sum = [0u8; 16];
-        sum.copy_from_slice(&trailer[8..]);
-        if u128::from_le_bytes(sum) != hash.digest128() {
-            return Err("its checksum does not match its bytes".into());
-        }
         drop(r);
-        Ok(Run {
+        let input = Input {
             path: path.to_owned(),
             file,
             span,
             count,
-            filter,
-            sparse,
-        })
+        };
+        let mut summary = Summary::new(count);
+        for k in input.keys() {
+            summary.add(k.map_err(|e| e.to_string())?);
+        }
+        let Input { path, file, .. } = input;
+        Ok(summary.into_run(path, file, span))
     }
+}
+
+/// The keys of `bytes` as a run stores them (16 bytes each, little-endian).
+fn decode(bytes: &[u8]) -> impl DoubleEndedIterator<Item = u128> + '_ {
+    bytes
+        .chunks_exact(16)
+        .map(|c| u128::from_le_bytes(c.try_into().unwrap_or_default()))
 }
 
 /// Removes the file at `path`, if it is still there.
@@ -759,7 +717,46 @@ fn remove_if_there(path: &Path) -> Result<()> {
     }
 }
 
-/// A run's file and what is known of it, read by a merge.
+/// What memory keeps of a run, built as its keys go by in order: its filter, and every
+/// [`STRIDE`]th key.
+struct Summary {
+    filter: Filter,
+    sparse: Vec<u128>,
+    seen: u64,
+}
+
+impl Summary {
+    /// For up to `keys` keys.
+    fn new(keys: u64) -> Self {
+        Summary {
+            filter: Filter::with_keys(keys),
+            sparse: Vec::with_capacity((keys as usize).div_ceil(STRIDE)),
+            seen: 0,
+        }
+    }
+
+    fn add(&mut self, key: u128) {
+        if self.seen.is_multiple_of(STRIDE as u64) {
+            self.sparse.push(key);
+        }
+        self.filter.add(key);
+        self.seen += 1;
+    }
+
+    /// The run of the keys added, in `file` at `path`.
+    fn into_run(self, path: PathBuf, file: File, span: Span) -> Run {
+        Run {
+            path,
+            file,
+            span,
+            count: self.seen,
+            filter: self.filter,
+            sparse: self.sparse,
+        }
+    }
+}
+
+/// A run's file and what is known of it, read when it is opened and by a merge.
 #[derive(Debug)]
 struct Input {
     path: PathBuf,
@@ -811,12 +808,21 @@ impl Input {
                     ended = true;
                     let check = read(HEADER + self.count * 16, TRAILER as usize).and_then(|t| {
                         hash.update(&t[..8]);
+                        let mut n = [0u8; 8];
+                        n.copy_from_slice(&t[..8]);
+                        if u64::from_le_bytes(n) != self.count {
+                            return Err(damaged(format!(
+                                "it says {} keys, its length {}",
+                                u64::from_le_bytes(n),
+                                self.count
+                            )));
+                        }
                         let mut sum = [0u8; 16];
                         sum.copy_from_slice(&t[8..]);
                         if u128::from_le_bytes(sum) == hash.digest128() {
                             Ok(())
                         } else {
-                            Err(damaged("its checksum no longer matches its bytes".into()))
+                            Err(damaged("its checksum does not match its bytes".into()))
                         }
                     });
                     return check.err().map(Err);
@@ -831,16 +837,12 @@ impl Input {
                 };
                 hash.update(&bytes);
                 next += n;
-                buf = bytes
-                    .chunks_exact(16)
-                    .rev()
-                    .map(|c| u128::from_le_bytes(c.try_into().unwrap_or_default()))
-                    .collect();
+                buf = decode(&bytes).rev().collect();
             }
             let k = buf.pop()?;
             if prev.is_some_and(|p| p >= k) {
                 ended = true;
-                return Some(Err(damaged("its keys are no longer in order".into())));
+                return Some(Err(damaged("its keys are not in order".into())));
             }
             prev = Some(k);
             Some(Ok(k))
@@ -968,7 +970,7 @@ mod tests {
             let h = header(self.manifest.len() as u64);
             self.ids_of.push(std::mem::take(&mut self.open));
             self.manifest.push(h.clone());
-            self.index.sealed(&h).expect("sealed");
+            self.index.sealed(&h);
             h
         }
         /// A restart: what was not sealed is gone (it is read again from Kafka).

@@ -31,8 +31,8 @@ pub struct BatchPolicy {
     pub max_age: Duration,
     /// Validation limits.
     pub limits: Limits,
-    /// Event ids kept in memory for deduplication before they go to a run on disk
-    /// ([`crate::dedup`]; local data directories only).
+    /// Event ids kept in memory for deduplication before they go to a run on local disk
+    /// ([`crate::dedup`]; where the data directory has a place for runs).
     pub dedupe_memory_ids: usize,
 }
 
@@ -480,12 +480,8 @@ impl PartitionProcessor {
             sealed_at: crate::rfc3339_ms(now_ms),
             retracts: std::mem::take(&mut self.retracts),
         })?;
-        // The batch is committed whatever happens here: ids that cannot go to a run stay
-        // in memory, and the next seal tries again.
-        if let Err(e) = self.seen.sealed(&header) {
-            tracing::warn!(stream = %self.stream, partition = self.partition, error = %e,
-                "could not write the dedupe run; its ids stay in memory");
-        }
+        // Ids that cannot go to a run stay in memory; the next seal tries again.
+        self.seen.sealed(&header);
         self.leaves.clear();
         self.open_first = None;
         self.open_records = 0;
