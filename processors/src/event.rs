@@ -969,13 +969,12 @@ fn structure(
     }
     // Sent in the stored form already (UTC, three fraction digits): kept as it came.
     let stored_form = |t: &str| t.len() == 24 && t.as_bytes()[19] == b'.' && t.ends_with('Z');
-    let event_time = if common.is_some() && stored_form(&raw.event_time) {
-        std::mem::take(&mut raw.event_time)
-    } else {
+    let mut event_time = std::mem::take(&mut raw.event_time);
+    if common.is_none() || !stored_form(&event_time) {
         let utc = DateTime::<Utc>::from_timestamp_millis(ms)
             .ok_or_else(|| Rejection::new(Reason::BadTimestamp, "event_time out of range"))?;
-        crate::utc_ms_text(&utc)
-    };
+        crate::utc_ms_text_into(&utc, &mut event_time);
+    }
 
     // A business type: the version in force at the event's time, and what it requires.
     let custom = match ty {

@@ -128,6 +128,15 @@ pub fn rfc3339_ms(ms: i64) -> String {
 /// of the day number is Howard Hinnant's `civil_from_days`; years beyond four digits are
 /// left to chrono.
 pub(crate) fn utc_ms_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    let mut out = String::new();
+    utc_ms_text_into(t, &mut out);
+    out
+}
+
+/// [`utc_ms_text`] written into `out` (cleared first), reusing its allocation: the event
+/// path hands it the text the time came in.
+pub(crate) fn utc_ms_text_into(t: &chrono::DateTime<chrono::Utc>, out: &mut String) {
+    out.clear();
     let ms = t.timestamp_millis();
     let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let z = days + 719_468;
@@ -140,7 +149,8 @@ pub(crate) fn utc_ms_text(t: &chrono::DateTime<chrono::Utc>) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     if !(0..=9999).contains(&year) {
-        return t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        out.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        return;
     }
     let mut b = *b"0000-00-00T00:00:00.000Z";
     let mut put = |at: usize, width: usize, mut v: i64| {
@@ -156,7 +166,8 @@ pub(crate) fn utc_ms_text(t: &chrono::DateTime<chrono::Utc>) -> String {
     put(14, 2, in_day / 60_000 % 60);
     put(17, 2, in_day / 1_000 % 60);
     put(20, 3, in_day % 1_000);
-    b.iter().copied().map(char::from).collect()
+    // Digits and ASCII punctuation only, so never lossy.
+    out.push_str(&String::from_utf8_lossy(&b));
 }
 
 /// The instant of `text`, in milliseconds since the Unix epoch, when it is written the way
@@ -276,10 +287,12 @@ mod time_text_tests {
             946_684_800_000i64..4_102_444_800_000,
         ]) {
             if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms) {
-                prop_assert_eq!(
-                    super::utc_ms_text(&t),
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                );
+                let want = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                prop_assert_eq!(super::utc_ms_text(&t), want.clone());
+                // Into a buffer that held a longer text before.
+                let mut reused = "2026-11-01T08:15:02.123456789+08:00 and more".to_owned();
+                super::utc_ms_text_into(&t, &mut reused);
+                prop_assert_eq!(reused, want);
             }
         }
     }
