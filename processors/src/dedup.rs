@@ -96,6 +96,35 @@ pub struct IdIndex {
     merging: Option<Job>,
     /// Threads freeing what a job replaced ([`IdIndex::reap`]).
     reapers: Vec<JoinHandle<()>>,
+    /// Runs that could not be written or merged ([`IndexStats::failures`]).
+    failures: u64,
+}
+
+/// What an [`IdIndex`] holds, for the processor's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Ids in memory's sets, those on their way to a run included.
+    pub ids_in_memory: u64,
+    /// Ids in runs on disk.
+    pub ids_in_runs: u64,
+    /// Runs on disk.
+    pub runs: u64,
+    /// Memory the index holds: its hash tables as allocated, and the runs' filters and
+    /// sparse keys.
+    pub memory_bytes: u64,
+    /// Runs that could not be written or merged since the index was opened (each is tried
+    /// again after a later seal; the ids stay in memory meanwhile).
+    pub failures: u64,
+}
+
+/// Bytes a set's table takes: a power of two of buckets of 16-byte keys and one control
+/// byte each, with room for an eighth more (the hash table's load factor).
+fn set_bytes(s: &IdSet) -> u64 {
+    if s.capacity() == 0 {
+        return 0;
+    }
+    let buckets = (s.capacity() as u64 * 8 / 7).next_power_of_two();
+    buckets * 17
 }
 
 /// Ids taken out of memory's set for a run being written, and the entry they start at.
@@ -147,6 +176,25 @@ impl IdIndex {
             writing: None,
             merging: None,
             reapers: Vec::new(),
+            failures: 0,
+        }
+    }
+
+    /// What the index holds now.
+    pub fn stats(&self) -> IndexStats {
+        let frozen = self.frozen.as_ref().map(|f| &*f.ids);
+        IndexStats {
+            ids_in_memory: self.hot_len() as u64,
+            ids_in_runs: self.runs.iter().map(|r| r.count).sum(),
+            runs: self.runs.len() as u64,
+            memory_bytes: set_bytes(&self.hot)
+                + frozen.map_or(0, set_bytes)
+                + self
+                    .runs
+                    .iter()
+                    .map(|r| (r.filter.blocks.len() * 64 + r.sparse.len() * 16) as u64)
+                    .sum::<u64>(),
+            failures: self.failures,
         }
     }
 
@@ -244,6 +292,7 @@ impl IdIndex {
                     }
                     (result, _) => {
                         failed = true;
+                        self.failures += 1;
                         let why = match result {
                             Some(Err(e)) => e.to_string(),
                             _ => "the job stopped without an answer".to_owned(),
@@ -265,6 +314,7 @@ impl IdIndex {
                 && self.hot.len() >= self.hot_limit
                 && let Err(e) = self.start_freeze(h)
             {
+                self.failures += 1;
                 tracing::warn!(error = %e, "could not start writing a dedupe run");
                 return;
             }
@@ -274,6 +324,7 @@ impl IdIndex {
                     .find(|&i| self.runs[i].count.saturating_mul(2) >= self.runs[i - 1].count)
                 && let Err(e) = self.start_merge(i - 1)
             {
+                self.failures += 1;
                 tracing::warn!(error = %e, "could not start a dedupe merge");
                 return;
             }
@@ -1095,6 +1146,16 @@ mod tests {
             "{} ids in memory",
             p.index.hot_len()
         );
+        // What the metrics report: every id once, and a memory of a few bytes an id in runs.
+        let s = p.index.stats();
+        assert_eq!(s.ids_in_memory + s.ids_in_runs, 20_000, "{s:?}");
+        assert_eq!(s.runs, p.index.runs() as u64);
+        assert_eq!(s.failures, 0);
+        let all_in_memory = set_bytes(&p.model.iter().copied().collect::<IdSet>());
+        assert!(
+            s.memory_bytes > s.ids_in_runs * 2 && s.memory_bytes < all_in_memory / 2,
+            "{s:?}, {all_in_memory} bytes all in memory"
+        );
         for round in 0..2 {
             for n in 0..20_000u32 {
                 let (ours, other) = (id_key(&format!("a-{n}")), id_key(&format!("b-{n}")));
@@ -1123,6 +1184,7 @@ mod tests {
         p.seal();
         assert_eq!(p.index.runs(), 0);
         assert_eq!(p.index.hot_len(), 4);
+        assert_eq!(p.index.stats().failures, 1);
         for n in 0..4 {
             assert!(p.index.contains(key(n)).expect("contains"), "{n}");
         }
@@ -1131,6 +1193,8 @@ mod tests {
         p.seal();
         assert_eq!(p.index.runs(), 1);
         assert_eq!(p.index.hot_len(), 0);
+        let s = p.index.stats();
+        assert_eq!((s.ids_in_runs, s.failures), (5, 1), "{s:?}");
         p.reopen();
         for n in 0..5 {
             assert!(

@@ -242,6 +242,11 @@ impl PartitionProcessor {
         &self.policy
     }
 
+    /// What the partition's dedupe index holds (ids in memory and in runs, memory).
+    pub fn dedupe_stats(&self) -> crate::dedup::IndexStats {
+        self.seen.stats()
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats

@@ -68,9 +68,32 @@ fn end_to_end_100k_events_with_invalid_and_duplicates_on_4_partitions() {
 
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let p = Processor::start(&broker.addr(), &data, "p", &[]);
+    // About 24,000 ids a partition against 5,000 in memory: older ids go to dedupe runs,
+    // and duplicates of them are caught there.
+    let p = Processor::start_with_env(
+        &broker.addr(),
+        &data,
+        "p",
+        &[],
+        &[("VERITRACE__PIPELINE__DEDUPE_MEMORY_IDS", "5000")],
+    );
     wait_all_sealed(&[&p], records.len());
+    // Every accepted id is held once, in memory or in a run (the gauges are set after the
+    // seal that the count above waited for).
+    let valid = want.valid_ids.len() as f64;
+    p.wait_for("dedupe gauges after the last seal", LONG, |m| {
+        sum(m, "veritrace_dedupe_ids_in_memory").unwrap_or(0.0)
+            + sum(m, "veritrace_dedupe_run_ids").unwrap_or(0.0)
+            == valid
+    });
     let m = p.metrics();
+    assert!(
+        sum(&m, "veritrace_dedupe_runs").unwrap_or(0.0) >= 4.0,
+        "every partition has a run"
+    );
+    assert!(sum(&m, "veritrace_dedupe_run_ids").unwrap_or(0.0) > 0.0);
+    assert!(sum(&m, "veritrace_dedupe_memory_bytes").unwrap_or(0.0) > 0.0);
+    assert_eq!(sum(&m, "veritrace_dedupe_run_failures_total"), Some(0.0));
     assert_eq!(sum(&m, "veritrace_consumed_records_total"), Some(100_000.0));
     assert_eq!(
         sum(&m, "veritrace_accepted_events_total"),

@@ -156,6 +156,16 @@ specs! {
         "1 while the bridge is connected to the MQTT broker";
     MQTT_REFUSED = "veritrace_mqtt_refused_total", Counter, "messages", [], MQTT,
         "MQTT messages refused by their topic's device binding (sent to the rejected topic with the reason)";
+    DEDUPE_IDS_IN_MEMORY = "veritrace_dedupe_ids_in_memory", Gauge, "ids", ["topic", "partition"], PROCESS_ONLY,
+        "Event ids a partition holds in memory to catch duplicates (up to pipeline.dedupe-memory-ids, twice that while a run is written)";
+    DEDUPE_RUN_IDS = "veritrace_dedupe_run_ids", Gauge, "ids", ["topic", "partition"], PROCESS_ONLY,
+        "Event ids a partition holds in dedupe runs on local disk (16 bytes each)";
+    DEDUPE_RUNS = "veritrace_dedupe_runs", Gauge, "files", ["topic", "partition"], PROCESS_ONLY,
+        "Dedupe run files of a partition (about log2 of its ids over the memory bound)";
+    DEDUPE_MEMORY_BYTES = "veritrace_dedupe_memory_bytes", Gauge, "bytes", ["topic", "partition"], PROCESS_ONLY,
+        "Memory a partition's dedupe index holds: hash tables as allocated, the runs' filters (2 bytes an id) and sparse keys";
+    DEDUPE_RUN_FAILURES = "veritrace_dedupe_run_failures_total", Counter, "runs", [], PROCESS_ONLY,
+        "Dedupe runs that could not be written or merged (the ids stay in memory and a later seal tries again; a full or failing scratch disk)";
     POLL_LOOP_TIMESTAMP = "veritrace_poll_loop_timestamp_seconds", Gauge, "seconds", [], PROCESS_ONLY,
         "Unix time the Kafka poll loop last turned (GET /livez fails when it stalls for 5 minutes)";
     DAMAGED_FILES = "veritrace_damaged_files", Gauge, "files", [], SERVE,

@@ -6,7 +6,8 @@ use prometheus::{
 
 use crate::{
     ACCEPTED, ANCHOR_FAILURES, ANCHOR_GAS, ANCHOR_REORGS, ANCHOR_SECONDS, ASSIGNED, BATCHES,
-    CLONE_SIGHTINGS, COMMIT_FAILURES, COMMITTED, CONSUMED, DUPLICATES, EPOCHS,
+    CLONE_SIGHTINGS, COMMIT_FAILURES, COMMITTED, CONSUMED, DEDUPE_IDS_IN_MEMORY,
+    DEDUPE_MEMORY_BYTES, DEDUPE_RUN_FAILURES, DEDUPE_RUN_IDS, DEDUPE_RUNS, DUPLICATES, EPOCHS,
     EVENT_TO_SEALED_SECONDS, LAG, PENDING_BATCHES, PENDING_EPOCHS, POLL_LOOP_TIMESTAMP, REBALANCES,
     REJECTED, REJECTED_PUBLISHED, SEAL_SECONDS, counter, counter_vec, gauge, gauge_vec, histogram,
     histogram_vec,
@@ -71,6 +72,16 @@ pub struct ProcessorMetrics {
     pub poll_loop_timestamp: IntGauge,
     /// [`crate::CLONE_SIGHTINGS`].
     pub clone_sightings: IntCounter,
+    /// [`crate::DEDUPE_IDS_IN_MEMORY`].
+    pub dedupe_ids_in_memory: IntGaugeVec,
+    /// [`crate::DEDUPE_RUN_IDS`].
+    pub dedupe_run_ids: IntGaugeVec,
+    /// [`crate::DEDUPE_RUNS`].
+    pub dedupe_runs: IntGaugeVec,
+    /// [`crate::DEDUPE_MEMORY_BYTES`].
+    pub dedupe_memory_bytes: IntGaugeVec,
+    /// [`crate::DEDUPE_RUN_FAILURES`].
+    pub dedupe_run_failures: IntCounter,
 }
 
 impl ProcessorMetrics {
@@ -100,6 +111,11 @@ impl ProcessorMetrics {
             anchor_reorgs: counter(r, &ANCHOR_REORGS)?,
             poll_loop_timestamp: gauge(r, &POLL_LOOP_TIMESTAMP)?,
             clone_sightings: counter(r, &CLONE_SIGHTINGS)?,
+            dedupe_ids_in_memory: gauge_vec(r, &DEDUPE_IDS_IN_MEMORY)?,
+            dedupe_run_ids: gauge_vec(r, &DEDUPE_RUN_IDS)?,
+            dedupe_runs: gauge_vec(r, &DEDUPE_RUNS)?,
+            dedupe_memory_bytes: gauge_vec(r, &DEDUPE_MEMORY_BYTES)?,
+            dedupe_run_failures: counter(r, &DEDUPE_RUN_FAILURES)?,
         })
     }
 }
@@ -116,8 +132,16 @@ mod tests {
         m.event_to_sealed.with_label_values(&["raw"]).observe(0.1);
         m.lag.with_label_values(&["raw", "0"]).set(1);
         m.committed.with_label_values(&["raw", "0"]).set(1);
+        for g in [
+            &m.dedupe_ids_in_memory,
+            &m.dedupe_run_ids,
+            &m.dedupe_runs,
+            &m.dedupe_memory_bytes,
+        ] {
+            g.with_label_values(&["raw", "0"]).set(1);
+        }
         m.rebalances.with_label_values(&["assign"]).inc();
         assert_eq!(crate::off_catalog(&r), Vec::<String>::new());
-        assert_eq!(r.gather().len(), 22, "every family is exported");
+        assert_eq!(r.gather().len(), 27, "every family is exported");
     }
 }

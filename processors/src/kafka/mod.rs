@@ -291,10 +291,16 @@ impl Shared {
                     t.topic, t.partition
                 ))),
             }
-            self.metrics
-                .lag
-                .remove_label_values(&[t.topic.as_str(), &t.partition.to_string()])
-                .ok();
+            let labels = [t.topic.as_str(), &t.partition.to_string()];
+            for g in [
+                &self.metrics.lag,
+                &self.metrics.dedupe_ids_in_memory,
+                &self.metrics.dedupe_run_ids,
+                &self.metrics.dedupe_runs,
+                &self.metrics.dedupe_memory_bytes,
+            ] {
+                g.remove_label_values(&labels).ok();
+            }
             tracing::info!(topic = %t.topic, partition = t.partition, "partition released");
         }
         self.metrics.assigned.set(lock(&self.tasks).len() as i64);

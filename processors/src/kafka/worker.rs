@@ -239,7 +239,9 @@ pub(crate) fn run(ctx: WorkerCtx, rx: Receiver<Msg>) -> Result<Exit> {
         timestamps: Vec::new(),
         resume,
         last_offset: None,
+        dedupe_failures: 0,
     };
+    w.dedupe_metrics();
     let r = w.main_loop(&rx);
     let mut exit = Exit {
         next_offset: w.proc.resume_offset().map(|o| o as i64),
@@ -268,9 +270,32 @@ struct Worker {
     timestamps: Vec<i64>,
     resume: Option<i64>,
     last_offset: Option<i64>,
+    /// Dedupe run failures already counted in the metrics.
+    dedupe_failures: u64,
 }
 
 impl Worker {
+    /// Reports what the partition's dedupe index holds (after it opens and after each seal,
+    /// when it may have started or taken in a run).
+    fn dedupe_metrics(&mut self) {
+        let d = self.proc.dedupe_stats();
+        let m = &self.ctx.metrics;
+        let labels = [self.ctx.topic.as_str(), &self.ctx.partition.to_string()];
+        let gauges = [
+            (&m.dedupe_ids_in_memory, d.ids_in_memory),
+            (&m.dedupe_run_ids, d.ids_in_runs),
+            (&m.dedupe_runs, d.runs),
+            (&m.dedupe_memory_bytes, d.memory_bytes),
+        ];
+        for (g, v) in gauges {
+            g.with_label_values(&labels)
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+        m.dedupe_run_failures
+            .inc_by(d.failures.saturating_sub(self.dedupe_failures));
+        self.dedupe_failures = d.failures;
+    }
+
     fn main_loop(&mut self, rx: &Receiver<Msg>) -> Result<()> {
         loop {
             let timeout = self
@@ -594,6 +619,7 @@ impl Worker {
         for t in self.timestamps.drain(..) {
             hist.observe((now - t).max(0) as f64 / 1000.0);
         }
+        self.dedupe_metrics();
         // Committing is the poll loop's job; if it is gone, the manifest still says where
         // to resume.
         let _ = self.ctx.commits.send((
