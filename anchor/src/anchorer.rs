@@ -15,6 +15,36 @@ pub enum Backend {
     Evm(Box<EvmSettings>),
 }
 
+/// Refuses to anchor `dir` with the local ledger once any of its epochs went to an EVM
+/// chain (the EVM journal, `anchors/evm.jsonl`, has records). Every process that seals
+/// epochs of a data directory anchors them with its own backend, whichever holds the
+/// anchorer lock; a server or gateway configured with the defaults would otherwise put
+/// epochs of a chain-anchored directory on the node's local ledger, which auditors who
+/// check the chain do not trust. The other way (a directory anchored locally so far, now
+/// configured for a chain) is a migration, and allowed.
+pub fn check_backend(dir: &DataDir, backend: &Backend) -> Result<()> {
+    if !matches!(backend, Backend::Local) {
+        return Ok(());
+    }
+    let journal = crate::evm::journal::read(dir)?;
+    if journal.is_empty() {
+        return Ok(());
+    }
+    let contract = journal.iter().rev().find_map(|r| match r {
+        crate::evm::JournalRecord::Submitted {
+            contract, chain_id, ..
+        } => Some(format!("contract {contract} on chain {chain_id}")),
+        _ => None,
+    });
+    Err(crate::Error::Invalid(format!(
+        "the epochs of this data directory are anchored on an EVM chain ({}, journal {}); \
+         this process is configured with the local ledger and would anchor them there. \
+         Give it the same [anchor.evm] settings as the processors",
+        contract.unwrap_or_else(|| "see the journal".into()),
+        dir.evm_journal_file().display()
+    )))
+}
+
 /// An epoch that became anchored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnchoredEpoch {
@@ -136,6 +166,7 @@ impl Anchorer {
         backend: Backend,
         now_rfc3339: impl Fn() -> String,
     ) -> Result<Self> {
+        check_backend(dir, &backend)?;
         let epochs = EpochLog::open_writer(dir)?;
         let witness = match backend {
             Backend::Local => {
@@ -361,6 +392,46 @@ mod tests {
         assert!(
             err.contains("holds 0 epochs but the EVM journal anchors epochs 2..=4"),
             "{err}"
+        );
+    }
+
+    /// A directory whose epochs went to a chain is not anchored on the local ledger (a
+    /// server or gateway left on the defaults would do that); one anchored locally so far
+    /// may move to a chain.
+    #[test]
+    fn the_local_ledger_does_not_anchor_a_chain_anchored_directory() {
+        let tmp = tempfile::tempdir().expect("test step");
+        let dir = DataDir::create(tmp.path()).expect("test step");
+        let now = || "2026-12-05T00:00:00Z".to_owned();
+        // Anchored locally so far: both backends may go on.
+        let a = Anchorer::open(&dir, Duration::from_secs(1), Backend::Local, now)
+            .expect("a fresh directory opens with the local ledger");
+        drop(a);
+        check_backend(&dir, &Backend::Local).expect("no chain journal");
+        // One epoch submitted to a chain.
+        let path = dir.evm_journal_file();
+        std::fs::create_dir_all(path.parent().expect("test step")).expect("test step");
+        let line = serde_json::to_string(&submitted(0, Digest([7; 32]))).expect("test step");
+        std::fs::write(&path, line + "\n").expect("test step");
+        let err = check_backend(&dir, &Backend::Local)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("anchored on an EVM chain (contract 0x5fbdb2315678afecb367f032d93f642f64180aa3 on chain 31337")
+                && err.contains("[anchor.evm]"),
+            "{err}"
+        );
+        let err = Anchorer::open(&dir, Duration::from_secs(1), Backend::Local, now)
+            .expect_err("the anchorer refuses too")
+            .to_string();
+        assert!(err.contains("anchored on an EVM chain"), "{err}");
+        // Nothing was written to the ledger by the refused open.
+        assert!(
+            LocalLedger::open(&dir)
+                .expect("ledger")
+                .entries()
+                .is_empty(),
+            "the local ledger anchored nothing"
         );
     }
 }

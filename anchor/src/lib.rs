@@ -42,7 +42,7 @@ mod storage;
 pub mod store;
 pub mod tables;
 
-pub use anchorer::{AnchoredEpoch, Anchorer, Backend};
+pub use anchorer::{AnchoredEpoch, Anchorer, Backend, check_backend};
 pub use batch::{BatchWriter, SealInput, batch_id};
 pub use epoch::{EpochLog, EpochRecord, log_of_epochs};
 pub use error::{ChainError, Error, Result};

@@ -129,6 +129,7 @@ impl Embedded {
     /// entries; the partition's lock keeps a second process out) and starts the processor
     /// and epoch threads.
     pub fn start(dir: &DataDir, cfg: EmbeddedConfig) -> Result<Self> {
+        veritrace_anchor::check_backend(dir, &cfg.backend)?;
         let lock = |p: u32| dir.try_lock(&dir.partition_lock_file(&cfg.stream, p), &cfg.holder);
         let mut journal = None;
         let (proc, lock) = match cfg.kind {

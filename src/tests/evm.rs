@@ -369,6 +369,39 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
         .args(["-9", &import.id().to_string()])
         .status();
     let _ = import.wait();
+    // A server left on the default anchoring (the local ledger) would anchor its audit
+    // log's epochs, and the pending epochs of this chain-anchored directory, there: it
+    // refuses to start, and says what to configure.
+    let mut serve = bin()
+        .args([
+            "serve",
+            "--data",
+            data.to_str().expect("p"),
+            "--listen",
+            "127.0.0.1:0",
+            "--flight-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let until = Instant::now() + Duration::from_secs(60);
+    while serve.try_wait().expect("wait").is_none() {
+        if Instant::now() > until {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            panic!("a server on the local ledger started on a chain-anchored directory");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = serve.wait_with_output().expect("serve");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("anchored on an EVM chain") && err.contains("[anchor.evm]"),
+        "{err}"
+    );
     // A monitor following the log sees checkpoints whose anchors do not come: an alarm
     // once the grace period has passed (the server writes no audit log of its own here).
     {

@@ -451,6 +451,7 @@ pub fn run(
     if cfg.topics.is_empty() {
         return Err(Error::Config("no topics to consume (kafka.topics)".into()));
     }
+    veritrace_anchor::check_backend(dir, &cfg.backend)?;
     let producer: FutureProducer = cfg
         .client
         .producer_config("veritrace-process")?
