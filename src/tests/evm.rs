@@ -372,16 +372,7 @@ fn an_import_killed_with_anchors_in_flight_finishes_without_a_second_transaction
     // A server left on the default anchoring (the local ledger) would anchor its audit
     // log's epochs, and the pending epochs of this chain-anchored directory, there: it
     // refuses to start, and says what to configure.
-    let mut serve = bin()
-        .args([
-            "serve",
-            "--data",
-            data.to_str().expect("p"),
-            "--listen",
-            "127.0.0.1:0",
-            "--flight-listen",
-            "127.0.0.1:0",
-        ])
+    let mut serve = common::serve_command(&data)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

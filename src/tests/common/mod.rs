@@ -96,20 +96,26 @@ impl Drop for Server {
     }
 }
 
+/// `veritrace serve` of `data` on free loopback ports (HTTP and Flight SQL).
+pub(crate) fn serve_command(data: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--data",
+        data.to_str().expect("path"),
+        "--listen",
+        "127.0.0.1:0",
+        "--flight-listen",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
 impl Server {
     /// Serves `data` with the given `VERITRACE__...` settings.
     pub(crate) fn start(data: &Path, env: &[(&str, &str)]) -> Server {
-        let mut cmd = bin();
-        cmd.args([
-            "serve",
-            "--data",
-            data.to_str().expect("path"),
-            "--listen",
-            "127.0.0.1:0",
-            "--flight-listen",
-            "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped());
+        let mut cmd = serve_command(data);
+        cmd.stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
