@@ -120,6 +120,23 @@ impl ProcessorMetrics {
     }
 }
 
+impl ProcessorMetrics {
+    /// Drops the series of a partition this process no longer owns: its lag and what its
+    /// dedupe index held (the committed offset stays: it is the group's, not the owner's).
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let labels = [topic, &partition.to_string()];
+        for g in [
+            &self.lag,
+            &self.dedupe_ids_in_memory,
+            &self.dedupe_run_ids,
+            &self.dedupe_runs,
+            &self.dedupe_memory_bytes,
+        ] {
+            g.remove_label_values(&labels).ok();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

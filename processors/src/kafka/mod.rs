@@ -291,16 +291,7 @@ impl Shared {
                     t.topic, t.partition
                 ))),
             }
-            let labels = [t.topic.as_str(), &t.partition.to_string()];
-            for g in [
-                &self.metrics.lag,
-                &self.metrics.dedupe_ids_in_memory,
-                &self.metrics.dedupe_run_ids,
-                &self.metrics.dedupe_runs,
-                &self.metrics.dedupe_memory_bytes,
-            ] {
-                g.remove_label_values(&labels).ok();
-            }
+            self.metrics.forget_partition(&t.topic, t.partition);
             tracing::info!(topic = %t.topic, partition = t.partition, "partition released");
         }
         self.metrics.assigned.set(lock(&self.tasks).len() as i64);
