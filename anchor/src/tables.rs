@@ -321,6 +321,43 @@ mod tests {
 
     use super::*;
 
+    /// Each setting names its column by a plain string, which parquet turns into a column
+    /// path by `From<&str>`: a dotted name (`readings.key_value.key`) becomes one path element
+    /// that matches no nested column, and the setting is silently ignored. So every name must
+    /// be a top-level column of a primitive type, whose name is its whole path.
+    #[test]
+    fn every_column_setting_names_a_top_level_leaf_column() {
+        for t in [&EVENTS, &REJECTED, &EDGES] {
+            let schema = t.schema();
+            let lists = [
+                ("bloom_columns", t.bloom_columns),
+                ("sort_key", t.sort_key),
+                ("plain_columns", t.plain_columns),
+                ("no_dictionary_columns", t.no_dictionary_columns),
+                ("shared_columns", t.shared_columns),
+                ("delta_columns", t.delta_columns),
+                ("uncompressed_columns", t.uncompressed_columns),
+                ("fresh_delta_columns", t.fresh_delta_columns),
+            ];
+            for (list, names) in lists {
+                for name in names {
+                    let field = schema.field_with_name(name).unwrap_or_else(|_| {
+                        panic!("{}.{list} names {name:?}, which is no column", t.name)
+                    });
+                    assert!(
+                        field.data_type().is_primitive()
+                            || matches!(
+                                field.data_type(),
+                                DataType::Utf8 | DataType::Binary | DataType::FixedSizeBinary(_)
+                            ),
+                        "{}.{list} names {name:?}, a nested column: give its leaf's ColumnPath",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+
     /// A point lookup reads `canonical` and these columns of one row; each compressed chunk
     /// costs it a zstd context and a page decompression (see `queries/src/lookup.rs`).
     #[test]
